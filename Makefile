@@ -1,0 +1,35 @@
+# Two commands for a fresh machine:
+#   make demo   -> creates .venv, installs the plugin, opens napari on the bundled demo sample
+#   make test   -> creates .venv, installs test deps (and Xvfb/Mesa when root), runs lint + all tests
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-unit bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip wheel
+	$(PY) -m pip install -e ".[all,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/ensure_display.sh --check-only
+	$(VENV)/bin/carspatial demo
+
+test: $(STAMP)
+	bash scripts/ensure_display.sh
+	$(VENV)/bin/lint-imports
+	bash scripts/run_tests.sh $(VENV)
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,98 @@
+"""Data conventions, each defined in exactly one place.
+
+* Axis order: napari arrays and coordinates are (y, x) (row, column); ``obsm["spatial"]`` is
+  (x, y) as in scverse. :func:`spatial_to_yx` / :func:`yx_to_spatial` are the only converters.
+* ``obsm["spatial"]`` is in level-0 pixels; the pixel size in µm is stored in the table's ``uns``
+  (:data:`UNS_KEY` ``["pixel_size_um"]``). Every distance shown to or typed by a user is in µm.
+* The table links to the mask through an instance-id column declared the SpatialData way:
+  ``uns["spatialdata_attrs"] = {"region": ..., "region_key": ..., "instance_key": ...}``.
+* Categorical colours live in ``uns[f"{key}_colors"]`` aligned with the categories (scanpy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: default name of the instance-id (mask label) column in ``obs``
+INSTANCE_KEY = "cell_id"
+#: default name of the region column in ``obs`` (which labels element each row belongs to)
+REGION_KEY = "region"
+#: key in ``uns`` for this plugin's own metadata
+UNS_KEY = "carspatial"
+#: key under which centroids are stored
+SPATIAL_KEY = "spatial"
+
+
+def spatial_to_yx(xy: np.ndarray) -> np.ndarray:
+    """Convert scverse ``obsm["spatial"]`` (x, y) coordinates to napari (y, x)."""
+    xy = np.asarray(xy)
+    if xy.ndim != 2 or xy.shape[1] < 2:
+        raise ValueError(f"expected an (n, 2) array of (x, y) coordinates, got shape {xy.shape}")
+    return xy[:, 1::-1].copy()
+
+
+def yx_to_spatial(yx: np.ndarray) -> np.ndarray:
+    """Convert napari (y, x) coordinates to scverse (x, y) for ``obsm["spatial"]``."""
+    yx = np.asarray(yx)
+    if yx.ndim != 2 or yx.shape[1] < 2:
+        raise ValueError(f"expected an (n, 2) array of (y, x) coordinates, got shape {yx.shape}")
+    return yx[:, 1::-1].copy()
+
+
+def set_table_link(adata, *, region: str, instance_key: str = INSTANCE_KEY, region_key: str = REGION_KEY) -> None:
+    """Declare (in place) that ``adata`` annotates labels element ``region`` via ``instance_key``.
+
+    Writes ``obs[region_key]`` (categorical) and ``uns["spatialdata_attrs"]`` exactly as
+    SpatialData's ``TableModel`` expects, so napari-spatialdata and squidpy can read it.
+    """
+    import pandas as pd
+
+    if instance_key not in adata.obs:
+        raise KeyError(f"instance key column {instance_key!r} not in obs")
+    adata.obs[region_key] = pd.Categorical([region] * adata.n_obs)
+    adata.uns["spatialdata_attrs"] = {
+        "region": region,
+        "region_key": region_key,
+        "instance_key": instance_key,
+    }
+
+
+def get_table_link(adata) -> dict[str, Any]:
+    """Return ``{"region", "region_key", "instance_key"}`` for ``adata`` (defaults if undeclared)."""
+    attrs = dict(adata.uns.get("spatialdata_attrs", {}) or {})
+    attrs.setdefault("instance_key", INSTANCE_KEY)
+    attrs.setdefault("region_key", REGION_KEY)
+    attrs.setdefault("region", None)
+    return attrs
+
+
+def instance_ids(adata) -> np.ndarray:
+    """The mask label of every table row, as int64."""
+    key = get_table_link(adata)["instance_key"]
+    if key not in adata.obs:
+        raise KeyError(f"the table has no instance-id column {key!r}")
+    return np.asarray(adata.obs[key], dtype=np.int64)
+
+
+def pixel_size_um(adata, default: float | None = None) -> float | None:
+    """Pixel size (µm per level-0 pixel) stored in the table, or ``default``."""
+    meta = adata.uns.get(UNS_KEY, {}) or {}
+    value = meta.get("pixel_size_um", default)
+    return None if value is None else float(value)
+
+
+def set_pixel_size_um(adata, value: float | None) -> None:
+    """Store the pixel size (µm per level-0 pixel) in ``adata.uns``."""
+    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
+    if value is None:
+        meta.pop("pixel_size_um", None)
+    else:
+        meta["pixel_size_um"] = float(value)
+    adata.uns[UNS_KEY] = meta
+
+
+def colors_key(key: str) -> str:
+    """scanpy's key for the colours of categorical column ``key``."""
+    return f"{key}_colors"

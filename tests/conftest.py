@@ -1,0 +1,37 @@
+"""Shared fixtures: where the real data lives, and the GUI policy.
+
+Real data nobody on this project made lives in ``../shared/data/real`` relative to the project
+root. Tests that need it skip with a clear reason where it is absent (outside this setup).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("CARSPATIAL_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+
+
+def _real(sub: str) -> Path:
+    p = REAL / sub
+    if not p.exists():
+        pytest.skip(f"real data folder {p} is absent (it ships only with the project's shared/ folder)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    return _real("")
+
+
+@pytest.fixture(scope="session")
+def cytomapper_dir() -> Path:
+    return _real("cytomapper_pancreas_imc")
+
+
+@pytest.fixture(scope="session")
+def steinbock_dir() -> Path:
+    return _real("steinbock_imc_testdata")
