@@ -1,1 +1,6 @@
-"""placeholder"""
+"""Adapters between the headless model and napari layers. No Qt here."""
+
+from .layers import add_sample_layers, sample_to_layer_data
+from .store import samples_in_viewer
+
+__all__ = ["add_sample_layers", "sample_to_layer_data", "samples_in_viewer"]

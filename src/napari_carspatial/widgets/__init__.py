@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Qt widgets: the only place that imports qtpy or magicgui."""

@@ -1,0 +1,185 @@
+"""Turn a ``Sample`` into napari layers (layer-data tuples) and back. No Qt.
+
+* one image layer per channel, named by marker, a sensible colour per channel, additive blending,
+  contrast limits from percentiles of the smallest pyramid level (level 0 is never read);
+* the segmentation as a labels layer (outlines by default) whose hover shows cell id and type;
+* layers are scaled to µm when the pixel size is known, so the scale bar and rulers read µm.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..model import Sample, instance_ids
+from . import store
+
+log = logging.getLogger(__name__)
+
+# Marker -> napari colormap. Nuclear stains blue, epithelium/tumour green, T cells red/magenta...
+_KNOWN = {
+    "dapi": "blue", "hoechst": "blue", "h3": "blue", "histone": "blue", "ir191": "blue", "ir193": "blue",
+    "dna": "blue", "nuclear": "blue",
+    "panck": "green", "pan-ck": "green", "keratin": "green", "cytokeratin": "green", "ecad": "green",
+    "cdh": "green", "e-cadherin": "green", "epcam": "green",
+    "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cea": "yellow", "her2": "yellow",
+    "cd3": "red", "car": "magenta", "cd8": "I Orange", "cd8a": "I Orange", "cd4": "I Forest",
+    "cd68": "cyan", "cd163": "I Blue", "pd-l1": "I Purple", "pdl1": "I Purple", "pd-1": "I Bordeaux",
+    "pd1": "I Bordeaux", "ki-67": "gray", "ki67": "gray", "cd20": "I Forest", "sma": "gray",
+    "cd31": "gray", "cd45": "red",
+}
+_CYCLE = ["green", "magenta", "cyan", "yellow", "red", "I Orange", "I Purple", "I Forest",
+          "I Blue", "I Bordeaux", "gray"]
+# Markers shown by default (others loaded but hidden): too many additive channels is mush.
+_DEFAULT_VISIBLE = ["dapi", "h3", "panck", "cdh", "msln", "cd3", "car", "cd68", "cd8a"]
+MAX_DEFAULT_VISIBLE = 5
+
+
+def channel_colormaps(names: list[str]) -> list[str]:
+    """A napari colormap name per channel: known markers get their usual colour, others cycle."""
+    out, used, k = [], set(), 0
+    for n in names:
+        cmap = _KNOWN.get(n.strip().lower())
+        if cmap is None or (cmap in used and cmap not in ("gray",)):
+            while _CYCLE[k % len(_CYCLE)] in used and k < 2 * len(_CYCLE):
+                k += 1
+            cmap = _CYCLE[k % len(_CYCLE)]
+            k += 1
+        used.add(cmap)
+        out.append(cmap)
+    return out
+
+
+def default_visible(names: list[str]) -> list[bool]:
+    """Which channels to show first: a handful of key markers, else the first three."""
+    low = [n.strip().lower() for n in names]
+    chosen = [i for key in _DEFAULT_VISIBLE for i, n in enumerate(low) if n == key][:MAX_DEFAULT_VISIBLE]
+    if not chosen:
+        chosen = list(range(min(3, len(names))))
+    return [i in chosen for i in range(len(names))]
+
+
+def contrast_limits(level, *, low: float = 1.0, high: float = 99.8) -> list[tuple[float, float]]:
+    """Per-channel (low, high) percentile limits of one (C, Y, X) pyramid level.
+
+    Call it with the *smallest* level: it is computed, so it must be small.
+    """
+    arr = np.asarray(level.compute() if hasattr(level, "compute") else level, dtype=np.float32)
+    flat = arr.reshape(arr.shape[0], -1)
+    lims = []
+    for row in flat:
+        finite = row[np.isfinite(row)]
+        if finite.size == 0:
+            lims.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(finite, [low, high])
+        if hi <= lo:
+            hi = lo + (1.0 if finite.max() <= lo else float(finite.max() - lo))
+        lims.append((float(lo), float(hi)))
+    return lims
+
+
+def _scale(sample: Sample) -> tuple[float, float]:
+    px = sample.pixel_size_um
+    return (px, px) if px else (1.0, 1.0)
+
+
+def _units(sample: Sample) -> tuple[str, str]:
+    return ("um", "um") if sample.pixel_size_um else ("pixel", "pixel")
+
+
+def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFrame | None:
+    """Labels-layer features for hover: ``index`` (= mask label) and the cell type."""
+    t = sample.table
+    if t is None:
+        return None
+    feats = {"index": instance_ids(t)}
+    key = type_key or guess_type_key(t)
+    if key is not None:
+        feats[key] = t.obs[key].astype(str).to_numpy()
+    return pd.DataFrame(feats)
+
+
+def guess_type_key(adata) -> str | None:
+    """The most likely cell-type column of a table (None when there is none)."""
+    prefs = ["cell_type_curated", "cell_type", "celltype", "CellType", "phenotype", "Phenotype",
+             "cluster", "leiden", "louvain"]
+    for k in prefs:
+        if k in adata.obs:
+            return k
+    for k in adata.obs.columns:
+        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region",):
+            return k
+    return None
+
+
+def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tuple[Any, dict, str]]:
+    """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed."""
+    sid = sid or store.register(sample)
+    scale = _scale(sample)
+    out: list[tuple[Any, dict, str]] = []
+    if sample.image:
+        names = sample.channel_names
+        pyramid = sample.image
+        multiscale = len(pyramid) > 1
+        smallest = min(pyramid, key=lambda a: a.shape[-1] * a.shape[-2])
+        clims = contrast_limits(smallest)
+        cmaps = channel_colormaps(names)
+        visible = default_visible(names)
+        meta = {
+            "channel_axis": 0,
+            "name": list(names),
+            "colormap": cmaps,
+            "contrast_limits": clims,
+            "blending": "additive",
+            "visible": visible,
+            "scale": scale,
+            "units": _units(sample),
+            "multiscale": multiscale,
+            "metadata": [
+                {store.META_SAMPLE: sid, store.META_ROLE: "image", store.META_CHANNEL: n} for n in names
+            ],
+        }
+        out.append((pyramid if multiscale else pyramid[0], meta, "image"))
+    if sample.labels:
+        labels = sample.labels
+        meta = {
+            "name": f"{sample.name} cells",
+            "scale": scale,
+            "units": _units(sample),
+            "multiscale": len(labels) > 1,
+            "opacity": 0.8,
+            "blending": "translucent",
+            "metadata": {store.META_SAMPLE: sid, store.META_ROLE: "labels"},
+        }
+        feats = hover_features(sample)
+        if feats is not None:
+            meta["features"] = feats
+        out.append((labels if len(labels) > 1 else labels[0], meta, "labels"))
+    return out
+
+
+def add_sample_layers(viewer, sample: Sample) -> list:
+    """Add ``sample`` to ``viewer`` (images, then cell outlines) and return the new layers."""
+    store.watch_viewer(viewer)
+    layers = []
+    for data, meta, kind in sample_to_layer_data(sample):
+        if kind == "image":
+            added = viewer.add_image(data, **meta)
+            layers.extend(added if isinstance(added, list) else [added])
+        elif kind == "labels":
+            lbl = viewer.add_labels(data, **meta)
+            style_labels(lbl)
+            layers.append(lbl)
+    if sample.pixel_size_um:
+        viewer.scale_bar.visible = True
+        viewer.scale_bar.unit = "um"
+    return layers
+
+
+def style_labels(layer) -> None:
+    """Cell outlines rather than filled blobs, so the markers underneath stay readable."""
+    layer.contour = 1
