@@ -175,11 +175,19 @@ def add_sample_layers(viewer, sample: Sample) -> list:
             style_labels(lbl)
             layers.append(lbl)
     if sample.pixel_size_um:
-        viewer.scale_bar.visible = True
-        viewer.scale_bar.unit = "um"
+        show_scale_bar(viewer)
     return layers
 
 
 def style_labels(layer) -> None:
     """Cell outlines rather than filled blobs, so the markers underneath stay readable."""
     layer.contour = 1
+
+
+def show_scale_bar(viewer) -> None:
+    """Show the scale bar (its unit comes from the layers' ``units``, µm when known)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    bar = getattr(overlays, "scale_bar", None) if overlays is not None else None
+    if bar is None:  # napari < 0.9
+        bar = viewer.scale_bar
+    bar.visible = True

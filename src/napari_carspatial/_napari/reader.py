@@ -85,8 +85,7 @@ def _style_when_added() -> None:
             _layers.style_labels(layer)
             layer.metadata["_styled"] = True
             if getattr(layer, "units", None) is not None and store.sample_of(layer) and store.sample_of(layer).pixel_size_um:
-                viewer.scale_bar.visible = True
-                viewer.scale_bar.unit = "um"
+                _layers.show_scale_bar(viewer)
 
     if viewer not in _hooked:
         _hooked.add(viewer)

@@ -1,0 +1,110 @@
+"""The sample shows up in a real napari viewer: named channels, outlines, hover with id and type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_carspatial._napari import store
+from napari_carspatial._napari.layers import add_sample_layers
+from napari_carspatial.model import Sample
+
+
+def _small_sample(name="tiny"):
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    img = rng.random((3, 64, 80), dtype=np.float32)
+    lab = np.zeros((64, 80), np.uint32)
+    lab[5:20, 5:25] = 17
+    lab[30:50, 40:70] = 4242
+    table = ad.AnnData(
+        X=np.ones((2, 3), np.float32),
+        obs=pd.DataFrame({"cell_id": [17, 4242], "cell_type": pd.Categorical(["CAR T", "Tumor"])},
+                         index=["c17", "c4242"]),
+    )
+    table.var_names = ["DAPI", "CD3", "CAR"]
+    s = Sample(name, image=[img, img[:, ::2, ::2]], channel_names=["DAPI", "CD3", "CAR"],
+               pixel_size_um=0.5, labels=[lab, lab[::2, ::2]], table=table)
+    return s.validate()
+
+
+def test_add_sample_layers_names_colours_scale(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
+    sample = _small_sample()
+    layers = add_sample_layers(viewer, sample)
+    names = [lyr.name for lyr in viewer.layers]
+    assert names == ["DAPI", "CD3", "CAR", "tiny cells"]
+    imgs = [lyr for lyr in layers if lyr.__class__.__name__ == "Image"]
+    assert all(lyr.blending == "additive" for lyr in imgs)
+    assert imgs[0].colormap.name == "blue"            # DAPI is blue
+    assert imgs[1].colormap.name == "red"             # CD3 red
+    assert all(lyr.multiscale for lyr in layers)
+    np.testing.assert_allclose(imgs[0].scale, [0.5, 0.5])
+    labels = viewer.layers["tiny cells"]
+    assert labels.contour == 1
+    assert viewer.canvas.overlays.scale_bar.visible
+    # the registry resolves the layer back to the sample, layers only hold an id
+    assert store.sample_of(labels) is sample
+    assert isinstance(labels.metadata[store.META_SAMPLE], str)
+
+
+def test_hover_status_shows_cell_id_and_type(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
+    add_sample_layers(viewer, _small_sample())
+    labels = viewer.layers["tiny cells"]
+    # world coordinates are µm (pixel size 0.5): pixel (10, 10) -> (5, 5) µm, inside cell 17
+    status = labels.get_status((5.0, 5.0), world=True)
+    text = status["coordinates"] if isinstance(status, dict) else str(status)
+    assert "17" in text and "CAR T" in text
+    status = labels.get_status((20.0, 25.0), world=True)  # pixel (40, 50): cell 4242
+    text = status["coordinates"] if isinstance(status, dict) else str(status)
+    assert "4242" in text and "Tumor" in text
+
+
+def test_contrast_from_smallest_level_only(make_napari_viewer_proxy):
+    import dask.array as da
+
+    viewer = make_napari_viewer_proxy()
+    big = da.random.random((3, 4096, 4096), chunks=(1, 1024, 1024)).astype(np.float32)
+
+    def _boom(block):
+        raise AssertionError("level 0 was read")
+
+    poisoned = big.map_blocks(_boom, dtype=np.float32)
+    small = da.from_array(np.linspace(0, 1, 3 * 64 * 64, dtype=np.float32).reshape(3, 64, 64))
+    s = Sample("lazy", image=[poisoned, small], channel_names=["a", "b", "c"]).validate()
+    from napari_carspatial._napari.layers import sample_to_layer_data
+
+    data, meta, kind = sample_to_layer_data(s)[0]
+    assert kind == "image" and meta["multiscale"]
+    assert len(meta["contrast_limits"]) == 3
+    lo, hi = meta["contrast_limits"][0]
+    assert 0 <= lo < hi <= 1
+
+
+def test_sample_widget_lists_sample(make_napari_viewer_proxy, qtbot):
+    from napari_carspatial.widgets.sample_widget import SampleWidget
+
+    viewer = make_napari_viewer_proxy()
+    widget = SampleWidget(viewer)
+    qtbot.addWidget(widget)
+    add_sample_layers(viewer, _small_sample("listed"))
+    assert widget.tree.topLevelItemCount() == 1
+    top = widget.tree.topLevelItem(0)
+    assert top.text(0) == "listed"
+    rows = {top.child(i).text(0): top.child(i).text(1) for i in range(top.childCount())}
+    assert rows["cells"] == "2"
+    assert rows["pixel size"] == "0.5 µm"
+    viewer.layers.clear()
+    assert widget.tree.topLevelItemCount() == 0
+
+
+def test_reader_bad_file_notifies_instead_of_traceback(tmp_path, make_napari_viewer_proxy):
+    from napari_carspatial._napari.reader import read_path
+
+    bad = tmp_path / "broken.ome.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 20)   # a TIFF header and nothing else
+    out = read_path(str(bad))
+    assert out == [(None,)]

@@ -1,0 +1,139 @@
+"""Sample validation, conventions and chunked label statistics (headless)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from napari_carspatial.model import (
+    ROI,
+    Sample,
+    SampleError,
+    get_table_link,
+    label_stats,
+    pixel_size_um,
+    set_table_link,
+    spatial_to_yx,
+    yx_to_spatial,
+)
+
+
+def _mask():
+    lab = np.zeros((40, 50), np.uint32)
+    lab[2:6, 3:9] = 824          # non-consecutive ids, like real masks
+    lab[10:20, 10:15] = 7
+    lab[30:39, 40:49] = 100000
+    return lab
+
+
+def _table(ids, **obs):
+    obs = {"cell_id": ids, **obs}
+    return ad.AnnData(obs=pd.DataFrame(obs, index=[f"c{i}" for i in range(len(ids))]))
+
+
+def test_axis_conversion_roundtrip():
+    xy = np.array([[1.0, 2.0], [3.0, 4.0]])
+    yx = spatial_to_yx(xy)
+    np.testing.assert_array_equal(yx, [[2.0, 1.0], [4.0, 3.0]])
+    np.testing.assert_array_equal(yx_to_spatial(yx), xy)
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        spatial_to_yx(np.zeros(3))
+
+
+def test_label_stats_numpy_equals_dask_equals_scipy():
+    lab = _mask()
+    a = label_stats(lab)
+    b = label_stats(da.from_array(lab, chunks=(7, 11)))   # cells cut across chunks
+    pd.testing.assert_frame_equal(a, b)
+    ids = np.unique(lab)[1:]
+    np.testing.assert_array_equal(a["id"], ids)
+    np.testing.assert_array_equal(a["n"], ndimage.sum_labels(np.ones_like(lab), lab, ids))
+    com = np.array(ndimage.center_of_mass(np.ones_like(lab), lab, ids))
+    np.testing.assert_allclose(a[["y", "x"]].to_numpy(), com)
+
+
+def test_validate_computes_centroids_and_declares_link():
+    s = Sample("s1", image=[np.zeros((2, 40, 50), np.float32)], labels=[_mask()],
+               table=_table([7, 824, 100000]), pixel_size_um=0.65).validate()
+    t = s.table
+    link = get_table_link(t)
+    assert link == {"region": "s1_labels", "region_key": "region", "instance_key": "cell_id"}
+    assert list(t.obs["region"].unique()) == ["s1_labels"]
+    # cell 7 occupies rows 10..19, cols 10..14 -> centre (y 14.5, x 12); obsm is (x, y)
+    np.testing.assert_allclose(t.obsm["spatial"][0], [12.0, 14.5])
+    assert pixel_size_um(t) == pytest.approx(0.65)
+    assert t.obs["area"].tolist() == [50, 24, 81]
+
+
+def test_validate_shape_mismatch_names_both_files():
+    s = Sample("s", image=[np.zeros((2, 41, 50))], labels=[_mask()],
+               paths={"image": "/data/img.ome.tif", "mask": "/data/mask.tif"})
+    with pytest.raises(SampleError) as e:
+        s.validate()
+    msg = str(e.value)
+    assert "/data/mask.tif" in msg and "(40, 50)" in msg and "(41, 50)" in msg and "img.ome.tif" in msg
+
+
+def test_validate_ids_not_matching_gives_counts_and_examples():
+    s = Sample("s", labels=[_mask()], table=_table([7, 824, 5, 6]), paths={"table": "cells.csv", "mask": "m.tif"})
+    with pytest.raises(SampleError) as e:
+        s.validate()
+    msg = str(e.value)
+    assert msg.startswith("cells.csv: ")
+    assert "2 of 4 table ids are not in the mask (e.g. [5, 6])" in msg
+    assert "1 of 3 mask ids have no table row (e.g. [100000])" in msg
+
+
+def test_validate_duplicate_ids():
+    s = Sample("s", labels=[_mask()], table=_table([7, 7, 824, 100000]), paths={"table": "t.h5ad"})
+    with pytest.raises(SampleError, match=r"t.h5ad: 1 cell id\(s\) appear more than once.*\[7\]"):
+        s.validate()
+
+
+def test_validate_float_mask_and_bad_channel_names():
+    with pytest.raises(SampleError, match="integer cell ids"):
+        Sample("s", labels=[_mask().astype(float)], paths={"mask": "m.tif"}).validate()
+    with pytest.raises(SampleError, match="2 channel names for 3 channels"):
+        Sample("s", image=[np.zeros((3, 4, 4))], channel_names=["a", "b"], paths={"image": "i.tif"}).validate()
+
+
+def test_validate_nan_coordinates_recomputed_from_mask():
+    t = _table([7, 824, 100000])
+    t.obsm["spatial"] = np.array([[np.nan, 1.0], [5.0, 3.5], [44.0, 34.0]])
+    s = Sample("s", labels=[_mask()], table=t).validate()
+    np.testing.assert_allclose(s.table.obsm["spatial"][0], [12.0, 14.5])
+    t2 = _table([7])
+    t2.obsm["spatial"] = np.array([[np.nan, 1.0]])
+    with pytest.raises(SampleError, match="NaN"):
+        Sample("s", table=t2).validate()
+
+
+def test_duplicate_channel_names_made_unique():
+    s = Sample("s", image=[np.zeros((3, 4, 4))], channel_names=["CD3", "CD3", "DAPI"]).validate()
+    assert s.channel_names == ["CD3", "CD3_1", "DAPI"]
+
+
+def test_set_table_link_requires_column():
+    t = _table([1, 2])
+    with pytest.raises(KeyError):
+        set_table_link(t, region="r", instance_key="nope")
+
+
+def test_roi_contains_vectorised_and_validates():
+    roi = ROI("core", [[0, 0], [0, 10], [10, 10], [10, 0]], cls="Tumor core")
+    inside = roi.contains(np.array([[5, 5], [15, 5], [9.5, 0.5]]))
+    assert inside.tolist() == [True, False, True]
+    assert roi.area_px() == 100
+    with pytest.raises(ValueError, match="at least 3"):
+        ROI("bad", [[0, 0], [1, 1]])
+    with pytest.raises(ValueError, match="NaN"):
+        ROI("bad", [[0, 0], [1, np.nan], [2, 2]])
+
+
+def test_blinded_metadata_hides_clinical_fields():
+    s = Sample("s", metadata={"sample": "P1-post", "patient": "P1", "timepoint": "post", "response": "CR", "stain": "panel A"})
+    assert s.public_metadata(blinded=True) == {"sample": "P1-post", "stain": "panel A"}
