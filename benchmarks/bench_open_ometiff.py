@@ -1,0 +1,452 @@
+"""Opening a large pyramidal multiplexed OME-TIFF: time to first frame and peak memory.
+
+Data: a synthetic 30-channel pyramidal OME-TIFF written once into ``benchmarks/_data`` (reused
+while valid). Full run: 30 x 12000 x 12000 uint16 (8.64 GB at level 0, 11.5 GB with the pyramid),
+uncompressed, 512 x 512 tiles, sub-IFD levels halving down to <= 1024 px, channel names and
+``PhysicalSizeX/Y = 0.5 µm`` in the OME-XML. ``quick``: 30 x 4096 x 4096 (1.0 GB at level 0).
+It is generated tile by tile, so writing needs a few MB of memory.
+
+Measurements, each in a fresh process with the file evicted from the page cache first
+(``posix_fadvise(DONTNEED)``: a cold open, as after copying a slide from a server):
+
+* ``open_ometiff_headless``: ``napari_carspatial.io.read_sample(path)`` plus contrast limits of
+  every channel computed from the smallest pyramid level. Time and peak RSS.
+* ``open_ometiff_first_frame``: under Xvfb, an open ``napari.Viewer`` (created before the clock
+  starts), then ``read_sample`` + ``napari_carspatial._napari.layers.add_sample_layers`` until the
+  canvas has drawn a frame with every visible layer loaded. Time and peak RSS of the process
+  (viewer, Qt, Mesa software GL included). Targets: < 3 s, < 1.5 GB.
+
+Reference: napari's own reading path for this file, i.e. the builtin reader (``napari_builtins``,
+imageio -> tifffile), which reads level 0 of all channels eagerly. It needs the whole level 0 in
+RAM, so it only runs when free memory is > 2.5x level 0; otherwise the reference is plain
+``tifffile.imread`` of level 0 of ONE channel (labelled as such). The reference measures reading
+only (no viewer), so for the first-frame row it is a lower bound of napari's own path.
+
+Run on its own: ``python benchmarks/bench_open_ometiff.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    DATA_DIR,
+    current_rss_mb,
+    evict_from_page_cache,
+    free_disk_gb,
+    peak_rss_mb,
+    result,
+    run_child,
+    write_child_result,
+)
+
+log = logging.getLogger("benchmarks.open_ometiff")
+
+FORMAT_VERSION = 1
+TILE = 512
+PIXEL_SIZE_UM = 0.5
+MARKERS = [
+    "DAPI", "CD3", "CD4", "CD8", "CAR-idiotype", "CD19", "CD20", "CD45", "CD68", "CD163",
+    "CD11b", "CD15", "PanCK", "MSLN", "PSMA", "PD-1", "PD-L1", "LAG-3", "TIM-3", "Ki-67",
+    "GZMB", "FOXP3", "CD31", "SMA", "Vimentin", "HLA-DR", "CD11c", "CD56", "E-cadherin", "Collagen IV",
+]
+SIZES = {
+    # name: (channels, y, x)
+    "full": (30, 12000, 12000),
+    "quick": (30, 4096, 4096),
+}
+TARGET_FIRST_FRAME_S = 3.0
+TARGET_PEAK_MB = 1536.0
+
+
+# ---------------------------------------------------------------------------- synthetic data
+def level_shapes(shape_yx: tuple[int, int], max_small: int = 1024) -> list[tuple[int, int]]:
+    """Level-0 shape, then halved (rounding up) until both sides are <= ``max_small``."""
+    shapes = [tuple(shape_yx)]
+    while max(shapes[-1]) > max_small:
+        y, x = shapes[-1]
+        shapes.append(((y + 1) // 2, (x + 1) // 2))
+    return shapes
+
+
+class _Texture:
+    """Cheap deterministic tissue-like texture: smooth 'tissue' envelope x 'cells' + noise.
+
+    Every term is separable (outer product of 1-D profiles), so a 512 x 512 tile costs a few
+    vector operations; any pyramid level is evaluated directly at its own resolution.
+    """
+
+    def __init__(self, n_channels: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.base = rng.uniform(80, 400, n_channels).astype(np.float32)
+        self.amp = rng.uniform(1500, 20000, n_channels).astype(np.float32)
+        # envelope: period 2000-5000 level-0 px; cells: period 14-40 px
+        self.env_f = rng.uniform(2 * np.pi / 5000, 2 * np.pi / 2000, (n_channels, 2)).astype(np.float32)
+        self.cell_f = rng.uniform(2 * np.pi / 40, 2 * np.pi / 14, (n_channels, 2)).astype(np.float32)
+        self.phase = rng.uniform(0, 2 * np.pi, (n_channels, 4)).astype(np.float32)
+        self.noise = rng.integers(0, 600, (16, TILE, TILE), dtype=np.uint16).astype(np.float32)
+
+    def tile(self, c: int, y0: int, x0: int, h: int, w: int, scale: int) -> np.ndarray:
+        ys = (np.arange(y0, y0 + h, dtype=np.float32) * scale)
+        xs = (np.arange(x0, x0 + w, dtype=np.float32) * scale)
+        fy, fx = self.env_f[c]
+        gy, gx = self.cell_f[c]
+        p = self.phase[c]
+        env = np.outer(0.5 + 0.5 * np.sin(fy * ys + p[0]), 0.5 + 0.5 * np.sin(fx * xs + p[1]))
+        # cells are finer than a pixel at coarse levels: attenuate like averaging would
+        cell_amp = 1.0 / scale
+        cells = np.outer(0.5 + 0.5 * np.sin(gy * ys + p[2]), 0.5 + 0.5 * np.sin(gx * xs + p[3]))
+        img = self.base[c] + self.amp[c] * env * (1 - cell_amp + cell_amp * cells) ** 2
+        k = (c * 7919 + (y0 // TILE) * 31 + (x0 // TILE) * 17 + scale) % len(self.noise)
+        img += self.noise[k, :h, :w]
+        out = np.zeros((TILE, TILE), np.uint16)  # full tile, zero-padded at the edges
+        out[:h, :w] = np.clip(img, 0, 65535)
+        return out
+
+    def tiles(self, n_channels: int, shape_yx: tuple[int, int], scale: int):
+        ny, nx = shape_yx
+        for c in range(n_channels):
+            for y0 in range(0, ny, TILE):
+                for x0 in range(0, nx, TILE):
+                    yield self.tile(c, y0, x0, min(TILE, ny - y0), min(TILE, nx - x0), scale)
+
+
+def data_path(size: str) -> Path:
+    c, y, x = SIZES[size]
+    return DATA_DIR / f"synthetic_{c}ch_{y}x{x}_v{FORMAT_VERSION}.ome.tif"
+
+
+def _expected_meta(size: str) -> dict:
+    c, y, x = SIZES[size]
+    return {"format_version": FORMAT_VERSION, "shape": [c, y, x], "levels": [list(s) for s in level_shapes((y, x))],
+            "tile": TILE, "pixel_size_um": PIXEL_SIZE_UM, "channel_names": MARKERS[:c]}
+
+
+def is_valid(path: Path, size: str) -> bool:
+    """The cached file exists, finished writing (sidecar), and has the expected pyramid."""
+    side = path.with_suffix(".json")
+    if not (path.exists() and side.exists()):
+        return False
+    try:
+        meta = json.loads(side.read_text())
+        if {k: meta.get(k) for k in _expected_meta(size)} != _expected_meta(size):
+            return False
+        if path.stat().st_size != meta.get("file_size"):
+            return False
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            s = tf.series[0]
+            return [list(lv.shape) for lv in s.levels] == [[meta["shape"][0], *lv] for lv in meta["levels"]]
+    except Exception as err:  # noqa: BLE001 - any problem means: regenerate
+        log.warning("cached %s is not valid (%s); regenerating", path, err)
+        return False
+
+
+def ensure_data(size: str) -> Path:
+    """Write the synthetic OME-TIFF for ``size`` unless a valid cached copy exists."""
+    import tifffile
+
+    path = data_path(size)
+    if is_valid(path, size):
+        log.info("reusing %s (%.2f GB)", path, path.stat().st_size / 1e9)
+        return path
+    c, y, x = SIZES[size]
+    shapes = level_shapes((y, x))
+    need_gb = sum(c * a * b * 2 for a, b in shapes) / 1e9 * 1.02
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    free = free_disk_gb(DATA_DIR)
+    if free < need_gb + 5:
+        raise RuntimeError(f"{DATA_DIR}: {free:.1f} GB free, need {need_gb:.1f} GB (+5 GB margin) for {path.name}")
+    tmp = path.with_name(path.name + ".partial")
+    tex = _Texture(c)
+    t0 = time.perf_counter()
+    log.info("writing %s: %d levels %s, %.1f GB", path.name, len(shapes), shapes, need_gb)
+    metadata = {
+        "axes": "CYX",
+        "Channel": {"Name": MARKERS[:c]},
+        "PhysicalSizeX": PIXEL_SIZE_UM, "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": PIXEL_SIZE_UM, "PhysicalSizeYUnit": "µm",
+    }
+    opts = dict(dtype=np.uint16, tile=(TILE, TILE), photometric="minisblack", compression=None)
+    with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tw:
+        tw.write(tex.tiles(c, shapes[0], 1), shape=(c, *shapes[0]), subifds=len(shapes) - 1,
+                 metadata=metadata, **opts)
+        for lvl, shp in enumerate(shapes[1:], start=1):
+            tw.write(tex.tiles(c, shp, 2**lvl), shape=(c, *shp), subfiletype=1, metadata=None, **opts)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    meta = _expected_meta(size) | {"file_size": path.stat().st_size, "write_s": time.perf_counter() - t0}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    log.info("wrote %s (%.2f GB) in %.0f s", path, meta["file_size"] / 1e9, meta["write_s"])
+    return path
+
+
+# ---------------------------------------------------------------------------- child processes
+def _read_sample_fn():
+    """``napari_carspatial.io.read_sample`` (a clear error while it does not exist yet)."""
+    try:
+        from napari_carspatial.io import read_sample
+    except ImportError as err:
+        raise RuntimeError(f"napari_carspatial.io.read_sample is not available ({err})") from None
+    return read_sample
+
+
+def _one_sample(result):
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _percentile_limits(level) -> np.ndarray:
+    arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
+    flat = arr.reshape(arr.shape[0], -1)
+    return np.percentile(flat, [1.0, 99.8], axis=1).T
+
+
+def _describe_pyramid(sample) -> dict:
+    info = {"levels": [list(map(int, lv.shape)) for lv in sample.image]}
+    lv0 = sample.image[0]
+    if hasattr(lv0, "chunksize"):
+        info["level0_chunksize"] = list(map(int, lv0.chunksize))
+        info["level0_chunk_mb"] = float(np.prod(lv0.chunksize) * lv0.dtype.itemsize / 2**20)
+    return info
+
+
+def _agreement(sample, path: str, smallest) -> str:
+    """Does what the reader returns match what was written? (checked after the clock stopped)"""
+    import tifffile
+
+    c = SIZES_BY_PATH(path)
+    problems = []
+    if list(sample.channel_names) != MARKERS[:c]:
+        problems.append(f"names {list(sample.channel_names)[:3]}...")
+    if sample.pixel_size_um is None or abs(float(sample.pixel_size_um) - PIXEL_SIZE_UM) > 1e-9:
+        problems.append(f"pixel size {sample.pixel_size_um}")
+    with tifffile.TiffFile(path) as tf:
+        levels = tf.series[0].levels
+        if len(sample.image) != len(levels):
+            problems.append(f"{len(sample.image)} levels, file has {len(levels)}")
+        else:
+            ref = levels[-1].asarray()
+            if not np.array_equal(np.asarray(smallest), ref):
+                problems.append("smallest level differs from tifffile")
+    return "names, 0.5 µm, levels, pixels == tifffile" if not problems else "MISMATCH: " + "; ".join(problems)
+
+
+def SIZES_BY_PATH(path: str) -> int:  # noqa: N802 - channels of a generated file
+    for size in SIZES:
+        if Path(path).name == data_path(size).name:
+            return SIZES[size][0]
+    return len(MARKERS)
+
+
+def child_headless(path: str, warm: bool) -> dict:
+    t_imp = time.perf_counter()
+    read_sample = _read_sample_fn()
+    import_s = time.perf_counter() - t_imp
+    if not warm:
+        evict_from_page_cache(path)
+    base_mb = current_rss_mb()
+    t0 = time.perf_counter()
+    sample = _one_sample(read_sample(path))
+    t_read = time.perf_counter()
+    smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+    smallest_np = np.asarray(smallest)
+    limits = _percentile_limits(smallest_np)
+    t1 = time.perf_counter()
+    peak = peak_rss_mb()
+    return {
+        "total_s": t1 - t0, "read_sample_s": t_read - t0, "contrast_s": t1 - t_read, "import_s": import_s,
+        "peak_mb": peak, "baseline_mb": base_mb, "cache": "warm" if warm else "cold",
+        "limits_example": limits[:3].round(1).tolist(), **_describe_pyramid(sample),
+        "agreement": _agreement(sample, path, smallest_np),
+    }
+
+
+def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    read_sample = _read_sample_fn()
+    try:
+        from napari_carspatial._napari.layers import add_sample_layers
+    except ImportError as err:
+        raise RuntimeError(f"napari_carspatial._napari.layers.add_sample_layers is not available ({err})") from None
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    t_end = time.perf_counter() + 2.0
+    while time.perf_counter() < t_end:  # let the window map and draw its empty canvas
+        app.processEvents()
+        time.sleep(0.01)
+    draws: list[float] = []
+    # napari has no public "frame drawn" event; the vispy canvas draw event is the truth here.
+    canvas = viewer.window._qt_viewer.canvas
+    canvas.events.draw.connect(lambda event: draws.append(time.perf_counter()), position="last")
+    if not warm:
+        evict_from_page_cache(path)
+    base_mb = current_rss_mb()
+
+    t0 = time.perf_counter()
+    sample = _one_sample(read_sample(path))
+    t_read = time.perf_counter()
+    layers = add_sample_layers(viewer, sample)
+    t_added = time.perf_counter()
+    n_draws = len(draws)
+    deadline = t_added + 300
+    t_first = None
+    while time.perf_counter() < deadline:
+        app.processEvents()
+        visible = [ly for ly in viewer.layers if ly.visible]
+        if len(draws) > n_draws and all(ly.loaded for ly in visible):
+            t_first = time.perf_counter()
+            break
+        time.sleep(0.001)
+    peak = peak_rss_mb()
+    if t_first is None:
+        raise RuntimeError("no frame was drawn within 300 s of adding the layers")
+
+    img_layers = [ly for ly in layers if ly.visible and getattr(ly, "multiscale", False)]
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    rgb = np.asarray(shot)[..., :3]
+    nonempty = bool(rgb.std() > 1.0 and (rgb.reshape(-1, 3).max(axis=0) > 30).any())
+    if screenshot:
+        try:
+            import imageio.v3 as iio
+
+            iio.imwrite(screenshot, np.asarray(shot))
+        except Exception as err:  # noqa: BLE001 - the screenshot file is a convenience
+            log.warning("could not save screenshot %s: %s", screenshot, err)
+    after_mb = current_rss_mb()
+    info = {
+        "first_frame_s": t_first - t0, "read_sample_s": t_read - t0, "add_layers_s": t_added - t_read,
+        "draw_wait_s": t_first - t_added, "peak_mb": peak, "baseline_mb": base_mb,
+        "rss_after_screenshot_mb": after_mb, "cache": "warm" if warm else "cold",
+        "n_layers": len(layers), "n_visible": sum(ly.visible for ly in layers),
+        "data_levels_shown": sorted({int(ly.data_level) for ly in img_layers}),
+        "screenshot_nonempty": nonempty, "screenshot_shape": list(rgb.shape), "screenshot": screenshot,
+        **_describe_pyramid(sample),
+    }
+    viewer.close()
+    return info
+
+
+def child_reference(path: str, level0_bytes: int) -> dict:
+    """napari's builtin reader when level 0 fits in RAM comfortably, else tifffile of one channel."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    evict_from_page_cache(path)
+    base_mb = current_rss_mb()
+    if avail > 2.5 * level0_bytes:
+        import npe2
+
+        npe2.PluginManager.instance().discover()  # registers napari's builtin reader ("napari")
+        label = "napari builtin reader (imageio->tifffile, eager: level 0, all channels), read only"
+        t0 = time.perf_counter()
+        data = npe2.read([path], plugin_name="napari", stack=False)
+        t1 = time.perf_counter()
+        shapes = [list(np.shape(d[0])) for d in data]
+    else:
+        import tifffile
+
+        label = "tifffile.imread level 0 of ONE channel (napari builtin reader would need all of level 0 in RAM)"
+        t0 = time.perf_counter()
+        arr = tifffile.imread(path, series=0, level=0, key=0)
+        t1 = time.perf_counter()
+        shapes = [list(arr.shape)]
+    return {"reference": label, "time_s": t1 - t0, "peak_mb": peak_rss_mb(), "baseline_mb": base_mb,
+            "shapes": shapes, "available_gb": avail / 1e9}
+
+
+# ---------------------------------------------------------------------------- benchmark entry
+def _fmt_mb(x) -> str:
+    return "?" if x is None else f"{x:.0f} MB"
+
+
+def run(quick: bool = False) -> list[dict]:
+    size = "quick" if quick else "full"
+    path = ensure_data(size)
+    c, y, x = SIZES[size]
+    level0_bytes = c * y * x * 2
+    file_gb = path.stat().st_size / 1e9
+    data_desc = f"{c}x{y}x{x} uint16, {len(level_shapes((y, x)))} levels, {file_gb:.2f} GB file"
+    here = str(Path(__file__).resolve())
+    shot = str(DATA_DIR / f"first_frame_{size}.png")
+
+    ref = run_child(here, "reference", [str(path), "--level0-bytes", str(level0_bytes)])
+    head = run_child(here, "headless", [str(path)])
+    gui = run_child(here, "gui", [str(path), "--screenshot", shot], gui=True)
+    gui_warm = run_child(here, "gui", [str(path), "--warm"], gui=True) if "error" not in gui else {}
+
+    ref_label = ref.get("reference") or f"reference failed: {ref.get('error')}"
+    ref_s = ref.get("time_s")
+    rows = []
+    target = f"< {TARGET_FIRST_FRAME_S:g} s, peak RSS < {TARGET_PEAK_MB / 1024:g} GB"
+    common = {"data": data_desc, "file_gb": round(file_gb, 2), "quick": quick,
+              "reference_peak_mb": ref.get("peak_mb")}
+
+    if "error" in head:
+        rows.append(result("open_ometiff.headless", ours_s=None, reference=ref_label, reference_s=ref_s,
+                           agreement="n/a", target=target, met=False, error=head["error"], **common))
+    else:
+        met = head["total_s"] < TARGET_FIRST_FRAME_S and head["peak_mb"] < TARGET_PEAK_MB
+        rows.append(result(
+            "open_ometiff.headless", ours_s=head["total_s"], reference=ref_label, reference_s=ref_s,
+            agreement=head["agreement"], target=target, met=met, peak_mb=head["peak_mb"],
+            details=head, **common))
+
+    if "error" in gui:
+        rows.append(result("open_ometiff.first_frame", ours_s=None, reference=ref_label, reference_s=ref_s,
+                           agreement="n/a", target=target, met=False, error=gui["error"], **common))
+    else:
+        met = gui["first_frame_s"] < TARGET_FIRST_FRAME_S and gui["peak_mb"] < TARGET_PEAK_MB
+        agreement = ("frame drawn, non-empty" if gui["screenshot_nonempty"] else "frame drawn but EMPTY")
+        agreement += f", level {gui['data_levels_shown']} shown"
+        rows.append(result(
+            "open_ometiff.first_frame", ours_s=gui["first_frame_s"], reference=ref_label + " (lower bound)",
+            reference_s=ref_s, agreement=agreement, target=target, met=met and gui["screenshot_nonempty"],
+            peak_mb=gui["peak_mb"], warm_first_frame_s=gui_warm.get("first_frame_s"),
+            warm_peak_mb=gui_warm.get("peak_mb"), details=gui, **common))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 GB file instead of 8.6 GB")
+    p.add_argument("--child", choices=["headless", "gui", "reference"], help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--screenshot", help=argparse.SUPPRESS)
+    p.add_argument("--level0-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.child:
+        try:
+            if args.child == "headless":
+                data = child_headless(args.path, args.warm)
+            elif args.child == "gui":
+                data = child_gui(args.path, args.warm, args.screenshot)
+            else:
+                data = child_reference(args.path, args.level0_bytes)
+        except Exception as err:  # noqa: BLE001 - reported to the parent as a failed measurement
+            log.exception("child %s failed", args.child)
+            data = {"error": f"{type(err).__name__}: {err}"}
+        write_child_result(args.out, data)
+        return 0
+    print(json.dumps(run(args.quick), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
