@@ -1,1 +1,22 @@
-"""placeholder"""
+"""Headless readers: OME-TIFF, TIFF + panel, OME-Zarr, masks, cell tables, SpatialData,
+steinbock and MCMICRO folders. No napari, no Qt.
+
+Start with :func:`read_sample`; :func:`detect_format` tells whether a path is readable.
+"""
+
+from ._dispatch import FORMATS, detect_format, read_sample
+from .image import read_image
+from .masks import read_mask
+from .mcmicro import read_mcmicro
+from .omezarr import read_omezarr
+from .panel import read_panel
+from .spatialdata import read_spatialdata
+from .steinbock import read_steinbock
+from .tables import IMAGE_COLUMNS, read_table, select_image_rows, table_from_dataframe
+from .tiff import ImageData, read_tiff
+
+__all__ = [
+    "FORMATS", "IMAGE_COLUMNS", "ImageData", "detect_format", "read_image", "read_mask", "read_mcmicro",
+    "read_omezarr", "read_panel", "read_sample", "read_spatialdata", "read_steinbock", "read_table",
+    "read_tiff", "select_image_rows", "table_from_dataframe",
+]

@@ -1,0 +1,163 @@
+"""One entry point: :func:`read_sample` dispatches on what a path contains (:func:`detect_format`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..model import ReaderError, Sample
+from ._util import require_exists, stem, wrap_errors
+from .image import read_image
+from .masks import read_mask
+from .mcmicro import is_mcmicro, read_mcmicro
+from .omezarr import is_multiscale
+from .spatialdata import is_spatialdata, read_spatialdata
+from .steinbock import is_steinbock, read_steinbock
+from .tables import read_table
+from .tiff import is_ome_tiff, is_tiff
+
+#: every value :func:`detect_format` can return
+FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata")
+FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata")
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """Name the format of ``path`` from its content, or ``None`` when no reader here handles it.
+
+    Parameters
+    ----------
+    path
+        File or folder.
+
+    Returns
+    -------
+    str or None
+        One of :data:`FORMATS`: ``"steinbock"`` (``img/`` + ``panel.csv`` or ``masks*/``),
+        ``"mcmicro"`` (``registration/`` or ``markers.csv``), ``"spatialdata"`` (zarr group with
+        ``images``/``labels``/``tables``), ``"ome-zarr"`` (NGFF multiscales), ``"ome-tiff"``,
+        ``"tiff"``, ``"anndata"`` (``.h5ad``). Never raises.
+    """
+    try:
+        p = Path(path)
+        if not p.exists():
+            return None
+        if p.is_dir():
+            if is_steinbock(p):
+                return "steinbock"
+            if is_multiscale(p):
+                return "ome-zarr"
+            if is_spatialdata(p):
+                return "spatialdata"
+            if is_mcmicro(p):
+                return "mcmicro"
+            return None
+        if is_tiff(p):
+            return "ome-tiff" if is_ome_tiff(p) else "tiff"
+        if p.name.lower().endswith(".h5ad"):
+            return "anndata"
+    except OSError:
+        return None
+    return None
+
+
+def read_sample(
+    path: str | os.PathLike,
+    *,
+    mask: str | os.PathLike | None = None,
+    table: str | os.PathLike | None = None,
+    name: str | None = None,
+    panel: str | os.PathLike | None = None,
+    channel_names: list[str] | None = None,
+    pixel_size_um: float | None = None,
+    id_column: str | None = None,
+    image_column: str | None = None,
+    segmentation: str | None = None,
+    check_ids: bool = True,
+) -> Sample | list[Sample]:
+    """Read a sample (image + mask + table) from any supported layout; the result is validated.
+
+    Parameters
+    ----------
+    path
+        Image file (OME-TIFF, TIFF stack, OME-Zarr), table-only ``.h5ad``, or a folder
+        (steinbock, MCMICRO, SpatialData store).
+    mask
+        Label image for a single image (TIFF / OME-TIFF / OME-Zarr labels). For an OME-Zarr image
+        with a ``labels/`` group the first labels image is used when ``mask`` is not given.
+    table
+        Cell table for a single image: ``.h5ad``, AnnData ``.zarr`` or CSV (steinbock, MCMICRO,
+        QuPath/inForm, cytomapper, or generic with ``id_column``). Multi-image tables are
+        restricted to the rows whose image column (``ImageName``, ``MaskName``, ``Image``, ... or
+        ``image_column``) matches the image or mask file name (compared without suffixes).
+    name
+        Sample name (default: file stem).
+    panel, channel_names
+        Channel names from a panel CSV or given explicitly (override the file's).
+    pixel_size_um
+        µm per level-0 pixel (overrides the file's).
+    id_column, image_column
+        See :func:`napari_carspatial.io.read_table`.
+    segmentation
+        Folder formats: which segmentation to use (steinbock ``masks_<segmentation>``, MCMICRO
+        ``segmentation/<segmentation>-*``).
+    check_ids
+        Check that every mask id has exactly one table row and vice versa.
+
+    Returns
+    -------
+    Sample or list of Sample
+        A list for folder formats (steinbock: one per acquisition), a Sample otherwise.
+
+    Raises
+    ------
+    SampleError
+        Any problem, with the file, what is wrong and a fix where possible.
+    """
+    p = require_exists(path, "input")
+    fmt = detect_format(p)
+    if fmt is None:
+        raise ReaderError(
+            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, SpatialData store, steinbock or MCMICRO folder.",
+            path=p,
+            hint="Open the image file itself, or a steinbock / MCMICRO project folder.",
+        )
+    with wrap_errors(p, f"{fmt} input"):
+        if fmt in FOLDER_FORMATS:
+            if mask is not None or table is not None:
+                raise ReaderError(f"mask= and table= apply to single images; this is a {fmt} folder "
+                                  "that brings its own.", path=p)
+            if fmt == "steinbock":
+                return read_steinbock(p, segmentation=segmentation, check_ids=check_ids)
+            if fmt == "mcmicro":
+                return read_mcmicro(p, segmentation=segmentation, check_ids=check_ids)
+            return read_spatialdata(p, check_ids=check_ids)
+        if fmt == "anndata":
+            adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
+            s = Sample(name=name or stem(p), table=adata, pixel_size_um=pixel_size_um, paths={"table": os.fspath(p)})
+            return s.validate(check_ids=False)
+        return _read_single(p, fmt, mask=mask, table=table, name=name, panel=panel, channel_names=channel_names,
+                            pixel_size_um=pixel_size_um, id_column=id_column, image_column=image_column,
+                            check_ids=check_ids)
+
+
+def _read_single(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_size_um, id_column,
+                 image_column, check_ids) -> Sample:
+    data = read_image(p, panel=panel, channel_names=channel_names, pixel_size_um=pixel_size_um)
+    s = Sample(name=name or stem(p), image=data.levels, channel_names=data.channel_names,
+               pixel_size_um=data.pixel_size_um, paths={"image": os.fspath(p)})
+    if mask is None and fmt == "ome-zarr" and (p / "labels").is_dir():
+        from .omezarr import _attrs
+        import zarr
+
+        labels = _attrs(zarr.open_group(os.fspath(p / "labels"), mode="r")).get("labels") or []
+        mask = p / "labels" / labels[0] if labels else None
+    if mask is not None:
+        mpath = require_exists(mask, "mask")
+        s.labels = read_mask(mpath)
+        s.paths["mask"] = os.fspath(mpath)
+    if table is not None:
+        tpath = require_exists(table, "cell table")
+        s.table = read_table(tpath, id_column=id_column, pixel_size_um=s.pixel_size_um, image=p, mask=mask,
+                             image_column=image_column, channel_names=s.channel_names)
+        s.paths["table"] = os.fspath(tpath)
+    return s.validate(check_ids=check_ids)

@@ -1,0 +1,66 @@
+"""Label masks (TIFF, OME-TIFF, OME-Zarr labels): lazy integer pyramids, checked on open."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..model import SampleError
+from ._util import log, strided_pyramid
+from .image import _read_levels
+
+
+def read_mask(path: str | os.PathLike, *, check_empty: bool = True) -> list:
+    """Open a segmentation mask lazily as a (Y, X) pyramid.
+
+    Parameters
+    ----------
+    path
+        Label image as TIFF / OME-TIFF or OME-Zarr (a labels group, or a store with ``labels/``).
+        Any integer dtype; ids need not be consecutive; 0 is background.
+    check_empty
+        Raise when the mask holds no cells. The check looks at the coarsest level first and
+        reads level 0 (chunk by chunk) only when that level is all zero.
+
+    Returns
+    -------
+    list of dask.array.Array
+        Level 0 first. When the file has a single level, nearest-neighbour levels are added by
+        striding (``lab[::2, ::2]``) until the longest side is <= 2048 px.
+
+    Raises
+    ------
+    SampleError
+        Missing / unreadable file, more than one plane, float dtype, or no cells.
+    """
+    data = _read_levels(path)
+    levels = []
+    for lvl in data.levels:
+        if lvl.shape[0] != 1:
+            raise SampleError(
+                f"mask has {lvl.shape[0]} planes {tuple(lvl.shape)}; expected a single 2-D label image.",
+                path=path, hint="Save one label image per mask file.",
+            )
+        levels.append(lvl[0])
+    dtype = levels[0].dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise SampleError(
+            f"mask has dtype {dtype}; a segmentation mask must be an integer label image "
+            "(0 = background, one id per cell).",
+            path=path,
+            hint="Export the segmentation as uint16/uint32 labels, not a probability or float image.",
+        )
+    if len(levels) == 1:
+        levels = strided_pyramid(levels[0])
+    if check_empty and not _has_cells(levels):
+        raise SampleError("mask has no cells (every pixel is 0).", path=path,
+                          hint="Check that this is the segmentation output and not an empty placeholder.")
+    log.debug("%s: mask %s %s, %d level(s)", path, tuple(levels[0].shape), dtype, len(levels))
+    return levels
+
+
+def _has_cells(levels) -> bool:
+    if bool((levels[-1] != 0).any().compute()):
+        return True
+    return bool((levels[0] != 0).any().compute()) if len(levels) > 1 else False

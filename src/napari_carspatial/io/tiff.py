@@ -1,0 +1,268 @@
+"""TIFF readers: OME-TIFF (flat or pyramidal: SubIFDs or series levels) and plain multi-page stacks.
+
+Everything is lazy: each pyramid level is a dask array over tifffile's zarr store
+(``TiffPageSeries.aszarr``), so opening reads only metadata, never level-0 pixels.
+Channel names come from, in order: OME-XML ``Channel/@Name``, PageName tags (285),
+PerkinElmer/Akoya XML in ImageDescription (``<Biomarker>`` or ``<Name>``), ImageJ ``Labels``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from typing import NamedTuple
+
+import numpy as np
+
+from ..model import ReaderError
+from ._util import log, require_exists, unit_to_um, wrap_errors
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".qptiff")
+
+
+class ImageData(NamedTuple):
+    """What an image reader found: lazy levels and the metadata that came with them."""
+
+    #: pyramid, level 0 first; dask arrays (C, Y, X)
+    levels: list
+    #: channel names from the file's own metadata, or ``None`` when it has none
+    channel_names: list[str] | None
+    #: micrometres per level-0 pixel, or ``None`` when the file does not say
+    pixel_size_um: float | None
+    #: the file that was read
+    path: str
+
+
+def is_tiff(path) -> bool:
+    """True for names ending in a TIFF suffix."""
+    return os.fspath(path).lower().endswith(TIFF_SUFFIXES)
+
+
+def is_ome_tiff(path) -> bool:
+    """True when ``path`` is a TIFF whose first page carries OME-XML."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_ome)
+    except Exception:  # noqa: BLE001 - a probe, not a reader
+        return False
+
+
+def read_tiff(path: str | os.PathLike) -> ImageData:
+    """Open a TIFF / OME-TIFF lazily as a (C, Y, X) pyramid.
+
+    Parameters
+    ----------
+    path
+        OME-TIFF (flat, SubIFD pyramid or one series per level) or plain TIFF (one page per
+        channel, ImageJ hyperstack, RGB).
+
+    Returns
+    -------
+    ImageData
+        Levels as dask arrays (C, Y, X), channel names (``None`` when the file has none) and
+        pixel size in µm (``None`` when unknown).
+
+    Raises
+    ------
+    ReaderError
+        The file is missing, not a TIFF, truncated or has no image data.
+    """
+    import tifffile
+
+    p = require_exists(path, "TIFF file")
+    hint = "Is it a complete TIFF file? Re-export or re-copy it."
+    with wrap_errors(p, "TIFF file", hint=hint):
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise ReaderError("the TIFF holds no image data.", path=p)
+            series_list = _pyramid_series(tif)
+            _check_complete(tif, series_list, p)
+            s0 = series_list[0][0]
+            axes = s0.axes
+            levels = [_level_to_cyx(_lazy(s, lvl), s.axes, p) for s, lvl in series_list]
+            n_c = int(levels[0].shape[0])
+            names = _channel_names(tif, s0, n_c)
+            px = _pixel_size(tif, s0)
+    log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
+    return ImageData(levels, names, px, os.fspath(p))
+
+
+# --------------------------------------------------------------------------- structure
+def _pyramid_series(tif) -> list[tuple]:
+    """[(series, level index)] for level 0, 1, ...: SubIFD / reduced-page levels, else series levels."""
+    s0 = tif.series[0]
+    if len(s0.levels) > 1:
+        return [(s0, i) for i in range(len(s0.levels))]
+    out = [(s0, 0)]
+    prev = s0
+    for s in tif.series[1:]:  # older OME pyramids: one series (Image) per resolution
+        if s.axes != prev.axes or _lead(s) != _lead(prev):
+            break
+        ry = prev.shape[_yi(prev.axes)] / max(1, s.shape[_yi(s.axes)])
+        if not 1.5 <= ry <= 4.5:
+            break
+        out.append((s, 0))
+        prev = s
+    return out
+
+
+def _lead(series) -> tuple:
+    return tuple(n for a, n in zip(series.axes, series.shape) if a not in "YX")
+
+
+def _yi(axes: str) -> int:
+    return axes.index("Y") if "Y" in axes else -2
+
+
+def _check_complete(tif, series_list, path) -> None:
+    """Raise if the data of any page lies beyond the end of the file (truncated copy)."""
+    size = tif.filehandle.size
+    for s, lvl in series_list:
+        for page in s.levels[lvl].pages:
+            if page is None:
+                raise ReaderError("the TIFF is missing image pages listed in its metadata.", path=path,
+                                  hint="The file is incomplete; re-export or re-copy it.")
+            offs, counts = page.dataoffsets, page.databytecounts
+            if len(offs) and int(np.max(np.asarray(offs, np.int64) + np.asarray(counts, np.int64))) > size:
+                raise ReaderError(
+                    f"the TIFF is truncated: image data extends beyond the end of the file ({size} bytes).",
+                    path=path, hint="The copy is incomplete; copy the file again.",
+                )
+
+
+def _lazy(series, level: int):
+    import dask.array as da
+    import zarr
+
+    store = series.aszarr(level=level)
+    z = zarr.open(store, mode="r")
+    return da.from_zarr(z)
+
+
+def _level_to_cyx(arr, axes: str, path):
+    """Reshape a level with tifffile ``axes`` to (C, Y, X); RGB samples become channels."""
+    axes = axes.upper()
+    if axes.endswith("YXS"):
+        arr = arr.transpose(*range(arr.ndim - 3), arr.ndim - 1, arr.ndim - 3, arr.ndim - 2)
+        axes = axes[:-3] + "SYX"
+    if not axes.endswith("YX") or arr.ndim < 2:
+        raise ReaderError(f"unsupported TIFF axes {axes!r} (expected the last two to be Y, X).", path=path)
+    lead = arr.shape[:-2]
+    big = [a for a, n in zip(axes[:-2], lead) if n > 1]
+    if len(big) > 1:
+        log.warning("%s: axes %s %s are flattened into %d channels", path, axes, tuple(arr.shape), int(np.prod(lead)))
+    return arr.reshape((int(np.prod(lead)) if lead else 1,) + tuple(arr.shape[-2:]))
+
+
+# --------------------------------------------------------------------------- channel names
+def _clean(names) -> list[str] | None:
+    if not names:
+        return None
+    out = [None if n is None else str(n).strip() for n in names]
+    if any(not n for n in out):
+        return None
+    return out
+
+
+def _channel_names(tif, series, n_c: int) -> list[str] | None:
+    for getter in (_ome_names, _page_names, _perkinelmer_names, _imagej_names):
+        try:
+            names = _clean(getter(tif, series))
+        except Exception as err:  # noqa: BLE001 - metadata is optional; say so and go on
+            log.debug("channel names via %s failed: %s", getter.__name__, err)
+            names = None
+        if names is not None and len(names) == n_c:
+            return names
+        if names is not None:
+            log.debug("%s gave %d names for %d channels; ignored", getter.__name__, len(names), n_c)
+    return None
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _ome_pixels(tif, series):
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    root = ET.fromstring(tif.ome_metadata)
+    images = [el for el in root if _local(el.tag) == "Image"]
+    if not images:
+        return None
+    idx = getattr(series, "index", 0) or 0
+    img = images[idx] if idx < len(images) else images[0]
+    return next((el for el in img if _local(el.tag) == "Pixels"), None)
+
+
+def _ome_names(tif, series):
+    pixels = _ome_pixels(tif, series)
+    if pixels is None:
+        return None
+    return [el.get("Name") for el in pixels if _local(el.tag) == "Channel"]
+
+
+def _level0_pages(tif, series):
+    pages = series.levels[0].pages
+    return [tif.pages[pg.index] if not hasattr(pg, "tags") else pg for pg in pages]
+
+
+def _page_names(tif, series):
+    names = []
+    for page in _level0_pages(tif, series):
+        tag = page.tags.get(285)  # PageName
+        if tag is None:
+            return None
+        names.append(tag.value)
+    return names
+
+
+_PE_RE = re.compile(r"<(Biomarker|Name)>([^<]*)</\1>")
+
+
+def _perkinelmer_names(tif, series):
+    names = []
+    for page in _level0_pages(tif, series):
+        desc = page.description or ""
+        if "<" not in desc or ("PerkinElmer" not in desc and "Biomarker" not in desc and "<Name>" not in desc):
+            return None
+        found = dict((k, v) for k, v in _PE_RE.findall(desc))
+        names.append(found.get("Biomarker") or found.get("Name"))
+    return names
+
+
+def _imagej_names(tif, series):
+    meta = tif.imagej_metadata or {}
+    labels = meta.get("Labels")
+    return list(labels) if labels else None
+
+
+# --------------------------------------------------------------------------- pixel size
+def _pixel_size(tif, series) -> float | None:
+    try:
+        pixels = _ome_pixels(tif, series)
+        if pixels is not None and pixels.get("PhysicalSizeX"):
+            return unit_to_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        xres = page.tags.get(282)
+        if xres is None:
+            return None
+        num, den = xres.value
+        ppu = num / den if den else 0  # pixels per unit
+        if ppu <= 0:
+            return None
+        meta = tif.imagej_metadata or {}
+        if meta.get("unit"):
+            return unit_to_um(1.0 / ppu, str(meta["unit"]).replace("\\u00B5", "µ"))
+        runit = page.tags.get(296)
+        runit = int(runit.value) if runit is not None else 1
+        if runit == 3:  # centimetre
+            return 1e4 / ppu
+        if runit == 2:  # inch; 72/96/300 dpi defaults are screen resolutions, not microscopy
+            um = 25400.0 / ppu
+            return um if um < 20 else None
+    except Exception as err:  # noqa: BLE001 - metadata is optional
+        log.debug("pixel size not readable: %s", err)
+    return None
