@@ -8,6 +8,8 @@ PerkinElmer/Akoya XML in ImageDescription (``<Biomarker>`` or ``<Name>``), Image
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -74,23 +76,77 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
 
     p = require_exists(path, "TIFF file")
     hint = "Is it a complete TIFF file? Re-export or re-copy it."
-    with wrap_errors(p, "TIFF file", hint=hint):
+    with wrap_errors(p, "TIFF file", hint=hint), _capture_tifffile_errors() as errors:
         with tifffile.TiffFile(p) as tif:
             if not tif.series:
                 raise ReaderError("the TIFF holds no image data.", path=p)
-            series_list = _pyramid_series(tif)
-            _check_complete(tif, series_list, p)
-            s0 = series_list[0][0]
-            axes = s0.axes
-            levels = [_level_to_cyx(_lazy(s, lvl), s.axes, p) for s, lvl in series_list]
+            _check_open_errors(tif, errors, p)
+            stacked = _stacked_pages(tif)
+            if stacked:  # one 2-D series per page (MIBI / tifffile "shaped" exports): pages are channels
+                _check_complete(tif, [(s, 0) for s in stacked], p)
+                import dask.array as da
+
+                s0, axes = stacked[0], "CYX"
+                levels = [da.stack([_lazy(s, 0) for s in stacked])]
+                pages0 = [_full_page(tif, s.levels[0].pages[0]) for s in stacked]
+            else:
+                series_list = _pyramid_series(tif)
+                _check_complete(tif, series_list, p)
+                s0 = series_list[0][0]
+                axes = s0.axes
+                levels = [_level_to_cyx(_lazy(s, lvl), s.axes, p) for s, lvl in series_list]
+                pages0 = [_full_page(tif, pg) for pg in s0.levels[0].pages]
             n_c = int(levels[0].shape[0])
-            names = _channel_names(tif, s0, n_c)
-            px = _pixel_size(tif, s0)
+            idx = next((i for i, s in enumerate(tif.series) if s is s0), 0)
+            names = _channel_names(tif, idx, pages0, n_c)
+            px = _pixel_size(tif, idx)
     log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
     return ImageData(levels, names, px, os.fspath(p))
 
 
 # --------------------------------------------------------------------------- structure
+class _ErrorList(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _capture_tifffile_errors():
+    """tifffile logs (instead of raising) broken IFDs / tags; collect them to fail cleanly."""
+    handler = _ErrorList()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_open_errors(tif, errors, path) -> None:
+    if errors:
+        raise ReaderError(f"the TIFF is damaged or truncated ({errors[0]}).", path=path,
+                          hint="The file is incomplete or corrupt; copy or export it again.")
+
+
+def _stacked_pages(tif) -> list | None:
+    """Series to stack as channels when every series is one same-shaped 2-D page, else None."""
+    ser = tif.series
+    s0 = ser[0]
+    if len(ser) < 2 or len(s0.levels) > 1 or len(s0.shape) != 2:
+        return None
+    if all(s.shape == s0.shape and s.dtype == s0.dtype and len(s.levels) == 1 for s in ser):
+        return list(ser)
+    return None
+
+
+def _full_page(tif, page):
+    return page if hasattr(page, "tags") and hasattr(page, "description") else tif.pages[page.index]
+
+
 def _pyramid_series(tif) -> list[tuple]:
     """[(series, level index)] for level 0, 1, ...: SubIFD / reduced-page levels, else series levels."""
     s0 = tif.series[0]
@@ -167,10 +223,10 @@ def _clean(names) -> list[str] | None:
     return out
 
 
-def _channel_names(tif, series, n_c: int) -> list[str] | None:
+def _channel_names(tif, idx: int, pages0, n_c: int) -> list[str] | None:
     for getter in (_ome_names, _page_names, _perkinelmer_names, _imagej_names):
         try:
-            names = _clean(getter(tif, series))
+            names = _clean(getter(tif, idx, pages0))
         except Exception as err:  # noqa: BLE001 - metadata is optional; say so and go on
             log.debug("channel names via %s failed: %s", getter.__name__, err)
             names = None
@@ -185,33 +241,27 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _ome_pixels(tif, series):
+def _ome_pixels(tif, idx: int):
     if not tif.is_ome or not tif.ome_metadata:
         return None
     root = ET.fromstring(tif.ome_metadata)
     images = [el for el in root if _local(el.tag) == "Image"]
     if not images:
         return None
-    idx = getattr(series, "index", 0) or 0
     img = images[idx] if idx < len(images) else images[0]
     return next((el for el in img if _local(el.tag) == "Pixels"), None)
 
 
-def _ome_names(tif, series):
-    pixels = _ome_pixels(tif, series)
+def _ome_names(tif, idx, pages0):
+    pixels = _ome_pixels(tif, idx)
     if pixels is None:
         return None
     return [el.get("Name") for el in pixels if _local(el.tag) == "Channel"]
 
 
-def _level0_pages(tif, series):
-    pages = series.levels[0].pages
-    return [tif.pages[pg.index] if not hasattr(pg, "tags") else pg for pg in pages]
-
-
-def _page_names(tif, series):
+def _page_names(tif, idx, pages0):
     names = []
-    for page in _level0_pages(tif, series):
+    for page in pages0:
         tag = page.tags.get(285)  # PageName
         if tag is None:
             return None
@@ -222,9 +272,9 @@ def _page_names(tif, series):
 _PE_RE = re.compile(r"<(Biomarker|Name)>([^<]*)</\1>")
 
 
-def _perkinelmer_names(tif, series):
+def _perkinelmer_names(tif, idx, pages0):
     names = []
-    for page in _level0_pages(tif, series):
+    for page in pages0:
         desc = page.description or ""
         if "<" not in desc or ("PerkinElmer" not in desc and "Biomarker" not in desc and "<Name>" not in desc):
             return None
@@ -233,16 +283,16 @@ def _perkinelmer_names(tif, series):
     return names
 
 
-def _imagej_names(tif, series):
+def _imagej_names(tif, idx, pages0):
     meta = tif.imagej_metadata or {}
     labels = meta.get("Labels")
     return list(labels) if labels else None
 
 
 # --------------------------------------------------------------------------- pixel size
-def _pixel_size(tif, series) -> float | None:
+def _pixel_size(tif, idx: int) -> float | None:
     try:
-        pixels = _ome_pixels(tif, series)
+        pixels = _ome_pixels(tif, idx)
         if pixels is not None and pixels.get("PhysicalSizeX"):
             return unit_to_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
         page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
