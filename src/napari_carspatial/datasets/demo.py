@@ -1,0 +1,316 @@
+"""A synthetic, deterministic CAR T-cell therapy demo sample (generated, never downloaded).
+
+One demo patient ("DEMO-001", pancreatic adenocarcinoma, mesothelin-directed CAR T cells) with
+two biopsies that share the tissue layout (tumour nests, desmoplastic stroma, vessels, a
+tertiary lymphoid structure) and differ in their cells:
+
+* ``"pre"``: no CAR T cells, ~5 % antigen-negative (MSLN-) tumour cells in one clustered patch.
+* ``"post"``: CAR T cells enriched at the invasive margin and sparse in the tumour core,
+  macrophages (more of them PD-L1+) gathered around them, ~30 % antigen-negative tumour cells
+  (the same subclone, grown: antigen escape).
+
+The cell table's ``X`` is the mean of the generated image pixels over each cell mask, so every
+analysis sees exactly what the viewer shows. The image is lazy: level 0 is rendered per dask
+chunk from the mask, so huge slides cost memory only for the mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..model import ROI, Sample, set_pixel_size_um, set_table_link
+from ..model.conventions import UNS_KEY, colors_key
+from . import _cells
+from ._cells import CELL_TYPE_COLORS, CELL_TYPES, CHANNELS, COMPARTMENTS, LATTICE_UM
+from ._layout import make_layout
+from ._render import Renderer
+
+log = logging.getLogger(__name__)
+
+TIMEPOINTS = ("pre", "post")
+#: default physical slide edge, µm (4000 px at 0.5 µm/px)
+DEFAULT_EDGE_UM = 2000.0
+#: expected fraction of lattice points that hold a cell (used to size a slide for ``n_cells``)
+_MEAN_KEEP = 0.40
+
+METADATA = {
+    "patient": "DEMO-001",
+    "trial": "CARSPATIAL-DEMO (synthetic)",
+    "indication": "pancreatic adenocarcinoma",
+    "response": "progressive disease",
+    "target": "MSLN",
+    "synthetic": True,
+}
+
+
+def _shape(size, n_cells, pixel_size_um) -> tuple[int, int]:
+    if size is not None:
+        if np.ndim(size) == 0:
+            return int(size), int(size)
+        h, w = size
+        return int(h), int(w)
+    if n_cells is None:
+        e = int(round(DEFAULT_EDGE_UM / pixel_size_um))
+        return e, e
+    lattice_px2 = (LATTICE_UM / pixel_size_um) ** 2 * np.sqrt(3) / 2
+    e = int(np.ceil(np.sqrt(n_cells * lattice_px2 / _MEAN_KEEP) * 1.06))
+    return e, e
+
+
+def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: int = 0, size=None,
+                pixel_size_um: float = 0.5, image: bool = True, chunk: int = 1024) -> Sample:
+    """Generate the synthetic demo sample.
+
+    Parameters
+    ----------
+    timepoint
+        ``"pre"`` (before infusion) or ``"post"`` (after infusion).
+    n_cells
+        Target number of cells (hit within a few percent). Without ``size`` the slide is sized
+        for it (about 20,000 x 20,000 px for 1,000,000 cells at 0.5 µm/px).
+    seed
+        Seed of everything: the same seed gives identical masks, tables and pixels; the two
+        timepoints of one seed share the tissue layout.
+    size
+        Level-0 size in pixels, ``int`` (square) or ``(height, width)``. Default: 2 mm x 2 mm
+        (4000 x 4000 px at 0.5 µm/px).
+    pixel_size_um
+        Micrometres per pixel; cell and tissue dimensions are physical, so a larger pixel makes
+        a smaller image of the same tissue.
+    image
+        Generate the multiplexed image (lazy dask pyramid; ``X`` = mean of its pixels per cell,
+        computed tile by tile). With ``False`` there is no image and ``X`` is the noise- and
+        PSF-free model mean of each cell (from its nucleus/cytoplasm pixel fractions): for
+        huge slides where only the table and mask matter.
+    chunk
+        Tile / dask chunk edge in pixels.
+
+    Returns
+    -------
+    Sample
+        Image pyramid (float32 CYX, 2x mean-downsampled levels), labels pyramid (uint32,
+        non-consecutive ids), AnnData table (``obs``: ``cell_id``, ``cell_type`` (true types),
+        ``area``, ``compartment``, ``tumor_distance_um``; ``obsm["spatial"]`` (x, y) centroids),
+        ground-truth ROIs (tumour cores, TLS) and metadata.
+    """
+    if timepoint not in TIMEPOINTS:
+        raise ValueError(f"timepoint must be one of {TIMEPOINTS}, got {timepoint!r}")
+    if not (pixel_size_um > 0):
+        raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+    if n_cells is not None and n_cells < 1:
+        raise ValueError(f"n_cells must be positive, got {n_cells!r}")
+    t0 = time.perf_counter()
+    tpi = TIMEPOINTS.index(timepoint)
+    ps = float(pixel_size_um)
+    H, W = _shape(size, n_cells, ps)
+    if min(H, W) < 64:
+        raise ValueError(f"size {H} x {W} px is too small for a tissue demo (at least 64 px)")
+
+    # layout and candidate positions (timepoint-independent); grow the slide if n_cells needs it
+    for _attempt in range(4):
+        lay = make_layout(np.random.default_rng([seed, 1]), H * ps, W * ps)
+        pts = _cells.lattice(H, W, ps, np.random.default_rng([seed, 2]))
+        p = _cells.keep_probability(lay, pts[:, 0] * ps, pts[:, 1] * ps)
+        expected = float(p.sum())
+        if n_cells is None or size is not None or expected >= n_cells:
+            break
+        grow = np.sqrt(n_cells / expected) * 1.04
+        H, W = int(np.ceil(H * grow)), int(np.ceil(W * grow))
+        log.debug("demo: %.0f expected cells < %d, growing slide to %d x %d", expected, n_cells, H, W)
+    if n_cells is not None:
+        if expected < n_cells:
+            log.warning("demo: a %d x %d px slide holds about %.0f cells, fewer than n_cells=%d", H, W, expected, n_cells)
+        p *= min(1.0, n_cells / expected)
+    keep = np.random.default_rng([seed, 3]).random(len(p)) < p
+    pts = pts[keep]
+    t_layout = time.perf_counter()
+
+    types, info = _cells.assign_types(lay, pts, ps, timepoint, np.random.default_rng([seed, 4, tpi]))
+    shp = _cells.cell_shapes(types, lay, pts, ps, np.random.default_rng([seed, 5, tpi]))
+    lab, nuc, cnt, ncnt, my, mx = _cells.rasterize((H, W), pts, shp)
+    n_all = len(pts)
+    ids = np.random.default_rng([seed, 7]).choice(np.arange(1, int(n_all * 1.25) + 2), size=n_all, replace=False)
+    ids = ids.astype(np.uint32)
+    lut = np.zeros(n_all + 1, np.uint32)
+    lut[1:] = ids
+    _cells.relabel_inplace(lab, lut)
+    id2idx = np.full(int(ids.max()) + 1, n_all, np.int32)
+    id2idx[ids] = np.arange(n_all, dtype=np.int32)
+    t_mask = time.perf_counter()
+
+    expr = _cells.expression(types, timepoint, np.random.default_rng([seed, 6, tpi]))
+    rend = Renderer(lab, nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
+    X = rend.cell_means() if image else rend.model_means(cnt, ncnt)
+    t_x = time.perf_counter()
+
+    name = f"DEMO-001_{timepoint}"
+    present = np.flatnonzero(cnt > 0)
+    order = present[np.argsort(ids[present], kind="stable")]
+    table = _table(name, order, ids, types, cnt, my, mx, X, info, ps,
+                   params={"seed": int(seed), "timepoint": timepoint, "n_cells_target": n_cells,
+                           "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
+                           "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM]})
+    labels = _labels_pyramid(lab, chunk)
+    img = _image_pyramid(rend.dask_array()) if image else []
+    rois = _rois(lay, ps, H, W)
+    sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
+                    table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint})
+    sample.validate(check_ids=False)
+    log.info("demo %s: %d x %d px, %d cells; layout %.2f s, mask %.2f s, table X %.2f s, total %.2f s",
+             name, H, W, table.n_obs, t_layout - t0, t_mask - t_layout, t_x - t_mask, time.perf_counter() - t0)
+    return sample
+
+
+def demo_pair(**kw) -> tuple[Sample, Sample]:
+    """The ``"pre"`` and ``"post"`` samples of the demo patient (same seed, same layout).
+
+    Parameters
+    ----------
+    **kw
+        Passed to :func:`demo_sample` (everything but ``timepoint``).
+
+    Returns
+    -------
+    tuple of Sample
+        ``(pre, post)``.
+    """
+    kw.pop("timepoint", None)
+    return demo_sample(timepoint="pre", **kw), demo_sample(timepoint="post", **kw)
+
+
+def _table(name, order, ids, types, cnt, my, mx, X, info, ps, params):
+    import anndata as ad
+    import pandas as pd
+
+    cell_id = ids[order].astype(np.int64)
+    obs = pd.DataFrame({
+        "cell_id": cell_id,
+        "cell_type": pd.Categorical.from_codes(types[order].astype(np.int64), categories=list(CELL_TYPES)),
+        "area": cnt[order].astype(np.int64),
+        "compartment": pd.Categorical.from_codes(info["compartment"][order].astype(np.int64),
+                                                 categories=list(COMPARTMENTS)),
+        "tumor_distance_um": info["dist_um"][order].astype(np.float32),
+    }, index=pd.Index(cell_id.astype(str), name="cell"))
+    var = pd.DataFrame(index=pd.Index(list(CHANNELS), name="channel"))
+    adata = ad.AnnData(X=np.ascontiguousarray(X[order], dtype=np.float32), obs=obs, var=var)
+    adata.obsm["spatial"] = np.stack([mx[order], my[order]], axis=1).astype(np.float64)
+    set_table_link(adata, region=f"{name}_labels", instance_key="cell_id")
+    set_pixel_size_um(adata, ps)
+    meta = dict(adata.uns[UNS_KEY])
+    meta["demo"] = {k: v for k, v in params.items() if v is not None}
+    adata.uns[UNS_KEY] = meta
+    adata.uns[colors_key("cell_type")] = list(CELL_TYPE_COLORS)
+    adata.uns[colors_key("compartment")] = ["#c0504d", "#f2a900", "#7f7f7f", "#e6d800"]
+    return adata
+
+
+def _labels_pyramid(lab: np.ndarray, chunk: int) -> list:
+    import dask.array as da
+
+    levels = [da.from_array(lab, chunks=(chunk, chunk), name=False)]
+    while max(levels[-1].shape) > 1024:
+        levels.append(levels[-1][::2, ::2])
+    return levels
+
+
+def _image_pyramid(level0) -> list:
+    import dask.array as da
+
+    levels = [level0]
+    while max(levels[-1].shape[1:]) > 1024:
+        prev = levels[-1]
+        levels.append(da.coarsen(np.mean, prev, {1: 2, 2: 2}, trim_excess=True).astype(np.float32))
+    return levels
+
+
+def _rois(lay, ps, H, W) -> list[ROI]:
+    """Ground-truth regions from the layout: tumour cores and tertiary lymphoid structures."""
+    from skimage.measure import approximate_polygon, find_contours
+
+    rois = []
+    scale = lay.grid_um / ps
+    for cls, field, label in (("Tumor core", lay.dist_um < -_cells.MARGIN_IN_UM, "core"),
+                              ("TLS", lay.tls, "TLS")):
+        padded = np.pad(field.astype(np.float32), 1)
+        k = 0
+        for cont in find_contours(padded, 0.5):
+            poly = approximate_polygon((cont - 1) * scale, tolerance=0.75 * scale)
+            poly[:, 0] = np.clip(poly[:, 0], 0, H - 1)
+            poly[:, 1] = np.clip(poly[:, 1], 0, W - 1)
+            if len(poly) > 3 and np.allclose(poly[0], poly[-1]):
+                poly = poly[:-1]
+            if len(poly) < 3:
+                continue
+            roi = ROI(name=f"{label} {k + 1}", polygon_yx=poly, cls=cls, id=f"demo-{label.lower()}-{k + 1}")
+            if roi.area_px() * ps * ps < 50 * 50:
+                continue
+            rois.append(roi)
+            k += 1
+    return rois
+
+
+def write_demo(path, **kw) -> dict[str, Path]:
+    """Write the demo sample to a folder: pyramidal OME-TIFF, uint32 mask TIFF and ``.h5ad`` table.
+
+    Parameters
+    ----------
+    path
+        Output folder (created if missing).
+    **kw
+        Passed to :func:`demo_sample` (``image`` must stay ``True``).
+
+    Returns
+    -------
+    dict
+        ``{"image": ..., "mask": ..., "table": ...}`` paths. Files are written atomically
+        (temporary file in the same folder, then renamed).
+    """
+    import tifffile
+
+    if kw.get("image") is False:
+        raise ValueError("write_demo writes the image; do not pass image=False")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    s = demo_sample(**kw)
+    out = {"image": folder / f"{s.name}.ome.tif", "mask": folder / f"{s.name}_mask.tif",
+           "table": folder / f"{s.name}.h5ad"}
+    ps = float(s.pixel_size_um)
+
+    def atomic(target: Path, write):
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def write_image(tmp):
+        meta = {"axes": "CYX", "Channel": {"Name": list(s.channel_names)}, "PhysicalSizeX": ps,
+                "PhysicalSizeXUnit": "µm", "PhysicalSizeY": ps, "PhysicalSizeYUnit": "µm"}
+        opts = {"tile": (256, 256), "compression": "zlib", "photometric": "minisblack"}
+        with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
+            tif.write(np.asarray(s.image[0].compute()), subifds=len(s.image) - 1, metadata=meta,
+                      resolution=(1e4 / ps, 1e4 / ps), resolutionunit="CENTIMETER", **opts)
+            for k, lvl in enumerate(s.image[1:], start=1):
+                f = 2 ** k
+                tif.write(np.asarray(lvl.compute()), subfiletype=1, metadata=None,
+                          resolution=(1e4 / (ps * f), 1e4 / (ps * f)), resolutionunit="CENTIMETER", **opts)
+
+    def write_mask(tmp):
+        tifffile.imwrite(tmp, np.asarray(s.labels[0].compute()), compression="zlib", tile=(256, 256),
+                         resolution=(1e4 / ps, 1e4 / ps), resolutionunit="CENTIMETER")
+
+    def write_table(tmp):
+        s.table.write_h5ad(tmp)
+
+    atomic(out["image"], write_image)
+    atomic(out["mask"], write_mask)
+    atomic(out["table"], write_table)
+    log.info("demo %s written to %s", s.name, folder)
+    return out
