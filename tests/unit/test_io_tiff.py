@@ -154,3 +154,16 @@ def test_large_single_level_gets_strided_pyramid(tmp_path):
     tifffile.imwrite(f, np.zeros((1, 4100, 300), np.uint8), tile=(256, 256))
     d = read_image(f, channel_names=["a"])
     assert [lvl.shape[1] for lvl in d.levels] == [4100, 2050, 1025]
+
+
+def test_truncated_pixel_data(tmp_path, img):
+    """IFDs intact, pixel data cut: detected on open from the page offsets, not on first compute."""
+    f = tmp_path / "tail.tif"
+    tifffile.imwrite(f, img[0])
+    with tifffile.TiffFile(f) as tif:
+        last_ifd = max(p.offset for p in tif.pages)
+    data = f.read_bytes()
+    assert last_ifd + 1000 < len(data) - 100
+    f.write_bytes(data[:-100])
+    with pytest.raises(ReaderError, match=r"tail\.tif.*truncated"):
+        read_image(f, channel_names=["a"])
