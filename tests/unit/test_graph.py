@@ -1,0 +1,165 @@
+"""Spatial graphs: equal to squidpy's ``spatial_neighbors`` for the same parameters."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_carspatial.analysis import SpatialGraph, spatial_graph, store_graph
+from napari_carspatial.model.conventions import set_pixel_size_um
+
+anndata = pytest.importorskip("anndata")
+
+
+@pytest.fixture(scope="module")
+def sq():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("squidpy")
+
+
+def _adata(xy):
+    a = anndata.AnnData(obsm={"spatial": np.asarray(xy, dtype=np.float64)})
+    a.obs_names = [f"c{i}" for i in range(len(xy))]
+    return a
+
+
+def _assert_same(ours: SpatialGraph, ref, *, check_dist: bool = True):
+    A = sp.csr_matrix(ref.connectivities)
+    D = sp.csr_matrix(ref.distances)
+    assert ours.connectivities.shape == A.shape
+    assert abs(ours.connectivities - A).nnz == 0, "edge sets differ"
+    assert ours.connectivities.nnz == A.nnz
+    if check_dist:
+        assert ours.distances.nnz == D.nnz
+        np.testing.assert_allclose(ours.distances.toarray(), D.toarray(), rtol=1e-12, atol=1e-9)
+
+
+def _squidpy(sq, xy, method, **kw):
+    a = _adata(xy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "delaunay":
+            return sq.gr.spatial_neighbors_delaunay(a, copy=True, **kw)
+        return sq.gr.spatial_neighbors(a, coord_type="generic", copy=True, **kw)
+
+
+def _layout(seed: int, n: int, clustered: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if not clustered:
+        return rng.uniform(0, 500, (n, 2))
+    centres = rng.uniform(0, 500, (4, 2))
+    return centres[rng.integers(0, 4, n)] + rng.normal(0, 25, (n, 2))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(10, 400), clustered=st.booleans(),
+       k=st.integers(1, 8), r=st.floats(5.0, 60.0))
+def test_graphs_equal_squidpy_random(sq, seed, n, clustered, k, r):
+    xy = _layout(seed, n, clustered)
+    _assert_same(spatial_graph(xy, method="delaunay"), _squidpy(sq, xy, "delaunay"))
+    _assert_same(spatial_graph(xy, method="delaunay", radius=r), _squidpy(sq, xy, "delaunay", radius=r))
+    _assert_same(spatial_graph(xy, method="radius", radius=r), _squidpy(sq, xy, "radius", radius=r))
+    _assert_same(
+        spatial_graph(xy, method="radius", radius=(r / 3, r)), _squidpy(sq, xy, "radius", radius=(r / 3, r))
+    )
+    if k < n:
+        _assert_same(spatial_graph(xy, method="knn", n_neighs=k), _squidpy(sq, xy, "knn", n_neighs=k))
+
+
+def test_graph_properties():
+    xy = _layout(1, 2000, True)
+    for method, kw in [("delaunay", {}), ("radius", {"radius": 20.0}), ("knn", {"n_neighs": 5})]:
+        g = spatial_graph(xy, method=method, **kw)
+        A = g.connectivities
+        assert A.dtype == np.float32 and np.all(A.data == 1)
+        assert A.diagonal().sum() == 0
+        assert A.has_sorted_indices and g.distances.has_sorted_indices
+        if method != "knn":
+            assert abs(A - A.T).nnz == 0
+        # distances are Euclidean edge lengths
+        D = g.distances.tocoo()
+        np.testing.assert_allclose(D.data, np.linalg.norm(xy[D.row] - xy[D.col], axis=1), rtol=1e-12)
+    g = spatial_graph(xy, method="knn", n_neighs=5, symmetrize=True)
+    assert abs(g.connectivities - g.connectivities.T).nnz == 0
+    assert spatial_graph(xy, method="radius", radius=20.0, set_diag=True).connectivities.diagonal().min() == 1
+
+
+def test_pixel_size_conversion():
+    xy = _layout(2, 500, False)
+    a = _adata(xy)
+    g_px = spatial_graph(xy, method="radius", radius=30.0)
+    # 15 µm at 0.5 µm/px is 30 px: the argument...
+    g_um = spatial_graph(a, method="radius", radius=15.0, pixel_size_um=0.5)
+    assert abs(g_um.connectivities - g_px.connectivities).nnz == 0
+    assert g_um.pixel_size_um == 0.5
+    # ... or the table's uns
+    set_pixel_size_um(a, 0.5)
+    g_tab = spatial_graph(a, method="radius", radius=15.0)
+    assert abs(g_tab.connectivities - g_px.connectivities).nnz == 0
+    # distances stay in pixels, like obsm["spatial"]
+    assert g_tab.distances.max() <= 30.0 + 1e-9
+    # Delaunay max_distance is in µm too
+    d1 = spatial_graph(a, method="delaunay", max_distance=10.0)
+    d2 = spatial_graph(xy, method="delaunay", radius=20.0)
+    assert abs(d1.connectivities - d2.connectivities).nnz == 0
+
+
+def test_store_graph_like_squidpy(sq):
+    xy = _layout(3, 300, False)
+    a = _adata(xy)
+    b = _adata(xy)
+    store_graph(a, method="delaunay")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sq.gr.spatial_neighbors(b, coord_type="generic", delaunay=True)
+    for key in ("spatial_connectivities", "spatial_distances"):
+        assert key in a.obsp
+        assert abs(a.obsp[key] - b.obsp[key]).max() < 1e-9
+    assert a.uns["spatial_neighbors"]["connectivities_key"] == "spatial_connectivities"
+    assert a.uns["spatial_neighbors"]["distances_key"] == "spatial_distances"
+    # a bare spatial_graph call never mutates
+    c = _adata(xy)
+    spatial_graph(c, method="knn")
+    assert len(c.obsp) == 0 and "spatial_neighbors" not in c.uns
+
+
+def test_edge_cases(sq):
+    # isolated cells: a far-away cell has no radius neighbours
+    xy = np.vstack([_layout(4, 50, False), [[10_000.0, 10_000.0]]])
+    g = spatial_graph(xy, method="radius", radius=30.0)
+    assert g.connectivities[50].nnz == 0
+    _assert_same(g, _squidpy(sq, xy, "radius", radius=30.0))
+    # duplicate points: kept in connectivities, zero length not stored in distances (as squidpy)
+    xy2 = np.vstack([xy[:50], xy[:5]])
+    for method, kw in [("radius", {"radius": 30.0}), ("knn", {"n_neighs": 4})]:
+        ours = spatial_graph(xy2, method=method, **kw)
+        ref = _squidpy(sq, xy2, method, **({"radius": 30.0} if method == "radius" else {"n_neighs": 4}))
+        assert abs(ours.connectivities - sp.csr_matrix(ref.connectivities)).nnz == 0
+        assert ours.distances.nnz == sp.csr_matrix(ref.distances).nnz
+    # tiny inputs
+    assert spatial_graph(np.array([[0.0, 0.0], [1.0, 0.0]]), method="delaunay").connectivities.nnz == 2
+    assert spatial_graph(np.zeros((0, 2)), method="radius", radius=1.0).connectivities.shape == (0, 0)
+    with pytest.raises(ValueError, match="n_neighs"):
+        spatial_graph(np.zeros((3, 2)), method="knn", n_neighs=3)
+    with pytest.raises(ValueError, match="NaN"):
+        spatial_graph(np.array([[0.0, np.nan], [1.0, 1.0]]), method="knn", n_neighs=1)
+    with pytest.raises(ValueError, match="radius"):
+        spatial_graph(xy, method="radius")
+    with pytest.raises(KeyError, match="obsm"):
+        spatial_graph(anndata.AnnData(np.zeros((3, 1))), method="knn")
+
+
+def test_real_cytomapper_graphs(sq, cytomapper_dir):
+    df = pd.read_csv(cytomapper_dir / "cells.csv")
+    for _, sub in df.groupby("ImageName"):
+        xy = sub[["Pos_X", "Pos_Y"]].to_numpy(dtype=np.float64)
+        _assert_same(spatial_graph(xy, method="delaunay"), _squidpy(sq, xy, "delaunay"))
+        _assert_same(spatial_graph(xy, method="radius", radius=20.0), _squidpy(sq, xy, "radius", radius=20.0))
+        _assert_same(spatial_graph(xy, method="knn", n_neighs=6), _squidpy(sq, xy, "knn", n_neighs=6))
