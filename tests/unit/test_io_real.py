@@ -111,6 +111,8 @@ def test_steinbock_cells_h5ad(steinbock_dir):
 
 
 def test_steinbock_cells_csv(steinbock_dir):
+    a = read_table(steinbock_dir / "cells.csv")  # all images: ids repeat, obs names stay unique
+    assert a.n_obs == 404 and a.obs_names.is_unique and list(a.var_names) == STEINBOCK_NAMES
     name = "20210305_NE_mockData3_002"
     s = read_sample(steinbock_dir / "img" / f"{name}.tiff", mask=steinbock_dir / "masks_deepcell" / f"{name}.tiff",
                     table=steinbock_dir / "cells.csv")

@@ -20,8 +20,8 @@ def read_mask(path: str | os.PathLike, *, check_empty: bool = True) -> list:
         Label image as TIFF / OME-TIFF or OME-Zarr (a labels group, or a store with ``labels/``).
         Any integer dtype; ids need not be consecutive; 0 is background.
     check_empty
-        Raise when the mask holds no cells. The check looks at the coarsest level first and
-        reads level 0 (chunk by chunk) only when that level is all zero.
+        Raise when the mask holds no cells. The check looks at the file's coarsest level first and
+        reads level 0 (chunk by chunk) only when that level is all zero (see :func:`_has_cells`).
 
     Returns
     -------
@@ -51,16 +51,33 @@ def read_mask(path: str | os.PathLike, *, check_empty: bool = True) -> list:
             path=path,
             hint="Export the segmentation as uint16/uint32 labels, not a probability or float image.",
         )
-    if len(levels) == 1:
-        levels = strided_pyramid(levels[0])
     if check_empty and not _has_cells(levels):
         raise SampleError("mask has no cells (every pixel is 0).", path=path,
                           hint="Check that this is the segmentation output and not an empty placeholder.")
+    if len(levels) == 1:
+        levels = strided_pyramid(levels[0])
     log.debug("%s: mask %s %s, %d level(s)", path, tuple(levels[0].shape), dtype, len(levels))
     return levels
 
 
-def _has_cells(levels) -> bool:
-    if bool((levels[-1] != 0).any().compute()):
-        return True
-    return bool((levels[0] != 0).any().compute()) if len(levels) > 1 else False
+#: masks up to this many pixels per level are checked for emptiness on open
+EMPTY_CHECK_MAX_PIXELS = 2**26
+
+
+def _has_cells(native) -> bool:
+    """False when the mask is provably all zero; checks the file's coarsest level first.
+
+    Level 0 is read (chunk by chunk) only when the coarsest level is all zero and level 0 is at
+    most :data:`EMPTY_CHECK_MAX_PIXELS`; larger single-level masks are not checked here (the id
+    check in :meth:`Sample.validate` still catches a table without cells in the mask).
+    """
+    small = native[-1]
+    if small.size <= EMPTY_CHECK_MAX_PIXELS:
+        if bool((small != 0).any().compute()):
+            return True
+        if len(native) == 1:
+            return False
+    if native[0].size <= EMPTY_CHECK_MAX_PIXELS:
+        return bool((native[0] != 0).any().compute())
+    log.debug("mask too large to check for emptiness on open; skipped")
+    return True

@@ -142,12 +142,14 @@ def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = Non
         raise SampleError(f"image column {image_column!r} is not in the table.", path=source)
     examples = {}
     for col in cols:
-        vals = df[col].astype(str).map(stem)
-        keep = vals.isin(keys).to_numpy()
+        codes, uniq = pd.factorize(df[col].astype(str))  # stems of the distinct values only
+        ustems = np.array([stem(u) for u in uniq], dtype=object)
+        keep = np.isin(ustems, list(keys))[codes] & (codes >= 0)
+        vals = ustems
         if keep.any():
             log.debug("%s: %d of %d rows match %s via column %r", source, keep.sum(), len(df), sorted(keys), col)
             return keep
-        examples[col] = pd.unique(vals)
+        examples[col] = vals
     if not cols:
         return None
     if all(len(v) <= 1 for v in examples.values()):
@@ -194,7 +196,7 @@ def table_from_dataframe(
     xy, unit, used = _coords(obs)
     obs = obs.drop(columns=[c for c in used_marker_columns(obs, markers) if c in obs.columns])
     idx = obs[idcol].astype(str)
-    obs.index = idx if idx.is_unique else pd.Index([f"{i}_{n}" for n, i in enumerate(idx)])
+    obs.index = idx if idx.is_unique else pd.Index(pd.Series(idx.to_numpy()) + "_" + pd.Series(np.arange(len(idx))).astype(str))
     obs.columns = [str(c) for c in obs.columns]
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(markers, dtype=str)), layers=layers)
     _store_coords(adata, xy, unit, pixel_size_um, source)
