@@ -1,0 +1,189 @@
+"""Cell inspection without Qt: which cell is under the cursor, what we know about it, stepping.
+
+Everything works on the sample's table (vectorised); the only per-cell work is for the one cell
+being shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..model import Sample, instance_ids, spatial_to_yx
+
+#: neighbours shown for an inspected cell: this many nearest cells within NEIGHBOUR_RADIUS_UM
+N_NEIGHBOURS = 10
+NEIGHBOUR_RADIUS_UM = 30.0
+
+
+@dataclass
+class CellInfo:
+    """What the inspector shows for one cell."""
+
+    cell_id: int
+    row: int
+    types: dict[str, str]
+    area_px: float | None
+    area_um2: float | None
+    centroid_um: tuple[float, float] | None  # (x, y)
+    centroid_px: tuple[float, float]  # (x, y)
+    markers: pd.Series
+    neighbour_types: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
+    neighbour_ids: list[int] = field(default_factory=list)
+
+
+class CellIndex:
+    """Fast lookups on one sample's table: id -> row, KD-tree of centroids, rows by category."""
+
+    def __init__(self, sample: Sample):
+        self.sample = sample
+        t = sample.table
+        if t is None:
+            raise ValueError(f"sample {sample.name!r} has no cell table")
+        self.ids = instance_ids(t)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
+        self.xy = np.asarray(t.obsm["spatial"], dtype=float)[:, :2]
+        self._tree = None
+
+    def row_of(self, cell_id: int) -> int | None:
+        i = int(np.searchsorted(self._sorted, cell_id))
+        if i < len(self._sorted) and self._sorted[i] == cell_id:
+            return int(self._order[i])
+        return None
+
+    @property
+    def tree(self):
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(self.xy)
+        return self._tree
+
+    def neighbours(self, row: int, *, k: int = N_NEIGHBOURS, radius_px: float | None = None) -> np.ndarray:
+        """Rows of up to ``k`` nearest other cells (within ``radius_px`` when given)."""
+        n = len(self.ids)
+        if n <= 1:
+            return np.empty(0, int)
+        dist, idx = self.tree.query(self.xy[row], k=min(k + 1, n),
+                                    distance_upper_bound=np.inf if radius_px is None else radius_px)
+        idx = np.atleast_1d(idx)
+        dist = np.atleast_1d(dist)
+        keep = (idx != row) & np.isfinite(dist) & (idx < n)
+        return idx[keep][:k]
+
+    def rows_of_category(self, key: str, category: str) -> np.ndarray:
+        """Rows whose ``obs[key] == category``, in reading order (top to bottom, left to right)."""
+        col = self.sample.table.obs[key].astype(str).to_numpy()
+        rows = np.flatnonzero(col == str(category))
+        # reading order: bands of ~50 µm (or 100 px) from the top, then left to right
+        band = 50.0 / self.sample.pixel_size_um if self.sample.pixel_size_um else 100.0
+        y, x = self.xy[rows, 1], self.xy[rows, 0]
+        order = np.lexsort((x, np.floor(y / band)))
+        return rows[order]
+
+    def step(self, key: str, category: str, current_id: int | None, direction: int = 1) -> int | None:
+        """The id of the next (``direction=1``) or previous (``-1``) cell of ``category``; cycles."""
+        rows = self.rows_of_category(key, category)
+        if rows.size == 0:
+            return None
+        ids = self.ids[rows]
+        if current_id is None or current_id not in set(ids.tolist()):
+            return int(ids[0] if direction >= 0 else ids[-1])
+        pos = int(np.flatnonzero(ids == current_id)[0])
+        return int(ids[(pos + direction) % ids.size])
+
+
+def categorical_columns(adata) -> list[str]:
+    """obs columns that hold categories (cell types, phenotypes, niches...)."""
+    out = []
+    for k in adata.obs.columns:
+        s = adata.obs[k]
+        if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_bool_dtype(s):
+            if k in ("region",):
+                continue
+            out.append(k)
+    return out
+
+
+def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) -> CellInfo | None:
+    """Everything the inspector shows for ``cell_id`` (None when the id has no table row)."""
+    row = index.row_of(cell_id)
+    if row is None:
+        return None
+    sample = index.sample
+    t = sample.table
+    px = sample.pixel_size_um
+    types = {k: str(t.obs[k].iloc[row]) for k in categorical_columns(t)}
+    area = float(t.obs["area"].iloc[row]) if "area" in t.obs else None
+    x = t.X[row]
+    x = np.asarray(x.todense() if hasattr(x, "todense") else x).ravel()
+    markers = pd.Series(x.astype(float), index=list(t.var_names), name=str(cell_id))
+    xy = tuple(float(v) for v in index.xy[row])
+    nb_rows = index.neighbours(row, radius_px=(NEIGHBOUR_RADIUS_UM / px) if px else None)
+    from .layers import guess_type_key
+
+    key = type_key or guess_type_key(t)
+    nb_types = (
+        t.obs[key].iloc[nb_rows].astype(str).value_counts() if key is not None and nb_rows.size
+        else pd.Series(dtype=int)
+    )
+    return CellInfo(
+        cell_id=int(cell_id),
+        row=row,
+        types=types,
+        area_px=area,
+        area_um2=None if area is None or not px else area * px * px,
+        centroid_um=(xy[0] * px, xy[1] * px) if px else None,
+        centroid_px=xy,
+        markers=markers,
+        neighbour_types=nb_types,
+        neighbour_ids=[int(v) for v in index.ids[nb_rows]],
+    )
+
+
+def label_at(labels_layer, world_position) -> int | None:
+    """The cell id under a world position on a (possibly multiscale) labels layer, or None."""
+    val = labels_layer.get_value(world_position, world=True)
+    if isinstance(val, tuple):  # multiscale: (level, value)
+        val = val[1]
+    if val is None:
+        return None
+    try:
+        val = int(val)
+    except (TypeError, ValueError):
+        return None
+    return val or None
+
+
+def centre_on(viewer, labels_layer, xy_px: tuple[float, float], *, zoom: float | None = None) -> None:
+    """Centre the camera on a level-0 pixel position (x, y); optionally set the zoom."""
+    yx = spatial_to_yx(np.array([xy_px]))[0]
+    world = labels_layer.data_to_world(yx)
+    cam = camera(viewer)
+    cam.center = tuple(float(v) for v in world)
+    if zoom is not None:
+        cam.zoom = zoom
+
+
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def cell_zoom(sample: Sample, *, field_um: float = 120.0, canvas_px: int = 800) -> float:
+    """A camera zoom that shows about ``field_um`` micrometres around a cell."""
+    # world units are µm when the pixel size is known, else pixels
+    world = field_um if sample.pixel_size_um else field_um / 0.5
+    return canvas_px / world
+
+
+def summarise_for_status(info: CellInfo) -> str:
+    types = ", ".join(f"{v}" for v in info.types.values())
+    return f"cell {info.cell_id}" + (f": {types}" if types else "")
+
+

@@ -1,0 +1,291 @@
+"""The "Channels" dock: a searchable marker list for 40+ channel panels.
+
+Show/hide, colour and contrast per channel, auto-contrast of the visible channels, and named
+marker panels saved for reuse across samples.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._napari import store
+from .._napari.layers import contrast_limits
+from ..model.marker_panels import MarkerPanel, load_panels, save_panel
+
+log = logging.getLogger(__name__)
+
+COLORMAPS = ["gray", "blue", "green", "red", "cyan", "magenta", "yellow", "I Orange", "I Forest",
+             "I Purple", "I Blue", "I Bordeaux"]
+
+
+class ChannelsWidget(QWidget):
+    """Channel list of one sample: visibility, colour, contrast, panels."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._updating = False
+
+        self.sample_combo = QComboBox()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("search markers…")
+        self.search.setClearButtonEnabled(True)
+        self.list = QListWidget()
+        self.list.setAlternatingRowColors(True)
+
+        self.cmap = QComboBox()
+        self.cmap.addItems(COLORMAPS)
+        from superqt import QLabeledDoubleRangeSlider
+
+        self.range = QLabeledDoubleRangeSlider(Qt.Horizontal)
+        self.range.setDecimals(2)
+        self.auto_button = QPushButton("Auto-contrast visible")
+        self.all_on = QPushButton("Show all")
+        self.all_off = QPushButton("Hide all")
+
+        self.panel_combo = QComboBox()
+        self.apply_panel = QPushButton("Apply panel")
+        self.save_panel_button = QPushButton("Save visible as panel…")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Sample"))
+        row.addWidget(self.sample_combo, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.search)
+        lay.addWidget(self.list, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.all_on)
+        row.addWidget(self.all_off)
+        row.addWidget(self.auto_button)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Colour"))
+        row.addWidget(self.cmap, 1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Contrast"))
+        row.addWidget(self.range, 1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Panel"))
+        row.addWidget(self.panel_combo, 1)
+        row.addWidget(self.apply_panel)
+        lay.addLayout(row)
+        lay.addWidget(self.save_panel_button)
+        lay.addWidget(self.message)
+
+        self._range_timer = QTimer(self)
+        self._range_timer.setSingleShot(True)
+        self._range_timer.setInterval(60)
+        self._range_timer.timeout.connect(self._apply_range)
+
+        self.search.textChanged.connect(self._filter)
+        self.list.itemChanged.connect(self._item_toggled)
+        self.list.currentItemChanged.connect(self._current_changed)
+        self.cmap.currentTextChanged.connect(self._cmap_changed)
+        self.range.valueChanged.connect(lambda *_: self._range_timer.start())
+        self.auto_button.clicked.connect(self.auto_contrast_visible)
+        self.all_on.clicked.connect(lambda: self._set_all(True))
+        self.all_off.clicked.connect(lambda: self._set_all(False))
+        self.apply_panel.clicked.connect(lambda: self.apply_named_panel(self.panel_combo.currentText()))
+        self.save_panel_button.clicked.connect(self._save_panel_dialog)
+        self.sample_combo.currentIndexChanged.connect(self._fill)
+        self.viewer.layers.events.inserted.connect(self._refresh_samples)
+        self.viewer.layers.events.removed.connect(self._refresh_samples)
+        self._reload_panels()
+        self._refresh_samples()
+
+    # ------------------------------------------------------------------ plumbing
+    def _refresh_samples(self, event=None):
+        current = self.sample_combo.currentData()
+        self.sample_combo.blockSignals(True)
+        self.sample_combo.clear()
+        for sid, s in store.samples_in_viewer(self.viewer).items():
+            if store.layers_of(self.viewer, sid, "image"):
+                self.sample_combo.addItem(s.name, sid)
+        i = self.sample_combo.findData(current)
+        self.sample_combo.setCurrentIndex(max(i, 0))
+        self.sample_combo.blockSignals(False)
+        self._fill()
+
+    def image_layers(self) -> list:
+        sid = self.sample_combo.currentData()
+        return store.layers_of(self.viewer, sid, "image") if sid else []
+
+    def _layer(self, name: str):
+        for lyr in self.image_layers():
+            if lyr.metadata.get(store.META_CHANNEL) == name:
+                return lyr
+        return None
+
+    def _fill(self, *_):
+        self._updating = True
+        self.list.clear()
+        for lyr in self.image_layers():
+            name = lyr.metadata.get(store.META_CHANNEL, lyr.name)
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if lyr.visible else Qt.Unchecked)
+            item.setToolTip(f"{name}: colour {lyr.colormap.name}")
+            self.list.addItem(item)
+            lyr.events.visible.connect(self._sync_from_layers)
+        self._updating = False
+        self._filter(self.search.text())
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    def _sync_from_layers(self, event=None):
+        if self._updating:
+            return
+        self._updating = True
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            lyr = self._layer(item.text())
+            if lyr is not None:
+                item.setCheckState(Qt.Checked if lyr.visible else Qt.Unchecked)
+        self._updating = False
+
+    def _filter(self, text: str):
+        text = text.strip().lower()
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            item.setHidden(bool(text) and text not in item.text().lower())
+
+    def _item_toggled(self, item):
+        if self._updating:
+            return
+        lyr = self._layer(item.text())
+        if lyr is not None:
+            lyr.visible = item.checkState() == Qt.Checked
+
+    def _current_changed(self, item, _prev=None):
+        lyr = self._layer(item.text()) if item else None
+        if lyr is None:
+            return
+        self._updating = True
+        self.cmap.blockSignals(True)
+        name = lyr.colormap.name
+        if self.cmap.findText(name) < 0:
+            self.cmap.addItem(name)
+        self.cmap.setCurrentText(name)
+        self.cmap.blockSignals(False)
+        lo, hi = lyr.contrast_limits_range
+        self.range.blockSignals(True)
+        self.range.setRange(float(lo), float(hi))
+        self.range.setValue(tuple(float(v) for v in lyr.contrast_limits))
+        self.range.blockSignals(False)
+        self._updating = False
+
+    def _cmap_changed(self, name: str):
+        item = self.list.currentItem()
+        lyr = self._layer(item.text()) if item else None
+        if lyr is not None and not self._updating:
+            lyr.colormap = name
+
+    def _apply_range(self):
+        item = self.list.currentItem()
+        lyr = self._layer(item.text()) if item else None
+        if lyr is not None and not self._updating:
+            lo, hi = self.range.value()
+            if hi > lo:
+                lyr.contrast_limits = (lo, hi)
+
+    def _set_all(self, visible: bool):
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if not item.isHidden():  # respects the search filter
+                lyr = self._layer(item.text())
+                if lyr is not None:
+                    lyr.visible = visible
+
+    # ------------------------------------------------------------------ actions
+    def auto_contrast_visible(self) -> dict[str, tuple[float, float]]:
+        """Percentile contrast (from the smallest pyramid level) for every visible channel."""
+        sid = self.sample_combo.currentData()
+        sample = store.get(sid) if sid else None
+        if sample is None:
+            return {}
+        smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+        vis = [lyr for lyr in self.image_layers() if lyr.visible]
+        idx = [sample.channel_index(lyr.metadata[store.META_CHANNEL]) for lyr in vis]
+        if not idx:
+            return {}
+        lims = contrast_limits(smallest[idx])
+        out = {}
+        for lyr, lim in zip(vis, lims):
+            lo, hi = lyr.contrast_limits_range
+            lyr.contrast_limits_range = (min(lo, lim[0]), max(hi, lim[1]))
+            lyr.contrast_limits = lim
+            out[lyr.metadata[store.META_CHANNEL]] = lim
+        self._current_changed(self.list.currentItem())
+        self.message.setText(f"Auto-contrast applied to {len(out)} visible channel(s).")
+        return out
+
+    def _reload_panels(self):
+        try:
+            self.panels = load_panels()
+        except Exception as err:  # a broken file must not break the widget
+            from napari.utils.notifications import show_warning
+
+            show_warning(str(err))
+            from ..model.marker_panels import BUILTIN_PANELS
+
+            self.panels = {k: MarkerPanel(k, v) for k, v in BUILTIN_PANELS.items()}
+        current = self.panel_combo.currentText()
+        self.panel_combo.clear()
+        self.panel_combo.addItems(list(self.panels))
+        if current in self.panels:
+            self.panel_combo.setCurrentText(current)
+
+    def apply_named_panel(self, name: str) -> list[str]:
+        """Show exactly the panel's markers (in their saved colours); returns missing markers."""
+        panel = self.panels.get(name)
+        layers = self.image_layers()
+        if panel is None or not layers:
+            return []
+        found, missing = panel.match([lyr.metadata.get(store.META_CHANNEL, lyr.name) for lyr in layers])
+        found_set = set(found)
+        for lyr in layers:
+            ch = lyr.metadata.get(store.META_CHANNEL, lyr.name)
+            lyr.visible = ch in found_set
+            colour = {k.lower(): v for k, v in panel.colors.items()}.get(ch.lower())
+            if colour:
+                lyr.colormap = colour
+        msg = f"Panel '{name}': showing {len(found)} marker(s)."
+        if missing:
+            msg += f" Not in this sample: {', '.join(missing)}."
+        self.message.setText(msg)
+        self._sync_from_layers()
+        return missing
+
+    def save_visible_as_panel(self, name: str) -> MarkerPanel:
+        vis = [lyr for lyr in self.image_layers() if lyr.visible]
+        panel = MarkerPanel(name, [lyr.metadata.get(store.META_CHANNEL, lyr.name) for lyr in vis],
+                            {lyr.metadata.get(store.META_CHANNEL, lyr.name): lyr.colormap.name for lyr in vis})
+        path = save_panel(panel)
+        self._reload_panels()
+        self.panel_combo.setCurrentText(name)
+        self.message.setText(f"Saved panel '{name}' ({len(panel.markers)} markers) to {path}.")
+        return panel
+
+    def _save_panel_dialog(self):
+        name, ok = QInputDialog.getText(self, "Save marker panel", "Panel name:")
+        if ok and name.strip():
+            self.save_visible_as_panel(name.strip())

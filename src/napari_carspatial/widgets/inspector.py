@@ -1,0 +1,298 @@
+"""The "Cell inspector" dock: click a cell to pin its details; jump to ids; step through a type."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._napari import store
+from .._napari.inspect import CellIndex, categorical_columns, cell_info, cell_zoom, centre_on, label_at
+from .._napari.layers import guess_type_key
+
+log = logging.getLogger(__name__)
+
+
+class _BarChart(QWidget):
+    """Horizontal bar chart of one cell's marker means (matplotlib)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 2.6), dpi=90, facecolor="#262930")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.canvas)
+        self.ax = self.figure.add_subplot(111)
+
+    def plot(self, names, values, reference=None):
+        ax = self.ax
+        ax.clear()
+        ax.set_facecolor("#262930")
+        y = np.arange(len(names))
+        if reference is not None:
+            # the cell's mean relative to the 99th percentile of that marker in the sample
+            rel = np.divide(values, reference, out=np.zeros_like(values, dtype=float), where=reference > 0)
+            ax.barh(y, np.clip(rel, 0, 1.5), color="#6fb3ff")
+            ax.set_xlim(0, 1.5)
+            ax.set_xlabel("mean / sample 99th pct", color="#ddd", fontsize=8)
+        else:
+            ax.barh(y, values, color="#6fb3ff")
+        ax.set_yticks(y)
+        ax.set_yticklabels(names, fontsize=7, color="#ddd")
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", colors="#ddd", labelsize=7)
+        for s in ax.spines.values():
+            s.set_color("#888")
+        self.figure.tight_layout()
+        self.canvas.draw_idle()
+
+
+class InspectorWidget(QWidget):
+    """Pin a cell by clicking it; show its id, types, area, centroid, markers and neighbours."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._index: dict[str, CellIndex] = {}
+        self._current: tuple[str, int] | None = None
+        self._ref_cache: dict[str, np.ndarray] = {}
+
+        self.sample_combo = QComboBox()
+        self.hint = QLabel("Click a cell on the slide to pin it here.")
+        self.hint.setWordWrap(True)
+
+        nav = QGroupBox("Find cells")
+        self.id_edit = QLineEdit()
+        self.id_edit.setPlaceholderText("cell id")
+        self.go_button = QPushButton("Go")
+        self.type_key = QComboBox()
+        self.category = QComboBox()
+        self.prev_button = QPushButton("◀ Previous")
+        self.next_button = QPushButton("Next ▶")
+        self.step_label = QLabel("")
+        nl = QFormLayout(nav)
+        r1 = QHBoxLayout()
+        r1.addWidget(self.id_edit, 1)
+        r1.addWidget(self.go_button)
+        nl.addRow("Jump to", r1)
+        nl.addRow("Column", self.type_key)
+        nl.addRow("Step through", self.category)
+        r2 = QHBoxLayout()
+        r2.addWidget(self.prev_button)
+        r2.addWidget(self.next_button)
+        r2.addWidget(self.step_label, 1)
+        nl.addRow(r2)
+
+        self.header = QLabel("")
+        self.header.setTextFormat(Qt.RichText)
+        self.header.setWordWrap(True)
+        self.header.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.neighbours = QLabel("")
+        self.neighbours.setWordWrap(True)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["marker", "mean"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.chart = _BarChart()
+
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Sample"))
+        top.addWidget(self.sample_combo, 1)
+        lay.addLayout(top)
+        lay.addWidget(nav)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.header)
+        lay.addWidget(self.neighbours)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.chart, 1)
+
+        self.go_button.clicked.connect(self._jump)
+        self.id_edit.returnPressed.connect(self._jump)
+        self.prev_button.clicked.connect(lambda: self.step(-1))
+        self.next_button.clicked.connect(lambda: self.step(1))
+        self.sample_combo.currentIndexChanged.connect(self._sample_changed)
+        self.type_key.currentTextChanged.connect(self._fill_categories)
+        self.viewer.layers.events.inserted.connect(self._refresh_samples)
+        self.viewer.layers.events.removed.connect(self._refresh_samples)
+        self.viewer.mouse_drag_callbacks.append(self._on_click)
+        self._refresh_samples()
+
+    # ------------------------------------------------------------------ samples
+    def _refresh_samples(self, event=None):
+        current = self.sample_combo.currentData()
+        self.sample_combo.blockSignals(True)
+        self.sample_combo.clear()
+        for sid, s in store.samples_in_viewer(self.viewer).items():
+            if s.table is not None:
+                self.sample_combo.addItem(s.name, sid)
+        idx = self.sample_combo.findData(current)
+        self.sample_combo.setCurrentIndex(max(idx, 0))
+        self.sample_combo.blockSignals(False)
+        self._sample_changed()
+
+    def _sid(self) -> str | None:
+        return self.sample_combo.currentData()
+
+    def _labels_layer(self, sid):
+        layers = store.layers_of(self.viewer, sid, "labels")
+        return layers[0] if layers else None
+
+    def index(self, sid: str) -> CellIndex:
+        if sid not in self._index:
+            self._index[sid] = CellIndex(store.get(sid))
+        return self._index[sid]
+
+    def _sample_changed(self, *_):
+        sid = self._sid()
+        self.type_key.blockSignals(True)
+        self.type_key.clear()
+        if sid and store.get(sid) is not None:
+            t = store.get(sid).table
+            cols = categorical_columns(t)
+            self.type_key.addItems(cols)
+            guess = guess_type_key(t)
+            if guess in cols:
+                self.type_key.setCurrentText(guess)
+        self.type_key.blockSignals(False)
+        self._fill_categories()
+
+    def _fill_categories(self, *_):
+        self.category.clear()
+        sid, key = self._sid(), self.type_key.currentText()
+        if not sid or not key or store.get(sid) is None:
+            return
+        col = store.get(sid).table.obs[key]
+        cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.astype(str).unique())
+        counts = col.astype(str).value_counts()
+        for c in cats:
+            self.category.addItem(f"{c} ({int(counts.get(str(c), 0)):,})", str(c))
+
+    # ------------------------------------------------------------------ actions
+    def _on_click(self, viewer, event):
+        """Pin the clicked cell; a drag (pan) does not count as a click."""
+        if "Shift" in [str(m) for m in getattr(event, "modifiers", [])]:
+            return
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if dragged:
+            return
+        sid = self._sid()
+        if not sid:
+            return
+        lyr = self._labels_layer(sid)
+        if lyr is None or not lyr.visible:
+            return
+        cid = label_at(lyr, event.position)
+        if cid is not None:
+            self.show_cell(cid, centre=False)
+
+    def _jump(self):
+        text = self.id_edit.text().strip()
+        try:
+            cid = int(text)
+        except ValueError:
+            self._error(f"'{text}' is not a cell id (a whole number).")
+            return
+        self.show_cell(cid, centre=True)
+
+    def step(self, direction: int) -> int | None:
+        sid, key = self._sid(), self.type_key.currentText()
+        cat = self.category.currentData()
+        if not sid or not key or cat is None:
+            return None
+        idx = self.index(sid)
+        cur = self._current[1] if self._current and self._current[0] == sid else None
+        cid = idx.step(key, cat, cur, direction)
+        if cid is None:
+            self._error(f"No cells of type {cat!r} in {store.get(sid).name}.")
+            return None
+        rows = idx.rows_of_category(key, cat)
+        pos = int(np.flatnonzero(idx.ids[rows] == cid)[0]) + 1
+        self.step_label.setText(f"{pos:,} / {rows.size:,}")
+        self.show_cell(cid, centre=True)
+        return cid
+
+    def show_cell(self, cell_id: int, *, centre: bool = False) -> bool:
+        sid = self._sid()
+        if not sid:
+            return False
+        sample = store.get(sid)
+        info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None)
+        if info is None:
+            self._error(f"Cell {cell_id} is not in the table of {sample.name}.")
+            return False
+        self._current = (sid, cell_id)
+        lyr = self._labels_layer(sid)
+        if centre and lyr is not None:
+            centre_on(self.viewer, lyr, info.centroid_px, zoom=cell_zoom(sample))
+        if lyr is not None:
+            try:
+                lyr.selected_label = int(cell_id)
+                lyr.show_selected_label = False
+            except Exception:  # pragma: no cover - cosmetic only
+                pass
+        types = "".join(f"<br><b>{k}</b>: {v}" for k, v in info.types.items())
+        where = (f"{info.centroid_um[0]:.1f}, {info.centroid_um[1]:.1f} µm" if info.centroid_um
+                 else f"{info.centroid_px[0]:.1f}, {info.centroid_px[1]:.1f} px")
+        area = (f"{info.area_um2:.1f} µm²" if info.area_um2 is not None
+                else (f"{info.area_px:.0f} px" if info.area_px is not None else "—"))
+        self.header.setText(f"<b>Cell {info.cell_id}</b>{types}<br><b>area</b>: {area}"
+                            f"<br><b>centroid (x, y)</b>: {where}")
+        nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbour_types.items())
+        self.neighbours.setText(f"<b>Neighbours</b> ({len(info.neighbour_ids)} nearest within 30 µm): {nb or 'none'}")
+        self.table.setRowCount(len(info.markers))
+        for i, (name, val) in enumerate(info.markers.items()):
+            self.table.setItem(i, 0, QTableWidgetItem(str(name)))
+            item = QTableWidgetItem(f"{val:.3g}")
+            item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            self.table.setItem(i, 1, item)
+        self.chart.plot(list(info.markers.index), info.markers.to_numpy(), self._reference(sid))
+        self.viewer.status = f"cell {info.cell_id}: " + ", ".join(info.types.values())
+        return True
+
+    def _reference(self, sid) -> np.ndarray:
+        if sid not in self._ref_cache:
+            X = store.get(sid).table.X
+            X = np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=float)
+            self._ref_cache[sid] = np.percentile(X, 99, axis=0) if X.size else np.zeros(X.shape[1])
+        return self._ref_cache[sid]
+
+    def _error(self, message: str):
+        from napari.utils.notifications import show_warning
+
+        self.hint.setText(message)
+        show_warning(message)
+
+    def closeEvent(self, event):  # noqa: N802 - Qt API
+        try:
+            self.viewer.mouse_drag_callbacks.remove(self._on_click)
+        except ValueError:
+            pass
+        super().closeEvent(event)
