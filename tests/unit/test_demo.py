@@ -295,3 +295,12 @@ def test_bad_arguments():
         demo_sample(timepoint="during")
     with pytest.raises(ValueError, match="too small"):
         demo_sample(size=10)
+
+
+def test_other_pixel_size_keeps_physical_dimensions():
+    s = demo_sample(size=400, pixel_size_um=1.0, seed=0)
+    s.validate(check_ids=True)
+    assert s.pixel_size_um == 1.0 and s.shape_yx == (400, 400)
+    area_um2 = s.table.obs["area"].to_numpy() * 1.0
+    assert 40 < np.median(area_um2) < 150
+    assert np.isfinite(s.table.X).all()
