@@ -453,11 +453,18 @@ def in_polygon(yx: np.ndarray, polygon_yx: np.ndarray) -> np.ndarray:
     return out
 
 
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def visible_world_rect(viewer) -> tuple[float, float, float, float]:
     """(y0, x0, y1, x1) world rectangle the camera shows (2-D view)."""
-    cy, cx = viewer.camera.center[-2:]
+    cam = camera_of(viewer)
+    cy, cx = cam.center[-2:]
     h, w = viewer.canvas.size
-    z = float(viewer.camera.zoom) or 1.0
+    z = float(cam.zoom) or 1.0
     return cy - h / (2 * z), cx - w / (2 * z), cy + h / (2 * z), cx + w / (2 * z)
 
 
@@ -901,8 +908,13 @@ _registry: "weakref.WeakKeyDictionary[Any, dict[str, CellColouring]]" = weakref.
 
 
 def get_colouring(viewer, sample_id: str) -> CellColouring:
-    """The :class:`CellColouring` of ``sample_id`` in ``viewer`` (one per viewer and sample)."""
-    per_viewer = _registry.setdefault(viewer, {})
+    """The :class:`CellColouring` of ``sample_id`` in ``viewer`` (one per viewer and sample).
+
+    A viewer wrapped in napari's public-API proxy (as in tests) shares the instance of the viewer
+    it wraps.
+    """
+    key = getattr(viewer, "__wrapped__", viewer)
+    per_viewer = _registry.setdefault(key, {})
     col = per_viewer.get(sample_id)
     if col is None:
         col = per_viewer[sample_id] = CellColouring(viewer, sample_id)

@@ -1,0 +1,222 @@
+"""The legend drives the real napari viewer: colours of specific cells after each recolour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_carspatial._napari import store
+from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.layers import add_sample_layers
+from napari_carspatial.model import Sample
+
+# cell id -> (pixel slice, cell type, niche, CD3)
+CELLS = {
+    17: ((slice(4, 20), slice(4, 24)), "CAR T", "margin", 9.0),
+    4242: ((slice(30, 50), slice(40, 70)), "Tumor", "core", 1.0),
+    9: ((slice(30, 50), slice(4, 30)), "Stroma", "margin", 2.0),
+    70000: ((slice(4, 24), slice(44, 74)), "Tumor", "margin", 3.0),
+}
+
+
+def _sample(name="legend"):
+    import anndata as ad
+
+    lab = np.zeros((64, 80), np.uint32)
+    for cid, (sl, *_rest) in CELLS.items():
+        lab[sl] = cid
+    ids = list(CELLS)
+    obs = pd.DataFrame({
+        "cell_id": ids,
+        "cell_type": pd.Categorical([CELLS[i][1] for i in ids], categories=["Tumor", "CAR T", "Stroma"]),
+        "niche": [CELLS[i][2] for i in ids],
+    }, index=[f"c{i}" for i in ids])
+    table = ad.AnnData(X=np.array([[CELLS[i][3], 0.0] for i in ids], np.float32), obs=obs)
+    table.var_names = ["CD3", "CAR"]
+    table.uns["cell_type_colors"] = ["#00ff00", "#ff00ff", "#808080"]
+    img = np.zeros((2, 64, 80), np.float32)
+    s = Sample(name, image=[img, img[:, ::2, ::2]], channel_names=["CD3", "CAR"], pixel_size_um=0.5,
+               labels=[lab, lab[::2, ::2]], table=table)
+    return s.validate()
+
+
+def _centre(cid):
+    sl = CELLS[cid][0]
+    return ((sl[0].start + sl[0].stop) // 2, (sl[1].start + sl[1].stop) // 2)
+
+
+def _shown_rgba(layer, cid, *, edge=False):
+    """RGBA the codes layer gives cell ``cid`` (level-0 codes at its centre / top-left corner)."""
+    y, x = (CELLS[cid][0][0].start, CELLS[cid][0][1].start) if edge else _centre(cid)
+    code = int(np.asarray(layer.data[0][y, x]))
+    return np.asarray(layer.colormap.map(np.array([code], dtype=np.uint8))[0])
+
+
+def _screen_rgb(viewer, cid):
+    """Screenshot pixel at the centre of cell ``cid`` (the camera is centred on it, zoomed in)."""
+    y, x = _centre(cid)
+    cam = _camera(viewer)
+    cam.center = (y * 0.5, x * 0.5)
+    cam.zoom = 40
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    h, w = shot.shape[:2]
+    return shot[h // 2, w // 2, :3].astype(int)
+
+
+def _camera(viewer):
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+@pytest.fixture
+def legend(make_napari_viewer_proxy, qtbot):
+    from napari_carspatial.widgets.legend import LegendWidget
+
+    viewer = make_napari_viewer_proxy(show=True)   # a shown canvas, so screenshots are drawn
+    sample = _sample()
+    add_sample_layers(viewer, sample)
+    for lyr in list(viewer.layers):   # only the colouring on screen: exact colours in screenshots
+        lyr.visible = False
+    widget = LegendWidget(viewer)
+    qtbot.addWidget(widget)
+    return viewer, widget, sample
+
+
+def test_legend_colours_specific_cells_and_switches_columns(legend, qtbot):
+    viewer, w, sample = legend
+    col = w.colouring
+    assert col is not None and col.key == "cell_type"                # coloured by cell type on open
+    layer = col.category_layer
+    assert layer.multiscale and np.allclose(layer.scale, [0.5, 0.5])
+    np.testing.assert_allclose(_shown_rgba(layer, 17), [1, 0, 1, 1])     # CAR T magenta (from uns)
+    np.testing.assert_allclose(_shown_rgba(layer, 4242), [0, 1, 0, 1])   # Tumor green
+    np.testing.assert_allclose(_shown_rgba(layer, 70000), [0, 1, 0, 1])
+    assert _shown_rgba(layer, 17)[3] == 1 and np.asarray(layer.data[0][0, 0]) == 0  # background code 0
+    # the legend rows: name, count; sorted by count (Tumor 2 first)
+    rows = [w.tree.topLevelItem(i) for i in range(w.tree.topLevelItemCount())]
+    assert [r.text(1) for r in rows] == ["Tumor", "CAR T", "Stroma"]
+    assert [r.text(2) for r in rows] == ["2", "1", "1"]
+    # the screen shows it: opaque colours, nothing under them
+    col.set_opacity(1.0)
+    assert list(_screen_rgb(viewer, 17)) == [255, 0, 255]
+    assert list(_screen_rgb(viewer, 4242)) == [0, 255, 0]
+
+    # switch the column: niche (text column, default colours stored in uns)
+    w.set_column("niche")
+    assert col.key == "niche" and layer.name.endswith("niche")
+    assert list(sample.table.uns["niche_colors"]) == col.colors
+    core, margin = (np.asarray(_shown_rgba(layer, c)) for c in (4242, 17))
+    assert not np.allclose(core, margin)
+    np.testing.assert_allclose(_shown_rgba(layer, 9), margin)
+    assert [w.tree.topLevelItem(i).text(1) for i in range(2)] == ["margin", "core"]
+    w.set_column("cell_type")
+    np.testing.assert_allclose(_shown_rgba(layer, 17), [1, 0, 1, 1])
+
+
+def test_visibility_show_only_and_colour_edit(legend, qtbot, monkeypatch):
+    from qtpy.QtGui import QColor
+    from qtpy.QtWidgets import QColorDialog
+
+    viewer, w, sample = legend
+    col = w.colouring
+    layer = col.category_layer
+    # untick Tumor: its cells become transparent, others stay
+    item = w.item_for("Tumor")
+    item.setCheckState(0, Qt.Unchecked)
+    assert _shown_rgba(layer, 4242)[3] == 0 and _shown_rgba(layer, 70000)[3] == 0
+    assert _shown_rgba(layer, 17)[3] == 1
+    item.setCheckState(0, Qt.Checked)
+    assert _shown_rgba(layer, 4242)[3] == 1
+    # show only CAR T (double-click its name), then double-click again: all back
+    w._on_double_click(w.item_for("CAR T"), 1)
+    assert list(col.visible) == [False, True, False]
+    assert _shown_rgba(layer, 9)[3] == 0 and _shown_rgba(layer, 17)[3] == 1
+    assert w.item_for("Tumor").checkState(0) == Qt.Unchecked
+    w._on_double_click(w.item_for("CAR T"), 1)
+    assert col.visible.all()
+    # colour edit through the (patched) colour dialog: saved in uns, shown on the cell
+    monkeypatch.setattr(QColorDialog, "getColor", staticmethod(lambda *a, **k: QColor("#ff8000")))
+    w._on_double_click(w.item_for("Stroma"), 0)
+    assert list(sample.table.uns["cell_type_colors"]) == ["#00ff00", "#ff00ff", "#ff8000"]
+    np.testing.assert_allclose(_shown_rgba(layer, 9), [1, 0x80 / 255, 0, 1], atol=1e-6)
+    col.set_opacity(1.0)
+    assert list(_screen_rgb(viewer, 9)) == [255, 128, 0]
+
+
+def test_outline_mode_colours_each_cell_border(legend, qtbot):
+    viewer, w, sample = legend
+    col = w.colouring
+    w.mode_box.setCurrentText("outline")
+    layer = col.category_layer
+    assert col.mode == "outline"
+    np.testing.assert_allclose(_shown_rgba(layer, 17, edge=True), [1, 0, 1, 1])  # border: CAR T colour
+    assert _shown_rgba(layer, 17)[3] == 0                                       # centre: empty
+    # two touching cells (4242 and 70000 are both Tumor) each keep their own outline
+    lvl0 = np.asarray(layer.data[0])
+    assert lvl0[23, 50] != 0 and lvl0[30, 50] != 0
+
+
+def test_numeric_column_colormap_range_and_colour_bar(legend, qtbot):
+    viewer, w, sample = legend
+    w.set_column("CD3")
+    col = w.colouring
+    assert col.kind == "numeric" and w.num_panel.isVisibleTo(w) and not w.cat_panel.isVisibleTo(w)
+    vl = col.value_layer
+    assert vl.visible and vl.colorbar.visible and not col.category_layer.visible
+    y, x = _centre(17)
+    assert float(np.asarray(vl.data[0][y, x])) == 9.0
+    assert np.isnan(float(np.asarray(vl.data[0][0, 0])))               # background: transparent
+    w.range_slider.setValue((2.0, 4.0))
+    assert tuple(vl.contrast_limits) == (2.0, 4.0)
+    w.cmap_box.setCurrentText("magma")
+    assert vl.colormap.name == "magma"
+    assert w.bar_lo.text() == "2" and w.bar_hi.text() == "4"
+    assert not w.colorbar.pixmap().isNull()
+    w.set_column("cell_type")                                          # back: the value layer hides
+    assert not vl.visible and col.category_layer.visible
+
+
+def test_counts_in_view_and_selected_region(legend, qtbot):
+    viewer, w, sample = legend
+    viewer.reset_view()
+    w.update_counts()
+    assert w.item_for("Tumor").text(4) == "2"
+    # zoom onto cell 17 only (world µm): only it stays in view
+    y, x = _centre(17)
+    _camera(viewer).center = (y * 0.5, x * 0.5)
+    _camera(viewer).zoom = 200
+    w.update_counts()
+    assert w.item_for("CAR T").text(4) == "1" and w.item_for("Tumor").text(4) == "0"
+    # a selected rectangle around cells 9 and 4242 (world µm)
+    assert w.tree.isColumnHidden(5)
+    shapes = viewer.add_shapes([np.array([[14, 0], [14, 36], [26, 36], [26, 0]], float)], shape_type="polygon")
+    shapes.selected_data = {0}
+    w.update_counts()
+    assert not w.tree.isColumnHidden(5)
+    assert w.item_for("Tumor").text(5) == "1" and w.item_for("Stroma").text(5) == "1"
+    assert w.item_for("CAR T").text(5) == "0"
+
+
+def test_highlight_and_registry(legend, qtbot):
+    viewer, w, sample = legend
+    sid = store.sample_id_of(viewer.layers[0])
+    col = get_colouring(viewer, sid)
+    assert col is w.colouring                                          # one per (viewer, sample)
+    assert get_colouring(viewer.__wrapped__, sid) is col              # also through the real viewer
+    mask = np.array([c in (17, 9) for c in CELLS])
+    hl = col.highlight(mask, color="yellow", name="CD3+")
+    y, x = _centre(17)
+    assert int(np.asarray(hl.data[0][y, x])) == 1
+    y, x = _centre(4242)
+    assert int(np.asarray(hl.data[0][y, x])) == 0
+    hl2 = col.highlight(~mask, name="CD3+")
+    assert hl2.name == hl.name and len(store.layers_of(viewer, sid, "cell_highlight")) == 1
+    assert int(np.asarray(hl.data[0][y, x])) == 1
+    col.clear_highlight("CD3+")
+    assert col.highlight_layer("CD3+") is None
+    # table edit then refresh: the cell's new type shows
+    sample.table.obs.loc["c4242", "cell_type"] = "Stroma"
+    col.refresh()
+    np.testing.assert_allclose(_shown_rgba(col.category_layer, 4242), [0.5019608, 0.5019608, 0.5019608, 1], atol=1e-6)
