@@ -151,7 +151,7 @@ def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tupl
             "scale": scale,
             "units": _units(sample),
             "multiscale": len(labels) > 1,
-            "opacity": 0.8,
+            "opacity": 0.45,
             "blending": "translucent",
             "metadata": {store.META_SAMPLE: sid, store.META_ROLE: "labels"},
         }
@@ -179,9 +179,22 @@ def add_sample_layers(viewer, sample: Sample) -> list:
     return layers
 
 
+#: outline colour of the cell segmentation (RGBA): a quiet light grey, so markers stay readable
+OUTLINE_RGBA = (0.85, 0.85, 0.85, 1.0)
+
+
 def style_labels(layer) -> None:
-    """Cell outlines rather than filled blobs, so the markers underneath stay readable."""
+    """Thin single-colour cell outlines, so the markers underneath stay readable.
+
+    Random per-cell colours turn 40,000 outlines into noise at slide zoom; colouring by cell type
+    is the legend's job (``colouring.CellColouring``). The colormap is two entries, whatever the
+    number of cells.
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    layer.colormap = DirectLabelColormap(color_dict={None: OUTLINE_RGBA, 0: (0, 0, 0, 0)})
     layer.contour = 1
+    layer.opacity = 0.45
 
 
 def show_scale_bar(viewer) -> None:
