@@ -163,3 +163,54 @@ def test_real_cytomapper_graphs(sq, cytomapper_dir):
         _assert_same(spatial_graph(xy, method="delaunay"), _squidpy(sq, xy, "delaunay"))
         _assert_same(spatial_graph(xy, method="radius", radius=20.0), _squidpy(sq, xy, "radius", radius=20.0))
         _assert_same(spatial_graph(xy, method="knn", n_neighs=6), _squidpy(sq, xy, "knn", n_neighs=6))
+
+
+# ----------------------------------------------------------------- certified fast Delaunay
+def _qhull_adj(xy):
+    return spatial_graph(xy, method="delaunay", delaunay_backend="qhull").connectivities
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 100_000), n=st.integers(4, 2000),
+       kind=st.sampled_from(["uniform", "clustered", "anisotropic", "lattice", "rounded", "dupes", "line"]))
+def test_fast_delaunay_equals_qhull(seed, n, kind):
+    from napari_carspatial.analysis._delaunay import delaunay_edges_certified
+
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        xy = rng.uniform(0, 1e4, (n, 2))
+    elif kind == "clustered":
+        xy = _layout(seed, n, True)
+    elif kind == "anisotropic":
+        xy = rng.normal(0, 1, (n, 2)) * [1.0, 1e-3]
+    elif kind == "lattice":  # co-circular points everywhere: must fall back to qhull
+        xy = np.round(rng.uniform(0, 20, (n, 2)))
+    elif kind == "rounded":
+        xy = rng.uniform(0, 1e3, (n, 2)).round(1)
+    elif kind == "dupes":
+        xy = rng.uniform(0, 100, (n, 2))
+        xy[: n // 3] = xy[n // 3: 2 * (n // 3)]
+    else:  # collinear
+        xy = np.column_stack([np.arange(n, dtype=float), 2.0 * np.arange(n)])
+    fast = delaunay_edges_certified(xy)
+    if kind in ("uniform", "clustered") and n >= 10:
+        assert fast is not None, "the fast path should certify generic input"
+    if kind in ("dupes", "line") and n >= 6:
+        assert fast is None
+    if kind == "line":
+        return  # qhull cannot triangulate collinear points (neither can squidpy)
+    ours = spatial_graph(xy, method="delaunay")
+    assert abs(ours.connectivities - _qhull_adj(xy)).nnz == 0
+
+
+def test_fast_delaunay_real_and_demo(cytomapper_dir):
+    from napari_carspatial.analysis._delaunay import delaunay_edges_certified
+
+    df = pd.read_csv(cytomapper_dir / "cells.csv")
+    for _, sub in df.groupby("ImageName"):
+        xy = sub[["Pos_X", "Pos_Y"]].to_numpy(dtype=np.float64)
+        assert delaunay_edges_certified(xy) is not None
+        assert abs(spatial_graph(xy, method="delaunay").connectivities - _qhull_adj(xy)).nnz == 0
+    demo = pytest.importorskip("napari_carspatial.datasets.demo")
+    xy = demo.demo_sample(n_cells=3000, image=False, seed=3).table.obsm["spatial"]
+    assert abs(spatial_graph(xy, method="delaunay").connectivities - _qhull_adj(xy)).nnz == 0

@@ -144,10 +144,22 @@ def _finish(
     return adj, dst
 
 
-def _delaunay_csr(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _delaunay_csr(xy: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import Delaunay
 
     n = xy.shape[0]
+    if backend == "auto" and n >= 4:
+        from napari_carspatial.analysis._delaunay import delaunay_edges_certified
+
+        fast = delaunay_edges_certified(xy)
+        if fast is not None:
+            indptr, indices = fast
+            rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+            d = np.linalg.norm(xy[rows] - xy[indices], axis=1)
+            return indptr, indices, d
+        logger.info("Delaunay: input not certified for the fast path (degenerate points); using qhull")
+    elif backend not in ("auto", "qhull"):
+        raise ValueError(f"delaunay_backend must be 'auto' or 'qhull', got {backend!r}")
     if n < 3:
         # qhull needs 3 points; squidpy fails here too. With < 3 points, connect all pairs.
         rows, cols = np.nonzero(~np.eye(n, dtype=bool))
@@ -200,6 +212,7 @@ def spatial_graph(
     pixel_size_um: float | None = None,
     set_diag: bool = False,
     symmetrize: bool = False,
+    delaunay_backend: Literal["auto", "qhull"] = "auto",
 ) -> SpatialGraph:
     """Build a spatial neighbour graph, equal to squidpy's for the same parameters.
 
@@ -235,6 +248,13 @@ def spatial_graph(
         Put ones on the diagonal of ``connectivities`` (squidpy's ``set_diag``).
     symmetrize
         ``"knn"`` only: return the union of ``i -> j`` and ``j -> i`` (not squidpy's graph).
+    delaunay_backend
+        ``"auto"``: a numba sweep-hull triangulation, used only when it is *certified* to be
+        the unique Delaunay triangulation (every triangle strictly oriented, every interior
+        edge strictly locally Delaunay beyond a rounding-error margin, Euler count, no
+        duplicate points), which then has exactly qhull's edges; otherwise (duplicates,
+        co-circular lattice points, collinear input) scipy's qhull, the call squidpy makes.
+        ``"qhull"``: always qhull.
 
     Returns
     -------
@@ -243,10 +263,9 @@ def spatial_graph(
 
     Notes
     -----
-    Timings (2-core machine, 1,000,000 uniformly placed cells): radius and kNN about 1-2 s
-    (numba grid / parallel ``cKDTree``), Delaunay about 8-12 s: qhull is the bottleneck and
-    is kept because it defines squidpy's edges (including on degenerate, co-circular input).
-    See ``docs/statistics.md`` for the measured table.
+    Timings for 1,000,000 cells are in ``docs/statistics.md`` (``benchmarks/bench_stats.py``):
+    radius uses a numba uniform grid, kNN scipy's ``cKDTree`` with all cores, Delaunay the
+    certified sweep-hull (qhull alone takes about 10 s per million points).
     """
     t0 = time.perf_counter()
     xy = get_coordinates(adata_or_coords, spatial_key=spatial_key)
@@ -262,7 +281,7 @@ def spatial_graph(
             interval = tuple(sorted(radius_px)) if isinstance(radius_px, tuple) else (0.0, float(radius_px))
         if maxd_px is not None:
             interval = (interval[0] if interval else 0.0, min(float(maxd_px), interval[1] if interval else np.inf))
-        indptr, indices, dist = _delaunay_csr(xy)
+        indptr, indices, dist = _delaunay_csr(xy, delaunay_backend)
         params.update({"radius": interval, "delaunay": True})
     elif method == "radius":
         if radius_px is None:
