@@ -66,12 +66,11 @@ def _summary(sample) -> str:
 def _open_viewer(samples, *, title: str):
     import napari
 
-    from ._napari.layers import add_sample_layers
+    from ._napari.layers import add_samples_layers
     from .widgets.sample_widget import SampleWidget
 
     viewer = napari.Viewer(title=title)
-    for s in samples:
-        add_sample_layers(viewer, s)
+    add_samples_layers(viewer, list(samples))
     viewer.window.add_dock_widget(SampleWidget(viewer), name="Samples", area="right")
     return viewer
 

@@ -137,3 +137,16 @@ def test_roi_contains_vectorised_and_validates():
 def test_blinded_metadata_hides_clinical_fields():
     s = Sample("s", metadata={"sample": "P1-post", "patient": "P1", "timepoint": "post", "response": "CR", "stain": "panel A"})
     assert s.public_metadata(blinded=True) == {"sample": "P1-post", "stain": "panel A"}
+
+
+def test_short_sample_names_and_montage():
+    from napari_carspatial._napari.layers import montage_offsets, short_names
+
+    assert short_names(["20210305_NE_mockData1_001", "20210305_NE_mockData2_001"]) == ["mockData1_001", "mockData2_001"]
+    assert short_names(["E34", "G01"]) == ["E34", "G01"]
+    assert short_names(["only"]) == ["only"]
+    samples = [Sample(f"s{i}", image=[np.zeros((1, 10, 20))]) for i in range(5)]
+    offs = montage_offsets(samples)
+    assert len(set(offs)) == 5 and offs[0] == (0.0, 0.0)
+    assert offs[1][0] == 0 and offs[1][1] > 20          # same row, to the right, with a gap
+    assert offs[3][0] > 10                               # 3 columns: 4th sample on the next row

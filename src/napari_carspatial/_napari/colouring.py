@@ -656,13 +656,16 @@ class CellColouring:
             layer.metadata[META_KEY] = self.key
             layer.colormap = cmap   # before the data: the first draw of new codes has the right colours
             layer.data = data
-            layer.name = name
-            layer.opacity = self.opacity
+            if layer.name != name:
+                layer.name = name
+            if layer.opacity != self.opacity:
+                layer.opacity = self.opacity
         layer.features = pd.DataFrame({"index": np.arange(len(self.categories) + 1),
                                        self.key: ["background", *self.categories]})
-        layer.visible = True
+        if not layer.visible:
+            layer.visible = True
         vl = self.value_layer
-        if vl is not None:
+        if vl is not None and vl.visible:
             vl.visible = False
             vl.colorbar.visible = False
         return layer
@@ -784,10 +787,11 @@ class CellColouring:
             layer.colormap = self.cmap
             layer.contrast_limits = self.clim
             layer.opacity = self.opacity
-        layer.visible = True
+        if not layer.visible:
+            layer.visible = True
         layer.colorbar.visible = True
         cl = self.category_layer
-        if cl is not None:
+        if cl is not None and cl.visible:
             cl.visible = False
         self.events.changed(what="column")
         return layer

@@ -116,8 +116,15 @@ def guess_type_key(adata) -> str | None:
     return None
 
 
-def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tuple[Any, dict, str]]:
-    """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed."""
+def sample_to_layer_data(
+    sample: Sample, *, sid: str | None = None, translate: tuple[float, float] = (0.0, 0.0),
+    prefix: str | None = None,
+) -> list[tuple[Any, dict, str]]:
+    """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed.
+
+    ``translate`` (world units) places the sample in a montage; ``prefix`` is put before channel
+    names so several samples' layers stay distinguishable.
+    """
     sid = sid or store.register(sample)
     scale = _scale(sample)
     out: list[tuple[Any, dict, str]] = []
@@ -131,12 +138,13 @@ def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tupl
         visible = default_visible(names)
         meta = {
             "channel_axis": 0,
-            "name": list(names),
+            "name": [f"{prefix}{n}" for n in names] if prefix else list(names),
             "colormap": cmaps,
             "contrast_limits": clims,
             "blending": "additive",
             "visible": visible,
             "scale": scale,
+            "translate": tuple(translate),
             "units": _units(sample),
             "multiscale": multiscale,
             "metadata": [
@@ -149,6 +157,7 @@ def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tupl
         meta = {
             "name": f"{sample.name} cells",
             "scale": scale,
+            "translate": tuple(translate),
             "units": _units(sample),
             "multiscale": len(labels) > 1,
             "opacity": 0.45,
@@ -162,11 +171,63 @@ def sample_to_layer_data(sample: Sample, *, sid: str | None = None) -> list[tupl
     return out
 
 
-def add_sample_layers(viewer, sample: Sample) -> list:
+def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.08) -> list[tuple[float, float]]:
+    """World (y, x) offsets that tile samples in a near-square grid, left to right, top to bottom."""
+    if len(samples) <= 1:
+        return [(0.0, 0.0)] * len(samples)
+    sizes = []
+    for s in samples:
+        shp = s.shape_yx or (0, 0)
+        sy, sx = _scale(s)
+        sizes.append((shp[0] * sy, shp[1] * sx))
+    cell_h = max(h for h, _ in sizes)
+    cell_w = max(w for _, w in sizes)
+    gap = gap_fraction * max(cell_h, cell_w)
+    ncol = int(np.ceil(np.sqrt(len(samples))))
+    return [((i // ncol) * (cell_h + gap), (i % ncol) * (cell_w + gap)) for i in range(len(samples))]
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Sample names without the prefix they all share (``20210305_NE_mockData1_001`` -> ``mockData1_001``)."""
+    import os
+
+    if len(names) < 2:
+        return list(names)
+    common = os.path.commonprefix(names)
+    cut = max(common.rfind(c) for c in "_- .") + 1 if common else 0
+    short = [n[cut:] or n for n in names]
+    return short if len(set(short)) == len(short) else list(names)
+
+
+def _prefixes(samples: list[Sample]) -> list[str | None]:
+    if len(samples) <= 1:
+        return [None] * len(samples)
+    return [f"{n}: " for n in short_names([s.name for s in samples])]
+
+
+def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
+    """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
+    out = []
+    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples)):
+        out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
+    return out
+
+
+def add_samples_layers(viewer, samples: list[Sample]) -> list:
+    """Add several samples (a montage when more than one is added at once)."""
+    layers = []
+    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples)):
+        layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
+    if len(samples) > 1:
+        viewer.reset_view()   # napari only fits the first layer; show the whole montage
+    return layers
+
+
+def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: str | None = None) -> list:
     """Add ``sample`` to ``viewer`` (images, then cell outlines) and return the new layers."""
     store.watch_viewer(viewer)
     layers = []
-    for data, meta, kind in sample_to_layer_data(sample):
+    for data, meta, kind in sample_to_layer_data(sample, translate=translate, prefix=prefix):
         if kind == "image":
             added = viewer.add_image(data, **meta)
             layers.extend(added if isinstance(added, list) else [added])

@@ -54,9 +54,7 @@ def read_path(path):
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
-    out = []
-    for s in samples:
-        out.extend(_layers.sample_to_layer_data(s))
+    out = _layers.samples_to_layer_data(samples)
     _style_when_added()
     return out
 
@@ -84,6 +82,7 @@ def _style_when_added() -> None:
         if layer.metadata.get(store.META_ROLE) == "labels" and not layer.metadata.get("_styled"):
             _layers.style_labels(layer)
             layer.metadata["_styled"] = True
+            viewer.reset_view()   # fit everything opened (a montage of acquisitions included)
             if getattr(layer, "units", None) is not None and store.sample_of(layer) and store.sample_of(layer).pixel_size_um:
                 _layers.show_scale_bar(viewer)
 

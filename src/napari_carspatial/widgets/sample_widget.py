@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from .._napari.layers import add_sample_layers
+from .._napari.layers import add_samples_layers
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,7 @@ class SampleWidget(QWidget):
 
     def _on_loaded(self, result):
         samples = result if isinstance(result, list) else [result]
-        for s in samples:
-            add_sample_layers(self.viewer, s)
+        add_samples_layers(self.viewer, samples)
         self.status.setText(f"Loaded {', '.join(s.name for s in samples)}.")
         self.refresh()
 
