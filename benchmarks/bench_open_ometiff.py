@@ -276,6 +276,7 @@ def child_headless(path: str, warm: bool) -> dict:
         evict_from_page_cache(path)
     base_mb = current_rss_mb()
     load = os.getloadavg()[0]
+    c0 = time.process_time()
     t0 = time.perf_counter()
     sample = _one_sample(read_sample(path))
     t_read = time.perf_counter()
@@ -283,9 +284,10 @@ def child_headless(path: str, warm: bool) -> dict:
     smallest_np = np.asarray(smallest)
     limits = _percentile_limits(smallest_np)
     t1 = time.perf_counter()
+    cpu = time.process_time() - c0
     peak = peak_rss_mb()
     return {
-        "total_s": t1 - t0, "read_sample_s": t_read - t0, "contrast_s": t1 - t_read, "import_s": import_s,
+        "total_s": t1 - t0, "cpu_s": cpu, "read_sample_s": t_read - t0, "contrast_s": t1 - t_read, "import_s": import_s,
         "peak_mb": peak, "baseline_mb": base_mb, "cache": "warm" if warm else "cold",
         "loadavg_1min": load, "limits_example": limits[:3].round(1).tolist(), **_describe_pyramid(sample),
         "agreement": _agreement(sample, path, smallest_np),
@@ -317,6 +319,7 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
     base_mb = current_rss_mb()
     load = os.getloadavg()[0]
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     sample = _one_sample(read_sample(path))
     t_read = time.perf_counter()
@@ -330,6 +333,7 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
         visible = [ly for ly in viewer.layers if ly.visible]
         if len(draws) > n_draws and all(ly.loaded for ly in visible):
             t_first = time.perf_counter()
+            cpu = time.process_time() - c0
             break
         time.sleep(0.001)
     peak = peak_rss_mb()
@@ -349,7 +353,7 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
             log.warning("could not save screenshot %s: %s", screenshot, err)
     after_mb = current_rss_mb()
     info = {
-        "first_frame_s": t_first - t0, "read_sample_s": t_read - t0, "add_layers_s": t_added - t_read,
+        "first_frame_s": t_first - t0, "cpu_s": cpu, "read_sample_s": t_read - t0, "add_layers_s": t_added - t_read,
         "draw_wait_s": t_first - t_added, "peak_mb": peak, "baseline_mb": base_mb,
         "rss_after_screenshot_mb": after_mb, "cache": "warm" if warm else "cold", "loadavg_1min": load,
         "n_layers": len(layers), "n_visible": sum(ly.visible for ly in layers),
@@ -357,6 +361,15 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
         "screenshot_nonempty": nonempty, "screenshot_shape": list(rgb.shape), "screenshot": screenshot,
         **_describe_pyramid(sample),
     }
+    try:
+        from qtpy import API_NAME
+
+        info["qt_api"] = API_NAME
+        from napari.settings import get_settings
+
+        info["napari_async"] = bool(get_settings().experimental.async_)
+    except Exception:  # noqa: BLE001 - informative only
+        pass
     viewer.close()
     return info
 
@@ -368,7 +381,7 @@ def child_reference(path: str, level0_bytes: int) -> dict:
     avail = psutil.virtual_memory().available
     evict_from_page_cache(path)
     base_mb = current_rss_mb()
-    if avail > 2.5 * level0_bytes:
+    if avail > 1.5 * level0_bytes + 2e9:  # it peaks at ~1.03x level 0; keep a margin for others
         import npe2
 
         npe2.PluginManager.instance().discover()  # registers napari's builtin reader ("napari")
@@ -405,6 +418,7 @@ def _repeat(measure, n: int, key: str) -> dict:
     ok.sort(key=lambda r: r[key])
     med = dict(ok[(len(ok) - 1) // 2])
     med["all_s"] = [round(r[key], 3) for r in ok]
+    med["all_cpu_s"] = [round(r.get("cpu_s", float("nan")), 3) for r in ok]
     med["peak_mb"] = max(r["peak_mb"] for r in ok)
     med["loadavg_1min"] = [r.get("loadavg_1min") for r in ok]
     if len(ok) < len(runs):
@@ -457,7 +471,7 @@ def _measure(here: str, size: str, path: Path, ref: dict, *, repeats: int, suffi
         rows.append(result(
             name, ours_s=head["total_s"], reference=ref_label, reference_s=ref_s,
             agreement=head["agreement"], target=target, met=ok(head["total_s"], head["peak_mb"]),
-            peak_mb=head["peak_mb"], details=head, **common))
+            peak_mb=head["peak_mb"], cpu_s=head.get("cpu_s"), details=head, **common))
 
     name = f"open_ometiff.first_frame{suffix}"
     if "error" in gui:
@@ -470,7 +484,7 @@ def _measure(here: str, size: str, path: Path, ref: dict, *, repeats: int, suffi
             name, ours_s=gui["first_frame_s"], reference=ref_label + " (lower bound)",
             reference_s=ref_s, agreement=agreement, target=target,
             met=ok(gui["first_frame_s"], gui["peak_mb"]) and gui["screenshot_nonempty"],
-            peak_mb=gui["peak_mb"], warm_first_frame_s=gui_warm.get("first_frame_s"),
+            peak_mb=gui["peak_mb"], cpu_s=gui.get("cpu_s"), warm_first_frame_s=gui_warm.get("first_frame_s"),
             warm_peak_mb=gui_warm.get("peak_mb"), details=gui, **common))
     return rows
 

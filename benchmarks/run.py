@@ -33,7 +33,8 @@ COLUMNS = ("name", "ours", "reference", "ratio", "agreement", "target", "met")
 
 # Runs inside the per-module subprocess: import the module by file, call run(quick), dump JSON.
 _CHILD = r"""
-import importlib.util, json, sys, traceback
+import importlib.util, json, logging, sys, traceback
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 path, quick, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
 sys.path.insert(0, str(__import__("pathlib").Path(path).parent))
 try:
@@ -150,6 +151,8 @@ def _cells(row: dict) -> list[str]:
     ours = _fmt_s(row.get("ours_s"))
     if row.get("peak_mb") is not None:
         ours += f" / {float(row['peak_mb']):.0f} MB"
+    if row.get("cpu_s") is not None and row.get("ours_s") is not None:
+        ours += f" (cpu {_fmt_s(row['cpu_s'])})"
     ref = row.get("reference") or "-"
     if row.get("reference_s") is not None:
         ref = f"{ref}: {_fmt_s(row['reference_s'])}"
