@@ -214,3 +214,12 @@ def test_fast_delaunay_real_and_demo(cytomapper_dir):
     demo = pytest.importorskip("napari_carspatial.datasets.demo")
     xy = demo.demo_sample(n_cells=3000, image=False, seed=3).table.obsm["spatial"]
     assert abs(spatial_graph(xy, method="delaunay").connectivities - _qhull_adj(xy)).nnz == 0
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_grid_knn_path_equals_squidpy(sq, clustered):
+    """n > 5000 uses the numba grid kNN: still squidpy's graph."""
+    rng = np.random.default_rng(7)
+    xy = _layout(7, 6000, clustered) if clustered else rng.uniform(0, 3000, (6000, 2))
+    for k in (1, 6, 15):
+        _assert_same(spatial_graph(xy, method="knn", n_neighs=k), _squidpy(sq, xy, "knn", n_neighs=k))

@@ -78,47 +78,46 @@ def n_rings(radius: float, cell: float) -> int:
 
 
 @numba.njit(parallel=True, cache=True)
-def _radius_count(x, y, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: no cover - numba
+def _radius_count(x, y, xs, ys, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: no cover - numba
     n = x.shape[0]
     counts = np.zeros(n, dtype=np.int64)
     for i in numba.prange(n):
         cx, cy = ix[i], iy[i]
+        xi = x[i]
+        yi = y[i]
         c = 0
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
             for gx in range(max(cx - m, 0), min(cx + m, nx - 1) + 1):
                 g = gy * nx + gx
                 for p in range(cell_start[g], cell_start[g + 1]):
-                    j = order[p]
-                    if j == i:
-                        continue
-                    dx = x[i] - x[j]
-                    dy = y[i] - y[j]
-                    if dx * dx + dy * dy <= r2:
+                    dx = xi - xs[p]
+                    dy = yi - ys[p]
+                    if dx * dx + dy * dy <= r2 and order[p] != i:
                         c += 1
         counts[i] = c
     return counts
 
 
 @numba.njit(parallel=True, cache=True)
-def _radius_fill(x, y, order, cell_start, ix, iy, nx, ny, m, r2, indptr):  # pragma: no cover
+def _radius_fill(x, y, xs, ys, order, cell_start, ix, iy, nx, ny, m, r2, indptr):  # pragma: no cover
     n = x.shape[0]
     nnz = indptr[n]
     indices = np.empty(nnz, dtype=np.int64)
     dist = np.empty(nnz, dtype=np.float64)
     for i in numba.prange(n):
         cx, cy = ix[i], iy[i]
+        xi = x[i]
+        yi = y[i]
         k = indptr[i]
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
             for gx in range(max(cx - m, 0), min(cx + m, nx - 1) + 1):
                 g = gy * nx + gx
                 for p in range(cell_start[g], cell_start[g + 1]):
-                    j = order[p]
-                    if j == i:
-                        continue
-                    dx = x[i] - x[j]
-                    dy = y[i] - y[j]
+                    dx = xi - xs[p]
+                    dy = yi - ys[p]
                     d2 = dx * dx + dy * dy
-                    if d2 <= r2:
+                    j = order[p]
+                    if d2 <= r2 and j != i:
                         indices[k] = j
                         dist[k] = math.sqrt(d2)
                         k += 1
@@ -146,10 +145,83 @@ def radius_pairs_csr(xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndar
     x = np.ascontiguousarray(xy[:, 0])
     y = np.ascontiguousarray(xy[:, 1])
     r2 = float(radius) * float(radius)
-    counts = _radius_count(x, y, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2)
+    xs = x[grid.order]
+    ys = y[grid.order]
+    counts = _radius_count(x, y, xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     indices, dist = _radius_fill(
-        x, y, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2, indptr
+        x, y, xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2, indptr
     )
     return indptr, indices, dist
+
+
+@numba.njit(parallel=True, cache=True)
+def _knn_kernel(xs, ys, order, cell_start, ix, iy, nx, ny, cell, k):  # pragma: no cover - numba
+    # xs, ys: coordinates in cell order (xs[p] is point order[p]); loop in cell order (locality)
+    n = xs.shape[0]
+    out_i = np.empty((n, k), dtype=np.int64)
+    out_d = np.empty((n, k), dtype=np.float64)
+    max_ring = max(nx, ny)
+    for pos in numba.prange(n):
+        i = order[pos]
+        xi = xs[pos]
+        yi = ys[pos]
+        bd = np.full(k, np.inf)  # sorted squared distances of the best k so far
+        bi = np.full(k, -1, dtype=np.int64)
+        cx, cy = ix[i], iy[i]
+        r = 0
+        while r <= max_ring:
+            # visit the cells of ring r (the square annulus at Chebyshev cell distance r)
+            for gy in range(cy - r, cy + r + 1):
+                if gy < 0 or gy >= ny:
+                    continue
+                edge_row = gy == cy - r or gy == cy + r
+                gx = cx - r
+                while gx <= cx + r:
+                    if 0 <= gx < nx:
+                        g = gy * nx + gx
+                        for p in range(cell_start[g], cell_start[g + 1]):
+                            if p == pos:
+                                continue
+                            j = order[p]
+                            dx = xi - xs[p]
+                            dy = yi - ys[p]
+                            d2 = dx * dx + dy * dy
+                            if d2 < bd[k - 1] or (d2 == bd[k - 1] and j < bi[k - 1]):
+                                q = k - 1
+                                while q > 0 and (bd[q - 1] > d2 or (bd[q - 1] == d2 and bi[q - 1] > j)):
+                                    bd[q] = bd[q - 1]
+                                    bi[q] = bi[q - 1]
+                                    q -= 1
+                                bd[q] = d2
+                                bi[q] = j
+                    if edge_row or r == 0:
+                        gx += 1
+                    else:
+                        gx += 2 * r  # interior rows: only the two end cells belong to the ring
+            # everything not yet visited is farther than r * cell from point i
+            lim = r * cell
+            if bi[k - 1] >= 0 and bd[k - 1] < lim * lim:
+                break
+            r += 1
+        for q in range(k):
+            out_i[i, q] = bi[q]
+            out_d[i, q] = math.sqrt(bd[q])
+    return out_i, out_d
+
+
+def knn_grid(xy: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, distances)`` of the ``k`` nearest other points of every point, ``(n, k)``.
+
+    Ties at equal distance are broken by the smaller index.
+    """
+    xy = np.ascontiguousarray(xy, dtype=np.float64)
+    n = xy.shape[0]
+    span = max(float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1])), 1e-12)
+    # about 3 points per cell for a uniform layout
+    cell = span / max(1.0, math.sqrt(n / 3.0))
+    grid = build_grid(xy, cell)
+    xs = xy[grid.order, 0].copy()
+    ys = xy[grid.order, 1].copy()
+    return _knn_kernel(xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, grid.cell, int(k))

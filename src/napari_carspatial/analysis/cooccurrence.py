@@ -98,8 +98,9 @@ def squidpy_default_interval(xy32: np.ndarray, num: int) -> np.ndarray:
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _cooc_kernel(x, y, labels, t2, order, cell_start, ix, iy, nx, ny, m, K, n_chunks):  # pragma: no cover
-    n = x.shape[0]
+def _cooc_kernel(xs, ys, ls, t2, order, cell_start, ix, iy, nx, ny, m, K, n_chunks):  # pragma: no cover
+    # xs, ys, ls: coordinates and labels in cell order (xs[p] belongs to point order[p])
+    n = xs.shape[0]
     L = t2.shape[0]
     tmax = t2[L - 1]
     hist = np.zeros((n_chunks, K, K, L), dtype=np.int64)
@@ -109,7 +110,9 @@ def _cooc_kernel(x, y, labels, t2, order, cell_start, ix, iy, nx, ny, m, K, n_ch
         e = min(n, s + step)
         for pos in range(s, e):
             i = order[pos]
-            li = labels[i]
+            li = ls[pos]
+            xi = xs[pos]
+            yi = ys[pos]
             cx = ix[i]
             cy = iy[i]
             own = cy * nx + cx
@@ -122,10 +125,9 @@ def _cooc_kernel(x, y, labels, t2, order, cell_start, ix, iy, nx, ny, m, K, n_ch
                     if g == own:
                         p0 = pos + 1
                     for p in range(p0, cell_start[g + 1]):
-                        j = order[p]
                         # same expression and float32 semantics as squidpy's _occur_count
-                        dx = x[i] - x[j]
-                        dy = y[i] - y[j]
+                        dx = xi - xs[p]
+                        dy = yi - ys[p]
                         d2 = dx * dx + dy * dy
                         if d2 <= tmax:
                             lo = 0
@@ -136,7 +138,7 @@ def _cooc_kernel(x, y, labels, t2, order, cell_start, ix, iy, nx, ny, m, K, n_ch
                                     hi = mid
                                 else:
                                     lo = mid + 1
-                            hist[ch, li, labels[j], lo] += 1
+                            hist[ch, li, ls[p], lo] += 1
     return hist
 
 
@@ -222,7 +224,7 @@ def co_occurrence(
     m = max(1, int(math.ceil(rmax / grid.cell)))
     n_chunks = max(1, min(8 * numba.get_num_threads(), n // 256 + 1))
     hist = _cooc_kernel(
-        np.ascontiguousarray(xy32[:, 0]), np.ascontiguousarray(xy32[:, 1]), labels, t2,
+        xy32[grid.order, 0].copy(), xy32[grid.order, 1].copy(), labels[grid.order].copy(), t2,
         grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, K, n_chunks,
     )
     h = hist.sum(axis=0)

@@ -179,9 +179,19 @@ def _delaunay_csr(xy: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np
 def _knn_csr(xy: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
+    from napari_carspatial.analysis._grid import knn_grid
+
     n = xy.shape[0]
     if k >= n:
         raise ValueError(f"n_neighs={k} must be smaller than the number of cells ({n})")
+    if n > 5000:
+        # numba uniform grid, parallel; ties broken by the smaller index. The query point
+        # itself is excluded (duplicates of it are ordinary neighbours at distance 0).
+        ind, dist = knn_grid(xy, k)
+        o = np.argsort(ind, axis=1, kind="stable")
+        ind = np.take_along_axis(ind, o, axis=1).ravel()
+        dist = np.take_along_axis(dist, o, axis=1).ravel()
+        return np.arange(0, n * k + 1, k, dtype=np.int64), ind, dist
     tree = cKDTree(xy, balanced_tree=False, compact_nodes=False)
     dist, ind = tree.query(xy, k=k + 1, workers=-1)
     ind = ind.astype(np.int64, copy=False)
