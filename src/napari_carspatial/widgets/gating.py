@@ -66,6 +66,8 @@ PREVIEW_NAME = "gate preview"
 POSITIVE_COLOR = "#ffd400"
 #: ``layer.metadata`` role of the fallback Points preview layer
 ROLE_PREVIEW_POINTS = "gate_preview_points"
+#: opacity of the preview layer
+PREVIEW_OPACITY = 0.9
 DEBOUNCE_MS = 100
 HIST_BINS = 128
 
@@ -82,7 +84,7 @@ class _PointsPreview:
         found = store.layers_of(self.viewer, self.sid, ROLE_PREVIEW_POINTS)
         return found[0] if found else None
 
-    def show(self, mask: np.ndarray):
+    def show(self, mask: np.ndarray, *, outline: bool = False):
         sample = store.get(self.sid)
         t = sample.table
         yx = spatial_to_yx(np.asarray(t.obsm[SPATIAL_KEY], dtype=float))[np.asarray(mask, bool)]
@@ -94,13 +96,18 @@ class _PointsPreview:
         if layer is None:
             layer = self.viewer.add_points(
                 yx, name=f"{sample.name}: {PREVIEW_NAME}", scale=scale, translate=translate, size=size,
-                face_color=POSITIVE_COLOR, border_width=0, opacity=0.85, blending="translucent",
+                face_color=POSITIVE_COLOR, border_width=0, opacity=PREVIEW_OPACITY, blending="translucent",
                 metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_PREVIEW_POINTS})
         else:
             layer.data = yx
             layer.size = size
             layer.face_color = POSITIVE_COLOR
             layer.visible = True
+        # outline: hollow rings, so the stain inside each positive cell stays visible
+        layer.face_color = "transparent" if outline else POSITIVE_COLOR
+        layer.border_color = POSITIVE_COLOR
+        layer.border_width = 0.25 if outline else 0
+        layer.border_width_is_relative = True
         return layer
 
     def clear(self):
@@ -118,8 +125,9 @@ class _ColouringPreview:
     def layer(self):
         return self.col.highlight_layer(PREVIEW_NAME)
 
-    def show(self, mask: np.ndarray):
-        return self.col.highlight(np.asarray(mask, bool), color=POSITIVE_COLOR, name=PREVIEW_NAME)
+    def show(self, mask: np.ndarray, *, outline: bool = False):
+        return self.col.highlight(np.asarray(mask, bool), color=POSITIVE_COLOR, name=PREVIEW_NAME,
+                                  mode="outline" if outline else "filled", opacity=PREVIEW_OPACITY)
 
     def clear(self):
         self.col.clear_highlight(PREVIEW_NAME)
@@ -156,8 +164,8 @@ class _HistogramCanvas(QWidget):
         self.theme = theme
         self.fig = Figure(figsize=(4.2, 2.7), dpi=100, facecolor=theme["bg"], layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.fig)
-        self.canvas.setMinimumHeight(250)
-        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.canvas.setFixedHeight(260)  # a steady plot: it does not jump when the dock relayouts
+        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.ax = self.fig.add_subplot(111)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -205,6 +213,7 @@ class _HistogramCanvas(QWidget):
         ax.set_title(title, fontsize=9, loc="left")
         if secondary is not None:
             sec = ax.secondary_xaxis("top", functions=secondary)
+            sec.set_xticks(_raw_ticks(secondary, ax.get_xlim()))
             sec.tick_params(colors=self.theme["text"], labelsize=7)
             sec.set_xlabel(raw_label, fontsize=8, color=self.theme["text"])
             for s in sec.spines.values():
@@ -229,6 +238,34 @@ class _HistogramCanvas(QWidget):
     def _emit(self, x):
         if self.on_threshold is not None:
             self.on_threshold(float(x))
+
+
+def _raw_ticks(functions, xlim, *, min_gap: float = 0.12, max_ticks: int = 7) -> list[float]:
+    """Round raw values (1, 2, 5 x 10^k, and 0) spread evenly on the transformed axis.
+
+    On an asinh/log axis, evenly spaced raw ticks pile up at the bright end; these keep at least
+    ``min_gap`` of the axis width between labels.
+    """
+    inverse, forward = functions
+    lo, hi = (float(v) for v in xlim)
+    width = hi - lo
+    if not width > 0:
+        return []
+    rlo, rhi = float(inverse(np.array([lo]))[0]), float(inverse(np.array([hi]))[0])
+    top = max(abs(rlo), abs(rhi), 1e-12)
+    k = np.arange(np.floor(np.log10(top)) - 6, np.floor(np.log10(top)) + 1)
+    cands = np.unique(np.r_[0.0, (np.array([1.0, 2.0, 5.0])[:, None] * 10.0 ** k[None, :]).ravel()])
+    cands = np.r_[-cands[::-1], cands]
+    cands = cands[(cands >= rlo) & (cands <= rhi)]
+    pos = forward(cands)
+    out, last = [], -np.inf
+    for c, x in sorted(zip(cands, pos), key=lambda t: t[1]):
+        if x - last >= min_gap * width:
+            out.append(float(c))
+            last = x
+    if len(out) > max_ticks:
+        out = out[:: int(np.ceil(len(out) / max_ticks))]
+    return out
 
 
 def _theme_colors(viewer) -> dict:
@@ -337,25 +374,29 @@ class GatingWidget(QWidget):
 
         self.count_label = QLabel("")
         self.count_label.setStyleSheet("font-weight: bold;")
-        self.preview_check = QCheckBox("preview positive cells on the slide")
+        self.preview_check = QCheckBox("preview on slide")
         self.preview_check.setChecked(True)
+        self.preview_check.setToolTip(f"Show the cells above the threshold in yellow on the slide (updates {DEBOUNCE_MS} ms after a change)")
+        self.outline_check = QCheckBox("outlines")
+        self.outline_check.setToolTip("Outline positive cells instead of filling them, to see the stain inside")
         self.add_gate_button = QPushButton("Add gate")
         self.add_gate_button.setToolTip("Keep this threshold as the gate for this marker (replaces an earlier one)")
 
         ml = QVBoxLayout(marker_box)
         ml.addLayout(form)
-        ml.addWidget(self.hist, 1)
+        ml.addWidget(self.hist)
         ml.addLayout(thr_row)
         ml.addWidget(self.count_label)
         row = QHBoxLayout()
         row.addWidget(self.preview_check, 1)
+        row.addWidget(self.outline_check)
         row.addWidget(self.add_gate_button)
         ml.addLayout(row)
 
         # ---- gates
         gates_box = QGroupBox("Gates")
         self.gate_list = QListWidget()
-        self.gate_list.setMaximumHeight(110)
+        self.gate_list.setMaximumHeight(90)
         self.gate_list.setToolTip("Click a gate to edit it above")
         self.remove_gate_button = QPushButton("Remove gate")
         gl = QVBoxLayout(gates_box)
@@ -372,7 +413,8 @@ class GatingWidget(QWidget):
         self.rules_table.verticalHeader().setVisible(True)
         self.rules_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.rules_table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.rules_table.setMinimumHeight(120)
+        self.rules_table.setMinimumHeight(110)
+        self.rules_table.setMaximumHeight(170)
         self.rules_table.setToolTip("Conditions: markers with + or -, e.g. 'CD3+ CAR+' or 'PanCK+ MSLN-'")
         self.add_rule_button = QPushButton("Add")
         self.remove_rule_button = QPushButton("Remove")
@@ -435,7 +477,8 @@ class GatingWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(400)
+        inner.setMinimumWidth(420)
+        self.setMinimumWidth(450)
 
         # ---- debounce for the slide preview
         self._timer = QTimer(self)
@@ -453,6 +496,7 @@ class GatingWidget(QWidget):
         self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
         self.suggest_button.clicked.connect(self.suggest)
         self.preview_check.toggled.connect(self._on_preview_toggled)
+        self.outline_check.toggled.connect(lambda _=None: self.update_preview())
         self.add_gate_button.clicked.connect(self.add_gate)
         self.gate_list.currentRowChanged.connect(self._on_gate_selected)
         self.remove_gate_button.clicked.connect(self.remove_gate)
@@ -688,7 +732,7 @@ class GatingWidget(QWidget):
         if sid is None or self.preview_mask is None or not self.preview_check.isChecked():
             return None
         try:
-            return self._preview(sid).show(self.preview_mask)
+            return self._preview(sid).show(self.preview_mask, outline=self.outline_check.isChecked())
         except Exception as err:  # noqa: BLE001 - show it, keep the widget alive
             log.error("preview failed", exc_info=True)
             _notify_error(f"Could not show the preview: {type(err).__name__}: {err}")
@@ -855,17 +899,26 @@ class GatingWidget(QWidget):
         lines = [f"{sample.name} → obs['{key}']:"]
         lines += [f"  {c}: {k:,} ({100.0 * k / n:.1f}%)" for c, k in result["counts"].items()]
         self.result_label.setText("\n".join(lines))
-        self._show_result(sid, key)
+        self._show_result(sid, key, scheme.default)
         self._last_result = result
         _notify_info(f"Gating applied to {sample.name}: " + ", ".join(f"{c} {k:,}" for c, k in result["counts"].items()))
         return result
 
-    def _show_result(self, sid: str, key: str):
+    def _show_result(self, sid: str, key: str, default: str):
+        """Colour the cells by the new phenotypes (the called ones only: the default is hidden, so
+        the stain shows through), and put the gate preview away (it reappears on the next change)."""
+        if sid in self._previews:
+            layer = self._previews[sid].layer()
+            if layer is not None:
+                layer.visible = False
         mod = _colouring_module()
         if mod is None:
             return
         try:
-            mod.get_colouring(self.viewer, sid).colour_by_category(key)
+            col = mod.get_colouring(self.viewer, sid)
+            col.colour_by_category(key)
+            if default in col.categories and len(col.categories) > 1:
+                col.set_category_visible(default, False)
         except Exception:  # noqa: BLE001 - display only
             log.warning("could not colour cells by %s", key, exc_info=True)
 
