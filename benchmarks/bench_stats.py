@@ -132,19 +132,19 @@ def bench_nhood(sq, n: int) -> list[dict]:
         bound = (1.0 if name == "nhood_exact" else np.sqrt(2.0)) * 4 * np.sqrt((1 + z_ex[ok] ** 2 / 2) / 1000)
         pr = float(np.corrcoef(z[ok], z_sq[ok])[0, 1])
         same_counts = bool(np.array_equal(r.count, c_sq))
-        agree = (f"vs squidpy: max |dz| {dz.max():.3f}, max |dz|/bound {np.max(dz / bound):.2f}, r={pr:.5f}, "
+        agree = (f"vs squidpy: max abs(dz) {dz.max():.3f}, max abs(dz)/bound {np.max(dz / bound):.2f}, r={pr:.5f}, "
                  f"counts {'equal' if same_counts else 'DIFFER'}")
         if name == "nhood_permutation":
             dze = np.abs(z - z_ex)[ok]
             b1 = 4 * np.sqrt((1 + z_ex[ok] ** 2 / 2) / 1000)
-            agree += f"; vs exact: max |dz|/bound {np.max(dze / b1):.2f}"
+            agree += f"; vs exact: max abs(dz)/bound {np.max(dze / b1):.2f}"
         ratio = t_sq / t
         if target and n < 100_000:
             tgt, speed_ok = f"(quick; target >= {target:.0f}x is at 100k)", True
         elif target:
             tgt, speed_ok = f">= {target:.0f}x faster", ratio >= target
         else:
-            tgt, speed_ok = "(info) r >= 0.99, |dz| <= bound", True
+            tgt, speed_ok = "(info) r >= 0.99, abs(dz) <= bound", True
         rows.append(_row(
             f"{name} ({n:,} cells, Delaunay)", ours_s=t, reference="squidpy nhood_enrichment 1000 perms",
             reference_s=t_sq, agreement=agree, target=tgt,
@@ -170,8 +170,8 @@ def bench_cooc(sq, n: int) -> dict:
     return _row(
         f"co_occurrence ({n:,} cells, 21 thresholds 0-200 µm)", ours_s=t,
         reference="squidpy co_occurrence", reference_s=t_sq,
-        agreement=f"max |d occ| {diff:.1e}, thresholds {'equal' if same_iv else 'DIFFER'}",
-        target=">= 20x faster, |d| <= 1e-6" if n >= 50_000 else "(quick; >= 20x is at 50k) |d| <= 1e-6",
+        agreement=f"max abs(d occ) {diff:.1e}, thresholds {'equal' if same_iv else 'DIFFER'}",
+        target=">= 20x faster, abs(d) <= 1e-6" if n >= 50_000 else "(quick; >= 20x is at 50k) abs(d) <= 1e-6",
         met=(t_sq / t >= 20 or n < 50_000) and diff <= 1e-6 and same_iv, n_cells=n,
     )
 
@@ -204,7 +204,7 @@ def bench_graphs(sq, n: int, n_ref: int) -> list[dict]:
         D = sp.csr_matrix(ref.distances)
         n_diff = int(abs(A - g_ref_ours.connectivities).nnz)
         ddiff = float(abs(D - g_ref_ours.distances).max()) if D.nnz else 0.0
-        agree = f"edge sets {'equal' if n_diff == 0 else f'DIFFER ({n_diff})'}, max |d dist| {ddiff:.1e}"
+        agree = f"edge sets {'equal' if n_diff == 0 else f'DIFFER ({n_diff})'}, max abs(d dist) {ddiff:.1e}"
         extras = {"n_cells": n, "n_edges": int(g.connectivities.nnz)}
         if n_ref != n:
             agree += f" (squidpy at {n_ref:,} cells; ours there {t_small:.2f} s)"
