@@ -304,3 +304,17 @@ def test_other_pixel_size_keeps_physical_dimensions():
     area_um2 = s.table.obs["area"].to_numpy() * 1.0
     assert 40 < np.median(area_um2) < 150
     assert np.isfinite(s.table.X).all()
+
+
+def test_precomputed_small_levels_equal_lazy_coarsening():
+    """The in-memory small pyramid levels equal mean-coarsening level 0 (no second render pass)."""
+    import dask.array as da
+
+    s = demo_sample(size=2100, seed=3)
+    assert len(s.image) == 3
+    lvl0 = s.image[0][:, :2048, :2048].compute()
+    ref = lvl0.reshape(14, 512, 4, 512, 4).mean(axis=(2, 4))
+    got = np.asarray(s.image[2][:, :512, :512])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    ref1 = da.coarsen(np.mean, s.image[0], {1: 2, 2: 2}, trim_excess=True)[:, :300, :300].compute()
+    np.testing.assert_allclose(np.asarray(s.image[1][:, :300, :300]), ref1, rtol=1e-5, atol=1e-4)

@@ -162,6 +162,7 @@ def sample_to_layer_data(
             "multiscale": len(labels) > 1,
             "opacity": 0.45,
             "blending": "translucent",
+            "colormap": outline_colormap(),
             "metadata": {store.META_SAMPLE: sid, store.META_ROLE: "labels"},
         }
         feats = hover_features(sample)
@@ -244,18 +245,21 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
 OUTLINE_RGBA = (0.85, 0.85, 0.85, 1.0)
 
 
-def style_labels(layer) -> None:
-    """Thin single-colour cell outlines, so the markers underneath stay readable.
+def outline_colormap():
+    """Every cell the same quiet grey, background transparent: a 2-entry cyclic colormap.
 
     Random per-cell colours turn 40,000 outlines into noise at slide zoom; colouring by cell type
-    is the legend's job (``colouring.CellColouring``). The colormap is two entries, whatever the
-    number of cells.
+    is the legend's job (``colouring.CellColouring``). Given at layer creation, so the labels are
+    mapped to colours once.
     """
-    from napari.utils.colormaps import DirectLabelColormap
+    from napari.utils.colormaps import CyclicLabelColormap
 
-    layer.colormap = DirectLabelColormap(color_dict={None: OUTLINE_RGBA, 0: (0, 0, 0, 0)})
+    return CyclicLabelColormap(colors=np.array([(0.0, 0.0, 0.0, 0.0), OUTLINE_RGBA]), background_value=0)
+
+
+def style_labels(layer) -> None:
+    """Thin single-colour cell outlines, so the markers underneath stay readable."""
     layer.contour = 1
-    layer.opacity = 0.45
 
 
 def show_scale_bar(viewer) -> None:

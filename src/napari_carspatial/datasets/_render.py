@@ -109,15 +109,30 @@ class Renderer:
             np.maximum(core, 0, out=out[k])
         return out
 
-    def cell_means(self, *, workers: int | None = None) -> np.ndarray:
-        """Mean of every channel over each cell's pixels, rendered tile by tile: (n, channels) float32."""
+    def cell_means(self, *, workers: int | None = None, keep_factors: tuple[int, ...] | None = None):
+        """Mean of every channel over each cell's pixels, rendered tile by tile: (n, channels) float32.
+
+        With ``keep_factors``, also returns ``{f: (C, H // f, W // f) float32}``: the image
+        mean-coarsened by each factor ``f`` (a power of two dividing the tile size), built from the
+        same rendered tiles, so small pyramid levels cost no second rendering pass.
+        """
         C = len(CHANNELS)
         sums = np.zeros((self.n + 1, C), np.float64)
         counts = np.zeros(self.n + 1, np.int64)
+        H, W = self.mask.shape
+        small = {f: np.zeros((C, H // f, W // f), np.float32) for f in keep_factors or ()}
+        for f in small:
+            if self.chunk % f:
+                raise ValueError(f"coarsening factor {f} must divide the tile size {self.chunk}")
 
         def one(t):
             ty, tx, y0, y1, x0, x1 = t
             img = self.render(ty, tx)
+            for f, arr in small.items():
+                hb, wb = (y1 - y0) // f, (x1 - x0) // f
+                if hb and wb:
+                    blk = img[:, : hb * f, : wb * f].reshape(C, hb, f, wb, f).mean(axis=(2, 4), dtype=np.float64)
+                    arr[:, y0 // f: y0 // f + hb, x0 // f: x0 // f + wb] = blk
             r = self.id2idx[self.mask[y0:y1, x0:x1]].ravel().astype(np.int64)
             fg = r < self.n
             if not fg.any():
@@ -138,6 +153,8 @@ class Renderer:
                 counts[lo: hi + 1] += cnt
         with np.errstate(invalid="ignore", divide="ignore"):
             means = sums[: self.n] / counts[: self.n, None]
+        if keep_factors is not None:
+            return means.astype(np.float32), small
         return means.astype(np.float32)
 
     def model_means(self, cnt: np.ndarray, ncnt: np.ndarray) -> np.ndarray:

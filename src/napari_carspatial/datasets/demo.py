@@ -145,7 +145,14 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
 
     expr = _cells.expression(types, timepoint, np.random.default_rng([seed, 6, tpi]))
     rend = Renderer(lab, nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
-    X = rend.cell_means() if image else rend.model_means(cnt, ncnt)
+    small: dict = {}
+    if image:
+        # keep the small pyramid levels (<= ~64 MB each) from the same rendering pass, so opening
+        # the demo (contrast limits, overview) never renders level 0 again
+        keep = _small_factors(H, W, len(CHANNELS), chunk)
+        X, small = rend.cell_means(keep_factors=keep)
+    else:
+        X = rend.model_means(cnt, ncnt)
     t_x = time.perf_counter()
 
     name = f"DEMO-001_{timepoint}"
@@ -156,7 +163,7 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
                            "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
                            "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM]})
     labels = _labels_pyramid(lab, chunk)
-    img = _image_pyramid(rend.dask_array()) if image else []
+    img = _image_pyramid(rend.dask_array(), small) if image else []
     rois = _rois(lay, ps, H, W)
     sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
                     table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint})
@@ -218,13 +225,30 @@ def _labels_pyramid(lab: np.ndarray, chunk: int) -> list:
     return levels
 
 
-def _image_pyramid(level0) -> list:
+def _small_factors(H: int, W: int, C: int, chunk: int, *, max_bytes: int = 64 * 2**20) -> tuple[int, ...]:
+    """Pyramid factors (2, 4, ...) whose level is small enough to keep in memory."""
+    out, f = [], 1
+    while max(H // f, W // f) > 1024:
+        f *= 2
+        if chunk % f == 0 and C * (H // f) * (W // f) * 4 <= max_bytes:
+            out.append(f)
+    return tuple(out)
+
+
+def _image_pyramid(level0, small: dict | None = None) -> list:
+    """Level 0 plus 2x mean-downsampled levels down to <= 1024 px; precomputed levels are used as is."""
     import dask.array as da
 
+    small = small or {}
     levels = [level0]
+    f = 1
     while max(levels[-1].shape[1:]) > 1024:
-        prev = levels[-1]
-        levels.append(da.coarsen(np.mean, prev, {1: 2, 2: 2}, trim_excess=True).astype(np.float32))
+        f *= 2
+        if f in small:
+            levels.append(da.from_array(small[f], chunks=(1, 1024, 1024), name=False))
+        else:
+            prev = levels[-1]
+            levels.append(da.coarsen(np.mean, prev, {1: 2, 2: 2}, trim_excess=True).astype(np.float32))
     return levels
 
 
