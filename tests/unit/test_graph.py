@@ -223,3 +223,16 @@ def test_grid_knn_path_equals_squidpy(sq, clustered):
     xy = _layout(7, 6000, clustered) if clustered else rng.uniform(0, 3000, (6000, 2))
     for k in (1, 6, 15):
         _assert_same(spatial_graph(xy, method="knn", n_neighs=k), _squidpy(sq, xy, "knn", n_neighs=k))
+
+
+def test_analysis_import_is_light():
+    """Importing the analysis package must not pull in squidpy, napari or Qt."""
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_carspatial.analysis as a; "
+            "bad = [m for m in ('squidpy', 'napari', 'qtpy', 'magicgui') if m in sys.modules]; "
+            "assert not bad, bad; print(sorted(a.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "nhood_enrichment" in out.stdout and "co_occurrence" in out.stdout
