@@ -281,3 +281,29 @@ def test_api_storage_and_errors():
         nhood_enrichment(a, cluster_key="ct2", connectivities=g)
     with pytest.raises(ValueError, match="method"):
         nhood_enrichment(a, cluster_key="ct", connectivities=g, method="bogus")
+
+
+def test_library_key_matches_squidpy(sq, cytomapper_dir):
+    """Three images in one table: per-image graph, labels permuted within images."""
+    df = pd.read_csv(cytomapper_dir / "cells.csv")
+    a = _table(df[["Pos_X", "Pos_Y"]].to_numpy(), df["CellType"].to_numpy())
+    a.obs["image"] = pd.Categorical(df["ImageName"].to_numpy())
+    store_graph(a, method="delaunay", library_key="image")
+    b = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sq.gr.spatial_neighbors(b, coord_type="generic", delaunay=True, library_key="image")
+        z_sq, c_sq = sq.gr.nhood_enrichment(b, cluster_key="ct", library_key="image", n_perms=N_SQ, seed=0,
+                                            copy=True, show_progress_bar=False)
+    assert abs(a.obsp["spatial_connectivities"] - b.obsp["spatial_connectivities"]).nnz == 0
+    ex = nhood_enrichment(a, cluster_key="ct", library_key="image")
+    np.testing.assert_array_equal(ex.count, c_sq)
+    ok = np.isfinite(ex.zscore)
+    assert np.all(np.abs(ex.zscore - z_sq)[ok] <= mc_bound(ex.zscore[ok], N_SQ))
+    # exact per-library moments equal the sum of per-image moments
+    pm = nhood_enrichment(a, cluster_key="ct", library_key="image", method="permutation", n_perms=4000, seed=1)
+    assert np.all(np.abs(pm.zscore - ex.zscore)[ok] <= mc_bound(ex.zscore[ok], 4000))
+    # a graph with edges between libraries is refused for the exact method
+    store_graph(a, method="delaunay")
+    with pytest.raises(ValueError, match="between libraries"):
+        nhood_enrichment(a, cluster_key="ct", library_key="image")

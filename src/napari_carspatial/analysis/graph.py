@@ -223,6 +223,7 @@ def spatial_graph(
     set_diag: bool = False,
     symmetrize: bool = False,
     delaunay_backend: Literal["auto", "qhull"] = "auto",
+    library_key: str | None = None,
 ) -> SpatialGraph:
     """Build a spatial neighbour graph, equal to squidpy's for the same parameters.
 
@@ -265,6 +266,10 @@ def spatial_graph(
         duplicate points), which then has exactly qhull's edges; otherwise (duplicates,
         co-circular lattice points, collinear input) scipy's qhull, the call squidpy makes.
         ``"qhull"``: always qhull.
+    library_key
+        Column of ``obs`` (AnnData input): build one graph per library (image / section) and
+        combine them block-diagonally, with no edges between libraries (squidpy's
+        ``library_key``).
 
     Returns
     -------
@@ -278,6 +283,12 @@ def spatial_graph(
     certified sweep-hull (qhull alone takes about 10 s per million points).
     """
     t0 = time.perf_counter()
+    if library_key is not None:
+        return _per_library(
+            adata_or_coords, library_key, method=method, radius=radius, n_neighs=n_neighs,
+            max_distance=max_distance, spatial_key=spatial_key, pixel_size_um=pixel_size_um,
+            set_diag=set_diag, symmetrize=symmetrize, delaunay_backend=delaunay_backend,
+        )
     xy = get_coordinates(adata_or_coords, spatial_key=spatial_key)
     n = xy.shape[0]
     px = resolve_pixel_size(adata_or_coords, pixel_size_um)
@@ -328,6 +339,43 @@ def spatial_graph(
         "spatial_graph(%s): %d cells, %d edges in %.2f s", method, n, adj.nnz, time.perf_counter() - t0
     )
     return SpatialGraph(adj, dst, method, params, px)
+
+
+def _per_library(adata, library_key: str, *, spatial_key: str, pixel_size_um, **kw) -> SpatialGraph:
+    if not hasattr(adata, "obs") or library_key not in adata.obs:
+        raise KeyError(f"library_key {library_key!r} needs an AnnData with that obs column")
+    xy = get_coordinates(adata, spatial_key=spatial_key)
+    px = resolve_pixel_size(adata, pixel_size_um)
+    codes = np.asarray(adata.obs[library_key].astype("category").cat.codes, dtype=np.int64)
+    if (codes < 0).any():
+        raise ValueError(f"{int((codes < 0).sum())} cell(s) have no value in obs[{library_key!r}]")
+    n = xy.shape[0]
+    parts_a, parts_d = [], []
+    params: dict[str, Any] = {}
+    method = kw["method"]
+    for c in np.unique(codes):
+        idx = np.flatnonzero(codes == c)
+        if method == "knn" and idx.size <= kw["n_neighs"]:
+            raise ValueError(f"library {c} has {idx.size} cells, not more than n_neighs={kw['n_neighs']}")
+        # coordinates of one library, already resolved units: pass the pixel size explicitly
+        g = spatial_graph(xy[idx], pixel_size_um=px, **kw)
+        params = g.params
+        for mat, parts in ((g.connectivities, parts_a), (g.distances, parts_d)):
+            coo = mat.tocoo()
+            parts.append((idx[coo.row], idx[coo.col], coo.data))
+
+    def assemble(parts, dtype):
+        if not parts:
+            return sp.csr_matrix((n, n), dtype=dtype)
+        r = np.concatenate([p[0] for p in parts])
+        c = np.concatenate([p[1] for p in parts])
+        d = np.concatenate([p[2] for p in parts]).astype(dtype)
+        m = sp.csr_matrix((d, (r, c)), shape=(n, n))
+        m.sort_indices()
+        return m
+
+    params = {**params, "library_key": library_key}
+    return SpatialGraph(assemble(parts_a, np.float32), assemble(parts_d, np.float64), method, params, px)
 
 
 def store_graph(

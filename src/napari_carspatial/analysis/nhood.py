@@ -319,23 +319,40 @@ def _count_serial(indptr, indices, labels, K):  # pragma: no cover - numba
 
 
 @numba.njit(parallel=True, cache=True)
-def _perm_kernel(indptr, indices, labels, K, n_perms, seed):  # pragma: no cover - numba
+def _perm_kernel_grouped(indptr, indices, labels, K, n_perms, seed, seg_order, seg_start):  # pragma: no cover
     n = labels.shape[0]
+    n_seg = seg_start.shape[0] - 1
     out = np.zeros((n_perms, K, K), dtype=np.int64)
     for p in numba.prange(n_perms):
         # per-permutation seeding: results do not depend on the thread schedule
         np.random.seed(seed + p)
         lab = labels.copy()
-        for i in range(n - 1, 0, -1):  # Fisher-Yates
-            j = np.random.randint(0, i + 1)
-            t = lab[i]
-            lab[i] = lab[j]
-            lab[j] = t
+        for g in range(n_seg):  # Fisher-Yates within each library
+            s = seg_start[g]
+            for k in range(seg_start[g + 1] - 1, s, -1):
+                j = s + np.random.randint(0, k - s + 1)
+                a = seg_order[k]
+                b = seg_order[j]
+                t = lab[a]
+                lab[a] = lab[b]
+                lab[b] = t
         for i in range(n):
             li = lab[i]
             for q in range(indptr[i], indptr[i + 1]):
                 out[p, li, lab[indices[q]]] += 1
     return out
+
+
+def _perm_kernel(indptr, indices, labels, K, n_perms, seed, groups=None):
+    """``(n_perms, K, K)`` counts under random relabelling (within ``groups`` if given)."""
+    n = labels.shape[0]
+    if groups is None:
+        seg_order = np.arange(n, dtype=np.int64)
+        seg_start = np.array([0, n], dtype=np.int64)
+    else:
+        seg_order = np.argsort(groups, kind="stable").astype(np.int64)
+        seg_start = np.searchsorted(groups[seg_order], np.arange(int(groups.max()) + 2)).astype(np.int64)
+    return _perm_kernel_grouped(indptr, indices, labels, K, int(n_perms), int(seed), seg_order, seg_start)
 
 
 def _get_labels(adata, cluster_key: str) -> tuple[np.ndarray, list]:
@@ -379,6 +396,7 @@ def nhood_enrichment(
     seed: int = 0,
     connectivity_key: str = "spatial",
     connectivities=None,
+    library_key: str | None = None,
     copy: bool = True,
 ) -> NhoodEnrichmentResult:
     """Neighbourhood enrichment z-scores of every pair of categories.
@@ -406,6 +424,11 @@ def nhood_enrichment(
     connectivities
         A CSR matrix or :class:`~napari_carspatial.analysis.graph.SpatialGraph` to use instead
         of ``obsp``.
+    library_key
+        Column of ``obs`` with the library (image / section): labels are permuted within each
+        library, as squidpy's ``library_key``. The exact moments are then sums over libraries
+        (independent relabellings), which needs a graph without edges between libraries
+        (``spatial_graph(..., library_key=...)`` builds one).
     copy
         If ``True`` (default) ``adata`` is not modified. If ``False`` the result is also
         stored like squidpy: ``uns[f"{cluster_key}_nhood_enrichment"] = {"zscore", "count"}``.
@@ -435,18 +458,38 @@ def nhood_enrichment(
     else:
         count = _count_serial(indptr, indices, labels, K)
 
+    groups = None
+    if library_key is not None:
+        groups, _libs = _get_labels(adata, library_key)
+
     pe = pdp = None
     if method == "exact":
-        summary = graph_summary(adj)
-        nk = np.bincount(labels, minlength=K)
-        expected, var = join_count_moments(nk, summary)
+        if groups is None:
+            summary = graph_summary(adj)
+            expected, var = join_count_moments(np.bincount(labels, minlength=K), summary)
+            extras: dict[str, Any] = {"graph_summary": summary}
+        else:
+            rows = np.repeat(np.arange(adj.shape[0]), np.diff(adj.indptr))
+            if np.any(groups[rows] != groups[adj.indices]):
+                raise ValueError(
+                    "the graph has edges between libraries; build it per library "
+                    "(spatial_graph(..., library_key=...)) to use library_key with method='exact'"
+                )
+            expected = np.zeros((K, K))
+            var = np.zeros((K, K))
+            for g in np.unique(groups):
+                idx = np.flatnonzero(groups == g)
+                sub = adj[idx][:, idx]
+                e_g, v_g = join_count_moments(np.bincount(labels[idx], minlength=K), graph_summary(sub))
+                expected += e_g
+                var += v_g
+            extras = {}
         std = np.sqrt(var)
-        extras: dict[str, Any] = {"graph_summary": summary}
         n_perms_out = seed_out = None
     elif method == "permutation":
         if int(n_perms) < 1:
             raise ValueError(f"n_perms must be >= 1, got {n_perms}")
-        perms = _perm_kernel(indptr, indices, labels, K, int(n_perms), int(seed))
+        perms = _perm_kernel(indptr, indices, labels, K, int(n_perms), int(seed), groups)
         expected = perms.mean(axis=0)
         std = perms.std(axis=0)
         pe = (1.0 + (perms >= count).sum(axis=0)) / (n_perms + 1.0)
