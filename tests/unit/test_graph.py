@@ -236,3 +236,28 @@ def test_analysis_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "nhood_enrichment" in out.stdout and "co_occurrence" in out.stdout
+
+
+def test_stored_results_write_to_h5ad(tmp_path):
+    from napari_carspatial.analysis import co_occurrence, nhood_enrichment
+
+    rng = np.random.default_rng(0)
+    n = 300
+    a = _adata(rng.uniform(0, 300, (n, 2)))
+    a.obs["ct"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
+    a.obs["lib"] = pd.Categorical(rng.choice(["x", "y"], n))
+    set_pixel_size_um(a, 0.5)
+    for method, kw in [("delaunay", {"max_distance": 20.0}), ("radius", {"radius": (2.0, 10.0)}),
+                       ("knn", {"library_key": "lib"})]:
+        store_graph(a, method=method, **kw)
+        nhood_enrichment(a, cluster_key="ct", copy=False)
+        co_occurrence(a, cluster_key="ct", interval=np.arange(0, 50, 10.0), copy=False)
+        a.write_h5ad(tmp_path / f"{method}.h5ad")
+        b = anndata.read_h5ad(tmp_path / f"{method}.h5ad")
+        assert b.uns["spatial_neighbors"]["params"]["method"] == method
+        assert abs(b.obsp["spatial_connectivities"] - a.obsp["spatial_connectivities"]).nnz == 0
+        np.testing.assert_array_equal(b.uns["ct_nhood_enrichment"]["count"], a.uns["ct_nhood_enrichment"]["count"])
+    # library graph: no edges between libraries
+    A = a.obsp["spatial_connectivities"].tocoo()
+    lib = a.obs["lib"].to_numpy()
+    assert np.all(lib[A.row] == lib[A.col])

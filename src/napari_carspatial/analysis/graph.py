@@ -279,8 +279,9 @@ def spatial_graph(
     Notes
     -----
     Timings for 1,000,000 cells are in ``docs/statistics.md`` (``benchmarks/bench_stats.py``):
-    radius uses a numba uniform grid, kNN scipy's ``cKDTree`` with all cores, Delaunay the
-    certified sweep-hull (qhull alone takes about 10 s per million points).
+    radius uses a numba uniform grid; kNN a numba grid ring search (above 5,000 cells, else
+    scipy's ``cKDTree``); Delaunay the certified sweep-hull (qhull alone takes about 10 s per
+    million points).
     """
     t0 = time.perf_counter()
     if library_key is not None:
@@ -414,7 +415,9 @@ def store_graph(
     dists_key = f"{key_added}_distances"
     adata.obsp[conns_key] = graph.connectivities
     adata.obsp[dists_key] = graph.distances
-    params = {k: v for k, v in graph.params.items() if v is not None}
+    # h5ad-writable: no None, tuples as float lists
+    params = {k: (list(map(float, v)) if isinstance(v, tuple) else v)
+              for k, v in graph.params.items() if v is not None}
     params["method"] = graph.method
     if graph.pixel_size_um is not None:
         params["pixel_size_um"] = graph.pixel_size_um
