@@ -63,15 +63,40 @@ def _summary(sample) -> str:
     return "\n".join(lines)
 
 
+def _fit_when_shown(viewer) -> None:
+    """Fit the slide once the window has its final size (the docks narrow the canvas)."""
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(400, viewer.reset_view)
+
+
 def _open_viewer(samples, *, title: str):
     import napari
 
     from ._napari.layers import add_samples_layers
+    from .widgets.channels import ChannelsWidget
+    from .widgets.inspector import InspectorWidget
+    from .widgets.legend import LegendWidget
     from .widgets.sample_widget import SampleWidget
 
     viewer = napari.Viewer(title=title)
     add_samples_layers(viewer, list(samples))
-    viewer.window.add_dock_widget(SampleWidget(viewer), name="Samples", area="right")
+    from .widgets.gating import GatingWidget
+
+    # one tabbed dock on the right; the legend (what the colours mean) is the tab shown first
+    docks = [
+        (SampleWidget, "Samples"),
+        (ChannelsWidget, "Channels"),
+        (InspectorWidget, "Cell inspector"),
+        (GatingWidget, "Gating"),
+        (LegendWidget, "Legend"),
+    ]
+    dock = None
+    for i, (cls, name) in enumerate(docks):
+        dock = viewer.window.add_dock_widget(cls(viewer), name=name, area="right", tabify=i > 0)
+    if dock is not None:
+        dock.raise_()
+    viewer.reset_view()   # fit the slide to the canvas that the docks left
     return viewer
 
 
@@ -102,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             samples = [demo_sample(timepoint=tp, seed=args.seed, size=args.size) for tp in tps]
             import napari
 
-            _open_viewer(samples, title="napari-carspatial demo")
+            _fit_when_shown(_open_viewer(samples, title="napari-carspatial demo"))
             napari.run()
             return 0
         if args.command == "open":
@@ -111,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             res = read_sample(args.path, mask=args.mask, table=args.table)
             import napari
 
-            _open_viewer(res if isinstance(res, list) else [res], title=f"napari-carspatial: {args.path}")
+            _fit_when_shown(_open_viewer(res if isinstance(res, list) else [res], title=f"napari-carspatial: {args.path}"))
             napari.run()
             return 0
     except SampleError as err:

@@ -55,6 +55,8 @@ def gating(make_napari_viewer_proxy, qtbot):
     add_sample_layers(viewer, b)
     widget = GatingWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()              # docked and on screen, as a user gates
+    qtbot.waitExposed(widget)
     return viewer, widget, a, b
 
 
@@ -106,6 +108,12 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot, monkeypatch
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
     assert widget.preview_layer() is layer
     assert _highlighted_ids(layer, a).max(initial=0) == 0
+    # switching to another tab (the panel is hidden) takes the preview off the slide
+    widget.hide()
+    assert widget.preview_layer() is None or not widget.preview_layer().visible
+    widget.show()
+    qtbot.waitUntil(lambda: widget.preview_layer() is not None and widget.preview_layer().visible, timeout=3000)
+
     # unticking the preview removes it
     widget.preview_check.setChecked(False)
     assert widget.preview_layer() is None

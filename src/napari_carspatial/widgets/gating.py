@@ -692,7 +692,7 @@ class GatingWidget(QWidget):
         pct = 100.0 * n_pos / n if n else 0.0
         self.count_label.setText(f"{n_pos:,} positive / {n:,} cells ({pct:.1f}%)")
         self._redraw()
-        if self.preview_check.isChecked():
+        if self.preview_check.isChecked() and self.isVisible():
             self._timer.start()
 
     def _redraw(self):
@@ -741,6 +741,21 @@ class GatingWidget(QWidget):
     def preview_layer(self):
         sid = self.sample_id
         return None if sid is None else self._preview(sid).layer()
+
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        """The preview is on the slide only while the gating panel is on screen."""
+        super().showEvent(event)
+        if self.preview_check.isChecked():
+            self._timer.start()
+
+    def hideEvent(self, event):  # noqa: N802 - Qt API
+        super().hideEvent(event)
+        self._timer.stop()
+        for sid in list(self._previews):
+            try:
+                self._previews[sid].clear()
+            except Exception:  # noqa: BLE001 - layer may already be gone
+                log.debug("could not clear preview", exc_info=True)
 
     def _on_preview_toggled(self, on: bool):
         if on:

@@ -117,6 +117,8 @@ class InspectorWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.chart = _BarChart()
+        self.chart.setVisible(False)   # shown once a cell is pinned
+        self.table.setVisible(False)
 
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -273,6 +275,8 @@ class InspectorWidget(QWidget):
             item = QTableWidgetItem(f"{val:.3g}")
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 1, item)
+        self.table.setVisible(True)
+        self.chart.setVisible(True)
         self.chart.plot(list(info.markers.index), info.markers.to_numpy(), self._reference(sid))
         self.viewer.status = f"cell {info.cell_id}: " + ", ".join(info.types.values())
         return True
