@@ -319,7 +319,9 @@ def _count_serial(indptr, indices, labels, K):  # pragma: no cover - numba
 
 
 @numba.njit(parallel=True, cache=True)
-def _perm_kernel_grouped(indptr, indices, labels, K, n_perms, seed, seg_order, seg_start):  # pragma: no cover
+def _perm_counts(er, ec, diag, sym, labels, K, n_perms, seed, seg_order, seg_start):  # pragma: no cover
+    """Counts for ``n_perms`` relabellings. ``er, ec``: entries (only ``i < j`` when ``sym``,
+    each then counted in both directions); ``diag``: rows with a stored diagonal entry."""
     n = labels.shape[0]
     n_seg = seg_start.shape[0] - 1
     out = np.zeros((n_perms, K, K), dtype=np.int64)
@@ -336,15 +338,27 @@ def _perm_kernel_grouped(indptr, indices, labels, K, n_perms, seed, seg_order, s
                 t = lab[a]
                 lab[a] = lab[b]
                 lab[b] = t
-        for i in range(n):
-            li = lab[i]
-            for q in range(indptr[i], indptr[i + 1]):
-                out[p, li, lab[indices[q]]] += 1
+        c = np.zeros((K, K), dtype=np.int64)
+        if sym:
+            for e in range(er.shape[0]):
+                a = lab[er[e]]
+                b = lab[ec[e]]
+                c[a, b] += 1
+                c[b, a] += 1
+        else:
+            for e in range(er.shape[0]):
+                c[lab[er[e]], lab[ec[e]]] += 1
+        for d in range(diag.shape[0]):
+            a = lab[diag[d]]
+            c[a, a] += 1
+        out[p] = c
     return out
 
 
 def _perm_kernel(indptr, indices, labels, K, n_perms, seed, groups=None):
     """``(n_perms, K, K)`` counts under random relabelling (within ``groups`` if given)."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
     n = labels.shape[0]
     if groups is None:
         seg_order = np.arange(n, dtype=np.int64)
@@ -352,7 +366,19 @@ def _perm_kernel(indptr, indices, labels, K, n_perms, seed, groups=None):
     else:
         seg_order = np.argsort(groups, kind="stable").astype(np.int64)
         seg_start = np.searchsorted(groups[seg_order], np.arange(int(groups.max()) + 2)).astype(np.int64)
-    return _perm_kernel_grouped(indptr, indices, labels, K, int(n_perms), int(seed), seg_order, seg_start)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    _, _, _, sym_count = _summary_kernel(indptr, indices, n)
+    off = rows != indices
+    sym = bool(sym_count.sum() == off.sum())  # every off-diagonal (i, j) has its (j, i)
+    if sym:  # half the label look-ups: count i < j once in both directions
+        keep = rows < indices
+        er, ec = rows[keep], indices[keep]
+    else:
+        er, ec = rows[off], indices[off]
+    diag = rows[~off]
+    lab_dtype = np.int16 if K < 2**15 else np.int32  # small label array stays in cache
+    return _perm_counts(er, ec, diag, sym, labels.astype(lab_dtype), K, int(n_perms), int(seed),
+                        seg_order, seg_start)
 
 
 def _get_labels(adata, cluster_key: str) -> tuple[np.ndarray, list]:
