@@ -113,12 +113,16 @@ def test_exact_moments_equal_full_enumeration(kind):
     np.testing.assert_allclose(var, var_b, atol=1e-10)
 
 
-def test_exact_moments_match_monte_carlo():
-    """10^5 random relabellings of a 60-cell Delaunay graph: MC mean/var within MC error."""
+@pytest.mark.parametrize("graph", ["delaunay", "knn_directed_with_loops"])
+def test_exact_moments_match_monte_carlo(graph):
+    """10^5 random relabellings of a 60-cell graph: MC mean/var within MC error."""
     rng = np.random.default_rng(5)
     n = 60
     xy = rng.uniform(0, 100, (n, 2))
-    adj = spatial_graph(xy, method="delaunay").connectivities
+    if graph == "delaunay":
+        adj = spatial_graph(xy, method="delaunay").connectivities
+    else:  # directed kNN with self loops: exercises the non-symmetric counting path
+        adj = spatial_graph(xy, method="knn", n_neighs=4, set_diag=True).connectivities
     labels = rng.choice(4, n, p=[0.5, 0.3, 0.15, 0.05]).astype(np.int64)
     K = 4
     N = 100_000
