@@ -5,7 +5,9 @@ rows carry ``name``, ``ours_s``, ``reference``, ``reference_s``, ``ratio`` (refe
 None without a reference), ``agreement``, ``target``, ``met`` and optional extras (``peak_mb``, ...).
 Every module runs in its own subprocess, so memory numbers are not polluted by other benchmarks
 and one crash does not stop the rest (a crashed module is reported as a failed row with its
-error). Prints a table and writes ``benchmarks/results/latest.json`` and ``latest.md``.
+error). Prints a table and writes ``benchmarks/results/latest.json`` and ``latest.md`` (a
+``--quick`` or ``--only`` run writes them to ``benchmarks/_data/results/`` instead, so the
+committed results always come from a full run of every benchmark).
 
 Exit status: 0 when every row met its target, 1 otherwise, 2 when nothing matched ``--only``.
 """
@@ -28,6 +30,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+#: where --quick / --only runs write (git-ignored)
+PARTIAL_DIR = BENCH_DIR / "_data" / "results"
 REQUIRED = ("name", "ours_s", "reference", "reference_s", "ratio", "agreement", "target", "met")
 COLUMNS = ("name", "ours", "reference", "ratio", "agreement", "target", "met")
 
@@ -255,10 +259,13 @@ def main(argv=None) -> int:
         pass
     print(f"\n{n_met}/{len(rows)} targets met")
     if not args.no_write:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        (RESULTS_DIR / "latest.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
-        (RESULTS_DIR / "latest.md").write_text(table_markdown(rows, meta))
-        print(f"wrote {RESULTS_DIR / 'latest.json'} and latest.md")
+        # Only a full run of every module may replace the committed results; quick or partial
+        # runs go to the git-ignored data folder so they never overwrite them by accident.
+        out_dir = RESULTS_DIR if not (args.quick or args.only) else PARTIAL_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "latest.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
+        (out_dir / "latest.md").write_text(table_markdown(rows, meta))
+        print(f"wrote {out_dir / 'latest.json'} and latest.md")
     return 0 if n_met == len(rows) else 1
 
 
