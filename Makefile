@@ -6,13 +6,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit bench install clean
+.PHONY: demo test test-unit bench install install-latest clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip wheel
+	$(PY) -m pip install -c constraints.txt -e ".[all,test]"
+	touch $(STAMP)
+
+# the newest versions pyproject.toml allows (to refresh constraints.txt)
+install-latest:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip wheel
 	$(PY) -m pip install -e ".[all,test]"
-	touch $(STAMP)
 
 install: $(STAMP)
 
@@ -29,7 +35,8 @@ test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	bash scripts/ensure_display.sh
+	QT_API=pyqt6 xvfb-run -a -s "-screen 0 1600x1200x24" $(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

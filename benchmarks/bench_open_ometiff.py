@@ -299,10 +299,9 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
     from qtpy.QtWidgets import QApplication
 
     read_sample = _read_sample_fn()
-    try:
-        from napari_carspatial._napari.layers import add_sample_layers
-    except ImportError as err:
-        raise RuntimeError(f"napari_carspatial._napari.layers.add_sample_layers is not available ({err})") from None
+    # what users get (carspatial open / the Samples dock): visible channels and outlines first,
+    # hidden channels added in batches right after the first frame
+    from napari_carspatial.widgets.progressive import add_samples_progressively
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
@@ -323,7 +322,8 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
     t0 = time.perf_counter()
     sample = _one_sample(read_sample(path))
     t_read = time.perf_counter()
-    layers = add_sample_layers(viewer, sample)
+    all_in: list[float] = []
+    layers = add_samples_progressively(viewer, [sample], on_done=lambda: all_in.append(time.perf_counter()))
     t_added = time.perf_counter()
     n_draws = len(draws)
     deadline = t_added + 300
@@ -336,9 +336,14 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
             cpu = time.process_time() - c0
             break
         time.sleep(0.001)
-    peak = peak_rss_mb()
     if t_first is None:
         raise RuntimeError("no frame was drawn within 300 s of adding the layers")
+    while not all_in and time.perf_counter() < deadline:   # the hidden channels arrive
+        app.processEvents()
+        time.sleep(0.001)
+    all_channels_s = (all_in[0] - t0) if all_in else None
+    n_channel_layers = sum(1 for ly in viewer.layers if ly.__class__.__name__ == "Image")
+    peak = peak_rss_mb()
 
     img_layers = [ly for ly in layers if ly.visible and getattr(ly, "multiscale", False)]
     shot = viewer.screenshot(canvas_only=True, flash=False)
@@ -355,6 +360,7 @@ def child_gui(path: str, warm: bool, screenshot: str | None) -> dict:
     info = {
         "first_frame_s": t_first - t0, "cpu_s": cpu, "read_sample_s": t_read - t0, "add_layers_s": t_added - t_read,
         "draw_wait_s": t_first - t_added, "peak_mb": peak, "baseline_mb": base_mb,
+        "all_channels_s": all_channels_s, "n_channel_layers": n_channel_layers,
         "rss_after_screenshot_mb": after_mb, "cache": "warm" if warm else "cold", "loadavg_1min": load,
         "n_layers": len(layers), "n_visible": sum(ly.visible for ly in layers),
         "data_levels_shown": sorted({int(ly.data_level) for ly in img_layers}),
@@ -480,11 +486,14 @@ def _measure(here: str, size: str, path: Path, ref: dict, *, repeats: int, suffi
     else:
         agreement = ("frame drawn, non-empty" if gui["screenshot_nonempty"] else "frame drawn but EMPTY")
         agreement += f", level {gui['data_levels_shown']} shown"
+        if gui.get("all_channels_s") is not None:
+            agreement += f"; all {gui['n_channel_layers']} channel layers in at {gui['all_channels_s']:.2f} s"
         rows.append(result(
             name, ours_s=gui["first_frame_s"], reference=ref_label + " (lower bound)",
             reference_s=ref_s, agreement=agreement, target=target,
             met=ok(gui["first_frame_s"], gui["peak_mb"]) and gui["screenshot_nonempty"],
             peak_mb=gui["peak_mb"], cpu_s=gui.get("cpu_s"), warm_first_frame_s=gui_warm.get("first_frame_s"),
+            all_channels_s=gui.get("all_channels_s"),
             warm_peak_mb=gui_warm.get("peak_mb"), details=gui, **common))
     return rows
 

@@ -73,7 +73,6 @@ def _fit_when_shown(viewer) -> None:
 def _open_viewer(samples, *, title: str):
     import napari
 
-    from ._napari.layers import add_samples_layers
     from .widgets.channels import ChannelsWidget
     from .widgets.inspector import InspectorWidget
     from .widgets.legend import LegendWidget

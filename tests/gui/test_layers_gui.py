@@ -108,3 +108,27 @@ def test_reader_bad_file_notifies_instead_of_traceback(tmp_path, make_napari_vie
     bad.write_bytes(b"II*\x00" + b"\x00" * 20)   # a TIFF header and nothing else
     out = read_path(str(bad))
     assert out == [(None,)]
+
+
+def test_progressive_add_ends_with_every_channel_below_outlines(make_napari_viewer_proxy, qtbot):
+    from napari_carspatial.widgets.progressive import add_samples_progressively
+
+    viewer = make_napari_viewer_proxy()
+    names = ["DAPI", "PanCK", "CD3", "CAR", "CD68"] + [f"M{i}" for i in range(9)]
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 1000, (len(names), 64, 64)).astype(np.uint16)
+    lab = np.zeros((64, 64), np.uint32)
+    lab[10:20, 10:20] = 5
+    s = Sample("prog", image=[img], channel_names=names, labels=[lab]).validate()
+    done = []
+    first = add_samples_progressively(viewer, [s], batch=3, on_done=lambda: done.append(True))
+    # first: the default-visible channels and the outlines only
+    assert {lyr.name for lyr in first} == {"DAPI", "PanCK", "CD3", "CAR", "CD68", "prog cells"}
+    qtbot.waitUntil(lambda: bool(done), timeout=10000)
+    order = [lyr.name for lyr in viewer.layers]
+    assert sorted(order[:-1]) == sorted(names) and order[-1] == "prog cells"
+    assert not any(viewer.layers[n].visible for n in names[5:])
+    # the hidden channels got the same contrast as computed once for the sample
+    lo, hi = viewer.layers["M3"].contrast_limits
+    ref = np.percentile(img[8], [1, 99.8], method="lower")
+    assert (lo, hi) == pytest.approx(tuple(ref))

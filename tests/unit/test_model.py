@@ -150,3 +150,20 @@ def test_short_sample_names_and_montage():
     assert len(set(offs)) == 5 and offs[0] == (0.0, 0.0)
     assert offs[1][0] == 0 and offs[1][1] > 20          # same row, to the right, with a gap
     assert offs[3][0] > 10                               # 3 columns: 4th sample on the next row
+
+
+def test_contrast_limits_histogram_equals_percentile():
+    from napari_carspatial._napari.layers import contrast_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 65535, (2, 200, 200)).astype(np.uint16)
+    a[1] = rng.poisson(5, (200, 200))
+    b = rng.integers(-500, 500, (1, 50, 50)).astype(np.int16)
+    for arr in (a, b):
+        got = contrast_limits(arr)
+        ref = [tuple(float(v) for v in np.percentile(c, [1, 99.8], method="lower")) for c in arr]
+        assert got == ref
+    f = rng.random((1, 100, 100)).astype(np.float32)
+    assert contrast_limits(f)[0] == pytest.approx(tuple(np.percentile(f[0], [1, 99.8])), abs=1e-6)
+    const = np.full((1, 10, 10), 7, np.uint16)
+    assert contrast_limits(const) == [(7.0, 8.0)]

@@ -62,24 +62,73 @@ def default_visible(names: list[str]) -> list[bool]:
     return [i in chosen for i in range(len(names))]
 
 
-def contrast_limits(level, *, low: float = 1.0, high: float = 99.8) -> list[tuple[float, float]]:
+def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
+                    max_values: int = 1_000_000) -> list[tuple[float, float]]:
     """Per-channel (low, high) percentile limits of one (C, Y, X) pyramid level.
 
-    Call it with the *smallest* level: it is computed, so it must be small.
+    Call it with the *smallest* level: it is computed, so it must be small. Integer images use an
+    exact histogram (``bincount``), floats a regular subsample of at most ``max_values`` pixels.
     """
-    arr = np.asarray(level.compute() if hasattr(level, "compute") else level, dtype=np.float32)
-    flat = arr.reshape(arr.shape[0], -1)
+    arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
     lims = []
-    for row in flat:
-        finite = row[np.isfinite(row)]
+    for ch in arr.reshape(arr.shape[0], -1):
+        if np.issubdtype(ch.dtype, np.integer) and ch.dtype.itemsize <= 2 and ch.size:
+            lims.append(_int_percentiles(ch, low, high))
+            continue
+        step = max(1, ch.size // max_values)
+        finite = ch[::step].astype(np.float32, copy=False)
+        finite = finite[np.isfinite(finite)]
         if finite.size == 0:
             lims.append((0.0, 1.0))
             continue
         lo, hi = np.percentile(finite, [low, high])
-        if hi <= lo:
-            hi = lo + (1.0 if finite.max() <= lo else float(finite.max() - lo))
-        lims.append((float(lo), float(hi)))
+        lims.append(_widen(float(lo), float(hi), float(finite.max())))
     return lims
+
+
+def _int_percentiles(ch: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """Percentiles of a (u)int8/16 channel from its histogram (same as np.percentile 'lower')."""
+    offset = int(ch.min()) if ch.dtype.kind == "i" else 0
+    counts = np.bincount((ch.astype(np.int64) - offset) if offset else ch)
+    cdf = np.cumsum(counts)
+    n = cdf[-1]
+    lo = int(np.searchsorted(cdf, low / 100 * (n - 1), side="right")) + offset
+    hi = int(np.searchsorted(cdf, high / 100 * (n - 1), side="right")) + offset
+    return _widen(float(lo), float(hi), float(len(counts) - 1 + offset))
+
+
+def _widen(lo: float, hi: float, vmax: float) -> tuple[float, float]:
+    if hi <= lo:
+        hi = lo + (1.0 if vmax <= lo else vmax - lo)
+    return (lo, hi)
+
+
+_plans: dict[str, dict] = {}
+
+
+def channel_plan(sample: Sample, sid: str) -> dict:
+    """Colours, contrast limits and default visibility of every channel (computed once)."""
+    plan = _plans.get(sid)
+    if plan is None:
+        names = sample.channel_names
+        smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+        plan = {
+            "colormap": channel_colormaps(names),
+            "contrast_limits": contrast_limits(smallest),
+            "visible": default_visible(names),
+        }
+        _plans[sid] = plan
+    return plan
+
+
+def _channel_indices(which, visible: list[bool]) -> list[int]:
+    if which == "all":
+        return list(range(len(visible)))
+    if which == "visible":
+        return [i for i, v in enumerate(visible) if v]
+    if which == "hidden":
+        return [i for i, v in enumerate(visible) if not v]
+    return [int(i) for i in which]
 
 
 def _scale(sample: Sample) -> tuple[float, float]:
@@ -118,41 +167,41 @@ def guess_type_key(adata) -> str | None:
 
 def sample_to_layer_data(
     sample: Sample, *, sid: str | None = None, translate: tuple[float, float] = (0.0, 0.0),
-    prefix: str | None = None,
+    prefix: str | None = None, channels="all", labels: bool = True,
 ) -> list[tuple[Any, dict, str]]:
     """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed.
 
     ``translate`` (world units) places the sample in a montage; ``prefix`` is put before channel
-    names so several samples' layers stay distinguishable.
+    names so several samples' layers stay distinguishable. ``channels`` is ``"all"``,
+    ``"visible"`` (the ones shown first), ``"hidden"`` or a list of channel indices.
     """
     sid = sid or store.register(sample)
     scale = _scale(sample)
     out: list[tuple[Any, dict, str]] = []
     if sample.image:
-        names = sample.channel_names
-        pyramid = sample.image
+        plan = channel_plan(sample, sid)
+        idx = _channel_indices(channels, plan["visible"])
+        names = [sample.channel_names[i] for i in idx]
+        pyramid = sample.image if len(idx) == sample.n_channels else [lvl[idx] for lvl in sample.image]
         multiscale = len(pyramid) > 1
-        smallest = min(pyramid, key=lambda a: a.shape[-1] * a.shape[-2])
-        clims = contrast_limits(smallest)
-        cmaps = channel_colormaps(names)
-        visible = default_visible(names)
-        meta = {
-            "channel_axis": 0,
-            "name": [f"{prefix}{n}" for n in names] if prefix else list(names),
-            "colormap": cmaps,
-            "contrast_limits": clims,
-            "blending": "additive",
-            "visible": visible,
-            "scale": scale,
-            "translate": tuple(translate),
-            "units": _units(sample),
-            "multiscale": multiscale,
-            "metadata": [
-                {store.META_SAMPLE: sid, store.META_ROLE: "image", store.META_CHANNEL: n} for n in names
-            ],
-        }
-        out.append((pyramid if multiscale else pyramid[0], meta, "image"))
-    if sample.labels:
+        if idx:
+            meta = {
+                "channel_axis": 0,
+                "name": [f"{prefix}{n}" for n in names] if prefix else list(names),
+                "colormap": [plan["colormap"][i] for i in idx],
+                "contrast_limits": [plan["contrast_limits"][i] for i in idx],
+                "blending": "additive",
+                "visible": [plan["visible"][i] for i in idx],
+                "scale": scale,
+                "translate": tuple(translate),
+                "units": _units(sample),
+                "multiscale": multiscale,
+                "metadata": [
+                    {store.META_SAMPLE: sid, store.META_ROLE: "image", store.META_CHANNEL: n} for n in names
+                ],
+            }
+            out.append((pyramid if multiscale else pyramid[0], meta, "image"))
+    if sample.labels and labels:
         labels = sample.labels
         meta = {
             "name": f"{sample.name} cells",
@@ -214,6 +263,19 @@ def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
     return out
 
 
+def _below_outlines(viewer, sid: str, added: list) -> None:
+    """Move newly added image layers under the sample's labels layer(s)."""
+    lab = [i for i, lyr in enumerate(viewer.layers)
+           if lyr.metadata.get(store.META_SAMPLE) == sid and lyr.metadata.get(store.META_ROLE) != "image"
+           and lyr not in added]
+    if not lab:
+        return
+    target = min(lab)
+    idx = [viewer.layers.index(lyr) for lyr in added]
+    if min(idx) > target:
+        viewer.layers.move_multiple(idx, target)
+
+
 def add_samples_layers(viewer, samples: list[Sample]) -> list:
     """Add several samples (a montage when more than one is added at once)."""
     layers = []
@@ -224,14 +286,23 @@ def add_samples_layers(viewer, samples: list[Sample]) -> list:
     return layers
 
 
-def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: str | None = None) -> list:
-    """Add ``sample`` to ``viewer`` (images, then cell outlines) and return the new layers."""
+def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: str | None = None,
+                      channels="all", labels: bool = True) -> list:
+    """Add ``sample`` to ``viewer`` (images, then cell outlines) and return the new layers.
+
+    Channels added later (``channels="hidden"`` after ``"visible"``) are placed below the
+    sample's cell outlines, so the layer order stays images-then-outlines.
+    """
     store.watch_viewer(viewer)
     layers = []
-    for data, meta, kind in sample_to_layer_data(sample, translate=translate, prefix=prefix):
+    sid = store.register(sample)
+    for data, meta, kind in sample_to_layer_data(sample, translate=translate, prefix=prefix,
+                                                 channels=channels, labels=labels):
         if kind == "image":
             added = viewer.add_image(data, **meta)
-            layers.extend(added if isinstance(added, list) else [added])
+            added = added if isinstance(added, list) else [added]
+            _below_outlines(viewer, sid, added)
+            layers.extend(added)
         elif kind == "labels":
             lbl = viewer.add_labels(data, **meta)
             style_labels(lbl)

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from .._napari.layers import add_samples_layers
+from .progressive import add_samples_progressively
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class SampleWidget(QWidget):
 
     def _on_loaded(self, result):
         samples = result if isinstance(result, list) else [result]
-        add_samples_layers(self.viewer, samples)
+        add_samples_progressively(self.viewer, samples, on_done=self.refresh)
         self.status.setText(f"Loaded {', '.join(s.name for s in samples)}.")
         self.refresh()
 
