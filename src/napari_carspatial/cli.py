@@ -44,7 +44,27 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--timepoint", choices=["post", "pre"], default="post")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--size", type=int, default=None)
+    for mod in _command_modules():
+        sp = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(sp)
     return p
+
+
+def _command_modules() -> list:
+    """Subcommand modules in ``napari_carspatial.commands`` (see its docstring)."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    mods = []
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if all(hasattr(mod, a) for a in ("NAME", "HELP", "add_arguments", "run")):
+            mods.append(mod)
+    return mods
 
 
 def _summary(sample) -> str:
@@ -105,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     from .model import SampleError
 
     try:
+        for mod in _command_modules():
+            if args.command == mod.NAME:
+                return int(mod.run(args) or 0)
         if args.command == "info":
             from .io import read_sample
 

@@ -167,3 +167,26 @@ def test_contrast_limits_histogram_equals_percentile():
     assert contrast_limits(f)[0] == pytest.approx(tuple(np.percentile(f[0], [1, 99.8])), abs=1e-6)
     const = np.full((1, 10, 10), 7, np.uint16)
     assert contrast_limits(const) == [(7.0, 8.0)]
+
+
+def test_edit_log_appends_and_survives_h5ad(tmp_path):
+    from napari_carspatial.model.edit_log import cell_ids_of, export_csv
+
+    t = _table([7, 824, 100000])
+    from napari_carspatial.model import get_log, record
+
+    assert get_log(t).empty
+    record(t, "relabel", cell_ids=np.array([7, 824]), column="cell_type_curated", old=["Tumor", "Tumor"],
+           new="CAR T", note="CAR+ rim", reviewer="dr. ünïcode")
+    record(t, "undo", cell_ids=[7, 824], column="cell_type_curated", old="CAR T", new=["Tumor", "Tumor"])
+    log = get_log(t)
+    assert list(log["action"]) == ["relabel", "undo"]
+    assert cell_ids_of(log.iloc[0]) == [7, 824]
+    assert log.iloc[0]["reviewer"] == "dr. ünïcode"
+    t.write_h5ad(tmp_path / "t.h5ad")
+    import anndata as ad2
+
+    back = get_log(ad2.read_h5ad(tmp_path / "t.h5ad"))
+    pd.testing.assert_frame_equal(back.reset_index(drop=True), log.reset_index(drop=True))
+    export_csv(t, tmp_path / "log.csv")
+    assert pd.read_csv(tmp_path / "log.csv").shape == (2, 8)
