@@ -190,3 +190,24 @@ def test_edit_log_appends_and_survives_h5ad(tmp_path):
     pd.testing.assert_frame_equal(back.reset_index(drop=True), log.reset_index(drop=True))
     export_csv(t, tmp_path / "log.csv")
     assert pd.read_csv(tmp_path / "log.csv").shape == (2, 8)
+
+
+def test_contrast_reads_only_sampled_blocks_of_a_strided_level():
+    import dask.array as da
+
+    from napari_carspatial._napari.layers import sampled_blocks
+
+    reads = []
+
+    def count(block, block_info=None):
+        reads.append(block_info[None]["chunk-location"])
+        return block
+
+    lvl0 = da.ones((2, 4096, 4096), chunks=(1, 256, 256), dtype=np.uint16).map_blocks(count, dtype=np.uint16)
+    small = lvl0[:, ::4, ::4]              # a "pyramid" made by striding: 16 x 16 blocks of 64 px
+    sub = sampled_blocks(small, max_blocks=16)
+    assert sub.shape[0] == 2 and sub.shape[1] <= 4 * 64 and sub.shape[2] <= 4 * 64
+    sub.compute()
+    assert len(reads) == 2 * 16            # 16 sampled level-0 chunks per channel, not 256
+    tiny = da.ones((2, 100, 100), chunks=(1, 100, 100))
+    assert sampled_blocks(tiny) is tiny

@@ -105,6 +105,37 @@ def _widen(lo: float, hi: float, vmax: float) -> tuple[float, float]:
 
 _plans: dict[str, dict] = {}
 
+#: at most this many (y, x) blocks of the smallest level are read for contrast limits
+MAX_CONTRAST_BLOCKS = 16
+
+
+def sampled_blocks(level, max_blocks: int = MAX_CONTRAST_BLOCKS):
+    """The smallest pyramid level, or evenly spaced blocks of it when it has many.
+
+    A real pyramid's smallest level is a few blocks and is used whole. A file without a pyramid
+    gets its small levels by striding level 0, so each of their blocks reads level-0 chunks;
+    sampling blocks bounds what opening the file reads.
+    """
+    if not hasattr(level, "blocks") or level.ndim != 3:
+        return level
+    ny, nx = level.numblocks[-2:]
+    if ny * nx <= max_blocks:
+        return level
+    import dask.array as da
+
+    k = int(np.ceil(np.sqrt(max_blocks)))
+    ys = np.unique(np.linspace(0, ny - 1, min(k, ny)).round().astype(int))
+    xs = np.unique(np.linspace(0, nx - 1, min(k, nx)).round().astype(int))
+    rows = [da.concatenate([level.blocks[:, int(y), int(x)] for x in xs], axis=2) for y in ys]
+    # blocks of the last row/column can be narrower: pad-free concatenation needs equal shapes
+    widths = {r.shape[1] for r in rows}
+    if len(widths) > 1:
+        rows = [r[:, : min(widths)] for r in rows]
+    heights = {r.shape[2] for r in rows}
+    if len(heights) > 1:
+        rows = [r[:, :, : min(heights)] for r in rows]
+    return da.concatenate(rows, axis=1)
+
 
 def channel_plan(sample: Sample, sid: str) -> dict:
     """Colours, contrast limits and default visibility of every channel (computed once)."""
@@ -114,7 +145,7 @@ def channel_plan(sample: Sample, sid: str) -> dict:
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
         plan = {
             "colormap": channel_colormaps(names),
-            "contrast_limits": contrast_limits(smallest),
+            "contrast_limits": contrast_limits(sampled_blocks(smallest)),
             "visible": default_visible(names),
         }
         _plans[sid] = plan
