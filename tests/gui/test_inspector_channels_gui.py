@@ -64,6 +64,9 @@ def test_inspector_jump_shows_markers_and_neighbours(viewer_with_sample, qtbot):
     assert float(w.table.item(3, 1).text()) == pytest.approx(float(sample.table.X[row, 3]), rel=1e-2)
     # the 8 grid neighbours (within 30 µm, up to 10 nearest)
     assert "Neighbours" in w.neighbours.text() and "CAR T" in w.neighbours.text()
+    # the pinned cell is marked on the slide by a ring at its centroid (world µm, y x)
+    ring = viewer.layers["pinned cell"]
+    np.testing.assert_allclose(ring.data_to_world(ring.data[0]), (14.5, 14.5))
     from napari_carspatial._napari.inspect import camera
 
     np.testing.assert_allclose(camera(viewer).center[-2:], (14.5, 14.5))

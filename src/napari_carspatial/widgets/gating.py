@@ -91,11 +91,12 @@ class _PointsPreview:
         ref = store.layers_of(self.viewer, self.sid, "labels") or store.layers_of(self.viewer, self.sid)
         scale = tuple(ref[0].scale[-2:]) if ref else (1.0, 1.0)
         translate = tuple(ref[0].translate[-2:]) if ref else (0.0, 0.0)
+        units = tuple(str(u) for u in ref[0].units[-2:]) if ref else None
         size = max(3.0, 8.0 / float(scale[0]))  # ~8 µm dots, in data (pixel) units
         layer = self.layer()
         if layer is None:
             layer = self.viewer.add_points(
-                yx, name=f"{sample.name}: {PREVIEW_NAME}", scale=scale, translate=translate, size=size,
+                yx, name=f"{sample.name}: {PREVIEW_NAME}", scale=scale, translate=translate, size=size, units=units,
                 face_color=POSITIVE_COLOR, border_width=0, opacity=PREVIEW_OPACITY, blending="translucent",
                 metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_PREVIEW_POINTS})
         else:

@@ -255,11 +255,7 @@ class InspectorWidget(QWidget):
         if centre and lyr is not None:
             centre_on(self.viewer, lyr, info.centroid_px, zoom=cell_zoom(sample))
         if lyr is not None:
-            try:
-                lyr.selected_label = int(cell_id)
-                lyr.show_selected_label = False
-            except Exception:  # pragma: no cover - cosmetic only
-                pass
+            self._mark(sid, lyr, info)
         types = "".join(f"<br><b>{k}</b>: {v}" for k, v in info.types.items())
         where = (f"{info.centroid_um[0]:.1f}, {info.centroid_um[1]:.1f} µm" if info.centroid_um
                  else f"{info.centroid_px[0]:.1f}, {info.centroid_px[1]:.1f} px")
@@ -272,7 +268,7 @@ class InspectorWidget(QWidget):
         self.table.setRowCount(len(info.markers))
         for i, (name, val) in enumerate(info.markers.items()):
             self.table.setItem(i, 0, QTableWidgetItem(str(name)))
-            item = QTableWidgetItem(f"{val:.3g}")
+            item = QTableWidgetItem(f"{val:,.0f}" if abs(val) >= 1000 else f"{val:.3g}")
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 1, item)
         self.table.setVisible(True)
@@ -280,6 +276,12 @@ class InspectorWidget(QWidget):
         self.chart.plot(list(info.markers.index), info.markers.to_numpy(), self._reference(sid))
         self.viewer.status = f"cell {info.cell_id}: " + ", ".join(info.types.values())
         return True
+
+    def _mark(self, sid: str, labels_layer, info) -> None:
+        """A yellow ring around the pinned cell, so the reviewer sees which cell the panel shows."""
+        from .._napari.inspect import ring_marker_layer
+
+        self._marker = ring_marker_layer(self.viewer, labels_layer, sid, info)
 
     def _reference(self, sid) -> np.ndarray:
         if sid not in self._ref_cache:
