@@ -1,0 +1,277 @@
+"""Regions for analysis: which cells belong to which region, the region's area, and cell roles.
+
+A region is a boolean mask over the table's cells. Cells belong to a polygon region by the
+centroid-in-polygon rule (even-odd, vectorised with :class:`matplotlib.path.Path`). Polygons are
+in level-0 pixels, vertices as (y, x) rows (napari order, like :class:`~napari_carspatial.model.ROI`).
+
+Roles map biological roles (tumour, CAR T, myeloid, ...) to cell-type categories so that the
+CAR T measures (:mod:`napari_carspatial.analysis.cart`) do not hard-code a panel's type names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from napari_carspatial.model.conventions import SPATIAL_KEY, spatial_to_yx
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "WHOLE",
+    "Region",
+    "cells_in_polygon",
+    "polygon_area_px",
+    "region_masks",
+    "regions_from_rois",
+    "role_masks",
+    "tissue_area_mm2",
+]
+
+#: name of the whole-sample region
+WHOLE = "whole"
+
+#: default role mapping; ``None`` means derived (``pdl1_macrophage`` = myeloid & PD-L1 positive)
+DEFAULT_ROLES: dict[str, list[str] | None] = {
+    "tumor": ["Tumor", "Tumor (antigen-neg)"],
+    "antigen_neg": ["Tumor (antigen-neg)"],
+    "car_t": ["CAR T"],
+    "myeloid": ["Macrophage", "MDSC"],
+    "pdl1_macrophage": None,
+}
+
+
+@dataclass
+class Region:
+    """A named region: a cell mask and, when drawn as a polygon, its outline and area.
+
+    Attributes
+    ----------
+    name
+        Region name (unique within one analysis).
+    mask
+        ``(n_obs,)`` bool, the cells of the region.
+    polygon_yx
+        ``(m, 2)`` level-0 pixel (y, x) vertices, or ``None`` (whole sample / mask-only region).
+    cls
+        Region class (``"Tumor core"``, ``"Invasive margin"``, ...), free text.
+    """
+
+    name: str
+    mask: np.ndarray
+    polygon_yx: np.ndarray | None = None
+    cls: str = ""
+
+    @property
+    def n_cells(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def area_mm2(self, pixel_size_um: float | None) -> float | None:
+        """Polygon area in mm² (``None`` without a polygon or pixel size)."""
+        if self.polygon_yx is None or pixel_size_um is None:
+            return None
+        return polygon_area_px(self.polygon_yx) * float(pixel_size_um) ** 2 / 1e6
+
+
+def _xy(adata_or_coords: Any, spatial_key: str = SPATIAL_KEY) -> np.ndarray:
+    if hasattr(adata_or_coords, "obsm"):
+        return np.asarray(adata_or_coords.obsm[spatial_key], dtype=np.float64)[:, :2]
+    return np.asarray(adata_or_coords, dtype=np.float64)[:, :2]
+
+
+def cells_in_polygon(adata_or_coords: Any, polygon_yx: np.ndarray, *, spatial_key: str = SPATIAL_KEY) -> np.ndarray:
+    """Cells whose centroid lies inside a polygon (even-odd rule), vectorised.
+
+    Parameters
+    ----------
+    adata_or_coords
+        AnnData with ``obsm[spatial_key]`` (x, y) or an ``(n, 2)`` array of (x, y) coordinates.
+    polygon_yx
+        ``(m, 2)`` vertices (y, x) in level-0 pixels (napari Shapes data order).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` bool.
+    """
+    from matplotlib.path import Path
+
+    poly = np.asarray(polygon_yx, dtype=np.float64)
+    if poly.ndim != 2 or poly.shape[1] < 2 or len(poly) < 3:
+        raise ValueError(f"a polygon needs at least 3 (y, x) vertices, got shape {poly.shape}")
+    xy = _xy(adata_or_coords, spatial_key)
+    if xy.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    # (y, x) -> (x, y): the polygon in the coordinates' order
+    return Path(poly[:, -2:][:, ::-1]).contains_points(xy)
+
+
+def polygon_area_px(polygon_yx: np.ndarray) -> float:
+    """Shoelace area of a polygon in square pixels."""
+    p = np.asarray(polygon_yx, dtype=np.float64)[:, -2:]
+    y, x = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+def regions_from_rois(adata, rois, *, spatial_key: str = SPATIAL_KEY, classes: list[str] | None = None) -> dict[str, Region]:
+    """One :class:`Region` per ROI (``Sample.rois``); ROIs of the same name get a suffix."""
+    out: dict[str, Region] = {}
+    for roi in rois:
+        if classes is not None and roi.cls not in classes:
+            continue
+        name = roi.name
+        k = 2
+        while name in out:
+            name = f"{roi.name} ({k})"
+            k += 1
+        out[name] = Region(name, cells_in_polygon(adata, roi.polygon_yx, spatial_key=spatial_key),
+                           np.asarray(roi.polygon_yx, float), getattr(roi, "cls", ""))
+    return out
+
+
+def region_masks(
+    adata,
+    polygons: Mapping[str, np.ndarray] | None = None,
+    *,
+    include_whole: bool = False,
+    spatial_key: str = SPATIAL_KEY,
+) -> dict[str, np.ndarray]:
+    """Boolean cell masks for named polygons (the input :func:`region_metrics` takes).
+
+    Parameters
+    ----------
+    adata
+        The table.
+    polygons
+        ``{name: (m, 2) (y, x) level-0 pixel vertices}``; several polygons under one name may be
+        given as a list of arrays (their union).
+    include_whole
+        Add the whole sample as region ``"whole"``.
+
+    Returns
+    -------
+    dict
+        ``{name: (n_obs,) bool}``. With no polygons and ``include_whole=False``: ``{"whole": all}``.
+    """
+    out: dict[str, np.ndarray] = {}
+    if include_whole or not polygons:
+        out[WHOLE] = np.ones(adata.n_obs, dtype=bool)
+    for name, poly in (polygons or {}).items():
+        polys = poly if isinstance(poly, (list, tuple)) else [poly]
+        m = np.zeros(adata.n_obs, dtype=bool)
+        for p in polys:
+            m |= cells_in_polygon(adata, p, spatial_key=spatial_key)
+        out[str(name)] = m
+    return out
+
+
+def role_masks(
+    adata,
+    *,
+    cell_type_key: str = "cell_type",
+    roles: Mapping[str, list[str] | None] | None = None,
+    pdl1_marker: str = "PD-L1",
+    pdl1_threshold: float | None = None,
+    layer: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Boolean masks of cells in each role, and how derived roles were decided.
+
+    Parameters
+    ----------
+    adata
+        Table with ``obs[cell_type_key]``.
+    cell_type_key
+        Cell-type column.
+    roles
+        ``{role: [cell types]}``, merged over :data:`DEFAULT_ROLES` (a role given here replaces
+        the default). ``pdl1_macrophage: None`` means *derived*: ``myeloid`` cells whose
+        ``pdl1_marker`` value is above ``pdl1_threshold``; a list of types names them directly.
+        Types absent from the column are ignored (logged).
+    pdl1_marker, pdl1_threshold
+        Marker (``var_names``) and raw threshold for the derived PD-L1+ role; ``None``: Otsu on
+        asinh(x / 5) of all cells (:func:`~napari_carspatial.analysis.gating.suggest_threshold`).
+
+    Returns
+    -------
+    masks, info
+        ``{role: (n_obs,) bool}`` and ``{"pdl1_threshold": ..., "missing_types": {...}}``.
+    """
+    if cell_type_key not in adata.obs:
+        raise KeyError(f"obs has no cell-type column {cell_type_key!r}; available: {list(adata.obs.columns)}")
+    merged: dict[str, list[str] | None] = dict(DEFAULT_ROLES)
+    if roles:
+        merged.update({str(k): (None if v is None else [str(t) for t in v]) for k, v in roles.items()})
+    ct = adata.obs[cell_type_key].astype(str).to_numpy()
+    present = set(np.unique(ct))
+    masks: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {"missing_types": {}, "pdl1_threshold": None, "pdl1_marker": None}
+    for role, types in merged.items():
+        if types is None:
+            continue
+        missing = [t for t in types if t not in present]
+        if missing:
+            info["missing_types"][role] = missing
+            logger.debug("role %s: types %s not in obs[%r]", role, missing, cell_type_key)
+        masks[role] = np.isin(ct, types)
+    if merged.get("pdl1_macrophage", None) is None:
+        myeloid = masks.get("myeloid", np.zeros(adata.n_obs, dtype=bool))
+        if pdl1_marker in list(adata.var_names):
+            from napari_carspatial.analysis.gating import marker_values, suggest_threshold
+
+            vals = marker_values(adata, pdl1_marker, layer=layer)
+            thr = pdl1_threshold
+            if thr is None:
+                try:
+                    thr = suggest_threshold(vals, method="otsu", transform="asinh", cofactor=5.0)
+                except ValueError:
+                    thr = np.inf
+            masks["pdl1_macrophage"] = myeloid & (vals > thr)
+            info["pdl1_threshold"] = float(thr)
+            info["pdl1_marker"] = pdl1_marker
+        else:
+            masks["pdl1_macrophage"] = np.zeros(adata.n_obs, dtype=bool)
+            info["pdl1_marker"] = None
+    return masks, info
+
+
+def tissue_area_mm2(xy_um: np.ndarray, *, grid_um: float = 20.0, close_px: int = 1) -> float:
+    """Tissue area covered by a set of cells, in mm², from a coarse occupancy grid.
+
+    The cells' (x, y) µm positions are binned on a ``grid_um`` grid; occupied squares are
+    closed (``close_px`` squares) and holes filled; the area is the number of squares times
+    ``grid_um²``. Used when a region has no polygon (the whole sample, a mask-only region).
+    """
+    from scipy import ndimage
+
+    xy_um = np.asarray(xy_um, dtype=np.float64)
+    if xy_um.shape[0] == 0:
+        return 0.0
+    lo = xy_um.min(axis=0)
+    ij = np.floor((xy_um - lo) / grid_um).astype(np.int64) + close_px + 1
+    shape = ij.max(axis=0) + close_px + 2
+    occ = np.zeros((int(shape[1]), int(shape[0])), dtype=bool)
+    occ[ij[:, 1], ij[:, 0]] = True
+    if close_px > 0:
+        occ = ndimage.binary_closing(occ, structure=np.ones((3, 3), bool), iterations=close_px)
+    occ = ndimage.binary_fill_holes(occ)
+    return float(occ.sum()) * grid_um * grid_um / 1e6
+
+
+def coords_um(adata, *, pixel_size_um: float | None = None, spatial_key: str = SPATIAL_KEY) -> tuple[np.ndarray, float]:
+    """(x, y) coordinates in µm and the pixel size used (1.0 with a warning when unknown)."""
+    from napari_carspatial.analysis.graph import resolve_pixel_size
+
+    px = resolve_pixel_size(adata, pixel_size_um)
+    if px is None:
+        logger.warning("no pixel size known: distances and areas are in pixels, not µm")
+        px = 1.0
+    return _xy(adata, spatial_key) * px, px
+
+
+def yx_of(adata, *, spatial_key: str = SPATIAL_KEY) -> np.ndarray:
+    """Centroids in napari (y, x) order."""
+    return spatial_to_yx(_xy(adata, spatial_key))
