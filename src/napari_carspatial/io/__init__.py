@@ -20,3 +20,23 @@ __all__ = [
     "read_omezarr", "read_panel", "read_sample", "read_spatialdata", "read_steinbock", "read_table",
     "read_tiff", "select_image_rows", "table_from_dataframe",
 ]
+
+# curation: saving, recovery, ROI exchange, SpatialData export (issue 4)
+from .geojson import read_geojson, rois_from_geojson, rois_to_geojson, write_geojson  # noqa: E402
+from .sdata_export import export_spatialdata  # noqa: E402
+from .write import (  # noqa: E402
+    AutosavePolicy,
+    autosave,
+    discard_recovery,
+    find_recovery,
+    proposed_name,
+    recover,
+    store_provenance,
+    write_table,
+)
+
+__all__ += [
+    "AutosavePolicy", "autosave", "discard_recovery", "export_spatialdata", "find_recovery", "proposed_name",
+    "read_geojson", "recover", "rois_from_geojson", "rois_to_geojson", "store_provenance", "write_geojson",
+    "write_table",
+]
