@@ -1,0 +1,380 @@
+"""Editable, chunked mask store (zarr): region write-back, pyramid updates, corrected-mask saving.
+
+Segmentation correction never touches the original mask. Edits go into a **working copy**, a
+zarr group (OME-Zarr / NGFF 0.5 labels multiscale) next to the original::
+
+    <mask file name>.carspatial-edit.zarr/
+        0/  1/  2/ ...      level 0 (full resolution) and nearest-neighbour levels (x2 each)
+        zarr.json           attrs: ome.multiscales, carspatial.{role, source, edit_count, max_id}
+
+* :meth:`MaskStore.open_working_copy` creates it chunk by chunk from any mask (TIFF, OME-Zarr,
+  a dask array), or reopens it when it exists; masks of any size, memory bounded by a few chunks.
+* :meth:`MaskStore.read` / :meth:`MaskStore.write` move full-resolution regions in and out; a
+  write updates the lower levels for that region only (``level_k = level_0[::2**k, ::2**k]``,
+  the same striding the readers use), so the displayed pyramid is recomputed only where the
+  edit is.
+* :meth:`MaskStore.pyramid` returns fresh lazy dask levels (new names, so no cache serves
+  stale tiles) for napari.
+* :func:`save_corrected_mask` writes ``<stem>.corrected.zarr`` beside the original (never over
+  it), atomically, with provenance: source path, SHA-256 of the source, number of edits, time and
+  tool version. ``read_sample(image, mask=<stem>.corrected.zarr, table=...)`` reopens it.
+
+Samples whose mask has no file (generated in memory) get an in-memory store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..model import SampleError
+
+log = logging.getLogger(__name__)
+
+#: suffix of the working copy created next to a mask
+WORKING_SUFFIX = ".carspatial-edit.zarr"
+#: suffix of a saved corrected mask
+CORRECTED_SUFFIX = ".corrected.zarr"
+#: chunk edge of the store (pixels)
+CHUNK = 1024
+#: lower levels are added until the longest side is at most this
+MIN_LEVEL_SIZE = 1024
+ROLE_WORKING = "working-copy"
+ROLE_CORRECTED = "corrected-mask"
+
+
+def _tool_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("napari-carspatial")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+def working_copy_path(mask_path: str | os.PathLike) -> Path:
+    """``<mask>.carspatial-edit.zarr`` next to ``mask_path``."""
+    p = Path(os.fspath(mask_path).rstrip("/\\"))
+    return p.with_name(p.name + WORKING_SUFFIX)
+
+
+def corrected_path(mask_path: str | os.PathLike) -> Path:
+    """``<stem>.corrected.zarr`` next to ``mask_path`` (the stem drops image suffixes)."""
+    from ._util import stem
+
+    p = Path(os.fspath(mask_path).rstrip("/\\"))
+    name = stem(p)
+    if name.endswith(WORKING_SUFFIX.removesuffix(".zarr")):
+        name = name[: -len(WORKING_SUFFIX.removesuffix(".zarr"))]
+    name = stem(name)
+    return p.with_name(name + CORRECTED_SUFFIX)
+
+
+def level_shapes(shape: tuple[int, int], min_size: int = MIN_LEVEL_SIZE) -> list[tuple[int, int]]:
+    """(Y, X) of every level: level 0, then ``ceil(s / 2)`` until the longest side <= ``min_size``."""
+    out = [tuple(int(s) for s in shape)]
+    while max(out[-1]) > min_size:
+        out.append(tuple((s + 1) // 2 for s in out[-1]))
+    return out
+
+
+def _ngff_attrs(n_levels: int) -> dict:
+    return {"version": "0.5", "multiscales": [{
+        "version": "0.5",
+        "name": "labels",
+        "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [2.0 ** k, 2.0 ** k]}]}
+                     for k in range(n_levels)],
+    }], "image-label": {"version": "0.5"}}
+
+
+def _new_group(store_or_path, shape, dtype, chunk: int, carspatial: dict):
+    import zarr
+
+    shapes = level_shapes(shape)
+    g = zarr.open_group(store=store_or_path, mode="w", zarr_format=3)
+    for k, shp in enumerate(shapes):
+        g.create_array(str(k), shape=shp, chunks=(min(chunk, shp[0]), min(chunk, shp[1])), dtype=dtype,
+                       fill_value=0)
+    g.attrs.update({"ome": _ngff_attrs(len(shapes)), "carspatial": carspatial})
+    return g
+
+
+def _store_levels(g, level0) -> None:
+    """Fill every level of ``g`` from the dask/numpy ``level0``, chunk by chunk."""
+    import dask.array as da
+
+    arr0 = g["0"]
+    src = level0 if hasattr(level0, "dask") else da.from_array(level0, chunks=arr0.chunks, name=False)
+    src = src.astype(arr0.dtype).rechunk(arr0.chunks)
+    da.store(src, arr0, lock=False)
+    k = 1
+    while str(k) in g:
+        prev = da.from_zarr(g[str(k - 1)])[::2, ::2]
+        arr = g[str(k)]
+        da.store(prev.rechunk(arr.chunks), arr, lock=False)
+        k += 1
+
+
+class MaskStore:
+    """A chunked, editable label pyramid in a zarr group (see the module docstring).
+
+    Parameters
+    ----------
+    group
+        The zarr group (levels ``"0"``, ``"1"``, ... and ``carspatial`` attributes).
+    path
+        Its folder, or ``None`` for an in-memory store.
+    """
+
+    def __init__(self, group, path: Path | None = None):
+        self.group = group
+        self.path = path
+        n = 0
+        while str(n) in group:
+            n += 1
+        if n == 0:
+            raise SampleError("the mask store has no level '0'.", path=path)
+        self.levels = [group[str(k)] for k in range(n)]
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def open_working_copy(cls, mask_path: str | os.PathLike | None = None, *, labels=None,
+                          chunk: int = CHUNK) -> "MaskStore":
+        """Open (or create) the working copy of a mask; the original is never written.
+
+        Parameters
+        ----------
+        mask_path
+            The original mask file or zarr store. When it is itself a working copy it is opened
+            for editing; otherwise ``<mask>.carspatial-edit.zarr`` next to it is opened, or
+            created from ``labels`` (or from the file) chunk by chunk.
+        labels
+            Level-0 labels (dask or numpy) to copy from; required when there is no file (the
+            store is then kept in memory).
+        chunk
+            Chunk edge of a new store.
+        """
+        import zarr
+
+        if mask_path is None:
+            if labels is None:
+                raise ValueError("give mask_path or labels")
+            g = _new_group(zarr.storage.MemoryStore(), tuple(labels.shape), np.dtype(labels.dtype), chunk,
+                           {"role": ROLE_WORKING, "source": None, "edit_count": 0, "max_id": 0})
+            _store_levels(g, labels)
+            st = cls(g, None)
+            st._init_max_id()
+            return st
+        src = Path(os.fspath(mask_path).rstrip("/\\"))
+        if src.name.endswith(WORKING_SUFFIX) or _role(src) == ROLE_WORKING:
+            return cls(zarr.open_group(os.fspath(src), mode="r+"), src)
+        wpath = working_copy_path(src)
+        if wpath.exists():
+            st = cls(zarr.open_group(os.fspath(wpath), mode="r+"), wpath)
+            if tuple(st.shape) == tuple(labels.shape if labels is not None else st.shape):
+                log.info("reopened the working copy %s (%d edits so far)", wpath, st.edit_count)
+                return st
+            raise SampleError(f"the working copy has shape {st.shape}, the mask {tuple(labels.shape)}.", path=wpath,
+                              hint="Move the stale working copy away.")
+        if labels is None:
+            from .masks import read_mask
+
+            labels = read_mask(src, check_empty=False)[0]
+        if not os.access(src.parent, os.W_OK):
+            raise SampleError("cannot create the editable working copy next to the mask: the folder is read-only.",
+                              path=src.parent, hint="Copy the mask to a writable folder and open it from there.")
+        tmp = wpath.with_name(f".{wpath.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            g = _new_group(os.fspath(tmp), tuple(labels.shape), np.dtype(labels.dtype), chunk,
+                           {"role": ROLE_WORKING, "source": os.fspath(src), "edit_count": 0, "max_id": 0})
+            _store_levels(g, labels)
+            os.replace(tmp, wpath)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        st = cls(zarr.open_group(os.fspath(wpath), mode="r+"), wpath)
+        st._init_max_id()
+        log.info("created the working copy %s of %s", wpath, src)
+        return st
+
+    def _init_max_id(self) -> None:
+        import dask.array as da
+
+        self._set_attr("max_id", int(da.from_zarr(self.levels[0]).max().compute()))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.levels[0].shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.levels[0].dtype)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs.get("carspatial", {}) or {})
+
+    def _set_attr(self, key, value) -> None:
+        a = self.attrs
+        a[key] = value
+        self.group.attrs["carspatial"] = a
+
+    @property
+    def source(self) -> str | None:
+        return self.attrs.get("source")
+
+    @property
+    def edit_count(self) -> int:
+        return int(self.attrs.get("edit_count", 0))
+
+    @property
+    def max_id(self) -> int:
+        """Largest id ever stored (new cells get ``max_id + 1``; ids are never reused)."""
+        return int(self.attrs.get("max_id", 0))
+
+    def reserve_ids(self, n: int = 1) -> np.ndarray:
+        """``n`` new unique ids (``max_id + 1 ...``), recorded in the store."""
+        start = self.max_id + 1
+        self._set_attr("max_id", start + n - 1)
+        return np.arange(start, start + n, dtype=np.int64)
+
+    # ------------------------------------------------------------------ regions
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Level-0 pixels of the region (clipped to the mask), as a new numpy array."""
+        y0, x0 = max(0, int(y0)), max(0, int(x0))
+        y1, x1 = min(self.shape[0], int(y1)), min(self.shape[1], int(x1))
+        return np.asarray(self.levels[0][y0:y1, x0:x1])
+
+    def write(self, y0: int, x0: int, block: np.ndarray, *, count_edit: bool = True) -> list[tuple]:
+        """Write ``block`` at level-0 (y0, x0) and update every lower level for that region only.
+
+        Returns the region written at each level as ``(level, i0, i1, j0, j1)``.
+        """
+        block = np.asarray(block, dtype=self.dtype)
+        y0, x0 = int(y0), int(x0)
+        y1, x1 = y0 + block.shape[0], x0 + block.shape[1]
+        if y0 < 0 or x0 < 0 or y1 > self.shape[0] or x1 > self.shape[1]:
+            raise ValueError(f"region {(y0, y1, x0, x1)} is outside the mask {self.shape}")
+        self.levels[0][y0:y1, x0:x1] = block
+        written = [(0, y0, y1, x0, x1)]
+        for k in range(1, len(self.levels)):
+            f = 2 ** k
+            i0, i1 = -(-y0 // f), -(-y1 // f)
+            j0, j1 = -(-x0 // f), -(-x1 // f)
+            if i1 <= i0 or j1 <= j0:
+                continue
+            sub = block[i0 * f - y0::f, j0 * f - x0::f][: i1 - i0, : j1 - j0]
+            self.levels[k][i0:i1, j0:j1] = sub
+            written.append((k, i0, i1, j0, j1))
+        mx = int(block.max()) if block.size else 0
+        if mx > self.max_id:
+            self._set_attr("max_id", mx)
+        if count_edit:
+            self._set_attr("edit_count", self.edit_count + 1)
+        return written
+
+    def pyramid(self) -> list:
+        """Lazy dask levels (level 0 first) with fresh names, for napari and the sample."""
+        import dask.array as da
+
+        token = uuid.uuid4().hex[:10]
+        return [da.from_zarr(a, name=f"carspatial-mask-{token}-{k}") for k, a in enumerate(self.levels)]
+
+
+def _role(path: Path) -> str | None:
+    import zarr
+
+    try:
+        g = zarr.open_group(os.fspath(path), mode="r")
+        return (dict(g.attrs).get("carspatial") or {}).get("role")
+    except Exception:  # noqa: BLE001 - a probe
+        return None
+
+
+def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, *,
+                        source: str | os.PathLike | None = None, note: str = "",
+                        overwrite: bool = True) -> Path:
+    """Write the corrected mask as an OME-Zarr labels multiscale next to the original, atomically.
+
+    Parameters
+    ----------
+    store
+        The working copy with the edits.
+    out
+        Target folder (``.zarr``). Default: ``<stem>.corrected.zarr`` next to ``source``.
+    source
+        The original mask (default: the store's recorded source). Its SHA-256 goes into the
+        provenance; it is never written.
+    note
+        Free text stored with the provenance.
+    overwrite
+        Replace an earlier corrected mask at ``out`` (never the source itself).
+
+    Returns
+    -------
+    pathlib.Path
+        The written folder; its ``zarr.json`` attributes hold ``carspatial.provenance``:
+        ``source``, ``source_sha256``, ``edit_count``, ``time`` (UTC ISO 8601), ``tool_version``,
+        ``note``.
+    """
+    import zarr
+
+    from .write import sha256_file
+
+    src = source if source is not None else store.source
+    if out is None:
+        if src is None:
+            raise ValueError("the mask has no source file: give out=")
+        out = corrected_path(src)
+    out = Path(out)
+    if src is not None and Path(src).resolve() == out.resolve():
+        raise SampleError("refusing to write the corrected mask over the original.", path=out)
+    if out.exists() and not overwrite:
+        raise SampleError("a corrected mask exists already.", path=out, hint="Pass overwrite=True or another path.")
+    prov = {
+        "source": None if src is None else os.fspath(src),
+        "source_sha256": sha256_file(src) if src is not None and Path(src).exists() else None,
+        "edit_count": store.edit_count,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tool_version": _tool_version(),
+        "note": note,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    shutil.rmtree(tmp)
+    try:
+        g = _new_group(os.fspath(tmp), store.shape, store.dtype, int(store.levels[0].chunks[0]),
+                       {"role": ROLE_CORRECTED, "provenance": prov, "max_id": store.max_id})
+        import dask.array as da
+
+        for k, arr in enumerate(store.levels):
+            da.store(da.from_zarr(arr), g[str(k)], lock=False)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("saved the corrected mask %s (%d edits, source %s)", out, prov["edit_count"], src)
+    return out
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """The ``carspatial.provenance`` attributes of a corrected mask (``{}`` when there are none)."""
+    import zarr
+
+    g = zarr.open_group(os.fspath(path), mode="r")
+    return dict((dict(g.attrs).get("carspatial") or {}).get("provenance") or {})
