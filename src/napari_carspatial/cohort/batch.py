@@ -1,0 +1,716 @@
+"""Run the same curated analysis over every sample of a cohort, on Dask.
+
+``run_batch(manifest, config, out)`` reads each sample of the manifest, quantifies it when there
+is no cell table, applies saved gating rules, takes the regions (whole tissue, a GeoJSON per
+sample, or tumour core / margin derived from the tumour cells), computes the region metrics and
+writes::
+
+    RESULTS/
+      samples/<sample>/metrics.csv      tidy: sample, region, metric, value, unit
+      samples/<sample>/summary.json     cells per type and per region, timings
+      samples/<sample>/thumbnail.png    composite of 3 channels (when there is an image) + cell types
+      samples/<sample>/done.json        marker written last: the sample is finished
+      metrics.csv                       every finished sample, clinical columns joined
+      failures.csv                      samples that failed (sample, error, stage)
+      batch.log                         log of the runs
+      run.json                          manifest, config, counts, scheduler of the last run
+
+Finished samples are skipped on the next run (``force=True`` recomputes them); a sample whose
+inputs or configuration changed since it finished is recomputed. A failing sample is recorded
+and the others go on. Work runs on a local Dask cluster (processes) by default, on an existing
+scheduler with ``scheduler="tcp://..."``, or in this process with ``scheduler="sequential"``.
+
+Headless: no napari, no Qt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..model import SampleError
+from .manifest import Manifest, read_manifest
+from .regions import AUTO_DEFAULTS, auto_regions, geojson_regions
+
+log = logging.getLogger(__name__)
+
+#: where the region metrics live (first importable wins)
+DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",
+                   "napari_carspatial.analysis.regions:region_metrics")
+REGION_MODES = ("auto", "whole", "geojson")
+_CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
+                "quantify", "thumbnail", "seed"}
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class BatchConfig:
+    """What the batch computes (read from ``ANALYSIS.yaml`` by :func:`load_config`).
+
+    Attributes
+    ----------
+    cell_type_key
+        ``obs`` column used as the cell type. With gating and no explicit key: the gating key.
+    gating
+        Gating file (JSON/YAML from :func:`~napari_carspatial.analysis.gating.export_gating`).
+    from_sample
+        Or: the manifest sample whose table holds the curated gating (``uns``).
+    gating_key
+        ``obs`` column the gated phenotype is written to.
+    regions
+        ``{"mode": "auto" | "whole" | "geojson", ...}``; ``auto`` options: ``core_depth_um``,
+        ``margin_um``, ``grid_um``, ``smooth_um``, ``min_area_um2``, ``tumor_types``.
+    metrics
+        ``"module:function"`` or a callable with the ``region_metrics`` signature; default the
+        project's ``region_metrics``.
+    metric_options
+        Keyword arguments for the metric function (``roles``, ``contact_radius_um``,
+        ``near_radius_um``, ``markers``, ...).
+    quantify
+        Keyword arguments for quantification (samples without a table).
+    thumbnail
+        ``{"channels": [three channel names]}`` for the composite.
+    seed
+        Passed to the metric function.
+    source
+        The config file (for messages).
+    """
+
+    cell_type_key: str | None = None
+    gating: str | None = None
+    from_sample: str | None = None
+    gating_key: str = "phenotype_gated"
+    regions: dict = field(default_factory=lambda: {"mode": "auto"})
+    metrics: Any = None
+    metric_options: dict = field(default_factory=dict)
+    quantify: dict = field(default_factory=dict)
+    thumbnail: dict = field(default_factory=dict)
+    seed: int = 0
+    source: str | None = None
+
+    @property
+    def uses_gating(self) -> bool:
+        return bool(self.gating or self.from_sample)
+
+    def type_key(self) -> str:
+        if self.cell_type_key:
+            return self.cell_type_key
+        return self.gating_key if self.uses_gating else "cell_type"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if callable(self.metrics):
+            d["metrics"] = f"{self.metrics.__module__}:{self.metrics.__qualname__}"
+        return d
+
+    def fingerprint(self) -> str:
+        d = self.to_dict()
+        d.pop("source", None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_config(config=None) -> BatchConfig:
+    """A :class:`BatchConfig` from a YAML/JSON file, a mapping, a config or ``None`` (defaults).
+
+    Relative ``gating`` paths are resolved against the config file's folder.
+
+    Raises
+    ------
+    SampleError
+        Naming the file and the problem (unknown key, bad region mode, ...).
+    """
+    if isinstance(config, BatchConfig):
+        return config
+    src = None
+    if config is None:
+        data: dict = {}
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        src = Path(config)
+        if not src.is_file():
+            raise SampleError("analysis config not found.", path=src)
+        import yaml
+
+        try:
+            data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        except Exception as err:  # noqa: BLE001 - yaml errors
+            raise SampleError(f"not valid YAML ({' '.join(str(err).splitlines()[:2])}).", path=src) from None
+        if not isinstance(data, dict):
+            raise SampleError("the analysis config must be a mapping (key: value).", path=src)
+    unknown = sorted(set(data) - _CONFIG_KEYS)
+    if unknown:
+        raise SampleError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(_CONFIG_KEYS))}).", path=src)
+    gating = data.get("gating")
+    from_sample = data.get("from_sample")
+    gating_key = data.get("gating_key", "phenotype_gated")
+    if isinstance(gating, dict):
+        from_sample = gating.get("from_sample", from_sample)
+        gating_key = gating.get("key", gating_key)
+        gating = gating.get("file") or gating.get("path")
+    if gating and from_sample:
+        raise SampleError("give either gating (a file) or from_sample, not both.", path=src)
+    if gating and src is not None and not Path(gating).is_absolute():
+        gating = os.fspath(src.parent / gating)
+    regions = data.get("regions") or {"mode": "auto"}
+    if isinstance(regions, str):
+        regions = {"mode": regions}
+    regions = dict(regions)
+    regions.setdefault("mode", "auto")
+    if regions["mode"] not in REGION_MODES:
+        raise SampleError(f"regions.mode must be one of {', '.join(REGION_MODES)}, got {regions['mode']!r}.",
+                          path=src)
+    bad = sorted(set(regions) - {"mode", "tumor_types", *AUTO_DEFAULTS})
+    if bad:
+        raise SampleError(f"unknown regions option(s) {', '.join(bad)}.", path=src)
+    mo = data.get("metric_options") or {}
+    if not isinstance(mo, dict):
+        raise SampleError("metric_options must be a mapping.", path=src)
+    return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
+                       gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
+                       quantify=dict(data.get("quantify") or {}), thumbnail=dict(data.get("thumbnail") or {}),
+                       seed=int(data.get("seed", 0)), source=None if src is None else os.fspath(src))
+
+
+def resolve_metrics(spec=None) -> Callable:
+    """The metric function: a callable, ``"module:function"`` or the project's ``region_metrics``."""
+    if callable(spec):
+        return spec
+    specs = [spec] if spec else list(DEFAULT_METRICS)
+    errors = []
+    for s in specs:
+        mod_name, _, fn_name = str(s).partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as err:
+            errors.append(f"{s}: {err}")
+            continue
+        fn = getattr(mod, fn_name or "region_metrics", None)
+        if callable(fn):
+            return fn
+        errors.append(f"{s}: no function {fn_name!r}")
+    raise SampleError("cannot find the region metric function (" + "; ".join(errors) + ").",
+                      hint="Set 'metrics: module:function' in the analysis config.")
+
+
+# --------------------------------------------------------------------------- one sample
+def safe_name(sample: str) -> str:
+    """Folder name of a sample id (path separators and odd characters replaced)."""
+    s = re.sub(r"[^\w.\-+@=]+", "_", str(sample), flags=re.UNICODE).strip("._")
+    return s or "sample"
+
+
+def sample_dir(out, sample: str) -> Path:
+    return Path(out) / "samples" / safe_name(sample)
+
+
+def input_fingerprint(row: dict) -> str:
+    """Hash of the sample's input paths, sizes and modification times."""
+    parts = []
+    for k in ("image", "mask", "table", "regions"):
+        p = row.get(k)
+        if p and os.path.exists(p):
+            st = os.stat(p)
+            parts.append(f"{k}={p}:{st.st_size}:{int(st.st_mtime_ns)}")
+        else:
+            parts.append(f"{k}={p}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def is_done(out, row: dict, cfg: BatchConfig) -> bool:
+    """Whether the sample finished with the same inputs and configuration."""
+    marker = sample_dir(out, row["sample"]) / "done.json"
+    if not marker.is_file():
+        return False
+    try:
+        d = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    same = d.get("config") == cfg.fingerprint() and d.get("inputs") == input_fingerprint(row)
+    if not same:
+        log.info("%s: inputs or configuration changed since it finished; recomputing", row["sample"])
+    return same
+
+
+def _read(row: dict, cfg: BatchConfig):
+    from ..io import read_sample, read_table
+    from ..model import Sample, pixel_size_um
+
+    if row.get("image"):
+        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"],
+                        check_ids=False)
+        if isinstance(s, list):
+            if len(s) != 1:
+                raise SampleError(f"{len(s)} samples in this folder; give one image per manifest row.",
+                                  path=row["image"])
+            s = s[0]
+    else:
+        adata = read_table(row["table"])
+        s = Sample(name=row["sample"], table=adata, pixel_size_um=pixel_size_um(adata))
+        if row.get("mask"):
+            from ..io import read_mask
+
+            s.labels = read_mask(row["mask"])
+    return s
+
+
+def _accepted(fn) -> set[str]:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return set(params) | {"distance", "region_areas_mm2"}
+    return set(params)
+
+
+def _quantify(sample, options: dict):
+    try:
+        mod = importlib.import_module("napari_carspatial.analysis.quantify")
+    except ModuleNotFoundError:
+        raise SampleError("the sample has no cell table and quantification "
+                          "(napari_carspatial.analysis.quantify) is not available in this installation.",
+                          hint="Give a table in the manifest.") from None
+    fn = getattr(mod, "quantify", None)
+    if fn is None:
+        raise SampleError("napari_carspatial.analysis.quantify has no quantify() function.")
+    if sample.labels is None or not sample.image:
+        raise SampleError("the sample has no cell table, and quantifying needs both an image and a mask.")
+    opts = {"channel_names": list(sample.channel_names), "pixel_size_um": sample.pixel_size_um,
+            "scheduler": "synchronous", "solidity": False, "region": f"{sample.name}_labels"}
+    opts.update(options)
+    log.info("%s: no cell table, quantifying %d channels", sample.name, len(sample.channel_names))
+    return fn(sample.image, sample.labels, **opts)
+
+
+def _pick_channels(names: list[str], wanted) -> list[int]:
+    low = [n.lower() for n in names]
+    out = []
+    for group in (wanted or [("panck", "ecad", "e-cadherin", "krt", "msln"), ("cd3", "cd8", "car"),
+                             ("cd68", "cd163", "cd11b")]):
+        group = (group,) if isinstance(group, str) else group
+        for g in group:
+            if g.lower() in low and low.index(g.lower()) not in out:
+                out.append(low.index(g.lower()))
+                break
+    for i in range(len(names)):
+        if len(out) >= 3:
+            break
+        if i not in out and low[i] not in ("dapi", "hoechst"):
+            out.append(i)
+    return out[:3]
+
+
+def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels=None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from ..model import colors_key
+
+    has_img = bool(sample.image)
+    fig = Figure(figsize=(6.4 if has_img else 3.4, 3.2), dpi=80)
+    axes = fig.subplots(1, 2 if has_img else 1, squeeze=False)[0]
+    xy = np.asarray(adata.obsm["spatial"], dtype=float)
+    if has_img:
+        lvl = sample.image[-1]
+        f = sample.image[0].shape[-1] / lvl.shape[-1]
+        idx = _pick_channels(list(sample.channel_names), channels)
+        rgb = np.zeros(lvl.shape[1:] + (3,), np.float32)
+        for k, ci in enumerate(idx):
+            ch = np.asarray(lvl[ci], dtype=np.float32)
+            lo, hi = np.percentile(ch, [1, 99.5])
+            rgb[..., k] = np.clip((ch - lo) / max(hi - lo, 1e-9), 0, 1)
+        ax = axes[0]
+        ax.imshow(rgb, extent=(0, lvl.shape[-1] * f, lvl.shape[-2] * f, 0), interpolation="bilinear")
+        names = [sample.channel_names[i] for i in idx]
+        ax.set_title(" / ".join(f"{n}" for n in names) + "  (R/G/B)", fontsize=7)
+        ax.set_axis_off()
+    ax = axes[-1]
+    cats = adata.obs[type_key]
+    cats = cats if isinstance(cats.dtype, pd.CategoricalDtype) else cats.astype("category")
+    cols = list(np.asarray(adata.uns.get(colors_key(type_key), [])).tolist())
+    if len(cols) != len(cats.cat.categories):
+        import matplotlib.cm as cm
+
+        cols = [matplotlib.colors.to_hex(cm.tab10(i % 10)) for i in range(len(cats.cat.categories))]
+    lut = np.array([matplotlib.colors.to_rgb(c) for c in cols] + [(0.5, 0.5, 0.5)])
+    codes = cats.cat.codes.to_numpy()
+    ax.set_facecolor("black")
+    ax.scatter(xy[:, 0], xy[:, 1], c=lut[codes], s=0.6, linewidths=0, rasterized=True)
+    margin = regions.get("margin")
+    if margin is not None and margin.any():
+        ax.scatter(xy[margin, 0], xy[margin, 1], s=0.15, c="#ffffff", alpha=0.25, linewidths=0)
+    ax.set_xlim(0, xy[:, 0].max() if len(xy) else 1)
+    ax.set_ylim(xy[:, 1].max() if len(xy) else 1, 0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("cell types" + (" (margin whitened)" if margin is not None and margin.any() else ""), fontsize=7)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=80, facecolor="white")
+    os.replace(tmp, path)
+
+
+def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
+    """Analyse one sample and write its results (runs on a Dask worker or in-process).
+
+    Never raises: returns ``{"sample", "status": "done" | "failed", "seconds", "n_cells", "error",
+    "stage", "traceback"}``. Dask arrays of the sample are computed in this task's thread
+    (synchronous scheduler): a sample is the unit of parallelism.
+    """
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return _process_sample(row, cfg, out, scheme)
+
+
+def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
+    cfg = load_config(cfg) if not isinstance(cfg, BatchConfig) else cfg
+    sid = row["sample"]
+    sdir = sample_dir(out, sid)
+    sdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    stage = "read"
+    timings = {}
+    try:
+        for old in ("done.json", "error.txt"):
+            (sdir / old).unlink(missing_ok=True)
+        sample = _read(row, cfg)
+        timings["read_s"] = time.perf_counter() - t0
+        if sample.table is None:
+            stage = "quantify"
+            sample.table = _quantify(sample, cfg.quantify)
+        adata = sample.table
+        from ..model import pixel_size_um
+
+        ps = sample.pixel_size_um or pixel_size_um(adata)
+        if not ps:
+            raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
+                              path=row.get("image") or row.get("table"),
+                              hint="Store it in the table (uns) or the image metadata.")
+        if scheme is not None:
+            stage = "gating"
+            from ..analysis.gating import GatingScheme, store_gating
+
+            store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
+        key = cfg.type_key()
+        if key not in adata.obs:
+            raise SampleError(f"no cell-type column {key!r} in the table (columns: "
+                              f"{', '.join(map(str, adata.obs.columns))}).", path=row.get("table"),
+                              hint="Set cell_type_key in the analysis config, or configure gating.")
+        stage = "regions"
+        fn = resolve_metrics(cfg.metrics)
+        opts = dict(cfg.metric_options)
+        opts.setdefault("seed", cfg.seed)
+        accepts = _accepted(fn)
+        mode = cfg.regions.get("mode", "auto")
+        if mode == "whole":
+            regions = {"whole": np.ones(adata.n_obs, bool)}
+        elif mode == "geojson":
+            if not row.get("regions"):
+                raise SampleError("regions.mode is geojson but the manifest gives no regions file for this sample.")
+            regions, areas = geojson_regions(row["regions"], adata, pixel_size_um=ps)
+            if "region_areas_mm2" in accepts:
+                opts.setdefault("region_areas_mm2", areas)
+        else:
+            ropts = {k: float(v) for k, v in cfg.regions.items() if k in AUTO_DEFAULTS}
+            regions, dist = auto_regions(adata, cell_type_key=key, roles=opts.get("roles"),
+                                         tumor_types=cfg.regions.get("tumor_types"), pixel_size_um=ps, **ropts)
+            if "distance" in accepts:
+                opts.setdefault("distance", dist)
+        stage = "metrics"
+        t1 = time.perf_counter()
+        df = fn(adata, cell_type_key=key, regions=regions, pixel_size_um=ps, **opts)
+        timings["metrics_s"] = time.perf_counter() - t1
+        if not isinstance(df, pd.DataFrame) or not {"region", "metric", "value"} <= set(df.columns):
+            raise SampleError("the metric function must return a DataFrame with columns region, metric, value.")
+        df = df.copy()
+        if "unit" not in df.columns:
+            df["unit"] = ""
+        df.insert(0, "sample", sid)
+        df = df[["sample", "region", "metric", "value", "unit"] + [c for c in df.columns
+                                                                 if c not in ("sample", "region", "metric",
+                                                                              "value", "unit")]]
+        _atomic_csv(df, sdir / "metrics.csv")
+        stage = "thumbnail"
+        try:
+            _thumbnail(sample, adata, key, regions, sdir / "thumbnail.png", channels=cfg.thumbnail.get("channels"))
+        except Exception:  # noqa: BLE001 - a thumbnail never fails a sample
+            log.warning("%s: thumbnail failed", sid, exc_info=True)
+        types = adata.obs[key].astype(str)
+        summary = {
+            "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "cell_type_key": key,
+            "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
+            "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+        }
+        _atomic_text(sdir / "summary.json", json.dumps(summary, indent=1))
+        secs = time.perf_counter() - t0
+        _atomic_text(sdir / "done.json", json.dumps({
+            "sample": sid, "config": cfg.fingerprint(), "inputs": input_fingerprint(row),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(secs, 3)}))
+        return {"sample": sid, "status": "done", "seconds": secs, "n_cells": int(adata.n_obs), "error": "",
+                "stage": "", "traceback": ""}
+    except Exception as err:  # noqa: BLE001 - one sample never stops the batch
+        tb = traceback.format_exc()
+        msg = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
+        try:
+            _atomic_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
+        except OSError:
+            pass
+        return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
+                "error": msg, "stage": stage, "traceback": tb}
+
+
+# --------------------------------------------------------------------------- the batch
+@dataclass
+class BatchResult:
+    """What a batch run did. ``metrics`` is the tidy cohort table written to ``metrics.csv``."""
+
+    out: Path
+    done: list[str]
+    skipped: list[str]
+    failed: pd.DataFrame
+    metrics: pd.DataFrame
+    seconds: float
+    scheduler: str
+
+
+class _Progress:
+    """A small tqdm-like progress line on a stream (stderr by default)."""
+
+    def __init__(self, total: int, *, stream=None, enabled: bool = True):
+        self.total, self.n, self.failed = total, 0, 0
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and total > 0
+        self.t0 = time.perf_counter()
+        self._draw()
+
+    def update(self, status: str, name: str) -> None:
+        self.n += 1
+        self.failed += status != "done"
+        self._draw(name)
+
+    def _draw(self, name: str = "") -> None:
+        if not self.enabled:
+            return
+        w = 24
+        k = int(w * self.n / self.total)
+        el = time.perf_counter() - self.t0
+        eta = el / self.n * (self.total - self.n) if self.n else float("nan")
+        line = (f"\rbatch |{'#' * k}{'.' * (w - k)}| {self.n}/{self.total} samples, {self.failed} failed, "
+                f"{el:5.1f} s elapsed" + (f", ~{eta:4.0f} s left" if self.n else "") + (f"  [{name}]" if name else ""))
+        self.stream.write(line[:160].ljust(100))
+        if self.n == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
+    """The gating scheme as a dict (from the config's file or the curated sample), or ``None``."""
+    from ..analysis.gating import import_gating, load_gating
+
+    if cfg.gating:
+        return import_gating(cfg.gating).to_dict()
+    if cfg.from_sample:
+        sid = str(cfg.from_sample)
+        if sid not in manifest.table.index:
+            raise SampleError(f"from_sample {sid!r} is not a sample of the manifest {manifest.path}.",
+                              path=cfg.source)
+        row = manifest.row_dict(sid)
+        if not row.get("table"):
+            raise SampleError(f"from_sample {sid!r} has no table in the manifest, so no stored gating.",
+                              path=cfg.source)
+        from ..io import read_table
+
+        scheme = load_gating(read_table(row["table"]))
+        if scheme is None:
+            raise SampleError(f"the table of sample {sid!r} has no stored gating (uns['carspatial']['gating']).",
+                              path=row["table"], hint="Apply and save the gating in the Gating widget first.")
+        return scheme.to_dict()
+    return None
+
+
+def collect_metrics(out, manifest: Manifest) -> pd.DataFrame:
+    """Concatenate the finished samples' ``metrics.csv`` and join the clinical columns."""
+    frames = []
+    for sid in manifest.samples:
+        d = sample_dir(out, sid)
+        if (d / "done.json").is_file() and (d / "metrics.csv").is_file():
+            frames.append(pd.read_csv(d / "metrics.csv", dtype={"sample": str}))
+    cols = ["sample", "region", "metric", "value", "unit"]
+    if not frames:
+        return pd.DataFrame(columns=cols + list(manifest.clinical().columns))
+    df = pd.concat(frames, ignore_index=True)
+    clin = manifest.clinical().reset_index()
+    df = df.merge(clin, on="sample", how="left")
+    front = cols + [c for c in clin.columns if c != "sample"]
+    return df[front + [c for c in df.columns if c not in front]]
+
+
+def _client(scheduler: str | None, workers: int | None):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="20s"), None, scheduler
+    n = workers or max(1, min(2, os.cpu_count() or 1))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.WARNING)
+    return Client(cluster), cluster, f"LocalCluster({n} workers x 1 thread, processes)"
+
+
+def run_batch(manifest, config=None, out="results", *, scheduler: str | None = None, workers: int | None = None,
+              force: bool = False, progress: bool = True, samples=None, client=None) -> BatchResult:
+    """Analyse every sample of a cohort manifest; see the module docstring for the outputs.
+
+    Parameters
+    ----------
+    manifest
+        Manifest path or :class:`~napari_carspatial.cohort.manifest.Manifest`.
+    config
+        Analysis config: YAML path, mapping, :class:`BatchConfig` or ``None`` (defaults).
+    out
+        Results folder (created).
+    scheduler
+        ``None``: a local Dask cluster (``workers`` processes, 1 thread each); ``"tcp://host:8786"``:
+        an existing Dask scheduler (its workers need napari-carspatial installed and must see the
+        data paths); ``"sequential"``: in this process, one sample after the other.
+    workers
+        Workers of the local cluster (default: min(2, CPUs)).
+    force
+        Recompute finished samples.
+    progress
+        Draw a progress line on stderr.
+    samples
+        Only these sample ids (default: all).
+    client
+        An existing ``distributed.Client`` to use (overrides ``scheduler``).
+
+    Returns
+    -------
+    BatchResult
+    """
+    t0 = time.perf_counter()
+    man = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    cfg = load_config(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    handler = logging.FileHandler(out / "batch.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("napari_carspatial")
+    root.addHandler(handler)
+    old_level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    own_client = cluster = None
+    try:
+        resolve_metrics(cfg.metrics)  # fail early, before any worker starts
+        scheme = resolve_gating(man, cfg)
+        ids = list(man.samples) if samples is None else [s for s in man.samples if s in set(samples)]
+        rows = [man.row_dict(s) for s in ids]
+        todo = [r for r in rows if force or not is_done(out, r, cfg)]
+        skipped = [r["sample"] for r in rows if r not in todo]
+        if skipped:
+            log.info("batch: %d finished sample(s) skipped (use --force to recompute): %s", len(skipped),
+                     ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+        log.info("batch: %d sample(s) to analyse, config %s, results in %s", len(todo), cfg.source or "(defaults)",
+                 out)
+        bar = _Progress(len(todo), enabled=progress)
+        results = []
+        if not todo:
+            where = "nothing to do"
+        elif client is None and scheduler == "sequential":
+            where = "sequential (this process)"
+            for r in todo:
+                res = process_sample(r, cfg, os.fspath(out), scheme)
+                _report(res)
+                bar.update(res["status"], res["sample"])
+                results.append(res)
+        else:
+            if client is None:
+                own_client, cluster, where = _client(scheduler, workers)
+                client = own_client
+            else:
+                where = f"client {client.scheduler.address}"
+            from distributed import as_completed
+
+            futs = {client.submit(process_sample, r, cfg, os.fspath(out.resolve()), scheme, pure=False,
+                                  key=f"carspatial-{safe_name(r['sample'])}-{os.urandom(4).hex()}"): r["sample"]
+                    for r in todo}
+            for fut in as_completed(futs):
+                sid = futs[fut]
+                try:
+                    res = fut.result()
+                except Exception as err:  # noqa: BLE001 - worker died, unpicklable result, ...
+                    res = {"sample": sid, "status": "failed", "seconds": None, "n_cells": None,
+                           "error": f"{type(err).__name__}: {err}", "stage": "worker",
+                           "traceback": traceback.format_exc()}
+                _report(res)
+                bar.update(res["status"], sid)
+                results.append(res)
+        failed = pd.DataFrame([{k: r[k] for k in ("sample", "stage", "error")} for r in results
+                               if r["status"] != "done"], columns=["sample", "stage", "error"])
+        _atomic_csv(failed, out / "failures.csv")
+        metrics = collect_metrics(out, man)
+        _atomic_csv(metrics, out / "metrics.csv")
+        secs = time.perf_counter() - t0
+        done = [r["sample"] for r in results if r["status"] == "done"]
+        info = {"manifest": os.fspath(man.path), "config": cfg.to_dict(), "config_file": cfg.source,
+                "scheduler": where, "done": done, "skipped": skipped, "failed": failed["sample"].tolist(),
+                "seconds": round(secs, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _atomic_text(out / "run.json", json.dumps(info, indent=1, default=str))
+        log.info("batch: %d done, %d skipped, %d failed in %.1f s (%s)", len(done), len(skipped), len(failed), secs,
+                 where)
+        return BatchResult(out=out, done=done, skipped=skipped, failed=failed, metrics=metrics, seconds=secs,
+                           scheduler=where)
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if cluster is not None:
+            cluster.close()
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def _report(res: dict) -> None:
+    if res["status"] == "done":
+        log.info("%s: done in %.2f s (%s cells)", res["sample"], res["seconds"] or 0, res["n_cells"])
+    else:
+        log.error("%s: FAILED at %s: %s", res["sample"], res["stage"], res["error"])
+        log.debug("%s traceback:\n%s", res["sample"], res["traceback"])

@@ -1,0 +1,118 @@
+"""Regions for the batch: whole tissue, GeoJSON polygons, or tumour core / margin derived from cells.
+
+Automatic regions (``mode: auto``) use the signed distance to the tumour boundary:
+
+1. The tumour is where tumour cells dominate
+   (:func:`napari_carspatial.analysis.cart.tumor_distance`): cells are binned on a ``grid_um``
+   grid, the tumour and all-cell counts are Gaussian-smoothed (``smooth_um``) and a square is
+   tumour when more than half of the (smoothed) cells there are tumour cells (the ``tumor``
+   role: ``Tumor`` and ``Tumor (antigen-neg)`` by default).
+2. The signed Euclidean distance to that boundary is computed on the grid (negative inside the
+   tumour, µm) and interpolated at every cell (``obs["tumor_distance_signed_um"]``).
+3. ``tumor_core``: cells deeper than ``core_depth_um`` inside the tumour (d < -core_depth_um);
+   ``margin``: cells within ``margin_um`` of the boundary on either side (|d| <= margin_um);
+   ``stroma``: cells farther than ``margin_um`` outside (d > margin_um); ``whole``: every cell.
+
+GeoJSON regions (``mode: geojson``) are the polygons of the sample's QuPath GeoJSON file,
+grouped by class, with their polygon areas.
+
+Headless: no napari, no Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from ..model import SampleError
+
+log = logging.getLogger(__name__)
+
+#: default parameters of the automatic regions (µm)
+AUTO_DEFAULTS = {"core_depth_um": 50.0, "margin_um": 50.0, "grid_um": 10.0, "smooth_um": 15.0}
+
+
+def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pixel_size_um: float,
+                 core_depth_um: float = 50.0, margin_um: float = 50.0, grid_um: float = 10.0,
+                 smooth_um: float = 15.0, store: bool = True):
+    """``whole``, ``tumor_core``, ``margin`` and ``stroma`` cell masks from the tumour boundary.
+
+    Parameters
+    ----------
+    adata
+        Cell table with ``obsm["spatial"]`` (level-0 px) and ``obs[cell_type_key]``.
+    cell_type_key
+        Cell-type column.
+    roles
+        Role mapping (see :func:`napari_carspatial.analysis.regions.role_masks`); its ``tumor``
+        role names the tumour cell types.
+    tumor_types
+        Overrides the ``tumor`` role.
+    pixel_size_um
+        µm per pixel.
+    core_depth_um, margin_um, grid_um, smooth_um
+        See the module docstring.
+    store
+        Write the signed distance to ``obs["tumor_distance_signed_um"]``.
+
+    Returns
+    -------
+    regions, distance
+        ``{name: (n_obs,) bool}`` and the :class:`~napari_carspatial.analysis.cart.TumorDistance`.
+    """
+    from ..analysis.cart import tumor_distance
+    from ..analysis.regions import role_masks
+
+    roles = dict(roles or {})
+    if tumor_types:
+        roles["tumor"] = list(tumor_types)
+    masks, _ = role_masks(adata, cell_type_key=cell_type_key, roles=roles or None)
+    tum = masks["tumor"]
+    if not tum.any():
+        types = np.unique(adata.obs[cell_type_key].astype(str))
+        raise SampleError(f"no tumour cells in obs[{cell_type_key!r}] (types: {', '.join(types[:12])}), so no "
+                          "tumour core or margin; set regions.tumor_types (or metric_options.roles.tumor) in the "
+                          "config, or use regions: whole")
+    dist = tumor_distance(adata, tumor_mask=tum, pixel_size_um=pixel_size_um, grid_um=grid_um, smooth_um=smooth_um)
+    d = np.asarray(dist.cell_um, dtype=np.float64)
+    if store:
+        adata.obs["tumor_distance_signed_um"] = d.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        regions = {
+            "whole": np.ones(adata.n_obs, bool),
+            "tumor_core": d < -core_depth_um,
+            "margin": np.abs(d) <= margin_um,
+            "stroma": d > margin_um,
+        }
+    return regions, dist
+
+
+def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None):
+    """Cell masks and areas of the polygons in a QuPath GeoJSON file, grouped by class.
+
+    A region is named by its ROI class (QuPath classification), else by its name; polygons of
+    the same class are united (centroid-in-polygon). ``whole`` (every cell) is always added.
+
+    Returns
+    -------
+    regions, areas_mm2
+        ``{name: (n_obs,) bool}`` and ``{name: polygon area in mm²}`` (sum of the polygons; needs
+        the pixel size).
+    """
+    from ..analysis.regions import polygon_area_px, region_masks
+    from ..io.geojson import read_geojson
+
+    rois = read_geojson(path)
+    if not rois:
+        raise SampleError("no polygon in the regions file.", path=path)
+    polys: dict[str, list] = {}
+    for roi in rois:
+        polys.setdefault(str(roi.cls or roi.name), []).append(np.asarray(roi.polygon_yx, float))
+    regions = region_masks(adata, polys, include_whole=True)
+    areas = {}
+    if pixel_size_um:
+        for k, ps in polys.items():
+            areas[k] = sum(polygon_area_px(p) for p in ps) * float(pixel_size_um) ** 2 / 1e6
+    return regions, areas

@@ -1,0 +1,308 @@
+"""One self-contained HTML report of a batch run (images embedded as base64 PNG, no external files).
+
+Sections: overview, a thumbnail per sample, key metrics per sample, paired pre -> post plots per
+patient, group comparisons (box plots with every sample as a point), the statistics table
+(p, BH q, effect size with CI, small-n warnings) and failures.
+
+Headless: matplotlib with the Agg backend; no napari, no Qt.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .batch import sample_dir
+from .manifest import read_manifest
+from .stats import cohort_statistics
+
+log = logging.getLogger(__name__)
+
+#: (region, metric) shown in tables, plots and the cohort widget; absent ones are skipped
+KEY_METRICS = (
+    ("tumor_core", "car_t_density_per_mm2"),
+    ("margin", "car_t_density_per_mm2"),
+    ("whole", "antigen_neg_fraction"),
+    ("whole", "frac_car_t_contact_tumor"),
+    ("margin", "frac_car_t_contact_myeloid"),
+    ("margin", "myeloid_density_per_mm2"),
+    ("whole", "log2_oe_car_t_tumor"),
+    ("whole", "frac_car_t_pd1_pos"),
+)
+R_COLOR, NR_COLOR, NA_COLOR = "#0072b2", "#d55e00", "#7f7f7f"
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;color:#222;
+     padding:0 16px}
+h1{font-size:24px;margin-bottom:4px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:12px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right} th{background:#f4f4f4;position:sticky;top:0}
+td.l,th.l{text-align:left} tr.sig td{background:#e8f4ea} tr.small td.w{color:#a15c00}
+.grid{display:flex;flex-wrap:wrap;gap:10px} .card{border:1px solid #ddd;border-radius:4px;padding:4px;font-size:11px}
+.card img{display:block;max-width:100%} .R{color:#0072b2;font-weight:600} .NR{color:#d55e00;font-weight:600}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;font-size:13px}
+.fail{background:#fdecea;border-left:4px solid #d32f2f;padding:6px 10px;font-size:13px}
+img.fig{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, facecolor="white")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img_tag(b64: str, alt: str, cls: str = "fig") -> str:
+    return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+    if f != 0 and (abs(f) < 1e-3 or abs(f) >= 1e5):
+        return f"{f:.2e}"
+    return f"{f:.{digits}g}" if abs(f) < 1 else f"{f:,.{max(digits - 1, 1)}f}".rstrip("0").rstrip(".")
+
+
+def key_metrics(metrics: pd.DataFrame, keys=KEY_METRICS) -> list[tuple[str, str]]:
+    have = set(zip(metrics["region"], metrics["metric"]))
+    return [k for k in keys if k in have]
+
+
+def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
+    """One row per sample: clinical columns then the key metrics (columns ``metric [region]``)."""
+    keys = key_metrics(metrics, keys or KEY_METRICS)
+    m = metrics.copy()
+    m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    m["col"] = m["metric"] + " [" + m["region"] + "]"
+    w = m[m[["region", "metric"]].apply(tuple, axis=1).isin(keys)].pivot_table(
+        index="sample", columns="col", values="value", aggfunc="first")
+    cols = [f"{mt} [{rg}]" for rg, mt in keys if f"{mt} [{rg}]" in w.columns]
+    clin_cols = [c for c in ("patient", "timepoint", "response", "crs_grade", "icans_grade") if c in m.columns]
+    clin = m.drop_duplicates("sample").set_index("sample")[clin_cols]
+    ncell = m[(m["metric"] == "n_cells") & (m["region"] == "whole")].set_index("sample")["value"].rename("cells")
+    out = clin.join(ncell).join(w[cols])
+    order = list(dict.fromkeys(metrics["sample"]))
+    return out.loc[[s for s in order if s in out.index]]
+
+
+def _group_of(df: pd.DataFrame) -> pd.Series:
+    r = df["responder"] if "responder" in df else pd.Series(np.nan, index=df.index)
+    return r.map(lambda v: "R" if v is True or v == "True" or v == 1 else ("NR" if v is False or v == "False" or v == 0
+                                                                            else "NA"))
+
+
+def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
+    from matplotlib.figure import Figure
+
+    m = metrics[metrics["timepoint"].isin(["pre", "post"])].copy()
+    if m.empty or not {"pre", "post"} <= set(m["timepoint"]):
+        return None
+    m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    m["grp"] = _group_of(m)
+    ncol = 4
+    nrow = int(np.ceil(len(keys) / ncol))
+    fig = Figure(figsize=(3.1 * ncol, 2.6 * nrow))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    for ax, (rg, mt) in zip(axes, keys):
+        g = m[(m["region"] == rg) & (m["metric"] == mt)]
+        w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean")
+        grp = g.drop_duplicates("patient").set_index("patient")["grp"]
+        for pat, row in w.iterrows():
+            col = {"R": R_COLOR, "NR": NR_COLOR}.get(grp.get(pat), NA_COLOR)
+            ys = [row.get("pre", np.nan), row.get("post", np.nan)]
+            ax.plot([0, 1], ys, "-o", color=col, alpha=0.8, lw=1.4, ms=4)
+        ax.set_xticks([0, 1], ["pre", "post"])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    fig.legend([Line2D([], [], color=R_COLOR, marker="o"), Line2D([], [], color=NR_COLOR, marker="o")],
+               ["responder (CR/PR)", "non-responder (SD/PD)"], loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return _png(fig)
+
+
+def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
+    from matplotlib.figure import Figure
+
+    m = metrics.copy()
+    m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    m["grp"] = _group_of(m)
+    m = m[m["grp"] != "NA"]
+    if m.empty:
+        return None
+    tps = [t for t in ("pre", "post") if t in set(m["timepoint"])] or sorted(m["timepoint"].unique())[:2]
+    boxes = [(t, g) for t in tps for g in ("R", "NR")]
+    ncol = 4
+    nrow = int(np.ceil(len(keys) / ncol))
+    fig = Figure(figsize=(3.1 * ncol, 2.8 * nrow))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    rng = np.random.default_rng(seed)
+    for ax, (rg, mt) in zip(axes, keys):
+        g = m[(m["region"] == rg) & (m["metric"] == mt)]
+        data = [g[(g["timepoint"] == t) & (g["grp"] == gr)]["value"].dropna().to_numpy() for t, gr in boxes]
+        pos = np.arange(len(boxes))
+        nonempty = [i for i, d in enumerate(data) if d.size]
+        if nonempty:
+            bp = ax.boxplot([data[i] for i in nonempty], positions=pos[nonempty], widths=0.6, showfliers=False,
+                            patch_artist=True)
+            for patch, i in zip(bp["boxes"], nonempty):
+                patch.set_facecolor((R_COLOR if boxes[i][1] == "R" else NR_COLOR) + "33")
+                patch.set_edgecolor(R_COLOR if boxes[i][1] == "R" else NR_COLOR)
+            for med in bp["medians"]:
+                med.set_color("#222")
+        for i, d in enumerate(data):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=12, zorder=3,
+                       color=R_COLOR if boxes[i][1] == "R" else NR_COLOR, edgecolors="white", linewidths=0.4)
+        ax.set_xticks(pos, [f"{t}\n{gr}" for t, gr in boxes], fontsize=7)
+        ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -> str:
+    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
+    rows = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        cls = row_class(r) if row_class else ""
+        cells = "".join(
+            f'<td class="{"l" if c in left else ""}{" w" if c == "warning" else ""}">{_fmt(r[c], digits)}</td>'
+            for c in df.columns)
+        rows.append(f'<tr class="{cls}">{cells}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,
+                 keys=KEY_METRICS, title: str | None = None) -> Path:
+    """Write ``RESULTS/report.html`` (and ``RESULTS/statistics.csv``) from a batch results folder.
+
+    Parameters
+    ----------
+    results
+        Folder written by :func:`~napari_carspatial.cohort.batch.run_batch`.
+    out
+        Report path (default ``RESULTS/report.html``).
+    stats
+        Precomputed :func:`~napari_carspatial.cohort.stats.cohort_statistics` (else computed).
+    seed, n_boot
+        Bootstrap of the confidence intervals.
+    keys
+        ``(region, metric)`` pairs shown in the tables and plots.
+    title
+        Report title (default: the trial names of the manifest).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    results = Path(results)
+    run = json.loads((results / "run.json").read_text(encoding="utf-8"))
+    man = read_manifest(run["manifest"], check_files=False)
+    metrics = pd.read_csv(results / "metrics.csv", dtype={"sample": str, "patient": str})
+    failures = pd.read_csv(results / "failures.csv") if (results / "failures.csv").is_file() else pd.DataFrame()
+    if stats is None:
+        stats = cohort_statistics(metrics, n_boot=n_boot, seed=seed)
+    tmp = results / f".statistics.csv.{os.getpid()}.tmp"
+    stats.to_csv(tmp, index=False)
+    os.replace(tmp, results / "statistics.csv")
+    keys = key_metrics(metrics, keys)
+    trials = sorted({t for t in man.table["trial"] if t})
+    title = title or ("Cohort report: " + (", ".join(trials) if trials else man.path.name))
+    n_pat = man.table["patient"].nunique()
+    resp = man.table.drop_duplicates("patient")["response"].value_counts().to_dict()
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<div class="sub">manifest {html.escape(str(man.path))} · config {html.escape(str(run.get("config_file")))}'
+             f' · {len(man.samples)} samples of {n_pat} patients · responses '
+             + ", ".join(f"{k}: {v}" for k, v in sorted(resp.items())) +
+             f' · finished {html.escape(str(run.get("finished")))} on {html.escape(str(run.get("scheduler")))}</div>']
+    done = set(metrics["sample"])
+    missing = [s for s in man.samples if s not in done]
+    if len(failures) or missing:
+        parts.append(f'<p class="fail">{len(missing)} sample(s) without results: {html.escape(", ".join(missing))}. '
+                     "See failures below and batch.log.</p>")
+    small = stats[stats["small_n"].astype(bool)] if len(stats) else stats
+    if len(small):
+        comps = sorted(set(small["comparison"]))
+        parts.append('<p class="note">Small groups (fewer than 5 per group or pairs) in: '
+                     + html.escape("; ".join(comps)) + ". Those rows are marked; their p-values have little power "
+                     "(3 vs 3 samples cannot reach p &lt; 0.05 in a Mann-Whitney test).</p>")
+
+    # thumbnails
+    parts.append("<h2>Samples</h2><div class='grid'>")
+    for sid in man.samples:
+        row = man.table.loc[sid]
+        p = sample_dir(results, sid) / "thumbnail.png"
+        grp = "R" if row["responder"] is True else ("NR" if row["responder"] is False else "")
+        cap = (f"<b>{html.escape(sid)}</b> · {html.escape(str(row['timepoint']))} · "
+               f"<span class='{grp}'>{html.escape(str(row['response'] or '–'))}</span>")
+        img = _img_tag(base64.b64encode(p.read_bytes()).decode("ascii"), sid, "thumb") if p.is_file() else \
+            "<div style='width:200px;height:100px;background:#eee'>no thumbnail</div>"
+        parts.append(f"<div class='card' style='width:{'340' if p.is_file() else '200'}px'>{img}{cap}</div>")
+    parts.append("</div>")
+
+    # key metric table
+    parts.append("<h2>Key metrics per sample</h2>")
+    wide = wide_key_table(metrics, keys).reset_index()
+    parts.append(_table_html(wide, left=("sample", "patient", "timepoint", "response")))
+    parts.append("<p class='sub'>Every metric of every region is in metrics.csv (tidy: sample, region, metric, "
+                 "value, unit + clinical columns). Definitions: docs/cohorts.md and docs/metrics.md.</p>")
+
+    # paired and group figures
+    b64 = _paired_figure(metrics, keys)
+    if b64:
+        parts.append("<h2>Before → after infusion, per patient</h2>" + _img_tag(b64, "paired plots"))
+    b64 = _group_figure(metrics, keys, seed=seed)
+    if b64:
+        parts.append("<h2>Responders (CR/PR) vs non-responders (SD/PD)</h2>" + _img_tag(b64, "group comparisons"))
+
+    # statistics
+    parts.append("<h2>Statistics</h2><p class='sub'>Paired: Wilcoxon signed-rank on post − pre, effect = "
+                 "Hodges-Lehmann median difference. Groups: Mann-Whitney U, effect = rank-biserial r (+1: every "
+                 "value of the first group higher). 95 % CIs: seeded percentile bootstrap. q: Benjamini-Hochberg "
+                 "within each comparison across regions × metrics. Counts, areas and z-scores are not tested (not "
+                 "comparable across samples). Green rows: q &lt; 0.05.</p>")
+    if len(stats):
+        st = stats[np.isfinite(stats["p"].astype(float))].copy()
+        st = st.sort_values(["comparison", "q", "p"], kind="stable")
+        show = st[["comparison", "region", "metric", "n_a", "n_b", "median_a", "median_b", "effect_name", "effect",
+                   "ci_low", "ci_high", "p", "q", "warning"]]
+        parts.append(_table_html(show, left=("comparison", "region", "metric", "effect_name", "warning"),
+                                 row_class=lambda r: ("sig " if r["q"] < 0.05 else "") +
+                                 ("small" if r["warning"] else "")))
+    if len(failures):
+        parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
+    doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +
+           f"</title><style>{_CSS}</style></head><body>" + "\n".join(parts) +
+           "<p class='sub'>Generated by napari-carspatial (carspatial batch).</p></body></html>")
+    out = Path(out) if out else results / "report.html"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    os.replace(tmp, out)
+    log.info("report written to %s (%.1f MB)", out, out.stat().st_size / 1e6)
+    return out
