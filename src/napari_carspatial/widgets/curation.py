@@ -1,0 +1,932 @@
+"""The "Curation" dock: select cells, re-annotate them, undo, regions, audit trail, safe saving.
+
+Tabs:
+
+* **Cells**: selection tools (click / shift-click, lasso, polygon, rectangle, clear; "only
+  type" restricts any selection to one curated type, e.g. all CAR T cells in a region), the
+  selection count, "Assign" to an existing or new type (number keys 1-9 = the first nine
+  types), "Exclude" with a reason (artefact, fold, necrosis, out of focus), "Confirm" (the call
+  was right: cells count as reviewed), undo / redo (Ctrl+Z / Ctrl+Shift+Z).
+* **Regions**: draw a polygon or rectangle as a named ROI with a class, the ROI table (cells,
+  review progress), select cells of a ROI, mark a region reviewed, GeoJSON import / export.
+* **Audit**: every action (undo and redo included) with time and reviewer; export as CSV.
+
+Top: sample, reviewer (asked once per session, default the OS user), blinded review, progress,
+"Save as…" (``.h5ad`` / ``.zarr``, a new name proposed, never the source unless confirmed) and
+"Export SpatialData…". Edits are autosaved to a recovery file every few edits or minutes.
+All the work is in :mod:`napari_carspatial._napari.selection` and the headless model / io.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._napari import store
+from .._napari.selection import ROLE_SELECT_SHAPES, get_session
+from ..model import ROI_CLASSES, SampleError, default_reviewer, get_log
+from ..model.curation import EXCLUDE_REASONS
+
+log = logging.getLogger(__name__)
+
+#: reviewer name of this Python session (asked once)
+_SESSION_REVIEWER: str | None = None
+#: autosave after this many edits, or this many seconds with unsaved edits
+AUTOSAVE_EDITS = 5
+AUTOSAVE_SECONDS = 120.0
+AUDIT_COLUMNS = ("time", "reviewer", "action", "cells", "column", "old", "new", "note")
+NUMBER_KEYS = [str(k) for k in range(1, 10)]
+
+
+def _notify(msg: str, level: str = "info") -> None:
+    from napari.utils import notifications
+
+    getattr(notifications, f"show_{level}")(msg)
+
+
+def _short(value: str, n: int = 40) -> str:
+    value = str(value)
+    return value if len(value) <= n else value[: n - 1] + "…"
+
+
+class CurationWidget(QWidget):
+    """Curation dock (see the module docstring).
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (injected by napari).
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        from ..io import AutosavePolicy
+
+        self.viewer = napari_viewer
+        self.session = None
+        self._bound: dict[str, object] = {}
+        self._draw_purpose = "select"
+        self._click_cb = None
+        self._shapes_connected: set[int] = set()
+        self.autosave_policy = AutosavePolicy(AUTOSAVE_EDITS, AUTOSAVE_SECONDS)
+        self.last_autosave: Path | None = None
+        self.saved_path: Path | None = None
+        store.watch_viewer(self.viewer)
+
+        # ------------------------------------------------------------ top
+        self.sample_box = QComboBox()
+        self.reviewer_label = QLabel()
+        self.reviewer_button = QPushButton("Change…")
+        self.reviewer_button.setToolTip("Name written in the audit trail for every action")
+        self.blind_box = QCheckBox("Blinded review")
+        self.blind_box.setToolTip("Hide the sample name and clinical metadata (timepoint, response) while reviewing")
+        self.meta_label = QLabel()
+        self.meta_label.setStyleSheet("color: gray")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setToolTip("Cells reviewed: re-annotated, excluded, confirmed, or in a region marked reviewed")
+        self.progress_label = QLabel()
+        self.progress_label.setStyleSheet("color: gray; font-size: 10px")
+        rev_row = QHBoxLayout()
+        rev_row.addWidget(self.reviewer_label, 1)
+        rev_row.addWidget(self.reviewer_button)
+        top = QFormLayout()
+        top.addRow("sample", self.sample_box)
+        top.addRow("reviewer", rev_row)
+        top.addRow(self.blind_box, self.meta_label)
+        top.addRow("reviewed", self.progress_bar)
+        top.addRow("", self.progress_label)
+
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.undo_button.setToolTip("Undo the last curation action (Ctrl+Z)")
+        self.redo_button.setToolTip("Redo (Ctrl+Shift+Z)")
+        self.save_button = QPushButton("Save as…")
+        self.save_button.setToolTip("Write the curated table (.h5ad or .zarr) to a new file; the source is never overwritten unless you confirm")
+        self.sdata_button = QPushButton("Export SpatialData…")
+        ur = QHBoxLayout()
+        ur.addWidget(self.undo_button)
+        ur.addWidget(self.redo_button)
+        ur.addStretch(1)
+        ur.addWidget(self.save_button)
+        ur.addWidget(self.sdata_button)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: gray; font-size: 10px")
+
+        # ------------------------------------------------------------ cells tab
+        cells = QWidget()
+        self.click_button = QPushButton("Click")
+        self.click_button.setCheckable(True)
+        self.click_button.setToolTip("Click a cell to select it, Shift+click to add or remove one")
+        self.lasso_button = QPushButton("Lasso")
+        self.polygon_button = QPushButton("Polygon")
+        self.rect_button = QPushButton("Rectangle")
+        self.clear_button = QPushButton("Clear")
+        for b, tip in ((self.lasso_button, "Draw freehand around cells"),
+                       (self.polygon_button, "Click the corners, double-click to close"),
+                       (self.rect_button, "Drag a rectangle")):
+            b.setToolTip(tip + " (cells whose centre is inside are selected)")
+        tools = QHBoxLayout()
+        for b in (self.click_button, self.lasso_button, self.polygon_button, self.rect_button, self.clear_button):
+            tools.addWidget(b)
+        self.only_type = QComboBox()
+        self.only_type.setToolTip("Restrict selections to one curated type (e.g. all CAR T cells in a region)")
+        self.add_box = QCheckBox("add to selection")
+        self.add_box.setToolTip("New shapes add to the selection instead of replacing it")
+        self.sel_label = QLabel("No cells selected")
+        self.sel_label.setWordWrap(True)
+        self.sel_label.setStyleSheet("font-weight: bold")
+        self.type_box = QComboBox()
+        self.type_box.setEditable(True)
+        self.type_box.setInsertPolicy(QComboBox.NoInsert)
+        self.type_box.setToolTip("An existing type, or type a new name")
+        self.assign_button = QPushButton("Assign")
+        self.assign_button.setToolTip("Set the curated type of the selected cells (keys 1-9: the first nine types)")
+        self.reason_box = QComboBox()
+        self.reason_box.addItems(list(EXCLUDE_REASONS))
+        self.reason_box.setEditable(True)
+        self.exclude_button = QPushButton("Exclude")
+        self.include_button = QPushButton("Include")
+        self.include_button.setToolTip("Remove the exclusion flag of the selected cells")
+        self.confirm_button = QPushButton("Confirm")
+        self.confirm_button.setToolTip("The calls are right: mark the selected cells reviewed")
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("note for the audit trail (optional)")
+        self.keys_label = QLabel()
+        self.keys_label.setWordWrap(True)
+        self.keys_label.setStyleSheet("color: gray; font-size: 10px")
+        sel_group = QGroupBox("Select cells")
+        sg = QFormLayout(sel_group)
+        sg.addRow(tools)
+        opt = QHBoxLayout()
+        opt.addWidget(self.only_type, 1)
+        opt.addWidget(self.add_box)
+        sg.addRow("only type", opt)
+        sg.addRow(self.sel_label)
+        ann_group = QGroupBox("Re-annotate the selection")
+        ag = QGridLayout(ann_group)
+        ag.addWidget(QLabel("cell type"), 0, 0)
+        ag.addWidget(self.type_box, 0, 1)
+        ag.addWidget(self.assign_button, 0, 2)
+        ag.addWidget(QLabel("exclude as"), 1, 0)
+        ag.addWidget(self.reason_box, 1, 1)
+        ag.addWidget(self.exclude_button, 1, 2)
+        ag.addWidget(self.confirm_button, 2, 2)
+        ag.addWidget(self.include_button, 2, 1)
+        ag.addWidget(self.note_edit, 3, 0, 1, 3)
+        ag.addWidget(self.keys_label, 4, 0, 1, 3)
+        ag.setColumnStretch(1, 1)
+        cl = QVBoxLayout(cells)
+        cl.addWidget(sel_group)
+        cl.addWidget(ann_group)
+        cl.addStretch(1)
+
+        # ------------------------------------------------------------ regions tab
+        regions = QWidget()
+        self.roi_name = QLineEdit()
+        self.roi_name.setPlaceholderText("region name (e.g. core 1)")
+        self.roi_class = QComboBox()
+        self.roi_class.addItems(list(ROI_CLASSES))
+        self.roi_class.setEditable(True)
+        self.roi_poly_button = QPushButton("Draw polygon")
+        self.roi_rect_button = QPushButton("Draw rectangle")
+        self.roi_table = QTableWidget(0, 5)
+        self.roi_table.setHorizontalHeaderLabels(["region", "class", "cells", "reviewed", "done"])
+        self.roi_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.roi_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.roi_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.roi_table.verticalHeader().setVisible(False)
+        rh = self.roi_table.horizontalHeader()
+        rh.setSectionResizeMode(0, QHeaderView.Stretch)
+        for c in range(1, 5):
+            rh.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        self.roi_select_button = QPushButton("Select its cells")
+        self.roi_reviewed_button = QPushButton("Mark reviewed")
+        self.roi_remove_button = QPushButton("Remove")
+        self.import_button = QPushButton("Import GeoJSON…")
+        self.export_button = QPushButton("Export GeoJSON…")
+        rg = QFormLayout()
+        rg.addRow("name", self.roi_name)
+        rg.addRow("class", self.roi_class)
+        draw = QHBoxLayout()
+        draw.addWidget(self.roi_poly_button)
+        draw.addWidget(self.roi_rect_button)
+        rg.addRow(draw)
+        rb = QHBoxLayout()
+        rb.addWidget(self.roi_select_button)
+        rb.addWidget(self.roi_reviewed_button)
+        rb.addWidget(self.roi_remove_button)
+        io_row = QHBoxLayout()
+        io_row.addWidget(self.import_button)
+        io_row.addWidget(self.export_button)
+        rl = QVBoxLayout(regions)
+        rl.addLayout(rg)
+        rl.addWidget(self.roi_table, 1)
+        rl.addLayout(rb)
+        rl.addLayout(io_row)
+
+        # ------------------------------------------------------------ audit tab
+        audit = QWidget()
+        self.audit_table = QTableWidget(0, len(AUDIT_COLUMNS))
+        self.audit_table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
+        self.audit_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.audit_table.verticalHeader().setVisible(False)
+        self.audit_table.horizontalHeader().setStretchLastSection(True)
+        self.csv_button = QPushButton("Export CSV…")
+        al = QVBoxLayout(audit)
+        al.addWidget(self.audit_table, 1)
+        al.addWidget(self.csv_button)
+
+        self.tabs = QTabWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(cells)
+        self.tabs.addTab(scroll, "Cells")
+        self.tabs.addTab(regions, "Regions")
+        self.tabs.addTab(audit, "Audit trail")
+        self.empty = QLabel("Open a sample with a cell table and a segmentation mask to curate it.")
+        self.empty.setWordWrap(True)
+
+        self.setMinimumWidth(400)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addLayout(ur)
+        lay.addWidget(self.tabs, 1)
+        lay.addWidget(self.status)
+        lay.addWidget(self.empty)
+
+        # ------------------------------------------------------------ wiring
+        self.sample_box.currentIndexChanged.connect(self._on_sample)
+        self.reviewer_button.clicked.connect(lambda: self.ask_reviewer(force=True))
+        self.blind_box.toggled.connect(self.set_blinded)
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button.clicked.connect(self.redo)
+        self.save_button.clicked.connect(self.save_as_dialog)
+        self.sdata_button.clicked.connect(self.export_spatialdata_dialog)
+        self.click_button.toggled.connect(self.set_click_mode)
+        self.lasso_button.clicked.connect(lambda: self.start_drawing("add_polygon_lasso", "select"))
+        self.polygon_button.clicked.connect(lambda: self.start_drawing("add_polygon", "select"))
+        self.rect_button.clicked.connect(lambda: self.start_drawing("add_rectangle", "select"))
+        self.clear_button.clicked.connect(self.clear_selection)
+        self.assign_button.clicked.connect(lambda: self.assign())
+        self.type_box.lineEdit().returnPressed.connect(lambda: self.assign())
+        self.exclude_button.clicked.connect(lambda: self.exclude())
+        self.include_button.clicked.connect(lambda: self._edit("include"))
+        self.confirm_button.clicked.connect(lambda: self._edit("confirm"))
+        self.roi_poly_button.clicked.connect(lambda: self.start_drawing("add_polygon", "roi"))
+        self.roi_rect_button.clicked.connect(lambda: self.start_drawing("add_rectangle", "roi"))
+        self.roi_select_button.clicked.connect(self.select_roi_cells)
+        self.roi_reviewed_button.clicked.connect(self.mark_roi_reviewed)
+        self.roi_remove_button.clicked.connect(self.remove_roi)
+        self.import_button.clicked.connect(self.import_geojson_dialog)
+        self.export_button.clicked.connect(self.export_geojson_dialog)
+        self.csv_button.clicked.connect(self.export_csv_dialog)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._timer = QTimer(self)
+        self._timer.setInterval(30_000)
+        self._timer.timeout.connect(self._maybe_autosave)
+        self._timer.start()
+        self._bind_keys()
+        self._on_layers_changed()
+
+    # ================================================================== reviewer
+    @property
+    def reviewer(self) -> str:
+        return _SESSION_REVIEWER or os.environ.get("CARSPATIAL_REVIEWER") or default_reviewer()
+
+    def set_reviewer(self, name: str) -> None:
+        """Set the reviewer of this session (written in the audit trail)."""
+        global _SESSION_REVIEWER
+        name = str(name).strip() or default_reviewer()
+        _SESSION_REVIEWER = name
+        if self.session is not None:
+            self.session.curation.reviewer = name
+        self.reviewer_label.setText(name)
+
+    def ask_reviewer(self, force: bool = False) -> str:
+        """Ask the reviewer's name once per session (default: the OS user)."""
+        if _SESSION_REVIEWER and not force:
+            return _SESSION_REVIEWER
+        if os.environ.get("CARSPATIAL_REVIEWER") and not force:
+            self.set_reviewer(os.environ["CARSPATIAL_REVIEWER"])
+            return self.reviewer
+        name, ok = QInputDialog.getText(self, "Reviewer", "Your name for the audit trail:", text=self.reviewer)
+        self.set_reviewer(name if ok and name.strip() else self.reviewer)
+        return self.reviewer
+
+    # ================================================================== samples
+    def _on_layers_changed(self, event=None):
+        for layer in self.viewer.layers:
+            if layer.metadata.get(store.META_ROLE) == ROLE_SELECT_SHAPES and id(layer) not in self._shapes_connected:
+                self._shapes_connected.add(id(layer))
+                layer.events.data.connect(self._on_shape_data)
+        samples = {sid: s for sid, s in store.samples_in_viewer(self.viewer).items()
+                   if s.table is not None and s.labels}
+        current = self.sample_box.currentData()
+        have = [self.sample_box.itemData(i) for i in range(self.sample_box.count())]
+        if have != list(samples):
+            self.sample_box.blockSignals(True)
+            self.sample_box.clear()
+            for sid, s in samples.items():
+                self.sample_box.addItem(s.name, sid)
+            idx = self.sample_box.findData(current)
+            self.sample_box.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
+            self.sample_box.blockSignals(False)
+            if self.sample_box.currentData() != current:
+                self._on_sample()
+        self.empty.setVisible(not samples)
+        self.tabs.setEnabled(bool(samples))
+
+    def _on_sample(self, *_):
+        sid = self.sample_box.currentData()
+        if self.session is not None:
+            for ev, cb in ((self.session.events.selection, self._on_selection),
+                           (self.session.events.edited, self._on_edited)):
+                try:
+                    ev.disconnect(cb)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        self.session = None
+        if sid is None or store.get(sid) is None:
+            self._refresh_all()
+            return
+        sample = store.get(sid)
+        self.offer_recovery(sample)
+        try:
+            self.session = get_session(self.viewer, sid, reviewer=self.reviewer)
+        except (KeyError, ValueError) as err:
+            _notify(f"Cannot curate {sample.name}: {err}", "warning")
+            self._refresh_all()
+            return
+        self.session.curation.reviewer = self.reviewer
+        self.session.events.selection.connect(self._on_selection)
+        self.session.events.edited.connect(self._on_edited)
+        self.session.sync_roi_layer()
+        self.blind_box.blockSignals(True)
+        self.blind_box.setChecked(self.session.blinded)
+        self.blind_box.blockSignals(False)
+        self.autosave_policy.saved()
+        self._refresh_all()
+
+    def _refresh_all(self):
+        self.reviewer_label.setText(self.reviewer)
+        self._fill_types()
+        self._on_selection()
+        self._fill_rois()
+        self._fill_audit()
+        self._update_meta()
+        self._update_undo()
+
+    def _fill_types(self):
+        cats = self.session.curation.categories if self.session else []
+        cur, only = self.type_box.currentText(), self.only_type.currentData()
+        self.type_box.blockSignals(True)
+        self.type_box.clear()
+        for i, c in enumerate(cats):
+            self.type_box.addItem(c, c)
+        self.type_box.setEditText(cur if cur else (cats[0] if cats else ""))
+        self.type_box.blockSignals(False)
+        self.only_type.clear()
+        self.only_type.addItem("any type", None)
+        for c in cats:
+            self.only_type.addItem(c, c)
+        idx = self.only_type.findData(only)
+        self.only_type.setCurrentIndex(max(idx, 0))
+        keys = "  ".join(f"{k + 1}: {c}" for k, c in enumerate(cats[:9]))
+        self.keys_label.setText(f"keys  {keys}" if keys else "")
+
+    def _update_meta(self):
+        s = self.session
+        if s is None:
+            self.meta_label.setText("")
+            self.progress_bar.setValue(0)
+            return
+        meta = s.public_metadata()
+        shown = [f"{k}: {meta[k]}" for k in ("patient", "timepoint", "response") if k in meta]
+        self.meta_label.setText(" · ".join(shown) if not s.blinded else "name and clinical data hidden")
+        self.meta_label.setToolTip("\n".join(f"{k}: {v}" for k, v in meta.items()))
+        p = s.curation.progress()
+        self.progress_bar.setValue(int(round(1000 * p["fraction"])))
+        self.progress_bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
+        marked = int(p["rois"]["marked"].sum()) if len(p["rois"]) else 0
+        self.progress_label.setText(f"{p['n_changed']:,} re-labelled · {p['n_excluded']:,} excluded · "
+                                    f"{marked} of {len(p['rois'])} regions marked reviewed")
+
+    # ================================================================== selection
+    def _on_selection(self, event=None):
+        s = self.session
+        if s is None or not s.n_selected:
+            self.sel_label.setText("No cells selected")
+        else:
+            summ = s.selection_summary()
+            parts = ", ".join(f"{v:,} {k}" for k, v in list(summ.items())[:4])
+            more = "" if len(summ) <= 4 else f", +{len(summ) - 4} types"
+            self.sel_label.setText(f"{s.n_selected:,} cells selected ({parts}{more})")
+        for b in (self.assign_button, self.exclude_button, self.include_button, self.confirm_button):
+            b.setEnabled(bool(s is not None and s.n_selected))
+
+    def clear_selection(self):
+        if self.session is not None:
+            self.session.clear_selection()
+            lyr = self.selection_shapes_layer(create=False)
+            if lyr is not None and len(lyr.data):
+                lyr.data = []
+
+    def set_click_mode(self, on: bool):
+        """Click to select a cell (shift-click adds / removes) while ``on``."""
+        cbs = self.viewer.mouse_drag_callbacks
+        if self._click_cb is not None and self._click_cb in cbs:
+            cbs.remove(self._click_cb)
+        self._click_cb = None
+        if not on:
+            return
+        widget = self
+
+        def _click(viewer, event):
+            if event.type != "mouse_press" or getattr(event, "button", 1) != 1:
+                return
+            pos = event.position
+            yield
+            moved = False
+            while event.type == "mouse_move":
+                moved = True
+                yield
+            if not moved and widget.session is not None:
+                widget.click_select(pos, add="Shift" in event.modifiers)
+
+        self._click_cb = _click
+        cbs.append(_click)
+        for lyr in (self.selection_shapes_layer(create=False),):
+            if lyr is not None:
+                lyr.mode = "pan_zoom"
+
+    def click_select(self, world_position, *, add: bool = False):
+        """What a click does in click mode (tests call it with a world position)."""
+        if self.session is None:
+            return None
+        return self.session.select_at(world_position, add=add)
+
+    def selection_shapes_layer(self, create: bool = True):
+        if self.session is None:
+            return None
+        found = store.layers_of(self.viewer, self.session.sid, ROLE_SELECT_SHAPES)
+        if found or not create:
+            return found[0] if found else None
+        layer = self.viewer.add_shapes(
+            name=f"{self.session.sample.name}: drawing", edge_color="#ffff00", face_color=[1, 1, 0, 0.08],
+            edge_width=max(1.5, (self.session.sample.shape_yx or (600,))[0] / 400),
+            metadata={store.META_SAMPLE: self.session.sid, store.META_ROLE: ROLE_SELECT_SHAPES},
+            **self.session._layer_geometry())
+        self._on_layers_changed()
+        return layer
+
+    def start_drawing(self, mode: str, purpose: str = "select"):
+        """Activate the drawing layer in ``mode`` (lasso, polygon, rectangle) for ``purpose``
+        (``"select"`` cells or ``"roi"``: the next shape becomes a region)."""
+        if self.session is None:
+            return None
+        self.click_button.setChecked(False)
+        self._draw_purpose = purpose
+        layer = self.selection_shapes_layer()
+        self.viewer.layers.selection.active = layer
+        layer.mode = mode
+        what = "a region" if purpose == "roi" else "around the cells to select"
+        self.status.setText(f"Draw {what} ({mode.replace('add_', '').replace('_', ' ')}).")
+        return layer
+
+    def _on_shape_data(self, event):
+        if getattr(event, "action", None) not in ("added", "added_shapes") or self.session is None:
+            return
+        layer = event.source
+        if not len(layer.data):
+            return
+        i = len(layer.data) - 1
+        QTimer.singleShot(0, lambda: self.use_shape(layer, i))
+
+    def use_shape(self, layer, i: int):
+        """Use shape ``i`` of ``layer`` for the current purpose (select cells, or a new region)."""
+        if self.session is None or i >= len(layer.data):
+            return
+        try:
+            if self._draw_purpose == "roi":
+                name = self.roi_name.text().strip() or self._next_roi_name()
+                self._ensure_reviewer()
+                self.session.add_roi_from_shape(layer, i, name=name, cls=self.roi_class.currentText(),
+                                                note=self.note_edit.text())
+                self.roi_name.clear()
+                layer.data = []
+                self._draw_purpose = "select"
+                layer.mode = "pan_zoom"
+            else:
+                n = self.session.select_in_shapes(layer, [i], add=self.add_box.isChecked(),
+                                                  cell_type=self.only_type.currentData())
+                if len(layer.data) > 1:  # keep only the newest shape on screen
+                    layer.selected_data = set(range(len(layer.data) - 1))
+                    layer.remove_selected()
+                self.status.setText(f"{n:,} cells selected. Assign a type (or keys 1-9), exclude or confirm.")
+        except ValueError as err:
+            _notify(str(err), "warning")
+
+    def _next_roi_name(self) -> str:
+        cls = self.roi_class.currentText() or "region"
+        n = sum(1 for r in self.session.curation.rois if r.cls == cls) + 1
+        return f"{cls} {n}"
+
+    # ================================================================== editing
+    def _ensure_reviewer(self):
+        if _SESSION_REVIEWER is None:
+            self.ask_reviewer()
+        if self.session is not None:
+            self.session.curation.reviewer = self.reviewer
+
+    def _edit(self, what: str, *args):
+        s = self.session
+        if s is None:
+            return None
+        if not s.n_selected:
+            _notify("Select cells first (click, lasso, polygon or rectangle).", "warning")
+            return None
+        self._ensure_reviewer()
+        note = self.note_edit.text()
+        try:
+            cmd = getattr(s, what)(*args, note=note)
+        except (ValueError, KeyError) as err:
+            _notify(str(err), "warning")
+            return None
+        self.note_edit.clear()
+        if cmd is not None:
+            self.status.setText(f"{cmd.description}. Undo: Ctrl+Z.")
+        return cmd
+
+    def assign(self, cell_type: str | None = None):
+        """Assign the selection to ``cell_type`` (default: the text in the type box)."""
+        cell_type = cell_type if cell_type is not None else self.type_box.currentText()
+        if not str(cell_type).strip():
+            _notify("Type a cell type name first.", "warning")
+            return None
+        return self._edit("assign", cell_type)
+
+    def exclude(self, reason: str | None = None):
+        return self._edit("exclude", reason if reason is not None else self.reason_box.currentText())
+
+    def undo(self):
+        if self.session is None:
+            return None
+        self._ensure_reviewer()
+        cmd = self.session.undo()
+        self.status.setText(f"Undone: {cmd.description}" if cmd else "Nothing to undo.")
+        return cmd
+
+    def redo(self):
+        if self.session is None:
+            return None
+        self._ensure_reviewer()
+        cmd = self.session.redo()
+        self.status.setText(f"Redone: {cmd.description}" if cmd else "Nothing to redo.")
+        return cmd
+
+    def _on_edited(self, event=None):
+        self._fill_types()
+        self._on_selection()
+        self._fill_rois()
+        self._fill_audit()
+        self._update_meta()
+        self._update_undo()
+        if self.autosave_policy.note_edit():
+            self.autosave_now()
+
+    def _update_undo(self):
+        c = self.session.curation if self.session else None
+        self.undo_button.setEnabled(bool(c and c.can_undo))
+        self.redo_button.setEnabled(bool(c and c.can_redo))
+        self.undo_button.setToolTip(f"Undo: {c.undo_stack[-1].description} (Ctrl+Z)" if c and c.can_undo else "Nothing to undo")
+        self.redo_button.setToolTip(f"Redo: {c.redo_stack[-1].description} (Ctrl+Shift+Z)" if c and c.can_redo else "Nothing to redo")
+
+    # ================================================================== keys
+    def _bind_keys(self):
+        """Ctrl+Z / Ctrl+Shift+Z and 1-9 on the viewer (napari's own Labels paint undo keeps its
+        Ctrl+Z while a labels layer is being painted: layer bindings win over viewer ones)."""
+        def number(k):
+            def _f(viewer):
+                cats = self.session.curation.categories if self.session else []
+                if self.session is not None and self.session.n_selected and k <= len(cats):
+                    self.assign(cats[k - 1])
+            return _f
+
+        binds = {"Control-Z": lambda v: self.undo(), "Control-Shift-Z": lambda v: self.redo()}
+        for k in range(1, 10):
+            binds[str(k)] = number(k)
+        for key, fn in binds.items():
+            prev = self.viewer.bind_key(key, fn, overwrite=True)
+            self._bound[key] = (fn, prev)
+
+    def unbind_keys(self):
+        """Remove our key bindings (restoring any previous ones)."""
+        for key, (_fn, prev) in self._bound.items():
+            try:
+                self.viewer.bind_key(key, None)
+                if prev is not None:
+                    self.viewer.bind_key(key, prev, overwrite=True)
+            except (ValueError, TypeError, RuntimeError):
+                pass
+        self._bound.clear()
+
+    def closeEvent(self, event):
+        self.cleanup()
+        super().closeEvent(event)
+
+    def cleanup(self):
+        """Unbind keys, stop the click tool and the autosave timer (called when the dock closes)."""
+        self.unbind_keys()
+        self.set_click_mode(False)
+        self._timer.stop()
+        if self.autosave_policy.pending:
+            self.autosave_now()
+
+    def deleteLater(self):
+        self.cleanup()
+        super().deleteLater()
+
+    # ================================================================== blinded review
+    def set_blinded(self, on: bool):
+        if self.session is None:
+            return
+        self.session.set_blinded(on)
+        idx = self.sample_box.currentIndex()
+        if idx >= 0:
+            self.sample_box.setItemText(idx, self.session.sample.name)
+        self._update_meta()
+
+    # ================================================================== regions
+    def _fill_rois(self):
+        s = self.session
+        self.roi_table.setRowCount(0)
+        if s is None:
+            return
+        prog = s.curation.progress()["rois"]
+        self.roi_table.setRowCount(len(prog))
+        for i, (r, row) in enumerate(zip(s.curation.rois, prog.itertuples())):
+            vals = [r.name, r.cls, f"{row.cells:,}", f"{100 * row.fraction:.0f}%", "✓" if row.marked else ""]
+            for c, v in enumerate(vals):
+                it = QTableWidgetItem(v)
+                it.setData(Qt.UserRole, r.id)
+                if c >= 2:
+                    it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.roi_table.setItem(i, c, it)
+
+    def current_roi(self) -> str | None:
+        row = self.roi_table.currentRow()
+        it = self.roi_table.item(row, 0) if row >= 0 else None
+        return it.data(Qt.UserRole) if it is not None else None
+
+    def _roi_action(self, fn):
+        rid = self.current_roi()
+        if self.session is None or rid is None:
+            _notify("Pick a region in the table first.", "warning")
+            return None
+        self._ensure_reviewer()
+        return fn(rid)
+
+    def select_roi_cells(self):
+        return self._roi_action(lambda rid: self.session.select_in_roi(
+            rid, add=self.add_box.isChecked(), cell_type=self.only_type.currentData()))
+
+    def mark_roi_reviewed(self):
+        return self._roi_action(lambda rid: self.session.curation.mark_roi_reviewed(rid, note=self.note_edit.text()))
+
+    def remove_roi(self):
+        return self._roi_action(lambda rid: self.session.curation.remove_roi(rid))
+
+    def import_geojson(self, path):
+        from ..io import read_geojson
+
+        if self.session is None:
+            return None
+        self._ensure_reviewer()
+        try:
+            rois = read_geojson(path)
+        except SampleError as err:
+            _notify(str(err), "error")
+            return None
+        cur = self.session.curation
+        cmd = cur.set_rois([*cur.rois, *rois], note=f"from {Path(path).name}")
+        _notify(f"{len(rois)} region(s) imported from {Path(path).name}")
+        return cmd
+
+    def export_geojson(self, path, *, overwrite: bool = True):
+        from ..io import write_geojson
+
+        if self.session is None:
+            return None
+        return write_geojson(self.session.curation.rois, path, overwrite=overwrite)
+
+    def import_geojson_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Import regions (QuPath GeoJSON)", "", "GeoJSON (*.geojson *.json)")
+        if path:
+            self.import_geojson(path)
+
+    def export_geojson_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Export regions (QuPath GeoJSON)", self._default_dir("rois.geojson"),
+                                              "GeoJSON (*.geojson)")
+        if path:
+            try:
+                self.export_geojson(path)
+                _notify(f"Regions written to {path}")
+            except SampleError as err:
+                _notify(str(err), "error")
+
+    # ================================================================== audit
+    def _fill_audit(self):
+        self.audit_table.setRowCount(0)
+        if self.session is None:
+            return
+        import json
+
+        df = get_log(self.session.sample.table)
+        self.audit_table.setRowCount(len(df))
+        for i, row in enumerate(df.itertuples(index=False)):
+            n = len(json.loads(row.cell_ids or "[]"))
+            vals = [row.time.replace("T", " ").replace("+00:00", "Z"), row.reviewer, row.action, f"{n:,}",
+                    row.column, _short(row.old), _short(row.new), row.note]
+            for c, v in enumerate(vals):
+                it = QTableWidgetItem(str(v))
+                it.setToolTip(str(v) if c not in (5, 6) else str(getattr(row, AUDIT_COLUMNS[c]))[:500])
+                self.audit_table.setItem(i, c, it)
+        self.audit_table.resizeColumnsToContents()
+        self.audit_table.scrollToBottom()
+
+    def export_csv(self, path):
+        from ..model.edit_log import export_csv
+
+        if self.session is not None:
+            export_csv(self.session.sample.table, path)
+
+    def export_csv_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Export audit trail", self._default_dir("audit_trail.csv"), "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+            _notify(f"Audit trail written to {path}")
+
+    # ================================================================== saving
+    def _source(self) -> str | None:
+        s = self.session.sample if self.session else None
+        return (s.paths.get("table") or s.paths.get("image")) if s else None
+
+    def _default_dir(self, name: str) -> str:
+        src = self._source()
+        return os.fspath(Path(src).with_name(name)) if src else name
+
+    def save(self, path, *, overwrite: bool = False) -> Path | None:
+        """Write the curated table to ``path`` (see :func:`napari_carspatial.io.write_table`).
+
+        Errors are shown as notifications; the work stays in memory.
+        """
+        from ..io import discard_recovery, write_table
+
+        if self.session is None:
+            return None
+        s = self.session.sample
+        src = s.paths.get("table")
+        if src and os.path.abspath(path) == os.path.abspath(src) and not overwrite:
+            _notify(f"{path} is the source table; it is not overwritten. Choose a new name.", "warning")
+            return None
+        try:
+            out = write_table(s.table, path, overwrite=overwrite,
+                              paths={k: v for k, v in s.paths.items() if k in ("image", "mask", "table")})
+        except SampleError as err:
+            _notify(str(err), "error")
+            return None
+        self.saved_path = out
+        self.autosave_policy.saved()
+        discard_recovery(self._source(), name=s.name)
+        self.status.setText(f"Saved to {out}")
+        _notify(f"Curated table saved to {out}")
+        return out
+
+    def save_as_dialog(self):
+        from ..io import proposed_name
+
+        if self.session is None:
+            return
+        src = self._source() or os.path.join(os.path.expanduser("~"), f"{self.session.sample.name}.h5ad")
+        prop = proposed_name(src)
+        path, _ = QFileDialog.getSaveFileName(self, "Save curated table as", os.fspath(prop),
+                                              "AnnData (*.h5ad);;AnnData zarr (*.zarr)",
+                                              options=QFileDialog.DontConfirmOverwrite)
+        if not path:
+            return
+        overwrite = False
+        if os.path.exists(path):
+            is_src = self.session.sample.paths.get("table") and os.path.abspath(path) == os.path.abspath(
+                self.session.sample.paths["table"])
+            msg = (f"{path} is the ORIGINAL table this sample was opened from.\nReplace it with the curated table?"
+                   if is_src else f"{path} exists. Replace it?")
+            if not self._ask_yes_no("Replace file?", msg):
+                return
+            overwrite = True
+            if is_src:
+                # explicit consent: save() refuses the source otherwise
+                from ..io import write_table  # noqa: F401
+        self.save(path, overwrite=overwrite)
+
+    def export_spatialdata(self, path, *, overwrite: bool = False):
+        from ..io import export_spatialdata
+
+        if self.session is None:
+            return None
+        try:
+            return export_spatialdata(self.session.sample, path, overwrite=overwrite)
+        except SampleError as err:
+            _notify(str(err), "error")
+            return None
+
+    def export_spatialdata_dialog(self):
+        if self.session is None:
+            return
+        path = QFileDialog.getExistingDirectory(self, "Folder for the SpatialData store", self._default_dir("."))
+        if path:
+            out = self.export_spatialdata(Path(path) / f"{self.session.sample.name}_curated.sdata.zarr")
+            if out is not None:
+                _notify(f"SpatialData store written to {out}")
+
+    # ------------------------------------------------------------------ autosave / recovery
+    def autosave_now(self) -> Path | None:
+        from ..io import autosave
+
+        if self.session is None:
+            return None
+        try:
+            self.last_autosave = autosave(self.session.sample.table, self._source(), name=self.session.sample.name)
+        except SampleError as err:
+            log.warning("autosave failed: %s", err)
+            return None
+        self.autosave_policy.saved()
+        self.status.setText(f"Autosaved to {self.last_autosave}")
+        return self.last_autosave
+
+    def _maybe_autosave(self):
+        if self.autosave_policy.due():
+            self.autosave_now()
+
+    def _ask_yes_no(self, title: str, text: str) -> bool:
+        return QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No) == QMessageBox.Yes
+
+    def offer_recovery(self, sample) -> bool:
+        """When a recovery file newer than the sample's table exists, offer to recover it."""
+        from ..io import discard_recovery, find_recovery, recover
+
+        src = sample.paths.get("table") or sample.paths.get("image")
+        try:
+            rec = find_recovery(src, name=sample.name) if src else None
+        except OSError:
+            rec = None
+        if rec is None:
+            return False
+        import datetime as _dt
+
+        when = _dt.datetime.fromtimestamp(rec.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        if not self._ask_yes_no("Recover unsaved curation?",
+                                f"Unsaved curation of {sample.name} from {when} was found:\n{rec}\n\nRecover it?"):
+            discard_recovery(src, name=sample.name)
+            return False
+        adata = recover(rec)
+        if adata.n_obs != sample.table.n_obs:
+            _notify(f"The recovery file {rec} has {adata.n_obs} cells, the table {sample.table.n_obs}; not used.", "error")
+            return False
+        sample.table = adata
+        from ..model.curation import rois_from_frame
+
+        sample.rois[:] = rois_from_frame(adata.uns.get("carspatial_rois"))
+        _notify(f"Recovered unsaved curation from {rec}")
+        return True
