@@ -99,7 +99,9 @@ def _open_viewer(samples, *, title: str):
     from .widgets.sample_widget import SampleWidget
 
     viewer = napari.Viewer(title=title)
-    add_samples_layers(viewer, list(samples))
+    from .widgets.progressive import add_samples_progressively
+
+    add_samples_progressively(viewer, list(samples))
     from .widgets.gating import GatingWidget
 
     # one tabbed dock on the right; the legend (what the colours mean) is the tab shown first

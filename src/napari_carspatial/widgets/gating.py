@@ -693,7 +693,7 @@ class GatingWidget(QWidget):
         pct = 100.0 * n_pos / n if n else 0.0
         self.count_label.setText(f"{n_pos:,} positive / {n:,} cells ({pct:.1f}%)")
         self._redraw()
-        if self.preview_check.isChecked() and self.isVisible():
+        if self.preview_check.isChecked() and self.on_screen():
             self._timer.start()
 
     def _redraw(self):
@@ -732,6 +732,8 @@ class GatingWidget(QWidget):
         sid = self.sample_id
         if sid is None or self.preview_mask is None or not self.preview_check.isChecked():
             return None
+        if not self.on_screen():   # e.g. the Gating tab was hidden before the debounce fired
+            return None
         try:
             return self._preview(sid).show(self.preview_mask, outline=self.outline_check.isChecked())
         except Exception as err:  # noqa: BLE001 - show it, keep the widget alive
@@ -743,14 +745,44 @@ class GatingWidget(QWidget):
         sid = self.sample_id
         return None if sid is None else self._preview(sid).layer()
 
+    def on_screen(self) -> bool:
+        """Shown to the user: visible and not behind another tab of a tabbed dock.
+
+        Qt reports widgets in background tabs of tabified docks as visible; their visible region
+        is empty.
+        """
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
     def showEvent(self, event):  # noqa: N802 - Qt API
         """The preview is on the slide only while the gating panel is on screen."""
         super().showEvent(event)
+        self._watch_dock()
         if self.preview_check.isChecked():
             self._timer.start()
 
     def hideEvent(self, event):  # noqa: N802 - Qt API
         super().hideEvent(event)
+        self._hide_previews()
+
+    def _watch_dock(self):
+        from qtpy.QtWidgets import QDockWidget
+
+        if getattr(self, "_dock_watched", False):
+            return
+        parent = self.parent()
+        while parent is not None and not isinstance(parent, QDockWidget):
+            parent = parent.parent()
+        if parent is not None:   # tab switches in a tabbed dock area
+            parent.visibilityChanged.connect(self._on_dock_visibility)
+            self._dock_watched = True
+
+    def _on_dock_visibility(self, visible: bool):
+        if visible and self.preview_check.isChecked():
+            self._timer.start()
+        elif not visible:
+            self._hide_previews()
+
+    def _hide_previews(self):
         self._timer.stop()
         for sid in list(self._previews):
             try:

@@ -154,7 +154,8 @@ class InspectorWidget(QWidget):
         idx = self.sample_combo.findData(current)
         self.sample_combo.setCurrentIndex(max(idx, 0))
         self.sample_combo.blockSignals(False)
-        self._sample_changed()
+        if self.sample_combo.currentData() != current:   # other layers coming and going: keep choices
+            self._sample_changed()
 
     def _sid(self) -> str | None:
         return self.sample_combo.currentData()

@@ -1,0 +1,42 @@
+"""`carspatial demo` / `carspatial open` build the viewer the README promises (without the event loop)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
+    import napari
+
+    from napari_carspatial import cli
+    from napari_carspatial._napari import store
+    from napari_carspatial.datasets import demo_sample
+
+    viewer = cli._open_viewer([demo_sample(size=512, seed=1)], title="test")
+    try:
+        names = [lyr.name for lyr in viewer.layers]
+        assert "DAPI" in names and "DEMO-001_post cells" in names
+        # the hidden channels arrive right after the first frame
+        qtbot.waitUntil(lambda: "SMA" in [lyr.name for lyr in viewer.layers], timeout=15000)
+        docks = set(viewer.window.dock_widgets)
+        assert {"Legend", "Channels", "Samples", "Cell inspector", "Gating"} <= docks
+        # the legend colours by cell type; the gating preview is not on the slide (its tab is hidden)
+        roles = [lyr.metadata.get(store.META_ROLE) for lyr in viewer.layers]
+        assert not any(lyr.name.endswith("gate preview") and lyr.visible for lyr in viewer.layers)
+        assert len(store.samples_in_viewer(viewer)) == 1
+        assert "labels" in roles
+    finally:
+        viewer.close()
+
+
+def test_cli_main_demo_runs_without_event_loop(monkeypatch, qtbot):
+    """`carspatial demo` end to end, with napari.run replaced (it would block)."""
+    import napari
+
+    from napari_carspatial import cli
+
+    opened = []
+    monkeypatch.setattr(napari, "run", lambda *a, **k: opened.append(napari.current_viewer()))
+    assert cli.main(["demo", "--size", "512"]) == 0
+    assert opened and opened[0] is not None
+    opened[0].close()
