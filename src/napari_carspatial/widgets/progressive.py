@@ -43,7 +43,14 @@ def add_samples_progressively(viewer, samples, *, batch: int = BATCH, on_done=No
             return
         s, off, pre, idx = pending.pop(0)
         try:
+            selected = set(viewer.layers.selection)
+            active = viewer.layers.selection.active
             add_sample_layers(viewer, s, translate=off, prefix=pre, channels=idx, labels=False)
+            # background additions must not steal the layer the user is working on
+            viewer.layers.selection.clear()
+            viewer.layers.selection.update(lyr for lyr in selected if lyr in viewer.layers)
+            if active is not None and active in viewer.layers:
+                viewer.layers.selection.active = active
         except Exception:  # noqa: BLE001 - a closed viewer must not raise from a timer
             log.debug("adding hidden channels stopped", exc_info=True)
             return
