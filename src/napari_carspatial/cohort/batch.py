@@ -341,7 +341,7 @@ def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels
     from ..model import colors_key
 
     has_img = bool(sample.image)
-    fig = Figure(figsize=(6.4 if has_img else 3.4, 3.2), dpi=80)
+    fig = Figure(figsize=(4.6 if has_img else 2.4, 2.4), dpi=80)
     axes = fig.subplots(1, 2 if has_img else 1, squeeze=False)[0]
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     if has_img:
@@ -351,12 +351,15 @@ def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels
         rgb = np.zeros(lvl.shape[1:] + (3,), np.float32)
         for k, ci in enumerate(idx):
             ch = np.asarray(lvl[ci], dtype=np.float32)
-            lo, hi = np.percentile(ch, [1, 99.5])
+            lo, q25, hi = np.percentile(ch, [1, 25, 99.5])
+            # a channel without positive cells (CAR before infusion) stays dark instead of stretching
+            # its background: the white point is at least 8x the lower quartile's signal above lo
+            hi = max(hi, lo + 8.0 * max(q25 - lo, 1e-6))
             rgb[..., k] = np.clip((ch - lo) / max(hi - lo, 1e-9), 0, 1)
         ax = axes[0]
         ax.imshow(rgb, extent=(0, lvl.shape[-1] * f, lvl.shape[-2] * f, 0), interpolation="bilinear")
         names = [sample.channel_names[i] for i in idx]
-        ax.set_title(" / ".join(f"{n}" for n in names) + "  (R/G/B)", fontsize=7)
+        ax.set_title(" / ".join(f"{n}" for n in names) + "  (R / G / B)", fontsize=7)
         ax.set_axis_off()
     ax = axes[-1]
     cats = adata.obs[type_key]
@@ -368,17 +371,18 @@ def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels
         cols = [matplotlib.colors.to_hex(cm.tab10(i % 10)) for i in range(len(cats.cat.categories))]
     lut = np.array([matplotlib.colors.to_rgb(c) for c in cols] + [(0.5, 0.5, 0.5)])
     codes = cats.cat.codes.to_numpy()
-    ax.set_facecolor("black")
-    ax.scatter(xy[:, 0], xy[:, 1], c=lut[codes], s=0.6, linewidths=0, rasterized=True)
+    ax.set_facecolor("#1a1a1a")
+    s = float(np.clip(6000.0 / max(len(xy), 1), 0.8, 6.0))
+    ax.scatter(xy[:, 0], xy[:, 1], c=lut[codes], s=s, linewidths=0, rasterized=True)
     margin = regions.get("margin")
     if margin is not None and margin.any():
-        ax.scatter(xy[margin, 0], xy[margin, 1], s=0.15, c="#ffffff", alpha=0.25, linewidths=0)
+        ax.scatter(xy[margin, 0], xy[margin, 1], s=s * 0.3, c="#ffffff", alpha=0.18, linewidths=0)
     ax.set_xlim(0, xy[:, 0].max() if len(xy) else 1)
     ax.set_ylim(xy[:, 1].max() if len(xy) else 1, 0)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title("cell types" + (" (margin whitened)" if margin is not None and margin.any() else ""), fontsize=7)
+    ax.set_title("cell types" + (" (margin: light haze)" if margin is not None and margin.any() else ""), fontsize=7)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=80, facecolor="white")

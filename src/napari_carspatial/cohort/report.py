@@ -42,7 +42,8 @@ R_COLOR, NR_COLOR, NA_COLOR = "#0072b2", "#d55e00", "#7f7f7f"
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;color:#222;
      padding:0 16px}
-h1{font-size:24px;margin-bottom:4px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h1{font-size:24px;margin-bottom:4px} h3{font-size:15px;margin:18px 0 2px}
+summary{cursor:pointer;color:#0b5cad;font-size:13px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right} th{background:#f4f4f4;position:sticky;top:0}
 td.l,th.l{text-align:left} tr.sig td{background:#e8f4ea} tr.small td.w{color:#a15c00}
@@ -289,12 +290,29 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                  "comparable across samples). Green rows: q &lt; 0.05.</p>")
     if len(stats):
         st = stats[np.isfinite(stats["p"].astype(float))].copy()
-        st = st.sort_values(["comparison", "q", "p"], kind="stable")
-        show = st[["comparison", "region", "metric", "n_a", "n_b", "median_a", "median_b", "effect_name", "effect",
-                   "ci_low", "ci_high", "p", "q", "warning"]]
-        parts.append(_table_html(show, left=("comparison", "region", "metric", "effect_name", "warning"),
-                                 row_class=lambda r: ("sig " if r["q"] < 0.05 else "") +
-                                 ("small" if r["warning"] else "")))
+        st["warning"] = st["warning"].where(~st["small_n"].astype(bool), "small n (" + st["n_a"].astype(str)
+                                            + (" vs " + st["n_b"].astype(str)).where(~st["comparison"].str.contains(
+                                                "paired"), " pairs") + ")")
+        keyset = set(keys)
+        cols = ["region", "metric", "n_a", "n_b", "median_a", "median_b", "effect_name", "effect", "ci_low",
+                "ci_high", "p", "q", "warning"]
+
+        def rc(r):
+            return ("sig " if r["q"] < 0.05 else "") + ("small" if r["warning"] else "")
+
+        for comp in dict.fromkeys(stats["comparison"]):
+            g = st[st["comparison"] == comp].sort_values(["q", "p"], kind="stable")
+            if g.empty:
+                continue
+            a, b = g["group_a"].iloc[0], g["group_b"].iloc[0]
+            top = g[g[["region", "metric"]].apply(tuple, axis=1).isin(keyset) | (g["q"] < 0.05)]
+            parts.append(f"<h3>{html.escape(comp)}</h3><p class='sub'>a = {html.escape(str(a))}, b = "
+                         f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g)} tests with q &lt; 0.05. "
+                         "Shown: key metrics and every test with q &lt; 0.05.</p>")
+            parts.append(_table_html(top[cols], left=("region", "metric", "effect_name", "warning"), row_class=rc))
+            parts.append(f"<details><summary>all {len(g)} tests of this comparison</summary>"
+                         + _table_html(g[cols], left=("region", "metric", "effect_name", "warning"), row_class=rc)
+                         + "</details>")
     if len(failures):
         parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
     doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +
