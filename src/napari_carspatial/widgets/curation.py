@@ -691,6 +691,7 @@ class CurationWidget(QWidget):
     # ================================================================== regions
     def _fill_rois(self):
         s = self.session
+        keep = self.current_roi()
         self.roi_table.setRowCount(0)
         if s is None:
             return
@@ -704,6 +705,8 @@ class CurationWidget(QWidget):
                 if c >= 2:
                     it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.roi_table.setItem(i, c, it)
+            if r.id == keep:
+                self.roi_table.selectRow(i)
 
     def current_roi(self) -> str | None:
         row = self.roi_table.currentRow()

@@ -1,0 +1,212 @@
+"""The Curation dock on the demo, end to end: select, re-label, undo/redo, regions, audit trail,
+save, close napari, reopen the saved table and find everything; blinded review; recovery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_carspatial._napari import store
+from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.layers import add_sample_layers
+from napari_carspatial.io import read_sample
+from napari_carspatial.model import get_log
+
+REVIEWER = "Dr Ünal"
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    from napari_carspatial.datasets import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo ü"), size=768, seed=2)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    import napari_carspatial.widgets.curation as wc
+
+    monkeypatch.setattr(wc, "_SESSION_REVIEWER", None)
+    return tmp_path
+
+
+def _open(viewer, files, table=None):
+    s = read_sample(files["image"], mask=files["mask"], table=table or files["table"])
+    add_sample_layers(viewer, s)
+    return s, store.register(s)
+
+
+def _widget(viewer, qtbot):
+    from napari_carspatial.widgets.curation import CurationWidget
+
+    w = CurationWidget(viewer)
+    qtbot.addWidget(w)
+    return w
+
+
+def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache):
+    viewer = make_napari_viewer_proxy()
+    s, sid = _open(viewer, demo_files)
+    w = _widget(viewer, qtbot)
+    w.set_reviewer(REVIEWER)
+    sess = w.session
+    assert sess is not None and sess.sid == sid
+    col = get_colouring(viewer, sid)
+    assert col.key == "cell_type_curated"
+    orig = s.table.obs["cell_type"].astype(str).to_numpy().copy()
+
+    # 1. select the cells in a lasso drawn on the drawing layer (data coordinates = level-0 px)
+    layer = w.start_drawing("add_polygon_lasso")
+    assert viewer.layers.selection.active.name == layer.name and layer.mode == "add_polygon_lasso"
+    poly = np.array([[50, 50], [50, 300], [300, 300], [300, 50]], float)
+    layer.add([poly], shape_type="polygon")
+    xy = s.table.obsm["spatial"]
+    inside = (xy[:, 0] > 50) & (xy[:, 0] < 300) & (xy[:, 1] > 50) & (xy[:, 1] < 300)
+    qtbot.waitUntil(lambda: sess.n_selected == int(inside.sum()), timeout=3000)
+    assert f"{inside.sum():,} cells selected" in w.sel_label.text()
+    assert col.highlight_layer("selection") is not None
+
+    # 2. re-label them; the legend's colouring counts follow at once
+    cats = list(col.categories)
+    n_car_before = int(col.counts()[cats.index("CAR T")])
+    w.type_box.setEditText("CAR T")
+    w.assign()
+    assert (s.table.obs["cell_type_curated"][inside] == "CAR T").all()
+    assert (s.table.obs["cell_type"].astype(str).to_numpy() == orig).all()  # original untouched
+    n_car = int(col.counts()[col.categories.index("CAR T")])
+    assert n_car == n_car_before + int((orig[inside] != "CAR T").sum())
+
+    # a new type for one clicked cell (shift-click adds), then number key 1 (first type)
+    cid = int(s.table.obs["cell_id"].iloc[~inside.nonzero()[0][0] if False else np.flatnonzero(~inside)[0]])
+    row = int(np.flatnonzero(s.table.obs["cell_id"].to_numpy() == cid)[0])
+    lab = sess.labels_layer
+    ys, xs = np.nonzero(np.asarray(s.labels[0]) == cid)
+    world = lab.data_to_world((ys[len(ys) // 2], xs[len(xs) // 2]))
+    assert w.click_select(world) == cid and sess.n_selected == 1
+    w.type_box.setEditText("Doublet")
+    w.assign()
+    assert s.table.obs["cell_type_curated"].iloc[row] == "Doublet"
+    assert "Doublet" in col.categories
+    w._bound["1"][0](viewer)   # the viewer's key binding for "1"
+    assert s.table.obs["cell_type_curated"].iloc[row] == sess.curation.categories[0]
+    w._bound["Control-Z"][0](viewer)
+    assert s.table.obs["cell_type_curated"].iloc[row] == "Doublet"
+
+    # exclude one cell as a fold
+    w.exclude("fold")
+    assert bool(s.table.obs["excluded"].iloc[row]) and s.table.obs["exclude_reason"].iloc[row] == "fold"
+
+    # 3. undo / redo (buttons and Ctrl+Shift+Z)
+    w.undo_button.click()
+    assert not s.table.obs["excluded"].any()
+    w._bound["Control-Shift-Z"][0](viewer)
+    assert bool(s.table.obs["excluded"].iloc[row])
+
+    # 6. regions: a tumour core (polygon) and a margin (rectangle)
+    for mode, name, cls, shape in (
+        ("add_polygon", "core A", "Tumor core", np.array([[400, 400], [400, 700], [700, 700], [700, 400]], float)),
+        ("add_rectangle", "margin A", "Invasive margin", np.array([[350, 350], [350, 750], [400, 750], [400, 350]], float)),
+    ):
+        w.roi_name.setText(name)
+        w.roi_class.setCurrentText(cls)
+        lyr = w.start_drawing(mode, "roi")
+        lyr.add([shape], shape_type="polygon" if mode == "add_polygon" else "rectangle")
+        qtbot.waitUntil(lambda name=name: any(r.name == name for r in s.rois), timeout=3000)
+    roi_names = [r.name for r in s.rois]
+    assert "core A" in roi_names and "margin A" in roi_names
+    assert sess.roi_layer is not None and len(sess.roi_layer.data) == len(s.rois)
+    assert "core A" in set(s.table.obs["roi"].dropna().astype(str))
+    # all CAR T cells in the core: type filter + region
+    w.roi_table.selectRow(roi_names.index("core A"))
+    w.only_type.setCurrentIndex(w.only_type.findData("CAR T"))
+    w.select_roi_cells()
+    in_core = sess.curation.cells_in_roi(s.rois[roi_names.index("core A")].id)
+    car = s.table.obs["cell_type_curated"].astype(str).to_numpy() == "CAR T"
+    assert sess.n_selected == int((in_core & car).sum())
+    w._edit("confirm")
+    w.mark_roi_reviewed()
+    assert s.table.obs["reviewed"].to_numpy()[in_core].all()
+    assert w.roi_table.item(roi_names.index("core A"), 4).text() == "✓"
+
+    # 4. audit trail: one table row per action, naming the reviewer
+    log = get_log(s.table)
+    assert w.audit_table.rowCount() == len(log) >= 10
+    assert set(log["reviewer"]) == {REVIEWER}
+    assert {"assign", "undo", "redo", "exclude", "add_roi", "confirm", "mark_roi_reviewed"} <= set(log["action"])
+    w.export_csv(cache / "audit.csv")
+    assert (cache / "audit.csv").read_text(encoding="utf-8").count(REVIEWER) == len(log)
+
+    # 7. save: never over the source without consent, then as a new file
+    assert w.save(demo_files["table"]) is None
+    out = w.save(cache / "curated ü.h5ad")
+    assert out is not None and out.exists()
+    curated = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
+    colours = list(s.table.uns["cell_type_curated_colors"])
+    rois = [(r.name, r.cls) for r in s.rois]
+    n_log = len(get_log(s.table))
+    w.cleanup()
+    assert not any(k in viewer.keymap for k in w._bound)   # keys unbound when the dock closes
+    viewer.close()
+
+    # "close napari", reopen the saved table: everything is back
+    viewer2 = make_napari_viewer_proxy()
+    s2, sid2 = _open(viewer2, demo_files, table=out)
+    w2 = _widget(viewer2, qtbot)
+    assert w2.session.sid == sid2
+    t2 = s2.table
+    assert (t2.obs["cell_type_curated"].astype(str).to_numpy() == curated).all()
+    assert list(t2.uns["cell_type_curated_colors"]) == colours
+    assert [(r.name, r.cls) for r in s2.rois] == rois
+    assert w2.session.roi_layer is not None and len(w2.session.roi_layer.data) == len(rois)
+    assert w2.roi_table.rowCount() == len(rois)
+    log2 = get_log(t2)
+    assert len(log2) == n_log and set(log2["reviewer"]) == {REVIEWER}
+    assert w2.audit_table.rowCount() == n_log
+    prov = t2.uns["carspatial"]["provenance"]
+    assert len(prov["image"]["sha256"]) == 64 and len(prov["mask"]["sha256"]) == 64
+    assert get_colouring(viewer2, sid2).key == "cell_type_curated"
+    assert "Doublet" in w2.session.curation.categories
+
+
+def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files, cache, monkeypatch):
+    viewer = make_napari_viewer_proxy()
+    s, sid = _open(viewer, demo_files)
+    real = s.name
+    w = _widget(viewer, qtbot)
+    w.set_reviewer("blind reviewer")
+    w.blind_box.setChecked(True)
+    names = [lyr.name for lyr in store.layers_of(viewer, sid) if lyr.metadata.get(store.META_ROLE) != "image"]
+    assert names and all(real not in n for n in names) and any("Sample A" in n for n in names)
+    assert "post" not in w.meta_label.text() and w.sample_box.currentText() == "Sample A"
+    assert "timepoint" not in w.session.public_metadata()
+    # an edit while blinded keeps the layers blinded
+    w.session.select(np.arange(5))
+    w.assign("CAR T")
+    assert all(real not in lyr.name for lyr in store.layers_of(viewer, sid) if lyr.metadata.get(store.META_ROLE) != "image")
+    w.blind_box.setChecked(False)
+    assert any(real in lyr.name for lyr in store.layers_of(viewer, sid)) and s.name == real
+
+    # autosave, "crash", reopen: recovery is offered and restores the edit
+    rec = w.autosave_now()
+    assert rec is not None and rec.exists()
+    expected = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
+    w.cleanup()
+    viewer.close()
+    import os
+    import time
+
+    os.utime(rec, (time.time() + 5, time.time() + 5))
+    from napari_carspatial.widgets import curation as wc
+
+    asked = []
+    monkeypatch.setattr(wc.CurationWidget, "_ask_yes_no", lambda self, title, text: asked.append(text) or True)
+    viewer2 = make_napari_viewer_proxy()
+    s2, _ = _open(viewer2, demo_files)
+    w2 = _widget(viewer2, qtbot)
+    assert asked and "Recover" in asked[0]
+    assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() == expected).all()
+    assert json.loads(get_log(s2.table)["cell_ids"].iloc[0]) == s2.table.obs["cell_id"].iloc[:5].tolist()
+    w2.cleanup()
