@@ -347,6 +347,9 @@ def quantify(
                    median=want_median, solidity=solidity)
 
     ids = res["ids"]
+    if ids.size == 0:
+        res.update({"convex": np.zeros(0), "sums": np.zeros((n_c, 0)), "median": np.zeros((n_c, 0)),
+                    "nuc_n": np.zeros(0, np.int64), "nuc_sums": np.zeros((n_c, 0))})
     keep = np.argsort(ids, kind="stable")
     if cell_ids is not None:
         keep = keep[np.isin(ids[keep], np.asarray(list(cell_ids), dtype=np.int64))]

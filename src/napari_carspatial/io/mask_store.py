@@ -107,20 +107,27 @@ def _new_group(store_or_path, shape, dtype, chunk: int, carspatial: dict):
     return g
 
 
-def _store_levels(g, level0) -> None:
-    """Fill every level of ``g`` from the dask/numpy ``level0``, chunk by chunk."""
+def _store_levels(g, level0) -> int:
+    """Fill every level of ``g`` from the dask/numpy ``level0`` in one pass; return the max id.
+
+    Lower levels are strided views of the same source chunks, so level 0 is read once, chunk
+    by chunk (memory: a few chunks).
+    """
+    import dask
     import dask.array as da
 
     arr0 = g["0"]
     src = level0 if hasattr(level0, "dask") else da.from_array(level0, chunks=arr0.chunks, name=False)
     src = src.astype(arr0.dtype).rechunk(arr0.chunks)
-    da.store(src, arr0, lock=False)
+    stores = [da.store(src, arr0, lock=False, compute=False)]
     k = 1
     while str(k) in g:
-        prev = da.from_zarr(g[str(k - 1)])[::2, ::2]
+        f = 2 ** k
         arr = g[str(k)]
-        da.store(prev.rechunk(arr.chunks), arr, lock=False)
+        stores.append(da.store(src[::f, ::f].rechunk(arr.chunks), arr, lock=False, compute=False))
         k += 1
+    out = dask.compute(*stores, src.max())
+    return int(out[-1])
 
 
 class MaskStore:
@@ -169,9 +176,9 @@ class MaskStore:
                 raise ValueError("give mask_path or labels")
             g = _new_group(zarr.storage.MemoryStore(), tuple(labels.shape), np.dtype(labels.dtype), chunk,
                            {"role": ROLE_WORKING, "source": None, "edit_count": 0, "max_id": 0})
-            _store_levels(g, labels)
+            mx = _store_levels(g, labels)
             st = cls(g, None)
-            st._init_max_id()
+            st._set_attr("max_id", mx)
             return st
         src = Path(os.fspath(mask_path).rstrip("/\\"))
         if src.name.endswith(WORKING_SUFFIX) or _role(src) == ROLE_WORKING:
@@ -195,20 +202,17 @@ class MaskStore:
         try:
             g = _new_group(os.fspath(tmp), tuple(labels.shape), np.dtype(labels.dtype), chunk,
                            {"role": ROLE_WORKING, "source": os.fspath(src), "edit_count": 0, "max_id": 0})
-            _store_levels(g, labels)
+            mx = _store_levels(g, labels)
+            a = dict(g.attrs["carspatial"])
+            a["max_id"] = mx
+            g.attrs["carspatial"] = a
             os.replace(tmp, wpath)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         st = cls(zarr.open_group(os.fspath(wpath), mode="r+"), wpath)
-        st._init_max_id()
         log.info("created the working copy %s of %s", wpath, src)
         return st
-
-    def _init_max_id(self) -> None:
-        import dask.array as da
-
-        self._set_attr("max_id", int(da.from_zarr(self.levels[0]).max().compute()))
 
     # ------------------------------------------------------------------ properties
     @property
