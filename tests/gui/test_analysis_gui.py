@@ -62,7 +62,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     ps = demo.pixel_size_um
     for name, comp, colour in (("core", "Tumor core", "#ff4040"), ("margin", "Invasive margin", "#ffd400")):
         viewer.add_shapes(compartment_polygons(demo, comp), shape_type="polygon", name=name, scale=(ps, ps),
-                          edge_color=colour, face_color="transparent", edge_width=4)
+                          edge_color=colour, face_color="transparent", edge_width=4, units=("um", "um"))
     w = AnalysisWidget(viewer)
     viewer.window.add_dock_widget(w, name="Analysis", area="right")
     w.refresh_regions()
@@ -108,6 +108,8 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert col.key == "niche"
     qtbot.wait(300)
     shots["analysis_niches.png"] = w.grab()
+    viewer.window.resize(1600, 1000)
+    qtbot.wait(300)
     viewer.reset_view()
     qtbot.wait(300)
     window_png = viewer.screenshot(canvas_only=False, flash=False)

@@ -158,7 +158,7 @@ def plot_ripley(fig, result, region: str, *, theme=DARK, compare: str | None = N
 def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = None) -> None:
     """Infiltration profile (CAR T density vs signed distance) and key fractions per region."""
     fig.clear()
-    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1]})
+    ax, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [1.2, 1]})
     prof = result.tables["infiltration"]
     regions = list(dict.fromkeys(prof["region"]))
     show = [r for r in regions if r in (region, compare)] if compare else regions
@@ -172,7 +172,7 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
     ax.text(0.98, 0.97, "stroma", transform=ax.transAxes, fontsize=7, va="top", ha="right", color=theme["text"])
     ax.set_xlabel("signed distance to tumour boundary (µm)", fontsize=8)
     ax.set_ylabel("CAR T density (cells/mm²)", fontsize=8)
-    ax.set_title("infiltration profile", fontsize=9, loc="left")
+    ax.set_title("CAR T infiltration profile (25 µm bins)", fontsize=9, loc="left")
     leg = ax.legend(fontsize=7, frameon=False, loc="center right")
     for t in leg.get_texts():
         t.set_color(theme["text"])
@@ -196,7 +196,7 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
     ax2.set_xlim(0, 1)
     ax2.set_xlabel("fraction", fontsize=8)
     ax2.set_title("CAR T measures per region", fontsize=9, loc="left")
-    leg2 = ax2.legend(fontsize=6.5, frameon=False, loc="lower right")
+    leg2 = ax2.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for t in leg2.get_texts():
         t.set_color(theme["text"])
     _style(ax2, theme)
