@@ -121,7 +121,8 @@ class CurationWidget(QWidget):
         top = QFormLayout()
         top.addRow("sample", self.sample_box)
         top.addRow("reviewer", rev_row)
-        top.addRow(self.blind_box, self.meta_label)
+        top.addRow("case", self.meta_label)
+        top.addRow("", self.blind_box)
         top.addRow("reviewed", self.progress_bar)
         top.addRow("", self.progress_label)
 
