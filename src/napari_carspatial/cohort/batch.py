@@ -261,7 +261,9 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
     return same
 
 
-def _read(row: dict, cfg: BatchConfig):
+def read_cohort_sample(row: dict):
+    """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
+    named by its sample id."""
     from ..io import read_sample, read_table
     from ..model import Sample, pixel_size_um
 
@@ -413,7 +415,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
-        sample = _read(row, cfg)
+        sample = read_cohort_sample(row)
         timings["read_s"] = time.perf_counter() - t0
         if sample.table is None:
             stage = "quantify"

@@ -1,0 +1,326 @@
+"""The "Cohort" dock: the samples of a batch run with their key metrics; open any of them.
+
+Load a results folder written by ``carspatial batch`` (its ``run.json`` names the manifest). The
+table lists every sample of the manifest with its clinical columns and key metrics; a
+double-click opens that sample in the viewer (read in a worker thread, layers added on the main
+thread, errors as napari notifications). The strip plots below show, for each key metric, every
+sample of the cohort as a dot (blue responders, orange non-responders, grey unknown) with the
+sample that is open or selected ringed in black, so one sees where it sits in the cohort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import QColor, QFont, QPainter, QPen
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._napari import store
+
+log = logging.getLogger(__name__)
+
+R_COLOR, NR_COLOR, NA_COLOR = "#0072b2", "#d55e00", "#9a9a9a"
+_SHORT = {
+    "car_t_density_per_mm2": "CAR T /mm²",
+    "antigen_neg_fraction": "Ag-neg frac",
+    "frac_car_t_contact_tumor": "CAR T–tumour contact",
+    "frac_car_t_contact_myeloid": "CAR T–myeloid contact",
+    "myeloid_density_per_mm2": "myeloid /mm²",
+    "log2_oe_car_t_tumor": "log2 O/E CAR T–tumour",
+    "frac_car_t_pd1_pos": "PD-1+ CAR T",
+}
+_REGION = {"tumor_core": "core", "margin": "margin", "whole": "all", "stroma": "stroma"}
+
+
+def _group(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return "NA"
+    return "R" if bool(v) else "NR"
+
+
+def short_label(region: str, metric: str) -> str:
+    return f"{_SHORT.get(metric, metric)} ({_REGION.get(region, region)})"
+
+
+class _StripPlot(QWidget):
+    """One horizontal strip per key metric: every sample a dot, the current one ringed."""
+
+    ROW = 26
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[tuple[str, np.ndarray, list[str]]] = []  # label, values, groups
+        self.samples: list[str] = []
+        self.current: str | None = None
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def set_data(self, samples: list[str], rows) -> None:
+        self.samples = list(samples)
+        self.rows = list(rows)
+        self.setMinimumHeight(self.ROW * max(len(self.rows), 1) + 8)
+        self.update()
+
+    def set_current(self, sample: str | None) -> None:
+        self.current = sample
+        self.update()
+
+    def paintEvent(self, event):  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        pal = self.palette()
+        fg = pal.windowText().color()
+        w = self.width()
+        label_w = min(200, int(w * 0.45))
+        x0, x1 = label_w + 8, w - 10
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+        p.setFont(font)
+        cur = self.samples.index(self.current) if self.current in self.samples else None
+        for k, (label, vals, groups) in enumerate(self.rows):
+            y = 4 + k * self.ROW + self.ROW / 2
+            p.setPen(fg)
+            text = p.fontMetrics().elidedText(label, Qt.ElideLeft, label_w)
+            p.drawText(QRectF(0, y - self.ROW / 2, label_w, self.ROW), Qt.AlignRight | Qt.AlignVCenter, text)
+            p.setPen(QPen(QColor(fg.red(), fg.green(), fg.blue(), 70), 1))
+            p.drawLine(QPointF(x0, y), QPointF(x1, y))
+            fin = np.isfinite(vals)
+            if not fin.any():
+                continue
+            lo, hi = float(np.min(vals[fin])), float(np.max(vals[fin]))
+            span = hi - lo or 1.0
+            for i, (v, g) in enumerate(zip(vals, groups)):
+                if not np.isfinite(v):
+                    continue
+                x = x0 + (v - lo) / span * (x1 - x0)
+                c = QColor({"R": R_COLOR, "NR": NR_COLOR}.get(g, NA_COLOR))
+                c.setAlpha(200)
+                p.setPen(Qt.NoPen)
+                p.setBrush(c)
+                jitter = ((i * 7919) % 9 - 4) * 0.9
+                p.drawEllipse(QPointF(x, y + jitter), 3.5, 3.5)
+            if cur is not None and np.isfinite(vals[cur]):
+                x = x0 + (vals[cur] - lo) / span * (x1 - x0)
+                p.setBrush(Qt.NoBrush)
+                p.setPen(QPen(fg, 2))
+                p.drawEllipse(QPointF(x, y), 7, 7)
+        p.end()
+
+
+class CohortWidget(QWidget):
+    """Browse a cohort's batch results and open its samples."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.results: Path | None = None
+        self.manifest = None
+        self.metrics: pd.DataFrame | None = None
+        self.wide: pd.DataFrame | None = None
+        self.keys: list[tuple[str, str]] = []
+        self._worker = None
+        self._opened: dict[str, str] = {}  # sample id -> store id
+        store.watch_viewer(self.viewer)
+
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("results folder of carspatial batch")
+        browse = QPushButton("…")
+        browse.setFixedWidth(28)
+        self.load_button = QPushButton("Load")
+        top = QHBoxLayout()
+        top.addWidget(self.path, 1)
+        top.addWidget(browse)
+        top.addWidget(self.load_button)
+
+        self.status = QLabel("Load a results folder; double-click a sample to open it.")
+        self.status.setWordWrap(True)
+        self.table = QTableWidget(0, 0)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.strip = _StripPlot()
+        self.strip_title = QLabel("")
+        self.strip_title.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.status)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.strip_title)
+        lay.addWidget(self.strip)
+
+        browse.clicked.connect(self._browse)
+        self.load_button.clicked.connect(lambda: self.load(self.path.text().strip()))
+        self.path.returnPressed.connect(lambda: self.load(self.path.text().strip()))
+        self.table.cellDoubleClicked.connect(self._double_clicked)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+
+    # -------------------------------------------------------------- loading
+    def _browse(self):
+        path = QFileDialog.getExistingDirectory(self, "Choose a batch results folder")
+        if path:
+            self.path.setText(path)
+            self.load(path)
+
+    def load(self, results, manifest=None) -> None:
+        """Show the samples of a results folder (``manifest`` default: the one in ``run.json``)."""
+        from ..cohort.manifest import read_manifest
+        from ..cohort.report import KEY_METRICS, key_metrics, wide_key_table
+
+        try:
+            results = Path(results)
+            if manifest is None:
+                run = results / "run.json"
+                if not run.is_file():
+                    raise FileNotFoundError(f"{run} not found: is {results} a carspatial batch results folder?")
+                manifest = json.loads(run.read_text(encoding="utf-8"))["manifest"]
+            man = read_manifest(manifest, check_files=False)
+            mpath = results / "metrics.csv"
+            metrics = pd.read_csv(mpath, dtype={"sample": str, "patient": str}) if mpath.is_file() else \
+                pd.DataFrame(columns=["sample", "region", "metric", "value"])
+        except Exception as err:  # noqa: BLE001 - shown to the user
+            self._error(f"Cannot load the cohort: {err}")
+            return
+        self.results, self.manifest, self.metrics = results, man, metrics
+        self.path.setText(str(results))
+        self.keys = key_metrics(metrics, KEY_METRICS) if len(metrics) else []
+        wide = wide_key_table(metrics, self.keys) if len(metrics) else pd.DataFrame()
+        self.wide = wide
+        self._fill_table()
+        done = len(wide)
+        self.status.setText(f"{len(man.samples)} samples of {man.table['patient'].nunique()} patients; "
+                            f"{done} with results. Double-click a sample to open it.")
+        self._update_strip()
+
+    def _fill_table(self):
+        man = self.manifest
+        cols = ["sample", "patient", "timepoint", "response", "cells"] + [short_label(r, m) for r, m in self.keys]
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(cols))
+        self.table.setHorizontalHeaderLabels(cols)
+        self.table.setRowCount(len(man.samples))
+        for i, sid in enumerate(man.samples):
+            row = man.table.loc[sid]
+            w = self.wide.loc[sid] if self.wide is not None and sid in self.wide.index else None
+            vals = [sid, row["patient"], row["timepoint"], row["response"] or "–",
+                    w["cells"] if w is not None and "cells" in w else np.nan]
+            vals += [w[f"{m} [{r}]"] if w is not None and f"{m} [{r}]" in w else np.nan for r, m in self.keys]
+            for j, v in enumerate(vals):
+                item = QTableWidgetItem()
+                if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+                    f = float(v)
+                    item.setData(Qt.DisplayRole, "–" if not np.isfinite(f) else (f"{f:.3g}" if abs(f) < 100
+                                                                                   else f"{f:,.0f}"))
+                    item.setData(Qt.UserRole + 1, f)
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                else:
+                    item.setText(str(v))
+                if j == 0:
+                    item.setData(Qt.UserRole, sid)
+                if j == 3 and _group(row["responder"]) != "NA":
+                    item.setForeground(QColor(R_COLOR if _group(row["responder"]) == "R" else NR_COLOR))
+                self.table.setItem(i, j, item)
+        self.table.setSortingEnabled(True)
+
+    def _update_strip(self):
+        if not self.keys or self.wide is None or self.wide.empty:
+            self.strip.set_data([], [])
+            self.strip_title.setText("")
+            return
+        samples = list(self.wide.index)
+        resp = self.manifest.table["responder"]
+        groups = [_group(resp.get(s)) for s in samples]
+        rows = []
+        for r, m in self.keys:
+            col = f"{m} [{r}]"
+            rows.append((short_label(r, m), pd.to_numeric(self.wide[col], errors="coerce").to_numpy(float), groups))
+        self.strip.set_data(samples, rows)
+        self.strip_title.setText(f"Where the sample sits in the cohort: <span style='color:{R_COLOR}'>●</span> "
+                                 f"responder, <span style='color:{NR_COLOR}'>●</span> non-responder, ring = "
+                                 "current sample; each strip spans the metric's cohort range.")
+
+    # -------------------------------------------------------------- selection and opening
+    def sample_at(self, row: int) -> str | None:
+        item = self.table.item(row, 0)
+        return None if item is None else item.data(Qt.UserRole)
+
+    def select_sample(self, sid: str) -> None:
+        for i in range(self.table.rowCount()):
+            if self.sample_at(i) == sid:
+                self.table.selectRow(i)
+                self.table.scrollToItem(self.table.item(i, 0))
+                break
+        self.strip.set_current(sid)
+
+    def _selection_changed(self):
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.strip.set_current(self.sample_at(rows[0].row()))
+
+    def _double_clicked(self, row: int, _col: int):
+        sid = self.sample_at(row)
+        if sid:
+            self.open_sample(sid)
+
+    def open_sample(self, sid: str):
+        """Read sample ``sid`` in a worker and add it to the viewer; returns the worker."""
+        from napari.qt.threading import create_worker
+
+        from ..cohort.batch import read_cohort_sample
+
+        if self.manifest is None or sid not in self.manifest.table.index:
+            self._error(f"{sid!r} is not a sample of the loaded cohort.")
+            return None
+        row = self.manifest.row_dict(sid)
+        self.status.setText(f"Opening {sid}…")
+        worker = create_worker(read_cohort_sample, row, _progress={"desc": f"Opening {sid}", "total": 0})
+        worker.returned.connect(lambda s, sid=sid: self._on_loaded(sid, s))
+        worker.errored.connect(lambda err, sid=sid: self._on_error(sid, err))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_loaded(self, sid: str, sample):
+        from .progressive import add_samples_progressively
+
+        sample.metadata.update({k: v for k, v in self.manifest.row_dict(sid).items()
+                                if k in ("patient", "trial", "indication", "timepoint", "response", "crs_grade",
+                                         "icans_grade") and v not in (None, "")})
+        add_samples_progressively(self.viewer, [sample])
+        self._opened[sid] = store.register(sample)
+        self.select_sample(sid)
+        self.status.setText(f"Opened {sid} ({sample.n_cells:,} cells).")
+
+    def _on_error(self, sid: str, err):
+        from ..model import SampleError
+
+        msg = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
+        self._error(f"Could not open {sid}: {msg}")
+
+    def _error(self, message: str):
+        from napari.utils.notifications import show_error
+
+        log.warning(message)
+        self.status.setText(message)
+        show_error(message)
