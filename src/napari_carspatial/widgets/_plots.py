@@ -92,6 +92,13 @@ def plot_matrix(fig, result, region: str, *, theme=DARK, compare: str | None = N
         a, b = a.loc[both, both], b.loc[both, both]
     vals = np.abs(np.r_[a.to_numpy(float).ravel(), b.to_numpy(float).ravel()])
     vlim = float(np.nanpercentile(vals[np.isfinite(vals)], 98)) if np.isfinite(vals).any() else 1.0
+    w_in, h_in = fig.get_size_inches()
+    if w_in / h_in < 1.8:
+        # a narrow dock: only the difference, large and annotated (each region alone via "—")
+        ax = fig.add_subplot(111)
+        _heat(fig, ax, a - b, label=f"{label}: {region} − {compare}", diverging=True, th=theme,
+              title=f"difference {region} − {compare} (red: higher in {region})")
+        return
     axs = fig.subplots(1, 3)
     _heat(fig, axs[0], a, label=label, diverging=div, th=theme, title=region, vlim=vlim, annotate=False)
     _heat(fig, axs[1], b, label=label, diverging=div, th=theme, title=compare, vlim=vlim, annotate=False)
@@ -205,6 +212,13 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
 def plot_centrality(fig, result, region: str, *, theme=DARK, compare: str | None = None) -> None:
     fig.clear()
     df = result.tables["centrality"]
+    w_in, h_in = fig.get_size_inches()
+    if w_in / h_in < 1.8:
+        # a narrow dock: only the difference, large and annotated (each region alone via "—")
+        ax = fig.add_subplot(111)
+        _heat(fig, ax, a - b, label=f"{label}: {region} − {compare}", diverging=True, th=theme,
+              title=f"difference {region} − {compare} (red: higher in {region})")
+        return
     axs = fig.subplots(1, 3)
     cols = ["degree_centrality", "closeness_centrality", "average_clustering"]
     cmap = __import__("matplotlib").colormaps["tab10"]
