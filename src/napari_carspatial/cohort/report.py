@@ -46,7 +46,7 @@ h1{font-size:24px;margin-bottom:4px} h3{font-size:15px;margin:18px 0 2px}
 summary{cursor:pointer;color:#0b5cad;font-size:13px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right} th{background:#f4f4f4;position:sticky;top:0}
-td.l,th.l{text-align:left} tr.sig td{background:#e8f4ea} tr.small td.w{color:#a15c00}
+td.l,th.l{text-align:left;white-space:nowrap} .scroll{overflow-x:auto;max-width:100%} tr.sig td{background:#e8f4ea} tr.small td.w{color:#a15c00}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .card{border:1px solid #ddd;border-radius:4px;padding:4px;font-size:11px}
 .card img{display:block;max-width:100%} .R{color:#0072b2;font-weight:600} .NR{color:#d55e00;font-weight:600}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;font-size:13px}
@@ -193,7 +193,7 @@ def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -
             f'<td class="{"l" if c in left else ""}{" w" if c == "warning" else ""}">{_fmt(r[c], digits)}</td>'
             for c in df.columns)
         rows.append(f'<tr class="{cls}">{cells}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
 def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,

@@ -139,6 +139,7 @@ class CohortWidget(QWidget):
         self._opened: dict[str, str] = {}  # sample id -> store id
         store.watch_viewer(self.viewer)
 
+        self.setMinimumWidth(440)
         self.path = QLineEdit()
         self.path.setPlaceholderText("results folder of carspatial batch")
         browse = QPushButton("…")
