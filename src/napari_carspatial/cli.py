@@ -102,6 +102,8 @@ def _open_viewer(samples, *, title: str):
     from .widgets.progressive import add_samples_progressively
 
     add_samples_progressively(viewer, list(samples))
+    from .widgets.analysis import AnalysisWidget
+    from .widgets.curation import CurationWidget
     from .widgets.gating import GatingWidget
 
     # one tabbed dock on the right; the legend (what the colours mean) is the tab shown first
@@ -110,6 +112,8 @@ def _open_viewer(samples, *, title: str):
         (ChannelsWidget, "Channels"),
         (InspectorWidget, "Cell inspector"),
         (GatingWidget, "Gating"),
+        (CurationWidget, "Curation"),
+        (AnalysisWidget, "Analysis"),
         (LegendWidget, "Legend"),
     ]
     dock = None

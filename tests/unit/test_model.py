@@ -211,3 +211,11 @@ def test_contrast_reads_only_sampled_blocks_of_a_strided_level():
     assert len(reads) == 2 * 16            # 16 sampled level-0 chunks per channel, not 256
     tiny = da.ones((2, 100, 100), chunks=(1, 100, 100))
     assert sampled_blocks(tiny) is tiny
+
+
+def test_roi_with_hole():
+    outer = [[0, 0], [0, 10], [10, 10], [10, 0]]
+    hole = [[4, 4], [4, 6], [6, 6], [6, 4]]
+    roi = ROI("ring", outer, holes_yx=[hole])
+    assert roi.contains(np.array([[5, 5], [1, 1], [20, 20]])).tolist() == [False, True, False]
+    assert roi.area_px() == 96

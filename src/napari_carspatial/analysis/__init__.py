@@ -9,6 +9,8 @@ No napari, Qt or magicgui imports here; squidpy is only imported inside tests an
   :func:`apply_rules`, :func:`store_gating`, :func:`suggest_threshold` (see ``docs/gating.md``).
 """
 
+from napari_carspatial.analysis.cart import infiltration_profile, region_metrics, tumor_distance
+from napari_carspatial.analysis.contact import contact_graph
 from napari_carspatial.analysis.cooccurrence import CoOccurrenceResult, co_occurrence
 from napari_carspatial.analysis.gating import (
     Gate,
@@ -25,7 +27,26 @@ from napari_carspatial.analysis.gating import (
     transform_values,
 )
 from napari_carspatial.analysis.graph import SpatialGraph, spatial_graph, store_graph
+from napari_carspatial.analysis.interactions import count_interactions, interaction_matrix
 from napari_carspatial.analysis.nhood import NhoodEnrichmentResult, join_count_moments, nhood_enrichment
+from napari_carspatial.analysis.niches import cellular_neighbourhoods, store_niches
+from napari_carspatial.analysis.ppatterns import centrality_scores, nn_distances, ripley
+from napari_carspatial.analysis.regions import (
+    DEFAULT_ROLES,
+    Region,
+    cells_in_polygon,
+    region_masks,
+    regions_from_rois,
+    role_masks,
+)
+from napari_carspatial.analysis.results import (
+    STATISTICS,
+    AnalysisResult,
+    compute,
+    iter_compute,
+    load_results,
+    store_result,
+)
 
 __all__ = [
     "SpatialGraph",
@@ -48,4 +69,27 @@ __all__ = [
     "store_gating",
     "suggest_threshold",
     "transform_values",
+    "region_metrics",
+    "infiltration_profile",
+    "tumor_distance",
+    "contact_graph",
+    "interaction_matrix",
+    "count_interactions",
+    "ripley",
+    "nn_distances",
+    "centrality_scores",
+    "cellular_neighbourhoods",
+    "store_niches",
+    "DEFAULT_ROLES",
+    "Region",
+    "cells_in_polygon",
+    "region_masks",
+    "regions_from_rois",
+    "role_masks",
+    "STATISTICS",
+    "AnalysisResult",
+    "compute",
+    "iter_compute",
+    "load_results",
+    "store_result",
 ]

@@ -19,6 +19,8 @@ class ROI:
     polygon_yx: np.ndarray
     cls: str = "Other"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: interior rings (holes), each an (m, 2) array of (y, x) vertices; cells in a hole are outside
+    holes_yx: list = field(default_factory=list)
 
     def __post_init__(self):
         poly = np.asarray(self.polygon_yx, dtype=float)
@@ -27,13 +29,22 @@ class ROI:
         if not np.all(np.isfinite(poly)):
             raise ValueError(f"ROI {self.name!r}: polygon has NaN or infinite coordinates")
         self.polygon_yx = poly
+        self.holes_yx = [np.asarray(h, dtype=float) for h in (self.holes_yx or []) if len(h) >= 3]
 
     def contains(self, yx: np.ndarray) -> np.ndarray:
-        """Vectorised point-in-polygon (even-odd rule) for (n, 2) (y, x) points."""
+        """Vectorised point-in-polygon for (n, 2) (y, x) points; points inside a hole are outside."""
         from matplotlib.path import Path
 
-        return Path(self.polygon_yx[:, ::-1]).contains_points(np.asarray(yx)[:, ::-1])
+        pts = np.asarray(yx, dtype=float)[:, ::-1]
+        inside = Path(self.polygon_yx[:, ::-1]).contains_points(pts)
+        for hole in self.holes_yx:
+            inside &= ~Path(hole[:, ::-1]).contains_points(pts)
+        return inside
 
     def area_px(self) -> float:
-        y, x = self.polygon_yx[:, 0], self.polygon_yx[:, 1]
-        return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+        """Area in level-0 pixels², holes subtracted."""
+        def ring(p):
+            y, x = p[:, 0], p[:, 1]
+            return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+        return ring(self.polygon_yx) - sum(ring(h) for h in self.holes_yx)

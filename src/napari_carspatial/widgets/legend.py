@@ -370,6 +370,9 @@ class LegendWidget(QWidget):
         try:
             if col is not None and col.key is not None:
                 idx = self.column_box.findData(col.key)
+                if idx < 0:   # a column added since (e.g. cell_type_curated by the curation dock)
+                    self._fill_columns(col.table)
+                    idx = self.column_box.findData(col.key)
                 if idx >= 0:
                     self.column_box.setCurrentIndex(idx)
                 self.mode_box.setCurrentText(col.mode)
