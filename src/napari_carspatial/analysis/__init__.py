@@ -31,6 +31,7 @@ from napari_carspatial.analysis.interactions import count_interactions, interact
 from napari_carspatial.analysis.nhood import NhoodEnrichmentResult, join_count_moments, nhood_enrichment
 from napari_carspatial.analysis.niches import cellular_neighbourhoods, store_niches
 from napari_carspatial.analysis.ppatterns import centrality_scores, nn_distances, ripley
+from napari_carspatial.analysis.quantify import quantify
 from napari_carspatial.analysis.regions import (
     DEFAULT_ROLES,
     Region,
@@ -69,6 +70,7 @@ __all__ = [
     "store_gating",
     "suggest_threshold",
     "transform_values",
+    "quantify",
     "region_metrics",
     "infiltration_profile",
     "tumor_distance",

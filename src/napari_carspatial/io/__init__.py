@@ -40,3 +40,8 @@ __all__ += [
     "read_geojson", "recover", "rois_from_geojson", "rois_to_geojson", "store_provenance", "write_geojson",
     "write_table",
 ]
+
+# segmentation correction: chunked mask store and corrected-mask saving (issue 5)
+from .mask_store import MaskStore, corrected_path, read_provenance, save_corrected_mask, working_copy_path  # noqa: E402
+
+__all__ += ["MaskStore", "corrected_path", "read_provenance", "save_corrected_mask", "working_copy_path"]
