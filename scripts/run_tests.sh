@@ -3,5 +3,6 @@
 set -euo pipefail
 VENV="${1:-.venv}"
 export CARSPATIAL_REQUIRE_GUI=1      # GUI tests fail instead of skipping when no display works
+export CARSPATIAL_NO_SKIPS=1         # any skipped test fails the run (nothing may hide in CI)
 export NAPARI_ASYNC=0 QT_API="${QT_API:-pyqt6}"
 exec xvfb-run -a -s "-screen 0 1600x1200x24" "$VENV/bin/pytest" -q -p no:cacheprovider "${@:2}"

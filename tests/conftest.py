@@ -35,3 +35,20 @@ def cytomapper_dir() -> Path:
 @pytest.fixture(scope="session")
 def steinbock_dir() -> Path:
     return _real("steinbock_imc_testdata")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With CARSPATIAL_NO_SKIPS=1 (set by ``make test``, so in CI) any skipped test fails the run.
+
+    Optional dependencies (squidpy, spatialdata) and the real data are present in CI; a skip
+    there would hide a test that did not run.
+    """
+    if not os.environ.get("CARSPATIAL_NO_SKIPS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and session.exitstatus == 0:
+        reporter.write_line(f"CARSPATIAL_NO_SKIPS: {len(skipped)} test(s) were skipped; failing the run:", red=True)
+        for rep in skipped[:20]:
+            reporter.write_line(f"  {rep.nodeid}: {rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else rep.longrepr}")
+        session.exitstatus = 1

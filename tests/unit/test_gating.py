@@ -349,10 +349,8 @@ def test_real_imc_otsu_on_proinsulin_finds_beta_cells(cytomapper_dir):
 # --------------------------------------------------------------------------- the demo
 @pytest.fixture(scope="module")
 def demo():
-    try:
-        from napari_carspatial.datasets import demo_sample
-    except ImportError:
-        pytest.skip("napari_carspatial.datasets.demo_sample is not available yet")
+    from napari_carspatial.datasets import demo_sample
+
     return demo_sample(size=1024)
 
 

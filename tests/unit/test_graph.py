@@ -211,7 +211,7 @@ def test_fast_delaunay_real_and_demo(cytomapper_dir):
         xy = sub[["Pos_X", "Pos_Y"]].to_numpy(dtype=np.float64)
         assert delaunay_edges_certified(xy) is not None
         assert abs(spatial_graph(xy, method="delaunay").connectivities - _qhull_adj(xy)).nnz == 0
-    demo = pytest.importorskip("napari_carspatial.datasets.demo")
+    from napari_carspatial.datasets import demo
     xy = demo.demo_sample(n_cells=3000, image=False, seed=3).table.obsm["spatial"]
     assert abs(spatial_graph(xy, method="delaunay").connectivities - _qhull_adj(xy)).nnz == 0
 

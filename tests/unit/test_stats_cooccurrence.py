@@ -73,7 +73,7 @@ def test_default_int_interval(sq):
 
 
 def test_equal_squidpy_demo(sq):
-    demo = pytest.importorskip("napari_carspatial.datasets.demo")
+    from napari_carspatial.datasets import demo
     t = demo.demo_sample(n_cells=3000, image=False, seed=3).table
     t.obs["ct"] = t.obs["cell_type"]
     t.obs["ct"] = t.obs["ct"].cat.remove_unused_categories()

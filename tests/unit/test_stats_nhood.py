@@ -191,7 +191,7 @@ def test_exact_vs_squidpy_random(sq, seed, n, n_types, clustered, method):
 
 
 def test_exact_vs_squidpy_demo(sq):
-    demo = pytest.importorskip("napari_carspatial.datasets.demo")
+    from napari_carspatial.datasets import demo
     t = demo.demo_sample(n_cells=3000, image=False, seed=3).table
     t.obs["ct"] = t.obs["cell_type"]
     for method, kw in [("delaunay", {}), ("radius", {"radius": 20.0})]:  # 20 µm (pixel size in uns)
