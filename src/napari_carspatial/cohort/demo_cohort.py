@@ -119,54 +119,24 @@ def cohort_sample(patient: dict, timepoint: str, *, size: int = 1000, pixel_size
     Mirrors :func:`napari_carspatial.datasets.demo_sample` with the patient's profile planted
     into the ``post`` cell types before shapes, mask and expression are generated.
     """
-    from ..datasets import _cells
-    from ..datasets._cells import CHANNELS
-    from ..datasets._layout import make_layout
-    from ..datasets._render import Renderer
-    from ..datasets.demo import METADATA, TIMEPOINTS, _image_pyramid, _labels_pyramid, _rois, _table
-    from ..model import Sample
+    from ..datasets import demo_sample
 
     seed = patient["layout_seed"]
-    tpi = TIMEPOINTS.index(timepoint)
-    ps = float(pixel_size_um)
-    H = W = int(size)
-    lay = make_layout(np.random.default_rng([seed, 1]), H * ps, W * ps)
-    pts = _cells.lattice(H, W, ps, np.random.default_rng([seed, 2]))
-    p = _cells.keep_probability(lay, pts[:, 0] * ps, pts[:, 1] * ps)
-    pts = pts[np.random.default_rng([seed, 3]).random(len(p)) < p]
-    types, info = _cells.assign_types(lay, pts, ps, timepoint, np.random.default_rng([seed, 4, tpi]))
-    if timepoint == "post":
-        yx_um = pts * ps
-        patch = lay.sample("patch", yx_um[:, 0], yx_um[:, 1])
-        types = plant(types, info["dist_um"], patch, yx_um, patient, np.random.default_rng([seed, 8]))
-    shp = _cells.cell_shapes(types, lay, pts, ps, np.random.default_rng([seed, 5, tpi]))
-    lab, nuc, cnt, ncnt, my, mx = _cells.rasterize((H, W), pts, shp)
-    n_all = len(pts)
-    ids = np.random.default_rng([seed, 7]).choice(np.arange(1, int(n_all * 1.25) + 2), size=n_all, replace=False)
-    ids = ids.astype(np.uint32)
-    lut = np.zeros(n_all + 1, np.uint32)
-    lut[1:] = ids
-    _cells.relabel_inplace(lab, lut)
-    id2idx = np.full(int(ids.max()) + 1, n_all, np.int32)
-    id2idx[ids] = np.arange(n_all, dtype=np.int32)
-    expr = _cells.expression(types, timepoint, np.random.default_rng([seed, 6, tpi]))
-    rend = Renderer(lab, nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
-    if image:
-        X = rend.cell_means()
-    else:
-        X = rend.model_means(cnt, ncnt)
+    rng = np.random.default_rng([seed, 8])
+
+    def _plant(types, *, info, layout, yx_px, pixel_size_um):
+        yx_um = yx_px * pixel_size_um
+        patch = layout.sample("patch", yx_um[:, 0], yx_um[:, 1])
+        return plant(types, info["dist_um"], patch, yx_um, patient, rng)
+
     name = f"{patient['patient']}-{timepoint}"
-    present = np.flatnonzero(cnt > 0)
-    order = present[np.argsort(ids[present], kind="stable")]
-    table = _table(name, order, ids, types, cnt, my, mx, X, info, ps,
-                   params={"seed": int(seed), "timepoint": timepoint, "size": [H, W],
-                           "x_source": "pixels" if image else "model", "profile": patient["profile"]})
-    meta = {**METADATA, "sample": name, "patient": patient["patient"], "trial": TRIAL, "timepoint": timepoint,
-            "response": patient["response"], "profile": patient["profile"]}
-    s = Sample(name=name, image=_image_pyramid(rend.dask_array()) if image else [], channel_names=list(CHANNELS),
-               pixel_size_um=ps, labels=_labels_pyramid(lab, chunk), table=table, rois=_rois(lay, ps, H, W),
-               metadata=meta)
-    return s
+    return demo_sample(
+        timepoint=timepoint, seed=seed, size=int(size), pixel_size_um=float(pixel_size_um), image=image,
+        chunk=chunk, plant=_plant if timepoint == "post" else None, name=name,
+        metadata={"patient": patient["patient"], "trial": TRIAL, "response": patient["response"],
+                  "profile": patient["profile"]},
+        params={"profile": patient["profile"]},
+    )
 
 
 def _atomic(target: Path, write) -> None:

@@ -63,7 +63,8 @@ def _shape(size, n_cells, pixel_size_um) -> tuple[int, int]:
 
 
 def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: int = 0, size=None,
-                pixel_size_um: float = 0.5, image: bool = True, chunk: int = 1024) -> Sample:
+                pixel_size_um: float = 0.5, image: bool = True, chunk: int = 1024, plant=None,
+                name: str | None = None, metadata: dict | None = None, params: dict | None = None) -> Sample:
     """Generate the synthetic demo sample.
 
     Parameters
@@ -89,6 +90,12 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
         huge slides where only the table and mask matter.
     chunk
         Tile / dask chunk edge in pixels.
+    plant
+        Optional ``plant(types, *, info, layout, yx_px, pixel_size_um) -> types``: change the cell
+        types (codes into ``CELL_TYPES``) before shapes, mask and expression are generated, so mask,
+        table and image agree. The demo cohort plants its per-patient effects this way.
+    name, metadata, params
+        Override the sample name, add metadata, add generator parameters stored in ``uns``.
 
     Returns
     -------
@@ -131,6 +138,8 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
     t_layout = time.perf_counter()
 
     types, info = _cells.assign_types(lay, pts, ps, timepoint, np.random.default_rng([seed, 4, tpi]))
+    if plant is not None:
+        types = plant(types, info=info, layout=lay, yx_px=pts, pixel_size_um=ps)
     shp = _cells.cell_shapes(types, lay, pts, ps, np.random.default_rng([seed, 5, tpi]))
     lab, nuc, cnt, ncnt, my, mx = _cells.rasterize((H, W), pts, shp)
     n_all = len(pts)
@@ -155,18 +164,18 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
         X = rend.model_means(cnt, ncnt)
     t_x = time.perf_counter()
 
-    name = f"DEMO-001_{timepoint}"
+    name = name or f"DEMO-001_{timepoint}"
     present = np.flatnonzero(cnt > 0)
     order = present[np.argsort(ids[present], kind="stable")]
     table = _table(name, order, ids, types, cnt, my, mx, X, info, ps,
                    params={"seed": int(seed), "timepoint": timepoint, "n_cells_target": n_cells,
                            "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
-                           "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM]})
+                           "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM], **(params or {})})
     labels = _labels_pyramid(lab, chunk)
     img = _image_pyramid(rend.dask_array(), small) if image else []
     rois = _rois(lay, ps, H, W)
     sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
-                    table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint})
+                    table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint, **(metadata or {})})
     sample.validate(check_ids=False)
     log.info("demo %s: %d x %d px, %d cells; layout %.2f s, mask %.2f s, table X %.2f s, total %.2f s",
              name, H, W, table.n_obs, t_layout - t0, t_mask - t_layout, t_x - t_mask, time.perf_counter() - t0)
