@@ -431,7 +431,6 @@ class SegmentationEditor:
     # ------------------------------------------------------------------ table
     def _update_table(self, res: CommitResult, affected: np.ndarray, pairs: pd.Series, edit_box, *,
                       action: str, note: str) -> None:
-        import anndata as ad
 
         t = self.sample.table
         key = get_table_link(t)["instance_key"]

@@ -330,7 +330,6 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
         ``source``, ``source_sha256``, ``edit_count``, ``time`` (UTC ISO 8601), ``tool_version``,
         ``note``.
     """
-    import zarr
 
     from .write import sha256_file
 

@@ -213,13 +213,8 @@ def plot_centrality(fig, result, region: str, *, theme=DARK, compare: str | None
     fig.clear()
     df = result.tables["centrality"]
     w_in, h_in = fig.get_size_inches()
-    if w_in / h_in < 1.8:
-        # a narrow dock: only the difference, large and annotated (each region alone via "—")
-        ax = fig.add_subplot(111)
-        _heat(fig, ax, a - b, label=f"{label}: {region} − {compare}", diverging=True, th=theme,
-              title=f"difference {region} − {compare} (red: higher in {region})")
-        return
-    axs = fig.subplots(1, 3)
+    # a narrow dock stacks the three panels; a wide figure puts them side by side
+    axs = fig.subplots(3, 1) if w_in / h_in < 1.8 else fig.subplots(1, 3)
     cols = ["degree_centrality", "closeness_centrality", "average_clustering"]
     cmap = __import__("matplotlib").colormaps["tab10"]
     show = [region] + ([compare] if compare and compare != region else [])

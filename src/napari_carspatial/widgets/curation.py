@@ -23,7 +23,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
