@@ -34,6 +34,7 @@ Workflow (all the work is in :mod:`napari_carspatial._napari.seg_edit`, no Qt th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -158,7 +159,7 @@ class SegmentationWidget(QWidget):
         self.new_label_button.setToolTip("Paint with a fresh cell id (max id ever used + 1)")
         self.pick_button = QPushButton("Pick cells")
         self.pick_button.setCheckable(True)
-        self.pick_button.setToolTip("Click cells to add / remove them from the selection (Alt+click works in any mode)")
+        self.pick_button.setToolTip("Click cells to add / remove them from the selection, shown under a white veil (Alt+click works in any mode)")
         self.clear_button = QPushButton("Clear")
         self.selection_label = QLabel("No cells selected")
         self.selection_label.setWordWrap(True)
@@ -393,8 +394,19 @@ class SegmentationWidget(QWidget):
 
         s = self.sample
         kw = self._layer_kwargs()
-        lyr = self.viewer.add_labels(self.region.data, name=f"{s.name} edit", opacity=0.55, blending="translucent",
+        # a frame shows where the editable region is
+        (sy, sx), _, _ = self._slide_geometry()
+        h, w_ = self.region.data.shape
+        frame = self.viewer.add_shapes([np.array([[-0.5, -0.5], [h - 0.5, w_ - 0.5]])], shape_type="rectangle",
+                                       name=f"{s.name} edit region", edge_color="white", face_color="transparent",
+                                       edge_width=2.5 * sy, opacity=0.8,
+                                       metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT_TOOL,
+                                                 "tool": "frame"}, **kw)
+        frame.editable = False
+        # outlines in per-cell colours: the markers underneath stay readable (napari's contour = 0 fills)
+        lyr = self.viewer.add_labels(self.region.data, name=f"{s.name} edit", opacity=0.9, blending="translucent",
                                      metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT}, **kw)
+        lyr.contour = 1
         feats = hover_features(s)
         if feats is not None:
             lyr.features = feats
@@ -445,7 +457,7 @@ class SegmentationWidget(QWidget):
         if kind == "shapes":
             kw.setdefault("edge_color", "cyan")
             kw.setdefault("face_color", "transparent")
-            kw.setdefault("edge_width", 1.5)
+            kw.setdefault("edge_width", 2.5)
             lyr = self.viewer.add_shapes(name=name, metadata=meta, ndim=2, **kw)
         else:
             lyr = self.viewer.add_points(name=name, metadata=meta, ndim=2, face_color="magenta", size=6 * kw["scale"][0],
@@ -514,7 +526,7 @@ class SegmentationWidget(QWidget):
         if layer.mode not in ("pan_zoom", "paint", "erase", "fill", "picker") and not self.pick_button.isChecked():
             return
         data_pos = layer.world_to_data(event.position)
-        y, x = (int(round(v)) for v in data_pos[-2:])
+        y, x = (round(float(v)) for v in data_pos[-2:])
         d = self.region.data
         if 0 <= y < d.shape[0] and 0 <= x < d.shape[1] and d[y, x]:
             self.toggle_cell(int(d[y, x]))
@@ -553,12 +565,12 @@ class SegmentationWidget(QWidget):
         if lyr is None:
             from napari.utils.colormaps import DirectLabelColormap
 
-            cmap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (1.0, 0.9, 0.0, 1.0)})
+            # a white veil over the selected cells: distinct from every outline colour of the edit layer
+            cmap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (1.0, 1.0, 1.0, 0.45)})
             active = self.viewer.layers.selection.active
             lyr = self.viewer.add_labels(mask, name=f"{self.sample.name} selected cells", colormap=cmap, opacity=1.0,
                                          metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT_SELECTION},
                                          **self._layer_kwargs())
-            lyr.contour = 2
             lyr.editable = False
             if active is not None:
                 self._activate(active)
@@ -694,7 +706,6 @@ class SegmentationWidget(QWidget):
         self.pick_button.setChecked(False)
         self.status.setText(msg)
         _notify(msg)
-        return None
 
     def split_by_line(self, line_yx=None, cell: int | None = None):
         """Cut a cell along the last line drawn on the line layer (crop (y, x) pixels).
@@ -717,7 +728,7 @@ class SegmentationWidget(QWidget):
         if cell is None and len(self.selection) == 1:
             cell = self.selection[0]
         if cell is None:
-            pts = [np.stack(draw_line(*a, *b), axis=1) for a, b in zip(p[:-1], p[1:])]
+            pts = [np.stack(draw_line(*a, *b), axis=1) for a, b in itertools.pairwise(p)]
             cell = self._cell_under(np.concatenate(pts)) if pts else None
         if cell is None:
             _notify("The line crosses no cell.", "warning")
@@ -788,9 +799,8 @@ class SegmentationWidget(QWidget):
 
     def _record_paint(self):
         """Pixels painted with napari since the last step become one undo step."""
-        if self.region is not None and self._shadow is not None:
-            if self._push_step("paint"):
-                self._clear_native_history()
+        if self.region is not None and self._shadow is not None and self._push_step("paint"):
+            self._clear_native_history()
 
     def _push_step(self, name: str) -> bool:
         d, s = self.region.data, self._shadow
