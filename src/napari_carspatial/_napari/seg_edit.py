@@ -412,17 +412,19 @@ class SegmentationEditor:
         t = self.sample.table
         key = get_table_link(t)["instance_key"] if t is not None else "cell_id"
         if t is not None and "bbox" in t.obsm and len(ids):
-            tid = instance_ids(t)
-            hit = np.isin(tid, ids)
-            if hit.any():
-                bb = np.asarray(t.obsm["bbox"])[hit]
+            pos = self._rows(t).get_indexer(np.asarray(ids, dtype=np.int64))
+            pos = pos[pos >= 0]
+            if pos.size:
+                bb = np.asarray(t.obsm["bbox"])[pos]
                 box = (min(box[0], int(bb[:, 0].min())), min(box[1], int(bb[:, 1].min())),
                        max(box[2], int(bb[:, 2].max())), max(box[3], int(bb[:, 3].max())))
         (y0, x0, y1, x1), lab = self._cover(ids, box)
         img = None
         names = None
         if self.sample.image:
-            img = np.asarray(self._image0()[:, y0:y1, x0:x1])
+            crop = self._image0()[:, y0:y1, x0:x1]
+            # a small crop: the synchronous scheduler avoids thread-pool round trips (~20 ms)
+            img = crop.compute(scheduler="synchronous") if hasattr(crop, "compute") else np.asarray(crop)
             names = self.sample.channel_names
         m = quantify(img, lab, channel_names=names, cell_ids=ids, origin=(y0, x0),
                      pixel_size_um=self.sample.pixel_size_um, instance_key=key)
@@ -433,20 +435,21 @@ class SegmentationEditor:
                       action: str, note: str) -> None:
 
         t = self.sample.table
+        if t.is_view:  # rows are updated in place below: an AnnData view would drop the writes
+            t = self.sample.table = t.copy()
         key = get_table_link(t)["instance_key"]
         m, box = self.measure(affected, edit_box)
         res.bbox = box
-        tid = instance_ids(t)
+        row_of = self._rows(t)  # hashed once per table object, not per commit (10^5-10^6 rows)
         present = m.obs[key].to_numpy(np.int64)
         gone = np.setdiff1d(affected, present)
-        in_table = np.isin(present, tid)
+        in_table = row_of.get_indexer(present) >= 0
         upd_ids, new_ids = present[in_table], present[~in_table]
-        res.removed = [int(i) for i in gone if i in set(tid.tolist())]
+        res.removed = [int(i) for i in gone[row_of.get_indexer(gone) >= 0]]
         res.updated = [int(i) for i in upd_ids]
         res.added = [int(i) for i in new_ids]
         cat_cols = [c for c in t.obs.columns if isinstance(t.obs[c].dtype, pd.CategoricalDtype)
                     and c != get_table_link(t)["region_key"]]
-        row_of = pd.Index(tid)
 
         # merges: a present cell that gained pixels from cells that vanished
         merged_types: dict[int, dict] = {}
@@ -454,8 +457,9 @@ class SegmentationEditor:
         gained.columns = ["new", "old", "n"]
         gained = gained[(gained["new"] > 0) & (gained["old"] > 0) & (gained["new"] != gained["old"])]
         area = dict(zip(present.tolist(), m.obs["area"].to_numpy().tolist()))
+        gone_set = set(gone.tolist())
         for b, grp in gained.groupby("new"):
-            absorbed = [int(a) for a in grp["old"] if a in set(gone.tolist())]
+            absorbed = [int(a) for a in grp["old"] if a in gone_set]
             if not absorbed:
                 continue
             weights = {int(a): int(n) for a, n in zip(grp["old"], grp["n"])}
@@ -478,7 +482,9 @@ class SegmentationEditor:
         if res.removed:
             for i in res.removed:
                 self._graveyard[i] = t.obs.iloc[row_of.get_loc(i)].copy()
-        keep = ~np.isin(tid, gone)
+        keep = np.ones(t.n_obs, bool)
+        gpos = row_of.get_indexer(gone)
+        keep[gpos[gpos >= 0]] = False
         # in-place update of rows that stay
         if len(upd_ids):
             pos = row_of.get_indexer(upd_ids)
@@ -505,6 +511,13 @@ class SegmentationEditor:
                        note="the merged cell keeps the type covering most of its area", reviewer=self.reviewer)
         mark_stale(t, box)
 
+    def _rows(self, t) -> pd.Index:
+        """``pd.Index`` of the table's instance ids (cached per table object and length)."""
+        cached = getattr(self, "_rows_cache", None)  # holds the objects: their ids cannot be reused
+        if cached is None or cached[0] is not t or cached[1] is not t.obs or len(cached[2]) != t.n_obs:
+            cached = self._rows_cache = (t, t.obs, pd.Index(instance_ids(t)))
+        return cached[2]
+
     @staticmethod
     def _category_of(t, col, cell, row_of):
         if cell in row_of:
@@ -524,21 +537,24 @@ class SegmentationEditor:
                 t.X = X
             sub = np.asarray(m.X)[mpos][:, ok]
             X[np.ix_(pos, vpos[ok])] = sub.astype(X.dtype, copy=False)
+        # rows are updated in place (no copy of whole columns: tables have 10^5-10^6 rows)
         for c in m.obs.columns:
             if c in t.obs.columns and c != get_table_link(m)["instance_key"] and c != "region":
-                col = t.obs[c].to_numpy().copy()
                 vals = m.obs[c].to_numpy()[mpos]
-                if np.issubdtype(col.dtype, np.integer) and not np.issubdtype(vals.dtype, np.integer):
-                    col = col.astype(np.float64)
-                col[pos] = vals
-                t.obs[c] = col
-        xy = np.asarray(t.obsm["spatial"], dtype=np.float64).copy()
-        xy[pos, :2] = np.asarray(m.obsm["spatial"])[mpos]
-        t.obsm["spatial"] = xy
-        if "bbox" in t.obsm:
-            bb = np.asarray(t.obsm["bbox"]).copy()
-            bb[pos] = np.asarray(m.obsm["bbox"])[mpos]
-            t.obsm["bbox"] = bb
+                dt = t.obs[c].dtype
+                if isinstance(dt, pd.CategoricalDtype) or dt == object:
+                    continue
+                if np.issubdtype(dt, np.integer) and not np.issubdtype(vals.dtype, np.integer):
+                    t.obs[c] = t.obs[c].astype(np.float64)  # once: the column becomes float
+                t.obs.iloc[pos, t.obs.columns.get_loc(c)] = vals
+        for k, src in (("spatial", m.obsm["spatial"]), ("bbox", m.obsm.get("bbox"))):
+            if k not in t.obsm or src is None:
+                continue
+            arr = t.obsm[k]
+            if not (isinstance(arr, np.ndarray) and arr.flags.writeable):
+                arr = np.array(arr, dtype=np.float64 if k == "spatial" else None)
+                t.obsm[k] = arr
+            arr[pos, : np.asarray(src).shape[1]] = np.asarray(src)[mpos]
 
     def _new_rows(self, t, m, sel: np.ndarray, key: str, cat_cols: list[str], merged_types: dict):
         """obs / X / obsm of new cells in the table's layout."""
