@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..model import colors_key, instance_ids, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
+from ..model.geometry import points_in_polygon
 from . import store
 
 log = logging.getLogger(__name__)
@@ -441,16 +442,7 @@ def in_rect(yx: np.ndarray, y0: float, x0: float, y1: float, x1: float) -> np.nd
 
 def in_polygon(yx: np.ndarray, polygon_yx: np.ndarray) -> np.ndarray:
     """Vectorised point-in-polygon (matplotlib), with a bounding-box prefilter for speed."""
-    from matplotlib.path import Path
-
-    poly = np.asarray(polygon_yx, dtype=float)[:, -2:]
-    lo, hi = poly.min(axis=0), poly.max(axis=0)
-    box = in_rect(yx, lo[0], lo[1], hi[0], hi[1])
-    out = np.zeros(len(yx), dtype=bool)
-    idx = np.flatnonzero(box)
-    if idx.size:
-        out[idx] = Path(poly[:, ::-1]).contains_points(yx[idx][:, ::-1])
-    return out
+    return points_in_polygon(yx, polygon_yx)
 
 
 def camera_of(viewer):

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from napari_carspatial.model.conventions import SPATIAL_KEY, spatial_to_yx
+from napari_carspatial.model.geometry import points_in_polygon, polygon_area
 
 logger = logging.getLogger(__name__)
 
@@ -98,23 +99,17 @@ def cells_in_polygon(adata_or_coords: Any, polygon_yx: np.ndarray, *, spatial_ke
     numpy.ndarray
         ``(n,)`` bool.
     """
-    from matplotlib.path import Path
-
     poly = np.asarray(polygon_yx, dtype=np.float64)
     if poly.ndim != 2 or poly.shape[1] < 2 or len(poly) < 3:
         raise ValueError(f"a polygon needs at least 3 (y, x) vertices, got shape {poly.shape}")
     xy = _xy(adata_or_coords, spatial_key)
-    if xy.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
-    # (y, x) -> (x, y): the polygon in the coordinates' order
-    return Path(poly[:, -2:][:, ::-1]).contains_points(xy)
+    # coordinates are (x, y), the polygon (y, x): flip the points to (y, x)
+    return points_in_polygon(xy[:, ::-1], poly)
 
 
 def polygon_area_px(polygon_yx: np.ndarray) -> float:
     """Shoelace area of a polygon in square pixels."""
-    p = np.asarray(polygon_yx, dtype=np.float64)[:, -2:]
-    y, x = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+    return polygon_area(polygon_yx)
 
 
 def regions_from_rois(adata, rois, *, spatial_key: str = SPATIAL_KEY, classes: list[str] | None = None) -> dict[str, Region]:

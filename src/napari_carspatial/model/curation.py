@@ -49,6 +49,7 @@ import pandas as pd
 
 from . import edit_log
 from .conventions import SPATIAL_KEY, UNS_KEY, colors_key, instance_ids, spatial_to_yx
+from .geometry import points_in_polygon
 from .roi import ROI, ROI_CLASSES
 
 log = logging.getLogger(__name__)
@@ -107,21 +108,7 @@ def rois_from_frame(df) -> list[ROI]:
 
 def roi_contains(roi: ROI, yx: np.ndarray) -> np.ndarray:
     """Cells (rows of (y, x) level-0 px) inside ``roi`` and outside its holes (vectorised)."""
-    from matplotlib.path import Path
-
-    yx = np.asarray(yx, float)
-    out = np.zeros(len(yx), bool)
-    poly = np.asarray(roi.polygon_yx, float)
-    lo, hi = poly.min(0), poly.max(0)
-    box = (yx[:, 0] >= lo[0]) & (yx[:, 0] <= hi[0]) & (yx[:, 1] >= lo[1]) & (yx[:, 1] <= hi[1])
-    idx = np.flatnonzero(box)
-    if idx.size:
-        pts = yx[idx][:, ::-1]
-        inside = Path(poly[:, ::-1]).contains_points(pts)
-        for h in getattr(roi, "holes_yx", []) or []:
-            inside &= ~Path(np.asarray(h, float)[:, ::-1]).contains_points(pts)
-        out[idx] = inside
-    return out
+    return points_in_polygon(yx, roi.polygon_yx, getattr(roi, "holes_yx", []) or [])
 
 
 def roi_membership(adata, rois: Iterable[ROI] | None = None) -> pd.DataFrame:

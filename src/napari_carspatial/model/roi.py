@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .geometry import points_in_polygon, polygon_area
+
 #: region classes offered to reviewers (QuPath-style names)
 ROI_CLASSES = ("Tumor core", "Invasive margin", "Stroma", "TLS", "Exclude", "Other")
 
@@ -33,18 +35,8 @@ class ROI:
 
     def contains(self, yx: np.ndarray) -> np.ndarray:
         """Vectorised point-in-polygon for (n, 2) (y, x) points; points inside a hole are outside."""
-        from matplotlib.path import Path
-
-        pts = np.asarray(yx, dtype=float)[:, ::-1]
-        inside = Path(self.polygon_yx[:, ::-1]).contains_points(pts)
-        for hole in self.holes_yx:
-            inside &= ~Path(hole[:, ::-1]).contains_points(pts)
-        return inside
+        return points_in_polygon(yx, self.polygon_yx, self.holes_yx)
 
     def area_px(self) -> float:
         """Area in level-0 pixels², holes subtracted."""
-        def ring(p):
-            y, x = p[:, 0], p[:, 1]
-            return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
-
-        return ring(self.polygon_yx) - sum(ring(h) for h in self.holes_yx)
+        return polygon_area(self.polygon_yx, self.holes_yx)
