@@ -37,7 +37,49 @@ def steinbock_dir() -> Path:
     return _real("steinbock_imc_testdata")
 
 
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file and folder under ``root``."""
+    out = {}
+    if not root.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (st.st_size if p.is_file() else -1, st.st_mtime_ns)
+    return out
+
+
+def pytest_sessionstart(session):
+    session.config._carspatial_real_snapshot = _snapshot(REAL)
+
+
+def _check_real_data_untouched(session) -> None:
+    """Fail the run when a test created, changed or removed anything in the shared real data.
+
+    Tests run as root in CI, so read-only permission bits do not protect that folder.
+    """
+    before = getattr(session.config, "_carspatial_real_snapshot", None)
+    if before is None:
+        return
+    after = _snapshot(REAL)
+    changed = sorted(set(before) ^ set(after)) + sorted(k for k in set(before) & set(after)
+                                                        if before[k] != after[k] and before[k][0] != -1)
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"Tests modified the shared real data in {REAL}:", red=True)
+            for k in changed[:20]:
+                reporter.write_line(f"  {k}")
+        session.exitstatus = 1
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _check_real_data_untouched(session)
+    _check_no_skips(session)
+
+
+def _check_no_skips(session):
     """With CARSPATIAL_NO_SKIPS=1 (set by ``make test``, so in CI) any skipped test fails the run.
 
     Optional dependencies (squidpy, spatialdata) and the real data are present in CI; a skip

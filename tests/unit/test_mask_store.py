@@ -90,7 +90,7 @@ def test_big_mask_round_trip(big_mask, tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in big_mask.rglob("*") if p.is_file()}
     assert before == after
     # reopen the working copy: the edit is there
-    st2 = MaskStore.open_working_copy(big_mask)
+    st2 = MaskStore.open_working_copy(big_mask, resume=True)
     assert np.array_equal(st2.read(y0, y0 + 300, x0, x0 + 300), new)
     assert st2.max_id == st.max_id
     assert isinstance(pyr[0], da.Array)
@@ -126,3 +126,44 @@ def test_memory_store():
     st = MaskStore.open_working_copy(None, labels=lab)
     assert st.path is None and st.max_id == int(lab.max())
     assert st.reserve_ids(2).tolist() == [lab.max() + 1, lab.max() + 2]
+
+
+def test_working_copy_never_in_a_read_only_folder(tmp_path, monkeypatch):
+    """Even as root (tests, containers) a folder whose permission bits say read-only is not written."""
+    import os
+    import stat
+
+    import tifffile
+
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
+    src_dir = tmp_path / "shared"
+    src_dir.mkdir()
+    lab = np.zeros((64, 64), np.uint16)
+    lab[5:20, 5:20] = 3
+    src = src_dir / "mask.tif"
+    tifffile.imwrite(src, lab)
+    os.chmod(src_dir, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    try:
+        st = MaskStore.open_working_copy(src)
+        assert st.path.is_relative_to(tmp_path / "cache")
+        assert sorted(p.name for p in src_dir.iterdir()) == ["mask.tif"]
+    finally:
+        os.chmod(src_dir, stat.S_IRWXU)
+
+
+def test_stale_working_copy_moved_aside_not_reused(tmp_path):
+    import tifffile
+
+    lab = np.zeros((64, 64), np.uint16)
+    lab[5:20, 5:20] = 3
+    src = tmp_path / "mask.tif"
+    tifffile.imwrite(src, lab)
+    st = MaskStore.open_working_copy(src)
+    st.write(5, 5, np.zeros((15, 15), np.uint32))   # an edit: cell 3 erased
+    assert st.edit_count == 1 and not np.any(st.read(0, 64, 0, 64) == 3)
+    fresh = MaskStore.open_working_copy(src)        # e.g. the slide reopened with its original table
+    assert np.any(fresh.read(0, 64, 0, 64) == 3)     # starts from the source, not the old edits
+    backups = [p for p in tmp_path.iterdir() if p.name.startswith("mask.tif.carspatial-edit.") and p != fresh.path]
+    assert len(backups) == 1                          # the old edits are kept, not deleted
+    resumed = MaskStore.open_working_copy(src, resume=True)
+    assert np.any(resumed.read(0, 64, 0, 64) == 3)

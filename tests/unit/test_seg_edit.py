@@ -138,6 +138,28 @@ def test_new_cells_get_gating_call(demo):
     assert row["gated"] == "T" and row["cell_type"] == "unassigned"
 
 
+def test_undo_delete_keeps_the_gating_call(demo):
+    """A deleted cell brought back by undo keeps its stored call; rules only run on new cells."""
+    from napari_carspatial.analysis.gating import Gate, GatingScheme, PhenotypeRule, store_gating
+
+    # gate high so most cells are "Other"; then hand-edit one cell's call as a reviewer would
+    scheme = GatingScheme(gates={"CD3": Gate("CD3", threshold=1e9)}, rules=[PhenotypeRule("T", [("CD3", "+")])])
+    store_gating(demo.table, scheme, key="gated")
+    ed = se.SegmentationEditor(demo)
+    r = ed.region(0, 256, 0, 256)
+    before_lab = r.data.copy()
+    victim = int(np.unique(r.data[r.data > 0])[5])
+    obs = demo.table.obs
+    col = obs["gated"]
+    if "T (reviewed)" not in col.cat.categories:
+        obs["gated"] = col.cat.add_categories(["T (reviewed)"])
+    obs.loc[obs["cell_id"] == victim, "gated"] = "T (reviewed)"
+    ed.apply(r, se.delete_cells, [victim])
+    r.data[:] = before_lab
+    ed.commit(r, action="segmentation.undo")
+    assert demo.table.obs.set_index("cell_id").loc[victim, "gated"] == "T (reviewed)"
+
+
 def test_save_and_reopen(demo, tmp_path):
     from napari_carspatial.datasets import write_demo
     from napari_carspatial.io import read_sample, write_table
@@ -158,10 +180,15 @@ def test_save_and_reopen(demo, tmp_path):
     assert "segmentation.merge_cells" in set(get_log(s2.table)["action"])
 
 
-def test_operations_on_steinbock(steinbock_dir):
+def test_operations_on_steinbock(steinbock_dir, tmp_path):
+    import shutil
+
     from napari_carspatial.io import read_sample
 
-    s = [x for x in read_sample(steinbock_dir) if x.name.endswith("mockData2_001")][0]
+    # edit a copy: the shared real data must never get a working copy next to it
+    work = tmp_path / "steinbock"
+    shutil.copytree(steinbock_dir, work)
+    s = [x for x in read_sample(work) if x.name.endswith("mockData2_001")][0]
     ed = se.SegmentationEditor(s)
     H, W = s.shape_yx
     r = ed.region(0, H, 0, W)

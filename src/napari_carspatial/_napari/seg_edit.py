@@ -580,9 +580,11 @@ class SegmentationEditor:
             else:
                 obs[c] = ""
         # undo of a delete: the old annotations come back
+        restored = np.zeros(len(ids), dtype=bool)
         for i, cell in enumerate(ids):
             old = self._graveyard.pop(int(cell), None)
             if old is not None:
+                restored[i] = True
                 for c in cat_cols:
                     obs.iloc[i, obs.columns.get_loc(c)] = old[c]
         for b, chosen in merged_types.items():
@@ -601,7 +603,7 @@ class SegmentationEditor:
             if gkey and gkey in t.obs.columns:
                 try:
                     calls = apply_rules(rows, scheme)
-                    fresh = np.array([str(cell) not in set() for cell in ids])
+                    fresh = ~restored   # restored cells keep their call; only new cells are gated
                     vals = np.asarray(calls.astype(str))
                     for i in np.flatnonzero(fresh):
                         if int(ids[i]) not in merged_types:

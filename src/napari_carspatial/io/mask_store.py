@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,9 +61,46 @@ def _tool_version() -> str:
 
 
 def working_copy_path(mask_path: str | os.PathLike) -> Path:
-    """``<mask>.carspatial-edit.zarr`` next to ``mask_path``."""
+    """``<mask>.carspatial-edit.zarr`` next to ``mask_path``, or in the user cache when that folder is read-only.
+
+    Read-only is judged from the folder's permission bits as well as ``os.access``: tests and
+    containers often run as root, for whom ``os.access`` always says writable, and a folder of
+    shared source data must not be written even then.
+    """
     p = Path(os.fspath(mask_path).rstrip("/\\"))
-    return p.with_name(p.name + WORKING_SUFFIX)
+    if _folder_writable(p.parent):
+        return p.with_name(p.name + WORKING_SUFFIX)
+    import hashlib
+
+    key = hashlib.sha1(os.fspath(p.resolve()).encode("utf-8")).hexdigest()[:16]
+    return _cache_dir() / "working" / key / (p.name + WORKING_SUFFIX)
+
+
+def _folder_writable(folder: Path) -> bool:
+    import stat
+
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(folder, os.W_OK)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("CARSPATIAL_CACHE_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "napari-carspatial"
+
+
+def _source_fingerprint(src: Path) -> list:
+    """Size and modification time of the source mask (file, or every file of a zarr folder)."""
+    if src.is_dir():
+        files = [f for f in src.rglob("*") if f.is_file()]
+        return [sum(f.stat().st_size for f in files), max((f.stat().st_mtime_ns for f in files), default=0)]
+    st = src.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def corrected_path(mask_path: str | os.PathLike) -> Path:
@@ -154,7 +192,7 @@ class MaskStore:
     # ------------------------------------------------------------------ creation
     @classmethod
     def open_working_copy(cls, mask_path: str | os.PathLike | None = None, *, labels=None,
-                          chunk: int = CHUNK) -> "MaskStore":
+                          chunk: int = CHUNK, resume: bool = False) -> "MaskStore":
         """Open (or create) the working copy of a mask; the original is never written.
 
         Parameters
@@ -168,6 +206,12 @@ class MaskStore:
             store is then kept in memory).
         chunk
             Chunk edge of a new store.
+        resume
+            Reopen an existing working copy with its edits (its source must be unchanged). Without
+            it, a working copy that already holds edits, or whose source changed, is moved aside
+            (``...carspatial-edit.<time>.zarr``, never deleted) and a fresh one is made: silently
+            reusing old edits with a fresh table would break the table-mask link. Edits are
+            reopened by opening the *corrected* mask with its saved table.
         """
         import zarr
 
@@ -184,24 +228,33 @@ class MaskStore:
         if src.name.endswith(WORKING_SUFFIX) or _role(src) == ROLE_WORKING:
             return cls(zarr.open_group(os.fspath(src), mode="r+"), src)
         wpath = working_copy_path(src)
+        fingerprint = _source_fingerprint(src) if src.exists() else None
         if wpath.exists():
             st = cls(zarr.open_group(os.fspath(wpath), mode="r+"), wpath)
-            if tuple(st.shape) == tuple(labels.shape if labels is not None else st.shape):
+            same_source = st.attrs.get("source_fingerprint") == fingerprint
+            same_shape = tuple(st.shape) == tuple(labels.shape if labels is not None else st.shape)
+            if resume:
+                if not (same_source and same_shape):
+                    raise SampleError("the working copy no longer matches its source mask (changed since).",
+                                      path=wpath, hint="Open without resume to start a fresh working copy.")
                 log.info("reopened the working copy %s (%d edits so far)", wpath, st.edit_count)
                 return st
-            raise SampleError(f"the working copy has shape {st.shape}, the mask {tuple(labels.shape)}.", path=wpath,
-                              hint="Move the stale working copy away.")
+            if same_source and same_shape and st.edit_count == 0:
+                return st   # an unused copy: nothing to lose, nothing stale
+            backup = wpath.with_name(wpath.name.removesuffix(".zarr") + time.strftime(".%Y%m%d-%H%M%S") + ".zarr")
+            os.replace(wpath, backup)
+            log.warning("an earlier working copy of %s (%d edits) was moved to %s; starting a fresh one",
+                        src, st.edit_count, backup)
         if labels is None:
             from .masks import read_mask
 
             labels = read_mask(src, check_empty=False)[0]
-        if not os.access(src.parent, os.W_OK):
-            raise SampleError("cannot create the editable working copy next to the mask: the folder is read-only.",
-                              path=src.parent, hint="Copy the mask to a writable folder and open it from there.")
+        wpath.parent.mkdir(parents=True, exist_ok=True)
         tmp = wpath.with_name(f".{wpath.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             g = _new_group(os.fspath(tmp), tuple(labels.shape), np.dtype(labels.dtype), chunk,
-                           {"role": ROLE_WORKING, "source": os.fspath(src), "edit_count": 0, "max_id": 0})
+                           {"role": ROLE_WORKING, "source": os.fspath(src), "edit_count": 0, "max_id": 0,
+                            "source_fingerprint": fingerprint})
             mx = _store_levels(g, labels)
             a = dict(g.attrs["carspatial"])
             a["max_id"] = mx
