@@ -103,6 +103,8 @@ def _to_px(value, px: float | None):
     if value is None:
         return None
     if px is None:
+        logger.warning("no pixel size known: distance %s is taken in pixels, not µm "
+                       "(set uns['carspatial']['pixel_size_um'] or pass pixel_size_um)", value)
         return value
     if isinstance(value, tuple):
         return tuple(float(v) / px for v in value)
