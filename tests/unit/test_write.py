@@ -119,30 +119,75 @@ def test_proposed_name_never_the_source(tmp_path):
 
 
 def test_autosave_find_recover_discard(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", os.fspath(tmp_path / "cache"))
-    src = tmp_path / "table.h5ad"
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    src = tmp_path / "data" / "table.h5ad"
+    src.parent.mkdir()
     t = _table()
     write_table(t, src)
     assert find_recovery(src) is None
     t.obs["version"] = 7.0
     time.sleep(0.01)
     rp = autosave(t, src)
-    assert rp == src.with_name("table.h5ad.carspatial-recovery.h5ad")
+    # only in the cache folder, never beside the data
+    assert rp.parent == tmp_path / "cache" / "recovery" and rp.name.startswith("table.h5ad-")
+    assert sorted(p.name for p in src.parent.iterdir()) == ["table.h5ad"]
     os.utime(rp, (time.time() + 5, time.time() + 5))
     assert find_recovery(src) == rp
     assert (recover(src).obs["version"] == 7.0).all()
     discard_recovery(src)
     assert find_recovery(src) is None
-    # read-only source folder -> the cache folder
-    monkeypatch.setattr(write_mod, "recovery_paths", lambda s, name=None: [Path("/proc/no/such") / "x.h5ad",
-                                                                           write_mod._cache_recovery_path(s, name)])
-    rp2 = autosave(t, src)
-    assert rp2.parent == tmp_path / "cache" / "napari-carspatial" / "recovery"
-    # unsaved data (no source path) recovers by sample name
-    monkeypatch.undo()
-    monkeypatch.setenv("XDG_CACHE_HOME", os.fspath(tmp_path / "cache"))
-    rp3 = autosave(t, None, name="DEMO-001_post")
-    assert find_recovery(None, name="DEMO-001_post") == rp3
+    # without CARSPATIAL_CACHE_DIR: $XDG_CACHE_HOME/napari-carspatial/recovery
+    monkeypatch.delenv("CARSPATIAL_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", os.fspath(tmp_path / "xdg"))
+    assert autosave(t, src).parent == tmp_path / "xdg" / "napari-carspatial" / "recovery"
+
+
+def test_unsaved_recovery_is_keyed_by_the_table_fingerprint(tmp_path, monkeypatch):
+    """Data never saved: a recovery file is only found for the same table (cells, ids, centroids)."""
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    t = _table()
+    fp = write_mod.table_fingerprint(t)
+    assert fp.startswith("300-")
+    rp = autosave(t, None, name="DEMO-001_post")
+    assert find_recovery(None, name="DEMO-001_post", fingerprint=fp) == rp
+    other = _table(n=301)
+    assert find_recovery(None, name="DEMO-001_post", fingerprint=write_mod.table_fingerprint(other)) is None
+    moved = _table()
+    moved.obsm["spatial"] = moved.obsm["spatial"] + 1.0   # same ids, other cells
+    assert write_mod.table_fingerprint(moved) != fp
+    t.obs["cell_type_curated"] = "A"                      # curation does not change it
+    assert write_mod.table_fingerprint(t) == fp
+
+
+def test_declined_recovery_is_kept_not_deleted(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    t = _table()
+    rp = autosave(t, None, name="s", fingerprint="x")
+    out = write_mod.decline_recovery(rp)
+    assert out == rp.with_name(rp.name + ".declined") and out.is_file() and not rp.exists()
+    assert find_recovery(None, name="s", fingerprint="x") is None
+    assert ad.read_h5ad(out).n_obs == t.n_obs   # the work is still there
+    rp = autosave(t, None, name="s", fingerprint="x")
+    assert write_mod.decline_recovery(rp).name.endswith(".declined-2")
+
+
+def test_recovery_write_does_not_touch_the_table(tmp_path, monkeypatch):
+    """write_table(record=False) and autosave leave uns as it was (no "saved", no provenance)."""
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    src = tmp_path / "table.h5ad"
+    t = _table()
+    write_table(t, src)
+    saved = dict(t.uns["carspatial"]["saved"])
+    before = {k: (dict(v) if isinstance(v, dict) else v) for k, v in t.uns["carspatial"].items()}
+    rp = autosave(t, src)
+    assert dict(t.uns["carspatial"]["saved"]) == saved and t.uns["carspatial"].keys() == before.keys()
+    out = write_table(t, tmp_path / "plain.h5ad", record=False, paths={"table": src})
+    assert "provenance" not in t.uns["carspatial"] and t.uns["carspatial"]["saved"] == saved
+    assert ad.read_h5ad(out).uns["carspatial"]["saved"]["path"] == os.fspath(src)
+    assert ad.read_h5ad(rp).uns["carspatial"]["saved"]["path"] == os.fspath(src)
+    fresh = _table()
+    write_table(fresh, tmp_path / "fresh.h5ad", record=False)
+    assert "carspatial" not in fresh.uns
 
 
 def test_autosave_policy():

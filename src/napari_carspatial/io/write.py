@@ -16,10 +16,15 @@ One headless function, :func:`write_table`, is what the GUI's "Save as" and scri
 * **provenance**: ``uns["carspatial"]["provenance"]`` records the image, mask and source table
   paths with their size and SHA-256 (streamed in 4 MiB chunks; cached by path, size and mtime).
 
-Autosave writes the same way to a recovery file beside the source table
-(``<table>.carspatial-recovery.h5ad``) or, when that folder is read-only, to the user cache
-folder (``$XDG_CACHE_HOME/napari-carspatial/recovery``). :func:`find_recovery` tells whether a
-recovery file newer than the source exists; :func:`recover` reads it.
+Autosave writes the same way (``record=False``: the table's ``uns`` is not touched) to a
+recovery file in the user cache folder only (``$CARSPATIAL_CACHE_DIR/recovery``, default
+``$XDG_CACHE_HOME/napari-carspatial/recovery``), never beside the data. The file is keyed by
+the resolved source path, or for data that were never saved by the sample name **and** a
+fingerprint of the table (:func:`table_fingerprint`: number of cells + hash of the instance
+ids), so a different table is never offered another one's work. :func:`find_recovery` tells
+whether a recovery file newer than the source exists; :func:`recover` reads it;
+:func:`decline_recovery` sets it aside (renamed ``*.declined``, never deleted);
+:func:`discard_recovery` deletes it after a successful save.
 """
 
 from __future__ import annotations
@@ -199,7 +204,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None) -> Path:
+def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
+                record: bool = True) -> Path:
     """Write a cell table atomically as ``.h5ad`` or AnnData ``.zarr``.
 
     Parameters
@@ -214,6 +220,10 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     paths
         Where the sample's parts came from (``Sample.paths``): their paths, sizes and SHA-256
         are stored in ``uns["carspatial"]["provenance"]`` before writing.
+    record
+        Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
+        provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
+        it untouched.
 
     Returns
     -------
@@ -225,7 +235,7 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     SampleError
         The target exists (without ``overwrite``), the suffix is not ``.h5ad`` / ``.zarr``, or
         the folder cannot be written (read-only, missing, full). ``adata`` is unchanged apart
-        from the provenance entry.
+        from the provenance entry (none with ``record=False``).
     """
     target = Path(path)
     kind = _kind(target)
@@ -236,11 +246,12 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     if target.exists() and not overwrite:
         raise SampleError("already exists; not overwritten.", path=target,
                           hint="Choose a new name, or pass overwrite=True to replace it.")
-    if paths:
-        store_provenance(adata, paths)
-    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
-    meta["saved"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "path": os.fspath(target)}
-    adata.uns[UNS_KEY] = meta
+    if record:
+        if paths:
+            store_provenance(adata, paths)
+        meta = dict(adata.uns.get(UNS_KEY, {}) or {})
+        meta["saved"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "path": os.fspath(target)}
+        adata.uns[UNS_KEY] = meta
 
     tag = f"{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{target.name}{tag}{'.h5ad' if kind == 'h5ad' else '.zarr'}"
@@ -304,69 +315,105 @@ def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:
 
 
 # =========================================================================== autosave / recovery
+#: suffix given to a recovery file the user chose not to recover (kept, never deleted)
+DECLINED_SUFFIX = ".declined"
+
+
 def cache_dir() -> Path:
-    """The user cache folder for recovery files (``$XDG_CACHE_HOME/napari-carspatial/recovery``)."""
+    """The folder of recovery files: ``$CARSPATIAL_CACHE_DIR/recovery`` when set, else
+    ``$XDG_CACHE_HOME/napari-carspatial/recovery`` (default ``~/.cache/...``)."""
+    env = os.environ.get("CARSPATIAL_CACHE_DIR")
+    if env:
+        return Path(env) / "recovery"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "napari-carspatial" / "recovery"
 
 
-def _cache_recovery_path(source: str | os.PathLike | None, name: str | None) -> Path:
-    key = os.fspath(Path(source).resolve()) if source else f"unsaved:{name}"
+def table_fingerprint(adata) -> str:
+    """``"<n_obs>-<hash>"``: number of cells and a SHA-1 of the instance ids (mask labels; the
+    obs names when the table has no instance-id column) and of the centroids
+    (``obsm["spatial"]``) when present. Curation changes neither."""
+    import numpy as np
+
+    from ..model.conventions import SPATIAL_KEY, instance_ids
+
+    h = hashlib.sha1()
+    try:
+        h.update(np.ascontiguousarray(instance_ids(adata), dtype="<i8").tobytes())
+    except (KeyError, ValueError, TypeError):
+        h.update("\0".join(map(str, adata.obs_names)).encode("utf-8"))
+    if SPATIAL_KEY in adata.obsm:
+        h.update(np.ascontiguousarray(np.asarray(adata.obsm[SPATIAL_KEY])[:, :2], dtype="<f8").tobytes())
+    return f"{adata.n_obs}-{h.hexdigest()[:12]}"
+
+
+def recovery_path(source: str | os.PathLike | None, *, name: str | None = None,
+                  fingerprint: str | None = None) -> Path:
+    """The recovery file of a sample, in :func:`cache_dir`.
+
+    Keyed by the resolved ``source`` path; for data never saved (``source=None``) by ``name``
+    and the table ``fingerprint`` (:func:`table_fingerprint`).
+    """
+    if source:
+        key = os.fspath(Path(source).resolve())
+        stem = Path(source).name
+    else:
+        key = f"unsaved:{name}:{fingerprint or ''}"
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in (name or "table"))
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-    stem = Path(source).name if source else (name or "table")
     return cache_dir() / f"{stem}-{digest}{RECOVERY_SUFFIX}"
 
 
-def recovery_paths(source: str | os.PathLike | None, *, name: str | None = None) -> list[Path]:
-    """Where the recovery file of ``source`` may be: beside it, then in the cache folder."""
-    out = []
-    if source:
-        s = Path(source)
-        out.append(s.with_name(s.name + RECOVERY_SUFFIX))
-    out.append(_cache_recovery_path(source, name))
-    return out
+def recovery_paths(source: str | os.PathLike | None, *, name: str | None = None,
+                   fingerprint: str | None = None) -> list[Path]:
+    """Where the recovery file of ``source`` may be (a list, for compatibility: the cache folder only)."""
+    return [recovery_path(source, name=name, fingerprint=fingerprint)]
 
 
-def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None) -> Path:
-    """Write ``adata`` to its recovery file (beside ``source``, else the cache folder); atomic.
+def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None,
+             fingerprint: str | None = None) -> Path:
+    """Write ``adata`` to its recovery file in the cache folder; atomic; ``adata`` is not modified.
+
+    Safe to call from a worker thread on a snapshot (``adata.copy()`` taken by the caller).
 
     Parameters
     ----------
     adata
-        The table being curated.
+        The table being curated (or a snapshot of it).
     source
-        The table (or image) the session started from; ``None`` for unsaved data (then
-        ``name`` names the recovery file in the cache folder).
-    name
-        Sample name, used when ``source`` is ``None``.
+        The table (or image) the session started from; ``None`` for unsaved data.
+    name, fingerprint
+        Sample name and :func:`table_fingerprint` (computed when omitted), used when ``source``
+        is ``None``.
 
     Returns
     -------
     pathlib.Path
         Where the recovery file was written.
     """
-    last = None
-    for cand in recovery_paths(source, name=name):
-        try:
-            cand.parent.mkdir(parents=True, exist_ok=True)
-            return write_table(adata, cand, overwrite=True)
-        except (SampleError, OSError) as err:
-            last = err
-            log.info("autosave: %s not writable (%s); trying the next location", cand, err)
-    raise SampleError(f"autosave failed ({last}).", path=source)
+    if not source and fingerprint is None:
+        fingerprint = table_fingerprint(adata)
+    target = recovery_path(source, name=name, fingerprint=fingerprint)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return write_table(adata, target, overwrite=True, record=False)
+    except OSError as err:
+        raise SampleError(f"autosave failed ({err}).", path=target,
+                          hint="Save your work with Save as.") from err
 
 
-def find_recovery(source: str | os.PathLike | None, *, name: str | None = None) -> Path | None:
-    """The newest recovery file of ``source`` that is newer than ``source`` itself, or None."""
+def find_recovery(source: str | os.PathLike | None, *, name: str | None = None,
+                  fingerprint: str | None = None) -> Path | None:
+    """The recovery file of ``source`` when it is newer than ``source`` itself, or None."""
     if source:
         restore_interrupted(source)
     src_m = Path(source).stat().st_mtime if source and Path(source).exists() else -1.0
-    found = [p for p in recovery_paths(source, name=name) if p.is_file()]
+    found = [p for p in recovery_paths(source, name=name, fingerprint=fingerprint) if p.is_file()]
     found = [p for p in found if p.stat().st_mtime > src_m]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None):
+def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, fingerprint: str | None = None):
     """Read the recovery table of ``source`` (or a recovery file given directly).
 
     Raises
@@ -377,7 +424,7 @@ def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None):
     import anndata as ad
 
     p = Path(source_or_recovery)
-    rec = p if p.name.endswith(RECOVERY_SUFFIX) else find_recovery(p, name=name)
+    rec = p if p.name.endswith(RECOVERY_SUFFIX) else find_recovery(p, name=name, fingerprint=fingerprint)
     if rec is None or not rec.is_file():
         raise SampleError("no recovery file found.", path=p)
     adata = ad.read_h5ad(rec)
@@ -385,9 +432,26 @@ def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None):
     return adata
 
 
-def discard_recovery(source: str | os.PathLike | None, *, name: str | None = None) -> None:
-    """Delete the recovery files of ``source`` (after a successful save or a declined recovery)."""
-    for p in recovery_paths(source, name=name):
+def decline_recovery(recovery: str | os.PathLike) -> Path | None:
+    """Set a recovery file aside without deleting it: renamed ``<file>.declined`` (``.declined-2``,
+    ... when that exists). It is no longer offered; the user can still open it. Returns the new path."""
+    p = Path(recovery)
+    if not p.is_file():
+        return None
+    dst = p.with_name(p.name + DECLINED_SUFFIX)
+    k = 2
+    while dst.exists():
+        dst = p.with_name(f"{p.name}{DECLINED_SUFFIX}-{k}")
+        k += 1
+    os.replace(p, dst)
+    log.info("recovery file set aside as %s", dst)
+    return dst
+
+
+def discard_recovery(source: str | os.PathLike | None, *, name: str | None = None,
+                     fingerprint: str | None = None) -> None:
+    """Delete the recovery file of ``source`` (only after the work was saved successfully)."""
+    for p in recovery_paths(source, name=name, fingerprint=fingerprint):
         try:
             p.unlink(missing_ok=True)
         except OSError as err:  # pragma: no cover
