@@ -496,12 +496,15 @@ class SegmentationEditor:
         # structural change: drop / add rows
         if len(gone) or len(new_ids):
             new_rows = self._new_rows(t, m, ~in_table, key, cat_cols, merged_types)
-            base = t[keep].copy() if not keep.all() else t
             if t.obsp is not None and len(t.obsp.keys()):
                 log.info("spatial graphs in obsp (%s) dropped: cells were added or removed; recompute them",
                          ", ".join(t.obsp.keys()))
-            t = _append_rows(base, new_rows)
+            ids_after = np.concatenate([row_of.ids[keep], new_rows.obs[key].to_numpy(np.int64)])
+            # rows are dropped / appended with numpy takes (t[keep].copy() + a new AnnData cost
+            # ~130 ms at 10^5-10^6 rows)
+            t = _append_rows(t, new_rows, keep=None if keep.all() else keep)
             self.sample.table = t
+            self._rows_cache = (t, t.obs, _RowIndex(ids_after))
         record(t, action, cell_ids=res.affected, old={"removed": res.removed},
                new={"added": res.added, "updated": res.updated}, note=note or f"box {[int(v) for v in box]}",
                reviewer=self.reviewer)
@@ -511,11 +514,11 @@ class SegmentationEditor:
                        note="the merged cell keeps the type covering most of its area", reviewer=self.reviewer)
         mark_stale(t, box)
 
-    def _rows(self, t) -> pd.Index:
-        """``pd.Index`` of the table's instance ids (cached per table object and length)."""
+    def _rows(self, t) -> "_RowIndex":
+        """Row lookup of the table's instance ids (cached per table object, ``obs`` and length)."""
         cached = getattr(self, "_rows_cache", None)  # holds the objects: their ids cannot be reused
         if cached is None or cached[0] is not t or cached[1] is not t.obs or len(cached[2]) != t.n_obs:
-            cached = self._rows_cache = (t, t.obs, pd.Index(instance_ids(t)))
+            cached = self._rows_cache = (t, t.obs, _RowIndex(instance_ids(t)))
         return cached[2]
 
     @staticmethod
@@ -642,34 +645,107 @@ def _add_category(t, col: str, value: str) -> None:
         t.uns[ck] = np.asarray(list(np.asarray(t.uns[ck]).tolist()) + [UNASSIGNED_COLOR if value == UNASSIGNED else "#bdbdbd"], dtype=object)
 
 
-def _append_rows(base, rows):
-    """``base`` + ``rows`` (same columns), categorical columns and their colours kept."""
-    import anndata as ad
+class _RowIndex:
+    """Row positions of instance ids: binary search when the ids are increasing (tables from
+    :func:`quantify` are, and new ids are appended as max + 1, so they stay so), else a hash index.
 
-    obs_b = base.obs.copy()
-    obs_r = rows.obs.copy()
-    for c in obs_b.columns:
-        if isinstance(obs_b[c].dtype, pd.CategoricalDtype):
-            cats = list(obs_b[c].cat.categories)
-            extra = [v for v in pd.unique(obs_r[c].astype(object)) if not pd.isna(v) and v not in cats]
-            if extra:
-                for v in extra:
-                    _add_category(base, c, str(v))
-                obs_b = base.obs.copy()
-                cats = list(obs_b[c].cat.categories)
-            obs_r[c] = pd.Categorical(obs_r[c].astype(object), categories=cats)
+    Building a ``pd.Index`` hash table of 10^5-10^6 ids costs ~10-30 ms per structural edit.
+    """
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self._sorted = bool(self.ids.size < 2 or (self.ids[1:] > self.ids[:-1]).all())
+        self._index = None if self._sorted else pd.Index(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get_indexer(self, ids) -> np.ndarray:
+        q = np.asarray(ids, dtype=np.int64).ravel()
+        if self._index is not None:
+            return self._index.get_indexer(q)
+        if not self.ids.size:
+            return np.full(q.shape, -1, dtype=np.intp)
+        pos = np.searchsorted(self.ids, q)
+        pos = np.minimum(pos, self.ids.size - 1)
+        return np.where(self.ids[pos] == q, pos, -1).astype(np.intp)
+
+    def __contains__(self, cell) -> bool:
+        return bool(self.get_indexer([cell])[0] >= 0)
+
+    def get_loc(self, cell) -> int:
+        p = int(self.get_indexer([cell])[0])
+        if p < 0:
+            raise KeyError(cell)
+        return p
+
+
+def _append_rows(base, rows, keep: np.ndarray | None = None):
+    """``base[keep]`` + ``rows`` (same columns), categorical columns and their colours kept.
+
+    Returns a new AnnData; ``base`` is not changed except for categories (and colours) added to
+    its categorical columns. Spatial graphs (``obsp``) are dropped.
+    """
     import warnings
 
+    pos = None if keep is None else np.flatnonzero(keep)
+    obs_r = rows.obs.copy()
+    for c in base.obs.columns:
+        if isinstance(base.obs[c].dtype, pd.CategoricalDtype):
+            cats = list(base.obs[c].cat.categories)
+            extra = [v for v in pd.unique(obs_r[c].astype(object)) if not pd.isna(v) and v not in cats]
+            for v in extra:
+                _add_category(base, c, str(v))
+            cats = list(base.obs[c].cat.categories)
+            obs_r[c] = pd.Categorical(obs_r[c].astype(object), categories=cats)
+    obs_b = base.obs if pos is None else base.obs.take(pos)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         obs = pd.concat([obs_b, obs_r[obs_b.columns]], axis=0)
-    Xb = base.X.toarray() if hasattr(base.X, "toarray") else np.asarray(base.X)
-    X = np.concatenate([Xb, np.asarray(rows.X, dtype=Xb.dtype)], axis=0)
-    out = ad.AnnData(X=X, obs=obs, var=base.var.copy(), uns=dict(base.uns))
-    for k in base.obsm.keys():
-        out.obsm[k] = np.concatenate([np.asarray(base.obsm[k]), np.asarray(rows.obsm[k])], axis=0)
-    for k in base.layers.keys():
-        out.layers[k] = np.concatenate([np.asarray(base.layers[k]), np.asarray(rows.layers[k])], axis=0)
+
+    def cat(a, b):
+        a = a.toarray() if hasattr(a, "toarray") else np.asarray(a)
+        b = np.asarray(b, dtype=a.dtype)
+        n = a.shape[0] if pos is None else pos.size
+        out = np.empty((n + b.shape[0],) + a.shape[1:], dtype=a.dtype)
+        if pos is None:
+            out[:n] = a
+        else:  # one copy (a[pos] then concatenate would copy twice)
+            np.take(a, pos, axis=0, out=out[:n])
+        out[n:] = b
+        return out
+
+    X = None if base.X is None else cat(base.X, rows.X)
+    obsm = {k: cat(base.obsm[k], rows.obsm[k]) for k in base.obsm.keys()}
+    layers = {k: cat(base.layers[k], rows.layers[k]) for k in base.layers.keys()}
+    if base.raw is None and not base.is_view and not base.isbacked:
+        # a new AnnData object (callers notice the table changed) sharing nothing mutable with
+        # ``base``, without the constructor's whole-table checks (~30 ms at 10^5-10^6 rows:
+        # the new ids are unique by construction)
+        try:
+            out = object.__new__(type(base))
+            out.__dict__.update(base.__dict__)
+            out.file = type(base.file)(out, None)
+            out._obs = obs
+            if hasattr(out, "_n_obs"):
+                out._n_obs = len(obs)
+            if out.n_obs != len(obs) or out.n_vars != base.n_vars:
+                raise ValueError("shape did not follow obs")
+            out._var = base.var.copy()
+            out._X = None
+            out.X = X
+            out.obsm = obsm
+            out.layers = layers
+            out.obsp = {}
+            out.varm = dict(base.varm)
+            out.varp = dict(base.varp)
+            out.uns = dict(base.uns)
+            return out
+        except Exception as err:  # noqa: BLE001 - anndata internals changed: use the constructor
+            log.debug("fast row update failed (%s); building the AnnData", err)
+    import anndata as ad
+
+    out = ad.AnnData(X=X, obs=obs, var=base.var.copy(), uns=dict(base.uns), obsm=obsm, layers=layers)
     for k in base.varm.keys():
         out.varm[k] = base.varm[k]
     return out
