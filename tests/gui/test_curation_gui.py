@@ -26,7 +26,7 @@ def demo_files(tmp_path_factory):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
     import napari_carspatial.widgets.curation as wc
 
     monkeypatch.setattr(wc, "_SESSION_REVIEWER", None)
@@ -39,18 +39,26 @@ def _open(viewer, files, table=None):
     return s, store.register(s)
 
 
-def _widget(viewer, qtbot):
+def _widget(viewer, qtbot, show=False):
     from napari_carspatial.widgets.curation import CurationWidget
 
     w = CurationWidget(viewer)
     qtbot.addWidget(w)
+    if show:   # keys only reach a dock that is on screen
+        w.show()
+        qtbot.waitExposed(w)
     return w
+
+
+def _press(viewer, key):
+    """Press ``key`` as the canvas does (napari's keymap handler: active layer first, then viewer)."""
+    return viewer.__wrapped__.window._qt_viewer._key_map_handler.press_key(key)
 
 
 def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache):
     viewer = make_napari_viewer_proxy()
     s, sid = _open(viewer, demo_files)
-    w = _widget(viewer, qtbot)
+    w = _widget(viewer, qtbot, show=True)
     w.set_reviewer(REVIEWER)
     sess = w.session
     assert sess is not None and sess.sid == sid
@@ -79,7 +87,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     n_car = int(col.counts()[col.categories.index("CAR T")])
     assert n_car == n_car_before + int((orig[inside] != "CAR T").sum())
 
-    # a new type for one clicked cell (shift-click adds), then number key 1 (first type)
+    # a new type for one clicked cell (shift-click adds), then Alt+1 (first type)
     cid = int(s.table.obs["cell_id"].iloc[~inside.nonzero()[0][0] if False else np.flatnonzero(~inside)[0]])
     row = int(np.flatnonzero(s.table.obs["cell_id"].to_numpy() == cid)[0])
     lab = sess.labels_layer
@@ -90,9 +98,14 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     w.assign()
     assert s.table.obs["cell_type_curated"].iloc[row] == "Doublet"
     assert "Doublet" in col.categories
-    w._bound["1"][0](viewer)   # the viewer's key binding for "1"
+    viewer.layers.selection.active = lab   # the cells (Labels) layer active: its digits are its tools
+    assert _press(viewer, "Alt-1")
     assert s.table.obs["cell_type_curated"].iloc[row] == sess.curation.categories[0]
-    w._bound["Control-Z"][0](viewer)
+    assert lab.mode == "pan_zoom"
+    assert _press(viewer, "Control-Z")   # a Labels layer keeps its own Ctrl+Z: press on the viewer's
+    assert s.table.obs["cell_type_curated"].iloc[row] == sess.curation.categories[0]
+    viewer.layers.selection.active = viewer.layers[0]   # an image layer: the dock's Ctrl+Z
+    assert _press(viewer, "Control-Z")
     assert s.table.obs["cell_type_curated"].iloc[row] == "Doublet"
 
     # exclude one cell as a fold
@@ -102,7 +115,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     # 3. undo / redo (buttons and Ctrl+Shift+Z)
     w.undo_button.click()
     assert not s.table.obs["excluded"].any()
-    w._bound["Control-Shift-Z"][0](viewer)
+    assert _press(viewer, "Control-Shift-Z")
     assert bool(s.table.obs["excluded"].iloc[row])
 
     # 6. regions: a tumour core (polygon) and a margin (rectangle)
@@ -139,16 +152,29 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     w.export_csv(cache / "audit.csv")
     assert (cache / "audit.csv").read_text(encoding="utf-8").count(REVIEWER) == len(log)
 
-    # 7. save: never over the source without consent, then as a new file
+    # 7. save: never over the source (not even with overwrite=True), then as a new file
+    src_bytes = demo_files["table"].read_bytes() if demo_files["table"].is_file() else None
     assert w.save(demo_files["table"]) is None
+    assert w.save(demo_files["table"], overwrite=True) is None
+    assert "source file" in w.status.text()
+    if src_bytes is not None:
+        assert demo_files["table"].read_bytes() == src_bytes
+    before_uns = {k: str(v) for k, v in s.table.uns["carspatial"].items()}
+    w.autosave_now()   # a snapshot in a worker: the live table's uns is not touched
+    qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
+    assert w.last_autosave is not None and w.last_autosave.parent == cache / "cache" / "recovery"
+    assert {k: str(v) for k, v in s.table.uns["carspatial"].items()} == before_uns
     out = w.save(cache / "curated ü.h5ad")
     assert out is not None and out.exists()
     curated = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
     colours = list(s.table.uns["cell_type_curated_colors"])
     rois = [(r.name, r.cls) for r in s.rois]
     n_log = len(get_log(s.table))
+    assert w.last_autosave.exists() is False   # saved: the recovery file is gone
     w.cleanup()
-    assert not any(k in viewer.keymap for k in w._bound)   # keys unbound when the dock closes
+    from napari.utils.key_bindings import coerce_keybinding
+
+    assert not any(coerce_keybinding(k) in viewer.keymap for k in ("Alt-1", "Control-Z"))   # unbound on close
     viewer.close()
 
     # "close napari", reopen the saved table: everything is back
@@ -189,9 +215,12 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     w.blind_box.setChecked(False)
     assert any(real in lyr.name for lyr in store.layers_of(viewer, sid)) and s.name == real
 
-    # autosave, "crash", reopen: recovery is offered and restores the edit
-    rec = w.autosave_now()
+    # autosave, "crash", reopen: recovery is offered (banner, no modal dialog) and restores the edit
+    w.autosave_now()
+    qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
+    rec = w.last_autosave
     assert rec is not None and rec.exists()
+    assert not (demo_files["table"].parent / (demo_files["table"].name + ".carspatial-recovery.h5ad")).exists()
     expected = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
     w.cleanup()
     viewer.close()
@@ -199,14 +228,144 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     import time
 
     os.utime(rec, (time.time() + 5, time.time() + 5))
-    from napari_carspatial.widgets import curation as wc
+    _no_modal(monkeypatch)
+    viewer2 = make_napari_viewer_proxy()
+    s2, sid2 = _open(viewer2, demo_files)
+    col2 = get_colouring(viewer2, sid2)
+    w2 = _widget(viewer2, qtbot)
+    assert w2.recovery_banner.isHidden()          # not while the dock is being built
+    qtbot.waitUntil(lambda: not w2.recovery_banner.isHidden(), timeout=3000)
+    assert w2.recovery_file == rec and "Recover" in w2.recover_button.text()
+    assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() != expected).any()
+    assert w2.recover_now()
+    assert w2.recovery_banner.isHidden()
+    assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() == expected).all()
+    assert w2.session.sample.table is s2.table and w2.session.curation.adata is s2.table
+    assert json.loads(get_log(s2.table)["cell_ids"].iloc[0]) == s2.table.obs["cell_id"].iloc[:5].tolist()
+    # the hover features and the colouring follow the recovered table
+    lab = store.layers_of(viewer2, sid2, "labels")[0]
+    assert (lab.features["cell_type_curated"].to_numpy() == expected).all()
+    assert int(col2.counts()[col2.categories.index("CAR T")]) == int((expected == "CAR T").sum())
+    w2.cleanup()
 
-    asked = []
-    monkeypatch.setattr(wc.CurationWidget, "_ask_yes_no", lambda self, title, text: asked.append(text) or True)
+
+def _no_modal(monkeypatch):
+    """Any modal question fails the test."""
+    from qtpy.QtWidgets import QMessageBox
+
+    def _fail(*a, **k):
+        raise AssertionError(f"modal dialog opened: {a[1:3]}")
+
+    monkeypatch.setattr(QMessageBox, "question", _fail)
+
+
+def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_files, cache, monkeypatch):
+    _no_modal(monkeypatch)
+    viewer = make_napari_viewer_proxy()
+    _open(viewer, demo_files)
+    w = _widget(viewer, qtbot)
+    w.set_reviewer("r")
+    w.session.select(np.arange(3))
+    w.assign("Doublet")
+    w.autosave_now()
+    qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
+    rec = w.last_autosave
+    w.cleanup()
+    viewer.close()
+    import os
+    import time
+
+    os.utime(rec, (time.time() + 5, time.time() + 5))
     viewer2 = make_napari_viewer_proxy()
     s2, _ = _open(viewer2, demo_files)
-    w2 = _widget(viewer2, qtbot)
-    assert asked and "Recover" in asked[0]
-    assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() == expected).all()
-    assert json.loads(get_log(s2.table)["cell_ids"].iloc[0]) == s2.table.obs["cell_id"].iloc[:5].tolist()
+    w2 = _widget(viewer2, qtbot, show=True)
+    qtbot.waitUntil(lambda: w2.recovery_banner.isVisible(), timeout=3000)
+    if os.environ.get("CARSPATIAL_SHOTS"):   # the screenshot in docs/curation.md
+        w2.grab().save(os.path.join(os.environ["CARSPATIAL_SHOTS"], "curation_recovery.png"))
+    w2.not_now_button.click()
+    assert w2.recovery_banner.isHidden()
+    assert not rec.exists() and rec.with_name(rec.name + ".declined").is_file()   # kept, set aside
+    assert "Doublet" not in set(s2.table.obs["cell_type_curated"].astype(str))
     w2.cleanup()
+    viewer2.close()
+    # not offered again
+    viewer3 = make_napari_viewer_proxy()
+    _open(viewer3, demo_files)
+    w3 = _widget(viewer3, qtbot)
+    qtbot.wait(50)
+    assert w3.recovery_banner.isHidden() and w3.recovery_file is None
+    w3.cleanup()
+
+
+def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_viewer_proxy, qtbot, tmp_path_factory,
+                                                                 cache, monkeypatch):
+    """Data without a source (the demo): the recovery key holds a fingerprint of the table."""
+    import os
+    import time
+
+    from napari_carspatial.datasets import write_demo
+
+    _no_modal(monkeypatch)
+    a = write_demo(tmp_path_factory.mktemp("a"), size=512, seed=3)
+    b = write_demo(tmp_path_factory.mktemp("b"), size=512, seed=4)
+
+    def open_unsaved(viewer, files):
+        s = read_sample(files["image"], mask=files["mask"], table=files["table"])
+        s.paths.clear()              # as if never saved (in-memory demo)
+        s.name = "demo"
+        add_sample_layers(viewer, s)
+        return s, store.register(s)
+
+    viewer = make_napari_viewer_proxy()
+    open_unsaved(viewer, a)
+    w = _widget(viewer, qtbot)
+    w.set_reviewer("r")
+    w.session.select(np.arange(3))
+    w.assign("Doublet")
+    w.autosave_now()
+    qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
+    rec = w.last_autosave
+    assert rec.parent == cache / "cache" / "recovery"
+    os.utime(rec, (time.time() + 5, time.time() + 5))
+    w.cleanup()
+    viewer.close()
+    # another table under the same name: nothing offered
+    viewer2 = make_napari_viewer_proxy()
+    open_unsaved(viewer2, b)
+    w2 = _widget(viewer2, qtbot)
+    qtbot.wait(50)
+    assert w2.recovery_banner.isHidden()
+    w2.cleanup()
+    viewer2.close()
+    # the same table: offered
+    viewer3 = make_napari_viewer_proxy()
+    open_unsaved(viewer3, a)
+    w3 = _widget(viewer3, qtbot)
+    qtbot.waitUntil(lambda: not w3.recovery_banner.isHidden(), timeout=3000)
+    assert w3.recovery_file == rec
+    w3.cleanup()
+
+
+def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, qtbot, demo_files, tmp_path_factory,
+                                                     cache, monkeypatch):
+    from napari_carspatial.datasets import write_demo
+
+    _no_modal(monkeypatch)
+    other = write_demo(tmp_path_factory.mktemp("other"), size=512, seed=5)
+    viewer = make_napari_viewer_proxy()
+    s, _sid = _open(viewer, demo_files)
+    w = _widget(viewer, qtbot)
+    w.set_reviewer("r")
+    w.session.select(np.arange(3))
+    w.assign("Doublet")
+    assert w.autosave_policy.pending == 1
+    _s2, sid2 = _open(viewer, other)
+    w.sample_box.setCurrentIndex(w.sample_box.findData(sid2))
+    assert w.session.sid == sid2
+    qtbot.waitUntil(lambda: not w.autosave_busy() and w.last_autosave is not None, timeout=10000)
+    import anndata as ad
+
+    back = ad.read_h5ad(w.last_autosave)
+    assert (back.obs["cell_type_curated"].astype(str).to_numpy()[:3] == "Doublet").all()
+    assert back.n_obs == s.table.n_obs
+    w.cleanup()

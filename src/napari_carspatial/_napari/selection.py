@@ -367,11 +367,14 @@ _sessions: "weakref.WeakKeyDictionary[Any, dict[str, CurationSession]]" = weakre
 
 
 def get_session(viewer, sid: str, **kw) -> CurationSession:
-    """The :class:`CurationSession` of (viewer, sample), created on first use."""
+    """The :class:`CurationSession` of (viewer, sample), created on first use.
+
+    A new session is made when the sample's table was replaced (e.g. by a recovered table).
+    """
     key = getattr(viewer, "__wrapped__", viewer)
     per = _sessions.setdefault(key, {})
     sess = per.get(sid)
-    if sess is None or sess.sample is not store.get(sid):
+    if sess is None or sess.sample is not store.get(sid) or sess.curation.adata is not sess.sample.table:
         sess = per[sid] = CurationSession(viewer, sid, **kw)
     return sess
 

@@ -4,16 +4,21 @@ Tabs:
 
 * **Cells**: selection tools (click / shift-click, lasso, polygon, rectangle, clear; "only
   type" restricts any selection to one curated type, e.g. all CAR T cells in a region), the
-  selection count, "Assign" to an existing or new type (number keys 1-9 = the first nine
-  types), "Exclude" with a reason (artefact, fold, necrosis, out of focus), "Confirm" (the call
-  was right: cells count as reviewed), undo / redo (Ctrl+Z / Ctrl+Shift+Z).
+  selection count, "Assign" to an existing or new type (Alt+1 ... Alt+9 = the first nine
+  types; plain digits belong to napari's layer tools), "Exclude" with a reason (artefact, fold,
+  necrosis, out of focus), "Confirm" (the call was right: cells count as reviewed), undo / redo
+  (Ctrl+Z / Ctrl+Shift+Z). Shortcuts go through :mod:`._keys`: the dock on screen that was used
+  last gets them.
 * **Regions**: draw a polygon or rectangle as a named ROI with a class, the ROI table (cells,
   review progress), select cells of a ROI, mark a region reviewed, GeoJSON import / export.
 * **Audit**: every action (undo and redo included) with time and reviewer; export as CSV.
 
 Top: sample, reviewer (asked once per session, default the OS user), blinded review, progress,
-"Save as…" (``.h5ad`` / ``.zarr``, a new name proposed, never the source unless confirmed) and
-"Export SpatialData…". Edits are autosaved to a recovery file every few edits or minutes.
+"Save as…" (``.h5ad`` / ``.zarr``, a new name proposed; the source table is never overwritten)
+and "Export SpatialData…". Edits are autosaved (a snapshot written in a worker thread) to a
+recovery file in the user cache folder every few edits or minutes, before switching sample and
+when the dock closes. A recovery file newer than the sample is offered in a banner at the top of
+the dock ("Recover" / "Not now"; "Not now" sets the file aside, it is never deleted).
 All the work is in :mod:`napari_carspatial._napari.selection` and the headless model / io.
 """
 
@@ -30,6 +35,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,8 +45,8 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QProgressBar,
-    QScrollArea,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -52,6 +58,7 @@ from .._napari import store
 from .._napari.selection import ROLE_SELECT_SHAPES, get_session
 from ..model import ROI_CLASSES, SampleError, default_reviewer, get_log
 from ..model.curation import EXCLUDE_REASONS
+from ._keys import get_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,9 @@ _SESSION_REVIEWER: str | None = None
 AUTOSAVE_EDITS = 5
 AUTOSAVE_SECONDS = 120.0
 AUDIT_COLUMNS = ("time", "reviewer", "action", "cells", "column", "old", "new", "note")
-NUMBER_KEYS = [str(k) for k in range(1, 10)]
+#: keys assigning the first nine types (napari layers use the plain digits for their tools)
+TYPE_KEYS = [f"Alt-{k}" for k in range(1, 10)]
+UNDO_KEY, REDO_KEY = "Control-Z", "Control-Shift-Z"
 
 
 def _notify(msg: str, level: str = "info") -> None:
@@ -90,13 +99,20 @@ class CurationWidget(QWidget):
 
         self.viewer = napari_viewer
         self.session = None
-        self._bound: dict[str, object] = {}
+        self._keys_registered = False
+        self._cleaned = False
         self._draw_purpose = "select"
         self._click_cb = None
         self._shapes_connected: set[int] = set()
         self.autosave_policy = AutosavePolicy(AUTOSAVE_EDITS, AUTOSAVE_SECONDS)
         self.last_autosave: Path | None = None
         self.saved_path: Path | None = None
+        self._autosave_worker = None     # the running autosave worker (one at a time)
+        self._autosave_queued = None     # (snapshot, source, name, fingerprint) to write after it
+        self._discard_after_autosave: tuple | None = None
+        self.recovery_file: Path | None = None   # the recovery file offered in the banner
+        self._recovery_sid: str | None = None
+        self._recovery_seen: set[str] = set()
         store.watch_viewer(self.viewer)
 
         # ------------------------------------------------------------ top
@@ -130,7 +146,7 @@ class CurationWidget(QWidget):
         self.undo_button.setToolTip("Undo the last curation action (Ctrl+Z)")
         self.redo_button.setToolTip("Redo (Ctrl+Shift+Z)")
         self.save_button = QPushButton("Save as…")
-        self.save_button.setToolTip("Write the curated table (.h5ad or .zarr) to a new file; the source is never overwritten unless you confirm")
+        self.save_button.setToolTip("Write the curated table (.h5ad or .zarr) to a new file; the source table is never overwritten")
         self.sdata_button = QPushButton("Export SpatialData…")
         ur = QHBoxLayout()
         ur.addWidget(self.undo_button)
@@ -141,6 +157,25 @@ class CurationWidget(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: gray; font-size: 10px")
+
+        # ------------------------------------------------------------ recovery banner
+        self.recovery_banner = QFrame()
+        self.recovery_banner.setObjectName("recoveryBanner")
+        self.recovery_banner.setStyleSheet(
+            "#recoveryBanner { background: #fff3cd; border: 1px solid #e0b84a; border-radius: 4px; }"
+            "#recoveryBanner QLabel { color: #533f03; }")
+        self.recovery_label = QLabel()
+        self.recovery_label.setWordWrap(True)
+        self.recover_button = QPushButton("Recover")
+        self.recover_button.setToolTip("Replace the open table with the autosaved one (the curation you did not save)")
+        self.not_now_button = QPushButton("Not now")
+        self.not_now_button.setToolTip("Keep the open table; the recovery file is set aside (renamed *.declined), not deleted")
+        bl = QHBoxLayout(self.recovery_banner)
+        bl.setContentsMargins(8, 6, 8, 6)
+        bl.addWidget(self.recovery_label, 1)
+        bl.addWidget(self.recover_button)
+        bl.addWidget(self.not_now_button)
+        self.recovery_banner.hide()
 
         # ------------------------------------------------------------ cells tab
         cells = QWidget()
@@ -170,7 +205,7 @@ class CurationWidget(QWidget):
         self.type_box.setInsertPolicy(QComboBox.NoInsert)
         self.type_box.setToolTip("An existing type, or type a new name")
         self.assign_button = QPushButton("Assign")
-        self.assign_button.setToolTip("Set the curated type of the selected cells (keys 1-9: the first nine types)")
+        self.assign_button.setToolTip("Set the curated type of the selected cells (Alt+1 … Alt+9: the first nine types)")
         self.reason_box = QComboBox()
         self.reason_box.addItems(list(EXCLUDE_REASONS))
         self.reason_box.setEditable(True)
@@ -279,6 +314,7 @@ class CurationWidget(QWidget):
 
         self.setMinimumWidth(400)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.recovery_banner)
         lay.addLayout(top)
         lay.addLayout(ur)
         lay.addWidget(self.tabs, 1)
@@ -311,6 +347,8 @@ class CurationWidget(QWidget):
         self.import_button.clicked.connect(self.import_geojson_dialog)
         self.export_button.clicked.connect(self.export_geojson_dialog)
         self.csv_button.clicked.connect(self.export_csv_dialog)
+        self.recover_button.clicked.connect(self.recover_now)
+        self.not_now_button.clicked.connect(self.decline_recovery)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._timer = QTimer(self)
@@ -370,6 +408,8 @@ class CurationWidget(QWidget):
 
     def _on_sample(self, *_):
         sid = self.sample_box.currentData()
+        if self.session is not None and self.autosave_policy.pending and self.session.sid != sid:
+            self.autosave_now()   # the outgoing sample's pending edits
         if self.session is not None:
             for ev, cb in ((self.session.events.selection, self._on_selection),
                            (self.session.events.edited, self._on_edited)):
@@ -382,7 +422,6 @@ class CurationWidget(QWidget):
             self._refresh_all()
             return
         sample = store.get(sid)
-        self.offer_recovery(sample)
         try:
             self.session = get_session(self.viewer, sid, reviewer=self.reviewer)
         except (KeyError, ValueError) as err:
@@ -398,6 +437,8 @@ class CurationWidget(QWidget):
         self.blind_box.blockSignals(False)
         self.autosave_policy.saved()
         self._refresh_all()
+        # never a modal dialog while the dock is being built: a banner, once the event loop runs
+        QTimer.singleShot(0, lambda sid=sid: self._check_recovery(sid))
 
     def _refresh_all(self):
         self.reviewer_label.setText(self.reviewer)
@@ -423,7 +464,7 @@ class CurationWidget(QWidget):
             self.only_type.addItem(c, c)
         idx = self.only_type.findData(only)
         self.only_type.setCurrentIndex(max(idx, 0))
-        keys = "  ".join(f"{k + 1}: {c}" for k, c in enumerate(cats[:9]))
+        keys = "  ".join(f"Alt+{k + 1}: {c}" for k, c in enumerate(cats[:9]))
         self.keys_label.setText(f"keys  {keys}" if keys else "")
 
     def _update_meta(self):
@@ -437,7 +478,7 @@ class CurationWidget(QWidget):
         self.meta_label.setText(" · ".join(shown) if not s.blinded else "name and clinical data hidden")
         self.meta_label.setToolTip("\n".join(f"{k}: {v}" for k, v in meta.items()))
         p = s.curation.progress()
-        self.progress_bar.setValue(int(round(1000 * p["fraction"])))
+        self.progress_bar.setValue(round(1000 * p["fraction"]))
         self.progress_bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
         marked = int(p["rois"]["marked"].sum()) if len(p["rois"]) else 0
         self.progress_label.setText(f"{p['n_changed']:,} re-labelled · {p['n_excluded']:,} excluded · "
@@ -554,7 +595,7 @@ class CurationWidget(QWidget):
                 if len(layer.data) > 1:  # keep only the newest shape on screen
                     layer.selected_data = set(range(len(layer.data) - 1))
                     layer.remove_selected()
-                self.status.setText(f"{n:,} cells selected. Assign a type (or keys 1-9), exclude or confirm.")
+                self.status.setText(f"{n:,} cells selected. Assign a type (or Alt+1 … Alt+9), exclude or confirm.")
         except ValueError as err:
             _notify(str(err), "warning")
 
@@ -635,39 +676,46 @@ class CurationWidget(QWidget):
 
     # ================================================================== keys
     def _bind_keys(self):
-        """Ctrl+Z / Ctrl+Shift+Z and 1-9 on the viewer (napari's own Labels paint undo keeps its
-        Ctrl+Z while a labels layer is being painted: layer bindings win over viewer ones)."""
+        """Alt+1 … Alt+9 (assign the first nine types), Ctrl+Z / Ctrl+Shift+Z, through the
+        viewer's :class:`~._keys.KeyDispatcher` (the dock on screen used last gets them).
+
+        napari's layer keymaps win over the viewer's: while a Labels layer is active its Ctrl+Z
+        undoes paint strokes (napari's behaviour is kept); Alt+digits are used by no napari layer.
+        """
         def number(k):
             def _f(viewer):
-                cats = self.session.curation.categories if self.session else []
-                if self.session is not None and self.session.n_selected and k <= len(cats):
-                    self.assign(cats[k - 1])
+                return self.assign_key(k)
             return _f
 
-        binds = {"Control-Z": lambda v: self.undo(), "Control-Shift-Z": lambda v: self.redo()}
-        for k in range(1, 10):
-            binds[str(k)] = number(k)
-        for key, fn in binds.items():
-            prev = self.viewer.bind_key(key, fn, overwrite=True)
-            self._bound[key] = (fn, prev)
+        keys = {UNDO_KEY: lambda v: self.undo(), REDO_KEY: lambda v: self.redo()}
+        for k, key in enumerate(TYPE_KEYS, start=1):
+            keys[key] = number(k)
+        get_dispatcher(self.viewer).register(self, keys)
+        self._keys_registered = True
+
+    def assign_key(self, k: int):
+        """What Alt+``k`` does: assign the ``k``-th type to the selection (nothing without one)."""
+        cats = self.session.curation.categories if self.session else []
+        if self.session is not None and self.session.n_selected and 1 <= k <= len(cats):
+            return self.assign(cats[k - 1])
+        return None
 
     def unbind_keys(self):
-        """Remove our key bindings (restoring any previous ones)."""
-        for key, (_fn, prev) in self._bound.items():
-            try:
-                self.viewer.bind_key(key, None)
-                if prev is not None:
-                    self.viewer.bind_key(key, prev, overwrite=True)
-            except (ValueError, TypeError, RuntimeError):
-                pass
-        self._bound.clear()
+        """Remove this dock's key handlers (other docks' handlers stay)."""
+        if self._keys_registered:
+            get_dispatcher(self.viewer).unregister(self)
+            self._keys_registered = False
 
     def closeEvent(self, event):
         self.cleanup()
         super().closeEvent(event)
 
     def cleanup(self):
-        """Unbind keys, stop the click tool and the autosave timer (called when the dock closes)."""
+        """Unbind keys, stop the click tool and the autosave timer (called when the dock closes);
+        pending edits are autosaved (in a worker thread; napari waits for workers on quit)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
         self.unbind_keys()
         self.set_click_mode(False)
         self._timer.stop()
@@ -810,19 +858,39 @@ class CurationWidget(QWidget):
         src = self._source()
         return os.fspath(Path(src).with_name(name)) if src else name
 
+    def _is_source(self, path) -> bool:
+        """True when ``path`` is the table (or image / mask) this sample was opened from."""
+        s = self.session.sample if self.session else None
+        if s is None:
+            return False
+        for part in ("table", "image", "mask"):
+            src = s.paths.get(part)
+            if not src:
+                continue
+            try:
+                if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+                    return True
+            except OSError:
+                pass
+            if os.path.abspath(os.fspath(path)) == os.path.abspath(os.fspath(src)):
+                return True
+        return False
+
     def save(self, path, *, overwrite: bool = False) -> Path | None:
         """Write the curated table to ``path`` (see :func:`napari_carspatial.io.write_table`).
 
+        The source table (or image / mask) is never overwritten, whatever ``overwrite`` says.
         Errors are shown as notifications; the work stays in memory.
         """
-        from ..io import discard_recovery, write_table
+        from ..io.write import write_table
 
         if self.session is None:
             return None
         s = self.session.sample
-        src = s.paths.get("table")
-        if src and os.path.abspath(path) == os.path.abspath(src) and not overwrite:
-            _notify(f"{path} is the source table; it is not overwritten. Choose a new name.", "warning")
+        if self._is_source(path):
+            _notify(f"{path} is the file this sample was opened from; it is never overwritten. "
+                    "Choose another name.", "warning")
+            self.status.setText("Not saved: that is the source file. Choose another name.")
             return None
         try:
             out = write_table(s.table, path, overwrite=overwrite,
@@ -832,7 +900,7 @@ class CurationWidget(QWidget):
             return None
         self.saved_path = out
         self.autosave_policy.saved()
-        discard_recovery(self._source(), name=s.name)
+        self._discard_recovery_of(s)
         self.status.setText(f"Saved to {out}")
         _notify(f"Curated table saved to {out}")
         return out
@@ -849,18 +917,14 @@ class CurationWidget(QWidget):
                                               options=QFileDialog.DontConfirmOverwrite)
         if not path:
             return
+        if self._is_source(path):
+            self.save(path)   # refuses, with the message
+            return
         overwrite = False
         if os.path.exists(path):
-            is_src = self.session.sample.paths.get("table") and os.path.abspath(path) == os.path.abspath(
-                self.session.sample.paths["table"])
-            msg = (f"{path} is the ORIGINAL table this sample was opened from.\nReplace it with the curated table?"
-                   if is_src else f"{path} exists. Replace it?")
-            if not self._ask_yes_no("Replace file?", msg):
+            if not self._ask_yes_no("Replace file?", f"{path} exists. Replace it?"):
                 return
             overwrite = True
-            if is_src:
-                # explicit consent: save() refuses the source otherwise
-                from ..io import write_table  # noqa: F401
         self.save(path, overwrite=overwrite)
 
     def export_spatialdata(self, path, *, overwrite: bool = False):
@@ -884,19 +948,81 @@ class CurationWidget(QWidget):
                 _notify(f"SpatialData store written to {out}")
 
     # ------------------------------------------------------------------ autosave / recovery
-    def autosave_now(self) -> Path | None:
-        from ..io import autosave
+    def _recovery_key(self, sample) -> tuple[str | None, str, str | None]:
+        """(source, name, fingerprint) naming the sample's recovery file."""
+        from ..io.write import table_fingerprint
 
+        src = sample.paths.get("table") or sample.paths.get("image")
+        fp = None if src else table_fingerprint(sample.table)   # a few ms for 1e6 cells
+        name = self.session._real_name if (self.session is not None and self.session.sample is sample) else sample.name
+        return src, name, fp
+
+    def autosave_now(self):
+        """Autosave the current sample: a snapshot (``table.copy()``) is written to its recovery
+        file in a napari thread worker; the live table is not touched. Returns the worker (None
+        when there is nothing to save); ``last_autosave`` is set when it is written."""
         if self.session is None:
             return None
-        try:
-            self.last_autosave = autosave(self.session.sample.table, self._source(), name=self.session.sample.name)
-        except SampleError as err:
-            log.warning("autosave failed: %s", err)
-            return None
+        sample = self.session.sample
+        job = (sample.table.copy(), *self._recovery_key(sample))
         self.autosave_policy.saved()
-        self.status.setText(f"Autosaved to {self.last_autosave}")
-        return self.last_autosave
+        if self._autosave_worker is not None:   # one writer at a time; the newest snapshot wins
+            self._autosave_queued = job
+            return self._autosave_worker
+        return self._start_autosave(job)
+
+    def _start_autosave(self, job):
+        from napari.qt.threading import create_worker
+
+        from ..io.write import autosave
+
+        snap, src, name, fp = job
+        worker = create_worker(autosave, snap, src, name=name, fingerprint=fp, _start_thread=False)
+        worker.returned.connect(self._on_autosaved)
+        worker.errored.connect(self._on_autosave_error)
+        worker.finished.connect(self._on_autosave_finished)
+        self._autosave_worker = worker
+        worker.start()
+        return worker
+
+    def _on_autosaved(self, path):
+        self.last_autosave = Path(path)
+        try:
+            self.status.setText(f"Autosaved to {path}")
+        except RuntimeError:  # the dock is gone
+            pass
+
+    def _on_autosave_error(self, err):
+        log.warning("autosave failed: %s", err)
+        try:
+            self.status.setText(f"Autosave failed ({err}). Save your work with Save as…")
+        except RuntimeError:
+            pass
+
+    def _on_autosave_finished(self):
+        self._autosave_worker = None
+        if self._discard_after_autosave is not None:   # saved meanwhile: the recovery file is stale
+            from ..io.write import discard_recovery
+
+            src, name, fp = self._discard_after_autosave
+            self._discard_after_autosave = None
+            discard_recovery(src, name=name, fingerprint=fp)
+        if self._autosave_queued is not None:
+            job, self._autosave_queued = self._autosave_queued, None
+            self._start_autosave(job)
+
+    def autosave_busy(self) -> bool:
+        """An autosave is being written (tests wait on this)."""
+        return self._autosave_worker is not None or self._autosave_queued is not None
+
+    def _discard_recovery_of(self, sample) -> None:
+        from ..io.write import discard_recovery
+
+        key = self._recovery_key(sample)
+        if self.autosave_busy():
+            self._autosave_queued = None
+            self._discard_after_autosave = key
+        discard_recovery(key[0], name=key[1], fingerprint=key[2])
 
     def _maybe_autosave(self):
         if self.autosave_policy.due():
@@ -905,31 +1031,115 @@ class CurationWidget(QWidget):
     def _ask_yes_no(self, title: str, text: str) -> bool:
         return QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No) == QMessageBox.Yes
 
-    def offer_recovery(self, sample) -> bool:
-        """When a recovery file newer than the sample's table exists, offer to recover it."""
-        from ..io import discard_recovery, find_recovery, recover
+    def _check_recovery(self, sid) -> Path | None:
+        """Show the recovery banner when the sample has a recovery file newer than its table."""
+        if self._cleaned or sid != self.sample_box.currentData() or self.session is None:
+            return None
+        return self.offer_recovery(self.session.sample)
 
-        src = sample.paths.get("table") or sample.paths.get("image")
+    def offer_recovery(self, sample) -> Path | None:
+        """When a recovery file newer than the sample's table exists, offer it in the banner
+        (non-modal; plus a notification). Returns the file offered, or None."""
+        from ..io.write import find_recovery
+
+        src, name, fp = self._recovery_key(sample)
         try:
-            rec = find_recovery(src, name=sample.name) if src else None
+            rec = find_recovery(src, name=name, fingerprint=fp)
         except OSError:
             rec = None
-        if rec is None:
-            return False
+        if rec is None or os.fspath(rec) in self._recovery_seen:
+            self._hide_recovery()
+            return None
         import datetime as _dt
 
         when = _dt.datetime.fromtimestamp(rec.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        if not self._ask_yes_no("Recover unsaved curation?",
-                                f"Unsaved curation of {sample.name} from {when} was found:\n{rec}\n\nRecover it?"):
-            discard_recovery(src, name=sample.name)
-            return False
-        adata = recover(rec)
-        if adata.n_obs != sample.table.n_obs:
-            _notify(f"The recovery file {rec} has {adata.n_obs} cells, the table {sample.table.n_obs}; not used.", "error")
-            return False
-        sample.table = adata
+        self.recovery_file = rec
+        self._recovery_sid = self.session.sid if self.session is not None else None
+        self.recovery_label.setText(f"<b>Unsaved curation of {sample.name}</b> from {when} was autosaved."
+                                    " Recover it?")
+        self.recovery_label.setToolTip(os.fspath(rec))
+        self.recovery_banner.show()
+        _notify(f"Unsaved curation of {sample.name} from {when} was found: "
+                "Recover it from the Curation dock (or Not now).")
+        return rec
+
+    def _hide_recovery(self):
+        self.recovery_file = None
+        self._recovery_sid = None
+        self.recovery_banner.hide()
+
+    def decline_recovery(self) -> Path | None:
+        """"Not now": keep the open table; the recovery file is renamed ``*.declined`` (kept)."""
+        from ..io.write import decline_recovery
+
+        rec = self.recovery_file
+        self._hide_recovery()
+        if rec is None:
+            return None
+        self._recovery_seen.add(os.fspath(rec))
+        try:
+            out = decline_recovery(rec)
+        except OSError as err:
+            log.warning("cannot set %s aside: %s", rec, err)
+            return None
+        self.status.setText(f"Recovery file kept as {out}")
+        return out
+
+    def recover_now(self) -> bool:
+        """"Recover": replace the sample's table by the recovery file, then refresh the session,
+        the labels layers' hover features and the colouring."""
+        from ..io.write import recover
+        from ..model.conventions import instance_ids
         from ..model.curation import rois_from_frame
 
+        rec, sid = self.recovery_file, self._recovery_sid
+        sample = store.get(sid) if sid is not None else None
+        if rec is None or sample is None:
+            self._hide_recovery()
+            return False
+        try:
+            adata = recover(rec)
+        except (SampleError, OSError) as err:
+            _notify(f"Cannot read the recovery file {rec}: {err}", "error")
+            return False
+        try:
+            same = adata.n_obs == sample.table.n_obs and (instance_ids(adata) == instance_ids(sample.table)).all()
+        except (KeyError, ValueError):
+            same = adata.n_obs == sample.table.n_obs
+        if not same:
+            _notify(f"The recovery file {rec} holds another table ({adata.n_obs:,} cells, the open one "
+                    f"{sample.table.n_obs:,}); not used. It is kept.", "error")
+            self._recovery_seen.add(os.fspath(rec))
+            self._hide_recovery()
+            return False
+        self._hide_recovery()
+        self._recovery_seen.add(os.fspath(rec))
+        blinded = self.session is not None and self.session.sid == sid and self.session.blinded
+        if blinded:
+            self.session.set_blinded(False)
+        sample.table = adata
         sample.rois[:] = rois_from_frame(adata.uns.get("carspatial_rois"))
+        self._refresh_after_recovery(sid)
+        if self.sample_box.currentData() == sid:
+            self._on_sample()          # a new session on the recovered table
+            if blinded:
+                self.blind_box.setChecked(True)
         _notify(f"Recovered unsaved curation from {rec}")
+        self.status.setText(f"Recovered from {rec}. Save it with Save as…")
         return True
+
+    def _refresh_after_recovery(self, sid) -> None:
+        from .._napari.colouring import _registry
+        from .._napari.layers import hover_features
+
+        sample = store.get(sid)
+        feats = hover_features(sample)
+        if feats is not None:
+            for lyr in store.layers_of(self.viewer, sid, "labels"):
+                try:
+                    lyr.features = feats
+                except (ValueError, TypeError) as err:   # pragma: no cover
+                    log.warning("hover features of %s not refreshed: %s", lyr.name, err)
+        col = _registry.get(getattr(self.viewer, "__wrapped__", self.viewer), {}).get(sid)
+        if col is not None:
+            col.refresh()
