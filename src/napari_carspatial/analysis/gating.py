@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import UNS_KEY, SampleError, colors_key
+from ..model.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -516,19 +516,7 @@ def load_gating(adata) -> GatingScheme | None:
 # --------------------------------------------------------------------------- files
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 def _kind(path: Path) -> str:

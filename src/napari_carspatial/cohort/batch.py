@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import SampleError
+from ..model.atomic import atomic_write, atomic_write_text
 from .manifest import Manifest, read_manifest
 from .regions import AUTO_DEFAULTS, auto_regions, geojson_regions
 
@@ -231,19 +232,8 @@ def input_fingerprint(row: dict) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def is_done(out, row: dict, cfg: BatchConfig) -> bool:
@@ -386,9 +376,7 @@ def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels
     ax.set_yticks([])
     ax.set_title("cell types" + (" (margin: light haze)" if margin is not None and margin.any() else ""), fontsize=7)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=80, facecolor="white")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, facecolor="white"))
 
 
 def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
@@ -484,9 +472,9 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
-        _atomic_text(sdir / "summary.json", json.dumps(summary, indent=1))
+        atomic_write_text(sdir / "summary.json", json.dumps(summary, indent=1))
         secs = time.perf_counter() - t0
-        _atomic_text(sdir / "done.json", json.dumps({
+        atomic_write_text(sdir / "done.json", json.dumps({
             "sample": sid, "config": cfg.fingerprint(), "inputs": input_fingerprint(row),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(secs, 3)}))
         return {"sample": sid, "status": "done", "seconds": secs, "n_cells": int(adata.n_obs), "error": "",
@@ -495,7 +483,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         tb = traceback.format_exc()
         msg = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
         try:
-            _atomic_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
+            atomic_write_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
         except OSError:
             pass
         return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
@@ -699,7 +687,7 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
         info = {"manifest": os.fspath(man.path), "config": cfg.to_dict(), "config_file": cfg.source,
                 "scheduler": where, "done": done, "skipped": skipped, "failed": failed["sample"].tolist(),
                 "seconds": round(secs, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        _atomic_text(out / "run.json", json.dumps(info, indent=1, default=str))
+        atomic_write_text(out / "run.json", json.dumps(info, indent=1, default=str))
         log.info("batch: %d done, %d skipped, %d failed in %.1f s (%s)", len(done), len(skipped), len(failed), secs,
                  where)
         return BatchResult(out=out, done=done, skipped=skipped, failed=failed, metrics=metrics, seconds=secs,

@@ -36,10 +36,11 @@ Headless: no napari, no Qt.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ..model.atomic import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +140,6 @@ def cohort_sample(patient: dict, timepoint: str, *, size: int = 1000, pixel_size
     )
 
 
-def _atomic(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_cohort_sample(s, folder: Path) -> dict[str, Path]:
     """Write one sample: mask TIFF, ``.h5ad`` table and (when it has one) a uint16 OME-TIFF."""
     import tifffile
@@ -157,15 +148,15 @@ def write_cohort_sample(s, folder: Path) -> dict[str, Path]:
     ps = float(s.pixel_size_um)
     out = {"mask": folder / f"{s.name}_mask.tif", "table": folder / f"{s.name}.h5ad"}
     res = {"resolution": (1e4 / ps, 1e4 / ps), "resolutionunit": "CENTIMETER"}
-    _atomic(out["mask"], lambda t: tifffile.imwrite(t, np.asarray(s.labels[0].compute()), compression="zlib",
+    atomic_write(out["mask"], lambda t: tifffile.imwrite(t, np.asarray(s.labels[0].compute()), compression="zlib",
                                                     tile=(256, 256), **res))
-    _atomic(out["table"], lambda t: s.table.write_h5ad(t))
+    atomic_write(out["table"], lambda t: s.table.write_h5ad(t))
     if s.image:
         out["image"] = folder / f"{s.name}.ome.tif"
         img = np.clip(np.rint(np.asarray(s.image[0].compute())), 0, 65535).astype(np.uint16)
         meta = {"axes": "CYX", "Channel": {"Name": list(s.channel_names)}, "PhysicalSizeX": ps,
                 "PhysicalSizeXUnit": "µm", "PhysicalSizeY": ps, "PhysicalSizeYUnit": "µm"}
-        _atomic(out["image"], lambda t: tifffile.imwrite(t, img, ome=True, metadata=meta, compression="zlib",
+        atomic_write(out["image"], lambda t: tifffile.imwrite(t, img, ome=True, metadata=meta, compression="zlib",
                                                          tile=(256, 256), photometric="minisblack", **res))
     return out
 
@@ -254,5 +245,5 @@ def write_demo_cohort(out, *, n_patients: int = 10, size: int = 1000, pixel_size
             "# cell_type_key: the demo's true cell types. To gate instead with the curated sample's rules:\n"
             f"#   from_sample: {curated or 'P01-pre'}\n#   cell_type_key: phenotype_gated\n"
             "# or with a gating file:  gating: gating.yaml\n" + yaml.safe_dump(cfg, sort_keys=False))
-    _atomic(config, lambda t: Path(t).write_text(text, encoding="utf-8"))
+    atomic_write_text(config, text)
     return {"manifest": manifest, "config": config, "gating": gating, "folder": out}

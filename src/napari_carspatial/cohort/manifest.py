@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import SampleError
+from ..model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +351,4 @@ def write_manifest(rows: list[dict], path: str | os.PathLike) -> Path:
                                         "icans_grade"] + list(PATH_COLUMNS)
     extra = [k for r in rows for k in r if k not in cols]
     df = pd.DataFrame(rows, columns=cols + list(dict.fromkeys(extra)))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))

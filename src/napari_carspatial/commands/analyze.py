@@ -68,6 +68,7 @@ def run(args) -> int:
     from napari_carspatial.analysis.regions import regions_from_rois
     from napari_carspatial.analysis.results import STATISTICS, compute
     from napari_carspatial.model import SampleError
+    from napari_carspatial.model.atomic import atomic_write, atomic_write_text
     from napari_carspatial.widgets._plots import save_figure
 
     sample = _load(args)
@@ -110,7 +111,7 @@ def run(args) -> int:
         params["runs"][st] = {"params": res.params, "time": res.time}
         for tname, df in res.tables.items():
             p = out / (("metrics.csv") if (st, tname) == ("cart", "metrics") else f"{st}_{tname}.csv")
-            df.to_csv(p, index=False)
+            atomic_write(p, lambda tmp, df=df: df.to_csv(tmp, index=False))
             written.append(p)
         for rg in res.regions:
             p = out / f"{st}_{_slug(rg)}.png"
@@ -121,6 +122,6 @@ def run(args) -> int:
             p = out / f"{st}_{_slug(a)}_vs_{_slug(b)}.png"
             save_figure(res, a, p, compare=b, size=(12, 4.5))
             written.append(p)
-    (out / "params.json").write_text(json.dumps(params, indent=1, default=str), encoding="utf-8")
+    atomic_write_text(out / "params.json", json.dumps(params, indent=1, default=str))
     log.info("wrote %d files to %s", len(written) + 1, out)
     return 0

@@ -17,13 +17,13 @@ chunk from the mask, so huge slides cost memory only for the mask.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..model import ROI, Sample, set_pixel_size_um, set_table_link
+from ..model.atomic import atomic_write
 from ..model.conventions import UNS_KEY, colors_key
 from . import _cells
 from ._cells import CELL_TYPE_COLORS, CELL_TYPES, CHANNELS, COMPARTMENTS, LATTICE_UM
@@ -314,15 +314,6 @@ def write_demo(path, **kw) -> dict[str, Path]:
            "table": folder / f"{s.name}.h5ad"}
     ps = float(s.pixel_size_um)
 
-    def atomic(target: Path, write):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-
     def write_image(tmp):
         meta = {"axes": "CYX", "Channel": {"Name": list(s.channel_names)}, "PhysicalSizeX": ps,
                 "PhysicalSizeXUnit": "µm", "PhysicalSizeY": ps, "PhysicalSizeYUnit": "µm"}
@@ -342,8 +333,8 @@ def write_demo(path, **kw) -> dict[str, Path]:
     def write_table(tmp):
         s.table.write_h5ad(tmp)
 
-    atomic(out["image"], write_image)
-    atomic(out["mask"], write_mask)
-    atomic(out["table"], write_table)
+    atomic_write(out["image"], write_image)
+    atomic_write(out["mask"], write_mask)
+    atomic_write(out["table"], write_table)
     log.info("demo %s written to %s", s.name, folder)
     return out

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import ROI, ROI_CLASSES, SampleError
+from ..model.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +167,9 @@ def write_geojson(rois, path: str | os.PathLike, *, overwrite: bool = False) -> 
     p = Path(path)
     if p.exists() and not overwrite:
         raise SampleError("already exists; not overwritten.", path=p, hint="Choose a new name or pass overwrite=True.")
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    text = json.dumps(rois_to_geojson(rois), indent=1)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(rois_to_geojson(rois), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        atomic_write_text(p, text)
     except OSError as err:
         raise SampleError(f"cannot write the GeoJSON file ({err.strerror or err}).", path=p) from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write
+
 EDIT_LOG_KEY = "carspatial_edit_log"
 COLUMNS = ["time", "reviewer", "action", "cell_ids", "column", "old", "new", "note"]
 
@@ -73,7 +75,8 @@ def get_log(adata) -> pd.DataFrame:
 
 def export_csv(adata, path) -> None:
     """Write the audit trail as CSV (UTF-8)."""
-    get_log(adata).to_csv(path, index=False)
+    df = get_log(adata)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def cell_ids_of(row) -> list[int]:

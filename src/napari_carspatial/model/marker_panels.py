@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import SampleError
 
 BUILTIN_PANELS = {
@@ -80,14 +80,4 @@ def save_panel(panel: MarkerPanel, path: Path | None = None) -> Path:
             saved = {}
     saved[panel.name] = asdict(panel)
     payload = json.dumps({"version": 1, "panels": list(saved.values())}, indent=2)
-    fd, tmp = tempfile.mkstemp(prefix=".panels-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, payload)

@@ -6,8 +6,12 @@ Every function draws into a given :class:`matplotlib.figure.Figure` from an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from ..model.atomic import atomic_write
 
 #: dark theme matching napari's (the CLI uses LIGHT)
 DARK = {"bg": "#262930", "fg": "#5a626c", "text": "#f0f1f2"}
@@ -261,4 +265,9 @@ def save_figure(result, region: str, path, *, compare: str | None = None, size=(
 
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     plot_result(fig, result, region, compare=compare, theme=LIGHT)
-    fig.savefig(path, facecolor=LIGHT["bg"])
+    path = Path(path)
+    if not path.suffix:  # as savefig: no suffix -> the default format, its suffix appended
+        from matplotlib import rcParams
+
+        path = path.with_name(f"{path.name}.{rcParams['savefig.format']}")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, facecolor=LIGHT["bg"]))

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from .._napari import store
 from ..analysis.regions import DEFAULT_ROLES, Region, cells_in_polygon, polygon_area_px, regions_from_rois
 from ..analysis.results import STATISTICS, AnalysisResult, iter_compute, load_results, store_result
+from ..model.atomic import atomic_write
 from . import _plots
 
 log = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ class AnalysisWidget(QWidget):
         out = []
         for name, df in r.tables.items():
             p = path.with_name(f"{path.stem}_{name}.csv")
-            df.to_csv(p, index=False)
+            atomic_write(p, lambda tmp, df=df: df.to_csv(tmp, index=False))
             out.append(p)
         return out
 
