@@ -9,9 +9,9 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from napari_carspatial.analysis.plotting import plot_result  # noqa: E402
 from napari_carspatial.analysis.results import STATISTICS, compute  # noqa: E402
 from napari_carspatial.datasets import demo_sample  # noqa: E402
-from napari_carspatial.widgets._plots import plot_result  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Matplotlib figures of analysis results (no Qt here: the dock and ``carspatial analyze`` share them).
+"""Matplotlib figures of analysis results (no Qt, no pyplot: the dock and ``carspatial analyze`` share them).
 
 Every function draws into a given :class:`matplotlib.figure.Figure` from an
 :class:`~napari_carspatial.analysis.results.AnalysisResult` and returns nothing.

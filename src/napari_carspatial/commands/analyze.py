@@ -65,11 +65,11 @@ def _load(args):
 def run(args) -> int:
     import numpy as np
 
+    from napari_carspatial.analysis.plotting import save_figure
     from napari_carspatial.analysis.regions import regions_from_rois
     from napari_carspatial.analysis.results import STATISTICS, compute
     from napari_carspatial.model import SampleError
     from napari_carspatial.model.atomic import atomic_write, atomic_write_text
-    from napari_carspatial.widgets._plots import save_figure
 
     sample = _load(args)
     adata = sample.table

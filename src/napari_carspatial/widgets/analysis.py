@@ -39,10 +39,10 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ..analysis import plotting
 from ..analysis.regions import DEFAULT_ROLES, Region, cells_in_polygon, polygon_area_px, regions_from_rois
 from ..analysis.results import STATISTICS, AnalysisResult, iter_compute, load_results, store_result
 from ..model.atomic import atomic_write
-from . import _plots
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ class AnalysisWidget(QWidget):
         b = self.region_b.currentText()
         b = None if b in ("", "—") else b
         try:
-            _plots.plot_result(fig, r, a, compare=b, theme=self.theme)
+            plotting.plot_result(fig, r, a, compare=b, theme=self.theme)
         except (KeyError, ValueError, IndexError) as err:
             fig.clear()
             log.warning("cannot plot %s: %s", r.statistic, err)
@@ -515,7 +515,7 @@ class AnalysisWidget(QWidget):
         if kind in ("png", "svg"):
             a = self.region_a.currentText() or r.regions[0]
             b = self.region_b.currentText()
-            _plots.save_figure(r, a, path.with_suffix(f".{kind}"), compare=None if b in ("", "—") else b)
+            plotting.save_figure(r, a, path.with_suffix(f".{kind}"), compare=None if b in ("", "—") else b)
             return [path.with_suffix(f".{kind}")]
         out = []
         for name, df in r.tables.items():
