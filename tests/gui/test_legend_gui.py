@@ -9,6 +9,7 @@ from qtpy.QtCore import Qt
 
 from napari_carspatial._napari import store
 from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.inspect import camera
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.model import Sample
 
@@ -57,17 +58,12 @@ def _shown_rgba(layer, cid, *, edge=False):
 def _screen_rgb(viewer, cid):
     """Screenshot pixel at the centre of cell ``cid`` (the camera is centred on it, zoomed in)."""
     y, x = _centre(cid)
-    cam = _camera(viewer)
+    cam = camera(viewer)
     cam.center = (y * 0.5, x * 0.5)
     cam.zoom = 40
     shot = viewer.screenshot(canvas_only=True, flash=False)
     h, w = shot.shape[:2]
     return shot[h // 2, w // 2, :3].astype(int)
-
-
-def _camera(viewer):
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
 
 
 @pytest.fixture
@@ -185,8 +181,8 @@ def test_counts_in_view_and_selected_region(legend, qtbot):
     assert w.item_for("Tumor").text(4) == "2"
     # zoom onto cell 17 only (world µm): only it stays in view
     y, x = _centre(17)
-    _camera(viewer).center = (y * 0.5, x * 0.5)
-    _camera(viewer).zoom = 200
+    camera(viewer).center = (y * 0.5, x * 0.5)
+    camera(viewer).zoom = 200
     w.update_counts()
     assert w.item_for("CAR T").text(4) == "1" and w.item_for("Tumor").text(4) == "0"
     # a selected rectangle around cells 9 and 4242 (world µm)

@@ -40,6 +40,7 @@ from ..model import colors_key, instance_ids, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
 from ..model.geometry import points_in_polygon
 from . import store
+from .inspect import camera
 
 log = logging.getLogger(__name__)
 
@@ -445,15 +446,9 @@ def in_polygon(yx: np.ndarray, polygon_yx: np.ndarray) -> np.ndarray:
     return points_in_polygon(yx, polygon_yx)
 
 
-def camera_of(viewer):
-    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
-
-
 def visible_world_rect(viewer) -> tuple[float, float, float, float]:
     """(y0, x0, y1, x1) world rectangle the camera shows (2-D view)."""
-    cam = camera_of(viewer)
+    cam = camera(viewer)
     cy, cx = cam.center[-2:]
     h, w = viewer.canvas.size
     z = float(cam.zoom) or 1.0

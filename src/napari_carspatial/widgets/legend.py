@@ -34,7 +34,8 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from .._napari.colouring import camera_of, column_choices, get_colouring, is_categorical
+from .._napari.colouring import column_choices, get_colouring, is_categorical
+from .._napari.inspect import camera
 from .._napari.layers import guess_type_key
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,8 @@ class LegendWidget(QWidget):
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.cmap_box.currentTextChanged.connect(self._on_cmap)
         self.range_slider.valueChanged.connect(self._on_range)
-        camera_of(self.viewer).events.center.connect(self._schedule)
-        camera_of(self.viewer).events.zoom.connect(self._schedule)
+        camera(self.viewer).events.center.connect(self._schedule)
+        camera(self.viewer).events.zoom.connect(self._schedule)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._on_layers_changed()
