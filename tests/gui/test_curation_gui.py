@@ -369,3 +369,27 @@ def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, q
     assert (back.obs["cell_type_curated"].astype(str).to_numpy()[:3] == "Doublet").all()
     assert back.n_obs == s.table.n_obs
     w.cleanup()
+
+
+def test_save_as_dialog_refuses_the_source(make_napari_viewer_proxy, qtbot, demo_files, cache, monkeypatch):
+    """Choosing the source table in "Save as" writes nothing and asks nothing (no overwrite consent)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    _no_modal(monkeypatch)
+    viewer = make_napari_viewer_proxy()
+    _open(viewer, demo_files)
+    w = _widget(viewer, qtbot)
+    w.set_reviewer("r")
+    w.session.select(np.arange(3))
+    w.assign("Doublet")
+    src = demo_files["table"]
+    mtime = src.stat().st_mtime_ns
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(src), ""))
+    w.save_as_dialog()
+    assert src.stat().st_mtime_ns == mtime and w.saved_path is None
+    assert "source file" in w.status.text()
+    other = cache / "other.h5ad"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(other), ""))
+    w.save_as_dialog()
+    assert w.saved_path == other and other.exists()
+    w.cleanup()

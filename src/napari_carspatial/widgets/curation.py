@@ -355,6 +355,9 @@ class CurationWidget(QWidget):
         self._timer.setInterval(30_000)
         self._timer.timeout.connect(self._maybe_autosave)
         self._timer.start()
+        self._recovery_timer = QTimer(self)
+        self._recovery_timer.setSingleShot(True)
+        self._recovery_timer.timeout.connect(lambda: self._check_recovery(self.sample_box.currentData()))
         self._bind_keys()
         self._on_layers_changed()
 
@@ -438,7 +441,7 @@ class CurationWidget(QWidget):
         self.autosave_policy.saved()
         self._refresh_all()
         # never a modal dialog while the dock is being built: a banner, once the event loop runs
-        QTimer.singleShot(0, lambda sid=sid: self._check_recovery(sid))
+        self._recovery_timer.start(0)   # a child timer: never fires after the dock is deleted
 
     def _refresh_all(self):
         self.reviewer_label.setText(self.reviewer)
@@ -1033,7 +1036,10 @@ class CurationWidget(QWidget):
 
     def _check_recovery(self, sid) -> Path | None:
         """Show the recovery banner when the sample has a recovery file newer than its table."""
-        if self._cleaned or sid != self.sample_box.currentData() or self.session is None:
+        try:
+            if self._cleaned or sid != self.sample_box.currentData() or self.session is None:
+                return None
+        except RuntimeError:   # the dock is being deleted
             return None
         return self.offer_recovery(self.session.sample)
 
