@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 
 
 def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
-    import napari
 
     from napari_carspatial import cli
     from napari_carspatial._napari import store

@@ -24,7 +24,7 @@ def pair():
 def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     from napari_carspatial.widgets.gating import GatingWidget
     from napari_carspatial.widgets.inspector import InspectorWidget
-    from napari_carspatial.widgets.legend import COL_N, COL_NAME, COL_SHOW, LegendWidget
+    from napari_carspatial.widgets.legend import COL_N, COL_SHOW, LegendWidget
 
     pre, post = pair
     viewer = make_napari_viewer_proxy()

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from napari_carspatial.analysis.cart import region_metrics
 from napari_carspatial.analysis.regions import regions_from_rois

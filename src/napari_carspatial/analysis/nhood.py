@@ -322,7 +322,6 @@ def _count_serial(indptr, indices, labels, K):  # pragma: no cover - numba
 def _perm_counts(er, ec, diag, sym, labels, K, n_perms, seed, seg_order, seg_start):  # pragma: no cover
     """Counts for ``n_perms`` relabellings. ``er, ec``: entries (only ``i < j`` when ``sym``,
     each then counted in both directions); ``diag``: rows with a stored diagonal entry."""
-    n = labels.shape[0]
     n_seg = seg_start.shape[0] - 1
     out = np.zeros((n_perms, K, K), dtype=np.int64)
     for p in numba.prange(n_perms):
