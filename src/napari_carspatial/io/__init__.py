@@ -27,16 +27,18 @@ from .sdata_export import export_spatialdata  # noqa: E402
 from .write import (  # noqa: E402
     AutosavePolicy,
     autosave,
+    decline_recovery,
     discard_recovery,
     find_recovery,
     proposed_name,
     recover,
     store_provenance,
+    table_fingerprint,
     write_table,
 )
 
 __all__ += [
-    "AutosavePolicy", "autosave", "discard_recovery", "export_spatialdata", "find_recovery", "proposed_name",
+    "AutosavePolicy", "autosave", "decline_recovery", "discard_recovery", "table_fingerprint", "export_spatialdata", "find_recovery", "proposed_name",
     "read_geojson", "recover", "rois_from_geojson", "rois_to_geojson", "store_provenance", "write_geojson",
     "write_table",
 ]
