@@ -185,10 +185,17 @@ def _compute(tasks: list, scheduler, progress: bool, what: str) -> list:
         return []
     if scheduler is None or (isinstance(scheduler, str) and scheduler in ("threads", "processes", "synchronous", "sync")):
         sched = scheduler or "threads"
-        if progress:
-            with _TqdmCallback(len(tasks), what):
-                return list(dask.compute(*tasks, scheduler=sched))
-        return list(dask.compute(*tasks, scheduler=sched))
+        import contextlib
+
+        # In batches of a few tiles per worker: given all tiles at once, dask's ordering reads the
+        # image chunks breadth first (they hang off one shared root, e.g. ``da.from_zarr``'s
+        # array), so most of the slide ended up in memory (9 GB peak on an 8.6 GB slide).
+        batch = _batch_size(sched)
+        out: list = []
+        with (_TqdmCallback(len(tasks), what) if progress else contextlib.nullcontext()):
+            for i in range(0, len(tasks), batch):
+                out += list(dask.compute(*tasks[i:i + batch], scheduler=sched))
+        return out
     client = scheduler
     own = False
     if isinstance(scheduler, str):
@@ -208,6 +215,18 @@ def _compute(tasks: list, scheduler, progress: bool, what: str) -> list:
     finally:
         if own:
             client.close()
+
+
+def _batch_size(sched: str) -> int:
+    """Tiles computed together by a local scheduler: two per worker."""
+    import os
+
+    import dask
+
+    if sched in ("synchronous", "sync"):
+        return 1
+    n = dask.config.get("num_workers", None) or os.cpu_count() or 2
+    return max(2, 2 * int(n))
 
 
 class _TqdmCallback:
