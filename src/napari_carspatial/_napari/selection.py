@@ -44,19 +44,13 @@ BLIND_ALIAS = "Sample A"
 
 
 def points_in_polygon(yx: np.ndarray, polygon_yx: np.ndarray) -> np.ndarray:
-    """Vectorised centroid-in-polygon (even-odd rule) with a bounding-box prefilter."""
-    from matplotlib.path import Path
+    """Vectorised centroid-in-polygon (even-odd rule); shapes' extra leading axes are dropped."""
+    from ..model.geometry import points_in_polygon as _pip
 
-    yx = np.asarray(yx, float)
     poly = np.asarray(polygon_yx, float)[:, -2:]
-    out = np.zeros(len(yx), bool)
     if len(poly) < 3:
-        return out
-    lo, hi = poly.min(0), poly.max(0)
-    idx = np.flatnonzero((yx[:, 0] >= lo[0]) & (yx[:, 0] <= hi[0]) & (yx[:, 1] >= lo[1]) & (yx[:, 1] <= hi[1]))
-    if idx.size:
-        out[idx] = Path(poly[:, ::-1]).contains_points(yx[idx][:, ::-1])
-    return out
+        return np.zeros(len(np.asarray(yx)), bool)
+    return _pip(yx, poly)
 
 
 def shape_vertices(shapes_layer, i: int, *, n_ellipse: int = 64) -> np.ndarray | None:

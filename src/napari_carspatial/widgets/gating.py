@@ -180,14 +180,9 @@ class _HistogramCanvas(QWidget):
         self._data = None
 
     def _style(self, ax):
-        th = self.theme
-        ax.set_facecolor(th["bg"])
-        for s in ax.spines.values():
-            s.set_color(th["fg"])
-        ax.tick_params(colors=th["text"], labelsize=8)
-        ax.xaxis.label.set_color(th["text"])
-        ax.yaxis.label.set_color(th["text"])
-        ax.title.set_color(th["text"])
+        from ..analysis.plotting import _style
+
+        _style(ax, self.theme)
 
     def plot(self, counts, edges, *, threshold_x: float, above: bool, xlabel: str, title: str,
              log_counts: bool, secondary=None, raw_label: str = ""):
