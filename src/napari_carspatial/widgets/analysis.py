@@ -243,6 +243,10 @@ class AnalysisWidget(QWidget):
             return
         from .._napari.colouring import column_choices
 
+        # distances are typed in µm; without a pixel size they can only be pixels: say so
+        unit = " µm" if s.pixel_size_um else " px"
+        for spin in (self.maxd_spin, self.radius_spin):
+            spin.setSuffix(unit)
         cats = [c for c in column_choices(s.table)["categorical"] if c != "niche"]
         self.key_combo.addItems(cats)
         for pref in ("cell_type_curated", "cell_type", "phenotype"):
@@ -368,6 +372,9 @@ class AnalysisWidget(QWidget):
             if not regions:
                 return None
         px = s.pixel_size_um
+        if not px:
+            _notify(f"{s.name}: pixel size unknown, so distances are in pixels and densities per px², "
+                    "not µm. Open the image with its OME metadata or set the pixel size.")
         areas = {}
         for k, r in regions.items():
             if r.polygon_yx is not None and px:
