@@ -203,3 +203,41 @@ def test_operations_on_steinbock(steinbock_dir, tmp_path):
     _check_rows(s, res.affected)
     _, res = ed.apply(r, se.delete_cells, [int(np.unique(r.data)[1])])
     se.check_consistency(s.labels[0], s.table)
+
+
+def test_append_rows_matches_pandas():
+    """The numpy row removal / append gives what AnnData subsetting + pandas concat give."""
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 50
+    obs = pd.DataFrame({"cell_id": np.arange(1, n + 1), "area": rng.integers(5, 50, n),
+                        "ecc": rng.random(n), "flag": rng.random(n) > 0.5, "note": ["x"] * n,
+                        "cell_type": pd.Categorical(rng.choice(["a", "b"], n))},
+                       index=[str(i) for i in range(1, n + 1)])
+    t = ad.AnnData(X=rng.random((n, 3)).astype(np.float32), obs=obs,
+                   obsm={"spatial": rng.random((n, 2)), "bbox": rng.integers(0, 9, (n, 4))})
+    t.obsp["g"] = np.eye(n)
+    t.uns["cell_type_colors"] = np.array(["#ff0000", "#00ff00"], dtype=object)
+    new = pd.DataFrame({"cell_id": [60, 61], "area": [3.5, 4.0], "ecc": [0.1, 0.2], "flag": [True, False],
+                        "note": ["", ""], "cell_type": ["unassigned", "a"]}, index=["60", "61"])
+    rows = ad.AnnData(X=np.ones((2, 3), np.float32), obs=new,
+                      obsm={"spatial": np.zeros((2, 2)), "bbox": np.ones((2, 4), np.int64)})
+    keep = np.ones(n, bool)
+    keep[[0, 7, 8, 30, n - 1]] = False
+    ref_obs = pd.concat([t.obs[keep], new.assign(cell_type=pd.Categorical(new["cell_type"]))])
+    out = se._append_rows(t, rows, keep=keep)
+    assert out is not t and t.n_obs == n and out.n_obs == keep.sum() + 2
+    assert list(out.obs_names) == list(ref_obs.index)
+    for c in ["cell_id", "area", "ecc", "flag", "note"]:
+        np.testing.assert_array_equal(out.obs[c].to_numpy(), ref_obs[c].to_numpy())
+    assert list(out.obs["cell_type"].astype(str)) == list(ref_obs["cell_type"].astype(str))
+    assert "unassigned" in out.obs["cell_type"].cat.categories
+    assert len(out.uns["cell_type_colors"]) == len(out.obs["cell_type"].cat.categories)
+    np.testing.assert_array_equal(out.X, np.concatenate([t.X[keep], rows.X]))
+    np.testing.assert_array_equal(out.obsm["bbox"], np.concatenate([t.obsm["bbox"][keep], rows.obsm["bbox"]]))
+    assert out.obsm["bbox"].dtype == t.obsm["bbox"].dtype
+    assert len(out.obsp.keys()) == 0 and "g" in t.obsp
+    out.obs["cell_type"] = out.obs["cell_type"].cat.add_categories(["z"])  # independent of t
+    assert "z" not in t.obs["cell_type"].cat.categories

@@ -705,6 +705,30 @@ class _RowIndex:
         return p
 
 
+def _concat_obs(obs_b: pd.DataFrame, obs_r: pd.DataFrame, cat) -> pd.DataFrame | None:
+    """Kept rows of ``obs_b`` + ``obs_r`` column by column with numpy (``cat``), or None when a
+    column or the index has an extension dtype (then pandas concatenates)."""
+    if not isinstance(obs_b.index.dtype, np.dtype) or not isinstance(obs_r.index.dtype, np.dtype):
+        return None
+    cols = {}
+    for c in obs_b.columns:
+        a, b = obs_b[c], obs_r[c]
+        if isinstance(a.dtype, pd.CategoricalDtype):
+            if a.dtype != b.dtype:
+                return None
+            cols[c] = pd.Categorical.from_codes(cat(a.cat.codes.to_numpy(), b.cat.codes.to_numpy()), dtype=a.dtype)
+        elif isinstance(a.dtype, np.dtype) and isinstance(b.dtype, np.dtype):
+            dt = np.result_type(a.dtype, b.dtype) if object not in (a.dtype, b.dtype) else np.dtype(object)
+            cols[c] = cat(a.to_numpy(), b.to_numpy(), dtype=dt)
+        else:
+            return None
+    idx = pd.Index(cat(obs_b.index.to_numpy(), obs_r.index.to_numpy(), dtype=np.dtype(object)),
+                   dtype=object, name=obs_b.index.name, copy=False)
+    out = pd.DataFrame(cols, index=idx, copy=False)
+    out.columns.name = obs_b.columns.name
+    return out
+
+
 def _append_rows(base, rows, keep: np.ndarray | None = None):
     """``base[keep]`` + ``rows`` (same columns), categorical columns and their colours kept.
 
@@ -713,7 +737,13 @@ def _append_rows(base, rows, keep: np.ndarray | None = None):
     """
     import warnings
 
-    pos = None if keep is None else np.flatnonzero(keep)
+    n0 = base.n_obs
+    if keep is None:
+        runs = [(0, n0)]
+    else:  # kept rows as contiguous runs: slice copies (memcpy) instead of a gather
+        d = np.diff(np.r_[0, np.asarray(keep, dtype=np.int8), 0])
+        runs = list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+    n_keep = sum(e - s for s, e in runs)
     obs_r = rows.obs.copy()
     for c in base.obs.columns:
         if isinstance(base.obs[c].dtype, pd.CategoricalDtype):
@@ -721,24 +751,28 @@ def _append_rows(base, rows, keep: np.ndarray | None = None):
             extra = [v for v in pd.unique(obs_r[c].astype(object)) if not pd.isna(v) and v not in cats]
             for v in extra:
                 _add_category(base, c, str(v))
-            cats = list(base.obs[c].cat.categories)
-            obs_r[c] = pd.Categorical(obs_r[c].astype(object), categories=cats)
-    obs_b = base.obs if pos is None else base.obs.take(pos)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        obs = pd.concat([obs_b, obs_r[obs_b.columns]], axis=0)
+            obs_r[c] = pd.Categorical(obs_r[c].astype(object), dtype=base.obs[c].dtype)
 
-    def cat(a, b):
+    def cat(a, b, dtype=None):
         a = a.toarray() if hasattr(a, "toarray") else np.asarray(a)
-        b = np.asarray(b, dtype=a.dtype)
-        n = a.shape[0] if pos is None else pos.size
-        out = np.empty((n + b.shape[0],) + a.shape[1:], dtype=a.dtype)
-        if pos is None:
-            out[:n] = a
-        else:  # one copy (a[pos] then concatenate would copy twice)
-            np.take(a, pos, axis=0, out=out[:n])
-        out[n:] = b
+        dtype = a.dtype if dtype is None else dtype
+        b = np.asarray(b, dtype=dtype)
+        out = np.empty((n_keep + b.shape[0],) + a.shape[1:], dtype=dtype)
+        o = 0
+        for s0, e0 in runs:
+            out[o:o + e0 - s0] = a[s0:e0]
+            o += e0 - s0
+        out[o:] = b
         return out
+
+    obs = _concat_obs(base.obs, obs_r, cat)
+    if obs is None:
+        import warnings
+
+        obs_b = base.obs if keep is None else base.obs.iloc[np.flatnonzero(keep)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            obs = pd.concat([obs_b, obs_r[obs_b.columns]], axis=0)
 
     X = None if base.X is None else cat(base.X, rows.X)
     obsm = {k: cat(base.obsm[k], rows.obsm[k]) for k in base.obsm.keys()}
