@@ -48,6 +48,11 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     qtbot.addWidget(w)
     assert w.sample_box.currentData() == sid
     assert all(k in w._bound for k in SHORTCUTS.values())
+    # shortcuts go through the viewer's key dispatcher (the Curation dock's Ctrl+Z is not replaced)
+    from napari_carspatial.widgets._keys import get_dispatcher
+
+    keys = get_dispatcher(viewer)
+    assert w in keys.owners()
 
     # "Edit current view": a region placed exactly over the slide
     r = w.edit_view()
@@ -167,3 +172,4 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     w.close_region()
     assert not any(ly.name.startswith(f"{s.name} edit") for ly in viewer.layers)
     w.cleanup()
+    assert w not in keys.owners()

@@ -1065,22 +1065,27 @@ class SegmentationWidget(QWidget):
             self.redo_button.setToolTip(f"Redo: {self._redo[-1][0]}")
 
     def _bind_keys(self):
+        """The dock's shortcuts (:data:`SHORTCUTS`), through the viewer's
+        :class:`~._keys.KeyDispatcher`: the Curation dock's Ctrl+Z / Ctrl+Shift+Z and ours no
+        longer replace each other; the dock on screen used last gets the press.
+        """
+        from ._keys import get_dispatcher
+
         acts = {"merge": lambda v: self.merge(), "split_line": lambda v: self.split_by_line(),
                 "split_seeds": lambda v: self.split_by_seeds(), "delete": lambda v: self.delete(),
                 "draw": lambda v: self.draw_cell(), "grow": lambda v: self.grow(), "shrink": lambda v: self.shrink(),
                 "undo": lambda v: self.undo(), "redo": lambda v: self.redo(), "commit": lambda v: self.commit()}
-        for name, fn in acts.items():
-            key = SHORTCUTS[name]
-            prev = self.viewer.bind_key(key, fn, overwrite=True)
-            self._bound[key] = (fn, prev)
+        keys = {SHORTCUTS[name]: fn for name, fn in acts.items()}
+        get_dispatcher(self.viewer).register(self, keys)
+        self._bound = {key: (fn, None) for key, fn in keys.items()}
 
     def unbind_keys(self):
-        """Remove our key bindings (restoring any previous ones)."""
-        for key, (_fn, prev) in self._bound.items():
+        """Remove this dock's key handlers (other docks' handlers stay)."""
+        if self._bound:
+            from ._keys import get_dispatcher
+
             try:
-                self.viewer.bind_key(key, None)
-                if prev is not None:
-                    self.viewer.bind_key(key, prev, overwrite=True)
+                get_dispatcher(self.viewer).unregister(self)
             except (ValueError, TypeError, RuntimeError):
                 pass
         self._bound.clear()
