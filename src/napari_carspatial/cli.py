@@ -105,6 +105,7 @@ def _open_viewer(samples, *, title: str):
     from .widgets.analysis import AnalysisWidget
     from .widgets.curation import CurationWidget
     from .widgets.gating import GatingWidget
+    from .widgets.segmentation import SegmentationWidget
 
     # one tabbed dock on the right; the legend (what the colours mean) is the tab shown first
     docks = [
@@ -113,6 +114,7 @@ def _open_viewer(samples, *, title: str):
         (InspectorWidget, "Cell inspector"),
         (GatingWidget, "Gating"),
         (CurationWidget, "Curation"),
+        (SegmentationWidget, "Segmentation"),
         (AnalysisWidget, "Analysis"),
         (LegendWidget, "Legend"),
     ]

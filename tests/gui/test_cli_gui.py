@@ -17,7 +17,7 @@ def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
         # the hidden channels arrive right after the first frame
         qtbot.waitUntil(lambda: "SMA" in [lyr.name for lyr in viewer.layers], timeout=15000)
         docks = set(viewer.window.dock_widgets)
-        assert {"Legend", "Channels", "Samples", "Cell inspector", "Gating", "Curation", "Analysis"} <= docks
+        assert {"Legend", "Channels", "Samples", "Cell inspector", "Gating", "Curation", "Segmentation", "Analysis"} <= docks
         # the legend colours by cell type; the gating preview is not on the slide (its tab is hidden)
         roles = [lyr.metadata.get(store.META_ROLE) for lyr in viewer.layers]
         assert not any(lyr.name.endswith("gate preview") and lyr.visible for lyr in viewer.layers)
