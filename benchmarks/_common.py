@@ -64,7 +64,19 @@ def result(
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux ``ru_maxrss`` is in KiB)."""
+    """Peak resident set size of this process so far, in MB.
+
+    Linux's ``VmHWM`` (``/proc/self/status``) is this process's own high-water mark. ``ru_maxrss``
+    is not: it survives ``exec`` and so includes the parent's RSS at fork time, which made child
+    measurements report the parent's peak. ``ru_maxrss`` is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

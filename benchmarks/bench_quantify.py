@@ -94,23 +94,6 @@ def bench_regionprops(size: int) -> dict:
                   data=f"30 x {size} x {size} uint16, {a.n_obs} cells", n_cells=int(a.n_obs))
 
 
-def _peak_mb() -> float:
-    """Peak RSS of this process's own address space (``VmHWM``), in MB.
-
-    ``ru_maxrss`` (``peak_rss_mb``) also counts the parent's peak from before ``exec`` (Linux
-    keeps the old memory map's high-water mark; Python's subprocess uses vfork), so a child
-    started by a parent that peaked at 9 GB (the regionprops reference) reported 9 GB.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError):
-        pass
-    return peak_rss_mb()
-
-
 def child_memory(path: str, tile: int) -> dict:
     import dask
     import dask.array as da
@@ -118,7 +101,7 @@ def child_memory(path: str, tile: int) -> dict:
     from napari_carspatial.analysis.quantify import quantify
     from napari_carspatial.io import read_image
 
-    base = _peak_mb()
+    base = peak_rss_mb()
     img = read_image(path).levels[0]
     H, W = img.shape[-2:]
     lab = da.map_blocks(lambda block_info=None: voronoi_block(*_loc(block_info)), dtype=np.uint32,
@@ -127,7 +110,7 @@ def child_memory(path: str, tile: int) -> dict:
     t0 = time.perf_counter()
     with dask.config.set(num_workers=2):
         a = quantify(img, lab, chunks=tile)
-    return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(), "ru_maxrss_mb": peak_rss_mb(), "baseline_mb": base,
+    return {"seconds": time.perf_counter() - t0, "peak_mb": peak_rss_mb(), "ru_maxrss_mb": peak_rss_mb(), "baseline_mb": base,
             "n_cells": int(a.n_obs), "gb": img.nbytes / 1e9}
 
 
