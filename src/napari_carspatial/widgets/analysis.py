@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from ..analysis import plotting
 from ..analysis.regions import DEFAULT_ROLES, Region, cells_in_polygon, polygon_area_px, regions_from_rois
 from ..analysis.results import STATISTICS, AnalysisResult, iter_compute, load_results, store_result
@@ -221,16 +222,8 @@ class AnalysisWidget(QWidget):
         return None if sid is None else store.get(sid)
 
     def _on_layers(self, event=None):
-        cur = self.sample_id
-        samples = store.samples_in_viewer(self.viewer)
-        self.sample_combo.blockSignals(True)
-        self.sample_combo.clear()
-        for sid, s in samples.items():
-            self.sample_combo.addItem(s.name, sid)
-        if cur in samples:
-            self.sample_combo.setCurrentIndex(list(samples).index(cur))
-        self.sample_combo.blockSignals(False)
-        if cur != self.sample_id:
+        changed, _ = refill_sample_combo(self.sample_combo, self.viewer)
+        if changed:
             self._on_sample()
         else:
             self.refresh_regions()

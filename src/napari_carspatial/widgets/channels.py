@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from .._napari.layers import contrast_limits
 from ..model.marker_panels import MarkerPanel, load_panels, save_panel
 
@@ -114,15 +115,8 @@ class ChannelsWidget(QWidget):
 
     # ------------------------------------------------------------------ plumbing
     def _refresh_samples(self, event=None):
-        current = self.sample_combo.currentData()
-        self.sample_combo.blockSignals(True)
-        self.sample_combo.clear()
-        for sid, s in store.samples_in_viewer(self.viewer).items():
-            if store.layers_of(self.viewer, sid, "image"):
-                self.sample_combo.addItem(s.name, sid)
-        i = self.sample_combo.findData(current)
-        self.sample_combo.setCurrentIndex(max(i, 0))
-        self.sample_combo.blockSignals(False)
+        refill_sample_combo(self.sample_combo, self.viewer,
+                            where=lambda s: bool(store.layers_of(self.viewer, store.register(s), "image")))
         self._fill()
 
     def image_layers(self) -> list:

@@ -55,6 +55,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from .._napari.selection import ROLE_SELECT_SHAPES, get_session
 from ..model import ROI_CLASSES, SampleError, default_reviewer, get_log
 from ..model.curation import EXCLUDE_REASONS
@@ -392,20 +393,10 @@ class CurationWidget(QWidget):
             if layer.metadata.get(store.META_ROLE) == ROLE_SELECT_SHAPES and id(layer) not in self._shapes_connected:
                 self._shapes_connected.add(id(layer))
                 layer.events.data.connect(self._on_shape_data)
-        samples = {sid: s for sid, s in store.samples_in_viewer(self.viewer).items()
-                   if s.table is not None and s.labels}
-        current = self.sample_box.currentData()
-        have = [self.sample_box.itemData(i) for i in range(self.sample_box.count())]
-        if have != list(samples):
-            self.sample_box.blockSignals(True)
-            self.sample_box.clear()
-            for sid, s in samples.items():
-                self.sample_box.addItem(s.name, sid)
-            idx = self.sample_box.findData(current)
-            self.sample_box.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
-            self.sample_box.blockSignals(False)
-            if self.sample_box.currentData() != current:
-                self._on_sample()
+        changed, samples = refill_sample_combo(self.sample_box, self.viewer,
+                                               where=lambda s: s.table is not None and bool(s.labels))
+        if changed:
+            self._on_sample()
         self.empty.setVisible(not samples)
         self.tabs.setEnabled(bool(samples))
 

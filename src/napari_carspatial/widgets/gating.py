@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from ..analysis.gating import (
     DEFAULT_KEY,
     TRANSFORMS,
@@ -568,16 +569,10 @@ class GatingWidget(QWidget):
 
     # ================================================================== samples and markers
     def refresh_samples(self, event=None):
-        samples = {sid: s for sid, s in store.samples_in_viewer(self.viewer).items() if s.table is not None}
         current = self.sample_combo.currentData()
         target = self.target_combo.currentData()
-        self.sample_combo.blockSignals(True)
-        self.sample_combo.clear()
-        for sid, s in samples.items():
-            self.sample_combo.addItem(f"{s.name}  ({s.n_cells:,} cells)", sid)
-        idx = self.sample_combo.findData(current)
-        self.sample_combo.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
-        self.sample_combo.blockSignals(False)
+        _, samples = refill_sample_combo(self.sample_combo, self.viewer, where=lambda s: s.table is not None,
+                                         label=lambda s: f"{s.name}  ({s.n_cells:,} cells)")
         self._values_cache = {k: v for k, v in self._values_cache.items() if k[0] in samples}
         for sid in list(self._previews):
             if sid not in samples:

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from .._napari.inspect import CellIndex, categorical_columns, cell_info, cell_zoom, centre_on, label_at
 from .._napari.layers import guess_type_key
 
@@ -145,16 +146,8 @@ class InspectorWidget(QWidget):
 
     # ------------------------------------------------------------------ samples
     def _refresh_samples(self, event=None):
-        current = self.sample_combo.currentData()
-        self.sample_combo.blockSignals(True)
-        self.sample_combo.clear()
-        for sid, s in store.samples_in_viewer(self.viewer).items():
-            if s.table is not None:
-                self.sample_combo.addItem(s.name, sid)
-        idx = self.sample_combo.findData(current)
-        self.sample_combo.setCurrentIndex(max(idx, 0))
-        self.sample_combo.blockSignals(False)
-        if self.sample_combo.currentData() != current:   # other layers coming and going: keep choices
+        changed, _ = refill_sample_combo(self.sample_combo, self.viewer, where=lambda s: s.table is not None)
+        if changed:   # other layers coming and going: keep the reviewer's choices
             self._sample_changed()
 
     def _sid(self) -> str | None:

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
+from ._common import refill_sample_combo
 from .._napari.colouring import column_choices, get_colouring, is_categorical
 from .._napari.inspect import camera
 from .._napari.layers import guess_type_key
@@ -239,20 +240,10 @@ class LegendWidget(QWidget):
                 self._connected_shapes.add(id(layer))
                 layer.events.highlight.connect(self._schedule)
                 layer.events.data.connect(self._schedule)
-        samples = {sid: s for sid, s in store.samples_in_viewer(self.viewer).items()
-                   if s.labels and s.table is not None}
-        current = self.sample_box.currentData()
-        have = [self.sample_box.itemData(i) for i in range(self.sample_box.count())]
-        if have != list(samples):
-            self.sample_box.blockSignals(True)
-            self.sample_box.clear()
-            for sid, s in samples.items():
-                self.sample_box.addItem(s.name, sid)
-            idx = self.sample_box.findData(current)
-            self.sample_box.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
-            self.sample_box.blockSignals(False)
-            if self.sample_box.currentData() != current:
-                self._on_sample()
+        changed, samples = refill_sample_combo(self.sample_box, self.viewer,
+                                               where=lambda s: bool(s.labels) and s.table is not None)
+        if changed:
+            self._on_sample()
         self.empty.setVisible(not samples)
         self._schedule()
 

@@ -57,6 +57,7 @@ from qtpy.QtWidgets import (
 
 from .._napari import seg_edit as se
 from .._napari import store
+from ._common import refill_sample_combo
 from ..model import SampleError
 
 log = logging.getLogger(__name__)
@@ -287,18 +288,8 @@ class SegmentationWidget(QWidget):
         return ed
 
     def _on_layers_changed(self, event=None):
-        samples = store.samples_in_viewer(self.viewer)
-        cur = self.sid
-        self.sample_box.blockSignals(True)
-        self.sample_box.clear()
-        for sid, s in samples.items():
-            if s.labels:
-                self.sample_box.addItem(s.name, sid)
-        idx = self.sample_box.findData(cur) if cur else -1
-        self.sample_box.setCurrentIndex(idx if idx >= 0 else (0 if self.sample_box.count() else -1))
-        self.sample_box.blockSignals(False)
-        new = self.sample_box.currentData()
-        if new != cur:
+        changed, _ = refill_sample_combo(self.sample_box, self.viewer, where=lambda s: bool(s.labels))
+        if changed:
             self._on_sample()
         if self.edit_layer is not None and self.edit_layer not in self.viewer.layers:
             self._drop_region()
