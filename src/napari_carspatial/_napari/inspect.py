@@ -76,8 +76,13 @@ class CellIndex:
 
     def rows_of_category(self, key: str, category: str) -> np.ndarray:
         """Rows whose ``obs[key] == category``, in reading order (top to bottom, left to right)."""
-        col = self.sample.table.obs[key].astype(str).to_numpy()
-        rows = np.flatnonzero(col == str(category))
+        col = self.sample.table.obs[key]
+        if isinstance(col.dtype, pd.CategoricalDtype):   # compare codes: no string copy of the column
+            cats = [str(c) for c in col.cat.categories]
+            code = cats.index(str(category)) if str(category) in cats else -2
+            rows = np.flatnonzero(col.cat.codes.to_numpy() == code)
+        else:
+            rows = np.flatnonzero(col.astype(str).to_numpy() == str(category))
         # reading order: bands of ~50 µm (or 100 px) from the top, then left to right
         band = 50.0 / self.sample.pixel_size_um if self.sample.pixel_size_um else 100.0
         y, x = self.xy[rows, 1], self.xy[rows, 0]
@@ -86,14 +91,22 @@ class CellIndex:
 
     def step(self, key: str, category: str, current_id: int | None, direction: int = 1) -> int | None:
         """The id of the next (``direction=1``) or previous (``-1``) cell of ``category``; cycles."""
+        found = self.step_position(key, category, current_id, direction)
+        return None if found is None else found[0]
+
+    def step_position(self, key: str, category: str, current_id: int | None,
+                      direction: int = 1) -> tuple[int, int, int] | None:
+        """Like :meth:`step`, with the new cell's 1-based position and the number of such cells."""
         rows = self.rows_of_category(key, category)
         if rows.size == 0:
             return None
         ids = self.ids[rows]
-        if current_id is None or current_id not in set(ids.tolist()):
-            return int(ids[0] if direction >= 0 else ids[-1])
-        pos = int(np.flatnonzero(ids == current_id)[0])
-        return int(ids[(pos + direction) % ids.size])
+        hit = np.flatnonzero(ids == current_id) if current_id is not None else np.empty(0, int)
+        if hit.size == 0:
+            pos = 0 if direction >= 0 else ids.size - 1
+        else:
+            pos = (int(hit[0]) + direction) % ids.size
+        return int(ids[pos]), pos + 1, int(ids.size)
 
 
 def categorical_columns(adata) -> list[str]:

@@ -225,13 +225,12 @@ class InspectorWidget(QWidget):
             return None
         idx = self.index(sid)
         cur = self._current[1] if self._current and self._current[0] == sid else None
-        cid = idx.step(key, cat, cur, direction)
-        if cid is None:
+        found = idx.step_position(key, cat, cur, direction)
+        if found is None:
             self._error(f"No cells of type {cat!r} in {store.get(sid).name}.")
             return None
-        rows = idx.rows_of_category(key, cat)
-        pos = int(np.flatnonzero(idx.ids[rows] == cid)[0]) + 1
-        self.step_label.setText(f"{pos:,} / {rows.size:,}")
+        cid, pos, total = found
+        self.step_label.setText(f"{pos:,} / {total:,}")
         self.show_cell(cid, centre=True)
         return cid
 
