@@ -10,6 +10,7 @@ JSON the child writes with :func:`write_child_result`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -152,10 +153,8 @@ def run_child(
     except (OSError, json.JSONDecodeError):
         data = None
     finally:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(out)
-        except OSError:
-            pass
     if proc.returncode != 0 or data is None:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-6:]
         err = (data or {}).get("error") if isinstance(data, dict) else None

@@ -186,7 +186,7 @@ def ensure_data(size: str) -> Path:
         "PhysicalSizeX": PIXEL_SIZE_UM, "PhysicalSizeXUnit": "µm",
         "PhysicalSizeY": PIXEL_SIZE_UM, "PhysicalSizeYUnit": "µm",
     }
-    opts = dict(dtype=np.uint16, tile=(TILE, TILE), photometric="minisblack", compression=None)
+    opts = {"dtype": np.uint16, "tile": (TILE, TILE), "photometric": "minisblack", "compression": None}
     with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tw:
         tw.write(tex.tiles(c, shapes[0], 1), shape=(c, *shapes[0]), subifds=len(shapes) - 1,
                  metadata=metadata, **opts)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR, peak_rss_mb, result, run_child  # noqa: E402
+from _common import peak_rss_mb, result, run_child  # noqa: E402
 
 CELL = 20.48  # px per cell: 4096 / 200 -> 40,000 cells
 

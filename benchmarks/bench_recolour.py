@@ -91,7 +91,7 @@ def make_sample(n_side: int):
 
     from napari_carspatial.model import Sample, set_table_link, yx_to_spatial
 
-    lab, ids, centres = voronoi_labels(n_side)
+    lab, ids, centers = voronoi_labels(n_side)
     levels = [lab]
     while max(levels[-1].shape) > 1024:
         levels.append(levels[-1][::2, ::2])
@@ -107,11 +107,11 @@ def make_sample(n_side: int):
     })
     obs.index = obs.index.astype(str)
     table = ad.AnnData(obs=obs)
-    table.obsm["spatial"] = yx_to_spatial(centres)
+    table.obsm["spatial"] = yx_to_spatial(centers)
     set_table_link(table, region="bench_labels")
     sample = Sample("bench", labels=pyramid, table=table, pixel_size_um=None)
     sample.validate(check_ids=False)
-    return sample, levels, centres
+    return sample, levels, centers
 
 
 # --------------------------------------------------------------------------- GUI child
@@ -121,10 +121,10 @@ def _child(n_side: int, out: str) -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_carspatial._napari import store
-    from napari_carspatial._napari.colouring import category_colors, category_lut, get_colouring
+    from napari_carspatial._napari.coloring import category_colors, category_lut, get_coloring
 
     t0 = time.perf_counter()
-    sample, levels, centres = make_sample(n_side)
+    sample, levels, centers = make_sample(n_side)
     gen_s = time.perf_counter() - t0
     n = sample.table.n_obs
     viewer = napari.Viewer(show=True)
@@ -133,20 +133,20 @@ def _child(n_side: int, out: str) -> None:
     for _ in range(5):
         app.processEvents()
     sid = store.register(sample)
-    col = get_colouring(viewer, sid)
+    col = get_coloring(viewer, sid)
 
     def frame():
         return viewer.screenshot(canvas_only=True, flash=False)
 
     # ---- ours: warm-up (creates the layer), then timed switches
-    col.colour_by_category("type_a", opacity=1.0)
+    col.color_by_category("type_a", opacity=1.0)
     viewer.reset_view()
     frame()
     times = []
     for k in range(5):
         key = "type_b" if k % 2 == 0 else "type_a"
         t = time.perf_counter()
-        col.colour_by_category(key, opacity=1.0)
+        col.color_by_category(key, opacity=1.0)
         shot_ours = frame()
         times.append(time.perf_counter() - t)
     ours_s = statistics.median(times)
@@ -184,7 +184,7 @@ def _child(n_side: int, out: str) -> None:
         t = time.perf_counter()
         colors = np.asarray(category_colors(sample.table, "type_b"))
         per_cell = colors[codes]
-        cmap = DirectLabelColormap(color_dict={None: "transparent", **dict(zip(ids.tolist(), per_cell.tolist()))})
+        cmap = DirectLabelColormap(color_dict={None: "transparent", **dict(zip(ids.tolist(), per_cell.tolist(), strict=False))})
         ref_layer.colormap = cmap
         frame()
         ref_times.append(time.perf_counter() - t)
@@ -210,7 +210,6 @@ def _child(n_side: int, out: str) -> None:
     diff_on_borders = float((diff & border).sum() / diff.sum()) if diff.any() else 1.0
     try:
         import imageio.v3 as iio
-
         from _common import DATA_DIR
 
         DATA_DIR.mkdir(exist_ok=True)
@@ -221,8 +220,8 @@ def _child(n_side: int, out: str) -> None:
 
     rgb = (np.array([to_rgb(c) for c in col.colors]) * 255).round().astype(int)
     h, w = zoom_ours.shape[:2]
-    sy = (centres[:, 0] - zoom_center[0]) * 3.0 + h / 2
-    sx = (centres[:, 1] - zoom_center[1]) * 3.0 + w / 2
+    sy = (centers[:, 0] - zoom_center[0]) * 3.0 + h / 2
+    sx = (centers[:, 1] - zoom_center[1]) * 3.0 + w / 2
     inside = np.flatnonzero((sy > 10) & (sy < h - 10) & (sx > 10) & (sx < w - 10))
     pick = np.random.default_rng(2).choice(inside, size=min(200, inside.size), replace=False)
     got = zoom_ours[sy[pick].round().astype(int), sx[pick].round().astype(int), :3].astype(int)

@@ -60,9 +60,9 @@ def make_layout(n: int, seed: int = 0):
     xy = np.column_stack([gx.ravel(), gy.ravel()])[:n].astype(np.float64) * spacing_px
     xy += rng.uniform(-0.4, 0.4, xy.shape) * spacing_px
     n_niches = max(4, n // 400)
-    centres = rng.uniform(0, side * spacing_px, (n_niches, 2))
+    centers = rng.uniform(0, side * spacing_px, (n_niches, 2))
     mixes = rng.dirichlet(np.full(N_TYPES, 0.3), n_niches)
-    niche = cKDTree(centres).query(xy, workers=-1)[1]
+    niche = cKDTree(centers).query(xy, workers=-1)[1]
     cum = np.cumsum(mixes, axis=1)[niche]
     labels = (rng.random(n)[:, None] > cum).sum(axis=1).clip(0, N_TYPES - 1)
     return xy, labels
@@ -93,7 +93,12 @@ def _import_squidpy():
 
 
 def _warmup(sq):
-    from napari_carspatial.analysis import co_occurrence, nhood_enrichment, spatial_graph, store_graph
+    from napari_carspatial.analysis import (
+        co_occurrence,
+        nhood_enrichment,
+        spatial_graph,
+        store_graph,
+    )
 
     xy, lab = make_layout(2000, seed=99)
     a = _adata(xy, lab)

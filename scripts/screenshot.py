@@ -55,7 +55,7 @@ def main() -> None:
     if a.zoom:
         cam.zoom = a.zoom
     if a.inspect is not None and "inspector" in docks:
-        docks["inspector"].show_cell(a.inspect, centre=True)
+        docks["inspector"].show_cell(a.inspect, center=True)
     app = QApplication.instance()
     t0 = time.time()
     while time.time() - t0 < 4:

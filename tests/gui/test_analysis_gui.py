@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.analysis.results import load_results
 
@@ -60,9 +60,9 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     viewer = make_napari_viewer_proxy(show=True)
     add_sample_layers(viewer, demo)
     ps = demo.pixel_size_um
-    for name, comp, colour in (("core", "Tumor core", "#ff4040"), ("margin", "Invasive margin", "#ffd400")):
+    for name, comp, color in (("core", "Tumor core", "#ff4040"), ("margin", "Invasive margin", "#ffd400")):
         viewer.add_shapes(compartment_polygons(demo, comp), shape_type="polygon", name=name, scale=(ps, ps),
-                          edge_color=colour, face_color="transparent", edge_width=4, units=("um", "um"))
+                          edge_color=color, face_color="transparent", edge_width=4, units=("um", "um"))
     w = AnalysisWidget(viewer)
     viewer.window.add_dock_widget(w, name="Analysis", area="right")
     w.refresh_regions()
@@ -104,7 +104,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     _wait_result(qtbot, w, "niches")
     t = demo.table
     assert "niche" in t.obs and len(t.uns["niche_colors"]) == len(t.obs["niche"].cat.categories)
-    col = get_colouring(viewer, w.sample_id)
+    col = get_coloring(viewer, w.sample_id)
     assert col.key == "niche"
     qtbot.wait(300)
     shots["analysis_niches.png"] = w.grab()
@@ -127,7 +127,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert any(p.suffix == ".svg" for p in files) and any(p.suffix == ".csv" for p in files)
 
     # cancel: a long run stops, the dock is usable again
-    w.stat_combo.setCurrentIndex(list(w.stat_combo.itemData(i) for i in range(w.stat_combo.count())).index("ripley"))
+    w.stat_combo.setCurrentIndex([w.stat_combo.itemData(i) for i in range(w.stat_combo.count())].index("ripley"))
     worker = w.run()
     w.cancel()
     qtbot.waitUntil(lambda: w._worker is None, timeout=90_000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
 
     from napari_carspatial import cli

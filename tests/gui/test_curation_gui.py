@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_carspatial._napari import store
-from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.io import read_sample
 from napari_carspatial.model import get_log
@@ -62,7 +62,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     w.set_reviewer(REVIEWER)
     sess = w.session
     assert sess is not None and sess.sid == sid
-    col = get_colouring(viewer, sid)
+    col = get_coloring(viewer, sid)
     assert col.key == "cell_type_curated"
     orig = s.table.obs["cell_type"].astype(str).to_numpy().copy()
 
@@ -167,7 +167,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     out = w.save(cache / "curated ü.h5ad")
     assert out is not None and out.exists()
     curated = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
-    colours = list(s.table.uns["cell_type_curated_colors"])
+    colors = list(s.table.uns["cell_type_curated_colors"])
     rois = [(r.name, r.cls) for r in s.rois]
     n_log = len(get_log(s.table))
     assert w.last_autosave.exists() is False   # saved: the recovery file is gone
@@ -184,7 +184,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     assert w2.session.sid == sid2
     t2 = s2.table
     assert (t2.obs["cell_type_curated"].astype(str).to_numpy() == curated).all()
-    assert list(t2.uns["cell_type_curated_colors"]) == colours
+    assert list(t2.uns["cell_type_curated_colors"]) == colors
     assert [(r.name, r.cls) for r in s2.rois] == rois
     assert w2.session.roi_layer is not None and len(w2.session.roi_layer.data) == len(rois)
     assert w2.roi_table.rowCount() == len(rois)
@@ -193,7 +193,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     assert w2.audit_table.rowCount() == n_log
     prov = t2.uns["carspatial"]["provenance"]
     assert len(prov["image"]["sha256"]) == 64 and len(prov["mask"]["sha256"]) == 64
-    assert get_colouring(viewer2, sid2).key == "cell_type_curated"
+    assert get_coloring(viewer2, sid2).key == "cell_type_curated"
     assert "Doublet" in w2.session.curation.categories
 
 
@@ -231,7 +231,7 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     _no_modal(monkeypatch)
     viewer2 = make_napari_viewer_proxy()
     s2, sid2 = _open(viewer2, demo_files)
-    col2 = get_colouring(viewer2, sid2)
+    col2 = get_coloring(viewer2, sid2)
     w2 = _widget(viewer2, qtbot)
     assert w2.recovery_banner.isHidden()          # not while the dock is being built
     qtbot.waitUntil(lambda: not w2.recovery_banner.isHidden(), timeout=3000)

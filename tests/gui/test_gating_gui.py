@@ -121,7 +121,7 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot, monkeypatch
     # without the colouring module the preview is a Points layer at the positive cells' centroids
     from napari_carspatial.widgets import gating as gmod
 
-    monkeypatch.setattr(gmod, "_colouring_module", lambda: None)
+    monkeypatch.setattr(gmod, "_coloring_module", lambda: None)
     widget._previews.clear()
     widget.preview_check.setChecked(True)
     _choose_marker(widget, "CAR")

@@ -48,7 +48,7 @@ def viewer_with_40(make_napari_viewer_proxy):
     return viewer, sample
 
 
-def test_inspector_jump_shows_markers_and_neighbours(viewer_with_sample, qtbot):
+def test_inspector_jump_shows_markers_and_neighbors(viewer_with_sample, qtbot):
     from napari_carspatial.widgets.inspector import InspectorWidget
 
     viewer, sample = viewer_with_sample
@@ -63,7 +63,7 @@ def test_inspector_jump_shows_markers_and_neighbours(viewer_with_sample, qtbot):
     row = sample.table.obs_names.get_loc("c24")
     assert float(w.table.item(3, 1).text()) == pytest.approx(float(sample.table.X[row, 3]), rel=1e-2)
     # the 8 grid neighbours (within 30 µm, up to 10 nearest)
-    assert "Neighbours" in w.neighbours.text() and "CAR T" in w.neighbours.text()
+    assert "Neighbours" in w.neighbors.text() and "CAR T" in w.neighbors.text()
     # the pinned cell is marked on the slide by a ring at its centroid (world µm, y x)
     ring = viewer.layers["pinned cell"]
     np.testing.assert_allclose(ring.data_to_world(ring.data[0]), (14.5, 14.5))

@@ -30,7 +30,7 @@ def _small_sample(name="tiny"):
     return s.validate()
 
 
-def test_add_sample_layers_names_colours_scale(make_napari_viewer_proxy):
+def test_add_sample_layers_names_colors_scale(make_napari_viewer_proxy):
     viewer = make_napari_viewer_proxy()
     sample = _small_sample()
     layers = add_sample_layers(viewer, sample)

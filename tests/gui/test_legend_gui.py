@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_carspatial._napari import store
-from napari_carspatial._napari.colouring import get_colouring
+from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.inspect import camera
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.model import Sample
@@ -43,21 +43,21 @@ def _sample(name="legend"):
     return s.validate()
 
 
-def _centre(cid):
+def _center(cid):
     sl = CELLS[cid][0]
     return ((sl[0].start + sl[0].stop) // 2, (sl[1].start + sl[1].stop) // 2)
 
 
 def _shown_rgba(layer, cid, *, edge=False):
     """RGBA the codes layer gives cell ``cid`` (level-0 codes at its centre / top-left corner)."""
-    y, x = (CELLS[cid][0][0].start, CELLS[cid][0][1].start) if edge else _centre(cid)
+    y, x = (CELLS[cid][0][0].start, CELLS[cid][0][1].start) if edge else _center(cid)
     code = int(np.asarray(layer.data[0][y, x]))
     return np.asarray(layer.colormap.map(np.array([code], dtype=np.uint8))[0])
 
 
 def _screen_rgb(viewer, cid):
     """Screenshot pixel at the centre of cell ``cid`` (the camera is centred on it, zoomed in)."""
-    y, x = _centre(cid)
+    y, x = _center(cid)
     cam = camera(viewer)
     cam.center = (y * 0.5, x * 0.5)
     cam.zoom = 40
@@ -80,9 +80,9 @@ def legend(make_napari_viewer_proxy, qtbot):
     return viewer, widget, sample
 
 
-def test_legend_colours_specific_cells_and_switches_columns(legend, qtbot):
+def test_legend_colors_specific_cells_and_switches_columns(legend, qtbot):
     viewer, w, sample = legend
-    col = w.colouring
+    col = w.coloring
     assert col is not None and col.key == "cell_type"                # coloured by cell type on open
     layer = col.category_layer
     assert layer.multiscale and np.allclose(layer.scale, [0.5, 0.5])
@@ -111,12 +111,12 @@ def test_legend_colours_specific_cells_and_switches_columns(legend, qtbot):
     np.testing.assert_allclose(_shown_rgba(layer, 17), [1, 0, 1, 1])
 
 
-def test_visibility_show_only_and_colour_edit(legend, qtbot, monkeypatch):
+def test_visibility_show_only_and_color_edit(legend, qtbot, monkeypatch):
     from qtpy.QtGui import QColor
     from qtpy.QtWidgets import QColorDialog
 
     viewer, w, sample = legend
-    col = w.colouring
+    col = w.coloring
     layer = col.category_layer
     # untick Tumor: its cells become transparent, others stay
     item = w.item_for("Tumor")
@@ -141,9 +141,9 @@ def test_visibility_show_only_and_colour_edit(legend, qtbot, monkeypatch):
     assert list(_screen_rgb(viewer, 9)) == [255, 128, 0]
 
 
-def test_outline_mode_colours_each_cell_border(legend, qtbot):
+def test_outline_mode_colors_each_cell_border(legend, qtbot):
     viewer, w, sample = legend
-    col = w.colouring
+    col = w.coloring
     w.mode_box.setCurrentText("outline")
     layer = col.category_layer
     assert col.mode == "outline"
@@ -154,14 +154,14 @@ def test_outline_mode_colours_each_cell_border(legend, qtbot):
     assert lvl0[23, 50] != 0 and lvl0[30, 50] != 0
 
 
-def test_numeric_column_colormap_range_and_colour_bar(legend, qtbot):
+def test_numeric_column_colormap_range_and_color_bar(legend, qtbot):
     viewer, w, sample = legend
     w.set_column("CD3")
-    col = w.colouring
+    col = w.coloring
     assert col.kind == "numeric" and w.num_panel.isVisibleTo(w) and not w.cat_panel.isVisibleTo(w)
     vl = col.value_layer
     assert vl.visible and vl.colorbar.visible and not col.category_layer.visible
-    y, x = _centre(17)
+    y, x = _center(17)
     assert float(np.asarray(vl.data[0][y, x])) == 9.0
     assert np.isnan(float(np.asarray(vl.data[0][0, 0])))               # background: transparent
     w.range_slider.setValue((2.0, 4.0))
@@ -180,7 +180,7 @@ def test_counts_in_view_and_selected_region(legend, qtbot):
     w.update_counts()
     assert w.item_for("Tumor").text(4) == "2"
     # zoom onto cell 17 only (world µm): only it stays in view
-    y, x = _centre(17)
+    y, x = _center(17)
     camera(viewer).center = (y * 0.5, x * 0.5)
     camera(viewer).zoom = 200
     w.update_counts()
@@ -198,14 +198,14 @@ def test_counts_in_view_and_selected_region(legend, qtbot):
 def test_highlight_and_registry(legend, qtbot):
     viewer, w, sample = legend
     sid = store.sample_id_of(viewer.layers[0])
-    col = get_colouring(viewer, sid)
-    assert col is w.colouring                                          # one per (viewer, sample)
-    assert get_colouring(viewer.__wrapped__, sid) is col              # also through the real viewer
+    col = get_coloring(viewer, sid)
+    assert col is w.coloring                                          # one per (viewer, sample)
+    assert get_coloring(viewer.__wrapped__, sid) is col              # also through the real viewer
     mask = np.array([c in (17, 9) for c in CELLS])
     hl = col.highlight(mask, color="yellow", name="CD3+")
-    y, x = _centre(17)
+    y, x = _center(17)
     assert int(np.asarray(hl.data[0][y, x])) == 1
-    y, x = _centre(4242)
+    y, x = _center(4242)
     assert int(np.asarray(hl.data[0][y, x])) == 0
     hl2 = col.highlight(~mask, name="CD3+")
     assert hl2.name == hl.name and len(store.layers_of(viewer, sid, "cell_highlight")) == 1

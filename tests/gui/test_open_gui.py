@@ -64,9 +64,8 @@ def test_file_open_steinbock_folder(make_napari_viewer_proxy, steinbock_dir):
 @pytest.mark.parametrize("case", ["truncated", "float_mask", "empty_mask", "not_a_tiff"])
 def test_bad_files_notify_and_keep_open_layers(case, tmp_path, make_napari_viewer_proxy, monkeypatch):
     """A bad file gives a napari notification naming it; no exception; open layers untouched."""
-    import tifffile
-
     import napari.utils.notifications as notifications
+    import tifffile
 
     shown = []
     monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(msg))

@@ -42,7 +42,7 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     # 2. hide stroma: its colour becomes transparent, CAR T stays
     stroma = legend.item_for("Stroma")
     stroma.setCheckState(COL_SHOW, Qt.Unchecked)
-    col = legend.colouring
+    col = legend.coloring
     assert not col.visible[col.categories.index("Stroma")]
     layer = col.category_layer
     code_stroma = col.categories.index("Stroma") + 1

@@ -58,7 +58,7 @@ def test_margin_enriched_for_car_t_and_macrophage_contact(demo_pair):
     assert 0 <= w.loc["frac_car_t_contact_pdl1_macrophage", "margin"] <= w.loc["frac_car_t_contact_myeloid", "margin"] <= 1
 
 
-def test_post_has_more_antigen_negative_tumour_and_it_clusters(demo_pair):
+def test_post_has_more_antigen_negative_tumor_and_it_clusters(demo_pair):
     pre = _wide(region_metrics(demo_pair["pre"].table)).loc[:, "whole"]
     post = _wide(region_metrics(demo_pair["post"].table)).loc[:, "whole"]
     assert post["antigen_neg_fraction"] > 3 * pre["antigen_neg_fraction"]

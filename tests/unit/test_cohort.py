@@ -160,7 +160,7 @@ def test_group_tests_null_false_positive_rate_is_controlled():
     ps = []
     for k in range(150):
         lab = rng.permutation(np.r_[np.ones(n // 2, bool), np.zeros(n - n // 2, bool)])
-        df = base.assign(responder=base["sample"].str[1:].astype(int).map(lambda i: bool(lab[i])))
+        df = base.assign(responder=base["sample"].str[1:].astype(int).map(lambda i, lab=lab: bool(lab[i])))
         ps.append(group_tests(df, n_boot=10, seed=k)["p"].to_numpy())
     ps = np.concatenate(ps)
     assert 0.01 < np.mean(ps < 0.05) <= 0.065

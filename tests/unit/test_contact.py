@@ -74,7 +74,7 @@ def test_contact_graph_maps_ids_to_rows(masks):
     assert g.method == "contact" and (adj != adj.T).nnz == 0 and adj.diagonal().sum() == 0
     pairs = {tuple(p) for p in contact_pairs(m, expand_px=1)}
     r, c = adj.nonzero()
-    got = {(min(rows[i], rows[j]), max(rows[i], rows[j])) for i, j in zip(r, c)}
+    got = {(min(rows[i], rows[j]), max(rows[i], rows[j])) for i, j in zip(r, c, strict=False)}
     assert len(got) > 100 and got == {p for p in pairs if p[0] in set(rows) and p[1] in set(rows)}
     # touching cells are close: centroid distance bounded by cell size
     assert g.distances.data.max() < 40

@@ -81,7 +81,8 @@ def test_exclude_include_confirm_and_progress():
     c.confirm(np.arange(100, 120))
     p = c.progress()
     assert p["n_reviewed"] == 25 and p["n_excluded"] == 3 and p["n_changed"] == 0
-    c.undo(); c.undo(); c.undo()
+    for _ in range(3):
+        c.undo()
     assert not t.obs[EXCLUDED_KEY].any() and not t.obs[REVIEWED_KEY].any()
     assert c.undo() is None and c.can_redo
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_carspatial.datasets import CELL_TYPE_COLORS, CELL_TYPES, CHANNELS, demo_pair, demo_sample, write_demo
+from napari_carspatial.datasets import (
+    CELL_TYPE_COLORS,
+    CELL_TYPES,
+    CHANNELS,
+    demo_pair,
+    demo_sample,
+    write_demo,
+)
 from napari_carspatial.model import Sample, get_table_link, instance_ids, pixel_size_um
 
 SIZE = 1536
@@ -82,7 +89,7 @@ def test_channels_and_pyramids(post):
     np.testing.assert_array_equal(post.labels[1][:50, :50].compute(), post.labels[0][:100:2, :100:2].compute())
 
 
-def test_type_counts_and_colours(pre, post):
+def test_type_counts_and_colors(pre, post):
     obs = post.table.obs
     assert list(obs["cell_type"].cat.categories) == list(CELL_TYPES)
     colors = post.table.uns["cell_type_colors"]
@@ -137,12 +144,12 @@ def _signed_distance_um(s: Sample, step: int = 4) -> tuple[np.ndarray, np.ndarra
     lab = np.asarray(s.labels[0])[::step, ::step]
     obs = s.table.obs
     tum_ids = obs["cell_id"].to_numpy()[obs["cell_type"].astype(str).str.startswith("Tumor").to_numpy()]
-    tumour = np.isin(lab, tum_ids)
+    tumor = np.isin(lab, tum_ids)
     r = int(round(12 / (s.pixel_size_um * step)))
     disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r
-    tumour = ndi.binary_opening(ndi.binary_closing(tumour, disk), disk)
+    tumor = ndi.binary_opening(ndi.binary_closing(tumor, disk), disk)
     px = s.pixel_size_um * step
-    dist = np.where(tumour, -ndi.distance_transform_edt(tumour), ndi.distance_transform_edt(~tumour)) * px
+    dist = np.where(tumor, -ndi.distance_transform_edt(tumor), ndi.distance_transform_edt(~tumor)) * px
     xy = s.table.obsm["spatial"]
     iy = np.clip((xy[:, 1] / step).astype(int), 0, lab.shape[0] - 1)
     ix = np.clip((xy[:, 0] / step).astype(int), 0, lab.shape[1] - 1)

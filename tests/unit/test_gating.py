@@ -242,7 +242,7 @@ def test_store_gating_default_reviewer_is_os_user(monkeypatch):
     assert Gate("CD3", 1.0).created_by == "pathologist7"
 
 
-def test_store_gating_reuses_known_colours():
+def test_store_gating_reuses_known_colors():
     a = _table(50)
     a.obs["cell_type"] = pd.Categorical(["CAR T"] * 25 + ["Tumor"] * 25)
     a.uns["cell_type_colors"] = ["#123456", "#abcdef"]

@@ -67,7 +67,7 @@ def test_qupath_file_import_rules_and_round_trip(tmp_path):
     assert ring[0] == ring[-1] and ring[1] == [90.0, 10.0]  # closed, x first
     again = read_geojson(out)
     assert [(r.name, r.cls, r.id) for r in again] == [(r.name, r.cls, r.id) for r in rois]
-    for a, b in zip(rois, again):
+    for a, b in zip(rois, again, strict=False):
         np.testing.assert_allclose(a.polygon_yx, b.polygon_yx)
         assert len(getattr(a, "holes_yx", [])) == len(getattr(b, "holes_yx", []))
     with pytest.raises(SampleError, match="already exists"):

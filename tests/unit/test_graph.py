@@ -54,8 +54,8 @@ def _layout(seed: int, n: int, clustered: bool) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if not clustered:
         return rng.uniform(0, 500, (n, 2))
-    centres = rng.uniform(0, 500, (4, 2))
-    return centres[rng.integers(0, 4, n)] + rng.normal(0, 25, (n, 2))
+    centers = rng.uniform(0, 500, (4, 2))
+    return centers[rng.integers(0, 4, n)] + rng.normal(0, 25, (n, 2))
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,6 +14,7 @@ from napari_carspatial.io.mask_store import (
     save_corrected_mask,
     working_copy_path,
 )
+from napari_carspatial.model import SampleError
 
 BIG = 20_000
 CH = 1024
@@ -117,7 +118,7 @@ def test_save_corrected_small(tmp_path):
     back = read_mask(out)[0].compute()
     assert np.array_equal(back[:50, :50], blk) and np.array_equal(back[50:], lab[50:])
     assert np.array_equal(tifffile.imread(src), lab)
-    with pytest.raises(Exception):
+    with pytest.raises(SampleError, match="over the original"):
         save_corrected_mask(st, out=src)
 
 

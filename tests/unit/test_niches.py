@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_carspatial.analysis.niches import cellular_neighbourhoods, store_niches
+from napari_carspatial.analysis.niches import cellular_neighborhoods, store_niches
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,8 @@ def post():
 
 
 def test_niches_deterministic_and_named(post):
-    r1 = cellular_neighbourhoods(post, k=10, n_niches=6, seed=0)
-    r2 = cellular_neighbourhoods(post, k=10, n_niches=6, seed=0)
+    r1 = cellular_neighborhoods(post, k=10, n_niches=6, seed=0)
+    r2 = cellular_neighborhoods(post, k=10, n_niches=6, seed=0)
     np.testing.assert_array_equal(np.asarray(r1.labels), np.asarray(r2.labels))
     assert len(r1.labels) == post.n_obs and len(r1.labels.categories) == 6
     assert list(r1.sizes) == sorted(r1.sizes, reverse=True)
@@ -26,8 +26,8 @@ def test_niches_deterministic_and_named(post):
     assert "niche" not in post.obs  # not stored unless asked
 
 
-def test_niches_find_tumour_and_car_t_neighbourhoods(post):
-    r = cellular_neighbourhoods(post, k=10, n_niches=6, seed=0)
+def test_niches_find_tumor_and_car_t_neighborhoods(post):
+    r = cellular_neighborhoods(post, k=10, n_niches=6, seed=0)
     comp = r.composition
     tum = comp["Tumor"] + comp["Tumor (antigen-neg)"]
     assert tum.max() > 0.8  # a tumour-nest niche
@@ -43,7 +43,7 @@ def test_store_niches_with_region_mask(post):
     m = np.zeros(a.n_obs, bool)
     m[: a.n_obs // 2] = True
     sub = a[m].copy()
-    r = cellular_neighbourhoods(sub, k=6, n_niches=3, seed=1)
+    r = cellular_neighborhoods(sub, k=6, n_niches=3, seed=1)
     store_niches(a, r, mask=m)
     assert a.obs["niche"].cat.categories[-1] == "outside"
     assert (a.obs["niche"][~m] == "outside").all()

@@ -7,10 +7,20 @@ import pandas as pd
 import pytest
 
 from napari_carspatial.analysis.regions import (
-    cells_in_polygon, polygon_area_px, region_masks, regions_from_rois, role_masks, tissue_area_mm2,
+    cells_in_polygon,
+    polygon_area_px,
+    region_masks,
+    regions_from_rois,
+    role_masks,
+    tissue_area_mm2,
 )
 from napari_carspatial.analysis.results import (
-    GraphCache, compute, load_results, region_graph, store_result, table_fingerprint,
+    GraphCache,
+    compute,
+    load_results,
+    region_graph,
+    store_result,
+    table_fingerprint,
 )
 
 

@@ -26,7 +26,12 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_carspatial.analysis import join_count_moments, nhood_enrichment, spatial_graph, store_graph
+from napari_carspatial.analysis import (
+    join_count_moments,
+    nhood_enrichment,
+    spatial_graph,
+    store_graph,
+)
 from napari_carspatial.analysis.nhood import _perm_kernel, graph_summary
 
 anndata = pytest.importorskip("anndata")
@@ -171,9 +176,9 @@ def test_precision_large_n():
 def _layout(seed, n, n_types, clustered):
     rng = np.random.default_rng(seed)
     if clustered:
-        centres = rng.uniform(0, 400, (n_types, 2))
+        centers = rng.uniform(0, 400, (n_types, 2))
         lab = rng.integers(0, n_types, n)
-        xy = centres[lab] + rng.normal(0, 40, (n, 2))
+        xy = centers[lab] + rng.normal(0, 40, (n, 2))
     else:
         xy = rng.uniform(0, 400, (n, 2))
         lab = rng.integers(0, n_types, n)

@@ -14,8 +14,8 @@ import pandas as pd
 from ..model import Sample, instance_ids, spatial_to_yx
 
 #: neighbours shown for an inspected cell: this many nearest cells within NEIGHBOUR_RADIUS_UM
-N_NEIGHBOURS = 10
-NEIGHBOUR_RADIUS_UM = 30.0
+N_NEIGHBORS = 10
+NEIGHBOR_RADIUS_UM = 30.0
 
 
 @dataclass
@@ -30,8 +30,8 @@ class CellInfo:
     centroid_um: tuple[float, float] | None  # (x, y)
     centroid_px: tuple[float, float]  # (x, y)
     markers: pd.Series
-    neighbour_types: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
-    neighbour_ids: list[int] = field(default_factory=list)
+    neighbor_types: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
+    neighbor_ids: list[int] = field(default_factory=list)
 
 
 class CellIndex:
@@ -62,7 +62,7 @@ class CellIndex:
             self._tree = cKDTree(self.xy)
         return self._tree
 
-    def neighbours(self, row: int, *, k: int = N_NEIGHBOURS, radius_px: float | None = None) -> np.ndarray:
+    def neighbors(self, row: int, *, k: int = N_NEIGHBORS, radius_px: float | None = None) -> np.ndarray:
         """Rows of up to ``k`` nearest other cells (within ``radius_px`` when given)."""
         n = len(self.ids)
         if n <= 1:
@@ -135,7 +135,7 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
     x = np.asarray(x.todense() if hasattr(x, "todense") else x).ravel()
     markers = pd.Series(x.astype(float), index=list(t.var_names), name=str(cell_id))
     xy = tuple(float(v) for v in index.xy[row])
-    nb_rows = index.neighbours(row, radius_px=(NEIGHBOUR_RADIUS_UM / px) if px else None)
+    nb_rows = index.neighbors(row, radius_px=(NEIGHBOR_RADIUS_UM / px) if px else None)
     from .layers import guess_type_key
 
     key = type_key or guess_type_key(t)
@@ -152,8 +152,8 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
         centroid_um=(xy[0] * px, xy[1] * px) if px else None,
         centroid_px=xy,
         markers=markers,
-        neighbour_types=nb_types,
-        neighbour_ids=[int(v) for v in index.ids[nb_rows]],
+        neighbor_types=nb_types,
+        neighbor_ids=[int(v) for v in index.ids[nb_rows]],
     )
 
 
@@ -171,7 +171,7 @@ def label_at(labels_layer, world_position) -> int | None:
     return val or None
 
 
-def centre_on(viewer, labels_layer, xy_px: tuple[float, float], *, zoom: float | None = None) -> None:
+def center_on(viewer, labels_layer, xy_px: tuple[float, float], *, zoom: float | None = None) -> None:
     """Centre the camera on a level-0 pixel position (x, y); optionally set the zoom."""
     yx = spatial_to_yx(np.array([xy_px]))[0]
     world = labels_layer.data_to_world(yx)
@@ -194,7 +194,7 @@ def cell_zoom(sample: Sample, *, field_um: float = 120.0, canvas_px: int = 800) 
     return canvas_px / world
 
 
-def summarise_for_status(info: CellInfo) -> str:
+def summarize_for_status(info: CellInfo) -> str:
     types = ", ".join(f"{v}" for v in info.types.values())
     return f"cell {info.cell_id}" + (f": {types}" if types else "")
 

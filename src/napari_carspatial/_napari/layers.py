@@ -289,7 +289,7 @@ def _prefixes(samples: list[Sample]) -> list[str | None]:
 def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
     """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
     out = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples)):
+    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
         out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
     return out
 
@@ -310,7 +310,7 @@ def _below_outlines(viewer, sid: str, added: list) -> None:
 def add_samples_layers(viewer, samples: list[Sample]) -> list:
     """Add several samples (a montage when more than one is added at once)."""
     layers = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples)):
+    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
         viewer.reset_view()   # napari only fits the first layer; show the whole montage

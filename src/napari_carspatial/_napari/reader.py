@@ -15,7 +15,7 @@ from ..model import SampleError
 from . import layers as _layers
 
 log = logging.getLogger(__name__)
-_hooked: "weakref.WeakSet" = weakref.WeakSet()
+_hooked: weakref.WeakSet = weakref.WeakSet()
 
 
 def _detect(path) -> str | None:

@@ -32,8 +32,8 @@ removed rows and are dropped when rows change (logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -158,7 +158,7 @@ def split_cell_by_line(lab: np.ndarray, cell_id: int, line_yx, new_id: Callable[
         return set()
     p = np.round(np.asarray(line_yx, dtype=float)).astype(int)
     cut = np.zeros(lab.shape, bool)
-    for (y0, x0), (y1, x1) in zip(p[:-1], p[1:]):
+    for (y0, x0), (y1, x1) in zip(p[:-1], p[1:], strict=False):
         rr, cc = line(y0, x0, y1, x1)
         ok = (rr >= 0) & (rr < lab.shape[0]) & (cc >= 0) & (cc < lab.shape[1])
         cut[rr[ok], cc[ok]] = True
@@ -461,13 +461,13 @@ class SegmentationEditor:
         gained = pairs.reset_index()
         gained.columns = ["new", "old", "n"]
         gained = gained[(gained["new"] > 0) & (gained["old"] > 0) & (gained["new"] != gained["old"])]
-        area = dict(zip(present.tolist(), m.obs["area"].to_numpy().tolist()))
+        area = dict(zip(present.tolist(), m.obs["area"].to_numpy().tolist(), strict=False))
         gone_set = set(gone.tolist())
         for b, grp in gained.groupby("new"):
             absorbed = [int(a) for a in grp["old"] if a in gone_set]
             if not absorbed:
                 continue
-            weights = {int(a): int(n) for a, n in zip(grp["old"], grp["n"])}
+            weights = {int(a): int(n) for a, n in zip(grp["old"], grp["n"], strict=False)}
             own = area.get(int(b), 0) - int(grp["n"].sum())
             if int(b) in row_of and own > 0:
                 weights[int(b)] = weights.get(int(b), 0) + own
@@ -519,7 +519,7 @@ class SegmentationEditor:
                        note="the merged cell keeps the type covering most of its area", reviewer=self.reviewer)
         mark_stale(t, box)
 
-    def _rows(self, t) -> "_RowIndex":
+    def _rows(self, t) -> _RowIndex:
         """Row lookup of the table's instance ids (cached per table object, ``obs`` and length)."""
         cached = getattr(self, "_rows_cache", None)  # holds the objects: their ids cannot be reused
         if cached is None or cached[0] is not t or cached[1] is not t.obs or len(cached[2]) != t.n_obs:
@@ -550,7 +550,7 @@ class SegmentationEditor:
             if c in t.obs.columns and c != get_table_link(m)["instance_key"] and c != "region":
                 vals = m.obs[c].to_numpy()[mpos]
                 dt = t.obs[c].dtype
-                if isinstance(dt, pd.CategoricalDtype) or dt == object:
+                if isinstance(dt, pd.CategoricalDtype) or dt == np.dtype(object):
                     continue
                 if np.issubdtype(dt, np.integer) and not np.issubdtype(vals.dtype, np.integer):
                     t.obs[c] = t.obs[c].astype(np.float64)  # once: the column becomes float
@@ -619,13 +619,13 @@ class SegmentationEditor:
                     rows.obs = obs
                 except (KeyError, ValueError) as err:
                     log.warning("gating rules not applied to new cells: %s", err)
-        for k in t.obsm.keys():
+        for k in t.obsm:
             v = np.asarray(t.obsm[k])
             if k in m.obsm:
                 rows.obsm[k] = np.asarray(m.obsm[k])[sel].astype(v.dtype, copy=False)
             else:
                 rows.obsm[k] = np.full((n,) + v.shape[1:], np.nan if v.dtype.kind == "f" else 0, dtype=v.dtype)
-        for k in t.layers.keys():
+        for k in t.layers:
             lv = np.asarray(t.layers[k][:0])
             rows.layers[k] = (np.asarray(m.layers[k])[sel].astype(lv.dtype) if k in m.layers
                               else np.full((n, t.n_vars), np.nan, dtype=lv.dtype if lv.dtype.kind == "f" else np.float64))
@@ -742,7 +742,7 @@ def _append_rows(base, rows, keep: np.ndarray | None = None):
         runs = [(0, n0)]
     else:  # kept rows as contiguous runs: slice copies (memcpy) instead of a gather
         d = np.diff(np.r_[0, np.asarray(keep, dtype=np.int8), 0])
-        runs = list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+        runs = list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=False))
     n_keep = sum(e - s for s, e in runs)
     obs_r = rows.obs.copy()
     for c in base.obs.columns:
@@ -775,8 +775,8 @@ def _append_rows(base, rows, keep: np.ndarray | None = None):
             obs = pd.concat([obs_b, obs_r[obs_b.columns]], axis=0)
 
     X = None if base.X is None else cat(base.X, rows.X)
-    obsm = {k: cat(base.obsm[k], rows.obsm[k]) for k in base.obsm.keys()}
-    layers = {k: cat(base.layers[k], rows.layers[k]) for k in base.layers.keys()}
+    obsm = {k: cat(base.obsm[k], rows.obsm[k]) for k in base.obsm}
+    layers = {k: cat(base.layers[k], rows.layers[k]) for k in base.layers}
     if base.raw is None and not base.is_view and not base.isbacked:
         # a new AnnData object (callers notice the table changed) sharing nothing mutable with
         # ``base``, without the constructor's whole-table checks (~30 ms at 10^5-10^6 rows:
@@ -805,7 +805,7 @@ def _append_rows(base, rows, keep: np.ndarray | None = None):
     import anndata as ad
 
     out = ad.AnnData(X=X, obs=obs, var=base.var.copy(), uns=dict(base.uns), obsm=obsm, layers=layers)
-    for k in base.varm.keys():
+    for k in base.varm:
         out.varm[k] = base.varm[k]
     return out
 

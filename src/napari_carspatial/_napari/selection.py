@@ -30,7 +30,7 @@ from ..model import ROI, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
 from ..model.curation import ROI_CLASS_COLORS, Curation, roi_contains
 from . import store
-from .colouring import get_colouring
+from .coloring import get_coloring
 from .inspect import label_at
 from .layers import hover_features
 
@@ -101,9 +101,9 @@ class CurationSession:
         self._real_name = sample.name
         self._layer_names: dict[int, str] = {}
         self.curation.listeners.append(self._on_edit)
-        self.colouring = get_colouring(viewer, sid)
-        if sample.labels and self.colouring.key in (None, self.curation.type_key):
-            self.colouring.colour_by_category(self.curation.curated_key)
+        self.coloring = get_coloring(viewer, sid)
+        if sample.labels and self.coloring.key in (None, self.curation.type_key):
+            self.coloring.color_by_category(self.curation.curated_key)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -219,8 +219,8 @@ class CurationSession:
         """Draw the selection (yellow outlines) without stealing the active layer."""
         if self.sample.labels:
             active = self.viewer.layers.selection.active
-            if self.selected.any() or self.colouring.highlight_layer(SELECTION) is not None:
-                layer = self.colouring.highlight(self.selected, name=SELECTION, color=SELECTION_COLOR,
+            if self.selected.any() or self.coloring.highlight_layer(SELECTION) is not None:
+                layer = self.coloring.highlight(self.selected, name=SELECTION, color=SELECTION_COLOR,
                                                  mode="outline", opacity=1.0)
                 layer.visible = bool(self.selected.any())
                 self._rename_if_blinded(layer)
@@ -251,9 +251,9 @@ class CurationSession:
         if cmd is not None and cmd.roi_before is not None:
             self.sync_roi_layer()
         if self.sample.labels:
-            if self.colouring.key is not None:
-                self.colouring.refresh()
-                self._rename_if_blinded(self.colouring.category_layer)
+            if self.coloring.key is not None:
+                self.coloring.refresh()
+                self._rename_if_blinded(self.coloring.category_layer)
             lab = self.labels_layer
             if lab is not None:
                 feats = hover_features(self.sample)
@@ -357,7 +357,7 @@ class CurationSession:
         return meta
 
 
-_sessions: "weakref.WeakKeyDictionary[Any, dict[str, CurationSession]]" = weakref.WeakKeyDictionary()
+_sessions: weakref.WeakKeyDictionary[Any, dict[str, CurationSession]] = weakref.WeakKeyDictionary()
 
 
 def get_session(viewer, sid: str, **kw) -> CurationSession:

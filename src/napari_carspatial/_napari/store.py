@@ -72,7 +72,7 @@ def layers_of(viewer, sid: str, role: str | None = None) -> list:
 
 
 # Forget samples whose layers are all gone, so closing layers frees memory.
-_watched: "weakref.WeakSet" = weakref.WeakSet()
+_watched: weakref.WeakSet = weakref.WeakSet()
 
 
 def watch_viewer(viewer) -> None:

@@ -28,8 +28,12 @@ from napari_carspatial.analysis.gating import (
 )
 from napari_carspatial.analysis.graph import SpatialGraph, spatial_graph, store_graph
 from napari_carspatial.analysis.interactions import count_interactions, interaction_matrix
-from napari_carspatial.analysis.nhood import NhoodEnrichmentResult, join_count_moments, nhood_enrichment
-from napari_carspatial.analysis.niches import cellular_neighbourhoods, store_niches
+from napari_carspatial.analysis.nhood import (
+    NhoodEnrichmentResult,
+    join_count_moments,
+    nhood_enrichment,
+)
+from napari_carspatial.analysis.niches import cellular_neighborhoods, store_niches
 from napari_carspatial.analysis.ppatterns import centrality_scores, nn_distances, ripley
 from napari_carspatial.analysis.quantify import quantify
 from napari_carspatial.analysis.regions import (
@@ -80,7 +84,7 @@ __all__ = [
     "ripley",
     "nn_distances",
     "centrality_scores",
-    "cellular_neighbourhoods",
+    "cellular_neighborhoods",
     "store_niches",
     "DEFAULT_ROLES",
     "Region",

@@ -118,7 +118,7 @@ def _sweep(x, y):  # pragma: no cover - numba
     min_r = np.inf
     i2 = -1
     for i in range(n):
-        if i == i0 or i == i1:
+        if i in (i0, i1):
             continue
         dx = i1x - i0x
         dy = i1y - i0y
@@ -210,7 +210,7 @@ def _sweep(x, y):  # pragma: no cover - numba
             continue
         xp = px
         yp = py
-        if i == i0 or i == i1 or i == i2:
+        if i in (i0, i1, i2):
             continue
         start = 0
         key = _hash_key(px, py, ccx, ccy, hash_size)

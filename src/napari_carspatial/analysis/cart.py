@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,11 +154,11 @@ def tumor_distance(
     t_s = ndimage.gaussian_filter(tum_cnt, sigma)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(a_s > 1e-9, t_s / a_s, 0.0)
-    tumour = (frac > 0.5) & tissue
-    if tumour.any() and (~tumour).any():
-        d_out = ndimage.distance_transform_edt(~tumour) * g - 0.5 * g
-        d_in = ndimage.distance_transform_edt(tumour) * g - 0.5 * g
-        fld = np.where(tumour, -d_in, d_out)
+    tumor = (frac > 0.5) & tissue
+    if tumor.any() and (~tumor).any():
+        d_out = ndimage.distance_transform_edt(~tumor) * g - 0.5 * g
+        d_in = ndimage.distance_transform_edt(tumor) * g - 0.5 * g
+        fld = np.where(tumor, -d_in, d_out)
         coords = [(xy[:, 1] - lo[1]) / g - 0.5, (xy[:, 0] - lo[0]) / g - 0.5]
         cell = ndimage.map_coordinates(fld, coords, order=1, mode="nearest")
     else:
@@ -166,8 +167,8 @@ def tumor_distance(
     nearest = np.full((ny, nx), -1, dtype=np.int64)
     if n:
         yy, xx = np.nonzero(tissue)
-        centres = np.column_stack([lo[0] + (xx + 0.5) * g, lo[1] + (yy + 0.5) * g])
-        _, idx = cKDTree(xy).query(centres, k=1, workers=-1)
+        centers = np.column_stack([lo[0] + (xx + 0.5) * g, lo[1] + (yy + 0.5) * g])
+        _, idx = cKDTree(xy).query(centers, k=1, workers=-1)
         nearest[yy, xx] = idx
     return TumorDistance(cell, fld, tissue, nearest, (float(lo[0]), float(lo[1])), g,
                          {"grid_um": g, "smooth_um": smooth_um, "tissue_um": tissue_um, "pixel_size_um": px})
@@ -234,7 +235,7 @@ def infiltration_profile(
     })
 
 
-def _has_neighbour(query_xy: np.ndarray, target_xy: np.ndarray, r: float) -> np.ndarray:
+def _has_neighbor(query_xy: np.ndarray, target_xy: np.ndarray, r: float) -> np.ndarray:
     """For each query point: is there a target point within ``r`` (other than itself)?"""
     from scipy.spatial import cKDTree
 
@@ -350,14 +351,14 @@ def region_metrics(
 
     # neighbour tests use every cell of the sample (no edge effect at the region's border)
     near_tumor = np.zeros(n, bool)
-    near_tumor[car] = _has_neighbour(xy[car], xy[tum], near_radius_um)
+    near_tumor[car] = _has_neighbor(xy[car], xy[tum], near_radius_um)
     contact = {}
     for role, target in (("tumor", tum), ("myeloid", mye), ("pdl1_macrophage", pdl1)):
         c = np.zeros(n, bool)
         if contact_graph is not None:
             c[car] = _contact_has(contact_graph.tocsr(), car, target)
         else:
-            c[car] = _has_neighbour(xy[car], xy[target], contact_radius_um)
+            c[car] = _has_neighbor(xy[car], xy[target], contact_radius_um)
         contact[role] = c
 
     # marker positivity (thresholds over all cells)
@@ -392,7 +393,7 @@ def region_metrics(
         nc, nt, nm = int(rc.sum()), int(rt.sum()), int(rm.sum())
         nan = float("nan")
 
-        def frac(x, of):
+        def frac(x, of, nan=nan):
             k = int(of.sum())
             return float(x[of].sum()) / k if k else nan
 

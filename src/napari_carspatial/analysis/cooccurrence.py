@@ -34,6 +34,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+
 import numba
 import numpy as np
 

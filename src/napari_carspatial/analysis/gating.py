@@ -33,7 +33,7 @@ import logging
 import os
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,7 +75,7 @@ def _whoami() -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- data classes
@@ -143,7 +143,7 @@ class Gate:
                 "created_by": self.created_by, "created_at": self.created_at}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Gate":
+    def from_dict(cls, d: dict[str, Any]) -> Gate:
         d = dict(d)
         missing = [k for k in ("marker", "threshold") if k not in d]
         if missing:
@@ -225,7 +225,7 @@ class PhenotypeRule:
         return {"name": self.name, "conditions": [f"{m}{s}" for m, s in self.conditions], "order": self.order}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhenotypeRule":
+    def from_dict(cls, d: dict[str, Any]) -> PhenotypeRule:
         if "name" not in d or "conditions" not in d:
             raise ValueError(f"rule {d.get('name', '?')!r} lacks 'name' or 'conditions'")
         conds = d["conditions"]
@@ -301,7 +301,7 @@ class GatingScheme:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GatingScheme":
+    def from_dict(cls, d: dict[str, Any]) -> GatingScheme:
         if not isinstance(d, dict):
             raise ValueError(f"expected a mapping with 'gates' and 'rules', got {type(d).__name__}")
         if "gates" not in d and "rules" not in d:
@@ -453,7 +453,7 @@ def _category_colors(adata, cats: list[str], default: str) -> list[str]:
         ck = colors_key(str(col))
         if isinstance(s.dtype, pd.CategoricalDtype) and ck in adata.uns:
             cols = list(np.asarray(adata.uns[ck]).tolist())
-            for c, colr in zip(s.cat.categories, cols):
+            for c, colr in zip(s.cat.categories, cols, strict=False):
                 known.setdefault(str(c), str(colr))
     out, k = [], 0
     for c in cats:
@@ -560,17 +560,14 @@ def import_gating(path: str | os.PathLike) -> GatingScheme:
         raise SampleError("gating file not found.", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise SampleError(f"cannot read the gating file ({err}).", path=path) from None
-    try:
-        if kind == "json":
-            data = json.loads(text)
-        else:
-            import yaml
+    import yaml
 
-            data = yaml.safe_load(text)
+    try:
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
         raise SampleError(f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).", path=path,
                           hint=hint) from None
-    except Exception as err:  # yaml.YAMLError
+    except yaml.YAMLError as err:
         first = str(err).strip().splitlines()
         raise SampleError(f"not valid YAML ({' '.join(first[:3])}).", path=path, hint=hint) from None
     fmt = data.get("format") if isinstance(data, dict) else None
@@ -653,7 +650,8 @@ class Histogram(NamedTuple):
 
 
 def histogram(values, *, transform: str = "linear", cofactor: float = 5.0, bins: int = 128,
-              range: tuple[float, float] | None = None, clip_percentile: float | None = None) -> Histogram:
+              range: tuple[float, float] | None = None,  # noqa: A002 - numpy.histogram's name
+              clip_percentile: float | None = None) -> Histogram:
     """Histogram of the transformed ``values`` (NaN ignored).
 
     ``range`` is on the transformed scale; without it the range runs from the minimum to the
@@ -664,10 +662,10 @@ def histogram(values, *, transform: str = "linear", cofactor: float = 5.0, bins:
     t = t[np.isfinite(t)]
     if range is None:
         if t.size == 0:
-            range = (0.0, 1.0)
+            range = (0.0, 1.0)  # noqa: A001
         else:
             hi = float(np.percentile(t, clip_percentile)) if clip_percentile else float(t.max())
             lo = float(t.min())
-            range = (lo, hi if hi > lo else lo + 1.0)
+            range = (lo, hi if hi > lo else lo + 1.0)  # noqa: A001
     counts, edges = np.histogram(t, bins=bins, range=range)
     return Histogram(counts, edges)

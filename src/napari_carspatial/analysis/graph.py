@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from napari_carspatial.model.conventions import SPATIAL_KEY, pixel_size_um as _table_pixel_size
+from napari_carspatial.model.conventions import SPATIAL_KEY
+from napari_carspatial.model.conventions import pixel_size_um as _table_pixel_size
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from napari_carspatial.analysis.nhood import _canonical_csr, _get_labels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InteractionResult", "count_interactions", "interaction_matrix", "neighbour_type_counts"]
+__all__ = ["InteractionResult", "count_interactions", "interaction_matrix", "neighbor_type_counts"]
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _adj(graph) -> sp.csr_matrix:
     return _canonical_csr(getattr(graph, "connectivities", graph))
 
 
-def neighbour_type_counts(graph, labels: np.ndarray, K: int) -> np.ndarray:
+def neighbor_type_counts(graph, labels: np.ndarray, K: int) -> np.ndarray:
     """``(n, K)`` number of neighbours of each type per cell (row ``i`` of the graph)."""
     adj = _adj(graph)
     onehot = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)), shape=(labels.size, K))
@@ -138,7 +138,7 @@ def count_interactions(
     if graph is None:
         graph = adata.obsp[f"{connectivity_key}_connectivities"]
     K = len(cats)
-    nb = neighbour_type_counts(graph, labels, K)
+    nb = neighbor_type_counts(graph, labels, K)
     if group_key is None:
         groups, gcats = np.zeros(adata.n_obs, np.int64), ["all"]
     else:

@@ -266,10 +266,8 @@ def join_count_moments(n_per_category, g: GraphSummary) -> tuple[np.ndarray, np.
     p4 = _ratio(_ff(nk, 4), n4)
     e21 = _ratio(nk * (nk - n), n * n * (n - 1)) if n >= 2 else p2 - p1 * p1  # p2 - p1^2
     e32 = p2 * _ratio(2.0 * (nk - n), n * (n - 2)) if n >= 3 else p3 - p1 * p2  # p3 - p1 p2
-    if n >= 4:
-        e42 = p2 * (n - nk) * (6.0 * (n + nk - 1.0) - 4.0 * nk * n) / n4  # p4 - p2^2
-    else:
-        e42 = p4 - p2 * p2
+    # p4 - p2^2
+    e42 = p2 * (n - nk) * (6.0 * (n + nk - 1.0) - 4.0 * nk * n) / n4 if n >= 4 else p4 - p2 * p2
     mean_aa = d * p1 + s0 * p2
     var_aa = (
         d * (p1 - p2)

@@ -21,7 +21,7 @@ from napari_carspatial.analysis.nhood import _get_labels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NicheResult", "cellular_neighbourhoods", "store_niches"]
+__all__ = ["NicheResult", "cellular_neighborhoods", "store_niches"]
 
 #: distinct colours for up to 20 niches (tab20 reordered so neighbours differ)
 NICHE_COLORS = [
@@ -64,7 +64,7 @@ def _name(row: pd.Series) -> str:
     return " + ".join(parts)
 
 
-def cellular_neighbourhoods(
+def cellular_neighborhoods(
     adata,
     *,
     cluster_key: str = "cell_type",
@@ -128,7 +128,7 @@ def cellular_neighbourhoods(
     with np.errstate(divide="ignore", invalid="ignore"):
         enr = pd.DataFrame(np.log2((compo.to_numpy() + 1e-3) / (overall[None, :] + 1e-3)), index=names, columns=cats)
     cat = pd.Categorical.from_codes(code, categories=names)
-    logger.info("cellular_neighbourhoods: %d cells, k=%d, %d niches", n, k, n_niches)
+    logger.info("cellular_neighborhoods: %d cells, k=%d, %d niches", n, k, n_niches)
     return NicheResult(cat, compo, enr, pd.Series(np.bincount(code, minlength=n_niches), index=names),
                        {"k": int(k), "n_niches": int(n_niches), "seed": int(seed), "cluster_key": cluster_key})
 

@@ -222,7 +222,7 @@ def plot_centrality(fig, result, region: str, *, theme=DARK, compare: str | None
     cols = ["degree_centrality", "closeness_centrality", "average_clustering"]
     cmap = __import__("matplotlib").colormaps["tab10"]
     show = [region] + ([compare] if compare and compare != region else [])
-    for ax, col in zip(axs, cols):
+    for ax, col in zip(axs, cols, strict=False):
         for k, rg in enumerate(show):
             d = df[df["region"] == rg].dropna(subset=[col])
             y = np.arange(len(d))

@@ -276,7 +276,7 @@ def centrality_scores(adata, *, cluster_key: str, graph=None, connectivity_key: 
     with np.errstate(invalid="ignore", divide="ignore"):
         local_cc = np.where(deg > 1, 2.0 * tri / (deg * (deg - 1.0)), 0.0)
     rows = []
-    for k, c in enumerate(cats):
+    for k, _c in enumerate(cats):
         members = labels == k
         m = int(members.sum())
         if m == 0:

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -389,10 +390,7 @@ def quantify(
     if pixel_size_um:
         obs["area_um2"] = n * float(pixel_size_um) ** 2
     nf = np.maximum(n, 1).astype(np.float64)
-    if image is not None:
-        mean = (res["sums"] / nf).T
-    else:
-        mean = np.zeros((len(ids), 0))
+    mean = (res["sums"] / nf).T if image is not None else np.zeros((len(ids), 0))
     var = pd.DataFrame(index=pd.Index(names, name="channel"))
     adata = ad.AnnData(X=mean.astype(np.float32), obs=obs, var=var)
     if image is not None:
@@ -466,7 +464,7 @@ def _border_pass(res, border, lab, img, nu, ty, tx, scheduler, progress, median,
     ends = np.r_[starts[1:], len(order)]
     fn = dask.delayed(measure_block, pure=True)
     tasks, groups = [], []
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts, ends, strict=False):
         sel = border[order[a:b]]
         box = res["bbox"][:, sel]
         y0, x0, y1, x1 = int(box[0].min()), int(box[1].min()), int(box[2].max()), int(box[3].max())
@@ -475,7 +473,7 @@ def _border_pass(res, border, lab, img, nu, ty, tx, scheduler, progress, median,
                         dask_key_name=f"measure-border-{y0}-{x0}"))
         groups.append(sel)
     parts = _compute(tasks, scheduler, progress, "quantify border cells")
-    for sel, part in zip(groups, parts):
+    for sel, part in zip(groups, parts, strict=False):
         lookup = pd.Index(part["ids"])
         loc = lookup.get_indexer(res["ids"][sel])
         if solidity:

@@ -11,8 +11,9 @@ CAR T measures (:mod:`napari_carspatial.analysis.cart`) do not hard-code a panel
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -212,7 +213,7 @@ def role_masks(
             info["missing_types"][role] = missing
             logger.debug("role %s: types %s not in obs[%r]", role, missing, cell_type_key)
         masks[role] = np.isin(ct, types)
-    if merged.get("pdl1_macrophage", None) is None:
+    if merged.get("pdl1_macrophage") is None:
         myeloid = masks.get("myeloid", np.zeros(adata.n_obs, dtype=bool))
         if pdl1_marker in list(adata.var_names):
             from napari_carspatial.analysis.gating import marker_values, suggest_threshold

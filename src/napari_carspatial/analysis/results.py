@@ -17,9 +17,10 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Generator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ class AnalysisResult:
     tables: dict[str, pd.DataFrame]
     params: dict[str, Any]
     regions: list[str]
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extras: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, table: str, region: str) -> pd.DataFrame:
@@ -200,7 +201,7 @@ def region_graph(adata, mask: np.ndarray | None, graph: Mapping[str, Any] | None
         kw["n_neighs"] = int(p["n_neighs"])
     else:
         raise ValueError(f"unknown graph method {method!r}")
-    key = {k: v for k, v in kw.items()}
+    key = dict(kw.items())
     return cache.get(adata, mask, key, lambda: spatial_graph(sub, **kw)).connectivities
 
 
@@ -279,7 +280,11 @@ def iter_compute(
 
     t0 = time.perf_counter()
     if statistic == "cart":
-        from napari_carspatial.analysis.cart import infiltration_profile, region_metrics, tumor_distance
+        from napari_carspatial.analysis.cart import (
+            infiltration_profile,
+            region_metrics,
+            tumor_distance,
+        )
         from napari_carspatial.analysis.regions import role_masks
 
         yield {"step": 0, "total": total, "message": "tumour boundary"}
@@ -305,13 +310,13 @@ def iter_compute(
             prof.insert(0, "region", name)
             add("infiltration", prof)
     elif statistic == "niches":
-        from napari_carspatial.analysis.niches import cellular_neighbourhoods
+        from napari_carspatial.analysis.niches import cellular_neighborhoods
 
         union = np.zeros(adata.n_obs, bool)
         for m in masks.values():
             union |= m
         yield {"step": 0, "total": 2, "message": "cellular neighbourhoods"}
-        res = cellular_neighbourhoods(adata[union], cluster_key=cluster_key, k=int(opts.get("k", 10)),
+        res = cellular_neighborhoods(adata[union], cluster_key=cluster_key, k=int(opts.get("k", 10)),
                                       n_niches=int(opts.get("n_niches", 8)), seed=seed)
         comp = res.composition.copy()
         add("composition", _long(comp, "+".join(names)))

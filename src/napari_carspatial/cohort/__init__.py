@@ -14,7 +14,14 @@ See ``docs/cohorts.md``.
 from .batch import BatchConfig, BatchResult, load_config, process_sample, run_batch
 from .demo_cohort import cohort_design, write_demo_cohort
 from .manifest import Manifest, ManifestError, read_manifest, write_manifest
-from .stats import bh_fdr, cohort_statistics, group_tests, hodges_lehmann, paired_tests, rank_biserial
+from .stats import (
+    bh_fdr,
+    cohort_statistics,
+    group_tests,
+    hodges_lehmann,
+    paired_tests,
+    rank_biserial,
+)
 
 __all__ = [
     "BatchConfig", "BatchResult", "Manifest", "ManifestError", "bh_fdr", "cohort_design", "cohort_statistics",

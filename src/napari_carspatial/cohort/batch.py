@@ -25,6 +25,7 @@ Headless: no napari, no Qt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -34,9 +35,10 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -482,10 +484,8 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     except Exception as err:  # noqa: BLE001 - one sample never stops the batch
         tb = traceback.format_exc()
         msg = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
-        try:
+        with contextlib.suppress(OSError):
             atomic_write_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
-        except OSError:
-            pass
         return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
                 "error": msg, "stage": stage, "traceback": tb}
 

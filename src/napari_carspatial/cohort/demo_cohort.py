@@ -172,7 +172,7 @@ GATING_RULES = [
 def demo_gating():
     """A gating scheme for the demo panel (thresholds at ~1/4 of a positive cell's level)."""
     from ..analysis.gating import Gate, GatingScheme, PhenotypeRule
-    from ..datasets._cells import C, LEVEL
+    from ..datasets._cells import LEVEL, C
 
     markers = sorted({c[:-1] for _, conds in GATING_RULES for c in conds})
     gates = {m: Gate(m, float(LEVEL[C[m]]) * 0.25, transform="asinh", cofactor=150.0) for m in markers}

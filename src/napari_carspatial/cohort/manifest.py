@@ -241,8 +241,8 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manif
         raise ManifestError(["the manifest has no samples"], path=path)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ManifestError([f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                             f"(found: {', '.join(map(str, df.columns))})"], path=path)
+        raise ManifestError([(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                             f"(found: {', '.join(map(str, df.columns))})")], path=path)
     for c in OPTIONAL_COLUMNS:
         if c not in df.columns:
             df[c] = None

@@ -82,7 +82,7 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def key_metrics(metrics: pd.DataFrame, keys=KEY_METRICS) -> list[tuple[str, str]]:
-    have = set(zip(metrics["region"], metrics["metric"]))
+    have = set(zip(metrics["region"], metrics["metric"], strict=False))
     return [k for k in keys if k in have]
 
 
@@ -121,7 +121,7 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     nrow = int(np.ceil(len(keys) / ncol))
     fig = Figure(figsize=(3.1 * ncol, 2.6 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    for ax, (rg, mt) in zip(axes, keys):
+    for ax, (rg, mt) in zip(axes, keys, strict=False):
         g = m[(m["region"] == rg) & (m["metric"] == mt)]
         w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean")
         grp = g.drop_duplicates("patient").set_index("patient")["grp"]
@@ -159,7 +159,7 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
     fig = Figure(figsize=(3.1 * ncol, 2.8 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     rng = np.random.default_rng(seed)
-    for ax, (rg, mt) in zip(axes, keys):
+    for ax, (rg, mt) in zip(axes, keys, strict=False):
         g = m[(m["region"] == rg) & (m["metric"] == mt)]
         data = [g[(g["timepoint"] == t) & (g["grp"] == gr)]["value"].dropna().to_numpy() for t, gr in boxes]
         pos = np.arange(len(boxes))
@@ -167,7 +167,7 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
         if nonempty:
             bp = ax.boxplot([data[i] for i in nonempty], positions=pos[nonempty], widths=0.6, showfliers=False,
                             patch_artist=True)
-            for patch, i in zip(bp["boxes"], nonempty):
+            for patch, i in zip(bp["boxes"], nonempty, strict=False):
                 patch.set_facecolor((R_COLOR if boxes[i][1] == "R" else NR_COLOR) + "33")
                 patch.set_edgecolor(R_COLOR if boxes[i][1] == "R" else NR_COLOR)
             for med in bp["medians"]:
@@ -187,7 +187,7 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
 def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -> str:
     head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
     rows = []
-    for i, (_, r) in enumerate(df.iterrows()):
+    for _i, (_, r) in enumerate(df.iterrows()):
         cls = row_class(r) if row_class else ""
         cells = "".join(
             f'<td class="{"l" if c in left else ""}{" w" if c == "warning" else ""}">{_fmt(r[c], digits)}</td>'

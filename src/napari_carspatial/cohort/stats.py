@@ -263,7 +263,7 @@ def cohort_statistics(metrics: pd.DataFrame, *, n_boot: int = 2000, seed: int = 
     tps = set(metrics["timepoint"].dropna().unique()) if len(metrics) else set()
     if {"pre", "post"} <= tps:
         parts.append(paired_tests(metrics, n_boot=n_boot, seed=seed, min_n=min_n, level=level, exclude=exclude))
-    kw = dict(n_boot=n_boot, seed=seed, min_n=min_n, level=level, exclude=exclude)
+    kw = {"n_boot": n_boot, "seed": seed, "min_n": min_n, "level": level, "exclude": exclude}
     if "responder" in metrics:
         for tp in ("post", "pre"):
             if tp in tps:

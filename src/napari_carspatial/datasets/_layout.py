@@ -106,8 +106,8 @@ def make_layout(rng: np.random.Generator, height_um: float, width_um: float, *, 
     tls = np.zeros(shape, bool)
     if cand.size:
         yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
-        centres = rng.choice(cand, size=min(n_tls, cand.size), replace=False)
-        for c in centres:  # a handful of structures per slide, not per cell
+        centers = rng.choice(cand, size=min(n_tls, cand.size), replace=False)
+        for c in centers:  # a handful of structures per slide, not per cell
             cy, cx = divmod(int(c), shape[1])
             r = rng.uniform(90, 140) * s
             e = rng.uniform(0.75, 1.0)

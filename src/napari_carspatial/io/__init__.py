@@ -44,6 +44,12 @@ __all__ += [
 ]
 
 # segmentation correction: chunked mask store and corrected-mask saving (issue 5)
-from .mask_store import MaskStore, corrected_path, read_provenance, save_corrected_mask, working_copy_path  # noqa: E402
+from .mask_store import (  # noqa: E402
+    MaskStore,
+    corrected_path,
+    read_provenance,
+    save_corrected_mask,
+    working_copy_path,
+)
 
 __all__ += ["MaskStore", "corrected_path", "read_provenance", "save_corrected_mask", "working_copy_path"]

@@ -146,8 +146,9 @@ def _read_single(p: Path, fmt: str, *, mask, table, name, panel, channel_names, 
     s = Sample(name=name or stem(p), image=data.levels, channel_names=data.channel_names,
                pixel_size_um=data.pixel_size_um, paths={"image": os.fspath(p)})
     if mask is None and fmt == "ome-zarr" and (p / "labels").is_dir():
-        from .omezarr import _attrs
         import zarr
+
+        from .omezarr import _attrs
 
         labels = _attrs(zarr.open_group(os.fspath(p / "labels"), mode="r")).get("labels") or []
         mask = p / "labels" / labels[0] if labels else None

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,7 @@ class MaskStore:
     # ------------------------------------------------------------------ creation
     @classmethod
     def open_working_copy(cls, mask_path: str | os.PathLike | None = None, *, labels=None,
-                          chunk: int = CHUNK, resume: bool = False) -> "MaskStore":
+                          chunk: int = CHUNK, resume: bool = False) -> MaskStore:
         """Open (or create) the working copy of a mask; the original is never written.
 
         Parameters
@@ -401,7 +401,7 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
         "source": None if src is None else os.fspath(src),
         "source_sha256": sha256_file(src) if src is not None and Path(src).exists() else None,
         "edit_count": store.edit_count,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "tool_version": _tool_version(),
         "note": note,
     }

@@ -92,7 +92,7 @@ def _to_cyx(arr, axes: list[str], path):
     if axes[-2:] != ["y", "x"]:
         raise ReaderError(f"unsupported NGFF axes {axes} (expected ... y, x).", path=path)
     index = []
-    for a, n in zip(axes[:-2], arr.shape[:-2]):
+    for a, n in zip(axes[:-2], arr.shape[:-2], strict=False):
         if a == "c":
             index.append(slice(None))
         elif n == 1:

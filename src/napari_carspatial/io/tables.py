@@ -99,7 +99,7 @@ def read_table(
     """
     p = require_exists(path, "cell table")
     low = os.fspath(p).lower().rstrip("/\\")
-    if low.endswith(".h5ad") or low.endswith(".zarr") or p.is_dir():
+    if low.endswith((".h5ad", ".zarr")) or p.is_dir():
         import anndata as ad
 
         with wrap_errors(p, "AnnData table", hint="Is it a complete .h5ad / AnnData .zarr written by anndata?"):

@@ -76,8 +76,8 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
 
     p = require_exists(path, "TIFF file")
     hint = "Is it a complete TIFF file? Re-export or re-copy it."
-    with wrap_errors(p, "TIFF file", hint=hint), _capture_tifffile_errors() as errors:
-        with tifffile.TiffFile(p) as tif:
+    with wrap_errors(p, "TIFF file", hint=hint), _capture_tifffile_errors() as errors, \
+            tifffile.TiffFile(p) as tif:
             if not tif.series:
                 raise ReaderError("the TIFF holds no image data.", path=p)
             _check_open_errors(tif, errors, p)
@@ -166,7 +166,7 @@ def _pyramid_series(tif) -> list[tuple]:
 
 
 def _lead(series) -> tuple:
-    return tuple(n for a, n in zip(series.axes, series.shape) if a not in "YX")
+    return tuple(n for a, n in zip(series.axes, series.shape, strict=False) if a not in "YX")
 
 
 def _yi(axes: str) -> int:
@@ -207,7 +207,7 @@ def _level_to_cyx(arr, axes: str, path):
     if not axes.endswith("YX") or arr.ndim < 2:
         raise ReaderError(f"unsupported TIFF axes {axes!r} (expected the last two to be Y, X).", path=path)
     lead = arr.shape[:-2]
-    big = [a for a, n in zip(axes[:-2], lead) if n > 1]
+    big = [a for a, n in zip(axes[:-2], lead, strict=False) if n > 1]
     if len(big) > 1:
         log.warning("%s: axes %s %s are flattened into %d channels", path, axes, tuple(arr.shape), int(np.prod(lead)))
     return arr.reshape((int(np.prod(lead)) if lead else 1,) + tuple(arr.shape[-2:]))
@@ -278,7 +278,7 @@ def _perkinelmer_names(tif, idx, pages0):
         desc = page.description or ""
         if "<" not in desc or ("PerkinElmer" not in desc and "Biomarker" not in desc and "<Name>" not in desc):
             return None
-        found = dict((k, v) for k, v in _PE_RE.findall(desc))
+        found = dict(_PE_RE.findall(desc))
         names.append(found.get("Biomarker") or found.get("Name"))
     return names
 

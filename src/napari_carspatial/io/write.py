@@ -36,7 +36,7 @@ import os
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..model import SampleError
@@ -250,7 +250,7 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
         if paths:
             store_provenance(adata, paths)
         meta = dict(adata.uns.get(UNS_KEY, {}) or {})
-        meta["saved"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "path": os.fspath(target)}
+        meta["saved"] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "path": os.fspath(target)}
         adata.uns[UNS_KEY] = meta
 
     tag = f"{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"

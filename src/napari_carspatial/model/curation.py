@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,7 @@ def _joined(masks: list[np.ndarray], labels: list[str], n: int) -> pd.Categorica
     for c in combos:
         hit = [labels[j] for j in np.flatnonzero(c)]
         names.append(ROI_SEP.join(dict.fromkeys(hit)) if hit else None)
-    cats = [x for x in dict.fromkeys(n_ for n_ in names if n_ is not None)]
+    cats = list(dict.fromkeys(n_ for n_ in names if n_ is not None))
     code_of = {c: i for i, c in enumerate(cats)}
     codes = np.array([code_of[x] if x is not None else -1 for x in names], np.int64)[np.asarray(inv).ravel()]
     return pd.Categorical.from_codes(codes, categories=cats)
@@ -229,7 +230,7 @@ class Curation:
         self._store_meta()
 
     @classmethod
-    def from_table(cls, adata, **kw) -> "Curation":
+    def from_table(cls, adata, **kw) -> Curation:
         """Resume curation of a saved table (columns, ROIs and audit trail come from it)."""
         return cls(adata, **kw)
 
@@ -356,11 +357,11 @@ class Curation:
             self.adata.obs[column] = s.cat.add_categories([value])
             added.append(value)
             if column == self.curated_key:
-                self._add_colour(value)
+                self._add_color(value)
             return len(cats)
         return cats.index(value)
 
-    def _add_colour(self, value: str) -> None:
+    def _add_color(self, value: str) -> None:
         ck = colors_key(self.curated_key)
         cols = self.adata.uns.get(ck)
         if cols is None or len(cols) != len(self.categories) - 1:
@@ -426,7 +427,7 @@ class Curation:
                         self.adata.obs[ch.column] = s.cat.add_categories(missing)
                         if ch.column == self.curated_key:
                             for c in missing:
-                                self._add_colour(c)
+                                self._add_color(c)
                 self._write(ch.column, ch.rows, ch.new)
         if cmd.roi_before is not None:
             target = cmd.roi_before if direction == "undo" else cmd.roi_after

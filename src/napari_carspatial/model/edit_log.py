@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ def default_reviewer() -> str:
     """The OS user name (what the GUI proposes when it asks for the reviewer once)."""
     try:
         return getpass.getuser()
-    except Exception:  # pragma: no cover - no login name (containers)
+    except (KeyError, OSError, ImportError):  # pragma: no cover - no login name (containers)
         return "unknown"
 
 
@@ -44,7 +45,7 @@ def record(adata, action: str, *, cell_ids: Iterable[int] = (), column: str = ""
     """Append one audit row to ``adata.uns[EDIT_LOG_KEY]`` and return it."""
     ids = [int(i) for i in np.asarray(list(cell_ids) if not isinstance(cell_ids, np.ndarray) else cell_ids).ravel()]
     row = {
-        "time": time or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": time or datetime.now(UTC).isoformat(timespec="seconds"),
         "reviewer": reviewer or default_reviewer(),
         "action": str(action),
         "cell_ids": json.dumps(ids),

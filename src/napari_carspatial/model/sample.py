@@ -99,7 +99,7 @@ class Sample:
         return self.paths.get(part) or self.paths.get("folder")
 
     # ------------------------------------------------------------------ validation
-    def validate(self, *, check_ids: bool = True) -> "Sample":
+    def validate(self, *, check_ids: bool = True) -> Sample:
         """Check the parts fit together; fill in what can be derived. Returns ``self``.
 
         Raises :class:`SampleError` naming the file and the problem when the image and mask

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .._napari import store
 
@@ -23,7 +23,7 @@ def refill_sample_combo(combo, viewer, *, where: Callable | None = None,
     if have != list(samples) or have_texts != texts:
         combo.blockSignals(True)
         combo.clear()
-        for sid, text in zip(samples, texts):
+        for sid, text in zip(samples, texts, strict=False):
             combo.addItem(text, sid)
         idx = combo.findData(current)
         combo.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))

@@ -36,6 +36,7 @@ Handlers take the viewer, like ``viewer.bind_key`` callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -117,7 +118,7 @@ class KeyDispatcher:
 
     def activate(self, owner) -> None:
         """Make ``owner`` the most recent dock (its handlers win among the docks on screen)."""
-        for i, (o, keys) in enumerate(self._stack):
+        for i, (o, _keys) in enumerate(self._stack):
             if o is owner:
                 if i != len(self._stack) - 1:
                     self._stack.append(self._stack.pop(i))
@@ -176,15 +177,11 @@ class KeyDispatcher:
             pass
 
     def _watch(self, owner) -> None:
-        try:
+        with contextlib.suppress(AttributeError, TypeError, RuntimeError):  # not a QWidget (scripts, tests)
             owner.installEventFilter(_Activator(self, owner))
-        except (AttributeError, TypeError, RuntimeError):  # not a QWidget (scripts, tests)
-            pass
         ref = id(owner)
-        try:
+        with contextlib.suppress(AttributeError, TypeError, RuntimeError):
             owner.destroyed.connect(lambda *_a: self._forget(ref))
-        except (AttributeError, TypeError, RuntimeError):
-            pass
         _watch_focus()
 
     def _forget(self, ref: int) -> None:

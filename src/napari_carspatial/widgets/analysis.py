@@ -39,11 +39,17 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
 from ..analysis import plotting
-from ..analysis.regions import DEFAULT_ROLES, Region, cells_in_polygon, polygon_area_px, regions_from_rois
+from ..analysis.regions import (
+    DEFAULT_ROLES,
+    Region,
+    cells_in_polygon,
+    polygon_area_px,
+    regions_from_rois,
+)
 from ..analysis.results import STATISTICS, AnalysisResult, iter_compute, load_results, store_result
 from ..model.atomic import atomic_write
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +240,7 @@ class AnalysisWidget(QWidget):
         if s is None or s.table is None:
             self.refresh_regions()
             return
-        from .._napari.colouring import column_choices
+        from .._napari.coloring import column_choices
 
         # distances are typed in µm; without a pixel size they can only be pixels: say so
         unit = " µm" if s.pixel_size_um else " px"
@@ -278,21 +284,21 @@ class AnalysisWidget(QWidget):
 
     def _shape_region(self, layer) -> Region:
         """Cells of a Shapes layer: polygons in world coordinates -> level-0 pixels, even-odd."""
-        from .._napari.colouring import get_colouring
+        from .._napari.coloring import get_coloring
 
-        col = get_colouring(self.viewer, self.sample_id)
+        col = get_coloring(self.viewer, self.sample_id)
         scale = np.asarray(col._scale())
         trans = np.asarray(col._translate())
         adata = self.sample.table
         mask = np.zeros(adata.n_obs, bool)
         area_px = 0.0
         polys = []
-        for verts, stype in zip(layer.data, layer.shape_type):
+        for verts, stype in zip(layer.data, layer.shape_type, strict=False):
             v = np.asarray(verts, float)[:, -2:]
             world = v * np.asarray(layer.scale[-2:]) + np.asarray(layer.translate[-2:])
             px = (world - trans) / scale
             if stype == "ellipse":
-                from .._napari.colouring import _ellipse_polygon
+                from .._napari.coloring import _ellipse_polygon
 
                 px = _ellipse_polygon(px)
             if stype in ("line", "path") or len(px) < 3:
@@ -374,10 +380,10 @@ class AnalysisWidget(QWidget):
                 areas[k] = r.area_mm2(px)
             elif getattr(r, "area_px", None) and px:
                 areas[k] = r.area_px * px * px / 1e6
-        kwargs = dict(regions={k: r.mask for k, r in regions.items()}, cluster_key=self.key_combo.currentText(),
-                      graph=self.graph_params(), roles=self.roles(), seed=self.seed_spin.value(),
-                      labels=s.labels[0] if s.labels else None, region_areas_mm2=areas,
-                      options={"n_niches": self.niches_spin.value()})
+        kwargs = {"regions": {k: r.mask for k, r in regions.items()}, "cluster_key": self.key_combo.currentText(),
+                      "graph": self.graph_params(), "roles": self.roles(), "seed": self.seed_spin.value(),
+                      "labels": s.labels[0] if s.labels else None, "region_areas_mm2": areas,
+                      "options": {"n_niches": self.niches_spin.value()}}
         adata = s.table
         worker = create_worker(iter_compute, adata, st, **kwargs,
                                _progress={"total": len(regions) + 1, "desc": STATISTICS[st]})
@@ -414,12 +420,12 @@ class AnalysisWidget(QWidget):
             return
         store_result(s.table, result)
         if result.statistic == "niches" and "niche" in result.extras:
+            from .._napari.coloring import get_coloring
             from ..analysis.niches import store_niches
-            from .._napari.colouring import get_colouring
 
             store_niches(s.table, result.extras["niche"], mask=result.extras["niche_mask"])
             try:
-                get_colouring(self.viewer, self.sample_id).colour_by_category("niche")
+                get_coloring(self.viewer, self.sample_id).color_by_category("niche")
             except (ValueError, KeyError) as err:
                 _notify(f"cannot colour niches on the slide: {err}", error=True)
         self._load_stored(select=result.statistic)

@@ -23,9 +23,9 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
 from .._napari.layers import contrast_limits
 from ..model.marker_panels import MarkerPanel, load_panels, save_panel
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class ChannelsWidget(QWidget):
             return {}
         lims = contrast_limits(smallest[idx])
         out = {}
-        for lyr, lim in zip(vis, lims):
+        for lyr, lim in zip(vis, lims, strict=False):
             lo, hi = lyr.contrast_limits_range
             lyr.contrast_limits_range = (min(lo, lim[0]), max(hi, lim[1]))
             lyr.contrast_limits = lim
@@ -235,7 +235,7 @@ class ChannelsWidget(QWidget):
     def _reload_panels(self):
         try:
             self.panels = load_panels()
-        except Exception as err:  # a broken file must not break the widget
+        except Exception as err:  # noqa: BLE001 - a broken file must not break the widget
             from napari.utils.notifications import show_warning
 
             show_warning(str(err))
@@ -259,9 +259,9 @@ class ChannelsWidget(QWidget):
         for lyr in layers:
             ch = lyr.metadata.get(store.META_CHANNEL, lyr.name)
             lyr.visible = ch in found_set
-            colour = {k.lower(): v for k, v in panel.colors.items()}.get(ch.lower())
-            if colour:
-                lyr.colormap = colour
+            color = {k.lower(): v for k, v in panel.colors.items()}.get(ch.lower())
+            if color:
+                lyr.colormap = color
         msg = f"Panel '{name}': showing {len(found)} marker(s)."
         if missing:
             msg += f" Not in this sample: {', '.join(missing)}."

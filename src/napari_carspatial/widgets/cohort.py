@@ -106,7 +106,7 @@ class _StripPlot(QWidget):
                 continue
             lo, hi = float(np.min(vals[fin])), float(np.max(vals[fin]))
             span = hi - lo or 1.0
-            for i, (v, g) in enumerate(zip(vals, groups)):
+            for i, (v, g) in enumerate(zip(vals, groups, strict=False)):
                 if not np.isfinite(v):
                     continue
                 x = x0 + (v - lo) / span * (x1 - x0)

@@ -24,6 +24,7 @@ All the work is in :mod:`napari_carspatial._napari.selection` and the headless m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -55,10 +56,10 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
 from .._napari.selection import ROLE_SELECT_SHAPES, get_session
 from ..model import ROI_CLASSES, SampleError, default_reviewer, get_log
 from ..model.curation import EXCLUDE_REASONS
+from ._common import refill_sample_combo
 from ._keys import get_dispatcher
 
 log = logging.getLogger(__name__)
@@ -407,10 +408,8 @@ class CurationWidget(QWidget):
         if self.session is not None:
             for ev, cb in ((self.session.events.selection, self._on_selection),
                            (self.session.events.edited, self._on_edited)):
-                try:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
                     ev.disconnect(cb)
-                except (TypeError, ValueError, RuntimeError):
-                    pass
         self.session = None
         if sid is None or store.get(sid) is None:
             self._refresh_all()
@@ -448,7 +447,7 @@ class CurationWidget(QWidget):
         cur, only = self.type_box.currentText(), self.only_type.currentData()
         self.type_box.blockSignals(True)
         self.type_box.clear()
-        for i, c in enumerate(cats):
+        for _i, c in enumerate(cats):
             self.type_box.addItem(c, c)
         self.type_box.setEditText(cur if cur else (cats[0] if cats else ""))
         self.type_box.blockSignals(False)
@@ -739,7 +738,7 @@ class CurationWidget(QWidget):
             return
         prog = s.curation.progress()["rois"]
         self.roi_table.setRowCount(len(prog))
-        for i, (r, row) in enumerate(zip(s.curation.rois, prog.itertuples())):
+        for i, (r, row) in enumerate(zip(s.curation.rois, prog.itertuples(), strict=False)):
             vals = [r.name, r.cls, f"{row.cells:,}", f"{100 * row.fraction:.0f}%", "✓" if row.marked else ""]
             for c, v in enumerate(vals):
                 it = QTableWidgetItem(v)
@@ -981,17 +980,13 @@ class CurationWidget(QWidget):
 
     def _on_autosaved(self, path):
         self.last_autosave = Path(path)
-        try:
+        with contextlib.suppress(RuntimeError):  # the dock is gone
             self.status.setText(f"Autosaved to {path}")
-        except RuntimeError:  # the dock is gone
-            pass
 
     def _on_autosave_error(self, err):
         log.warning("autosave failed: %s", err)
-        try:
+        with contextlib.suppress(RuntimeError):
             self.status.setText(f"Autosave failed ({err}). Save your work with Save as…")
-        except RuntimeError:
-            pass
 
     def _on_autosave_finished(self):
         self._autosave_worker = None
@@ -1126,7 +1121,7 @@ class CurationWidget(QWidget):
         return True
 
     def _refresh_after_recovery(self, sid) -> None:
-        from .._napari.colouring import _registry
+        from .._napari.coloring import _registry
         from .._napari.layers import hover_features
 
         sample = store.get(sid)

@@ -37,7 +37,6 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
 from ..analysis.gating import (
     DEFAULT_KEY,
     TRANSFORMS,
@@ -58,6 +57,7 @@ from ..analysis.gating import (
 )
 from ..model import SampleError, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,11 @@ class _PointsPreview:
             self.viewer.layers.remove(layer)
 
 
-class _ColouringPreview:
+class _ColoringPreview:
     """Preview through ``_napari.colouring`` (a lazy lookup-table Labels layer: fast at 1M cells)."""
 
-    def __init__(self, viewer, sid: str, colouring_mod):
-        self.col = colouring_mod.get_colouring(viewer, sid)
+    def __init__(self, viewer, sid: str, coloring_mod):
+        self.col = coloring_mod.get_coloring(viewer, sid)
 
     def layer(self):
         return self.col.highlight_layer(PREVIEW_NAME)
@@ -135,20 +135,20 @@ class _ColouringPreview:
         self.col.clear_highlight(PREVIEW_NAME)
 
 
-def _colouring_module():
+def _coloring_module():
     try:
-        from .._napari import colouring
+        from .._napari import coloring
     except ImportError:
         return None
-    return colouring if hasattr(colouring, "get_colouring") else None
+    return coloring if hasattr(coloring, "get_coloring") else None
 
 
 def make_preview(viewer, sid: str):
     """The best available slide preview for ``sid``: the colouring module's highlight, else points."""
-    mod = _colouring_module()
+    mod = _coloring_module()
     if mod is not None:
         try:
-            return _ColouringPreview(viewer, sid, mod)
+            return _ColoringPreview(viewer, sid, mod)
         except Exception:  # noqa: BLE001 - a broken optional backend must not break gating
             log.warning("colouring backend unavailable; previewing with points", exc_info=True)
     return _PointsPreview(viewer, sid)
@@ -188,13 +188,13 @@ class _HistogramCanvas(QWidget):
     def plot(self, counts, edges, *, threshold_x: float, above: bool, xlabel: str, title: str,
              log_counts: bool, secondary=None, raw_label: str = ""):
         """Draw the histogram; bins on the positive side of ``threshold_x`` in the positive colour."""
-        self._data = dict(counts=counts, edges=edges, above=above, xlabel=xlabel, title=title,
-                          log_counts=log_counts, secondary=secondary, raw_label=raw_label)
+        self._data = {"counts": counts, "edges": edges, "above": above, "xlabel": xlabel, "title": title,
+                          "log_counts": log_counts, "secondary": secondary, "raw_label": raw_label}
         self.fig.clear()
         ax = self.ax = self.fig.add_subplot(111)
         self._style(ax)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        pos = centres > threshold_x if above else centres < threshold_x
+        centers = 0.5 * (edges[:-1] + edges[1:])
+        pos = centers > threshold_x if above else centers < threshold_x
         neg_counts = np.where(pos, 0, counts)
         pos_counts = np.where(pos, counts, 0)
         ax.stairs(neg_counts, edges, fill=True, color=self.theme["neg"], alpha=0.95)
@@ -256,7 +256,7 @@ def _raw_ticks(functions, xlim, *, min_gap: float = 0.12, max_ticks: int = 7) ->
     cands = cands[(cands >= rlo) & (cands <= rhi)]
     pos = forward(cands)
     out, last = [], -np.inf
-    for c, x in sorted(zip(cands, pos), key=lambda t: t[1]):
+    for c, x in sorted(zip(cands, pos, strict=False), key=lambda t: t[1]):
         if x - last >= min_gap * width:
             out.append(float(c))
             last = x
@@ -727,7 +727,7 @@ class GatingWidget(QWidget):
         try:
             return self._preview(sid).show(self.preview_mask, outline=self.outline_check.isChecked())
         except Exception as err:  # noqa: BLE001 - show it, keep the widget alive
-            log.error("preview failed", exc_info=True)
+            log.exception("preview failed")
             _notify_error(f"Could not show the preview: {type(err).__name__}: {err}")
             return None
 
@@ -933,7 +933,7 @@ class GatingWidget(QWidget):
         counts = np.bincount(codes[codes >= 0], minlength=len(pheno.categories))
         n = max(int(codes.size), 1)
         result = {"sample": sample.name, "key": key,
-                  "counts": {str(c): int(k) for c, k in zip(pheno.categories, counts)}}
+                  "counts": {str(c): int(k) for c, k in zip(pheno.categories, counts, strict=False)}}
         lines = [f"{sample.name} → obs['{key}']:"]
         lines += [f"  {c}: {k:,} ({100.0 * k / n:.1f}%)" for c, k in result["counts"].items()]
         self.result_label.setText("\n".join(lines))
@@ -949,12 +949,12 @@ class GatingWidget(QWidget):
             layer = self._previews[sid].layer()
             if layer is not None:
                 layer.visible = False
-        mod = _colouring_module()
+        mod = _coloring_module()
         if mod is None:
             return
         try:
-            col = mod.get_colouring(self.viewer, sid)
-            col.colour_by_category(key)
+            col = mod.get_coloring(self.viewer, sid)
+            col.color_by_category(key)
             if default in col.categories and len(col.categories) > 1:
                 col.set_category_visible(default, False)
         except Exception:  # noqa: BLE001 - display only

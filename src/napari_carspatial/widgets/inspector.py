@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -24,9 +25,16 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
-from .._napari.inspect import CellIndex, categorical_columns, cell_info, cell_zoom, centre_on, label_at
+from .._napari.inspect import (
+    CellIndex,
+    categorical_columns,
+    cell_info,
+    cell_zoom,
+    center_on,
+    label_at,
+)
 from .._napari.layers import guess_type_key
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +118,8 @@ class InspectorWidget(QWidget):
         self.header.setTextFormat(Qt.RichText)
         self.header.setWordWrap(True)
         self.header.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.neighbours = QLabel("")
-        self.neighbours.setWordWrap(True)
+        self.neighbors = QLabel("")
+        self.neighbors.setWordWrap(True)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["marker", "mean"])
         self.table.verticalHeader().setVisible(False)
@@ -129,7 +137,7 @@ class InspectorWidget(QWidget):
         lay.addWidget(nav)
         lay.addWidget(self.hint)
         lay.addWidget(self.header)
-        lay.addWidget(self.neighbours)
+        lay.addWidget(self.neighbors)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.chart, 1)
 
@@ -207,7 +215,7 @@ class InspectorWidget(QWidget):
             return
         cid = label_at(lyr, event.position)
         if cid is not None:
-            self.show_cell(cid, centre=False)
+            self.show_cell(cid, center=False)
 
     def _jump(self):
         text = self.id_edit.text().strip()
@@ -216,7 +224,7 @@ class InspectorWidget(QWidget):
         except ValueError:
             self._error(f"'{text}' is not a cell id (a whole number).")
             return
-        self.show_cell(cid, centre=True)
+        self.show_cell(cid, center=True)
 
     def step(self, direction: int) -> int | None:
         sid, key = self._sid(), self.type_key.currentText()
@@ -231,10 +239,10 @@ class InspectorWidget(QWidget):
             return None
         cid, pos, total = found
         self.step_label.setText(f"{pos:,} / {total:,}")
-        self.show_cell(cid, centre=True)
+        self.show_cell(cid, center=True)
         return cid
 
-    def show_cell(self, cell_id: int, *, centre: bool = False) -> bool:
+    def show_cell(self, cell_id: int, *, center: bool = False) -> bool:
         sid = self._sid()
         if not sid:
             return False
@@ -245,8 +253,8 @@ class InspectorWidget(QWidget):
             return False
         self._current = (sid, cell_id)
         lyr = self._labels_layer(sid)
-        if centre and lyr is not None:
-            centre_on(self.viewer, lyr, info.centroid_px, zoom=cell_zoom(sample))
+        if center and lyr is not None:
+            center_on(self.viewer, lyr, info.centroid_px, zoom=cell_zoom(sample))
         if lyr is not None:
             self._mark(sid, lyr, info)
         types = "".join(f"<br><b>{k}</b>: {v}" for k, v in info.types.items())
@@ -256,8 +264,8 @@ class InspectorWidget(QWidget):
                 else (f"{info.area_px:.0f} px" if info.area_px is not None else "—"))
         self.header.setText(f"<b>Cell {info.cell_id}</b>{types}<br><b>area</b>: {area}"
                             f"<br><b>centroid (x, y)</b>: {where}")
-        nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbour_types.items())
-        self.neighbours.setText(f"<b>Neighbours</b> ({len(info.neighbour_ids)} nearest within 30 µm): {nb or 'none'}")
+        nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbor_types.items())
+        self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within 30 µm): {nb or 'none'}")
         self.table.setRowCount(len(info.markers))
         for i, (name, val) in enumerate(info.markers.items()):
             self.table.setItem(i, 0, QTableWidgetItem(str(name)))
@@ -290,8 +298,6 @@ class InspectorWidget(QWidget):
         show_warning(message)
 
     def closeEvent(self, event):  # noqa: N802 - Qt API
-        try:
+        with contextlib.suppress(ValueError):
             self.viewer.mouse_drag_callbacks.remove(self._on_click)
-        except ValueError:
-            pass
         super().closeEvent(event)

@@ -11,6 +11,7 @@ range slider and colour bar. All the work is in :mod:`napari_carspatial._napari.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -34,10 +35,10 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import store
-from ._common import refill_sample_combo
-from .._napari.colouring import column_choices, get_colouring, is_categorical
+from .._napari.coloring import column_choices, get_coloring, is_categorical
 from .._napari.inspect import camera
 from .._napari.layers import guess_type_key
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class LegendWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.colouring = None
+        self.coloring = None
         self._syncing = False
         self._connected_shapes: set[int] = set()
         store.watch_viewer(self.viewer)
@@ -221,7 +222,7 @@ class LegendWidget(QWidget):
         self.mode_box.currentTextChanged.connect(self._on_mode)
         self.opacity.valueChanged.connect(self._on_opacity)
         self.sort_box.currentIndexChanged.connect(lambda _: self._fill_tree())
-        self.show_all_button.clicked.connect(lambda: self.colouring and self.colouring.show_only(None))
+        self.show_all_button.clicked.connect(lambda: self.coloring and self.coloring.show_only(None))
         self.tree.itemChanged.connect(self._on_item_changed)
         self.tree.itemDoubleClicked.connect(self._on_double_click)
         self.tree.customContextMenuRequested.connect(self._context_menu)
@@ -249,25 +250,23 @@ class LegendWidget(QWidget):
 
     def _on_sample(self, *_):
         sid = self.sample_box.currentData()
-        if self.colouring is not None:
-            try:
-                self.colouring.events.changed.disconnect(self._on_colouring_changed)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-        self.colouring = None
+        if self.coloring is not None:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                self.coloring.events.changed.disconnect(self._on_coloring_changed)
+        self.coloring = None
         if sid is None or store.get(sid) is None:
             self._fill_columns(None)
             self._fill_tree()
             return
-        self.colouring = get_colouring(self.viewer, sid)
-        self.colouring.events.changed.connect(self._on_colouring_changed)
-        self._fill_columns(self.colouring.table)
-        if self.colouring.key is None:  # first time: colour by the cell type straight away
-            key = guess_type_key(self.colouring.table)
+        self.coloring = get_coloring(self.viewer, sid)
+        self.coloring.events.changed.connect(self._on_coloring_changed)
+        self._fill_columns(self.coloring.table)
+        if self.coloring.key is None:  # first time: colour by the cell type straight away
+            key = guess_type_key(self.coloring.table)
             if key is not None:
                 self.set_column(key)
                 return
-        self._sync_from_colouring()
+        self._sync_from_coloring()
 
     def _fill_columns(self, table):
         self.column_box.blockSignals(True)
@@ -300,50 +299,50 @@ class LegendWidget(QWidget):
 
     def _on_column(self, *_):
         key = self.column_box.currentData()
-        if self._syncing or key is None or self.colouring is None:
+        if self._syncing or key is None or self.coloring is None:
             return
         try:
-            if is_categorical(self.colouring.table, key):
-                self.colouring.colour_by_category(key, mode=self.mode_box.currentText(),
+            if is_categorical(self.coloring.table, key):
+                self.coloring.color_by_category(key, mode=self.mode_box.currentText(),
                                                   opacity=self.opacity.value() / 100)
             else:
-                self.colouring.colour_by_value(key, cmap=self.cmap_box.currentText())
+                self.coloring.color_by_value(key, cmap=self.cmap_box.currentText())
         except (KeyError, ValueError) as err:
             from napari.utils.notifications import show_warning
 
             show_warning(f"Cannot colour by {key!r}: {err}")
 
     def _on_mode(self, mode: str):
-        if self._syncing or self.colouring is None or self.colouring.key is None:
+        if self._syncing or self.coloring is None or self.coloring.key is None:
             return
-        self.colouring.set_mode(mode)
+        self.coloring.set_mode(mode)
 
     def _on_opacity(self, value: int):
         self.opacity_label.setText(f"{value}%")
-        if not self._syncing and self.colouring is not None:
-            self.colouring.set_opacity(value / 100)
+        if not self._syncing and self.coloring is not None:
+            self.coloring.set_opacity(value / 100)
 
     def _on_cmap(self, name: str):
-        if not self._syncing and self.colouring is not None and self.colouring.kind == "numeric":
-            self.colouring.set_cmap(name)
+        if not self._syncing and self.coloring is not None and self.coloring.kind == "numeric":
+            self.coloring.set_cmap(name)
 
     def _on_range(self, value):
-        if not self._syncing and self.colouring is not None and self.colouring.kind == "numeric":
-            self.colouring.set_clim(*value)
+        if not self._syncing and self.coloring is not None and self.coloring.kind == "numeric":
+            self.coloring.set_clim(*value)
 
     # ================================================================== state -> widgets
-    def _on_colouring_changed(self, event=None):
+    def _on_coloring_changed(self, event=None):
         what = getattr(event, "what", None)
         if what in ("clim", "opacity", "cmap"):
             self._update_colorbar()
             return
-        if what in ("visibility", "color") and self.tree.topLevelItemCount() == len(self.colouring.categories):
+        if what in ("visibility", "color") and self.tree.topLevelItemCount() == len(self.coloring.categories):
             self._refresh_rows()  # in place: a row may be the sender of this very change
             return
-        self._sync_from_colouring()
+        self._sync_from_coloring()
 
     def _refresh_rows(self):
-        col = self.colouring
+        col = self.coloring
         self.tree.blockSignals(True)
         for k in range(self.tree.topLevelItemCount()):
             it = self.tree.topLevelItem(k)
@@ -356,8 +355,8 @@ class LegendWidget(QWidget):
                 it.setForeground(c, self.tree.palette().text() if vis else QColor(128, 128, 128))
         self.tree.blockSignals(False)
 
-    def _sync_from_colouring(self):
-        col = self.colouring
+    def _sync_from_coloring(self):
+        col = self.coloring
         self._syncing = True
         try:
             if col is not None and col.key is not None:
@@ -388,7 +387,7 @@ class LegendWidget(QWidget):
         self._update_colorbar()
 
     def _update_colorbar(self):
-        col = self.colouring
+        col = self.coloring
         if col is None or col.kind != "numeric":
             return
         from napari.utils.colormaps import ensure_colormap
@@ -404,14 +403,14 @@ class LegendWidget(QWidget):
 
     # ================================================================== the category table
     def _fill_tree(self):
-        col = self.colouring
+        col = self.coloring
         self.tree.blockSignals(True)
         self.tree.setSortingEnabled(False)
         self.tree.clear()
         if col is not None and col.kind == "categorical":
             total = max(int(col.codes.size), 1)
             counts = col.counts()
-            for i, (cat, hexc) in enumerate(zip(col.categories, col.colors)):
+            for i, (cat, hexc) in enumerate(zip(col.categories, col.colors, strict=False)):
                 it = _Item()
                 vis = bool(col.visible[i])
                 it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
@@ -449,7 +448,7 @@ class LegendWidget(QWidget):
 
     def update_counts(self):
         """Recompute the "in view" and "in region" counts (also runs debounced on camera moves)."""
-        col = self.colouring
+        col = self.coloring
         if col is None or col.key is None:
             self.summary.setText("")
             return
@@ -494,10 +493,10 @@ class LegendWidget(QWidget):
         return None
 
     def _on_item_changed(self, item, column):
-        if column != COL_SHOW or self.colouring is None:
+        if column != COL_SHOW or self.coloring is None:
             return
         cat = item.data(COL_NAME, Qt.UserRole)
-        self.colouring.set_category_visible(cat, item.checkState(COL_SHOW) == Qt.Checked)
+        self.coloring.set_category_visible(cat, item.checkState(COL_SHOW) == Qt.Checked)
 
     def _on_double_click(self, item, column):
         cat = item.data(COL_NAME, Qt.UserRole)
@@ -508,14 +507,14 @@ class LegendWidget(QWidget):
 
     def toggle_show_only(self, cat: str) -> None:
         """Show only ``cat``; when it already is the only one shown, show all again."""
-        col = self.colouring
+        col = self.coloring
         i = col.categories.index(cat)
         only = col.visible[i] and col.visible.sum() == 1
         col.show_only(None if only else cat)
 
     def edit_color(self, cat: str) -> None:
         """Ask for a new colour for ``cat`` (colour dialog) and save it to ``uns``."""
-        col = self.colouring
+        col = self.coloring
         current = QColor(col.color_of(cat))
         chosen = QColorDialog.getColor(current, self, f"Colour of {cat}")
         if chosen is not None and chosen.isValid():
@@ -523,12 +522,12 @@ class LegendWidget(QWidget):
 
     def _context_menu(self, pos):
         item = self.tree.itemAt(pos)
-        if item is None or self.colouring is None:
+        if item is None or self.coloring is None:
             return
         cat = item.data(COL_NAME, Qt.UserRole)
         menu = QMenu(self)
-        menu.addAction(f"Show only {cat}", lambda: self.colouring.show_only(cat))
-        menu.addAction("Show all", lambda: self.colouring.show_only(None))
+        menu.addAction(f"Show only {cat}", lambda: self.coloring.show_only(cat))
+        menu.addAction("Show all", lambda: self.coloring.show_only(None))
         menu.addSeparator()
         menu.addAction(f"Change colour of {cat}…", lambda: self.edit_color(cat))
         menu.exec_(self.tree.viewport().mapToGlobal(pos))

@@ -28,7 +28,7 @@ def add_samples_progressively(viewer, samples, *, batch: int = BATCH, on_done=No
     """
     samples = list(samples)
     first, pending = [], []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples)):
+    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
         first.extend(add_sample_layers(viewer, s, translate=off, prefix=pre, channels="visible"))
         hidden = [i for i, v in enumerate(_visible(s)) if not v]
         for k in range(0, len(hidden), batch):

@@ -34,6 +34,7 @@ Workflow (all the work is in :mod:`napari_carspatial._napari.seg_edit`, no Qt th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -57,8 +58,8 @@ from qtpy.QtWidgets import (
 
 from .._napari import seg_edit as se
 from .._napari import store
-from ._common import refill_sample_combo
 from ..model import SampleError
+from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ class SegmentationWidget(QWidget):
     # ================================================================== regions
     def edit_view(self):
         """Load the part of the mask shown on screen (cut to :attr:`MAX_REGION` around its centre)."""
-        from .._napari.colouring import visible_world_rect
+        from .._napari.coloring import visible_world_rect
 
         if self.sample is None:
             _notify("Open a sample with a cell mask first.", "warning")
@@ -885,7 +886,7 @@ class SegmentationWidget(QWidget):
         if not self._dirty():
             self.status.setText("Nothing to commit")
             return None
-        ops = [o for o in self._pending_ops]
+        ops = list(self._pending_ops)
         self._pending_ops = []
         if action is None:
             plain = [o for o in ops if " " not in o]
@@ -928,7 +929,7 @@ class SegmentationWidget(QWidget):
 
     def _committed(self, res: se.CommitResult):
         """Main thread: refresh the slide's labels layers, hover features, colouring; report."""
-        from .._napari import colouring
+        from .._napari import coloring
         from .._napari.layers import hover_features
 
         self.last_result = res
@@ -944,7 +945,7 @@ class SegmentationWidget(QWidget):
         if self.edit_layer is not None and feats is not None:
             self.edit_layer.features = feats
         key = getattr(self.viewer, "__wrapped__", self.viewer)
-        col = colouring._registry.get(key, {}).get(self.sid)
+        col = coloring._registry.get(key, {}).get(self.sid)
         if col is not None and col.key is not None:
             try:
                 col.refresh()
@@ -1075,10 +1076,8 @@ class SegmentationWidget(QWidget):
         if self._bound:
             from ._keys import get_dispatcher
 
-            try:
+            with contextlib.suppress(ValueError, TypeError, RuntimeError):
                 get_dispatcher(self.viewer).unregister(self)
-            except (ValueError, TypeError, RuntimeError):
-                pass
         self._bound.clear()
 
     def cleanup(self):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_carspatial._napari.colouring import (
+from napari_carspatial._napari.coloring import (
     category_colors,
     category_lut,
     codes_pyramid,
@@ -29,7 +29,7 @@ def _random_labels(rng, shape, ids):
 
 
 def _naive(tile, ids, values, fill):
-    d = {int(i): v for i, v in zip(ids, values)}
+    d = {int(i): v for i, v in zip(ids, values, strict=False)}
     out = np.empty(tile.shape, dtype=np.asarray(values).dtype)
     for idx, lab in np.ndenumerate(tile):
         out[idx] = d.get(int(lab), fill) if lab != 0 else fill
@@ -136,7 +136,7 @@ def test_column_choices_and_values():
         numeric_values(t, "nope")
 
 
-def test_colours_stored_scanpy_style_and_reused():
+def test_colors_stored_scanpy_style_and_reused():
     t = _table()
     cols = category_colors(t, "cell_type")
     assert list(t.uns["cell_type_colors"]) == cols and len(cols) == 3

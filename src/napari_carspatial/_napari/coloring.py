@@ -30,8 +30,9 @@ import logging
 import re
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -258,7 +259,7 @@ def _display_chunks(arr):
 
     arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=(TILE, TILE))
     if any(max(c) > 2 * TILE for c in arr.chunks):
-        arr = arr.rechunk(tuple(min(TILE, s) if max(c) > 2 * TILE else c for s, c in zip(arr.shape, arr.chunks)))
+        arr = arr.rechunk(tuple(min(TILE, s) if max(c) > 2 * TILE else c for s, c in zip(arr.shape, arr.chunks, strict=False)))
     return arr
 
 
@@ -300,7 +301,7 @@ def is_categorical(adata, key: str) -> bool:
     if key not in adata.obs:
         return False
     dt = adata.obs[key].dtype
-    return isinstance(dt, pd.CategoricalDtype) or dt == bool or dt == object or pd.api.types.is_string_dtype(dt)
+    return isinstance(dt, pd.CategoricalDtype) or dt in (bool, object) or pd.api.types.is_string_dtype(dt)
 
 
 def column_choices(adata) -> dict[str, list[str]]:
@@ -380,7 +381,7 @@ def default_colors(categories: Sequence[str]) -> list[str]:
 
                 h = (k * 0.618034) % 1.0
                 r, g, b = colorsys.hsv_to_rgb(h, 0.65, 0.9)
-                out[i] = "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
+                out[i] = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
             k += 1
     return out  # type: ignore[return-value]
 
@@ -487,7 +488,7 @@ def _ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
 
 
 # =========================================================================== the viewer side
-class CellColouring:
+class CellColoring:
     """Colour the cells of one sample in one viewer by a categorical or numeric column.
 
     Parameters
@@ -594,7 +595,7 @@ class CellColouring:
         """The Image layer showing a continuous value (None before the first use)."""
         return self._find(ROLE_VALUES)
 
-    def colour_by_category(self, key: str, *, mode: str = "filled", opacity: float | None = None):
+    def color_by_category(self, key: str, *, mode: str = "filled", opacity: float | None = None):
         """Colour every cell by categorical column ``obs[key]``.
 
         Parameters
@@ -672,11 +673,11 @@ class CellColouring:
         if mode == self.mode:
             return
         if self.kind == "categorical":
-            self.colour_by_category(self.key, mode=mode)
+            self.color_by_category(self.key, mode=mode)
         else:
             self.mode = mode
             if self.kind == "numeric":
-                self.colour_by_value(self.key, clim=self.clim)
+                self.color_by_value(self.key, clim=self.clim)
 
     def set_opacity(self, opacity: float) -> None:
         """Opacity of the display layer(s), 0..1."""
@@ -724,7 +725,7 @@ class CellColouring:
         return self.colors[self._cat_index(cat)]
 
     # ------------------------------------------------------------------ continuous
-    def colour_by_value(self, key: str, *, cmap: str | None = None, clim: tuple[float, float] | None = None):
+    def color_by_value(self, key: str, *, cmap: str | None = None, clim: tuple[float, float] | None = None):
         """Colour every cell by a numeric ``obs`` column or a marker (a column of ``X``).
 
         Parameters
@@ -867,12 +868,12 @@ class CellColouring:
         self._ids = None
         self._yx_world = None
         if self.kind == "categorical" and self.key is not None:
-            old = dict(zip(self.categories, self.visible))
-            self.colour_by_category(self.key, mode=self.mode)
+            old = dict(zip(self.categories, self.visible, strict=False))
+            self.color_by_category(self.key, mode=self.mode)
             self.visible = np.array([old.get(c, True) for c in self.categories], dtype=bool)
             self._update_colormap()
         elif self.kind == "numeric" and self.key is not None:
-            self.colour_by_value(self.key, clim=self.clim)
+            self.color_by_value(self.key, clim=self.clim)
 
     # ------------------------------------------------------------------ counts
     def counts(self, where: np.ndarray | None = None) -> np.ndarray:
@@ -895,10 +896,10 @@ class CellColouring:
         return out
 
 
-_registry: "weakref.WeakKeyDictionary[Any, dict[str, CellColouring]]" = weakref.WeakKeyDictionary()
+_registry: weakref.WeakKeyDictionary[Any, dict[str, CellColoring]] = weakref.WeakKeyDictionary()
 
 
-def get_colouring(viewer, sample_id: str) -> CellColouring:
+def get_coloring(viewer, sample_id: str) -> CellColoring:
     """The :class:`CellColouring` of ``sample_id`` in ``viewer`` (one per viewer and sample).
 
     A viewer wrapped in napari's public-API proxy (as in tests) shares the instance of the viewer
@@ -908,5 +909,5 @@ def get_colouring(viewer, sample_id: str) -> CellColouring:
     per_viewer = _registry.setdefault(key, {})
     col = per_viewer.get(sample_id)
     if col is None:
-        col = per_viewer[sample_id] = CellColouring(viewer, sample_id)
+        col = per_viewer[sample_id] = CellColoring(viewer, sample_id)
     return col
