@@ -8,6 +8,7 @@ from pathlib import Path
 from ..model import ReaderError, Sample
 from ._util import require_exists, stem, wrap_errors
 from .image import read_image
+from .imc import is_imc_txt, is_mcd, read_imc_txt, read_mcd
 from .masks import read_mask
 from .mcmicro import is_mcmicro, read_mcmicro
 from .omezarr import is_multiscale
@@ -17,8 +18,9 @@ from .tables import read_table
 from .tiff import is_ome_tiff, is_tiff
 
 #: every value :func:`detect_format` can return
-FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata")
-FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata")
+FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata", "imc-mcd", "imc-txt")
+#: formats that give one sample per acquisition / image and bring their own masks and tables
+FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", "imc-mcd")
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -55,6 +57,10 @@ def detect_format(path: str | os.PathLike) -> str | None:
             return "ome-tiff" if is_ome_tiff(p) else "tiff"
         if p.name.lower().endswith(".h5ad"):
             return "anndata"
+        if is_mcd(p):
+            return "imc-mcd"
+        if is_imc_txt(p):
+            return "imc-txt"
     except OSError:
         return None
     return None
@@ -117,7 +123,7 @@ def read_sample(
     fmt = detect_format(p)
     if fmt is None:
         raise ReaderError(
-            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, SpatialData store, steinbock or MCMICRO folder.",
+            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, IMC .mcd/.txt, SpatialData store, steinbock or MCMICRO folder.",
             path=p,
             hint="Open the image file itself, or a steinbock / MCMICRO project folder.",
         )
@@ -130,6 +136,8 @@ def read_sample(
                 return read_steinbock(p, segmentation=segmentation, check_ids=check_ids)
             if fmt == "mcmicro":
                 return read_mcmicro(p, segmentation=segmentation, check_ids=check_ids)
+            if fmt == "imc-mcd":
+                return read_mcd(p, panel=panel)
             return read_spatialdata(p, check_ids=check_ids)
         if fmt == "anndata":
             adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
@@ -142,9 +150,20 @@ def read_sample(
 
 def _read_single(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_size_um, id_column,
                  image_column, check_ids) -> Sample:
-    data = read_image(p, panel=panel, channel_names=channel_names, pixel_size_um=pixel_size_um)
-    s = Sample(name=name or stem(p), image=data.levels, channel_names=data.channel_names,
-               pixel_size_um=data.pixel_size_um, paths={"image": os.fspath(p)})
+    if fmt == "imc-txt":
+        s = read_imc_txt(p, panel=panel)
+        if name:
+            s.name = name
+        if channel_names is not None:
+            if len(channel_names) != s.n_channels:
+                raise ReaderError(f"{len(channel_names)} channel names given for {s.n_channels} channels.", path=p)
+            s.channel_names = [str(n) for n in channel_names]
+        if pixel_size_um is not None:
+            s.pixel_size_um = pixel_size_um
+    else:
+        data = read_image(p, panel=panel, channel_names=channel_names, pixel_size_um=pixel_size_um)
+        s = Sample(name=name or stem(p), image=data.levels, channel_names=data.channel_names,
+                   pixel_size_um=data.pixel_size_um, paths={"image": os.fspath(p)})
     if mask is None and fmt == "ome-zarr" and (p / "labels").is_dir():
         import zarr
 
