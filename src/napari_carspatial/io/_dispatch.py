@@ -11,6 +11,7 @@ from .image import read_image
 from .imc import is_imc_txt, is_mcd, read_imc_txt, read_mcd
 from .masks import read_mask
 from .mcmicro import is_mcmicro, read_mcmicro
+from .measure import store_measured_table
 from .omezarr import is_multiscale
 from .spatialdata import is_spatialdata, read_spatialdata
 from .steinbock import is_steinbock, read_steinbock
@@ -79,6 +80,7 @@ def read_sample(
     image_column: str | None = None,
     segmentation: str | None = None,
     check_ids: bool = True,
+    measure: bool = True,
 ) -> Sample | list[Sample]:
     """Read a sample (image + mask + table) from any supported layout; the result is validated.
 
@@ -108,6 +110,10 @@ def read_sample(
         ``segmentation/<segmentation>-*``).
     check_ids
         Check that every mask id has exactly one table row and vice versa.
+    measure
+        A sample with image + mask and no table gets its table measured on open
+        (:func:`napari_carspatial.io.measure.store_measured_table`: mean intensity per channel
+        and shape, in this process); ``metadata["table_source"]`` says so.
 
     Returns
     -------
@@ -127,6 +133,20 @@ def read_sample(
             path=p,
             hint="Open the image file itself, or a steinbock / MCMICRO project folder.",
         )
+    result = _read(p, fmt, mask=mask, table=table, name=name, panel=panel, channel_names=channel_names,
+                   pixel_size_um=pixel_size_um, id_column=id_column, image_column=image_column,
+                   segmentation=segmentation, check_ids=check_ids)
+    if measure:
+        for s in result if isinstance(result, list) else [result]:
+            if s.table is None and s.labels is not None and s.image:
+                with wrap_errors(s.paths.get("mask") or p, "mask (measuring cells on open)"):
+                    store_measured_table(s)
+                    s.validate(check_ids=False)   # ids come from this very mask
+    return result
+
+
+def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_size_um, id_column, image_column,
+          segmentation, check_ids):
     with wrap_errors(p, f"{fmt} input"):
         if fmt in FOLDER_FORMATS:
             if mask is not None or table is not None:
