@@ -66,7 +66,7 @@ def test_layers_functions_use_the_policy():
     ("CD8a", "t_cell"), ("CD3(Er170Di)", "t_cell"), ("CD68", "myeloid"), ("CD163", "myeloid"), ("CD20", "b_cell"),
     ("SMA", "stroma"), ("Laminin", "stroma"), ("CD31", "endothelium"), ("CD45", "immune"),
     ("Background", "background"), ("Blank", "background"), ("blank3", "background"), ("Empty", "background"),
-    ("A488", "background"), ("YBX1", None), ("Ag107", None), ("Ki-67", None), ("PD-1", None),
+    ("A488", "background"), ("TRITC background", "background"), ("Cy5_Empty", "background"), ("YBX1", None), ("Ag107", None), ("Ki-67", None), ("PD-1", None),
 ])
 def test_classify(name, role):
     assert ch.classify(name) == role

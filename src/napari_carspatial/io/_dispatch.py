@@ -12,6 +12,7 @@ from .imc import is_imc_txt, is_mcd, read_imc_txt, read_mcd
 from .masks import read_mask
 from .mcmicro import is_mcmicro, read_mcmicro
 from .measure import store_measured_table
+from .mibi import is_fov_folder, is_mibitiff, read_fov_folders
 from .omezarr import is_multiscale
 from .spatialdata import is_spatialdata, read_spatialdata
 from .steinbock import is_steinbock, read_steinbock
@@ -19,9 +20,10 @@ from .tables import read_table
 from .tiff import is_ome_tiff, is_tiff
 
 #: every value :func:`detect_format` can return
-FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata", "imc-mcd", "imc-txt")
+FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata", "imc-mcd", "imc-txt", "mibitiff",
+           "fov-folder")
 #: formats that give one sample per acquisition / image and bring their own masks and tables
-FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", "imc-mcd")
+FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", "imc-mcd", "fov-folder")
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -53,8 +55,12 @@ def detect_format(path: str | os.PathLike) -> str | None:
                 return "spatialdata"
             if is_mcmicro(p):
                 return "mcmicro"
+            if is_fov_folder(p):
+                return "fov-folder"
             return None
         if is_tiff(p):
+            if is_mibitiff(p):
+                return "mibitiff"
             return "ome-tiff" if is_ome_tiff(p) else "tiff"
         if p.name.lower().endswith(".h5ad"):
             return "anndata"
@@ -158,6 +164,8 @@ def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_s
                 return read_mcmicro(p, segmentation=segmentation, check_ids=check_ids)
             if fmt == "imc-mcd":
                 return read_mcd(p, panel=panel)
+            if fmt == "fov-folder":
+                return read_fov_folders(p, check_ids=check_ids)
             return read_spatialdata(p, check_ids=check_ids)
         if fmt == "anndata":
             adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
@@ -182,8 +190,11 @@ def _read_single(p: Path, fmt: str, *, mask, table, name, panel, channel_names, 
             s.pixel_size_um = pixel_size_um
     else:
         data = read_image(p, panel=panel, channel_names=channel_names, pixel_size_um=pixel_size_um)
+        meta = dict(data.metadata or {})
+        if data.channel_metadata:
+            meta["channel_metadata"] = data.channel_metadata
         s = Sample(name=name or stem(p), image=data.levels, channel_names=data.channel_names,
-                   pixel_size_um=data.pixel_size_um, paths={"image": os.fspath(p)})
+                   pixel_size_um=data.pixel_size_um, metadata=meta, paths={"image": os.fspath(p)})
     if mask is None and fmt == "ome-zarr" and (p / "labels").is_dir():
         import zarr
 

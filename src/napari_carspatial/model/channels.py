@@ -48,6 +48,8 @@ LINEAGE_ORDER = ("tumor", "t_cell", "myeloid", "b_cell", "stroma", "endothelium"
 #: names that are not markers
 _BACKGROUND = re.compile(r"^(background|bkg|bg|blank|empty|unused|none|null|off|autofluorescence|af|"
                          r"(a|af|alexa|cy|atto)\d{3}|bck)\d*$")
+#: words that make any channel name a non-marker ("TRITC background", "Empty_2")
+_BACKGROUND_WORD = re.compile(r"^(background|bkg|blank|empty|unused|autofluorescence)\d*$")
 
 #: napari colormaps that map 0 to black (safe with additive blending), in the order handed out
 PALETTE = ("green", "magenta", "cyan", "yellow", "red", "bop orange", "bop blue", "bop purple", "gray")
@@ -86,7 +88,7 @@ def classify(name: str) -> str | None:
     if not toks:
         return None
     squashed = toks[-1]
-    if any(_BACKGROUND.match(t) for t in (toks[0], squashed)):
+    if any(_BACKGROUND.match(t) for t in (toks[0], squashed)) or any(_BACKGROUND_WORD.match(t) for t in toks):
         return "background"
     cand = list(dict.fromkeys(toks + [_metal_free(t) for t in toks]))
     if any(t in NUCLEAR for t in cand):
