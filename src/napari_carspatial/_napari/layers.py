@@ -227,14 +227,85 @@ def short_names(names: list[str]) -> list[str]:
 def _prefixes(samples: list[Sample]) -> list[str | None]:
     if len(samples) <= 1:
         return [None] * len(samples)
-    return [f"{n}: " for n in short_names([s.name for s in samples])]
+    return [f"{n}: " for n in _tile_names(samples)]
 
 
-def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
-    """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
+def tile_label_data(names: list[str], rects: list[tuple[float, float, float, float]], *, sid: str | None = None,
+                    name: str = "acquisitions", units: tuple[str, str] | None = None) -> tuple[Any, dict, str]:
+    """A Shapes layer-data tuple: one outlined rectangle per tile, its acquisition name written at its top left.
+
+    ``rects`` are (y0, x0, y1, x1) in world units (µm when the pixel size is known).
+    """
+    data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float) for y0, x0, y1, x1 in rects]
+    extent = max(max(r[2] - r[0], r[3] - r[1]) for r in rects) if rects else 1.0
+    meta = {
+        "name": name,
+        "shape_type": "rectangle",
+        "features": {"acquisition": list(names)},
+        "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 9,
+                 "translation": [-0.02 * extent, 0.0]},
+        "face_color": "transparent",
+        "edge_color": "#9a9a9a",
+        "edge_width": max(extent * 0.006, 1e-6),
+        "opacity": 0.9,
+        "blending": "translucent_no_depth",
+        "metadata": {store.META_ROLE: "tiles", **({store.META_SAMPLE: sid} if sid else {})},
+    }
+    if units is not None:
+        meta["units"] = units
+    return (data, meta, "shapes")
+
+
+def _tile_names(samples: list[Sample]) -> list[str]:
+    from ..model.montage import tile_names
+
+    return tile_names(samples)
+
+
+def _tile_rects_of_montage(m: Sample) -> list[tuple[float, float, float, float]]:
+    sy, sx = _scale(m)
+    return [(t["y0"] * sy, t["x0"] * sx, (t["y0"] + t["height"]) * sy, (t["x0"] + t["width"]) * sx)
+            for t in m.metadata["tiles"]]
+
+
+def montage_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]] | None:
+    """Several small acquisitions as one tiled montage sample (one layer per channel, one cell layer)
+    plus the labelled tile outlines; None when they cannot be tiled (see ``model.montage``)."""
+    from ..model.montage import can_montage, montage
+
+    if not can_montage(samples):
+        return None
+    m = montage(samples)
+    sid = store.register(m)
+    out = sample_to_layer_data(m, sid=sid)
+    out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=sid,
+                               name=f"{m.name} tiles", units=_units(m)))
+    return out
+
+
+def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[tuple[Any, dict, str]]:
+    """Layer data for one or several samples.
+
+    Several samples with the same channels are tiled into one montage sample (``tile=True``,
+    see :func:`montage_layer_data`: a few layers instead of one per channel per acquisition);
+    otherwise each gets its own layers, placed side by side with prefixed names. Either way a
+    Shapes layer outlines the tiles and names each acquisition.
+    """
+    if tile and len(samples) > 1:
+        out = montage_layer_data(samples)
+        if out is not None:
+            return out
     out = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
+    if len(samples) > 1:
+        rects = []
+        for s, (y0, x0) in zip(samples, offsets, strict=True):
+            sy, sx = _scale(s)
+            h, w = s.shape_yx or (0, 0)
+            rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
+        out.append(tile_label_data(_tile_names(samples), rects, units=_units(samples[0])))
     return out
 
 
@@ -251,12 +322,32 @@ def _below_outlines(viewer, sid: str, added: list) -> None:
         viewer.layers.move_multiple(idx, target)
 
 
-def add_samples_layers(viewer, samples: list[Sample]) -> list:
-    """Add several samples (a montage when more than one is added at once)."""
+def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> list:
+    """Add several samples: a tiled montage sample when they fit one (see :func:`samples_to_layer_data`),
+    else side by side; the tiles are outlined and named either way."""
     layers = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    if tile and len(samples) > 1:
+        from ..model.montage import can_montage, montage
+
+        if can_montage(samples):
+            m = montage(samples)
+            layers.extend(add_sample_layers(viewer, m))
+            data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
+                                            sid=store.register(m), name=f"{m.name} tiles", units=_units(m))
+            layers.append(viewer.add_shapes(data, **meta))
+            viewer.reset_view()
+            return layers
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
+        rects = []
+        for s, (y0, x0) in zip(samples, offsets, strict=True):
+            sy, sx = _scale(s)
+            h, w = s.shape_yx or (0, 0)
+            rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
+        data, meta, _ = tile_label_data(_tile_names(samples), rects, units=_units(samples[0]))
+        layers.append(viewer.add_shapes(data, **meta))
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
 

@@ -55,10 +55,10 @@ _BACKGROUND_WORD = re.compile(r"^(background|bkg|blank|empty|unused|autofluoresc
 PALETTE = ("green", "magenta", "cyan", "yellow", "red", "bop orange", "bop blue", "bop purple", "gray")
 #: preferred colour per role
 ROLE_COLORS = {"nuclear": "blue", "tumor": "green", "t_cell": "red", "myeloid": "cyan", "b_cell": "yellow",
-               "stroma": "gray", "endothelium": "bop orange", "immune": "magenta"}
+               "stroma": "bop orange", "endothelium": "bop purple", "immune": "magenta"}
 #: preferred colour per marker (overrides the role colour)
 MARKER_COLORS = {"car": "magenta", "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cd8": "bop orange",
-                 "cd8a": "bop orange", "cd4": "bop blue", "cd163": "bop purple"}
+                 "cd8a": "bop orange", "cd4": "bop blue", "cd163": "bop purple", "cd31": "gray"}
 #: every colormap this module can hand out
 ALL_COLORMAPS = tuple(dict.fromkeys(("blue", *PALETTE, *ROLE_COLORS.values(), *MARKER_COLORS.values())))
 #: lineage markers shown first, besides one nuclear channel
