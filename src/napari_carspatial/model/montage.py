@@ -5,7 +5,7 @@ layers = 90 layers took ~33 s to add on a 2-core machine). A montage is one imag
 channel and one labels layer, whatever the number of acquisitions.
 
 :func:`montage` tiles the samples in a near-square grid (left to right, top to bottom, a gap
-between tiles), lazily (dask): images side by side, masks with cell ids offset so they stay
+between tiles), read once into memory (at most :data:`MONTAGE_MAX_BYTES`): images side by side, masks with cell ids offset so they stay
 unique (``id + id_offset`` of the tile), tables concatenated with ``cell_id`` (the montage id),
 the source's own id column, ``acquisition`` (the sample name) and centroids shifted by the tile
 position. ``metadata["tiles"]`` lists each tile's name, position, size and id offset, so every
@@ -21,6 +21,9 @@ from .sample import Sample
 
 #: montages larger than this many level-0 pixels are not built (per-sample layers are used)
 MONTAGE_MAX_PIXELS = 1 << 26
+#: ... nor larger than this many bytes (image + mask): a montage is read into memory once, so
+#: napari slices numpy, not a graph of hundreds of tiles per channel
+MONTAGE_MAX_BYTES = 512 << 20
 #: fewer samples than this keep their own layers (a pre/post pair stays two samples)
 MONTAGE_MIN_SAMPLES = 4
 #: a tile may be at most this many pixels on a side (acquisitions / ROIs / FOVs, not slides)
@@ -64,7 +67,10 @@ def can_montage(samples: list[Sample], *, max_pixels: int = MONTAGE_MAX_PIXELS,
     shapes = [s.shape_yx for s in samples]
     _, (ch, cw), ncol = grid(shapes)
     nrow = int(np.ceil(len(samples) / ncol))
-    return ch * cw * nrow * ncol <= max_pixels
+    n_px = ch * cw * nrow * ncol
+    itemsize = np.dtype(np.result_type(*[s.image[0].dtype for s in samples])).itemsize
+    n_bytes = n_px * (samples[0].n_channels * itemsize + (4 if samples[0].labels is not None else 0))
+    return n_px <= max_pixels and n_bytes <= MONTAGE_MAX_BYTES
 
 
 def _place(arrs: list, offs, cell, ncol, n_rows, fill_dtype, lead: tuple):
@@ -106,6 +112,8 @@ def montage(samples: list[Sample], *, name: str | None = None, gap_fraction: flo
     n_rows = int(np.ceil(len(samples) / ncol))
     dtype = np.result_type(*[s.image[0].dtype for s in samples])
     n_c = samples[0].n_channels
+    import dask
+
     image = _place([s.image[0] for s in samples], offs, cell, ncol, n_rows, dtype, (n_c,))
     labels = None
     id_offsets = [0] * len(samples)
@@ -116,7 +124,13 @@ def montage(samples: list[Sample], *, name: str | None = None, gap_fraction: flo
         id_offsets = [int(v) for v in np.concatenate([[0], np.cumsum(maxes)[:-1]])]
         tiles = [da.where(s.labels[0] > 0, s.labels[0].astype(np.uint32) + np.uint32(off), np.uint32(0))
                  for s, off in zip(samples, id_offsets, strict=True)]
-        labels = [_place(tiles, offs, cell, ncol, n_rows, np.uint32, ())]
+        labels = _place(tiles, offs, cell, ncol, n_rows, np.uint32, ())
+    # read once (at most MONTAGE_MAX_BYTES): napari then slices numpy instead of a tile graph
+    if labels is None:
+        (image,) = dask.compute(image)
+    else:
+        image, labels = dask.compute(image, labels)
+        labels = [labels]
     table = None
     if samples[0].table is not None:
         parts = []
