@@ -196,7 +196,7 @@ def sample_to_layer_data(
     return out
 
 
-def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.08) -> list[tuple[float, float]]:
+def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.12) -> list[tuple[float, float]]:
     """World (y, x) offsets that tile samples in a near-square grid, left to right, top to bottom."""
     if len(samples) <= 1:
         return [(0.0, 0.0)] * len(samples)
@@ -236,14 +236,17 @@ def tile_label_data(names: list[str], rects: list[tuple[float, float, float, flo
 
     ``rects`` are (y0, x0, y1, x1) in world units (µm when the pixel size is known).
     """
-    data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float) for y0, x0, y1, x1 in rects]
     extent = max(max(r[2] - r[0], r[3] - r[1]) for r in rects) if rects else 1.0
+    band = 0.06 * extent   # a title band above each tile holds its name (inside the layer's extent, so
+    #                        fitting the view never cuts the first row's names off)
+    data = [np.array([[y0 - band, x0], [y0 - band, x1], [y1, x1], [y1, x0]], dtype=float)
+            for y0, x0, y1, x1 in rects]
     meta = {
         "name": name,
         "shape_type": "rectangle",
         "features": {"acquisition": list(names)},
         "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 9,
-                 "translation": [-0.02 * extent, 0.0]},
+                 "translation": [0.004 * extent, 0.015 * extent]},
         "face_color": "transparent",
         "edge_color": "#9a9a9a",
         "edge_width": max(extent * 0.006, 1e-6),

@@ -29,7 +29,7 @@ MONTAGE_MIN_SAMPLES = 4
 #: a tile may be at most this many pixels on a side (acquisitions / ROIs / FOVs, not slides)
 MONTAGE_MAX_TILE = 2048
 #: gap between tiles, as a fraction of the larger tile side
-GAP_FRACTION = 0.08
+GAP_FRACTION = 0.12
 #: obs column naming each cell's acquisition
 ACQUISITION_KEY = "acquisition"
 
