@@ -15,92 +15,32 @@ import numpy as np
 import pandas as pd
 
 from ..model import Sample, instance_ids
+from ..model import channels as _policy
 from . import store
 
 log = logging.getLogger(__name__)
 
-# Marker -> napari colormap. Nuclear stains blue, epithelium/tumour green, T cells red/magenta...
-_KNOWN = {
-    "dapi": "blue", "hoechst": "blue", "h3": "blue", "histone": "blue", "ir191": "blue", "ir193": "blue",
-    "dna": "blue", "nuclear": "blue",
-    "panck": "green", "pan-ck": "green", "keratin": "green", "cytokeratin": "green", "ecad": "green",
-    "cdh": "green", "e-cadherin": "green", "epcam": "green",
-    "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cea": "yellow", "her2": "yellow",
-    "cd3": "red", "car": "magenta", "cd8": "I Orange", "cd8a": "I Orange", "cd4": "I Forest",
-    "cd68": "cyan", "cd163": "I Blue", "pd-l1": "I Purple", "pdl1": "I Purple", "pd-1": "I Bordeaux",
-    "pd1": "I Bordeaux", "ki-67": "gray", "ki67": "gray", "cd20": "I Forest", "sma": "gray",
-    "cd31": "gray", "cd45": "red",
-}
-_CYCLE = ["green", "magenta", "cyan", "yellow", "red", "I Orange", "I Purple", "I Forest",
-          "I Blue", "I Bordeaux", "gray"]
-# Markers shown by default (others loaded but hidden): too many additive channels is mush.
-_DEFAULT_VISIBLE = ["dapi", "h3", "panck", "cdh", "msln", "cd3", "car", "cd68", "cd8a"]
-MAX_DEFAULT_VISIBLE = 5
+def channel_colormaps(names: list[str], visible: list[bool] | None = None) -> list[str]:
+    """A napari colormap name per channel (:func:`napari_carspatial.model.channels.channel_colormaps`):
+    known markers get their usual colour, the channels shown first distinct ones, and every
+    colormap maps 0 to black, so additive blending never whitens the canvas."""
+    return _policy.channel_colormaps(names, visible)
 
 
-def channel_colormaps(names: list[str]) -> list[str]:
-    """A napari colormap name per channel: known markers get their usual colour, others cycle."""
-    out, used, k = [], set(), 0
-    for n in names:
-        cmap = _KNOWN.get(n.strip().lower())
-        if cmap is None or (cmap in used and cmap not in ("gray",)):
-            while _CYCLE[k % len(_CYCLE)] in used and k < 2 * len(_CYCLE):
-                k += 1
-            cmap = _CYCLE[k % len(_CYCLE)]
-            k += 1
-        used.add(cmap)
-        out.append(cmap)
-    return out
-
-
-def default_visible(names: list[str]) -> list[bool]:
-    """Which channels to show first: a handful of key markers, else the first three."""
-    low = [n.strip().lower() for n in names]
-    chosen = [i for key in _DEFAULT_VISIBLE for i, n in enumerate(low) if n == key][:MAX_DEFAULT_VISIBLE]
-    if not chosen:
-        chosen = list(range(min(3, len(names))))
-    return [i in chosen for i in range(len(names))]
+def default_visible(names: list[str], *, empty: list[bool] | None = None) -> list[bool]:
+    """Which channels to show first: one nuclear channel plus up to three lineage markers;
+    background / blank / all-zero channels never (see :mod:`napari_carspatial.model.channels`)."""
+    return _policy.default_visible(names, empty=empty)
 
 
 def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
                     max_values: int = 1_000_000) -> list[tuple[float, float]]:
-    """Per-channel (low, high) percentile limits of one (C, Y, X) pyramid level.
+    """Per-channel display limits of one (C, Y, X) pyramid level; robust for sparse counts.
 
-    Call it with the *smallest* level: it is computed, so it must be small. Integer images use an
-    exact histogram (``bincount``), floats a regular subsample of at most ``max_values`` pixels.
+    Call it with the *smallest* level: it is computed, so it must be small. See
+    :func:`napari_carspatial.model.channels.contrast_limits`.
     """
-    arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
-    lims = []
-    for ch in arr.reshape(arr.shape[0], -1):
-        if np.issubdtype(ch.dtype, np.integer) and ch.dtype.itemsize <= 2 and ch.size:
-            lims.append(_int_percentiles(ch, low, high))
-            continue
-        step = max(1, ch.size // max_values)
-        finite = ch[::step].astype(np.float32, copy=False)
-        finite = finite[np.isfinite(finite)]
-        if finite.size == 0:
-            lims.append((0.0, 1.0))
-            continue
-        lo, hi = np.percentile(finite, [low, high])
-        lims.append(_widen(float(lo), float(hi), float(finite.max())))
-    return lims
-
-
-def _int_percentiles(ch: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """Percentiles of a (u)int8/16 channel from its histogram (same as np.percentile 'lower')."""
-    offset = int(ch.min()) if ch.dtype.kind == "i" else 0
-    counts = np.bincount((ch.astype(np.int64) - offset) if offset else ch)
-    cdf = np.cumsum(counts)
-    n = cdf[-1]
-    lo = int(np.searchsorted(cdf, low / 100 * (n - 1), side="right")) + offset
-    hi = int(np.searchsorted(cdf, high / 100 * (n - 1), side="right")) + offset
-    return _widen(float(lo), float(hi), float(len(counts) - 1 + offset))
-
-
-def _widen(lo: float, hi: float, vmax: float) -> tuple[float, float]:
-    if hi <= lo:
-        hi = lo + (1.0 if vmax <= lo else vmax - lo)
-    return (lo, hi)
+    return _policy.contrast_limits(level, low=low, high=high, max_values=max_values)
 
 
 _plans: dict[str, dict] = {}
@@ -143,10 +83,14 @@ def channel_plan(sample: Sample, sid: str) -> dict:
     if plan is None:
         names = sample.channel_names
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+        small = np.asarray(sampled_blocks(smallest))
+        empty = _policy.empty_channels(small)
+        visible = default_visible(names, empty=empty)
         plan = {
-            "colormap": channel_colormaps(names),
-            "contrast_limits": contrast_limits(sampled_blocks(smallest)),
-            "visible": default_visible(names),
+            "colormap": channel_colormaps(names, visible),
+            "contrast_limits": contrast_limits(small),
+            "visible": visible,
+            "empty": empty,
         }
         _plans[sid] = plan
     return plan

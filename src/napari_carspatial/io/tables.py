@@ -35,7 +35,8 @@ import pandas as pd
 
 from ..model import SampleError, set_pixel_size_um
 from ..model.conventions import REGION_KEY, SPATIAL_KEY
-from ._util import log, require_exists, stem, wrap_errors
+from ._util import log, require_exists, wrap_errors
+from .inform import inform_stem, prepare_inform
 
 #: columns that name the image a row belongs to, in the order they are tried
 IMAGE_COLUMNS = ("ImageName", "MaskName", "Image", "image", "image_name", "ImageFile", "FileName_Image",
@@ -121,6 +122,7 @@ def read_table(
         keep = select_image_rows(df, [image, mask], image_column=image_column, source=p)
         if keep is not None:
             df = df.loc[keep].reset_index(drop=True)
+    df = prepare_inform(df, image=image, pixel_size_um=pixel_size_um, source=p)
     return table_from_dataframe(df, id_column=id_column, pixel_size_um=pixel_size_um,
                                 channel_names=channel_names, source=p)
 
@@ -136,14 +138,14 @@ def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = Non
     SampleError
         The table names several images and none matches.
     """
-    keys = {stem(f) for f in files if f is not None}
+    keys = {inform_stem(f) for f in files if f is not None}   # file stems; inForm suffixes dropped too
     cols = [image_column] if image_column else [c for c in IMAGE_COLUMNS if c in df.columns]
     if image_column and image_column not in df.columns:
         raise SampleError(f"image column {image_column!r} is not in the table.", path=source)
     examples = {}
     for col in cols:
         codes, uniq = pd.factorize(df[col].astype(str))  # stems of the distinct values only
-        ustems = np.array([stem(u) for u in uniq], dtype=object)
+        ustems = np.array([inform_stem(u) for u in uniq], dtype=object)
         keep = np.isin(ustems, list(keys))[codes] & (codes >= 0)
         vals = ustems
         if keep.any():

@@ -34,6 +34,10 @@ class ImageData(NamedTuple):
     pixel_size_um: float | None
     #: the file that was read
     path: str
+    #: per channel, what the file says besides the name (mass, metal, fluorophore, ...), or None
+    channel_metadata: list[dict] | None = None
+    #: file-level facts worth keeping in ``Sample.metadata`` (platform, run ids, ...), or None
+    metadata: dict | None = None
 
 
 def is_tiff(path) -> bool:
@@ -100,8 +104,11 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
             idx = next((i for i, s in enumerate(tif.series) if s is s0), 0)
             names = _channel_names(tif, idx, pages0, n_c)
             px = _pixel_size(tif, idx)
+            from .vendor_meta import channel_metadata
+
+            cmeta = channel_metadata(tif, idx, pages0, names)
     log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
-    return ImageData(levels, names, px, os.fspath(p))
+    return ImageData(levels, names, px, os.fspath(p), cmeta)
 
 
 # --------------------------------------------------------------------------- structure

@@ -985,7 +985,7 @@ class SegmentationWidget(QWidget):
             from ..io.mask_store import save_corrected_mask
 
             mask_src = s.paths.get("mask")
-            out = save_corrected_mask(ed.store, mask_path, source=mask_src,
+            out = save_corrected_mask(ed.store, mask_path, source=mask_src, pixel_size_um=s.pixel_size_um,
                                       note=f"napari-carspatial segmentation correction of {s.name}")
             paths = {k: v for k, v in s.paths.items() if k in ("image", "table")}
             paths["mask"] = out
