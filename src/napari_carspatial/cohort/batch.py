@@ -46,13 +46,17 @@ import pandas as pd
 from ..model import SampleError
 from ..model.atomic import atomic_write, atomic_write_text
 from .manifest import Manifest, read_manifest
-from .regions import AUTO_DEFAULTS, auto_regions, geojson_regions
+from .regions import AUTO_DEFAULTS, auto_regions, empty_region_notes, geojson_regions
 
 log = logging.getLogger(__name__)
 
 #: where the region metrics live (first importable wins)
-DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",
-                   "napari_carspatial.analysis.regions:region_metrics")
+DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",)
+#: the project's own metric functions, by name (a config's ``metrics:`` names one of these or an entry point)
+BUILTIN_METRICS = {"region_metrics": "napari_carspatial.analysis.cart:region_metrics",
+                   "cart": "napari_carspatial.analysis.cart:region_metrics"}
+#: entry-point group other packages register metric functions in (``name = "module:function"``)
+METRICS_ENTRY_POINTS = "napari_carspatial.metrics"
 REGION_MODES = ("auto", "whole", "geojson")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
                 "quantify", "thumbnail", "seed"}
@@ -77,8 +81,10 @@ class BatchConfig:
         ``{"mode": "auto" | "whole" | "geojson", ...}``; ``auto`` options: ``core_depth_um``,
         ``margin_um``, ``grid_um``, ``smooth_um``, ``min_area_um2``, ``tumor_types``.
     metrics
-        ``"module:function"`` or a callable with the ``region_metrics`` signature; default the
-        project's ``region_metrics``.
+        A registered metric function (:func:`metric_registry`: the project's ``region_metrics``
+        or an entry point of group ``napari_carspatial.metrics``), by name or by its
+        ``"module:function"``; any other name is refused (a config file never imports an
+        arbitrary module). From Python, a callable with the ``region_metrics`` signature.
     metric_options
         Keyword arguments for the metric function (``roles``, ``contact_radius_um``,
         ``near_radius_um``, ``markers``, ...).
@@ -189,36 +195,92 @@ def load_config(config=None) -> BatchConfig:
                        seed=int(data.get("seed", 0)), source=None if src is None else os.fspath(src))
 
 
-def resolve_metrics(spec=None) -> Callable:
-    """The metric function: a callable, ``"module:function"`` or the project's ``region_metrics``."""
+def metric_registry() -> dict[str, str]:
+    """Metric functions a config may name: ``{name: "module:function"}``.
+
+    The project's own (:data:`BUILTIN_METRICS`) plus every entry point of the group
+    ``napari_carspatial.metrics`` (in a package's ``pyproject.toml``:
+    ``[project.entry-points."napari_carspatial.metrics"] my_metrics = "mypkg.metrics:region_metrics"``).
+    """
+    from importlib.metadata import entry_points
+
+    reg = dict(BUILTIN_METRICS)
+    for ep in entry_points(group=METRICS_ENTRY_POINTS):
+        reg.setdefault(ep.name, ep.value)
+    return reg
+
+
+def resolve_metrics(spec=None, *, source=None) -> Callable:
+    """The metric function: a callable, a registered name or ``"module:function"``, or the default.
+
+    Raises
+    ------
+    SampleError
+        ``spec`` names nothing in :func:`metric_registry` (the config names the file), or the
+        registered function cannot be imported.
+    """
     if callable(spec):
         return spec
-    specs = [spec] if spec else list(DEFAULT_METRICS)
+    if spec:
+        reg = metric_registry()
+        target = reg.get(str(spec)) or (str(spec) if str(spec) in reg.values() else None)
+        if target is None:
+            raise SampleError(f"metrics {str(spec)!r} is not a registered metric function (known: "
+                              f"{', '.join(sorted(reg))}); a config never imports other modules.", path=source,
+                              hint=f"Register it as an entry point of group {METRICS_ENTRY_POINTS!r} in its "
+                                   "package, or pass the function itself from Python.")
+        specs = [target]
+    else:
+        specs = list(DEFAULT_METRICS)
     errors = []
     for s in specs:
         mod_name, _, fn_name = str(s).partition(":")
         try:
             mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as err:
+        except ImportError as err:
             errors.append(f"{s}: {err}")
             continue
         fn = getattr(mod, fn_name or "region_metrics", None)
         if callable(fn):
             return fn
         errors.append(f"{s}: no function {fn_name!r}")
-    raise SampleError("cannot find the region metric function (" + "; ".join(errors) + ").",
-                      hint="Set 'metrics: module:function' in the analysis config.")
+    raise SampleError("cannot load the region metric function (" + "; ".join(errors) + ").", path=source)
 
 
 # --------------------------------------------------------------------------- one sample
 def safe_name(sample: str) -> str:
-    """Folder name of a sample id (path separators and odd characters replaced)."""
-    s = re.sub(r"[^\w.\-+@=]+", "_", str(sample), flags=re.UNICODE).strip("._")
-    return s or "sample"
+    """Folder name of a sample id: injective, so two samples never share a results folder.
+
+    Characters a file system may not take (path separators, spaces, ...) become ``_``; when
+    anything was replaced, a short hash of the exact id is appended (``P02/post`` ->
+    ``P02_post~1b0e7d3a``, while ``P02_post`` stays ``P02_post``).
+    """
+    sid = str(sample)
+    s = re.sub(r"[^\w.\-+@=]+", "_", sid, flags=re.UNICODE).strip("._")
+    if s != sid or not s:
+        s = f"{s or 'sample'}~{hashlib.sha1(sid.encode('utf-8')).hexdigest()[:8]}"
+    return s
 
 
 def sample_dir(out, sample: str) -> Path:
     return Path(out) / "samples" / safe_name(sample)
+
+
+def check_folder_names(samples, *, path=None) -> None:
+    """Refuse sample ids whose results folders would collide on a case-insensitive file system
+    (macOS, Windows, many shares): ``P01-pre`` and ``p01-pre``. Names both."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for sid in samples:
+        key = safe_name(sid).casefold()
+        if key in seen:
+            clashes.append(f"{seen[key]!r} and {sid!r}")
+        else:
+            seen[key] = sid
+    if clashes:
+        raise SampleError(f"sample ids {'; '.join(clashes)} differ only in upper/lower case, so their results "
+                          "folders would be the same folder on macOS / Windows.", path=path,
+                          hint="Give them ids that differ in more than case.")
 
 
 def input_fingerprint(row: dict) -> str:
@@ -246,6 +308,8 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
     try:
         d = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
+        return False
+    if d.get("sample") != row["sample"]:
         return False
     same = d.get("config") == cfg.fingerprint() and d.get("inputs") == input_fingerprint(row)
     if not same:
@@ -402,6 +466,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     t0 = time.perf_counter()
     stage = "read"
     timings = {}
+    warnings_: list[str] = []
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
@@ -413,6 +478,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         adata = sample.table
         from ..model import pixel_size_um
 
+        stage = "pixel size"
         ps = sample.pixel_size_um or pixel_size_um(adata)
         if not ps:
             raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
@@ -423,23 +489,27 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             from ..analysis.gating import GatingScheme, store_gating
 
             store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
+        stage = "cell types"
         key = cfg.type_key()
         if key not in adata.obs:
             raise SampleError(f"no cell-type column {key!r} in the table (columns: "
                               f"{', '.join(map(str, adata.obs.columns))}).", path=row.get("table"),
                               hint="Set cell_type_key in the analysis config, or configure gating.")
         stage = "regions"
-        fn = resolve_metrics(cfg.metrics)
+        fn = resolve_metrics(cfg.metrics, source=cfg.source)
         opts = dict(cfg.metric_options)
         opts.setdefault("seed", cfg.seed)
         accepts = _accepted(fn)
         mode = cfg.regions.get("mode", "auto")
+        areas: dict = {}
         if mode == "whole":
             regions = {"whole": np.ones(adata.n_obs, bool)}
         elif mode == "geojson":
             if not row.get("regions"):
                 raise SampleError("regions.mode is geojson but the manifest gives no regions file for this sample.")
-            regions, areas = geojson_regions(row["regions"], adata, pixel_size_um=ps)
+            problems: list = []
+            regions, areas = geojson_regions(row["regions"], adata, pixel_size_um=ps, problems=problems)
+            warnings_ += [f"{row['regions']}: feature {f['feature']} ({f['name']!r}) {f['problem']}" for f in problems]
             if "region_areas_mm2" in accepts:
                 opts.setdefault("region_areas_mm2", areas)
         else:
@@ -448,6 +518,10 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
                                          tumor_types=cfg.regions.get("tumor_types"), pixel_size_um=ps, **ropts)
             if "distance" in accepts:
                 opts.setdefault("distance", dist)
+        notes = empty_region_notes(regions, areas)
+        for r, why in notes.items():
+            warnings_.append(f"region {r!r}: {why}; its densities and fractions are NaN")
+            log.warning("%s: region %r: %s; its densities and fractions are NaN", sid, r, why)
         stage = "metrics"
         t1 = time.perf_counter()
         df = fn(adata, cell_type_key=key, regions=regions, pixel_size_um=ps, **opts)
@@ -457,10 +531,11 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         df = df.copy()
         if "unit" not in df.columns:
             df["unit"] = ""
+        df = _apply_notes(df, notes)
         df.insert(0, "sample", sid)
-        df = df[["sample", "region", "metric", "value", "unit"] + [c for c in df.columns
-                                                                 if c not in ("sample", "region", "metric",
-                                                                              "value", "unit")]]
+        df = df[["sample", "region", "metric", "value", "unit", "note"]
+                + [c for c in df.columns if c not in ("sample", "region", "metric", "value", "unit", "note")]]
+        stage = "write"
         _atomic_csv(df, sdir / "metrics.csv")
         stage = "thumbnail"
         try:
@@ -472,8 +547,10 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "cell_type_key": key,
             "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
+            "region_notes": notes, "warnings": warnings_,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
+        stage = "write"
         atomic_write_text(sdir / "summary.json", json.dumps(summary, indent=1))
         secs = time.perf_counter() - t0
         atomic_write_text(sdir / "done.json", json.dumps({
@@ -488,6 +565,25 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             atomic_write_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
         return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
                 "error": msg, "stage": stage, "traceback": tb}
+
+
+#: metrics that stay defined in an empty region (counts and the area itself)
+_COUNT_METRICS = ("area_mm2",)
+
+
+def _apply_notes(df: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
+    """NaN (never a silent 0) for every density, fraction and ratio of an empty region, with the reason
+    in the ``note`` column; counts (``n_*``) and the area stay."""
+    df = df.copy()
+    if "note" not in df.columns:
+        df["note"] = ""
+    df["note"] = df["note"].fillna("").astype(str)
+    for region, why in notes.items():
+        sel = (df["region"] == region) & ~df["metric"].astype(str).str.startswith("n_") \
+            & ~df["metric"].isin(_COUNT_METRICS)
+        df.loc[sel, "value"] = np.nan
+        df.loc[df["region"] == region, "note"] = why
+    return df
 
 
 # --------------------------------------------------------------------------- the batch
@@ -505,33 +601,22 @@ class BatchResult:
 
 
 class _Progress:
-    """A small tqdm-like progress line on a stream (stderr by default)."""
+    """The batch's progress bar: :mod:`tqdm` on stderr, as ``carspatial quantify`` draws its own."""
 
     def __init__(self, total: int, *, stream=None, enabled: bool = True):
-        self.total, self.n, self.failed = total, 0, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
-        self.t0 = time.perf_counter()
-        self._draw()
+        from tqdm import tqdm
+
+        self.failed = 0
+        self.bar = tqdm(total=total, desc="batch", unit="sample", file=stream or sys.stderr,
+                        disable=not (enabled and total > 0), dynamic_ncols=True)
 
     def update(self, status: str, name: str) -> None:
-        self.n += 1
         self.failed += status != "done"
-        self._draw(name)
+        self.bar.set_postfix_str(f"{self.failed} failed, last {name}", refresh=False)
+        self.bar.update(1)
 
-    def _draw(self, name: str = "") -> None:
-        if not self.enabled:
-            return
-        w = 24
-        k = int(w * self.n / self.total)
-        el = time.perf_counter() - self.t0
-        eta = el / self.n * (self.total - self.n) if self.n else float("nan")
-        line = (f"\rbatch |{'#' * k}{'.' * (w - k)}| {self.n}/{self.total} samples, {self.failed} failed, "
-                f"{el:5.1f} s elapsed" + (f", ~{eta:4.0f} s left" if self.n else "") + (f"  [{name}]" if name else ""))
-        self.stream.write(line[:160].ljust(100))
-        if self.n == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+    def close(self) -> None:
+        self.bar.close()
 
 
 def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
@@ -565,11 +650,17 @@ def collect_metrics(out, manifest: Manifest) -> pd.DataFrame:
     for sid in manifest.samples:
         d = sample_dir(out, sid)
         if (d / "done.json").is_file() and (d / "metrics.csv").is_file():
-            frames.append(pd.read_csv(d / "metrics.csv", dtype={"sample": str}))
-    cols = ["sample", "region", "metric", "value", "unit"]
+            df = pd.read_csv(d / "metrics.csv", dtype={"sample": str, "note": str}, keep_default_na=True)
+            df = df[df["sample"] == sid]  # a folder holds one sample's results, never another's
+            if len(df):
+                frames.append(df)
+    cols = ["sample", "region", "metric", "value", "unit", "note"]
     if not frames:
         return pd.DataFrame(columns=cols + list(manifest.clinical().columns))
     df = pd.concat(frames, ignore_index=True)
+    if "note" not in df.columns:
+        df["note"] = ""
+    df["note"] = df["note"].fillna("")
     clin = manifest.clinical().reset_index()
     df = df.merge(clin, on="sample", how="left")
     front = cols + [c for c in clin.columns if c != "sample"]
@@ -633,7 +724,8 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
         root.setLevel(logging.INFO)
     own_client = cluster = None
     try:
-        resolve_metrics(cfg.metrics)  # fail early, before any worker starts
+        resolve_metrics(cfg.metrics, source=cfg.source)  # fail early, before any worker starts
+        check_folder_names(man.samples, path=man.path)
         scheme = resolve_gating(man, cfg)
         ids = list(man.samples) if samples is None else [s for s in man.samples if s in set(samples)]
         rows = [man.row_dict(s) for s in ids]
@@ -677,6 +769,7 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
                 _report(res)
                 bar.update(res["status"], sid)
                 results.append(res)
+        bar.close()
         failed = pd.DataFrame([{k: r[k] for k in ("sample", "stage", "error")} for r in results
                                if r["status"] != "done"], columns=["sample", "stage", "error"])
         _atomic_csv(failed, out / "failures.csv")
