@@ -171,3 +171,27 @@ def test_trial_pooled_equals_concatenated_cells():
     per_class = trial.per_class[trial.per_class["sample"] == "S1"].set_index("class")
     a1, b1 = ab[1]
     assert per_class.loc["M", "kappa"] == pytest.approx(cohen_kappa_score(a1 == "M", b1 == "M"))
+
+
+def test_report_fragment_is_escaped_and_self_contained():
+    from napari_carspatial.review import SampleAgreement, agreement_section
+
+    rng = np.random.default_rng(0)
+    res = {}
+    for i, name in enumerate(["P<1>&'pre'", "P2 <script>alert(1)</script>"]):
+        a = rng.choice(["Tumor", "<b>CAR T</b>", "Macrophage"], 200)
+        b = np.where(rng.random(200) < 0.8, a, rng.choice(["Tumor", "<b>CAR T</b>"], 200))
+        cells = agreement(_table(a, b), "read_a", "read_b", n_boot=100, seed=i)
+        regs = region_agreement([_square(0, 0, 10, 10, "Tumor core")], [_square(0, 5, 10, 15, "Tumor core")])
+        res[name] = SampleAgreement(sample=name, readers=("alice", "bob"), cells=cells, regions=regs)
+    trial = combine_agreements(res, n_boot=200)
+    html = agreement_section(trial, title="Agreement & <co>")
+    assert html.startswith('<section class="agreement"') and html.endswith("</section>")
+    assert "<script" not in html and "<b>CAR T" not in html and "<co>" not in html
+    assert "P&lt;1&gt;&amp;&#x27;pre&#x27;" in html and "&lt;b&gt;CAR T&lt;/b&gt;" in html
+    assert html.count("data:image/png;base64,") == 1 and "http" not in html and "src=\"data:" in html
+    assert f"{trial.pooled['kappa']:.3f}" in html and "0.500" in html  # pooled kappa; Dice of the squares
+    for k in trial.per_sample["kappa"]:
+        assert f"{k:.3f}" in html
+    empty = agreement_section(combine_agreements({}, n_boot=0))
+    assert "No sample has two finished reads" in empty

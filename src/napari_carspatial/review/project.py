@@ -247,6 +247,10 @@ class ReviewProject:
                 raise SampleError("the project's cohort manifest is missing.", path=self.manifest_path,
                                   hint=f"It is named in {self.file}; put it back or edit 'manifest:' there.")
             self._manifest = read_manifest(self.manifest_path, check_files=False)
+            if self.manifest_sha256 and _sha256(self.manifest_path) != self.manifest_sha256:
+                new = [s for s in self._manifest.samples if s not in self.samples]
+                log.warning("%s changed since the review project was made%s", self.manifest_path,
+                            f"; {len(new)} new sample(s) are not in the project" if new else "")
         return self._manifest
 
     def _load_dict(self, d: dict) -> None:
@@ -362,8 +366,9 @@ class ReviewProject:
     @contextmanager
     def updating(self, who: str = "project"):
         """Read-modify-write of the project file under its lock: re-read, yield, write."""
-        lock = FileLock(self.file, owner=who, purpose="project file update")
-        lock.acquire(wait_s=10.0)
+        # a short critical section: a lock older than 5 min (or of a dead process) is broken
+        lock = FileLock(self.file, owner=who, purpose="project file update", stale_after_s=300.0)
+        lock.acquire(wait_s=10.0, break_stale=True)
         try:
             self.reload()
             yield self

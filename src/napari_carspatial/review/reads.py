@@ -68,12 +68,21 @@ def read_key(start_key: str, reviewer: str) -> str:
     return f"{start_key}_read_{reviewer}"
 
 
+#: file-name parts that say nothing about a sample (not used to find identifying columns)
+_GENERIC = {"imc", "mask", "masks", "image", "images", "img", "cell", "cells", "table", "ome", "tif", "tiff",
+            "h5ad", "csv", "zarr", "labels", "label", "seg", "segmentation", "roi", "whole", "nuclear",
+            "nuclei", "full", "crop", "stack", "data", "sample", "pre", "post"}
+
+
 def _tokens(row: dict) -> list[str]:
+    """Strings that identify a sample: its id, patient, file stems and their parts (``E34_imc`` ->
+    ``E34_imc``, ``E34``)."""
     out = {str(row.get("sample") or ""), str(row.get("patient") or "")}
     for k in ("image", "mask", "table", "regions"):
         if row.get(k):
-            name = Path(str(row[k])).name
-            out.add(name.split(".")[0])
+            stem = Path(str(row[k])).name.split(".")[0]
+            out.add(stem)
+            out.update(p for p in re.split(r"[_\-. ]+", stem) if p.lower() not in _GENERIC)
     return sorted(t for t in out if len(t) >= 3)
 
 

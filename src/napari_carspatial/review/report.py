@@ -47,7 +47,7 @@ def _num(v, digits: int = 3) -> str:
     return f"{f:.{digits}f}"
 
 
-def _ci(lo, hi, digits: int = 2) -> str:
+def _ci(lo, hi, digits: int = 3) -> str:
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return "–"
     return f"{float(lo):.{digits}f} – {float(hi):.{digits}f}"
@@ -156,6 +156,7 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int = 
         parts.append('<p class="note">No sample has two finished reads yet: no agreement to show.</p></section>')
         return "".join(parts)
     p = trial.pooled
+    ivl = f"{int(round(trial.ci * 100))}% interval"
     parts.append(
         '<p class="sub">Two independent reads per sample (cell-type calls; an excluded cell is the class '
         "&ldquo;(excluded)&rdquo;). Cohen's kappa = (p<sub>o</sub> &minus; p<sub>e</sub>) / (1 &minus; p<sub>e</sub>); "
@@ -170,13 +171,13 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int = 
         f"({_ci(p['mean_kappa_ci_low'], p['mean_kappa_ci_high'])}).</p>")
     for n in trial.notes:
         parts.append(f'<p class="note">{_e(n)}</p>')
-    parts.append(f'<img class="fig" alt="{_e(title)}: kappa per sample and class" '
-                 f'src="data:image/png;base64,{_figure(trial)}">')
+    parts.append(f'<div><img class="fig" alt="{_e(title)}: kappa per sample and class" '
+                 f'src="data:image/png;base64,{_figure(trial)}"></div>')
     t = pd.DataFrame({
         "sample": ps["sample"], "read 1": ps["reader_a"], "read 2": ps["reader_b"],
         "cells": [f"{int(v):,}" for v in ps["n_cells"]], "disagreements": [f"{int(v):,}" for v in ps["n_disagreements"]],
         "agreement %": [_num(v, 1) for v in ps["percent_agreement"]], "kappa": [_num(v) for v in ps["kappa"]],
-        "95% interval": [_ci(a, b) for a, b in zip(ps["kappa_ci_low"], ps["kappa_ci_high"], strict=True)]})
+        ivl: [_ci(a, b) for a, b in zip(ps["kappa_ci_low"], ps["kappa_ci_high"], strict=True)]})
     parts.append("<h3>Per sample</h3>" + _table(t, left=("sample", "read 1", "read 2")))
     pc = trial.per_class
     wide = pc.pivot_table(index="class", columns="sample", values="kappa", aggfunc="first", dropna=False)
@@ -186,9 +187,9 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int = 
         ct[str(s)] = [_num(v) for v in wide[s]]
     ppc = trial.pooled_per_class
     ct["pooled"] = [_num(v) for v in ppc["kappa"]]
-    ct["pooled 95% interval"] = [_ci(a, b) for a, b in zip(ppc["kappa_ci_low"], ppc["kappa_ci_high"], strict=True)]
+    ct[f"pooled {ivl}"] = [_ci(a, b) for a, b in zip(ppc["kappa_ci_low"], ppc["kappa_ci_high"], strict=True)]
     ct["mean"] = [_num(v) for v in ppc["mean_kappa"]]
-    parts.append("<h3>Kappa per class (class vs rest; – where the class is absent or kappa undefined)</h3>"
+    parts.append("<h3>Kappa per class (that class against all others; – : class absent or kappa undefined)</h3>"
                  + _table(ct, left=("class",)))
     rg = trial.regions
     if len(rg):
@@ -199,7 +200,7 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int = 
         for s in wide.columns:
             rt[str(s)] = [_num(v) for v in wide[s]]
         rt["pooled Dice"] = [_num(v) for v in rp["dice"]]
-        rt["95% interval"] = [_ci(a, b) for a, b in zip(rp["dice_ci_low"], rp["dice_ci_high"], strict=True)]
+        rt[ivl] = [_ci(a, b) for a, b in zip(rp["dice_ci_low"], rp["dice_ci_high"], strict=True)]
         rt["pooled IoU"] = [_num(v) for v in rp["iou"]]
         parts.append("<h3>Regions: Dice per ROI class (polygon overlap; pooled over summed areas)</h3>"
                      + _table(rt, left=("ROI class",)))
