@@ -275,6 +275,7 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
         raise SampleError(f"cannot create the export folder ({err}).", path=folder) from err
     res = ExportResult(folder=folder)
     sources = _source_paths(project)
+    samples = [samples] if isinstance(samples, str) else samples
     entries = [project.entry(s) for s in samples] if samples is not None else list(project.samples.values())
     results, decisions, man_rows = {}, [], []
     for e in entries:

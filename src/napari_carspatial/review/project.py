@@ -446,6 +446,7 @@ class ReviewProject:
             Not two distinct readers, the adjudicator is a reader, or a started read would be
             reassigned without ``force``.
         """
+        samples = [samples] if isinstance(samples, str) else samples
         readers = [check_reviewer_id(r, path=self.file) for r in readers]
         if len(readers) != 2 or readers[0] == readers[1]:
             raise SampleError(f"a sample needs two different readers (first and second read), got {readers}.")
@@ -470,7 +471,7 @@ class ReviewProject:
                                     f"{e.adjudication.status}")
             if problems:
                 raise SampleError("not reassigned (work has started):\n  - " + "\n  - ".join(problems),
-                                  path=self.file, hint="Pass force=True (--force) to reassign anyway; "
+                                  path=self.file, hint="\nPass force=True (--force) to reassign anyway; "
                                                        "started working copies are kept.")
             for e in entries:
                 new = []
@@ -487,6 +488,7 @@ class ReviewProject:
                         force: bool = False) -> None:
         """Assign every sample two of ``readers`` so that each reader gets about the same number of
         samples and of first reads (pairs rotate over the samples in code order)."""
+        samples = [samples] if isinstance(samples, str) else samples
         readers = list(dict.fromkeys(check_reviewer_id(r) for r in readers))
         if len(readers) < 2:
             raise SampleError("balanced assignment needs at least two different readers.")
