@@ -171,21 +171,26 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, (rg, mt) in zip(axes, keys, strict=False):
         g = m[(m["region"] == rg) & (m["metric"] == mt)].copy()
-        g["_none"] = _no_contacts(m, g, mt)
+        g["_none"] = _no_contacts(m, g, mt).astype(float)
         w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean")
-        none = g.pivot_table(index="patient", columns="timepoint", values="_none", aggfunc="max")
+        none = g.pivot_table(index="patient", columns="timepoint", values="_none", aggfunc="max") > 0
+        g["_none"] = g["_none"] > 0
         grp = g.drop_duplicates("patient").set_index("patient")["grp"]
         band = _band(ax, g.loc[~g["_none"], "value"].to_numpy()) if g["_none"].any() else None
         for pat, row in w.iterrows():
             col = {"R": R_COLOR, "NR": NR_COLOR}.get(grp.get(pat), NA_COLOR)
             ys = [row.get("pre", np.nan), row.get("post", np.nan)]
             if band is not None:
-                flags = [bool(none.loc[pat].get(t, False)) if pat in none.index else False for t in ("pre", "post")]
+                flags = [bool(none.loc[pat].get(t, False)) if pat in none.index and t in none.columns else False
+                         for t in ("pre", "post")]
                 ys = [band if f else y for y, f in zip(ys, flags, strict=False)]
                 ls = "--" if any(flags) else "-"
             else:
                 ls = "-"
             ax.plot([0, 1], ys, ls, marker="o", color=col, alpha=0.8, lw=1.4, ms=4)
+        if ("pre" not in w or w["pre"].isna().all()) and "post" in w and w["post"].notna().any():
+            ax.text(0, 0.5, "undefined\nbefore infusion", transform=ax.get_xaxis_transform(), ha="center",
+                    va="center", fontsize=6.5, color="#777")
         ax.set_xticks([0, 1], ["pre", "post"])
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(f"{mt}\n[{rg}]", fontsize=8)

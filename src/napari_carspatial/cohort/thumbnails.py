@@ -153,7 +153,7 @@ def render_thumbnail(sdir: Path, limits: dict | None) -> None:
             rgb[..., k] = np.clip((ch - lo) / max(hi - lo, 1e-9), 0, 1)
         ax = axes[0]
         ax.imshow(rgb, extent=(0, w0, h0, 0), interpolation="bilinear")
-        ax.set_title(" / ".join(names) + "  (R / G / B)" + (", cohort contrast" if limits else ""), fontsize=7)
+        ax.set_title(" / ".join(names) + " (R / G / B)", fontsize=7)
         ax.set_axis_off()
     ax = axes[-1]
     if cells is not None:
