@@ -8,12 +8,15 @@ writes::
     RESULTS/
       samples/<sample>/metrics.csv      tidy: sample, region, metric, value, unit
       samples/<sample>/summary.json     cells per type and per region, timings
-      samples/<sample>/thumbnail.png    composite of 3 channels (when there is an image) + cell types
+      samples/<sample>/thumbnail.png    composite of 3 channels (when there is an image; one display
+                                        range per marker across the cohort) + cell types
+      samples/<sample>/overview.npz     the 3 channels at the smallest level, for that range
       samples/<sample>/done.json        marker written last: the sample is finished
       metrics.csv                       every finished sample, clinical columns joined
       failures.csv                      samples that failed (sample, error, stage)
       batch.log                         log of the runs
       run.json                          manifest, config, counts, scheduler of the last run
+      thumbnail_contrast.json           the display range of each marker (cohort/thumbnails.py)
 
 Finished samples are skipped on the next run (``force=True`` recomputes them); a sample whose
 inputs or configuration changed since it finished is recomputed. A failing sample is recorded
@@ -372,79 +375,6 @@ def _quantify(sample, options: dict):
     return fn(sample.image, sample.labels, **opts)
 
 
-def _pick_channels(names: list[str], wanted) -> list[int]:
-    low = [n.lower() for n in names]
-    out = []
-    for group in (wanted or [("panck", "ecad", "e-cadherin", "krt", "msln"), ("cd3", "cd8", "car"),
-                             ("cd68", "cd163", "cd11b")]):
-        group = (group,) if isinstance(group, str) else group
-        for g in group:
-            if g.lower() in low and low.index(g.lower()) not in out:
-                out.append(low.index(g.lower()))
-                break
-    for i in range(len(names)):
-        if len(out) >= 3:
-            break
-        if i not in out and low[i] not in ("dapi", "hoechst"):
-            out.append(i)
-    return out[:3]
-
-
-def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    from ..model import colors_key
-
-    has_img = bool(sample.image)
-    fig = Figure(figsize=(4.6 if has_img else 2.4, 2.4), dpi=80)
-    axes = fig.subplots(1, 2 if has_img else 1, squeeze=False)[0]
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)
-    if has_img:
-        lvl = sample.image[-1]
-        f = sample.image[0].shape[-1] / lvl.shape[-1]
-        idx = _pick_channels(list(sample.channel_names), channels)
-        rgb = np.zeros(lvl.shape[1:] + (3,), np.float32)
-        for k, ci in enumerate(idx):
-            ch = np.asarray(lvl[ci], dtype=np.float32)
-            lo, q25, hi = np.percentile(ch, [1, 25, 99.5])
-            # a channel without positive cells (CAR before infusion) stays dark instead of stretching
-            # its background: the white point is at least 8x the lower quartile's signal above lo
-            hi = max(hi, lo + 8.0 * max(q25 - lo, 1e-6))
-            rgb[..., k] = np.clip((ch - lo) / max(hi - lo, 1e-9), 0, 1)
-        ax = axes[0]
-        ax.imshow(rgb, extent=(0, lvl.shape[-1] * f, lvl.shape[-2] * f, 0), interpolation="bilinear")
-        names = [sample.channel_names[i] for i in idx]
-        ax.set_title(" / ".join(f"{n}" for n in names) + "  (R / G / B)", fontsize=7)
-        ax.set_axis_off()
-    ax = axes[-1]
-    cats = adata.obs[type_key]
-    cats = cats if isinstance(cats.dtype, pd.CategoricalDtype) else cats.astype("category")
-    cols = list(np.asarray(adata.uns.get(colors_key(type_key), [])).tolist())
-    if len(cols) != len(cats.cat.categories):
-        import matplotlib.cm as cm
-
-        cols = [matplotlib.colors.to_hex(cm.tab10(i % 10)) for i in range(len(cats.cat.categories))]
-    lut = np.array([matplotlib.colors.to_rgb(c) for c in cols] + [(0.5, 0.5, 0.5)])
-    codes = cats.cat.codes.to_numpy()
-    ax.set_facecolor("#1a1a1a")
-    s = float(np.clip(6000.0 / max(len(xy), 1), 0.8, 6.0))
-    ax.scatter(xy[:, 0], xy[:, 1], c=lut[codes], s=s, linewidths=0, rasterized=True)
-    margin = regions.get("margin")
-    if margin is not None and margin.any():
-        ax.scatter(xy[margin, 0], xy[margin, 1], s=s * 0.3, c="#ffffff", alpha=0.18, linewidths=0)
-    ax.set_xlim(0, xy[:, 0].max() if len(xy) else 1)
-    ax.set_ylim(xy[:, 1].max() if len(xy) else 1, 0)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title("cell types" + (" (margin: light haze)" if margin is not None and margin.any() else ""), fontsize=7)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, facecolor="white"))
-
-
 def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
     """Analyse one sample and write its results (runs on a Dask worker or in-process).
 
@@ -539,7 +469,9 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         _atomic_csv(df, sdir / "metrics.csv")
         stage = "thumbnail"
         try:
-            _thumbnail(sample, adata, key, regions, sdir / "thumbnail.png", channels=cfg.thumbnail.get("channels"))
+            from .thumbnails import save_overview
+
+            save_overview(sample, adata, key, regions, sdir, channels=cfg.thumbnail.get("channels"))
         except Exception:  # noqa: BLE001 - a thumbnail never fails a sample
             log.warning("%s: thumbnail failed", sid, exc_info=True)
         types = adata.obs[key].astype(str)
@@ -775,6 +707,12 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
         _atomic_csv(failed, out / "failures.csv")
         metrics = collect_metrics(out, man)
         _atomic_csv(metrics, out / "metrics.csv")
+        from .thumbnails import refresh_cohort_thumbnails
+
+        try:  # one display range per marker across the cohort, so pre and post thumbnails compare
+            refresh_cohort_thumbnails(out, man.samples, sample_dir=sample_dir)
+        except Exception:  # noqa: BLE001 - thumbnails never fail a batch
+            log.warning("batch: cohort thumbnails failed", exc_info=True)
         secs = time.perf_counter() - t0
         done = [r["sample"] for r in results if r["status"] == "done"]
         info = {"manifest": os.fspath(man.path), "config": cfg.to_dict(), "config_file": cfg.source,
