@@ -87,6 +87,13 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
     return digest
 
 
+def forget_checksums(paths) -> None:
+    """Drop the cached checksums of ``paths`` (the GUI calls it when their sample is closed)."""
+    gone = {os.fspath(Path(p).resolve()) for p in paths if p}
+    for key in [k for k in _hash_cache if k[0] in gone]:
+        del _hash_cache[key]
+
+
 def provenance(paths: dict) -> dict:
     """``{part: {"path", "size", "sha256"}}`` for every existing path in ``paths`` (Sample.paths)."""
     out = {}
@@ -576,7 +583,11 @@ def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, f
     rec = p if p.name.endswith(RECOVERY_SUFFIX) else find_recovery(p, name=name, fingerprint=fingerprint)
     if rec is None or not rec.is_file():
         raise SampleError("no recovery file found.", path=p)
-    adata = ad.read_h5ad(rec)
+    try:
+        adata = ad.read_h5ad(rec)
+    except (OSError, ValueError, KeyError) as err:
+        raise SampleError(f"the recovery file cannot be read ({type(err).__name__}: {err}).", path=rec,
+                          hint="It is kept; your open table is unchanged.") from err
     log.info("recovered the table from %s", rec)
     return adata
 
