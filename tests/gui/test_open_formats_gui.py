@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import META_ROLE, session_for
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("CARSPATIAL_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
@@ -46,9 +46,9 @@ def test_open_steinbock_folder_montage(make_napari_viewer_proxy):
     assert [ly.name for ly in imgs] == ["Ag107", "Cytokeratin 5", "Laminin", "YBX1", "H3K27Ac"]
     assert [ly.name for ly in imgs if ly.visible] == ["Cytokeratin 5", "Laminin", "H3K27Ac"]
     _check_colormaps_black_at_zero(viewer)
-    labels = [ly for ly in viewer.layers if ly.metadata.get(store.META_ROLE) == "labels"]
+    labels = [ly for ly in viewer.layers if ly.metadata.get(META_ROLE) == "labels"]
     assert len(labels) == 1
-    sample = store.sample_of(labels[0])
+    sample = session_for(viewer).sample_of(labels[0])
     assert sample.n_cells == 404 and tuple(labels[0].scale) == (1.0, 1.0)
     tiles = [ly for ly in viewer.layers if ly.__class__.__name__ == "Shapes"]
     assert len(tiles) == 1 and len(tiles[0].data) == 15
@@ -102,8 +102,8 @@ def test_open_image_with_mask_measures_cells(make_napari_viewer_proxy):
     name = "20210305_NE_mockData2_001"
     viewer = make_napari_viewer_proxy()
     layers = add_sample_layers(viewer, read_sample(sb / "img" / f"{name}.tiff", mask=sb / "masks_deepcell" / f"{name}.tiff"))
-    lab = next(ly for ly in layers if ly.metadata.get(store.META_ROLE) == "labels")
+    lab = next(ly for ly in layers if ly.metadata.get(META_ROLE) == "labels")
     import pandas as pd
 
-    assert store.sample_of(lab).n_cells == len(pd.read_csv(sb / "intensities_deepcell" / f"{name}.csv"))
-    assert "index" in lab.features and len(lab.features) == store.sample_of(lab).n_cells
+    assert session_for(viewer).sample_of(lab).n_cells == len(pd.read_csv(sb / "intensities_deepcell" / f"{name}.csv"))
+    assert "index" in lab.features and len(lab.features) == session_for(viewer).sample_of(lab).n_cells

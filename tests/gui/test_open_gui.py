@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import META_ROLE, session_for
 
 
 def _status_text(layer, world):
@@ -21,11 +21,15 @@ def test_open_sample_demo_menu(make_napari_viewer_proxy):
     for marker in ["DAPI", "PanCK", "MSLN", "CD3", "CD4", "CD8", "CAR", "CD68", "CD163", "PD-L1",
                    "PD-1", "Ki-67", "CD20", "SMA"]:
         assert marker in names
-    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == "labels"]
+    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "labels"]
     assert len(labels) == 1
     lab = labels[0]
-    assert lab.contour == 1 and lab.multiscale
-    sample = store.sample_of(lab)
+    assert lab.multiscale
+    # the viewer's session (any dock makes it) claims the sample read without a viewer and
+    # draws its cells as outlines
+    session = session_for(viewer)
+    assert lab.contour == 1
+    sample = session.sample_of(lab)
     t = sample.table
     # hover over the centroid of a CAR T cell whose centroid pixel belongs to the cell itself
     obs = t.obs
@@ -51,11 +55,11 @@ def test_file_open_real_imc_with_reader(make_napari_viewer_proxy, cytomapper_dir
 def test_file_open_steinbock_folder(make_napari_viewer_proxy, steinbock_dir):
     viewer = make_napari_viewer_proxy()
     viewer.open(str(steinbock_dir), plugin="napari-carspatial")
-    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == "labels"]
+    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "labels"]
     assert len(labels) == 1                        # 15 small acquisitions open as one tiled montage sample
-    assert store.sample_of(labels[0]).n_cells == 404
+    assert session_for(viewer).sample_of(labels[0]).n_cells == 404
     # acquisitions are tiled, not stacked: no two tiles share an origin, each is named
-    tiles = next(lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == "tiles")
+    tiles = next(lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "tiles")
     origins = {tuple(np.round(np.asarray(r).max(axis=0), 3)) for r in tiles.data}
     assert len(origins) == 15
     assert "mockData1_001" in list(tiles.features["acquisition"])

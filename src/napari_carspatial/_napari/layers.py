@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..model import Sample, instance_ids
 from ..model import channels as _policy
-from . import store
+from .session import META_CHANNEL, META_ROLE, META_SAMPLE, SampleEntry, pending_entry, session_for
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
     """
     return _policy.contrast_limits(level, low=low, high=high, max_values=max_values)
 
-
-_plans: dict[str, dict] = {}
 
 #: at most this many (y, x) blocks of the smallest level are read for contrast limits
 MAX_CONTRAST_BLOCKS = 16
@@ -77,9 +75,13 @@ def sampled_blocks(level, max_blocks: int = MAX_CONTRAST_BLOCKS):
     return da.concatenate(rows, axis=1)
 
 
-def channel_plan(sample: Sample, sid: str) -> dict:
-    """Colours, contrast limits and default visibility of every channel (computed once)."""
-    plan = _plans.get(sid)
+def channel_plan(sample: Sample, cache: dict | None = None) -> dict:
+    """Colours, contrast limits and default visibility of every channel.
+
+    Computed once per sample when ``cache`` (the sample's session cache,
+    :meth:`ViewerSession.cache`) is given: it dies with the sample.
+    """
+    plan = None if cache is None else cache.get("channel_plan")
     if plan is None:
         names = sample.channel_names
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
@@ -92,7 +94,8 @@ def channel_plan(sample: Sample, sid: str) -> dict:
             "visible": visible,
             "empty": empty,
         }
-        _plans[sid] = plan
+        if cache is not None:
+            cache["channel_plan"] = plan
     return plan
 
 
@@ -141,20 +144,23 @@ def guess_type_key(adata) -> str | None:
 
 
 def sample_to_layer_data(
-    sample: Sample, *, sid: str | None = None, translate: tuple[float, float] = (0.0, 0.0),
+    sample: Sample, *, entry: SampleEntry | None = None, translate: tuple[float, float] = (0.0, 0.0),
     prefix: str | None = None, channels="all", labels: bool = True,
 ) -> list[tuple[Any, dict, str]]:
     """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed.
 
     ``translate`` (world units) places the sample in a montage; ``prefix`` is put before channel
     names so several samples' layers stay distinguishable. ``channels`` is ``"all"``,
-    ``"visible"`` (the ones shown first), ``"hidden"`` or a list of channel indices.
+    ``"visible"`` (the ones shown first), ``"hidden"`` or a list of channel indices. ``entry``
+    is the sample's session entry (default: a pending one, claimed by the session of the viewer
+    the layers are added to). Layers carry only the sample id in their metadata.
     """
-    sid = sid or store.register(sample)
+    entry = entry or pending_entry(sample)
+    sid = entry.sid
     scale = _scale(sample)
     out: list[tuple[Any, dict, str]] = []
     if sample.image:
-        plan = channel_plan(sample, sid)
+        plan = channel_plan(sample, entry.cache)
         idx = _channel_indices(channels, plan["visible"])
         names = [sample.channel_names[i] for i in idx]
         pyramid = sample.image if len(idx) == sample.n_channels else [lvl[idx] for lvl in sample.image]
@@ -172,7 +178,7 @@ def sample_to_layer_data(
                 "units": _units(sample),
                 "multiscale": multiscale,
                 "metadata": [
-                    {store.META_SAMPLE: sid, store.META_ROLE: "image", store.META_CHANNEL: n} for n in names
+                    {META_SAMPLE: sid, META_ROLE: "image", META_CHANNEL: n} for n in names
                 ],
             }
             out.append((pyramid if multiscale else pyramid[0], meta, "image"))
@@ -187,7 +193,7 @@ def sample_to_layer_data(
             "opacity": 0.45,
             "blending": "translucent",
             "colormap": outline_colormap(),
-            "metadata": {store.META_SAMPLE: sid, store.META_ROLE: "labels"},
+            "metadata": {META_SAMPLE: sid, META_ROLE: "labels"},
         }
         feats = hover_features(sample)
         if feats is not None:
@@ -230,6 +236,11 @@ def _prefixes(samples: list[Sample]) -> list[str | None]:
     return [f"{n}: " for n in _tile_names(samples)]
 
 
+def prefixes(samples: list[Sample]) -> list[str | None]:
+    """Layer-name prefixes of samples shown together (None for a single sample)."""
+    return _prefixes(samples)
+
+
 def tile_label_data(names: list[str], rects: list[tuple[float, float, float, float]], *, sid: str | None = None,
                     name: str = "acquisitions", units: tuple[str, str] | None = None) -> tuple[Any, dict, str]:
     """A Shapes layer-data tuple: one outlined rectangle per tile, its acquisition name written at its top left.
@@ -252,11 +263,15 @@ def tile_label_data(names: list[str], rects: list[tuple[float, float, float, flo
         "edge_width": max(extent * 0.006, 1e-6),
         "opacity": 0.9,
         "blending": "translucent_no_depth",
-        "metadata": {store.META_ROLE: "tiles", **({store.META_SAMPLE: sid} if sid else {})},
+        "metadata": {META_ROLE: ROLE_TILES, **({META_SAMPLE: sid} if sid else {})},
     }
     if units is not None:
         meta["units"] = units
     return (data, meta, "shapes")
+
+
+#: role of the layer outlining and naming the tiles of several acquisitions
+ROLE_TILES = "tiles"
 
 
 def _tile_names(samples: list[Sample]) -> list[str]:
@@ -271,51 +286,49 @@ def _tile_rects_of_montage(m: Sample) -> list[tuple[float, float, float, float]]
             for t in m.metadata["tiles"]]
 
 
-def montage_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]] | None:
-    """Several small acquisitions as one tiled montage sample (one layer per channel, one cell layer)
-    plus the labelled tile outlines; None when they cannot be tiled (see ``model.montage``)."""
+def _tile_rects(samples: list[Sample], offsets) -> list[tuple[float, float, float, float]]:
+    rects = []
+    for s, (y0, x0) in zip(samples, offsets, strict=True):
+        sy, sx = _scale(s)
+        h, w = s.shape_yx or (0, 0)
+        rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
+    return rects
+
+
+def _montage(samples: list[Sample], tile: bool) -> Sample | None:
     from ..model.montage import can_montage, montage
 
-    if not can_montage(samples):
-        return None
-    m = montage(samples)
-    sid = store.register(m)
-    out = sample_to_layer_data(m, sid=sid)
-    out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=sid,
-                               name=f"{m.name} tiles", units=_units(m)))
-    return out
+    return montage(samples) if tile and len(samples) > 1 and can_montage(samples) else None
 
 
 def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[tuple[Any, dict, str]]:
     """Layer data for one or several samples.
 
-    Several samples with the same channels are tiled into one montage sample (``tile=True``,
-    see :func:`montage_layer_data`: a few layers instead of one per channel per acquisition);
-    otherwise each gets its own layers, placed side by side with prefixed names. Either way a
-    Shapes layer outlines the tiles and names each acquisition.
+    Four or more small acquisitions with the same channels are tiled into one montage sample
+    (``tile=True``, see :mod:`napari_carspatial.model.montage`: a few layers instead of one per
+    channel per acquisition); otherwise each sample gets its own layers, side by side with
+    prefixed names. Several samples also get a Shapes layer outlining and naming the tiles.
     """
-    if tile and len(samples) > 1:
-        out = montage_layer_data(samples)
-        if out is not None:
-            return out
+    m = _montage(samples, tile)
+    if m is not None:
+        entry = pending_entry(m)
+        out = sample_to_layer_data(m, entry=entry)
+        out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=entry.sid,
+                                   name=f"{m.name} tiles", units=_units(m)))
+        return out
     out = []
     offsets = montage_offsets(samples)
     for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
     if len(samples) > 1:
-        rects = []
-        for s, (y0, x0) in zip(samples, offsets, strict=True):
-            sy, sx = _scale(s)
-            h, w = s.shape_yx or (0, 0)
-            rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
-        out.append(tile_label_data(_tile_names(samples), rects, units=_units(samples[0])))
+        out.append(tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0])))
     return out
 
 
 def _below_outlines(viewer, sid: str, added: list) -> None:
     """Move newly added image layers under the sample's labels layer(s)."""
     lab = [i for i, lyr in enumerate(viewer.layers)
-           if lyr.metadata.get(store.META_SAMPLE) == sid and lyr.metadata.get(store.META_ROLE) != "image"
+           if lyr.metadata.get(META_SAMPLE) == sid and lyr.metadata.get(META_ROLE) != "image"
            and lyr not in added]
     if not lab:
         return
@@ -326,30 +339,22 @@ def _below_outlines(viewer, sid: str, added: list) -> None:
 
 
 def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> list:
-    """Add several samples: a tiled montage sample when they fit one (see :func:`samples_to_layer_data`),
-    else side by side; the tiles are outlined and named either way."""
+    """Add several samples: one tiled montage sample when they fit one (see
+    :func:`samples_to_layer_data`), else side by side; the tiles are outlined and named."""
+    m = _montage(samples, tile)
+    if m is not None:
+        layers = add_sample_layers(viewer, m)
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
+                                        sid=session_for(viewer).register(m), name=f"{m.name} tiles", units=_units(m))
+        layers.append(viewer.add_shapes(data, **meta))
+        viewer.reset_view()
+        return layers
     layers = []
-    if tile and len(samples) > 1:
-        from ..model.montage import can_montage, montage
-
-        if can_montage(samples):
-            m = montage(samples)
-            layers.extend(add_sample_layers(viewer, m))
-            data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
-                                            sid=store.register(m), name=f"{m.name} tiles", units=_units(m))
-            layers.append(viewer.add_shapes(data, **meta))
-            viewer.reset_view()
-            return layers
     offsets = montage_offsets(samples)
     for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
-        rects = []
-        for s, (y0, x0) in zip(samples, offsets, strict=True):
-            sy, sx = _scale(s)
-            h, w = s.shape_yx or (0, 0)
-            rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
-        data, meta, _ = tile_label_data(_tile_names(samples), rects, units=_units(samples[0]))
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
         layers.append(viewer.add_shapes(data, **meta))
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
@@ -362,10 +367,11 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
     Channels added later (``channels="hidden"`` after ``"visible"``) are placed below the
     sample's cell outlines, so the layer order stays images-then-outlines.
     """
-    store.watch_viewer(viewer)
+    session = session_for(viewer)
     layers = []
-    sid = store.register(sample)
-    for data, meta, kind in sample_to_layer_data(sample, translate=translate, prefix=prefix,
+    sid = session.register(sample)
+    entry = session.entry(sid)
+    for data, meta, kind in sample_to_layer_data(sample, entry=entry, translate=translate, prefix=prefix,
                                                  channels=channels, labels=labels):
         if kind == "image":
             added = viewer.add_image(data, **meta)
@@ -375,6 +381,7 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
         elif kind == "labels":
             lbl = viewer.add_labels(data, **meta)
             style_labels(lbl)
+            session.mark_styled(lbl)
             layers.append(lbl)
     if sample.pixel_size_um:
         show_scale_bar(viewer)
@@ -389,7 +396,7 @@ def outline_colormap():
     """Every cell the same quiet grey, background transparent: a 2-entry cyclic colormap.
 
     Random per-cell colours turn 40,000 outlines into noise at slide zoom; colouring by cell type
-    is the legend's job (``colouring.CellColouring``). Given at layer creation, so the labels are
+    is the legend's job (``coloring.CellColoring``). Given at layer creation, so the labels are
     mapped to colours once.
     """
     from napari.utils.colormaps import CyclicLabelColormap

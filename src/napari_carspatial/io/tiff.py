@@ -97,6 +97,7 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
                 series_list = _pyramid_series(tif)
                 _check_complete(tif, series_list, p)
                 s0 = series_list[0][0]
+                _check_ome_planes(tif, p)
                 axes = s0.axes
                 levels = [_level_to_cyx(_lazy(s, lvl), s.axes, p) for s, lvl in series_list]
                 pages0 = [_full_page(tif, pg) for pg in s0.levels[0].pages]
@@ -194,6 +195,21 @@ def _check_complete(tif, series_list, path) -> None:
                     f"the TIFF is truncated: image data extends beyond the end of the file ({size} bytes).",
                     path=path, hint="The copy is incomplete; copy the file again.",
                 )
+
+
+def _check_ome_planes(tif, path) -> None:
+    """Refuse an OME-TIFF holding more image planes than its OME-XML describes (tifffile would
+    drop the extra planes with a warning only): name both counts."""
+    if not tif.is_ome:
+        return
+    described = {pg.index for s in tif.series for lvl in s.levels for pg in lvl.pages
+                 if pg is not None and isinstance(pg.index, int)}
+    n = len(tif.pages)
+    if n > len(described):
+        raise ReaderError(f"the OME-XML describes {len(described)} image plane(s) but the file holds {n}: "
+                          f"{n - len(described)} plane(s) have no channel in the metadata and would be dropped.",
+                          path=path, hint="Fix the OME-XML (SizeC and one Channel per plane) or re-export "
+                                          "the image with every channel named.")
 
 
 #: levels up to this many bytes are read in one lazy chunk instead of through a zarr store
