@@ -33,6 +33,9 @@ def main(outdir: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for key, (path, extra) in DATASETS.items():
         viewer = napari.Viewer(show=True)
+        from napari_carspatial._napari import session_for
+
+        session_for(viewer)   # the plugin's session of this viewer (the docks make it; none are open here)
         viewer.window._qt_window.resize(1600, 1000)
         QApplication.processEvents()
         t = time.perf_counter()
