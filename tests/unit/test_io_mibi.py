@@ -104,7 +104,9 @@ def test_mibitiff_first_view_shows_nuclear_and_markers_not_background(mibi_file)
     assert shown == ["CD3", "dsDNA", "Keratin"]
     lo, hi = plan["contrast_limits"][s.channel_names.index("CD3")]
     ch = s.image[0][s.channel_names.index("CD3")].compute()
-    assert lo == 0 and hi == np.percentile(ch[ch > 0], 99.8, method="lower")
+    from napari_carspatial.model.channels import SPARSE_HIGH
+
+    assert lo == 0 and hi == np.percentile(ch[ch > 0], SPARSE_HIGH, method="lower")
 
 
 def test_mibitiff_with_mask_opens_with_measured_table(mibi_file, tmp_path):

@@ -202,7 +202,7 @@ def sample_to_layer_data(
     return out
 
 
-def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.08) -> list[tuple[float, float]]:
+def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.12) -> list[tuple[float, float]]:
     """World (y, x) offsets that tile samples in a near-square grid, left to right, top to bottom."""
     if len(samples) <= 1:
         return [(0.0, 0.0)] * len(samples)
@@ -233,7 +233,7 @@ def short_names(names: list[str]) -> list[str]:
 def _prefixes(samples: list[Sample]) -> list[str | None]:
     if len(samples) <= 1:
         return [None] * len(samples)
-    return [f"{n}: " for n in short_names([s.name for s in samples])]
+    return [f"{n}: " for n in _tile_names(samples)]
 
 
 def prefixes(samples: list[Sample]) -> list[str | None]:
@@ -241,11 +241,87 @@ def prefixes(samples: list[Sample]) -> list[str | None]:
     return _prefixes(samples)
 
 
-def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
-    """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
+def tile_label_data(names: list[str], rects: list[tuple[float, float, float, float]], *, sid: str | None = None,
+                    name: str = "acquisitions", units: tuple[str, str] | None = None) -> tuple[Any, dict, str]:
+    """A Shapes layer-data tuple: one outlined rectangle per tile, its acquisition name written at its top left.
+
+    ``rects`` are (y0, x0, y1, x1) in world units (µm when the pixel size is known).
+    """
+    extent = max(max(r[2] - r[0], r[3] - r[1]) for r in rects) if rects else 1.0
+    band = 0.06 * extent   # a title band above each tile holds its name (inside the layer's extent, so
+    #                        fitting the view never cuts the first row's names off)
+    data = [np.array([[y0 - band, x0], [y0 - band, x1], [y1, x1], [y1, x0]], dtype=float)
+            for y0, x0, y1, x1 in rects]
+    meta = {
+        "name": name,
+        "shape_type": "rectangle",
+        "features": {"acquisition": list(names)},
+        "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 9,
+                 "translation": [0.004 * extent, 0.015 * extent]},
+        "face_color": "transparent",
+        "edge_color": "#9a9a9a",
+        "edge_width": max(extent * 0.006, 1e-6),
+        "opacity": 0.9,
+        "blending": "translucent_no_depth",
+        "metadata": {META_ROLE: ROLE_TILES, **({META_SAMPLE: sid} if sid else {})},
+    }
+    if units is not None:
+        meta["units"] = units
+    return (data, meta, "shapes")
+
+
+#: role of the layer outlining and naming the tiles of several acquisitions
+ROLE_TILES = "tiles"
+
+
+def _tile_names(samples: list[Sample]) -> list[str]:
+    from ..model.montage import tile_names
+
+    return tile_names(samples)
+
+
+def _tile_rects_of_montage(m: Sample) -> list[tuple[float, float, float, float]]:
+    sy, sx = _scale(m)
+    return [(t["y0"] * sy, t["x0"] * sx, (t["y0"] + t["height"]) * sy, (t["x0"] + t["width"]) * sx)
+            for t in m.metadata["tiles"]]
+
+
+def _tile_rects(samples: list[Sample], offsets) -> list[tuple[float, float, float, float]]:
+    rects = []
+    for s, (y0, x0) in zip(samples, offsets, strict=True):
+        sy, sx = _scale(s)
+        h, w = s.shape_yx or (0, 0)
+        rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
+    return rects
+
+
+def _montage(samples: list[Sample], tile: bool) -> Sample | None:
+    from ..model.montage import can_montage, montage
+
+    return montage(samples) if tile and len(samples) > 1 and can_montage(samples) else None
+
+
+def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[tuple[Any, dict, str]]:
+    """Layer data for one or several samples.
+
+    Four or more small acquisitions with the same channels are tiled into one montage sample
+    (``tile=True``, see :mod:`napari_carspatial.model.montage`: a few layers instead of one per
+    channel per acquisition); otherwise each sample gets its own layers, side by side with
+    prefixed names. Several samples also get a Shapes layer outlining and naming the tiles.
+    """
+    m = _montage(samples, tile)
+    if m is not None:
+        entry = pending_entry(m)
+        out = sample_to_layer_data(m, entry=entry)
+        out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=entry.sid,
+                                   name=f"{m.name} tiles", units=_units(m)))
+        return out
     out = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
+    if len(samples) > 1:
+        out.append(tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0])))
     return out
 
 
@@ -262,12 +338,24 @@ def _below_outlines(viewer, sid: str, added: list) -> None:
         viewer.layers.move_multiple(idx, target)
 
 
-def add_samples_layers(viewer, samples: list[Sample]) -> list:
-    """Add several samples (a montage when more than one is added at once)."""
+def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> list:
+    """Add several samples: one tiled montage sample when they fit one (see
+    :func:`samples_to_layer_data`), else side by side; the tiles are outlined and named."""
+    m = _montage(samples, tile)
+    if m is not None:
+        layers = add_sample_layers(viewer, m)
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
+                                        sid=session_for(viewer).register(m), name=f"{m.name} tiles", units=_units(m))
+        layers.append(viewer.add_shapes(data, **meta))
+        viewer.reset_view()
+        return layers
     layers = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
+        layers.append(viewer.add_shapes(data, **meta))
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
 

@@ -156,8 +156,9 @@ def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_s
     with wrap_errors(p, f"{fmt} input"):
         if fmt in FOLDER_FORMATS:
             if mask is not None or table is not None:
-                raise ReaderError(f"mask= and table= apply to single images; this is a {fmt} folder "
-                                  "that brings its own.", path=p)
+                raise ReaderError(f"mask= and table= apply to single images; this is a {fmt} "
+                                  f"{'file of several acquisitions' if p.is_file() else 'folder'} that brings its own.",
+                                  path=p)
             if fmt == "steinbock":
                 return read_steinbock(p, segmentation=segmentation, check_ids=check_ids)
             if fmt == "mcmicro":

@@ -55,10 +55,10 @@ _BACKGROUND_WORD = re.compile(r"^(background|bkg|blank|empty|unused|autofluoresc
 PALETTE = ("green", "magenta", "cyan", "yellow", "red", "bop orange", "bop blue", "bop purple", "gray")
 #: preferred colour per role
 ROLE_COLORS = {"nuclear": "blue", "tumor": "green", "t_cell": "red", "myeloid": "cyan", "b_cell": "yellow",
-               "stroma": "gray", "endothelium": "bop orange", "immune": "magenta"}
+               "stroma": "bop orange", "endothelium": "bop purple", "immune": "magenta"}
 #: preferred colour per marker (overrides the role colour)
 MARKER_COLORS = {"car": "magenta", "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cd8": "bop orange",
-                 "cd8a": "bop orange", "cd4": "bop blue", "cd163": "bop purple"}
+                 "cd8a": "bop orange", "cd4": "bop blue", "cd163": "bop purple", "cd31": "gray"}
 #: every colormap this module can hand out
 ALL_COLORMAPS = tuple(dict.fromkeys(("blue", *PALETTE, *ROLE_COLORS.values(), *MARKER_COLORS.values())))
 #: lineage markers shown first, besides one nuclear channel
@@ -193,9 +193,12 @@ def channel_colormaps(names: list[str], visible: list[bool] | None = None) -> li
 # --------------------------------------------------------------------------- contrast
 #: a channel is sparse when at least this fraction of its pixels is exactly 0
 SPARSE_ZERO_FRACTION = 0.5
+#: upper display limit of a sparse channel: this percentile of its non-zero pixels (the 1 % brightest
+#: counts saturate; at 99.8 single hot pixels and the brightest acquisition set it and the rest is dim)
+SPARSE_HIGH = 99.0
 
 
-def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
+def contrast_limits(level, *, low: float = 1.0, high: float = 99.8, sparse_high: float = SPARSE_HIGH,
                     max_values: int = 1_000_000) -> list[tuple[float, float]]:
     """Per-channel (low, high) display limits of one (C, Y, X) array (call it on a small level).
 
@@ -203,7 +206,7 @@ def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
     16 bits use an exact histogram, the same as ``np.percentile(..., method="lower")``; floats a
     regular subsample of at most ``max_values`` pixels). Sparse channels (at least
     :data:`SPARSE_ZERO_FRACTION` of the pixels are 0, as in IMC and MIBI counts): lower limit 0,
-    upper limit the ``high`` percentile of the non-zero pixels. All-zero channels get (0, 1).
+    upper limit the ``sparse_high`` percentile of the non-zero pixels. All-zero channels get (0, 1).
     """
     arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
     lims = []
@@ -221,7 +224,7 @@ def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
             if nonzero.size == 0:
                 lims.append((0.0, 1.0))
                 continue
-            hi = float(np.percentile(nonzero.astype(np.float64), high, method="lower"
+            hi = float(np.percentile(nonzero.astype(np.float64), sparse_high, method="lower"
                                      if np.issubdtype(nonzero.dtype, np.integer) else "linear"))
             lims.append(_widen(0.0, hi, float(nonzero.max())))
             continue
