@@ -152,8 +152,8 @@ def bench_edit(quick: bool) -> list[dict]:
     import anndata as ad  # noqa: F401
     import dask.array as da
 
-    from napari_carspatial._napari import seg_edit as se
     from napari_carspatial.analysis.quantify import quantify
+    from napari_carspatial.editing import segmentation as se
     from napari_carspatial.io import read_image
     from napari_carspatial.io.mask_store import MaskStore
     from napari_carspatial.model import Sample

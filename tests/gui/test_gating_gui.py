@@ -67,7 +67,7 @@ def _select_sample(widget, sample):
 
 
 def _choose_marker(widget, marker):
-    widget.marker_combo.setCurrentIndex(widget.marker_combo.findText(marker))
+    widget.gate_view.marker_combo.setCurrentIndex(widget.gate_view.marker_combo.findText(marker))
     assert widget.marker == marker
 
 
@@ -87,13 +87,13 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     assert widget.sample_combo.count() == 2
     _select_sample(widget, a)
     _choose_marker(widget, "CD3")
-    widget.transform_combo.setCurrentText("asinh")
-    widget.threshold_spin.setValue(200.0)
+    widget.gate_view.transform_combo.setCurrentText("asinh")
+    widget.gate_view.threshold_spin.setValue(200.0)
     cd3 = a.table.X[:, 1].astype(float)
     hand = cd3 > 200.0
     assert 10 < hand.sum() < a.n_cells - 10
     np.testing.assert_array_equal(widget.preview_mask, hand)
-    assert widget.count_label.text() == f"{hand.sum():,} positive / {a.n_cells:,} cells ({100 * hand.mean():.1f}%)"
+    assert widget.gate_view.count_label.text() == f"{hand.sum():,} positive / {a.n_cells:,} cells ({100 * hand.mean():.1f}%)"
     # the slide preview follows after the debounce
     assert widget._timer.isActive()
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
@@ -103,8 +103,8 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     shown = _highlighted_ids(layer, a)
     np.testing.assert_array_equal(shown[shown > 0], np.sort(instance_ids(a.table)[hand]))
     # moving the threshold updates the same layer
-    widget.threshold_spin.setValue(1e6)
-    assert widget.count_label.text().startswith("0 positive")
+    widget.gate_view.threshold_spin.setValue(1e6)
+    assert widget.gate_view.count_label.text().startswith("0 positive")
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
     assert widget.preview_layer() is layer
     assert _highlighted_ids(layer, a).max(initial=0) == 0
@@ -115,7 +115,7 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     qtbot.waitUntil(lambda: widget.preview_layer() is not None and widget.preview_layer().visible, timeout=3000)
 
     # unticking the preview removes it
-    widget.preview_check.setChecked(False)
+    widget.gate_view.preview_check.setChecked(False)
     assert widget.preview_layer() is None
 
     # a sample without a cell mask: the preview is a Points layer at the positive cells' centroids
@@ -124,9 +124,9 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     c.labels = []
     add_sample_layers(viewer, c)
     _select_sample(widget, c)
-    widget.preview_check.setChecked(True)
+    widget.gate_view.preview_check.setChecked(True)
     _choose_marker(widget, "CAR")
-    widget.threshold_spin.setValue(250.0)
+    widget.gate_view.threshold_spin.setValue(250.0)
     widget.update_preview()
     layer = widget.preview_layer()
     assert layer.__class__.__name__ == "Points"
@@ -142,18 +142,18 @@ def test_suggest_and_histogram_click(gating, qtbot):
     viewer, widget, a, b = gating
     _select_sample(widget, a)
     _choose_marker(widget, "PanCK")
-    widget.transform_combo.setCurrentText("asinh")
-    widget.cofactor_spin.setValue(5.0)
-    widget.method_combo.setCurrentText("GMM")
-    widget.suggest_button.click()
+    widget.gate_view.transform_combo.setCurrentText("asinh")
+    widget.gate_view.cofactor_spin.setValue(5.0)
+    widget.gate_view.method_combo.setCurrentText("GMM")
+    widget.gate_view.suggest_button.click()
     v = a.table.X[:, 3].astype(float)
     expected = suggest_threshold(v, method="gmm", transform="asinh", cofactor=5.0)
     assert widget.threshold == pytest.approx(expected, rel=1e-3)
     assert 100 < widget.threshold < 400                          # between the modes (40, 600)
     # click on the histogram at asinh(300 / 5): the threshold becomes 300 raw units
-    canvas = widget.hist.canvas
+    canvas = widget.gate_view.hist.canvas
     canvas.draw()
-    ax = widget.hist.ax
+    ax = widget.gate_view.hist.ax
     x_disp, y_disp = ax.transData.transform((float(transform_values([300.0], "asinh", 5.0)[0]), 1.0))
     dpr = canvas.devicePixelRatioF() if hasattr(canvas, "devicePixelRatioF") else 1.0
     pos = QPoint(int(round(x_disp / dpr)), int(round(canvas.height() - y_disp / dpr)) - 2)
@@ -166,30 +166,30 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
     _select_sample(widget, a)
     for marker, thr in (("CD3", 200.0), ("CAR", 250.0), ("PanCK", 180.0), ("MSLN", 220.0)):
         _choose_marker(widget, marker)
-        widget.threshold_spin.setValue(thr)
-        widget.add_gate_button.click()
-    assert widget.gate_list.count() == 4
+        widget.gate_view.threshold_spin.setValue(thr)
+        widget.gate_view.add_gate_button.click()
+    assert widget.gates_view.gate_list.count() == 4
     assert widget.gates["CAR"].threshold == 250.0 and widget.gates["CAR"].transform == "asinh"
     # re-gating a marker replaces its gate
     _choose_marker(widget, "CD3")
     assert widget.threshold == 200.0   # the stored gate comes back into the editor
-    widget.threshold_spin.setValue(210.0)
-    widget.add_gate_button.click()
-    assert widget.gate_list.count() == 4 and widget.gates["CD3"].threshold == 210.0
+    widget.gate_view.threshold_spin.setValue(210.0)
+    widget.gate_view.add_gate_button.click()
+    assert widget.gates_view.gate_list.count() == 4 and widget.gates["CD3"].threshold == 210.0
 
     # rules typed in the editor, out of order first, then moved
     rules = [("T cell", "CD3+"), ("CAR T", "CD3+ CAR+"), ("Tumor (antigen-neg)", "PanCK+ MSLN-"), ("Tumor", "PanCK+")]
     for name, cond in rules:
-        widget.add_rule_button.click()
-        r = widget.rules_table.rowCount() - 1
-        widget.rules_table.item(r, 0).setText(name)
-        widget.rules_table.item(r, 1).setText(cond)
-    widget.rules_table.selectRow(1)
-    widget.up_button.click()                     # CAR T before T cell
-    assert [widget.rules_table.item(i, 0).text() for i in range(4)][:2] == ["CAR T", "T cell"]
-    widget.add_rule_button.click()
-    widget.remove_rule_button.click()            # the extra row goes again
-    assert widget.rules_table.rowCount() == 4
+        widget.rules_view.add_rule_button.click()
+        r = widget.rules_view.rules_table.rowCount() - 1
+        widget.rules_view.rules_table.item(r, 0).setText(name)
+        widget.rules_view.rules_table.item(r, 1).setText(cond)
+    widget.rules_view.rules_table.selectRow(1)
+    widget.rules_view.up_button.click()                     # CAR T before T cell
+    assert [widget.rules_view.rules_table.item(i, 0).text() for i in range(4)][:2] == ["CAR T", "T cell"]
+    widget.rules_view.add_rule_button.click()
+    widget.rules_view.remove_rule_button.click()            # the extra row goes again
+    assert widget.rules_view.rules_table.rowCount() == 4
 
     def hand(sample):
         X = sample.table.X.astype(float)
@@ -201,29 +201,29 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
         out[cd3 & car] = "CAR T"
         return out
 
-    widget.apply_button.click()
+    widget.rules_view.apply_button.click()
     got = a.table.obs["phenotype_gated"]
     np.testing.assert_array_equal(np.asarray(got, dtype=object), hand(a))
     assert list(got.cat.categories) == ["CAR T", "T cell", "Tumor (antigen-neg)", "Tumor", "Other"]
     n_car = int((hand(a) == "CAR T").sum())
-    assert f"CAR T: {n_car:,}" in widget.result_label.text()
+    assert f"CAR T: {n_car:,}" in widget.rules_view.result_label.text()
     stored = a.table.uns["carspatial"]["gating"]
     assert stored["key"] == "phenotype_gated" and stored["applied_by"]
     assert "phenotype_gated" not in b.table.obs
 
     # the same gating on the second sample
-    assert widget.target_combo.currentData() == session_for(viewer).register(b)
-    widget.apply_to_button.click()
+    assert widget.share_view.target_combo.currentData() == session_for(viewer).register(b)
+    widget.share_view.apply_to_button.click()
     np.testing.assert_array_equal(np.asarray(b.table.obs["phenotype_gated"], dtype=object), hand(b))
 
     # export, clear, import: the same scheme comes back
     path = widget.export_gating(str(tmp_path / "gating.yaml"))
     before = widget.scheme()
-    widget.gates.clear()
-    widget.rules_table.setRowCount(0)
+    widget.model.gates.clear()
+    widget.model.rows.clear()
     scheme = widget.import_gating(str(path))
     assert scheme == before and widget.scheme() == before
-    assert widget.gate_list.count() == 4 and widget.rules_table.rowCount() == 4
+    assert widget.gates_view.gate_list.count() == 4 and widget.rules_view.rules_table.rowCount() == 4
 
 
 def test_errors_are_notified_not_raised(gating, qtbot, monkeypatch, tmp_path):
@@ -234,11 +234,11 @@ def test_errors_are_notified_not_raised(gating, qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(notes, "show_error", lambda msg: shown.append(msg))
     _select_sample(widget, a)
     _choose_marker(widget, "CD3")
-    widget.add_gate_button.click()
+    widget.gate_view.add_gate_button.click()
     widget.add_rule("CAR T", "CD3+ CAR+")           # no gate on CAR
     assert widget.apply_rules() is None
     assert "CAR" in shown[-1] and "phenotype_gated" not in a.table.obs
-    widget.rules_table.item(0, 1).setText("CD3")    # no sign
+    widget.rules_view.rules_table.item(0, 1).setText("CD3")    # no sign
     assert widget.apply_rules() is None and "rule 1" in shown[-1]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -257,7 +257,7 @@ def test_stored_gating_is_loaded_with_the_sample(make_napari_viewer_proxy, qtbot
     widget = GatingWidget(viewer)
     qtbot.addWidget(widget)
     assert widget.gates["CD3"].threshold == 123.0
-    assert widget.rules_table.item(0, 1).text() == "CD3+"
+    assert widget.rules_view.rules_table.item(0, 1).text() == "CD3+"
 
 
 def test_values_measured_again_in_place_are_not_stale(gating, qtbot):
@@ -266,17 +266,17 @@ def test_values_measured_again_in_place_are_not_stale(gating, qtbot):
     viewer, widget, a, b = gating
     _select_sample(widget, a)
     _choose_marker(widget, "CD3")
-    widget.threshold_spin.setValue(200.0)
+    widget.gate_view.threshold_spin.setValue(200.0)
     before = int(widget.preview_mask.sum())
     a.table.X[:, 1] = a.table.X[:, 1] * 0.0 + 1000.0        # every cell bright now, same row count
     assert int(widget.preview_mask.sum()) == before          # nothing told the dock yet
     widget.session.table_changed(widget.sample_id, columns=["CD3"], reason="re-measured")
     assert int(widget.preview_mask.sum()) == a.n_cells
-    assert widget.count_label.text().startswith(f"{a.n_cells:,} positive")
+    assert widget.gate_view.count_label.text().startswith(f"{a.n_cells:,} positive")
     # busy: a worker writing this sample's table disables Apply and shows who is busy
     with widget.session.busy_while(widget.sample_id, "committing segmentation edits"):
-        assert not widget.apply_button.isEnabled()
+        assert not widget.rules_view.apply_button.isEnabled()
         assert widget.busy_notice.isVisibleTo(widget)
         assert "committing segmentation edits" in widget.busy_notice.text()
-    assert widget.apply_button.isEnabled()
+    assert widget.rules_view.apply_button.isEnabled()
     assert not widget.busy_notice.isVisibleTo(widget)

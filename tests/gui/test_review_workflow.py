@@ -67,7 +67,7 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     gating.sample_combo.setCurrentIndex(gating.sample_combo.findData(sid_post))
     for marker in ("CD3", "CAR"):
         gating.set_marker(marker)
-        gating.transform_combo.setCurrentText("asinh")
+        gating.gate_view.transform_combo.setCurrentText("asinh")
         assert gating.suggest() is not None
         assert gating.add_gate() is not None
     gating.add_rule("CAR T", "CD3+ CAR+")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import seg_edit as se
 from napari_carspatial._napari import session_for
 from napari_carspatial._napari.layers import add_sample_layers
+from napari_carspatial.editing import segmentation as se
 from napari_carspatial.model import get_log, instance_ids
 
 
@@ -129,6 +129,12 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     # napari's own paint on the edit layer is committed too
     paint_id = w.new_label()
     edit.paint((py, px + 8), paint_id, refresh=True)
+    assert (lab == paint_id).any()
+    # each napari stroke is one step of the region's own undo stack (no napari private history)
+    qtbot.waitUntil(lambda: w.edit.undo_name == "paint", timeout=2000)
+    w.undo()
+    assert not (lab == paint_id).any()
+    w.redo()
     assert (lab == paint_id).any()
 
     # commit in a worker thread (as on big regions)

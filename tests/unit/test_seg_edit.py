@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import seg_edit as se
 from napari_carspatial.analysis.quantify import quantify
+from napari_carspatial.editing import segmentation as se
 from napari_carspatial.model import get_log, instance_ids
 
 
@@ -227,7 +227,7 @@ def test_append_rows_matches_pandas():
     keep = np.ones(n, bool)
     keep[[0, 7, 8, 30, n - 1]] = False
     ref_obs = pd.concat([t.obs[keep], new.assign(cell_type=pd.Categorical(new["cell_type"]))])
-    out = se._append_rows(t, rows, keep=keep)
+    out = se.append_rows(t, rows, keep=keep)
     assert out is not t and t.n_obs == n and out.n_obs == keep.sum() + 2
     assert list(out.obs_names) == list(ref_obs.index)
     for c in ["cell_id", "area", "ecc", "flag", "note"]:

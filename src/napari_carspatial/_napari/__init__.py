@@ -21,6 +21,7 @@ from .coloring import (
     numeric_values,
     visible_world_rect,
 )
+from .gate_preview import POSITIVE_COLOR, PREVIEW_NAME, ColoringPreview, PointsPreview, make_preview
 from .inspect import (
     N_NEIGHBORS,
     NEIGHBOR_RADIUS_UM,
@@ -68,6 +69,7 @@ from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px
 __all__ = [
     "META_CHANNEL", "META_ROLE", "META_SAMPLE", "N_NEIGHBORS", "NEIGHBOR_RADIUS_UM", "ROLE_IMAGE",
     "ROLE_LABELS", "ROLE_ROIS", "ROLE_SELECT_SHAPES", "STRUCTURE",
+    "POSITIVE_COLOR", "PREVIEW_NAME", "ColoringPreview", "PointsPreview", "make_preview",
     "CellColoring", "CellIndex", "CellInfo", "CurationView", "KeyBindings", "SampleEntry", "ViewerSession",
     "add_sample_layers", "add_samples_layers", "camera", "categorical_columns", "categories_and_codes",
     "cell_info", "cell_zoom", "center_on", "channel_plan", "column_choices", "contrast_limits",

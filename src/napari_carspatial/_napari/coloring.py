@@ -28,7 +28,6 @@ or :func:`get_coloring`).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import pandas as pd
 from ..model import colors_key, instance_ids, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
 from ..model.geometry import points_in_polygon
+from ..model.palette import DEFAULT_PALETTE, SEMANTIC, category_colors, default_colors  # noqa: F401 - re-exported
 from .inspect import camera
 from .session import META_ROLE, META_SAMPLE, session_for
 from .shapes import selected_polygons_world
@@ -57,31 +57,6 @@ META_KEY = "carspatial_colour_key"
 DENSE_MAX_ID = 1 << 24
 #: display tiles are at most this many pixels on a side (larger source chunks are split)
 TILE = 1024
-
-# A categorical palette for categories without a stored colour: distinct, vivid hues first
-# (Okabe-Ito + tab20-like), greys last.
-DEFAULT_PALETTE = (
-    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#8c564b",
-    "#17becf", "#bcbd22", "#9467bd", "#ff9896", "#98df8a", "#c5b0d5", "#aec7e8", "#ffbb78",
-    "#c49c94", "#dbdb8d", "#9edae5", "#f7b6d2", "#393b79", "#637939", "#8c6d31", "#843c39",
-)
-# Colours a pathologist expects for well-known types (first matching pattern wins). CAR T is the
-# cell everyone looks for: it gets the loudest colour; abundant tumour and stroma are muted.
-_SEMANTIC = (
-    (r"car[\s_-]?t", "#ff00ff"),
-    (r"(antigen|ag)[\s_-]?(neg|-)|msln[\s_-]?(neg|-)", "#8c5a2b"),
-    (r"tumou?r|carcinoma|epithel|cancer", "#d9c7a3"),
-    (r"cd8", "#0072b2"),
-    (r"cd4", "#56b4e9"),
-    (r"t[\s_-]?cell|^t$|lymph", "#7fb8da"),
-    (r"macro|cd68|cd163", "#009e73"),
-    (r"mdsc|myeloid|neutro", "#cc79a7"),
-    (r"b[\s_-]?cell|cd20", "#f0e442"),
-    (r"endotheli|vessel|cd31", "#d55e00"),
-    (r"strom|fibro|sma", "#8c8c8c"),
-    (r"^(other|unknown|unassigned|undefined|nan|none)$", "#5a5a5a"),
-)
-
 
 # =========================================================================== pure functions
 @dataclass(frozen=True)
@@ -349,65 +324,6 @@ def numeric_values(adata, key: str, *, layer: str | None = None) -> np.ndarray:
             col = col.toarray()
         return np.asarray(col, dtype=np.float32).ravel()
     raise KeyError(f"{key!r} is neither an obs column nor a marker (var_names) of the table")
-
-
-def _valid_hex(colors) -> list[str] | None:
-    from matplotlib.colors import to_hex
-
-    try:
-        return [to_hex(c, keep_alpha=False) for c in list(colors)]
-    except (ValueError, TypeError):
-        return None
-
-
-def default_colors(categories: Sequence[str]) -> list[str]:
-    """A colour per category: the usual colour of well-known cell types, a distinct palette else."""
-    out: list[str | None] = [None] * len(categories)
-    used = set()
-    for i, name in enumerate(categories):
-        low = str(name).strip().lower()
-        for pat, col in _SEMANTIC:
-            if re.search(pat, low) and col not in used:
-                out[i] = col
-                used.add(col)
-                break
-    pal = [c for c in DEFAULT_PALETTE if c not in used]
-    k = 0
-    for i in range(len(out)):
-        if out[i] is None:
-            if k < len(pal):
-                out[i] = pal[k]
-            else:  # many categories: evenly spaced hues
-                import colorsys
-
-                h = (k * 0.618034) % 1.0
-                r, g, b = colorsys.hsv_to_rgb(h, 0.65, 0.9)
-                out[i] = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
-            k += 1
-    return out  # type: ignore[return-value]
-
-
-def category_colors(adata, key: str, categories: Sequence[str] | None = None, *, store_default: bool = True) -> list[str]:
-    """Hex colours of ``obs[key]``'s categories from ``uns[f"{key}_colors"]`` (scanpy convention).
-
-    When the stored list is missing, has the wrong length or holds an invalid colour, a default
-    is made (:func:`default_colors`) and, with ``store_default``, written back.
-    """
-    if categories is None:
-        categories, _ = categories_and_codes(adata, key)
-    ck = colors_key(key)
-    stored = adata.uns.get(ck)
-    if stored is not None and len(stored) == len(categories):
-        hexes = _valid_hex(stored)
-        if hexes is not None:
-            return hexes
-        log.warning("uns[%r] holds invalid colours; using defaults", ck)
-    elif stored is not None:
-        log.info("uns[%r] has %d colours for %d categories; using defaults", ck, len(stored), len(categories))
-    cols = default_colors(categories)
-    if store_default:
-        adata.uns[ck] = np.array(cols, dtype=object)
-    return cols
 
 
 def rgba(colors: Sequence, alpha: Sequence[float] | float = 1.0) -> np.ndarray:

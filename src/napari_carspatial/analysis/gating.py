@@ -441,12 +441,11 @@ def _scheme_to_uns(scheme: GatingScheme) -> dict[str, Any]:
     return d
 
 
-_PALETTE = ("#ff00ff", "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
-            "#8c5a2b", "#00ced1", "#9acd32", "#ff6347")
-
-
 def _category_colors(adata, cats: list[str], default: str) -> list[str]:
-    """Reuse colours that other categorical columns give the same names; a palette otherwise."""
+    """Reuse colours that other categorical columns give the same names; else the one colour
+    policy (:func:`napari_carspatial.model.palette.color_for`; the default category grey)."""
+    from ..model.palette import REST_COLOR, color_for
+
     known: dict[str, str] = {}
     for col in adata.obs.columns:
         s = adata.obs[col]
@@ -455,17 +454,14 @@ def _category_colors(adata, cats: list[str], default: str) -> list[str]:
             cols = list(np.asarray(adata.uns[ck]).tolist())
             for c, colr in zip(s.cat.categories, cols, strict=False):
                 known.setdefault(str(c), str(colr))
-    out, k = [], 0
+    out = []
     for c in cats:
         if c in known:
             out.append(known[c])
         elif c == default:
-            out.append("#bdbdbd")
+            out.append(REST_COLOR)
         else:
-            while _PALETTE[k % len(_PALETTE)] in out and k < 2 * len(_PALETTE):
-                k += 1
-            out.append(_PALETTE[k % len(_PALETTE)])
-            k += 1
+            out.append(color_for(c, used=out))
     return out
 
 

@@ -29,7 +29,8 @@ MATRIX_VIEW = {
 FOCUS = "CAR T"
 
 
-def _style(ax, th):
+def style_axes(ax, th) -> None:
+    """Axes colours of a theme dict (``bg``, ``fg``, ``text``): the plots and the docks' canvases."""
     ax.set_facecolor(th["bg"])
     for s in ax.spines.values():
         s.set_color(th["fg"])
@@ -37,6 +38,9 @@ def _style(ax, th):
     ax.xaxis.label.set_color(th["text"])
     ax.yaxis.label.set_color(th["text"])
     ax.title.set_color(th["text"])
+
+
+_style = style_axes
 
 
 def _heat(fig, ax, mat: pd.DataFrame, *, label: str, diverging: bool, th, title: str, vlim=None, annotate=True):

@@ -362,17 +362,14 @@ class Curation:
         return cats.index(value)
 
     def _add_color(self, value: str) -> None:
+        """A new curated type gets its colour from the one colour policy (:mod:`.palette`)."""
+        from .palette import color_for
+
         ck = colors_key(self.curated_key)
         cols = self.adata.uns.get(ck)
         if cols is None or len(cols) != len(self.categories) - 1:
             return  # the colouring fills defaults in
-        from matplotlib.colors import to_hex
-
-        used = {to_hex(c) for c in cols}
-        palette = ["#e41a1c", "#ff7f00", "#a65628", "#f781bf", "#4daf4a", "#984ea3", "#ffff33", "#377eb8",
-                   "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
-        new = next((c for c in palette if c not in used), "#999999")
-        self.adata.uns[ck] = np.array([*list(cols), new], dtype=object)
+        self.adata.uns[ck] = np.array([*list(cols), color_for(value, used=list(cols))], dtype=object)
 
     def _change(self, column: str, rows: np.ndarray, value, added_out: list) -> _Change:
         added: list[str] = []

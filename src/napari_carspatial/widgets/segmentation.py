@@ -1,6 +1,8 @@
 """The "Segmentation" dock: correct a sample's cell mask region by region, re-measure what changed.
 
-Workflow (all the work is in :mod:`napari_carspatial._napari.seg_edit`, no Qt there):
+Workflow (all the work is headless, in :mod:`napari_carspatial.editing`: a
+:class:`~napari_carspatial.editing.SegmentationEditor` per sample and a
+:class:`~napari_carspatial.editing.RegionEdit` per open region, with its own undo stack):
 
 1. **Edit region**: "Edit current view" or "Edit rectangle…" loads that part of the mask at full
    resolution into an editable labels layer ``"<sample> edit"`` placed exactly over the slide
@@ -35,7 +37,6 @@ Workflow (all the work is in :mod:`napari_carspatial._napari.seg_edit`, no Qt th
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 from pathlib import Path
@@ -64,7 +65,7 @@ from .._napari import (
     session_for,
     visible_world_rect,
 )
-from .._napari import seg_edit as se
+from ..editing import CommitResult, RegionEdit, SegmentationEditor
 from ..model import SampleError
 from ._common import BusyNotice, refill_sample_combo
 
@@ -76,8 +77,6 @@ ROLE_EDIT_SELECTION = "seg-edit-selection"
 ROLE_EDIT_TOOL = "seg-edit-tool"
 #: names of nuclear channels (first match wins) for the seeded watershed
 NUCLEAR_NAMES = ("dapi", "hoechst", "dna", "dna1", "nuclear", "nucleus", "h3", "histone")
-#: undo steps kept per region
-MAX_UNDO = 50
 
 SHORTCUTS = {
     "merge": "Shift-M",
@@ -120,16 +119,12 @@ class SegmentationWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.sid: str | None = None
-        self.region: se.EditRegion | None = None
+        #: the open region (headless: pixels, selection, undo stack), None without one
+        self.edit: RegionEdit | None = None
         self.edit_layer = None
-        self.selection: list[int] = []
-        self.last_result: se.CommitResult | None = None
+        self.last_result: CommitResult | None = None
         self.last_saved: tuple[Path, Path] | None = None
         self.busy = False
-        self._undo: list[tuple] = []
-        self._redo: list[tuple] = []
-        self._shadow: np.ndarray | None = None
-        self._pending_ops: list[str] = []
         self._bound: dict[str, tuple] = {}
         self._geom = ((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"))
 
@@ -286,13 +281,23 @@ class SegmentationWidget(QWidget):
         return self.session.sample(self.sid)
 
     @property
-    def editor(self) -> se.SegmentationEditor | None:
+    def editor(self) -> SegmentationEditor | None:
         """The sample's segmentation editor (kept in the session with the sample)."""
         s = self.sample
         if s is None:
             return None
         return self.session.cached(self.sid, ("segmentation_editor",),
-                                   lambda: se.SegmentationEditor(s, reviewer=self.session.reviewer))
+                                   lambda: SegmentationEditor(s, reviewer=self.session.reviewer))
+
+    @property
+    def region(self):
+        """The open :class:`~napari_carspatial.editing.EditRegion` (None without one)."""
+        return None if self.edit is None else self.edit.region
+
+    @property
+    def selection(self) -> list[int]:
+        """Selected cell ids of the open region."""
+        return [] if self.edit is None else list(self.edit.selection)
 
     @property
     def is_busy(self) -> bool:
@@ -361,21 +366,16 @@ class SegmentationWidget(QWidget):
         if self.region is not None:
             self.close_region()
         try:
-            self.region = ed.region(y0, y1, x0, x1)
+            self.edit = RegionEdit(ed, ed.region(y0, y1, x0, x1))
         except (ValueError, SampleError, OSError) as err:
             _notify(f"Cannot load the region: {err}", "error")
             return None
         if cut:
             _notify(f"Edit regions are at most {self.MAX_REGION} px wide: zoom in to edit another part.", "warning")
-        self._undo.clear()
-        self._redo.clear()
-        self._pending_ops.clear()
-        self._shadow = self.region.data.copy()
         self._add_edit_layer()
         r = self.region
         self.region_label.setText(f"Editing rows {r.y0}–{r.bbox[2]}, columns {r.x0}–{r.bbox[3]} "
-                                  f"({r.data.shape[1]} × {r.data.shape[0]} px, "
-                                  f"{len(np.unique(r.data)) - (1 if (r.data == 0).any() else 0)} cells)")
+                                  f"({r.data.shape[1]} × {r.data.shape[0]} px, {self.edit.n_cells()} cells)")
         self._update_state()
         return self.region
 
@@ -405,6 +405,8 @@ class SegmentationWidget(QWidget):
             lyr.features = feats
         lyr.brush_size = 6
         lyr.mouse_drag_callbacks.append(self._on_click)
+        # each napari paint / fill / erase stroke becomes one step of the region's own undo stack
+        lyr.events.paint.connect(self._on_paint)
         for key, fn in (("Control-Z", lambda _l: self.undo()), ("Control-Shift-Z", lambda _l: self.redo())):
             lyr.bind_key(key, fn, overwrite=True)
         self.edit_layer = lyr
@@ -471,16 +473,12 @@ class SegmentationWidget(QWidget):
 
     def _drop_region(self):
         self.edit_layer = None
-        self.region = None
+        self.edit = None
         for lyr in list(self.viewer.layers):
             if (lyr.metadata.get(META_SAMPLE) == self.sid
                     and lyr.metadata.get(META_ROLE) in (ROLE_EDIT, ROLE_EDIT_SELECTION, ROLE_EDIT_TOOL)
                     and lyr in self.viewer.layers):
                 self.viewer.layers.remove(lyr)
-        self.selection = []
-        self._shadow = None
-        self._undo.clear()
-        self._redo.clear()
         self.pick_button.setChecked(False)
         self.region_label.setText("No region loaded")
         self._update_selection_label()
@@ -513,6 +511,20 @@ class SegmentationWidget(QWidget):
             self.edit_layer.mode = "pan_zoom"
             self.status.setText("Click cells to add or remove them from the selection.")
 
+    def _on_paint(self, event=None):
+        """A napari paint stroke ended: it becomes one undo step. napari emits ``paint`` before it
+        writes a single (non-drag) paint's pixels, so the step is taken on the next event-loop turn."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._record_paint)
+
+    def _record_paint(self):
+        try:
+            if self.edit is not None and self.edit.record_paint():
+                self._update_state()
+        except RuntimeError:   # the dock is gone
+            return
+
     def _on_click(self, layer, event):
         if not (self.pick_button.isChecked() or "Alt" in {str(m) for m in event.modifiers}):
             return
@@ -520,30 +532,28 @@ class SegmentationWidget(QWidget):
             return
         data_pos = layer.world_to_data(event.position)
         y, x = (round(float(v)) for v in data_pos[-2:])
-        d = self.region.data
-        if 0 <= y < d.shape[0] and 0 <= x < d.shape[1] and d[y, x]:
-            self.toggle_cell(int(d[y, x]))
+        cell = self.edit.cell_at(y, x) if self.edit is not None else None
+        if cell is not None:
+            self.toggle_cell(cell)
 
     def toggle_cell(self, cell: int):
         """Add ``cell`` to the selection, or remove it when it is selected."""
-        if cell in self.selection:
-            self.selection.remove(cell)
-        else:
-            self.selection.append(cell)
+        if self.edit is not None:
+            self.edit.toggle(int(cell))
         self._refresh_selection()
 
     def select_cells(self, ids):
         """Replace the selection by ``ids``."""
-        self.selection = [int(i) for i in ids if int(i) > 0]
+        if self.edit is not None:
+            self.edit.select(ids)
         self._refresh_selection()
 
     def clear_selection(self):
-        self.selection = []
+        if self.edit is not None:
+            self.edit.clear_selection()
         self._refresh_selection()
 
     def _refresh_selection(self):
-        if self.region is not None:
-            self.selection = [c for c in self.selection if (self.region.data == c).any()]
         self._update_selection_label()
         if self.region is None:
             return
@@ -597,6 +607,7 @@ class SegmentationWidget(QWidget):
         return {int(c): str(col.iloc[pos[int(c)]]) for c in ids if int(c) in pos}
 
     def _cells(self, at_least: int = 1) -> list[int] | None:
+        """The selection, or the edit layer's picked label when nothing is selected."""
         ids = list(self.selection)
         if not ids and self.edit_layer is not None and self.edit_layer.selected_label:
             sel = int(self.edit_layer.selected_label)
@@ -618,21 +629,20 @@ class SegmentationWidget(QWidget):
             return False
         return True
 
-    def _run(self, name: str, fn, *args, **kw):
-        """Run an operation on the region; record it for undo; commit when auto-commit is on."""
-        self._record_paint()
+    def _run(self, name: str, op, *args, **kw):
+        """Run a :class:`RegionEdit` operation (one undo step); commit when auto-commit is on."""
         try:
-            affected = fn(self.region.data, *args, **kw)
+            affected = op(*args, **kw)
         except (ValueError, IndexError) as err:
-            _notify(f"{name}: {err}", "error")
+            _notify(f"{name.replace('_', ' ')}: {err}", "warning" if isinstance(err, ValueError) else "error")
             return None
-        if not affected or not self._push_step(name):
+        if not affected:
             _notify(f"{name.replace('_', ' ')}: nothing changed", "warning")
             return None
         self._after_pixels()
         if self.auto_box.isChecked():
             self.commit()
-        return sorted(int(a) for a in affected)
+        return affected
 
     def merge(self, ids=None):
         """Merge the selected cells (or ``ids``) into one."""
@@ -641,9 +651,7 @@ class SegmentationWidget(QWidget):
         ids = list(ids) if ids is not None else self._cells(2)
         if not ids or len(ids) < 2:
             return None
-        out = self._run("merge_cells", se.merge_cells, ids)
-        self.clear_selection()
-        return out
+        return self._run("merge_cells", self.edit.merge, ids)
 
     def delete(self, ids=None):
         """Delete the selected cells (or ``ids``)."""
@@ -652,44 +660,23 @@ class SegmentationWidget(QWidget):
         ids = list(ids) if ids is not None else self._cells(1)
         if not ids:
             return None
-        out = self._run("delete_cells", se.delete_cells, ids)
-        self.clear_selection()
-        return out
+        return self._run("delete_cells", self.edit.delete, ids)
 
-    def _resize(self, fn, name, ids, n):
+    def _resize(self, op, name, ids, n):
         if not self._ready():
             return None
         ids = list(ids) if ids is not None else self._cells(1)
         if not ids:
             return None
-        n = int(n if n is not None else self.n_spin.value())
-
-        def many(lab, cells, k):
-            out = set()
-            for c in cells:
-                out |= fn(lab, int(c), k)
-            return out
-
-        return self._run(name, many, ids, n)
+        return self._run(name, op, ids, int(n if n is not None else self.n_spin.value()))
 
     def grow(self, ids=None, n=None):
         """Grow the selected cells (or ``ids``) by ``n`` px (default: the dock's N)."""
-        return self._resize(se.grow_cell, "grow_cell", ids, n)
+        return self._resize(self.edit.grow if self.edit else None, "grow_cell", ids, n)
 
     def shrink(self, ids=None, n=None):
         """Shrink the selected cells (or ``ids``) by ``n`` px (default: the dock's N)."""
-        return self._resize(se.shrink_cell, "shrink_cell", ids, n)
-
-    def _cell_under(self, yx: np.ndarray) -> int | None:
-        d = self.region.data
-        yx = np.round(np.asarray(yx, float)).astype(int)
-        ok = (yx[:, 0] >= 0) & (yx[:, 0] < d.shape[0]) & (yx[:, 1] >= 0) & (yx[:, 1] < d.shape[1])
-        v = d[yx[ok, 0], yx[ok, 1]]
-        v = v[v > 0]
-        if not v.size:
-            return None
-        vals, counts = np.unique(v, return_counts=True)
-        return int(vals[np.argmax(counts)])
+        return self._resize(self.edit.shrink if self.edit else None, "shrink_cell", ids, n)
 
     def _start_tool(self, what: str, mode: str, msg: str):
         lyr = self.tool_layer(what)
@@ -705,8 +692,6 @@ class SegmentationWidget(QWidget):
         Without a line the line tool is activated. The cell is ``cell``, the single selected
         cell, or the cell the line crosses most.
         """
-        from skimage.draw import line as draw_line
-
         if not self._ready():
             return None
         if line_yx is None:
@@ -716,19 +701,7 @@ class SegmentationWidget(QWidget):
                                         f"then press Split by line ({_key_label(SHORTCUTS['split_line'])}) again.")
             line_yx = np.asarray(lyr.data[-1])[:, -2:]
             lyr.data = []
-        p = np.round(np.asarray(line_yx, float)).astype(int)
-        if cell is None and len(self.selection) == 1:
-            cell = self.selection[0]
-        if cell is None:
-            pts = [np.stack(draw_line(*a, *b), axis=1) for a, b in itertools.pairwise(p)]
-            cell = self._cell_under(np.concatenate(pts)) if pts else None
-        if cell is None:
-            _notify("The line crosses no cell.", "warning")
-            return None
-        ed = self.editor
-        out = self._run("split_cell_by_line", se.split_cell_by_line, int(cell), line_yx, ed.new_id)
-        self.clear_selection()
-        return out
+        return self._run("split_cell_by_line", self.edit.split_by_line, line_yx, cell)
 
     def _nuclear_crop(self) -> np.ndarray | None:
         s = self.sample
@@ -748,16 +721,8 @@ class SegmentationWidget(QWidget):
                                         f"press Split by seeds ({_key_label(SHORTCUTS['split_seeds'])}) again.")
             seeds_yx = np.asarray(lyr.data)[:, -2:]
             lyr.data = np.zeros((0, 2))
-        seeds_yx = np.asarray(seeds_yx, float)
-        if cell is None:
-            cell = self.selection[0] if len(self.selection) == 1 else self._cell_under(seeds_yx)
-        if cell is None:
-            _notify("The seeds are not in a cell.", "warning")
-            return None
-        out = self._run("split_cell_by_seeds", se.split_cell_by_seeds, int(cell), seeds_yx, self.editor.new_id,
-                        intensity=self._nuclear_crop())
-        self.clear_selection()
-        return out
+        return self._run("split_cell_by_seeds", self.edit.split_by_seeds, np.asarray(seeds_yx, float), cell,
+                         intensity=self._nuclear_crop())
 
     def draw_cell(self, polygons=None):
         """Turn the polygons of the polygon layer (crop (y, x) vertices) into new cells."""
@@ -771,103 +736,42 @@ class SegmentationWidget(QWidget):
                                         f"({_key_label(SHORTCUTS['draw'])}) again.")
             polygons = [np.asarray(d)[:, -2:] for d in lyr.data]
             lyr.data = []
-        ed = self.editor
-        over = self.overwrite_box.isChecked()
-
-        def draw_many(lab, polys):
-            out = set()
-            for poly in polys:
-                out |= se.draw_cell(lab, poly, ed.new_id(), overwrite=over)
-            return out
-
-        out = self._run("draw_cell", draw_many, [np.asarray(p, float) for p in polygons])
+        out = self._run("draw_cell", self.edit.draw, polygons, overwrite=self.overwrite_box.isChecked())
         if out and self.edit_layer is not None:
             self._activate(self.edit_layer)
         return out
 
-    # ================================================================== undo (diff steps)
+    # ================================================================== undo (the region's own stack)
     def _dirty(self) -> bool:
-        return self.region is not None and bool((self.region.data != self.region.base).any())
-
-    def _record_paint(self):
-        """Pixels painted with napari since the last step become one undo step."""
-        if self.region is not None and self._shadow is not None and self._push_step("paint"):
-            self._clear_native_history()
-
-    def _push_step(self, name: str) -> bool:
-        d, s = self.region.data, self._shadow
-        diff = d != s
-        if not diff.any():
-            return False
-        rows = np.flatnonzero(diff.any(axis=1))
-        cols = np.flatnonzero(diff.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        step = (name, y0, y1, x0, x1, s[y0:y1, x0:x1].copy(), d[y0:y1, x0:x1].copy())
-        s[y0:y1, x0:x1] = d[y0:y1, x0:x1]
-        self._undo.append(step)
-        del self._undo[:-MAX_UNDO]
-        self._redo.clear()
-        self._pending_ops.append(name)
-        self._update_state()
-        return True
-
-    def _native_history(self, which: str):
-        lyr = getattr(self.edit_layer, "__wrapped__", self.edit_layer)  # napari's public proxy in tests
-        return getattr(lyr, f"_{which}_history", None) if lyr is not None else None
-
-    def _clear_native_history(self):
-        for which in ("undo", "redo"):
-            h = self._native_history(which)
-            if h is not None:
-                h.clear()
+        return self.edit is not None and self.edit.dirty
 
     def undo(self):
-        """Undo the last paint stroke (napari's own undo) or the last operation; commit if auto-commit."""
-        if self.region is None or self.is_busy:
+        """Undo the last step (a paint stroke or an operation); commit if auto-commit."""
+        if self.edit is None or self.is_busy:
             return
-        if (self.region.data != self._shadow).any() and self._native_history("undo"):
-            self.edit_layer.undo()
-            return
-        self._record_paint()
-        if not self._undo:
+        name = self.edit.undo()
+        if name is None:
             self.status.setText("Nothing to undo")
             return
-        step = self._undo.pop()
-        self._restore(step, before=True)
-        self._redo.append(step)
-        self._pending_ops.append(f"undo {step[0]}")
         self._after_pixels()
-        self.status.setText(f"Undone: {step[0]}")
+        self.status.setText(f"Undone: {name}")
         if self.auto_box.isChecked():
             self.commit(action="segmentation.undo")
 
     def redo(self):
         """Redo the last undone step; commit if auto-commit."""
-        if self.region is None or self.is_busy:
+        if self.edit is None or self.is_busy:
             return
-        if self._native_history("redo"):
-            self.edit_layer.redo()
-            return
-        if not self._redo:
+        name = self.edit.redo()
+        if name is None:
             self.status.setText("Nothing to redo")
             return
-        step = self._redo.pop()
-        self._restore(step, before=False)
-        self._undo.append(step)
-        self._pending_ops.append(f"redo {step[0]}")
         self._after_pixels()
-        self.status.setText(f"Redone: {step[0]}")
+        self.status.setText(f"Redone: {name}")
         if self.auto_box.isChecked():
             self.commit(action="segmentation.redo")
 
-    def _restore(self, step, *, before: bool):
-        _name, y0, y1, x0, x1, old, new = step
-        block = old if before else new
-        self.region.data[y0:y1, x0:x1] = block
-        self._shadow[y0:y1, x0:x1] = block
-
     def _after_pixels(self):
-        self._clear_native_history()
         if self.edit_layer is not None:
             self.edit_layer.refresh()
         self._refresh_selection()
@@ -877,21 +781,17 @@ class SegmentationWidget(QWidget):
     def commit(self, *, action: str | None = None, wait: bool = False):
         """Write the region's edits back, re-measure the affected cells and refresh the display.
 
-        Regions larger than :attr:`THREAD_MIN_PIXELS` are committed in a worker thread (the dock
-        is disabled meanwhile) unless ``wait``. Returns the :class:`CommitResult` when run here.
+        Regions larger than :attr:`THREAD_MIN_PIXELS` are committed in a worker thread (the
+        sample is busy meanwhile: every dock waits) unless ``wait``. Returns the
+        :class:`~napari_carspatial.editing.CommitResult` when run here.
         """
-        if self.region is None or self.is_busy:
+        if self.edit is None or self.is_busy:
             return None
-        self._record_paint()
+        self.edit.record_paint()
         if not self._dirty():
             self.status.setText("Nothing to commit")
             return None
-        ops = list(self._pending_ops)
-        self._pending_ops = []
-        if action is None:
-            plain = [o for o in ops if " " not in o]
-            action = f"segmentation.{plain[0]}" if len(set(plain)) == 1 and len(plain) == len(ops) else "segmentation.edit"
-        note = "operations: " + ", ".join(ops) if ops else ""
+        action, note = self.edit.commit_action(action)
         ed, region = self.editor, self.region
         if wait or region.data.size <= self.THREAD_MIN_PIXELS:
             try:
@@ -928,7 +828,7 @@ class SegmentationWidget(QWidget):
         log.exception("commit failed", exc_info=err)
         _notify(f"Commit failed, the edits stay in the edit layer: {err}", "error")
 
-    def _committed(self, res: se.CommitResult):
+    def _committed(self, res: CommitResult):
         """Main thread: the session shows the new mask and tells every dock the table changed
         (hover features, colouring, gating values follow); report."""
         self.last_result = res
@@ -1036,13 +936,13 @@ class SegmentationWidget(QWidget):
                   self.seeds_button, self.draw_button, self.grow_button, self.shrink_button, self.close_button,
                   self.undo_button, self.commit_button):
             b.setEnabled(has and idle)
-        self.redo_button.setEnabled(has and bool(self._redo) and idle)
+        self.redo_button.setEnabled(has and self.edit.can_redo and idle)
         for b in (self.view_button, self.rect_button, self.save_button):
             b.setEnabled(self.sid is not None and idle)
-        if self._undo:
-            self.undo_button.setToolTip(f"Undo: {self._undo[-1][0]}")
-        if self._redo:
-            self.redo_button.setToolTip(f"Redo: {self._redo[-1][0]}")
+        if has and self.edit.undo_name:
+            self.undo_button.setToolTip(f"Undo: {self.edit.undo_name}")
+        if has and self.edit.redo_name:
+            self.redo_button.setToolTip(f"Redo: {self.edit.redo_name}")
 
     def _bind_keys(self):
         """The dock's shortcuts (:data:`SHORTCUTS`), through the viewer's
