@@ -321,18 +321,20 @@ def _oe(obs: float, s0: float, n: int, na: int, nb: int, nab: int) -> float:
     return float(np.log2((obs + 0.5) / (exp + 0.5)))
 
 
-def _not_mapped(role: str, info: dict) -> str:
+def _not_mapped(roles: list[str], info: dict) -> str:
     from napari_carspatial.analysis.roles import ROLE_TITLES
 
-    m = info["mapping"]
-    title = ROLE_TITLES.get(role, role)
-    if role == "pdl1_macrophage":
-        return ("no PD-L1+ macrophages: no type is named so and " +
-                ("no myeloid type is mapped" if not info["mapped"].get("myeloid") else
-                 f"the panel has no {info.get('pdl1_marker_asked', 'PD-L1')} marker"))
-    types = ", ".join(m.unmapped[:8]) if m.unmapped else "none left"
-    return (f"no cell type is mapped to the {title} role (unmapped types: {types}); "
-            f"map one with roles= / --roles")
+    titles = [ROLE_TITLES.get(r, r) for r in roles]
+    parts = []
+    plain = [t for r, t in zip(roles, titles, strict=True) if r != "pdl1_macrophage"]
+    if plain:
+        parts.append(f"{' and '.join(plain)} role{'s' if len(plain) > 1 else ''} not mapped to any cell type "
+                     "(see roles.json; map with roles= / --roles)")
+    if "pdl1_macrophage" in roles:
+        parts.append("no PD-L1+ macrophages: no type is named so and " +
+                     ("no myeloid type is mapped" if not info["mapped"].get("myeloid") else
+                      f"the panel has no {info.get('pdl1_marker_asked', 'PD-L1')} marker"))
+    return "; ".join(parts)
 
 
 def region_metrics(
@@ -411,10 +413,12 @@ def region_metrics(
     per-region graph is built. Equal to the earlier per-region implementation
     (``analysis._cart_reference``), tested and benchmarked in ``benchmarks/bench_region_metrics.py``.
     """
+    from napari_carspatial.analysis.graph import resolve_pixel_size
     from napari_carspatial.analysis.nhood import GraphSummary, join_count_moments
     from napari_carspatial.model.cell_types import resolve_cell_type_key
 
     key = resolve_cell_type_key(adata, cell_type_key).key
+    px_known = resolve_pixel_size(adata, pixel_size_um) is not None
     xy, px = coords_um(adata, pixel_size_um=pixel_size_um)
     n = adata.n_obs
     masks, info = role_masks(adata, cell_type_key=key, roles=roles, pdl1_marker=pdl1_marker,
@@ -497,7 +501,7 @@ def region_metrics(
     for metric, rs in need.items():
         miss = [r for r in rs if not mapped.get(r)]
         if miss:
-            unmapped_note[metric] = "; ".join(_not_mapped(r, info) for r in miss)
+            unmapped_note[metric] = _not_mapped(miss, info)
     totals = {"car_t": int(car.sum()), "tumor": int(tum.sum()), "myeloid": int(mye.sum()),
               "pdl1_macrophage": int(pdl1.sum())}
 
@@ -600,10 +604,13 @@ def region_metrics(
             rows.append((str(name), k, float(v), note))
     df = pd.DataFrame(rows, columns=["region", "metric", "value", "note"])
     df.insert(3, "unit", [UNITS.get(m, "fraction" if m.startswith("frac_") else "") for m in df["metric"]])
+    if not px_known:
+        # no pixel size: lengths are pixels and areas million square pixels; say so in the units
+        df["unit"] = df["unit"].replace({"µm": "px", "mm²": "Mpx²", "cells/mm²": "cells/Mpx²"})
     mapping = info["mapping"]
     df.attrs["params"] = {
         "cell_type_key": key, "contact_radius_um": float(contact_radius_um),
-        "near_radius_um": float(near_radius_um), "pixel_size_um": float(px),
+        "near_radius_um": float(near_radius_um), "pixel_size_um": float(px) if px_known else None,
         "marker_thresholds": thresholds, "pdl1_threshold": info.get("pdl1_threshold"),
         "contact": "mask contact graph" if contact_graph is not None else "centroid distance",
         "roles": {k: int(v.sum()) for k, v in masks.items()}, "role_mapping": mapping.to_dict(),

@@ -502,6 +502,8 @@ def resolve_roles(adata, *, cell_type_key: str, roles=None, use_stored: bool = T
     use_stored
         Use a mapping saved by :func:`store_roles` (when it was made for the same column).
     """
+    if isinstance(roles, RoleMapping) and roles.cell_type_key == cell_type_key:
+        return roles
     # every category of the column, used or not: a declared "CAR T" with no cells (before
     # infusion) maps the role, and its count is a true 0
     _, present = _type_column(adata, cell_type_key)
