@@ -322,7 +322,10 @@ def _missing_package(err: ImportError) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     cmds = commands()
-    args = _parser(cmds).parse_args(argv)
+    try:
+        args = _parser(cmds).parse_args(argv)
+    except SystemExit as stop:  # --help, --version, bad arguments (one ERROR line already printed)
+        return int(stop.code or 0)
     verbose = bool(getattr(args, "verbose", False))
     configure_logging(verbose=verbose, quiet=bool(getattr(args, "quiet", False)))
     from .model import SampleError
