@@ -67,11 +67,14 @@ def _positive_int(text: str) -> int:
 
 # --------------------------------------------------------------------------- built-in commands
 def _summary(sample) -> str:
+    from .model.pixel_size import pixel_size_info
+
     shp = sample.shape_yx
+    px = pixel_size_info(sample)
     lines = [
         f"{sample.name}",
         f"  size:        {shp[0]} x {shp[1]} px (y x)" if shp else "  size:        -",
-        f"  pixel size:  {sample.pixel_size_um:g} um" if sample.pixel_size_um else "  pixel size:  unknown",
+        f"  pixel size:  {px.value:g} um ({px.source})" if px.value else "  pixel size:  unknown",
         f"  levels:      {len(sample.image)}",
         f"  channels:    {sample.n_channels}: {', '.join(sample.channel_names)}",
         f"  mask:        {'yes' if sample.labels else 'no'}",

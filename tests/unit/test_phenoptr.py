@@ -216,6 +216,9 @@ def test_count_touching_equals_phenoptr_transcription_on_inform_style_fields(mem
         assert [tuple(r) for r in got[["total1", "total2", "p1_touch_p2", "p2_touch_p1", "touch_pairs"]]
                 .itertuples(index=False)] == ref
         assert got.touch_pairs.sum() > 10  # a real test: many touching pairs
+        # tiles (with their halo) do not change the counts
+        tiled = count_touching(a, cell, pairs=pairs, membrane_width_px=membrane_width, tile=17)
+        pd.testing.assert_frame_equal(tiled, got)
 
 
 def test_count_touching_phenoptr_published_case_shape(field):

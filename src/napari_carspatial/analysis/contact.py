@@ -271,28 +271,45 @@ def _diamond(r: int) -> np.ndarray:
     return (np.abs(y) + np.abs(x)) <= r
 
 
-def _typed_pairs(labels, lut_a: np.ndarray, lut_b: np.ndarray, width: int, tile: int) -> np.ndarray:
-    """phenoptr's ``find_touching_cell_pairs``: unique (a, b) of max-dilated A and B cell images."""
+def _typed_pairs(labels, sides: dict[str, np.ndarray], pairs: list[tuple[str, str]], width: int,
+                 tile: int) -> dict[tuple[str, str], np.ndarray]:
+    """phenoptr's ``find_touching_cell_pairs`` for many pairs at once.
+
+    ``sides``: ``{name: lut}`` (bool per label: is the cell on this side). Per tile each side's
+    cell image is dilated once by the cross (A role) and once by the ``width`` diamond (B role);
+    every pixel where A's and B's dilated images are both non-zero names the pair (max-dilated
+    labels, as EBImage's grey dilation). Returns ``{(a, b): unique (a_label, b_label) pairs}``.
+    """
     from scipy import ndimage
 
     fa, fb = _diamond(1), _diamond(width)
-    parts = []
+    need_a = {a for a, _ in pairs}
+    need_b = {b for _, b in pairs}
+    parts: dict[tuple[str, str], list] = {p: [] for p in pairs}
+    n_lut = next(iter(sides.values())).size
     for block, (y0, y1, x0, x1) in _tiles(labels, tile, width):
-        blk = block.astype(np.int64, copy=False)
-        inside = (blk >= 0) & (blk < lut_a.size)
-        lab = np.where(inside, blk, 0)
-        ia = np.where(lut_a[lab], lab, 0)
-        ib = np.where(lut_b[lab], lab, 0)
-        if not ia.any() or not ib.any():
-            continue
-        da = ndimage.grey_dilation(ia, footprint=fa, mode="constant", cval=0)[y0:y1, x0:x1]
-        db = ndimage.grey_dilation(ib, footprint=fb, mode="constant", cval=0)[y0:y1, x0:x1]
-        m = (da > 0) & (db > 0)
-        if m.any():
-            parts.append(np.unique(np.stack([da[m], db[m]], axis=1), axis=0))
-    if not parts:
-        return np.empty((0, 2), np.int64)
-    return np.unique(np.concatenate(parts), axis=0)
+        blk = np.asarray(block)
+        lab = np.where((blk > 0) & (blk < n_lut), blk, 0).astype(np.int64 if n_lut > 2**31 - 1 else np.int32)
+        dil_a, dil_b = {}, {}
+        for name, lut in sides.items():
+            if name not in need_a and name not in need_b:
+                continue
+            img = np.where(lut[lab], lab, 0)
+            if not img.any():
+                continue
+            if name in need_a:
+                dil_a[name] = ndimage.grey_dilation(img, footprint=fa, mode="constant", cval=0)[y0:y1, x0:x1]
+            if name in need_b:
+                dil_b[name] = (dil_a[name] if (width == 1 and name in dil_a) else
+                               ndimage.grey_dilation(img, footprint=fb, mode="constant", cval=0)[y0:y1, x0:x1])
+        for a, b in pairs:
+            da, db = dil_a.get(a), dil_b.get(b)
+            if da is None or db is None:
+                continue
+            m = (da > 0) & (db > 0)
+            if m.any():
+                parts[(a, b)].append(np.unique(np.stack([da[m], db[m]], axis=1).astype(np.int64), axis=0))
+    return {p: (np.unique(np.concatenate(v), axis=0) if v else np.empty((0, 2), np.int64)) for p, v in parts.items()}
 
 
 def _side(spec) -> tuple[str, list[str]]:
@@ -310,7 +327,7 @@ def count_touching(
     pairs=None,
     membrane_width_px: int = 1,
     region: np.ndarray | None = None,
-    tile: int = 2048,
+    tile: int = 1024,
 ) -> pd.DataFrame:
     """Touching cells per pair of phenotypes, as phenoptr's ``count_touching_cells`` counts them.
 
@@ -333,7 +350,7 @@ def count_touching(
         ``(n_obs,)`` bool: only these cells take part (phenoptr's ``categories``); cells
         outside are neither counted nor touched.
     tile
-        Tile edge in pixels.
+        Tile edge in pixels (each side's cell image is dilated once per tile for all pairs).
 
     Returns
     -------
@@ -370,14 +387,24 @@ def count_touching(
     ids, sids, order = _rows_of(adata)
     max_label = int(ids.max()) if ids.size else 0
     index = {c: i for i, c in enumerate(cats)}
+    luts: dict[str, np.ndarray] = {}
+    sel: dict[str, np.ndarray] = {}
+    spec = []
+    for pa, pb in pairs:
+        (na, ta), (nb, tb) = _side(pa), _side(pb)
+        for name, ts in ((na, ta), (nb, tb)):
+            if name not in sel:
+                sel[name] = np.isin(codes, [index[t] for t in ts if t in index]) & keep
+                lut = np.zeros(max_label + 1, bool)
+                lut[ids[sel[name]]] = True
+                luts[name] = lut
+        spec.append((na, nb))
+    distinct = [(a, b) for a, b in spec if sel[a].any() and sel[b].any() and not np.any(sel[a] & sel[b])]
+    found = _typed_pairs(labels, luts, list(dict.fromkeys(distinct)), int(membrane_width_px), tile) if distinct else {}
     rows = []
     all_pairs = None
-    for pa, pb in pairs:
-        na, ta = _side(pa)
-        nb, tb = _side(pb)
-        sel_a = np.isin(codes, [index[t] for t in ta if t in index]) & keep
-        sel_b = np.isin(codes, [index[t] for t in tb if t in index]) & keep
-        tot_a, tot_b = int(sel_a.sum()), int(sel_b.sum())
+    for na, nb in spec:
+        tot_a, tot_b = int(sel[na].sum()), int(sel[nb].sum())
         notes = []
         for name, tot in ((na, tot_a), (nb, tot_b)):
             if tot == 0:
@@ -386,25 +413,18 @@ def count_touching(
         if tot_a == 0 or tot_b == 0:
             rows.append((na, nb, tot_a, tot_b, 0, 0, 0, "; ".join(notes)))
             continue
-        lut_a = np.zeros(max_label + 1, bool)
-        lut_b = np.zeros(max_label + 1, bool)
-        lut_a[ids[sel_a]] = True
-        lut_b[ids[sel_b]] = True
-        if np.any(sel_a & sel_b):
-            if all_pairs is None:
-                all_pairs = contact_pairs(labels, preset="phenoptr", membrane_width_px=membrane_width_px, tile=tile)
-            p = all_pairs
-            inside = (p >= 0).all(1) & (p <= max_label).all(1)
-            p = p[inside]
-            both = np.concatenate([p, p[:, ::-1]])
-            tp = both[lut_a[both[:, 0]] & lut_b[both[:, 1]]]
-            # an unordered pair counts once even when both cells are on both sides
-            und = np.unique(np.sort(tp, axis=1), axis=0)
-            n_pairs = len(und)
-            notes.append(f"{na} and {nb} share {int(np.sum(sel_a & sel_b))} cells; a cell never touches itself")
-        else:
-            tp = _typed_pairs(labels, lut_a, lut_b, int(membrane_width_px), tile)
+        if (na, nb) in found:
+            tp = found[(na, nb)]
             n_pairs = len(tp)
+        else:
+            if all_pairs is None:
+                p = contact_pairs(labels, preset="phenoptr", membrane_width_px=membrane_width_px, tile=tile)
+                all_pairs = p[(p <= max_label).all(1)]
+            both = np.concatenate([all_pairs, all_pairs[:, ::-1]])
+            tp = both[luts[na][both[:, 0]] & luts[nb][both[:, 1]]]
+            # an unordered pair counts once even when both cells are on both sides
+            n_pairs = len(np.unique(np.sort(tp, axis=1), axis=0))
+            notes.append(f"{na} and {nb} share {int(np.sum(sel[na] & sel[nb]))} cells; a cell never touches itself")
         rows.append((na, nb, tot_a, tot_b, int(np.unique(tp[:, 0]).size), int(np.unique(tp[:, 1]).size),
                      int(n_pairs), "; ".join(notes)))
     df = pd.DataFrame(rows, columns=["phenotype1", "phenotype2", "total1", "total2", "p1_touch_p2", "p2_touch_p1",
