@@ -17,18 +17,28 @@ from napari_carspatial.model import SampleError
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fill(parser, tmp_path: Path) -> list[str]:
+    """Arguments that parse: positionals get paths, required options a path, nested
+    subcommands (``project init ...``) their first choice."""
+    argv = []
+    for act in parser._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            first = next(iter(act.choices))
+            argv += [first, *_fill(act.choices[first], tmp_path)]
+        elif act.option_strings:
+            if act.required:
+                argv += [act.option_strings[0], str(tmp_path / "out")]
+        elif act.dest != "help":
+            n = 2 if act.nargs == 2 else 1
+            argv += [str(tmp_path / f"missing-{act.dest}")] * n
+    return argv
+
+
 def _argv(name: str, tmp_path: Path) -> list[str]:
     """A parseable command line for subcommand ``name`` (required arguments filled with paths)."""
     parser = cli._parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
-    argv = [name]
-    for act in sub._actions:
-        if act.option_strings:
-            if act.required:
-                argv += [act.option_strings[0], str(tmp_path / "out")]
-        elif act.dest != "help":
-            argv.append(str(tmp_path / f"missing-{act.dest}"))
-    return argv
+    return [name, *_fill(sub, tmp_path)]
 
 
 def _lines(text: str) -> list[str]:

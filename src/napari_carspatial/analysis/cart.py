@@ -64,6 +64,8 @@ UNITS: dict[str, str] = {
     "antigen_neg_clustering_z": "z",
     "log2_oe_car_t_tumor": "log2 ratio",
     "log2_oe_car_t_myeloid": "log2 ratio",
+    "n_contacts_car_t_tumor": "edges",
+    "n_contacts_car_t_myeloid": "edges",
     "infiltration_median_um": "µm",
 }
 
@@ -494,6 +496,7 @@ def region_metrics(
         "antigen_neg_fraction": ("tumor", "antigen_neg"), "antigen_neg_clustering": ("tumor", "antigen_neg"),
         "antigen_neg_clustering_z": ("tumor", "antigen_neg"), "log2_oe_car_t_tumor": ("car_t", "tumor"),
         "log2_oe_car_t_myeloid": ("car_t", "myeloid"), "infiltration_median_um": ("car_t", "tumor"),
+        "n_contacts_car_t_tumor": ("car_t", "tumor"), "n_contacts_car_t_myeloid": ("car_t", "myeloid"),
     }
     for m in positive:
         need[_marker_metric(m)] = ("car_t",)
@@ -551,17 +554,26 @@ def region_metrics(
                 notes[metric] = f"the sample has no {role.replace('_', ' ')} cells"
         # the region's graph = the pairs with both cells in the region
         nr = int(rmask.sum())
+        obs_ct = obs_cm = nan
         if nr >= 2:
             s0 = 2.0 * float(np.count_nonzero(in_all[ri]))
-            oe_ct = _oe(float(np.dot(ct_w, in_ct[ri])), s0, nr, nc, nt, int(np.count_nonzero(rc & tum)))
-            oe_cm = _oe(float(np.dot(cm_w, in_cm[ri])), s0, nr, nc, nm, int(np.count_nonzero(rc & mye)))
+            o_ct, o_cm = float(np.dot(ct_w, in_ct[ri])), float(np.dot(cm_w, in_cm[ri]))
+            oe_ct = _oe(o_ct, s0, nr, nc, nt, int(np.count_nonzero(rc & tum)))
+            oe_cm = _oe(o_cm, s0, nr, nc, nm, int(np.count_nonzero(rc & mye)))
+            # observed CAR T -> tumour / myeloid edges behind the O/E ratios (0: "no contacts")
+            obs_ct = o_ct if np.isfinite(oe_ct) else nan
+            obs_cm = o_cm if np.isfinite(oe_cm) else nan
             for metric, v, what in (("log2_oe_car_t_tumor", oe_ct, "tumour"),
-                                    ("log2_oe_car_t_myeloid", oe_cm, "myeloid")):
+                                    ("log2_oe_car_t_myeloid", oe_cm, "myeloid"),
+                                    ("n_contacts_car_t_tumor", obs_ct, "tumour"),
+                                    ("n_contacts_car_t_myeloid", obs_cm, "myeloid")):
                 if not np.isfinite(v):
                     notes[metric] = f"needs CAR T and {what} cells in this region"
         else:
             oe_ct = oe_cm = nan
-            notes["log2_oe_car_t_tumor"] = notes["log2_oe_car_t_myeloid"] = "fewer than 2 cells in this region"
+            for metric in ("log2_oe_car_t_tumor", "log2_oe_car_t_myeloid", "n_contacts_car_t_tumor",
+                           "n_contacts_car_t_myeloid"):
+                notes[metric] = "fewer than 2 cells in this region"
         # antigen-negative clustering: join counts on the graph induced on the region's tumour cells
         clus = clus_z = nan
         if nt >= 3:
@@ -589,6 +601,9 @@ def region_metrics(
         vals["antigen_neg_clustering_z"] = float(clus_z)
         vals["log2_oe_car_t_tumor"] = float(oe_ct)
         vals["log2_oe_car_t_myeloid"] = float(oe_cm)
+        # observed edges behind the O/E ratios: 0 means "no contacts" (the ratio is then the pseudo-count floor)
+        vals["n_contacts_car_t_tumor"] = float(obs_ct)
+        vals["n_contacts_car_t_myeloid"] = float(obs_cm)
         d = distance.cell_um[rc]
         d = d[np.isfinite(d)]
         vals["infiltration_median_um"] = float(np.median(d)) if d.size else nan

@@ -53,3 +53,8 @@ from .mask_store import (  # noqa: E402
 )
 
 __all__ += ["MaskStore", "corrected_path", "read_provenance", "save_corrected_mask", "working_copy_path"]
+
+# raw IMC through readimc (the [imc] extra), issue 12
+from .imc import read_imc_txt, read_mcd, read_mcd_panorama  # noqa: E402
+
+__all__ += ["read_imc_txt", "read_mcd", "read_mcd_panorama"]
