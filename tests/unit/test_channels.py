@@ -132,6 +132,6 @@ def test_channel_plan_hides_all_zero_channel():
     img = np.ones((3, 32, 32), np.float32)
     img[0] = 0
     s = Sample("z", image=[img], channel_names=["DAPI", "CD3", "PanCK"]).validate()
-    plan = channel_plan(s, "test-zero-plan")
+    plan = channel_plan(s)
     assert plan["empty"] == [True, False, False]
     assert plan["visible"] == [False, True, True]

@@ -99,7 +99,7 @@ def test_mibitiff_first_view_shows_nuclear_and_markers_not_background(mibi_file)
     from napari_carspatial._napari.layers import channel_plan
 
     s = read_sample(mibi_file[0])
-    plan = channel_plan(s, "mibi-test-plan")
+    plan = channel_plan(s)
     shown = [n for n, v in zip(s.channel_names, plan["visible"], strict=True) if v]
     assert shown == ["CD3", "dsDNA", "Keratin"]
     lo, hi = plan["contrast_limits"][s.channel_names.index("CD3")]

@@ -92,7 +92,7 @@ def test_qptiff_phenocycler_biomarkers_name_the_channels(tmp_path):
     assert [m["fluor"] for m in s.metadata["channel_metadata"]] == fluors
     from napari_carspatial._napari.layers import channel_plan
 
-    plan = channel_plan(s, "qptiff-plan")
+    plan = channel_plan(s)
     assert plan["visible"] == [True, True, True, True]   # nuclear + tumour + T + myeloid
 
 
@@ -122,6 +122,6 @@ def test_comet_ome_tiff_names_filters_pyramid(tmp_path):
     assert [m["fluor"] for m in meta] == fluors
     from napari_carspatial._napari.layers import channel_plan
 
-    plan = channel_plan(s, "comet-plan")
+    plan = channel_plan(s)
     shown = [n for n, v in zip(names, plan["visible"], strict=True) if v]
     assert shown == ["DAPI", "CD3", "PanCK", "CD68"] and "TRITC background" not in shown

@@ -268,7 +268,7 @@ def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -
 
 
 def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,
-                 keys=KEY_METRICS, title: str | None = None) -> Path:
+                 keys=KEY_METRICS, title: str | None = None, review=None) -> Path:
     """Write ``RESULTS/report.html`` (and ``RESULTS/statistics.csv``) from a batch results folder.
 
     Parameters
@@ -285,6 +285,10 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
         ``(region, metric)`` pairs shown in the tables and plots.
     title
         Report title (default: the trial names of the manifest).
+    review
+        A review project (folder or :class:`~napari_carspatial.review.ReviewProject`) whose
+        double reads add a reader-agreement section (kappa per sample and class, the trial's
+        distribution; see :func:`napari_carspatial.review.agreement_section`).
 
     Returns
     -------
@@ -402,6 +406,10 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
             parts.append("<h2>Regions without cells or area</h2><p class='sub'>Their densities, fractions and "
                          "ratios are NaN (shown as –), never 0.</p>"
                          + _table_html(notes[["sample", "region", "note"]], left=("sample", "region", "note")))
+    if review is not None:
+        from ..review import agreement_section
+
+        parts.append(agreement_section(review, n_boot=n_boot, seed=seed))
     if len(failures):
         parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
     doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +

@@ -244,7 +244,9 @@ def table_from_dataframe(
     xy, unit, used = _coords(obs)
     obs = obs.drop(columns=[c for c in used_marker_columns(obs, markers) if c in obs.columns])
     idx = obs[idcol].astype(str)
-    obs.index = idx if idx.is_unique else pd.Index(pd.Series(idx.to_numpy()) + "_" + pd.Series(np.arange(len(idx))).astype(str))
+    # an unnamed string index: named after the id column it would clash with that column when written
+    obs.index = (pd.Index(idx.to_numpy(), dtype=str) if idx.is_unique else
+                 pd.Index(pd.Series(idx.to_numpy()) + "_" + pd.Series(np.arange(len(idx))).astype(str), dtype=str))
     obs.columns = [str(c) for c in obs.columns]
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(markers, dtype=str)), layers=layers)
     _store_coords(adata, xy, unit, pixel_size_um, source)
