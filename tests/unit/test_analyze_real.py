@@ -91,9 +91,6 @@ def test_steinbock_table_with_a_cluster_column(steinbock_dir, tmp_path, capsys):
     t = s.table.copy()
     x = np.asarray(t.X)
     t.obs["leiden"] = pd.Categorical((x[:, 3] > np.median(x[:, 3])).astype(int).astype(str))
-    # the steinbock reader names obs' index 'Object' like a column with other values, which
-    # anndata refuses to write (reported to io / integrity); unname it for this test
-    t.obs.index.name = None
     path = write_table(t, tmp_path / "clustered.h5ad")
     out = tmp_path / "out"
     assert main(["analyze", str(path), "-o", str(out)]) == 0
