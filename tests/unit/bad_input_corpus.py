@@ -163,7 +163,8 @@ def _batch_failure(folder):
     from napari_carspatial.cohort import run_batch
     from napari_carspatial.model import SampleError
 
-    table(folder / "t.h5ad", type_key="phenotype")
+    # vocab: a 'phenotype' column is found by name now; a column no rule knows is not a cell type
+    table(folder / "t.h5ad", type_key="my_labels")
     man = text(folder / "manifest.csv", "sample,patient,timepoint,table\nS1,P1,pre,t.h5ad\n")
     out = folder.parent / f"{folder.name}-results"
 
@@ -346,7 +347,7 @@ CASES: list[Case] = [
     Case("geojson-one-null", "one null geometry among good polygons (read, warned)", r"'lost'.*no geometry",
          lambda f: _read_geojson(text(f / "r.geojson", fc(feat(SQUARE), feat(None, name="lost")))), warns=True),
     # batch and saving
-    Case("batch-stage", "a sample whose table lacks the cell-type column", r"stage cell types: .*'cell_type'",
+    Case("batch-stage", "a sample whose table lacks any cell-type column", r"stage cell types: .*no cell-type column",
          _batch_failure),
     Case("save-over-source", "write_table over the sample's source table", r"is the sample's source table",
          _write_over_source),

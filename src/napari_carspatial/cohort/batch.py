@@ -420,11 +420,11 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
 
             store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
         stage = "cell types"
-        key = cfg.type_key()
-        if key not in adata.obs:
-            raise SampleError(f"no cell-type column {key!r} in the table (columns: "
-                              f"{', '.join(map(str, adata.obs.columns))}).", path=row.get("table"),
-                              hint="Set cell_type_key in the analysis config, or configure gating.")
+        # vocab: the cell-type column found by one rule for the CLI, the docks and the batch
+        from ..model.cell_types import resolve_cell_type_key
+
+        key = resolve_cell_type_key(adata, cfg.cell_type_key or (cfg.gating_key if cfg.uses_gating else None),
+                                    path=row.get("table") or row.get("image")).key
         stage = "regions"
         fn = resolve_metrics(cfg.metrics, source=cfg.source)
         opts = dict(cfg.metric_options)
