@@ -11,14 +11,15 @@ from .image import read_image
 from .masks import read_mask
 from .mcmicro import is_mcmicro, read_mcmicro
 from .omezarr import is_multiscale
+from .platforms import PLATFORMS, detect_platform, read_platform
 from .spatialdata import is_spatialdata, read_spatialdata
 from .steinbock import is_steinbock, read_steinbock
 from .tables import read_table
 from .tiff import is_ome_tiff, is_tiff
 
 #: every value :func:`detect_format` can return
-FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata")
-FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata")
+FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata", *PLATFORMS)
+FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", *PLATFORMS)
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -35,7 +36,8 @@ def detect_format(path: str | os.PathLike) -> str | None:
         One of :data:`FORMATS`: ``"steinbock"`` (``img/`` + ``panel.csv`` or ``masks*/``),
         ``"mcmicro"`` (``registration/`` or ``markers.csv``), ``"spatialdata"`` (zarr group with
         ``images``/``labels``/``tables``), ``"ome-zarr"`` (NGFF multiscales), ``"ome-tiff"``,
-        ``"tiff"``, ``"anndata"`` (``.h5ad``). Never raises.
+        ``"tiff"``, ``"anndata"`` (``.h5ad``), or an instrument folder: ``"xenium"``,
+        ``"cosmx"``, ``"merscope"``, ``"visium-hd"``. Never raises.
     """
     try:
         p = Path(path)
@@ -50,7 +52,7 @@ def detect_format(path: str | os.PathLike) -> str | None:
                 return "spatialdata"
             if is_mcmicro(p):
                 return "mcmicro"
-            return None
+            return detect_platform(p)  # Xenium, CosMx, MERSCOPE, Visium HD (io/platforms.py)
         if is_tiff(p):
             return "ome-tiff" if is_ome_tiff(p) else "tiff"
         if p.name.lower().endswith(".h5ad"):
@@ -73,6 +75,7 @@ def read_sample(
     image_column: str | None = None,
     segmentation: str | None = None,
     check_ids: bool = True,
+    **options,
 ) -> Sample | list[Sample]:
     """Read a sample (image + mask + table) from any supported layout; the result is validated.
 
@@ -102,6 +105,9 @@ def read_sample(
         ``segmentation/<segmentation>-*``).
     check_ids
         Check that every mask id has exactly one table row and vice versa.
+    **options
+        Options of the instrument-folder readers (``image_pixel_size_um``, ``image_origin_um``,
+        ``transcripts``, ``fovs``, ``bin_size_um``, ...; see :func:`napari_carspatial.io.read_platform`).
 
     Returns
     -------
@@ -117,10 +123,14 @@ def read_sample(
     fmt = detect_format(p)
     if fmt is None:
         raise ReaderError(
-            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, SpatialData store, steinbock or MCMICRO folder.",
+            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, SpatialData store, steinbock or MCMICRO folder, "
+            "or a Xenium, CosMx, MERSCOPE or Visium HD output folder.",
             path=p,
             hint="Open the image file itself, or a steinbock / MCMICRO project folder.",
         )
+    if options and fmt not in PLATFORMS:
+        raise ReaderError(f"options {sorted(options)} apply to instrument folders (Xenium, CosMx, MERSCOPE, "
+                          f"Visium HD); this is a {fmt} input.", path=p)
     with wrap_errors(p, f"{fmt} input"):
         if fmt in FOLDER_FORMATS:
             if mask is not None or table is not None:
@@ -130,7 +140,9 @@ def read_sample(
                 return read_steinbock(p, segmentation=segmentation, check_ids=check_ids)
             if fmt == "mcmicro":
                 return read_mcmicro(p, segmentation=segmentation, check_ids=check_ids)
-            return read_spatialdata(p, check_ids=check_ids)
+            if fmt in PLATFORMS:
+                return read_platform(p, fmt, pixel_size_um=pixel_size_um, check_ids=check_ids, **options)
+            return read_spatialdata(p, check_ids=check_ids, pixel_size_um=pixel_size_um)
         if fmt == "anndata":
             adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
             s = Sample(name=name or stem(p), table=adata, pixel_size_um=pixel_size_um, paths={"table": os.fspath(p)})
