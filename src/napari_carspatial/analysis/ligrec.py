@@ -157,12 +157,18 @@ def _as_pairs(pairs) -> pd.DataFrame:
     return pd.DataFrame({"ligand": df[lc].astype(str).to_numpy(), "receptor": df[rc].astype(str).to_numpy()})
 
 
-def resolve_names(var_names: Sequence[str], symbol: str, *, aliases: Mapping[str, Sequence[str]] | None = PROTEIN_ALIASES) -> str | None:
-    """The ``var_names`` entry for a gene symbol: the symbol itself (case-insensitive), else a
-    protein alias (``PD-L1`` for ``CD274``)."""
-    lookup = {}
+def _lookup(var_names: Sequence[str]) -> dict[str, str]:
+    lookup: dict[str, str] = {}
     for v in var_names:
         lookup.setdefault(_norm(v), v)
+    return lookup
+
+
+def resolve_names(var_names: Sequence[str] | dict, symbol: str, *,
+                  aliases: Mapping[str, Sequence[str]] | None = PROTEIN_ALIASES) -> str | None:
+    """The ``var_names`` entry for a gene symbol: the symbol itself (case-insensitive), else a
+    protein alias (``PD-L1`` for ``CD274``). ``var_names`` may be a prepared :func:`_lookup`."""
+    lookup = var_names if isinstance(var_names, dict) else _lookup(var_names)
     hit = lookup.get(_norm(symbol))
     if hit is not None:
         return hit
@@ -182,12 +188,13 @@ def resolve_pairs(var_names: Sequence[str], pairs="cart", *, aliases: Mapping[st
     Pairs with no member of the ligand or of the receptor in the panel are dropped.
     """
     df = _as_pairs(pairs)
+    lookup = _lookup(var_names)
     rows = []
     for lig, rec in df.itertuples(index=False):
         src, tgt, miss = [], [], []
         for part, out in ((lig, src), (rec, tgt)):
             for sym in str(part).split("_"):
-                n = resolve_names(var_names, sym, aliases=aliases)
+                n = resolve_names(lookup, sym, aliases=aliases)
                 (out.append(n) if n is not None else miss.append(sym))
         if src and tgt:
             rows.append({"ligand": lig, "receptor": rec, SOURCE: "_".join(dict.fromkeys(src)),
@@ -256,9 +263,12 @@ def _prepare(adata, cluster_key: str, pairs, *, layer, use_raw, complex_policy: 
     inter[TARGET] = inter[TARGET].str.upper()
     inter = inter.dropna(subset=[SOURCE, TARGET]).drop_duplicates(subset=[SOURCE, TARGET], keep="first")
     members = sorted({m for s in pd.concat([inter[SOURCE], inter[TARGET]]) for m in str(s).split("_") if m in col_of})
+    if not members:
+        raise ValueError("none of the ligand-receptor pairs has its genes in the panel")
+    msub = _csc(X, np.array([col_of[m] for m in members], dtype=np.int64), rows)  # one conversion, sliced below
+    mcol = {m: k for k, m in enumerate(members)}
     if complex_policy == "min":
-        sub = _csc(X, np.array([col_of[m] for m in members], dtype=np.int64), rows)
-        means = dict(zip(members, np.asarray(sub.sum(axis=0)).ravel() / sub.shape[0], strict=True))
+        means = dict(zip(members, np.asarray(msub.sum(axis=0)).ravel() / msub.shape[0], strict=True))
 
         def pick(c: str) -> str | None:
             parts = [p for p in c.split("_") if p in col_of]
@@ -282,7 +292,7 @@ def _prepare(adata, cluster_key: str, pairs, *, layer, use_raw, complex_policy: 
         raise ValueError("after filtering by genes, no ligand-receptor pair remains")
     genes = sorted(set(inter[SOURCE]) | set(inter[TARGET]))
     gi = {g: k for k, g in enumerate(genes)}
-    Xs = _csc(X, np.array([col_of[g] for g in genes], dtype=np.int64), rows)
+    Xs = msub[:, np.array([mcol[g] for g in genes], dtype=np.int64)]
     lab = adata.obs[cluster_key]
     lab = lab.iloc[rows] if rows is not None else lab
     lab = lab.astype("string").astype("category")
@@ -510,6 +520,7 @@ def ligrec(
     clustering = codes.copy()
     lab_dtype = np.uint8 if K < 256 else np.uint16
     done = 0
+    indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int64)
     if valid.any():
         while done < n_perms:
             b = min(block, n_perms - done)
@@ -517,7 +528,7 @@ def ligrec(
             for k in range(b):
                 rs.shuffle(clustering)
                 L[:, k] = clustering
-            groups = cluster_sums(X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, L, K)
+            groups = cluster_sums(indptr, indices, X.data, L, K)
             groups /= size[None, :, None]
             exceed(groups, prep.src, prep.tgt, c1, c2, obs, valid, counts)
             done += b
@@ -720,7 +731,9 @@ def spatial_ligrec(
         raise ValueError("no sender/receiver combination to test (empty region or one cell type)")
     if corr_method is not None:
         table["pvalue_adj"] = _fdr(table["pvalue"].to_numpy(), corr_method, alpha)
-    table["log2_enrichment"] = np.log2(table["score"] / table["expected"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = table["score"].to_numpy(float) / table["expected"].to_numpy(float)
+    table["log2_enrichment"] = np.where(ratio > 0, np.log2(np.where(ratio > 0, ratio, 1.0)), np.nan)
     order = ["region", "ligand", "receptor", "source", "target", "sender", "receiver", "n_edges", "n_senders",
              "n_receivers", "score", "expected", "std", "z", "log2_enrichment", "pvalue", "pvalue_adj", "pvalue_mc", "reason"]
     table = table[[c for c in order if c in table.columns]]
@@ -823,64 +836,87 @@ def ligrec_sample_metrics(
     return pd.DataFrame(rows, columns=["region", "metric", "value", "note"])
 
 
-def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, alpha: float = 0.05, max_pairs: int = 30,
-                max_columns: int = 40, title: str | None = None):
+def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, fig=None, alpha: float = 0.05,
+                max_pairs: int = 30, max_columns: int = 40, title: str | None = None, theme: dict | None = None):
     """Dot plot: rows = ligand-receptor pairs, columns = sender -> receiver types; dot size =
-    -log10 p-value, colour = mean (cluster test) or z (spatial test); rings mark FDR < ``alpha``.
+    -log10 p-value, colour = mean (cluster test) or z (spatial test); red rings mark FDR < ``alpha``.
 
-    Returns a matplotlib ``Figure`` (save with ``analysis.plotting.save_figure``).
+    Draws into ``fig`` (a new :class:`matplotlib.figure.Figure` when ``None``; no pyplot, as
+    ``analysis.plotting``) and returns it. ``theme``: ``analysis.plotting.LIGHT`` (default) or ``DARK``.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
+    from napari_carspatial.analysis.plotting import LIGHT, _style
+
+    th = theme or LIGHT
     if isinstance(result, LigrecResult):
         df = result.to_frame().rename(columns={"cluster_1": "sender", "cluster_2": "receiver", "mean": "value"})
         label = "mean expression"
     else:
         df = result.table if isinstance(result, SpatialLigrecResult) else result
         df = df.rename(columns={"z": "value"})
-        label = "z (neighbours vs type-matched null)"
+        label = "z vs type-matched null"
     df = df[df["pvalue"].notna()].copy()
     padj = "pvalue_adj" if "pvalue_adj" in df else "pvalue"
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    if fig is None:
+        n_rows = min(max_pairs, df["ligand"].astype(str).str.cat(df["receptor"].astype(str)).nunique()) if len(df) else 1
+        fig = Figure(figsize=(9, 3.4 + 0.3 * n_rows), dpi=130, layout="constrained")
+    fig.set_facecolor(th["bg"])
+    ax = fig.add_subplot(111)
+    _style(ax, th)
     if df.empty:
         ax.text(0.5, 0.5, "no pair could be tested\n(genes not expressed, or too few contacts)", ha="center",
-                va="center", transform=ax.transAxes)
+                va="center", transform=ax.transAxes, color=th["text"])
         ax.set_axis_off()
         return fig
-    df["pair"] = df["ligand"] + " → " + df["receptor"]
+    df["pair"] = df["ligand"].astype(str) + " → " + df["receptor"].astype(str)
     df["combo"] = df["sender"].astype(str) + " → " + df["receiver"].astype(str)
-    best = df.groupby("pair")["pvalue"].min().sort_values().index[:max_pairs]
-    cols = df[df["pair"].isin(best)].groupby("combo")["pvalue"].min().sort_values().index[:max_columns]
+    best = df.groupby("pair")["pvalue"].min().sort_values(kind="stable").index[:max_pairs]
+    cols = df[df["pair"].isin(best)].groupby("combo")["pvalue"].min().sort_values(kind="stable").index[:max_columns]
     d = df[df["pair"].isin(best) & df["combo"].isin(cols)]
     ys = {p: i for i, p in enumerate(best)}
     xs = {c: i for i, c in enumerate(sorted(cols))}
-    size = 20 + 180 * np.clip(-np.log10(np.maximum(d["pvalue"].to_numpy(float), 1e-4)) / 4, 0, 1)
-    sc_ = ax.scatter([xs[c] for c in d["combo"]], [ys[p] for p in d["pair"]], s=size, c=d["value"].to_numpy(float),
-                     cmap="viridis", edgecolors="none")
+    size = 15 + 160 * np.clip(-np.log10(np.maximum(d["pvalue"].to_numpy(float), 1e-4)) / 4, 0, 1)
+    x = np.array([xs[c] for c in d["combo"]])
+    y = np.array([ys[p] for p in d["pair"]])
+    sc_ = ax.scatter(x, y, s=size, c=d["value"].to_numpy(float), cmap="viridis", edgecolors="none")
     sig = d[padj].to_numpy(float) < alpha
-    ax.scatter(np.array([xs[c] for c in d["combo"]])[sig], np.array([ys[p] for p in d["pair"]])[sig], s=size[sig] + 40,
-               facecolors="none", edgecolors="crimson", linewidths=1.0)
+    ax.scatter(x[sig], y[sig], s=size[sig] + 45, facecolors="none", edgecolors="crimson", linewidths=1.0)
     ax.set_xticks(range(len(xs)), list(xs), rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(ys)), list(ys), fontsize=7)
     ax.set_xlim(-0.7, len(xs) - 0.3)
     ax.set_ylim(len(ys) - 0.3, -0.7)
-    fig.colorbar(sc_, ax=ax, label=label, fraction=0.04)
+    cb = fig.colorbar(sc_, ax=ax, fraction=0.04)
+    cb.set_label(label, color=th["text"], fontsize=8)
+    cb.ax.tick_params(colors=th["text"], labelsize=7)
     for p in (0.05, 0.001):
-        ax.scatter([], [], s=20 + 180 * min(-np.log10(p) / 4, 1), c="grey", label=f"p = {p:g}")
+        ax.scatter([], [], s=15 + 160 * min(-np.log10(p) / 4, 1), c="grey", label=f"p = {p:g}")
     ax.scatter([], [], s=60, facecolors="none", edgecolors="crimson", label=f"FDR < {alpha:g}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=7, frameon=False)
-    ax.set_title(title or ("Ligand-receptor, neighbouring cells" if label.startswith("z") else "Ligand-receptor, clusters"),
-                 fontsize=9)
+    leg = ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=7, frameon=False)
+    for t in leg.get_texts():
+        t.set_color(th["text"])
+    ax.set_title(title or ("Ligand-receptor between neighbouring cells" if label.startswith("z")
+                           else "Ligand-receptor between cell types"), fontsize=9, loc="left")
     ax.set_xlabel("sender → receiver", fontsize=8)
-    fig.tight_layout()
+    ax.set_ylabel("ligand → receptor", fontsize=8)
     return fig
 
 
+def save_ligrec_figure(result, path, **kwargs) -> Path:
+    """:func:`plot_ligrec` written atomically to ``path`` (PNG / SVG by suffix)."""
+    from napari_carspatial.analysis.plotting import LIGHT
+    from napari_carspatial.model.atomic import atomic_write
+
+    fig = plot_ligrec(result, **kwargs)
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, facecolor=(kwargs.get("theme") or LIGHT)["bg"]))
+    return path
 
 
 __all__ = [
     "CART_PAIRS", "PROTEIN_ALIASES", "LigrecResult", "SpatialLigrecResult", "cart_pairs", "ligand_receptor_pairs",
-    "ligrec", "ligrec_sample_metrics", "liana_resource_file", "plot_ligrec", "resolve_pairs", "spatial_ligrec",
+    "ligrec", "ligrec_sample_metrics", "liana_resource_file", "plot_ligrec", "resolve_pairs", "save_ligrec_figure",
+    "spatial_ligrec",
     "store_ligrec",
 ]
 

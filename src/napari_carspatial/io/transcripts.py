@@ -163,6 +163,16 @@ def build_transcripts(
     Transcripts
     """
     src = None if source is None else os.fspath(source)
+    key = cache_key if cache_key is not None else source_key(source)
+    digest = None
+    if key is not None:  # an index built before from the same content and parameters: no pass at all
+        digest = hashlib.sha1(json.dumps([src, key, spec.columns(), _affine_list(spec.affine), float(bin_px),
+                                          list(shape_yx) if shape_yx else None, list(genes) if genes is not None else None,
+                                          _VERSION], default=str).encode()).hexdigest()[:20]
+        cached = _open_cached(cache_root() / digest, None)
+        if cached is not None:
+            log.info("%s: transcript index reused from %s", src, cache_root() / digest)
+            return cached
     # ---- pass 1: number of rows, grid extent, genes
     n = 0
     ymax = xmax = -np.inf
@@ -192,14 +202,9 @@ def build_transcripts(
 
     folder = None
     if n > in_memory_max_rows:
-        key = cache_key if cache_key is not None else source_key(source)
-        digest = hashlib.sha1(json.dumps([src, key, spec.columns(), _affine_list(spec.affine), float(bin_px),
-                                          [ny, nx], gene_list[:50], len(gene_list), _VERSION]).encode()).hexdigest()[:20]
+        if digest is None:  # no identity for the source: a folder of this run only
+            digest = hashlib.sha1(f"{src}|{os.getpid()}|{id(chunks)}".encode()).hexdigest()[:20]
         folder = cache_root() / digest
-        cached = _open_cached(folder, meta)
-        if cached is not None:
-            log.info("%s: transcript index reused from %s", src, folder)
-            return cached
     # ---- pass 1b: bin counts (needs the grid, so after the extent is known)
     counts = np.zeros(ny * nx, np.int64)
     for df in chunks():
@@ -314,13 +319,15 @@ def _open_cached(folder: Path, meta: dict) -> Transcripts | None:
         return None
     try:
         saved = json.loads(mfile.read_text())
-        if any(saved.get(k) != meta[k] for k in ("version", "n", "genes", "bin_px", "bins_shape")):
+        if saved.get("version") != _VERSION:
+            return None
+        if meta is not None and any(saved.get(k) != meta[k] for k in ("n", "genes", "bin_px", "bins_shape")):
             return None
         cols = {c: np.load(folder / f"{c}.npy", mmap_mode="r") for c in saved["columns"]}
         offsets = np.load(folder / "offsets.npy")
         import scipy.sparse as sp
 
-        bgc = sp.load_npz(folder / "bin_gene_counts.npz").tocsr()
+        bgc = sp.load_npz(folder / "bin_gene_counts.npz").tocsc()
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
     md = {**(saved.get("metadata") or {}), "extra_categories": saved.get("extra_categories", {}), "cache": str(folder)}

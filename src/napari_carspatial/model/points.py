@@ -54,7 +54,7 @@ class Transcripts:
     offsets
         ``n_bins + 1`` row offsets (int64).
     bin_gene_counts
-        ``scipy.sparse.csr_matrix`` (n_bins x n_genes) of counts, or ``None`` (then computed on
+        ``scipy.sparse.csc_matrix`` (n_bins x n_genes) of counts, or ``None`` (then computed on
         first use).
     source
         Where the rows came from (file), for messages.
@@ -242,8 +242,11 @@ class Transcripts:
 
     # ------------------------------------------------------------------ counts and density
     def _bin_gene_counts(self):
+        """The (bins x genes) counts as CSC (gene columns are what density sums select)."""
         if self.bin_gene_counts is None:
             self.bin_gene_counts = bin_gene_count_matrix(self.columns["gene"], self.offsets, self.n_genes)
+        if getattr(self.bin_gene_counts, "format", "csc") != "csc":
+            self.bin_gene_counts = self.bin_gene_counts.tocsc()
         return self.bin_gene_counts
 
     def gene_counts(self) -> dict[str, int]:
@@ -262,8 +265,10 @@ class Transcripts:
         ny, nx = self.bins_shape
         codes = self.gene_codes(genes)
         if min_quality is None:
+            if codes is None:
+                return np.diff(self.offsets).astype(np.float32).reshape(ny, nx)  # rows per bin: no matrix needed
             m = self._bin_gene_counts()
-            v = np.asarray(m.sum(axis=1) if codes is None else m[:, codes].sum(axis=1)).ravel()
+            v = np.asarray(m[:, codes].sum(axis=1)).ravel()
             return v.astype(np.float32).reshape(ny, nx)
         if self.quality_name is None:
             raise ValueError("these transcripts carry no quality value; a quality threshold would drop every one.")
@@ -335,7 +340,7 @@ class Transcripts:
 
 
 def bin_gene_count_matrix(gene_codes, offsets: np.ndarray, n_genes: int, *, chunk_rows: int = 4_000_000):
-    """(n_bins x n_genes) CSR counts from bin-sorted gene codes (streamed ``chunk_rows`` at a time)."""
+    """(n_bins x n_genes) CSC counts from bin-sorted gene codes (streamed ``chunk_rows`` at a time)."""
     import scipy.sparse as sp
 
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -351,7 +356,7 @@ def bin_gene_count_matrix(gene_codes, offsets: np.ndarray, n_genes: int, *, chun
         counts.append(c)
     k = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     c = np.concatenate(counts) if counts else np.zeros(0, np.int64)
-    m = sp.coo_matrix((c, (k // max(n_genes, 1), k % max(n_genes, 1))), shape=(n_bins, n_genes)).tocsr()
+    m = sp.coo_matrix((c, (k // max(n_genes, 1), k % max(n_genes, 1))), shape=(n_bins, n_genes)).tocsc()
     m.sum_duplicates()
     return m
 
