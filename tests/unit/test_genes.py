@@ -37,6 +37,7 @@ def test_gene_values_equal_scipy_columns(monkeypatch):
     for g in ("G0", "G7", "G39"):
         np.testing.assert_array_equal(gene_values(a, g), a[:, g].X.toarray().ravel())
     np.testing.assert_array_equal(gene_values(a, ["G3", "G1"]), a[:, ["G3", "G1"]].X.toarray())
+    np.testing.assert_array_equal(gene_values(a, ["G3", "G3", "G0"]), a.X[:, [3, 3, 0]].toarray())
     dense = ad.AnnData(a.X.toarray(), obs=a.obs, var=a.var)
     np.testing.assert_array_equal(gene_values(dense, "G5"), gene_values(a, "G5"))
     csc = ad.AnnData(a.X.tocsc(), obs=a.obs, var=a.var)

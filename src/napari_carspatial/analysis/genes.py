@@ -65,17 +65,32 @@ def sparse_columns(X, cols: Sequence[int]) -> np.ndarray:
     if X.format != "csr":
         sub = X[:, cols]
         return np.asarray(sub.toarray(), dtype=np.float64)
-    lut = np.full(X.shape[1], -1, dtype=np.int64)
-    lut[cols] = np.arange(cols.size)
+    ucols, inverse = np.unique(cols, return_inverse=True)
+    if ucols.size != cols.size:  # a gene asked twice: read each once
+        return sparse_columns(X, ucols)[:, inverse]
     indices, data, indptr = X.indices, X.data, X.indptr
+    canonical = bool(getattr(X, "has_canonical_format", False))
+    lut = None
+    if cols.size > 1:
+        lut = np.full(X.shape[1], -1, dtype=np.int32)
+        lut[cols] = np.arange(cols.size, dtype=np.int32)
     for a in range(0, indices.size, NNZ_PIECE):
         b = min(a + NNZ_PIECE, indices.size)
-        k = lut[indices[a:b]]
-        hit = np.flatnonzero(k >= 0)
+        piece = indices[a:b]
+        if lut is None:
+            hit = np.flatnonzero(piece == cols[0])
+            k = np.zeros(hit.size, dtype=np.int64)
+        else:
+            kk = lut[piece]
+            hit = np.flatnonzero(kk >= 0)
+            k = kk[hit]
         if hit.size == 0:
             continue
         rows = np.searchsorted(indptr, hit + a, side="right") - 1
-        np.add.at(out, (rows, k[hit]), data[a:b][hit])  # duplicates (non-canonical CSR) add up, as scipy does
+        if canonical:
+            out[rows, k] = data[a:b][hit]
+        else:  # duplicate entries of a non-canonical CSR add up, as scipy does
+            np.add.at(out, (rows, k), data[a:b][hit])
     return out
 
 
@@ -161,9 +176,13 @@ def gene_summary(adata, *, layer: str | None = None) -> pd.DataFrame:
     import scipy.sparse as sp
 
     X = _matrix(adata, layer)
-    if sp.issparse(X):
+    if sp.issparse(X) and X.format == "csr" and getattr(X, "has_canonical_format", False):
+        nz = X.data != 0  # one pass over the non-zeros: totals and detecting cells per gene
+        total = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+        ncell = np.bincount(X.indices[nz], minlength=X.shape[1])
+    elif sp.issparse(X):
         total = np.asarray(X.sum(axis=0)).ravel()
-        ncell = np.asarray(X.getnnz(axis=0) if hasattr(X, "getnnz") else (X != 0).sum(axis=0)).ravel()
+        ncell = np.asarray((X != 0).sum(axis=0)).ravel()
     else:
         Xa = np.asarray(X)
         total, ncell = Xa.sum(axis=0), (Xa != 0).sum(axis=0)

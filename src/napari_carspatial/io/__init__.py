@@ -53,3 +53,13 @@ from .mask_store import (  # noqa: E402
 )
 
 __all__ += ["MaskStore", "corrected_path", "read_provenance", "save_corrected_mask", "working_copy_path"]
+
+# spatial omics: instrument folders through spatialdata-io, SpatialData objects, transcripts (issue 15)
+from .cosmx import read_cosmx  # noqa: E402
+from .platforms import PLATFORMS, detect_platform, read_merscope, read_platform, read_visium_hd  # noqa: E402
+from .spatialdata import Grid, samples_from_sdata  # noqa: E402
+from .transcripts import ColumnSpec, build_transcripts  # noqa: E402
+from .xenium import read_xenium  # noqa: E402
+
+__all__ += ["PLATFORMS", "ColumnSpec", "Grid", "build_transcripts", "detect_platform", "read_cosmx", "read_merscope",
+            "read_platform", "read_visium_hd", "read_xenium", "samples_from_sdata"]
