@@ -276,10 +276,9 @@ def child_headless(path: str, warm: bool) -> dict:
     t_read = time.perf_counter()
     # the product's path: colours, contrast (histogram percentiles of at most 16 blocks of the
     # smallest level) and default visibility, exactly what opening in napari computes
-    from napari_carspatial._napari import store
     from napari_carspatial._napari.layers import channel_plan
 
-    limits = np.asarray(channel_plan(sample, store.register(sample))["contrast_limits"])
+    limits = np.asarray(channel_plan(sample)["contrast_limits"])
     t1 = time.perf_counter()
     cpu = time.process_time() - c0
     peak = peak_rss_mb()

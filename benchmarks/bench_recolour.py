@@ -120,7 +120,7 @@ def _child(n_side: int, out: str) -> None:
     from napari.utils.colormaps import DirectLabelColormap
     from qtpy.QtWidgets import QApplication
 
-    from napari_carspatial._napari import store
+    from napari_carspatial._napari import session_for
     from napari_carspatial._napari.coloring import category_colors, category_lut, get_coloring
 
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def _child(n_side: int, out: str) -> None:
     app = QApplication.instance()
     for _ in range(5):
         app.processEvents()
-    sid = store.register(sample)
+    sid = session_for(viewer).register(sample)
     col = get_coloring(viewer, sid)
 
     def frame():

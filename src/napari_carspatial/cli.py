@@ -78,7 +78,16 @@ def _summary(sample) -> str:
         f"  mask:        {'yes' if sample.labels else 'no'}",
         f"  cells:       {sample.n_cells}",
     ]
+    if sample.metadata.get("table_source"):
+        lines[-1] += f" ({sample.metadata['table_source']})"
+    cmeta = sample.metadata.get("channel_metadata") or []
+    tags = [m.get("metal") or m.get("mass") or m.get("fluorophore") for m in cmeta]
+    if cmeta and any(tags):
+        lines.append("  channel tags: " + ", ".join(f"{m.get('name')} ({t})" if t else str(m.get("name"))
+                                                for m, t in zip(cmeta, tags, strict=False)))
     for k, v in sample.metadata.items():
+        if k in ("table_source", "channel_metadata"):
+            continue
         lines.append(f"  {k + ':':<12} {v}")
     return "\n".join(lines)
 

@@ -126,13 +126,22 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert all(p.stat().st_size > 0 for p in files)
     assert any(p.suffix == ".svg" for p in files) and any(p.suffix == ".csv" for p in files)
 
-    # cancel: a long run stops, the dock is usable again
+    # cancel: the run stops before its result (nothing stored or shown), the dock is usable again
+    shown_before = w.current
     w.stat_combo.setCurrentIndex([w.stat_combo.itemData(i) for i in range(w.stat_combo.count())].index("ripley"))
     worker = w.run()
+    assert worker is not None
+    aborted, returned = [], []
+    worker.aborted.connect(lambda: aborted.append(True))
+    worker.returned.connect(lambda r: returned.append(r))
     w.cancel()
     qtbot.waitUntil(lambda: w._worker is None, timeout=90_000)
+    assert aborted == [True]                          # the worker really stopped
+    assert returned == []                             # no result came back
+    assert "ripley" not in load_results(t)            # nothing stored in the table
+    assert w.current is shown_before                  # the shown result did not change
+    assert w.progress.format() == "cancelled"
     assert w.run_btn.isEnabled()
-    assert worker is not None
 
     out = DOCS if os.environ.get("CARSPATIAL_WRITE_DOCS") else tmp_path
     out.mkdir(parents=True, exist_ok=True)

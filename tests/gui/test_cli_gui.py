@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 
-def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
+def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch, mock_app_model):
+    # mock_app_model: a fresh napari app (as make_napari_viewer uses), so plugins register once
 
     from napari_carspatial import cli
-    from napari_carspatial._napari import store
+    from napari_carspatial._napari import META_ROLE, session_for
     from napari_carspatial.datasets import demo_sample
 
     viewer = cli._open_viewer([demo_sample(size=512, seed=1)], title="test")
@@ -18,15 +19,15 @@ def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch):
         docks = set(viewer.window.dock_widgets)
         assert {"Legend", "Channels", "Samples", "Cell inspector", "Gating", "Curation", "Segmentation", "Analysis"} <= docks
         # the legend colours by cell type; the gating preview is not on the slide (its tab is hidden)
-        roles = [lyr.metadata.get(store.META_ROLE) for lyr in viewer.layers]
+        roles = [lyr.metadata.get(META_ROLE) for lyr in viewer.layers]
         assert not any(lyr.name.endswith("gate preview") and lyr.visible for lyr in viewer.layers)
-        assert len(store.samples_in_viewer(viewer)) == 1
+        assert len(session_for(viewer).samples()) == 1
         assert "labels" in roles
     finally:
         viewer.close()
 
 
-def test_cli_main_demo_runs_without_event_loop(monkeypatch, qtbot):
+def test_cli_main_demo_runs_without_event_loop(monkeypatch, qtbot, mock_app_model):
     """`carspatial demo` end to end, with napari.run replaced (it would block)."""
     import napari
 

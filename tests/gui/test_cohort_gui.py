@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import session_for
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +36,14 @@ def test_cohort_widget_opens_sample(make_napari_viewer_proxy, qtbot, results):
     with qtbot.waitSignal(w.table.cellDoubleClicked, timeout=1000):
         w.table.cellDoubleClicked.emit(row, 0)
     qtbot.waitUntil(lambda: w._worker is not None, timeout=2000)
-    qtbot.waitUntil(lambda: any(s.name == "P02-post" for s in store.samples_in_viewer(viewer).values()),
+    qtbot.waitUntil(lambda: any(s.name == "P02-post" for s in session_for(viewer).samples().values()),
                     timeout=20000)
     names = [lyr.name for lyr in viewer.layers]
     assert "PanCK" in names or any("PanCK" in n for n in names)
     assert w.strip.current == "P02-post"
     sel = w.table.selectionModel().selectedRows()
     assert sel and w.sample_at(sel[0].row()) == "P02-post"
-    s = next(s for s in store.samples_in_viewer(viewer).values() if s.name == "P02-post")
+    s = next(s for s in session_for(viewer).samples().values() if s.name == "P02-post")
     assert s.metadata["response"] in ("CR", "PR")
     qtbot.waitUntil(lambda: len([ly for ly in viewer.layers if ly.name.endswith("CAR") or ly.name == "CAR"]) > 0,
                     timeout=10000)

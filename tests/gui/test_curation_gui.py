@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import META_ROLE, session_for
 from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.io import read_sample
@@ -27,16 +27,13 @@ def demo_files(tmp_path_factory):
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
-    import napari_carspatial.widgets.curation as wc
-
-    monkeypatch.setattr(wc, "_SESSION_REVIEWER", None)
     return tmp_path
 
 
 def _open(viewer, files, table=None):
     s = read_sample(files["image"], mask=files["mask"], table=table or files["table"])
     add_sample_layers(viewer, s)
-    return s, store.register(s)
+    return s, session_for(viewer).register(s)
 
 
 def _widget(viewer, qtbot, show=False):
@@ -60,7 +57,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     s, sid = _open(viewer, demo_files)
     w = _widget(viewer, qtbot, show=True)
     w.set_reviewer(REVIEWER)
-    sess = w.session
+    sess = w.view
     assert sess is not None and sess.sid == sid
     col = get_coloring(viewer, sid)
     assert col.key == "cell_type_curated"
@@ -181,12 +178,12 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     viewer2 = make_napari_viewer_proxy()
     s2, sid2 = _open(viewer2, demo_files, table=out)
     w2 = _widget(viewer2, qtbot)
-    assert w2.session.sid == sid2
+    assert w2.view.sid == sid2
     t2 = s2.table
     assert (t2.obs["cell_type_curated"].astype(str).to_numpy() == curated).all()
     assert list(t2.uns["cell_type_curated_colors"]) == colors
     assert [(r.name, r.cls) for r in s2.rois] == rois
-    assert w2.session.roi_layer is not None and len(w2.session.roi_layer.data) == len(rois)
+    assert w2.view.roi_layer is not None and len(w2.view.roi_layer.data) == len(rois)
     assert w2.roi_table.rowCount() == len(rois)
     log2 = get_log(t2)
     assert len(log2) == n_log and set(log2["reviewer"]) == {REVIEWER}
@@ -194,7 +191,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     prov = t2.uns["carspatial"]["provenance"]
     assert len(prov["image"]["sha256"]) == 64 and len(prov["mask"]["sha256"]) == 64
     assert get_coloring(viewer2, sid2).key == "cell_type_curated"
-    assert "Doublet" in w2.session.curation.categories
+    assert "Doublet" in w2.view.curation.categories
 
 
 def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files, cache, monkeypatch):
@@ -204,16 +201,16 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     w = _widget(viewer, qtbot)
     w.set_reviewer("blind reviewer")
     w.blind_box.setChecked(True)
-    names = [lyr.name for lyr in store.layers_of(viewer, sid) if lyr.metadata.get(store.META_ROLE) != "image"]
+    names = [lyr.name for lyr in session_for(viewer).layers_of(sid) if lyr.metadata.get(META_ROLE) != "image"]
     assert names and all(real not in n for n in names) and any("Sample A" in n for n in names)
     assert "post" not in w.meta_label.text() and w.sample_box.currentText() == "Sample A"
-    assert "timepoint" not in w.session.public_metadata()
+    assert "timepoint" not in w.view.public_metadata()
     # an edit while blinded keeps the layers blinded
-    w.session.select(np.arange(5))
+    w.view.select(np.arange(5))
     w.assign("CAR T")
-    assert all(real not in lyr.name for lyr in store.layers_of(viewer, sid) if lyr.metadata.get(store.META_ROLE) != "image")
+    assert all(real not in lyr.name for lyr in session_for(viewer).layers_of(sid) if lyr.metadata.get(META_ROLE) != "image")
     w.blind_box.setChecked(False)
-    assert any(real in lyr.name for lyr in store.layers_of(viewer, sid)) and s.name == real
+    assert any(real in lyr.name for lyr in session_for(viewer).layers_of(sid)) and s.name == real
 
     # autosave, "crash", reopen: recovery is offered (banner, no modal dialog) and restores the edit
     w.autosave_now()
@@ -240,10 +237,10 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     assert w2.recover_now()
     assert w2.recovery_banner.isHidden()
     assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() == expected).all()
-    assert w2.session.sample.table is s2.table and w2.session.curation.adata is s2.table
+    assert w2.view.sample.table is s2.table and w2.view.curation.adata is s2.table
     assert json.loads(get_log(s2.table)["cell_ids"].iloc[0]) == s2.table.obs["cell_id"].iloc[:5].tolist()
     # the hover features and the colouring follow the recovered table
-    lab = store.layers_of(viewer2, sid2, "labels")[0]
+    lab = session_for(viewer2).layers_of(sid2, "labels")[0]
     assert (lab.features["cell_type_curated"].to_numpy() == expected).all()
     assert int(col2.counts()[col2.categories.index("CAR T")]) == int((expected == "CAR T").sum())
     w2.cleanup()
@@ -265,7 +262,7 @@ def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_f
     _open(viewer, demo_files)
     w = _widget(viewer, qtbot)
     w.set_reviewer("r")
-    w.session.select(np.arange(3))
+    w.view.select(np.arange(3))
     w.assign("Doublet")
     w.autosave_now()
     qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
@@ -314,13 +311,13 @@ def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_vie
         s.paths.clear()              # as if never saved (in-memory demo)
         s.name = "demo"
         add_sample_layers(viewer, s)
-        return s, store.register(s)
+        return s, session_for(viewer).register(s)
 
     viewer = make_napari_viewer_proxy()
     open_unsaved(viewer, a)
     w = _widget(viewer, qtbot)
     w.set_reviewer("r")
-    w.session.select(np.arange(3))
+    w.view.select(np.arange(3))
     w.assign("Doublet")
     w.autosave_now()
     qtbot.waitUntil(lambda: not w.autosave_busy(), timeout=10000)
@@ -356,12 +353,12 @@ def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, q
     s, _sid = _open(viewer, demo_files)
     w = _widget(viewer, qtbot)
     w.set_reviewer("r")
-    w.session.select(np.arange(3))
+    w.view.select(np.arange(3))
     w.assign("Doublet")
     assert w.autosave_policy.pending == 1
     _s2, sid2 = _open(viewer, other)
     w.sample_box.setCurrentIndex(w.sample_box.findData(sid2))
-    assert w.session.sid == sid2
+    assert w.view.sid == sid2
     qtbot.waitUntil(lambda: not w.autosave_busy() and w.last_autosave is not None, timeout=10000)
     import anndata as ad
 
@@ -380,7 +377,7 @@ def test_save_as_dialog_refuses_the_source(make_napari_viewer_proxy, qtbot, demo
     _open(viewer, demo_files)
     w = _widget(viewer, qtbot)
     w.set_reviewer("r")
-    w.session.select(np.arange(3))
+    w.view.select(np.arange(3))
     w.assign("Doublet")
     src = demo_files["table"]
     mtime = src.stat().st_mtime_ns

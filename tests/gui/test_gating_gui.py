@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import sample_id_of, session_for
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.analysis.gating import suggest_threshold, transform_values
 from napari_carspatial.model import Sample, instance_ids, spatial_to_yx
@@ -61,7 +61,7 @@ def gating(make_napari_viewer_proxy, qtbot):
 
 
 def _select_sample(widget, sample):
-    sid = store.register(sample)
+    sid = widget.session.register(sample)
     widget.sample_combo.setCurrentIndex(widget.sample_combo.findData(sid))
     assert widget.sample is sample
 
@@ -82,7 +82,7 @@ def _highlighted_ids(layer, sample) -> np.ndarray:
     return np.unique(lab[codes > 0])
 
 
-def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot, monkeypatch):
+def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     viewer, widget, a, b = gating
     assert widget.sample_combo.count() == 2
     _select_sample(widget, a)
@@ -98,7 +98,7 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot, monkeypatch
     assert widget._timer.isActive()
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
     layer = widget.preview_layer()
-    assert layer.visible and store.sample_id_of(layer) == store.register(a)
+    assert layer.visible and sample_id_of(layer) == session_for(viewer).register(a)
     np.testing.assert_allclose(layer.scale[-2:], [0.5, 0.5])   # on top of the cells (µm)
     shown = _highlighted_ids(layer, a)
     np.testing.assert_array_equal(shown[shown > 0], np.sort(instance_ids(a.table)[hand]))
@@ -118,22 +118,24 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot, monkeypatch
     widget.preview_check.setChecked(False)
     assert widget.preview_layer() is None
 
-    # without the colouring module the preview is a Points layer at the positive cells' centroids
-    from napari_carspatial.widgets import gating as gmod
-
-    monkeypatch.setattr(gmod, "_coloring_module", lambda: None)
-    widget._previews.clear()
+    # a sample without a cell mask: the preview is a Points layer at the positive cells' centroids
+    c = _grid_sample("nomask", seed=3)
+    lab_c = np.asarray(c.labels[0])
+    c.labels = []
+    add_sample_layers(viewer, c)
+    _select_sample(widget, c)
     widget.preview_check.setChecked(True)
     _choose_marker(widget, "CAR")
     widget.threshold_spin.setValue(250.0)
     widget.update_preview()
     layer = widget.preview_layer()
     assert layer.__class__.__name__ == "Points"
-    hand = a.table.X[:, 2] > 250.0
-    np.testing.assert_allclose(layer.data, spatial_to_yx(a.table.obsm["spatial"])[hand])
+    hand = c.table.X[:, 2] > 250.0
+    assert 0 < hand.sum() < c.n_cells
+    np.testing.assert_allclose(layer.data, spatial_to_yx(c.table.obsm["spatial"])[hand])
     np.testing.assert_allclose(layer.scale[-2:], [0.5, 0.5])
-    shown = _highlighted_ids(layer, a)
-    np.testing.assert_array_equal(shown, np.sort(instance_ids(a.table)[hand]))
+    yx = np.round(np.asarray(layer.data)).astype(int)
+    np.testing.assert_array_equal(np.unique(lab_c[yx[:, 0], yx[:, 1]]), np.sort(instance_ids(c.table)[hand]))
 
 
 def test_suggest_and_histogram_click(gating, qtbot):
@@ -210,7 +212,7 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
     assert "phenotype_gated" not in b.table.obs
 
     # the same gating on the second sample
-    assert widget.target_combo.currentData() == store.register(b)
+    assert widget.target_combo.currentData() == session_for(viewer).register(b)
     widget.apply_to_button.click()
     np.testing.assert_array_equal(np.asarray(b.table.obs["phenotype_gated"], dtype=object), hand(b))
 
@@ -256,3 +258,25 @@ def test_stored_gating_is_loaded_with_the_sample(make_napari_viewer_proxy, qtbot
     qtbot.addWidget(widget)
     assert widget.gates["CD3"].threshold == 123.0
     assert widget.rules_table.item(0, 1).text() == "CD3+"
+
+
+def test_values_measured_again_in_place_are_not_stale(gating, qtbot):
+    """The same number of cells with new values (a segmentation re-measure writes X in place):
+    after the session's table_changed the histogram, count and preview use the new values."""
+    viewer, widget, a, b = gating
+    _select_sample(widget, a)
+    _choose_marker(widget, "CD3")
+    widget.threshold_spin.setValue(200.0)
+    before = int(widget.preview_mask.sum())
+    a.table.X[:, 1] = a.table.X[:, 1] * 0.0 + 1000.0        # every cell bright now, same row count
+    assert int(widget.preview_mask.sum()) == before          # nothing told the dock yet
+    widget.session.table_changed(widget.sample_id, columns=["CD3"], reason="re-measured")
+    assert int(widget.preview_mask.sum()) == a.n_cells
+    assert widget.count_label.text().startswith(f"{a.n_cells:,} positive")
+    # busy: a worker writing this sample's table disables Apply and shows who is busy
+    with widget.session.busy_while(widget.sample_id, "committing segmentation edits"):
+        assert not widget.apply_button.isEnabled()
+        assert widget.busy_notice.isVisibleTo(widget)
+        assert "committing segmentation edits" in widget.busy_notice.text()
+    assert widget.apply_button.isEnabled()
+    assert not widget.busy_notice.isVisibleTo(widget)

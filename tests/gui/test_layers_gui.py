@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import META_SAMPLE, session_for
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.model import Sample
 
@@ -46,8 +46,8 @@ def test_add_sample_layers_names_colors_scale(make_napari_viewer_proxy):
     assert labels.contour == 1
     assert viewer.canvas.overlays.scale_bar.visible
     # the registry resolves the layer back to the sample, layers only hold an id
-    assert store.sample_of(labels) is sample
-    assert isinstance(labels.metadata[store.META_SAMPLE], str)
+    assert session_for(viewer).sample_of(labels) is sample
+    assert isinstance(labels.metadata[META_SAMPLE], str)
 
 
 def test_hover_status_shows_cell_id_and_type(make_napari_viewer_proxy):
@@ -101,13 +101,41 @@ def test_sample_widget_lists_sample(make_napari_viewer_proxy, qtbot):
     assert widget.tree.topLevelItemCount() == 0
 
 
-def test_reader_bad_file_notifies_instead_of_traceback(tmp_path, make_napari_viewer_proxy):
+def test_reader_bad_file_notifies_instead_of_traceback(tmp_path, make_napari_viewer_proxy, monkeypatch):
+    import napari.utils.notifications as notifications
+
     from napari_carspatial._napari.reader import read_path
 
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(msg))
     bad = tmp_path / "broken.ome.tif"
     bad.write_bytes(b"II*\x00" + b"\x00" * 20)   # a TIFF header and nothing else
     out = read_path(str(bad))
-    assert out == [(None,)]
+    assert out == [(None,)]                       # napari's "nothing to add": no exception
+    assert len(shown) == 1                        # one error notification ...
+    assert str(bad) in shown[0]                   # ... naming the file
+    assert "Traceback" not in shown[0]
+
+
+def test_reader_layer_data_carry_only_an_id(tmp_path, make_napari_viewer_proxy):
+    """The reader's tuples hold the sample id and the layer role in ``metadata``, nothing else;
+    the viewer's session claims the sample when the layers arrive and styles the outlines."""
+    from napari_carspatial._napari.layers import samples_to_layer_data
+
+    viewer = make_napari_viewer_proxy()
+    sample = _small_sample("read")
+    tuples = samples_to_layer_data([sample])
+    for _data, meta, _kind in tuples:
+        metas = meta["metadata"] if isinstance(meta["metadata"], list) else [meta["metadata"]]
+        for m in metas:
+            assert set(m) <= {META_SAMPLE, "carspatial_role", "carspatial_channel"}
+            assert all(isinstance(v, str) for v in m.values())
+    for data, meta, kind in tuples:
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    labels = viewer.layers["read cells"]
+    session = session_for(viewer)
+    assert session.sample_of(labels) is sample
+    assert labels.contour == 1
 
 
 def test_progressive_add_ends_with_every_channel_below_outlines(make_napari_viewer_proxy, qtbot):
@@ -122,14 +150,14 @@ def test_progressive_add_ends_with_every_channel_below_outlines(make_napari_view
     s = Sample("prog", image=[img], channel_names=names, labels=[lab]).validate()
     done = []
     first = add_samples_progressively(viewer, [s], batch=3, on_done=lambda: done.append(True))
-    viewer.layers.selection.active = viewer.layers["CD3"]      # the user picks a layer meanwhile
+    viewer.layers.selection.active = viewer.layers["CAR"]      # the user picks a layer meanwhile
     # first: the default-visible channels and the outlines only
-    assert {lyr.name for lyr in first} == {"DAPI", "PanCK", "CD3", "CAR", "CD68", "prog cells"}
+    assert {lyr.name for lyr in first} == {"DAPI", "PanCK", "CAR", "CD68", "prog cells"}   # nuclear + 3 lineages
     qtbot.waitUntil(lambda: bool(done), timeout=10000)
     order = [lyr.name for lyr in viewer.layers]
     assert sorted(order[:-1]) == sorted(names) and order[-1] == "prog cells"
     assert not any(viewer.layers[n].visible for n in names[5:])
-    assert viewer.layers.selection.active.name == "CD3"   # not stolen by the background adds
+    assert viewer.layers.selection.active.name == "CAR"   # not stolen by the background adds
     # the hidden channels got the same contrast as computed once for the sample
     lo, hi = viewer.layers["M3"].contrast_limits
     ref = np.percentile(img[8], [1, 99.8], method="lower")

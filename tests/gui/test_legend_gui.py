@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import sample_id_of, session_for
 from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.inspect import camera
 from napari_carspatial._napari.layers import add_sample_layers
@@ -197,7 +197,7 @@ def test_counts_in_view_and_selected_region(legend, qtbot):
 
 def test_highlight_and_registry(legend, qtbot):
     viewer, w, sample = legend
-    sid = store.sample_id_of(viewer.layers[0])
+    sid = sample_id_of(viewer.layers[0])
     col = get_coloring(viewer, sid)
     assert col is w.coloring                                          # one per (viewer, sample)
     assert get_coloring(viewer.__wrapped__, sid) is col              # also through the real viewer
@@ -208,7 +208,7 @@ def test_highlight_and_registry(legend, qtbot):
     y, x = _center(4242)
     assert int(np.asarray(hl.data[0][y, x])) == 0
     hl2 = col.highlight(~mask, name="CD3+")
-    assert hl2.name == hl.name and len(store.layers_of(viewer, sid, "cell_highlight")) == 1
+    assert hl2.name == hl.name and len(session_for(viewer).layers_of(sid, "cell_highlight")) == 1
     assert int(np.asarray(hl.data[0][y, x])) == 1
     col.clear_highlight("CD3+")
     assert col.highlight_layer("CD3+") is None

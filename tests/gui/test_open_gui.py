@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import META_ROLE, session_for
 
 
 def _status_text(layer, world):
@@ -21,11 +21,15 @@ def test_open_sample_demo_menu(make_napari_viewer_proxy):
     for marker in ["DAPI", "PanCK", "MSLN", "CD3", "CD4", "CD8", "CAR", "CD68", "CD163", "PD-L1",
                    "PD-1", "Ki-67", "CD20", "SMA"]:
         assert marker in names
-    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == "labels"]
+    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "labels"]
     assert len(labels) == 1
     lab = labels[0]
-    assert lab.contour == 1 and lab.multiscale
-    sample = store.sample_of(lab)
+    assert lab.multiscale
+    # the viewer's session (any dock makes it) claims the sample read without a viewer and
+    # draws its cells as outlines
+    session = session_for(viewer)
+    assert lab.contour == 1
+    sample = session.sample_of(lab)
     t = sample.table
     # hover over the centroid of a CAR T cell whose centroid pixel belongs to the cell itself
     obs = t.obs
@@ -51,9 +55,9 @@ def test_file_open_real_imc_with_reader(make_napari_viewer_proxy, cytomapper_dir
 def test_file_open_steinbock_folder(make_napari_viewer_proxy, steinbock_dir):
     viewer = make_napari_viewer_proxy()
     viewer.open(str(steinbock_dir), plugin="napari-carspatial")
-    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == "labels"]
+    labels = [lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "labels"]
     assert len(labels) == 15                       # one sample per acquisition
-    n_cells = sum(store.sample_of(lyr).n_cells for lyr in labels)
+    n_cells = sum(session_for(viewer).sample_of(lyr).n_cells for lyr in labels)
     assert n_cells == 404
     # acquisitions are tiled, not stacked: no two samples share an origin
     origins = {tuple(np.round(lyr.translate[-2:], 3)) for lyr in labels}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_carspatial._napari import store
+from napari_carspatial._napari import session_for
 from napari_carspatial._napari.layers import add_samples_layers
 from napari_carspatial.datasets import demo_pair
 
@@ -29,7 +29,7 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     pre, post = pair
     viewer = make_napari_viewer_proxy()
     add_samples_layers(viewer, [post, pre])
-    sid_post, sid_pre = store.register(post), store.register(pre)
+    sid_post, sid_pre = session_for(viewer).register(post), session_for(viewer).register(pre)
     truth = post.table.obs["cell_type"].astype(str).to_numpy()
 
     # 1. colour by cell type; the legend counts equal the table

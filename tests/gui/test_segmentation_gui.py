@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_carspatial._napari import seg_edit as se
-from napari_carspatial._napari import store
+from napari_carspatial._napari import session_for
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.model import get_log, instance_ids
 
@@ -42,7 +42,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     s = read_sample(demo_files["image"], mask=demo_files["mask"], table=demo_files["table"])
     viewer = make_napari_viewer_proxy()
     add_sample_layers(viewer, s)
-    sid = store.register(s)
+    sid = session_for(viewer).register(s)
     types0 = s.table.obs.set_index("cell_id")["cell_type"].astype(str)
     w = SegmentationWidget(viewer)
     qtbot.addWidget(w)

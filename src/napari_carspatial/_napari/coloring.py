@@ -20,8 +20,9 @@ number of cells:
   (NaN = background) in an Image layer with a colormap, contrast limits and napari's colour bar.
 
 The pure functions (:func:`label_lut`, :func:`category_lut`, :func:`map_labels`,
-:func:`outline`, :func:`codes_pyramid`) need no viewer. :class:`CellColouring` drives the layers
-of one sample in one viewer; :func:`get_colouring` returns the one for a (viewer, sample).
+:func:`outline`, :func:`codes_pyramid`) need no viewer. :class:`CellColoring` drives the layers
+of one sample in one viewer; the viewer's session owns it (``session_for(viewer).coloring(sid)``,
+or :func:`get_coloring`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +40,9 @@ import pandas as pd
 from ..model import colors_key, instance_ids, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
 from ..model.geometry import points_in_polygon
-from . import store
 from .inspect import camera
+from .session import META_ROLE, META_SAMPLE, session_for
+from .shapes import selected_polygons_world
 
 log = logging.getLogger(__name__)
 
@@ -456,60 +457,30 @@ def visible_world_rect(viewer) -> tuple[float, float, float, float]:
     return cy - h / (2 * z), cx - w / (2 * z), cy + h / (2 * z), cx + w / (2 * z)
 
 
-def selected_polygons_world(viewer) -> list[np.ndarray]:
-    """World (y, x) vertices of the selected shapes of every visible Shapes layer."""
-    from napari.layers import Shapes
-
-    out = []
-    for layer in viewer.layers:
-        if not isinstance(layer, Shapes) or not layer.visible:
-            continue
-        for i in sorted(layer.selected_data):
-            if i >= len(layer.data):
-                continue
-            verts = np.asarray(layer.data[i], dtype=float)
-            if len(verts) < 3 and layer.shape_type[i] not in ("rectangle", "ellipse"):
-                continue
-            if layer.shape_type[i] == "ellipse":
-                verts = _ellipse_polygon(verts)
-            world = np.asarray([layer.data_to_world(v) for v in verts])[:, -2:]
-            out.append(world)
-    return out
-
-
-def _ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
-    c = corners[:, -2:].mean(axis=0)
-    r = (corners[:, -2:].max(axis=0) - corners[:, -2:].min(axis=0)) / 2
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    poly = np.stack([c[0] + r[0] * np.sin(t), c[1] + r[1] * np.cos(t)], axis=1)
-    if corners.shape[1] > 2:
-        poly = np.hstack([np.repeat(corners[:1, :-2], n, axis=0), poly])
-    return poly
-
-
 # =========================================================================== the viewer side
 class CellColoring:
     """Colour the cells of one sample in one viewer by a categorical or numeric column.
 
     Parameters
     ----------
-    viewer
-        The napari viewer.
+    session
+        The viewer's :class:`~._napari.session.ViewerSession`.
     sample_id
-        Registry id of the sample (``layer.metadata[store.META_SAMPLE]``).
+        Id of the sample (``layer.metadata[META_SAMPLE]``).
 
     Notes
     -----
-    Use :func:`get_colouring` to get the instance of a (viewer, sample): the legend, the gating
-    widget and scripts then share one state. ``events.changed`` fires after every change.
+    The session owns one instance per sample (``session.coloring(sid)``): the legend, the
+    gating dock and scripts share one state. ``events.changed`` fires after every change.
     """
 
-    def __init__(self, viewer, sample_id: str):
+    def __init__(self, session, sample_id: str):
         from napari.utils.events import EmitterGroup
 
-        self.viewer = viewer
+        self.session = session
+        self.viewer = session.viewer
         self.sid = sample_id
-        if store.get(sample_id) is None:
+        if session.sample(sample_id) is None:
             raise KeyError(f"no sample registered under id {sample_id!r}")
         self.events = EmitterGroup(source=self, changed=None)
         self.key: str | None = None
@@ -530,7 +501,7 @@ class CellColoring:
     # ------------------------------------------------------------------ sample and geometry
     @property
     def sample(self):
-        s = store.get(self.sid)
+        s = self.session.sample(self.sid)
         if s is None:
             raise KeyError(f"sample {self.sid!r} is no longer open")
         return s
@@ -542,14 +513,6 @@ class CellColoring:
             raise ValueError(f"sample {self.sample.name!r} has no cell table to colour by")
         return t
 
-    def _scale(self) -> tuple[float, float]:
-        px = self.sample.pixel_size_um
-        return (px, px) if px else (1.0, 1.0)
-
-    def _translate(self) -> tuple[float, float]:
-        ref = store.layers_of(self.viewer, self.sid, "labels")
-        return tuple(ref[0].translate[-2:]) if ref else (0.0, 0.0)
-
     def ids(self) -> np.ndarray:
         if self._ids is None or len(self._ids) != self.table.n_obs:
             self._ids = instance_ids(self.table)
@@ -558,19 +521,21 @@ class CellColoring:
     def cell_yx_world(self) -> np.ndarray:
         """Cell centroids in world (y, x) coordinates (µm when the pixel size is known)."""
         if self._yx_world is None or len(self._yx_world) != self.table.n_obs:
+            (sy, sx), (ty, tx), _ = self.session.geometry(self.sid)
             yx = spatial_to_yx(np.asarray(self.table.obsm[SPATIAL_KEY], dtype=float))
-            self._yx_world = yx * np.asarray(self._scale()) + np.asarray(self._translate())
+            self._yx_world = yx * np.asarray((sy, sx)) + np.asarray((ty, tx))
         return self._yx_world
 
     def _layer_kwargs(self, name: str, role: str) -> dict:
         labels = self.sample.labels
+        scale, translate, units = self.session.geometry(self.sid)
         return {
             "name": name,
-            "scale": self._scale(),
-            "translate": self._translate(),
-            "units": ("um", "um") if self.sample.pixel_size_um else ("pixel", "pixel"),
+            "scale": scale,
+            "translate": translate,
+            "units": units,
             "multiscale": len(labels) > 1,
-            "metadata": {store.META_SAMPLE: self.sid, store.META_ROLE: role},
+            "metadata": {META_SAMPLE: self.sid, META_ROLE: role},
         }
 
     def _pyramid(self, lut: LabelLut, outline_only: bool):
@@ -581,7 +546,7 @@ class CellColoring:
         return pyr if len(pyr) > 1 else pyr[0]
 
     def _find(self, role: str):
-        found = store.layers_of(self.viewer, self.sid, role)
+        found = self.session.layers_of(self.sid, role)
         return found[0] if found else None
 
     # ------------------------------------------------------------------ categorical
@@ -851,7 +816,7 @@ class CellColoring:
 
     def highlight_layer(self, name: str = "highlight"):
         """The highlight layer called ``name``, or None."""
-        for lyr in store.layers_of(self.viewer, self.sid, ROLE_HIGHLIGHT):
+        for lyr in self.session.layers_of(self.sid, ROLE_HIGHLIGHT):
             if lyr.metadata.get(META_KEY) == name:
                 return lyr
         return None
@@ -896,18 +861,6 @@ class CellColoring:
         return out
 
 
-_registry: weakref.WeakKeyDictionary[Any, dict[str, CellColoring]] = weakref.WeakKeyDictionary()
-
-
 def get_coloring(viewer, sample_id: str) -> CellColoring:
-    """The :class:`CellColouring` of ``sample_id`` in ``viewer`` (one per viewer and sample).
-
-    A viewer wrapped in napari's public-API proxy (as in tests) shares the instance of the viewer
-    it wraps.
-    """
-    key = getattr(viewer, "__wrapped__", viewer)
-    per_viewer = _registry.setdefault(key, {})
-    col = per_viewer.get(sample_id)
-    if col is None:
-        col = per_viewer[sample_id] = CellColoring(viewer, sample_id)
-    return col
+    """The :class:`CellColoring` of ``sample_id`` in ``viewer``: ``session_for(viewer).coloring(sample_id)``."""
+    return session_for(viewer).coloring(sample_id)

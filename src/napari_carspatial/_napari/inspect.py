@@ -207,21 +207,21 @@ ROLE_PINNED = "pinned"
 
 def ring_marker_layer(viewer, labels_layer, sid: str, info: CellInfo):
     """Create or move the "pinned cell" marker: an open yellow ring sized to the cell."""
-    from . import store
+    from .session import META_ROLE, META_SAMPLE
 
     yx = spatial_to_yx(np.array([info.centroid_px]))[0]
     area = info.area_px or 100.0
     diameter_px = 2.0 * np.sqrt(area / np.pi) * 1.8
     scale = np.asarray(labels_layer.scale[-2:], dtype=float)
-    layer = next((lyr for lyr in viewer.layers if lyr.metadata.get(store.META_ROLE) == ROLE_PINNED
-                  and lyr.metadata.get(store.META_SAMPLE) == sid), None)
+    layer = next((lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == ROLE_PINNED
+                  and lyr.metadata.get(META_SAMPLE) == sid), None)
     if layer is None:
         layer = viewer.add_points(
             [yx], name="pinned cell", size=diameter_px, face_color="transparent",
             border_color="yellow", border_width=0.12, border_width_is_relative=True,
             scale=tuple(scale), translate=tuple(labels_layer.translate[-2:]),
             units=tuple(str(u) for u in labels_layer.units[-2:]),   # mixed units break the scale bar
-            metadata={store.META_SAMPLE: sid, store.META_ROLE: ROLE_PINNED},
+            metadata={META_SAMPLE: sid, META_ROLE: ROLE_PINNED},
         )
         # keep the selection on the layer the reviewer was using
         viewer.layers.selection.active = labels_layer

@@ -15,95 +15,33 @@ import numpy as np
 import pandas as pd
 
 from ..model import Sample, instance_ids
-from . import store
+from ..model import channels as _policy
+from .session import META_CHANNEL, META_ROLE, META_SAMPLE, SampleEntry, pending_entry, session_for
 
 log = logging.getLogger(__name__)
 
-# Marker -> napari colormap. Nuclear stains blue, epithelium/tumour green, T cells red/magenta...
-_KNOWN = {
-    "dapi": "blue", "hoechst": "blue", "h3": "blue", "histone": "blue", "ir191": "blue", "ir193": "blue",
-    "dna": "blue", "nuclear": "blue",
-    "panck": "green", "pan-ck": "green", "keratin": "green", "cytokeratin": "green", "ecad": "green",
-    "cdh": "green", "e-cadherin": "green", "epcam": "green",
-    "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cea": "yellow", "her2": "yellow",
-    "cd3": "red", "car": "magenta", "cd8": "I Orange", "cd8a": "I Orange", "cd4": "I Forest",
-    "cd68": "cyan", "cd163": "I Blue", "pd-l1": "I Purple", "pdl1": "I Purple", "pd-1": "I Bordeaux",
-    "pd1": "I Bordeaux", "ki-67": "gray", "ki67": "gray", "cd20": "I Forest", "sma": "gray",
-    "cd31": "gray", "cd45": "red",
-}
-_CYCLE = ["green", "magenta", "cyan", "yellow", "red", "I Orange", "I Purple", "I Forest",
-          "I Blue", "I Bordeaux", "gray"]
-# Markers shown by default (others loaded but hidden): too many additive channels is mush.
-_DEFAULT_VISIBLE = ["dapi", "h3", "panck", "cdh", "msln", "cd3", "car", "cd68", "cd8a"]
-MAX_DEFAULT_VISIBLE = 5
+def channel_colormaps(names: list[str], visible: list[bool] | None = None) -> list[str]:
+    """A napari colormap name per channel (:func:`napari_carspatial.model.channels.channel_colormaps`):
+    known markers get their usual colour, the channels shown first distinct ones, and every
+    colormap maps 0 to black, so additive blending never whitens the canvas."""
+    return _policy.channel_colormaps(names, visible)
 
 
-def channel_colormaps(names: list[str]) -> list[str]:
-    """A napari colormap name per channel: known markers get their usual colour, others cycle."""
-    out, used, k = [], set(), 0
-    for n in names:
-        cmap = _KNOWN.get(n.strip().lower())
-        if cmap is None or (cmap in used and cmap not in ("gray",)):
-            while _CYCLE[k % len(_CYCLE)] in used and k < 2 * len(_CYCLE):
-                k += 1
-            cmap = _CYCLE[k % len(_CYCLE)]
-            k += 1
-        used.add(cmap)
-        out.append(cmap)
-    return out
-
-
-def default_visible(names: list[str]) -> list[bool]:
-    """Which channels to show first: a handful of key markers, else the first three."""
-    low = [n.strip().lower() for n in names]
-    chosen = [i for key in _DEFAULT_VISIBLE for i, n in enumerate(low) if n == key][:MAX_DEFAULT_VISIBLE]
-    if not chosen:
-        chosen = list(range(min(3, len(names))))
-    return [i in chosen for i in range(len(names))]
+def default_visible(names: list[str], *, empty: list[bool] | None = None) -> list[bool]:
+    """Which channels to show first: one nuclear channel plus up to three lineage markers;
+    background / blank / all-zero channels never (see :mod:`napari_carspatial.model.channels`)."""
+    return _policy.default_visible(names, empty=empty)
 
 
 def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
                     max_values: int = 1_000_000) -> list[tuple[float, float]]:
-    """Per-channel (low, high) percentile limits of one (C, Y, X) pyramid level.
+    """Per-channel display limits of one (C, Y, X) pyramid level; robust for sparse counts.
 
-    Call it with the *smallest* level: it is computed, so it must be small. Integer images use an
-    exact histogram (``bincount``), floats a regular subsample of at most ``max_values`` pixels.
+    Call it with the *smallest* level: it is computed, so it must be small. See
+    :func:`napari_carspatial.model.channels.contrast_limits`.
     """
-    arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
-    lims = []
-    for ch in arr.reshape(arr.shape[0], -1):
-        if np.issubdtype(ch.dtype, np.integer) and ch.dtype.itemsize <= 2 and ch.size:
-            lims.append(_int_percentiles(ch, low, high))
-            continue
-        step = max(1, ch.size // max_values)
-        finite = ch[::step].astype(np.float32, copy=False)
-        finite = finite[np.isfinite(finite)]
-        if finite.size == 0:
-            lims.append((0.0, 1.0))
-            continue
-        lo, hi = np.percentile(finite, [low, high])
-        lims.append(_widen(float(lo), float(hi), float(finite.max())))
-    return lims
+    return _policy.contrast_limits(level, low=low, high=high, max_values=max_values)
 
-
-def _int_percentiles(ch: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """Percentiles of a (u)int8/16 channel from its histogram (same as np.percentile 'lower')."""
-    offset = int(ch.min()) if ch.dtype.kind == "i" else 0
-    counts = np.bincount((ch.astype(np.int64) - offset) if offset else ch)
-    cdf = np.cumsum(counts)
-    n = cdf[-1]
-    lo = int(np.searchsorted(cdf, low / 100 * (n - 1), side="right")) + offset
-    hi = int(np.searchsorted(cdf, high / 100 * (n - 1), side="right")) + offset
-    return _widen(float(lo), float(hi), float(len(counts) - 1 + offset))
-
-
-def _widen(lo: float, hi: float, vmax: float) -> tuple[float, float]:
-    if hi <= lo:
-        hi = lo + (1.0 if vmax <= lo else vmax - lo)
-    return (lo, hi)
-
-
-_plans: dict[str, dict] = {}
 
 #: at most this many (y, x) blocks of the smallest level are read for contrast limits
 MAX_CONTRAST_BLOCKS = 16
@@ -137,18 +75,27 @@ def sampled_blocks(level, max_blocks: int = MAX_CONTRAST_BLOCKS):
     return da.concatenate(rows, axis=1)
 
 
-def channel_plan(sample: Sample, sid: str) -> dict:
-    """Colours, contrast limits and default visibility of every channel (computed once)."""
-    plan = _plans.get(sid)
+def channel_plan(sample: Sample, cache: dict | None = None) -> dict:
+    """Colours, contrast limits and default visibility of every channel.
+
+    Computed once per sample when ``cache`` (the sample's session cache,
+    :meth:`ViewerSession.cache`) is given: it dies with the sample.
+    """
+    plan = None if cache is None else cache.get("channel_plan")
     if plan is None:
         names = sample.channel_names
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+        small = np.asarray(sampled_blocks(smallest))
+        empty = _policy.empty_channels(small)
+        visible = default_visible(names, empty=empty)
         plan = {
-            "colormap": channel_colormaps(names),
-            "contrast_limits": contrast_limits(sampled_blocks(smallest)),
-            "visible": default_visible(names),
+            "colormap": channel_colormaps(names, visible),
+            "contrast_limits": contrast_limits(small),
+            "visible": visible,
+            "empty": empty,
         }
-        _plans[sid] = plan
+        if cache is not None:
+            cache["channel_plan"] = plan
     return plan
 
 
@@ -197,20 +144,23 @@ def guess_type_key(adata) -> str | None:
 
 
 def sample_to_layer_data(
-    sample: Sample, *, sid: str | None = None, translate: tuple[float, float] = (0.0, 0.0),
+    sample: Sample, *, entry: SampleEntry | None = None, translate: tuple[float, float] = (0.0, 0.0),
     prefix: str | None = None, channels="all", labels: bool = True,
 ) -> list[tuple[Any, dict, str]]:
     """napari layer-data tuples for ``sample`` (image channels, then labels). No viewer needed.
 
     ``translate`` (world units) places the sample in a montage; ``prefix`` is put before channel
     names so several samples' layers stay distinguishable. ``channels`` is ``"all"``,
-    ``"visible"`` (the ones shown first), ``"hidden"`` or a list of channel indices.
+    ``"visible"`` (the ones shown first), ``"hidden"`` or a list of channel indices. ``entry``
+    is the sample's session entry (default: a pending one, claimed by the session of the viewer
+    the layers are added to). Layers carry only the sample id in their metadata.
     """
-    sid = sid or store.register(sample)
+    entry = entry or pending_entry(sample)
+    sid = entry.sid
     scale = _scale(sample)
     out: list[tuple[Any, dict, str]] = []
     if sample.image:
-        plan = channel_plan(sample, sid)
+        plan = channel_plan(sample, entry.cache)
         idx = _channel_indices(channels, plan["visible"])
         names = [sample.channel_names[i] for i in idx]
         pyramid = sample.image if len(idx) == sample.n_channels else [lvl[idx] for lvl in sample.image]
@@ -228,7 +178,7 @@ def sample_to_layer_data(
                 "units": _units(sample),
                 "multiscale": multiscale,
                 "metadata": [
-                    {store.META_SAMPLE: sid, store.META_ROLE: "image", store.META_CHANNEL: n} for n in names
+                    {META_SAMPLE: sid, META_ROLE: "image", META_CHANNEL: n} for n in names
                 ],
             }
             out.append((pyramid if multiscale else pyramid[0], meta, "image"))
@@ -243,7 +193,7 @@ def sample_to_layer_data(
             "opacity": 0.45,
             "blending": "translucent",
             "colormap": outline_colormap(),
-            "metadata": {store.META_SAMPLE: sid, store.META_ROLE: "labels"},
+            "metadata": {META_SAMPLE: sid, META_ROLE: "labels"},
         }
         feats = hover_features(sample)
         if feats is not None:
@@ -286,6 +236,11 @@ def _prefixes(samples: list[Sample]) -> list[str | None]:
     return [f"{n}: " for n in short_names([s.name for s in samples])]
 
 
+def prefixes(samples: list[Sample]) -> list[str | None]:
+    """Layer-name prefixes of samples shown together (None for a single sample)."""
+    return _prefixes(samples)
+
+
 def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
     """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
     out = []
@@ -297,7 +252,7 @@ def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
 def _below_outlines(viewer, sid: str, added: list) -> None:
     """Move newly added image layers under the sample's labels layer(s)."""
     lab = [i for i, lyr in enumerate(viewer.layers)
-           if lyr.metadata.get(store.META_SAMPLE) == sid and lyr.metadata.get(store.META_ROLE) != "image"
+           if lyr.metadata.get(META_SAMPLE) == sid and lyr.metadata.get(META_ROLE) != "image"
            and lyr not in added]
     if not lab:
         return
@@ -324,10 +279,11 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
     Channels added later (``channels="hidden"`` after ``"visible"``) are placed below the
     sample's cell outlines, so the layer order stays images-then-outlines.
     """
-    store.watch_viewer(viewer)
+    session = session_for(viewer)
     layers = []
-    sid = store.register(sample)
-    for data, meta, kind in sample_to_layer_data(sample, translate=translate, prefix=prefix,
+    sid = session.register(sample)
+    entry = session.entry(sid)
+    for data, meta, kind in sample_to_layer_data(sample, entry=entry, translate=translate, prefix=prefix,
                                                  channels=channels, labels=labels):
         if kind == "image":
             added = viewer.add_image(data, **meta)
@@ -337,6 +293,7 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
         elif kind == "labels":
             lbl = viewer.add_labels(data, **meta)
             style_labels(lbl)
+            session.mark_styled(lbl)
             layers.append(lbl)
     if sample.pixel_size_um:
         show_scale_bar(viewer)
@@ -351,7 +308,7 @@ def outline_colormap():
     """Every cell the same quiet grey, background transparent: a 2-entry cyclic colormap.
 
     Random per-cell colours turn 40,000 outlines into noise at slide zoom; colouring by cell type
-    is the legend's job (``colouring.CellColouring``). Given at layer creation, so the labels are
+    is the legend's job (``coloring.CellColoring``). Given at layer creation, so the labels are
     mapped to colours once.
     """
     from napari.utils.colormaps import CyclicLabelColormap

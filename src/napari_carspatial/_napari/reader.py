@@ -3,19 +3,23 @@
 Bad input never reaches the user as a traceback: the reader shows a napari error notification
 with the file and the problem, and returns napari's null-layer sentinel, so nothing already open
 is disturbed.
+
+The reader only returns layer-data tuples (testable without a viewer; their metadata holds the
+sample id and the layer's role, nothing else). It never looks for a viewer: the session of the
+viewer the layers land in (:mod:`.session`) claims the sample, styles the cell outlines and fits
+the view.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import weakref
 
 from ..model import SampleError
 from . import layers as _layers
+from .notify import notify
 
 log = logging.getLogger(__name__)
-_hooked: weakref.WeakSet = weakref.WeakSet()
 
 
 def _detect(path) -> str | None:
@@ -54,38 +58,10 @@ def read_path(path):
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
-    out = _layers.samples_to_layer_data(samples)
-    _style_when_added()
-    return out
+    return _layers.samples_to_layer_data(samples)
 
 
 def _fail(message: str):
-    from napari.utils.notifications import show_error
-
-    show_error(message)
+    notify(message, "error")
     return [(None,)]
 
-
-def _style_when_added() -> None:
-    """Give labels layers opened through File > Open the same outline style as the API path."""
-    import napari
-
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return
-    from . import store
-
-    store.watch_viewer(viewer)
-
-    def _on_inserted(event):
-        layer = event.value
-        if layer.metadata.get(store.META_ROLE) == "labels" and not layer.metadata.get("_styled"):
-            _layers.style_labels(layer)
-            layer.metadata["_styled"] = True
-            viewer.reset_view()   # fit everything opened (a montage of acquisitions included)
-            if getattr(layer, "units", None) is not None and store.sample_of(layer) and store.sample_of(layer).pixel_size_um:
-                _layers.show_scale_bar(viewer)
-
-    if viewer not in _hooked:
-        _hooked.add(viewer)
-        viewer.layers.events.inserted.connect(_on_inserted)

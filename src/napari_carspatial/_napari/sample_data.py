@@ -8,11 +8,7 @@ from . import layers as _layers
 def _demo(timepoint: str):
     from ..datasets import demo_sample
 
-    sample = demo_sample(timepoint=timepoint)
-    from .reader import _style_when_added
-
-    _style_when_added()
-    return _layers.sample_to_layer_data(sample)
+    return _layers.sample_to_layer_data(demo_sample(timepoint=timepoint))
 
 
 def demo_post():

@@ -411,11 +411,11 @@ def region_metrics(
         }
         # graph of the region's cells at the contact radius (µm coordinates)
         idx = np.flatnonzero(rmask)
-        oe_ct = oe_cm = clus = clus_z = nan
+        oe_ct = oe_cm = clus = clus_z = obs_ct = obs_cm = nan
         if idx.size >= 2:
             adj = spatial_graph(xy[idx], method="radius", radius=float(contact_radius_um)).connectivities
-            _, _, oe_ct = _log2_oe(adj, car[idx], tum[idx])
-            _, _, oe_cm = _log2_oe(adj, car[idx], mye[idx])
+            obs_ct, _, oe_ct = _log2_oe(adj, car[idx], tum[idx])
+            obs_cm, _, oe_cm = _log2_oe(adj, car[idx], mye[idx])
             # antigen-negative clustering: join counts on the graph induced on tumour cells
             ti = np.flatnonzero(tum[idx])
             if ti.size >= 3:
@@ -431,6 +431,9 @@ def region_metrics(
         vals["antigen_neg_clustering_z"] = float(clus_z)
         vals["log2_oe_car_t_tumor"] = float(oe_ct)
         vals["log2_oe_car_t_myeloid"] = float(oe_cm)
+        # observed edges behind the O/E ratios: 0 means "no contacts" (the ratio is then the pseudo-count floor)
+        vals["n_contacts_car_t_tumor"] = float(obs_ct)
+        vals["n_contacts_car_t_myeloid"] = float(obs_cm)
         d = distance.cell_um[rc]
         d = d[np.isfinite(d)]
         vals["infiltration_median_um"] = float(np.median(d)) if d.size else nan

@@ -34,6 +34,10 @@ class ImageData(NamedTuple):
     pixel_size_um: float | None
     #: the file that was read
     path: str
+    #: per channel, what the file says besides the name (mass, metal, fluorophore, ...), or None
+    channel_metadata: list[dict] | None = None
+    #: file-level facts worth keeping in ``Sample.metadata`` (platform, run ids, ...), or None
+    metadata: dict | None = None
 
 
 def is_tiff(path) -> bool:
@@ -93,6 +97,7 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
                 series_list = _pyramid_series(tif)
                 _check_complete(tif, series_list, p)
                 s0 = series_list[0][0]
+                _check_ome_planes(tif, p)
                 axes = s0.axes
                 levels = [_level_to_cyx(_lazy(s, lvl), s.axes, p) for s, lvl in series_list]
                 pages0 = [_full_page(tif, pg) for pg in s0.levels[0].pages]
@@ -100,8 +105,11 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
             idx = next((i for i, s in enumerate(tif.series) if s is s0), 0)
             names = _channel_names(tif, idx, pages0, n_c)
             px = _pixel_size(tif, idx)
+            from .vendor_meta import channel_metadata
+
+            cmeta = channel_metadata(tif, idx, pages0, names)
     log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
-    return ImageData(levels, names, px, os.fspath(p))
+    return ImageData(levels, names, px, os.fspath(p), cmeta)
 
 
 # --------------------------------------------------------------------------- structure
@@ -187,6 +195,21 @@ def _check_complete(tif, series_list, path) -> None:
                     f"the TIFF is truncated: image data extends beyond the end of the file ({size} bytes).",
                     path=path, hint="The copy is incomplete; copy the file again.",
                 )
+
+
+def _check_ome_planes(tif, path) -> None:
+    """Refuse an OME-TIFF holding more image planes than its OME-XML describes (tifffile would
+    drop the extra planes with a warning only): name both counts."""
+    if not tif.is_ome:
+        return
+    described = {pg.index for s in tif.series for lvl in s.levels for pg in lvl.pages
+                 if pg is not None and isinstance(pg.index, int)}
+    n = len(tif.pages)
+    if n > len(described):
+        raise ReaderError(f"the OME-XML describes {len(described)} image plane(s) but the file holds {n}: "
+                          f"{n - len(described)} plane(s) have no channel in the metadata and would be dropped.",
+                          path=path, hint="Fix the OME-XML (SizeC and one Channel per plane) or re-export "
+                                          "the image with every channel named.")
 
 
 def _lazy(series, level: int):

@@ -38,18 +38,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
+from .._napari import column_choices, notify, session_for, shapes_region
 from ..analysis import plotting
-from ..analysis.regions import (
-    DEFAULT_ROLES,
-    Region,
-    cells_in_polygon,
-    polygon_area_px,
-    regions_from_rois,
-)
+from ..analysis.regions import DEFAULT_ROLES, Region, regions_from_rois
 from ..analysis.results import STATISTICS, AnalysisResult, iter_compute, load_results, store_result
 from ..model.atomic import atomic_write
-from ._common import refill_sample_combo
+from ._common import BusyNotice, refill_sample_combo, theme_colors
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +52,7 @@ ROLE_NAMES = ["tumor", "antigen_neg", "car_t", "myeloid", "pdl1_macrophage"]
 
 
 def _notify(message: str, error: bool = False) -> None:
-    from napari.utils.notifications import show_error, show_info
-
-    (log.warning if error else log.info)(message)
-    (show_error if error else show_info)(message)
+    notify(message, "error" if error else "info")
 
 
 class _Canvas(QWidget):
@@ -85,10 +76,9 @@ class AnalysisWidget(QWidget):
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
-        from .gating import _theme_colors
-
         self.viewer = napari_viewer
-        self.theme = _theme_colors(napari_viewer)
+        self.session = session_for(napari_viewer)
+        self.theme = theme_colors(napari_viewer)
         self.results: dict[str, AnalysisResult] = {}
         self.current: AnalysisResult | None = None
         self._worker = None
@@ -100,6 +90,9 @@ class AnalysisWidget(QWidget):
         form.addRow("Sample", self.sample_combo)
         form.addRow("Cell types", self.key_combo)
         root.addLayout(form)
+        self.busy_notice = BusyNotice(self.session, lambda: self.sample_combo.currentData(),
+                                      on_change=lambda busy: self.run_btn.setEnabled(not busy and self._worker is None))
+        root.addWidget(self.busy_notice)
 
         self.tabs = QTabWidget()
         root.addWidget(self.tabs)
@@ -215,6 +208,7 @@ class AnalysisWidget(QWidget):
         self.csv_btn.clicked.connect(lambda: self._export_dialog("csv"))
         self.viewer.layers.events.inserted.connect(self._on_layers)
         self.viewer.layers.events.removed.connect(self._on_layers)
+        self.session.events.table_changed.connect(self._on_table_changed)
         self._on_layers()
 
     # ------------------------------------------------------------------ samples and regions
@@ -224,11 +218,26 @@ class AnalysisWidget(QWidget):
 
     @property
     def sample(self):
-        sid = self.sample_id
-        return None if sid is None else store.get(sid)
+        return self.session.sample(self.sample_id)
+
+    def _on_table_changed(self, event):
+        """New categorical columns (curation, gating) become choices; the current one is kept."""
+        if event.sid != self.sample_id or self.sample is None:
+            return
+        cats = [c for c in column_choices(self.sample.table)["categorical"] if c != "niche"]
+        if cats != [self.key_combo.itemText(i) for i in range(self.key_combo.count())]:
+            cur = self.key_combo.currentText()
+            self.key_combo.blockSignals(True)
+            self.key_combo.clear()
+            self.key_combo.addItems(cats)
+            if cur in cats:
+                self.key_combo.setCurrentText(cur)
+            self.key_combo.blockSignals(False)
+        if event.structure or event.columns is None or "roi" in (event.columns or ()):
+            self.refresh_regions()
 
     def _on_layers(self, event=None):
-        changed, _ = refill_sample_combo(self.sample_combo, self.viewer)
+        changed, _ = refill_sample_combo(self.sample_combo, self.session)
         if changed:
             self._on_sample()
         else:
@@ -237,11 +246,10 @@ class AnalysisWidget(QWidget):
     def _on_sample(self, *_):
         s = self.sample
         self.key_combo.clear()
+        self.busy_notice.update_state()
         if s is None or s.table is None:
             self.refresh_regions()
             return
-        from .._napari.coloring import column_choices
-
         # distances are typed in µm; without a pixel size they can only be pixels: say so
         unit = " µm" if s.pixel_size_um else " px"
         for spin in (self.maxd_spin, self.radius_spin):
@@ -283,40 +291,8 @@ class AnalysisWidget(QWidget):
             it.setCheckState(Qt.Checked if it.text() in names else Qt.Unchecked)
 
     def _shape_region(self, layer) -> Region:
-        """Cells of a Shapes layer: polygons in world coordinates -> level-0 pixels, even-odd."""
-        from .._napari.coloring import get_coloring
-
-        col = get_coloring(self.viewer, self.sample_id)
-        scale = np.asarray(col._scale())
-        trans = np.asarray(col._translate())
-        adata = self.sample.table
-        mask = np.zeros(adata.n_obs, bool)
-        area_px = 0.0
-        polys = []
-        for verts, stype in zip(layer.data, layer.shape_type, strict=False):
-            v = np.asarray(verts, float)[:, -2:]
-            world = v * np.asarray(layer.scale[-2:]) + np.asarray(layer.translate[-2:])
-            px = (world - trans) / scale
-            if stype == "ellipse":
-                from .._napari.coloring import _ellipse_polygon
-
-                px = _ellipse_polygon(px)
-            if stype in ("line", "path") or len(px) < 3:
-                continue
-            mask ^= cells_in_polygon(adata, px)
-            area_px += polygon_area_px(px)  # even-odd holes are assumed inside: subtract below
-            polys.append(px)
-        # area of the even-odd union: outer polygons minus contained ones (nested rings)
-        if len(polys) > 1:
-            from matplotlib.path import Path as MPath
-
-            area_px = 0.0
-            for i, p in enumerate(polys):
-                depth = sum(MPath(q[:, ::-1]).contains_point(p[0][::-1]) for j, q in enumerate(polys) if j != i)
-                area_px += polygon_area_px(p) * (1 if depth % 2 == 0 else -1)
-        r = Region(layer.name, mask, None, "shapes")
-        r.area_px = area_px
-        return r
+        """Cells of a Shapes layer (even-odd polygons, in the sample's level-0 pixels)."""
+        return shapes_region(self.session, self.sample_id, layer)
 
     def selected_regions(self) -> dict[str, Region]:
         s = self.sample
@@ -400,6 +376,7 @@ class AnalysisWidget(QWidget):
         return worker
 
     def cancel(self):
+        """Stop the running statistic at its next step; nothing of it is stored or shown."""
         if self._worker is not None:
             self._worker.quit()
             self.progress.setFormat("cancelled")
@@ -420,12 +397,12 @@ class AnalysisWidget(QWidget):
             return
         store_result(s.table, result)
         if result.statistic == "niches" and "niche" in result.extras:
-            from .._napari.coloring import get_coloring
             from ..analysis.niches import store_niches
 
             store_niches(s.table, result.extras["niche"], mask=result.extras["niche_mask"])
+            self.session.table_changed(self.sample_id, columns=["niche"], reason="niches")
             try:
-                get_coloring(self.viewer, self.sample_id).color_by_category("niche")
+                self.session.coloring(self.sample_id).color_by_category("niche")
             except (ValueError, KeyError) as err:
                 _notify(f"cannot colour niches on the slide: {err}", error=True)
         self._load_stored(select=result.statistic)

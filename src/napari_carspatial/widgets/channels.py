@@ -22,8 +22,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
-from .._napari.layers import contrast_limits
+from .._napari import (
+    META_CHANNEL,
+    ROLE_IMAGE,
+    contrast_limits,
+    notify,
+    role_of,
+    sample_id_of,
+    session_for,
+)
 from ..model.marker_panels import MarkerPanel, load_panels, save_panel
 from ._common import refill_sample_combo
 
@@ -39,6 +46,7 @@ class ChannelsWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
         self._updating = False
 
         self.sample_combo = QComboBox()
@@ -115,17 +123,18 @@ class ChannelsWidget(QWidget):
 
     # ------------------------------------------------------------------ plumbing
     def _refresh_samples(self, event=None):
-        refill_sample_combo(self.sample_combo, self.viewer,
-                            where=lambda s: bool(store.layers_of(self.viewer, store.register(s), "image")))
+        with_images = {sample_id_of(lyr) for lyr in self.viewer.layers if role_of(lyr) == ROLE_IMAGE}
+        refill_sample_combo(self.sample_combo, self.session,
+                            where=lambda s: self.session.sid_of(s) in with_images)
         self._fill()
 
     def image_layers(self) -> list:
         sid = self.sample_combo.currentData()
-        return store.layers_of(self.viewer, sid, "image") if sid else []
+        return self.session.layers_of(sid, ROLE_IMAGE) if sid else []
 
     def _layer(self, name: str):
         for lyr in self.image_layers():
-            if lyr.metadata.get(store.META_CHANNEL) == name:
+            if lyr.metadata.get(META_CHANNEL) == name:
                 return lyr
         return None
 
@@ -133,7 +142,7 @@ class ChannelsWidget(QWidget):
         self._updating = True
         self.list.clear()
         for lyr in self.image_layers():
-            name = lyr.metadata.get(store.META_CHANNEL, lyr.name)
+            name = lyr.metadata.get(META_CHANNEL, lyr.name)
             item = QListWidgetItem(name)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Checked if lyr.visible else Qt.Unchecked)
@@ -213,12 +222,12 @@ class ChannelsWidget(QWidget):
     def auto_contrast_visible(self) -> dict[str, tuple[float, float]]:
         """Percentile contrast (from the smallest pyramid level) for every visible channel."""
         sid = self.sample_combo.currentData()
-        sample = store.get(sid) if sid else None
+        sample = self.session.sample(sid)
         if sample is None:
             return {}
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
         vis = [lyr for lyr in self.image_layers() if lyr.visible]
-        idx = [sample.channel_index(lyr.metadata[store.META_CHANNEL]) for lyr in vis]
+        idx = [sample.channel_index(lyr.metadata[META_CHANNEL]) for lyr in vis]
         if not idx:
             return {}
         lims = contrast_limits(smallest[idx])
@@ -227,7 +236,7 @@ class ChannelsWidget(QWidget):
             lo, hi = lyr.contrast_limits_range
             lyr.contrast_limits_range = (min(lo, lim[0]), max(hi, lim[1]))
             lyr.contrast_limits = lim
-            out[lyr.metadata[store.META_CHANNEL]] = lim
+            out[lyr.metadata[META_CHANNEL]] = lim
         self._current_changed(self.list.currentItem())
         self.message.setText(f"Auto-contrast applied to {len(out)} visible channel(s).")
         return out
@@ -236,9 +245,7 @@ class ChannelsWidget(QWidget):
         try:
             self.panels = load_panels()
         except Exception as err:  # noqa: BLE001 - a broken file must not break the widget
-            from napari.utils.notifications import show_warning
-
-            show_warning(str(err))
+            notify(str(err), "warning")
             from ..model.marker_panels import BUILTIN_PANELS
 
             self.panels = {k: MarkerPanel(k, v) for k, v in BUILTIN_PANELS.items()}
@@ -254,10 +261,10 @@ class ChannelsWidget(QWidget):
         layers = self.image_layers()
         if panel is None or not layers:
             return []
-        found, missing = panel.match([lyr.metadata.get(store.META_CHANNEL, lyr.name) for lyr in layers])
+        found, missing = panel.match([lyr.metadata.get(META_CHANNEL, lyr.name) for lyr in layers])
         found_set = set(found)
         for lyr in layers:
-            ch = lyr.metadata.get(store.META_CHANNEL, lyr.name)
+            ch = lyr.metadata.get(META_CHANNEL, lyr.name)
             lyr.visible = ch in found_set
             color = {k.lower(): v for k, v in panel.colors.items()}.get(ch.lower())
             if color:
@@ -271,8 +278,8 @@ class ChannelsWidget(QWidget):
 
     def save_visible_as_panel(self, name: str) -> MarkerPanel:
         vis = [lyr for lyr in self.image_layers() if lyr.visible]
-        panel = MarkerPanel(name, [lyr.metadata.get(store.META_CHANNEL, lyr.name) for lyr in vis],
-                            {lyr.metadata.get(store.META_CHANNEL, lyr.name): lyr.colormap.name for lyr in vis})
+        panel = MarkerPanel(name, [lyr.metadata.get(META_CHANNEL, lyr.name) for lyr in vis],
+                            {lyr.metadata.get(META_CHANNEL, lyr.name): lyr.colormap.name for lyr in vis})
         path = save_panel(panel)
         self._reload_panels()
         self.panel_combo.setCurrentText(name)

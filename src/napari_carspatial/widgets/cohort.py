@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
+from .._napari import notify, session_for
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ class CohortWidget(QWidget):
         self.wide: pd.DataFrame | None = None
         self.keys: list[tuple[str, str]] = []
         self._worker = None
-        self._opened: dict[str, str] = {}  # sample id -> store id
-        store.watch_viewer(self.viewer)
+        self._opened: dict[str, str] = {}  # cohort sample id -> session sample id
+        self.session = session_for(self.viewer)
 
         self.setMinimumWidth(440)
         self.path = QLineEdit()
@@ -309,7 +309,7 @@ class CohortWidget(QWidget):
                                 if k in ("patient", "trial", "indication", "timepoint", "response", "crs_grade",
                                          "icans_grade") and v not in (None, "")})
         add_samples_progressively(self.viewer, [sample])
-        self._opened[sid] = store.register(sample)
+        self._opened[sid] = self.session.register(sample)
         self.select_sample(sid)
         self.status.setText(f"Opened {sid} ({sample.n_cells:,} cells).")
 
@@ -320,8 +320,5 @@ class CohortWidget(QWidget):
         self._error(f"Could not open {sid}: {msg}")
 
     def _error(self, message: str):
-        from napari.utils.notifications import show_error
-
-        log.warning(message)
         self.status.setText(message)
-        show_error(message)
+        notify(message, "error")

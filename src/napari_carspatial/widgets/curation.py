@@ -19,7 +19,9 @@ and "Export SpatialData…". Edits are autosaved (a snapshot written in a worker
 recovery file in the user cache folder every few edits or minutes, before switching sample and
 when the dock closes. A recovery file newer than the sample is offered in a banner at the top of
 the dock ("Recover" / "Not now"; "Not now" sets the file aside, it is never deleted).
-All the work is in :mod:`napari_carspatial._napari.selection` and the headless model / io.
+All the work is in the headless :class:`napari_carspatial.editing.CurationSession` (edits,
+undo, regions, audit, saving, autosave, recovery), shown through the session's
+:class:`~napari_carspatial._napari.CurationView` (``session_for(viewer).curation(sid)``).
 """
 
 from __future__ import annotations
@@ -55,20 +57,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
-from .._napari.selection import ROLE_SELECT_SHAPES, get_session
-from ..model import ROI_CLASSES, SampleError, default_reviewer, get_log
+from .._napari import META_ROLE, META_SAMPLE, ROLE_SELECT_SHAPES, notify, role_of, session_for
+from ..model import ROI_CLASSES, SampleError
 from ..model.curation import EXCLUDE_REASONS
-from ._common import refill_sample_combo
+from ._common import BusyNotice, refill_sample_combo
 from ._keys import get_dispatcher
 
 log = logging.getLogger(__name__)
 
-#: reviewer name of this Python session (asked once)
-_SESSION_REVIEWER: str | None = None
-#: autosave after this many edits, or this many seconds with unsaved edits
-AUTOSAVE_EDITS = 5
-AUTOSAVE_SECONDS = 120.0
 AUDIT_COLUMNS = ("time", "reviewer", "action", "cells", "column", "old", "new", "note")
 #: keys assigning the first nine types (napari layers use the plain digits for their tools)
 TYPE_KEYS = [f"Alt-{k}" for k in range(1, 10)]
@@ -76,9 +72,7 @@ UNDO_KEY, REDO_KEY = "Control-Z", "Control-Shift-Z"
 
 
 def _notify(msg: str, level: str = "info") -> None:
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{level}")(msg)
+    notify(msg, level)
 
 
 def _short(value: str, n: int = 40) -> str:
@@ -97,25 +91,20 @@ class CurationWidget(QWidget):
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
-        from ..io import AutosavePolicy
-
         self.viewer = napari_viewer
-        self.session = None
+        self.session = session_for(napari_viewer)
+        #: the curation view of the current sample (None without a curatable sample)
+        self.view = None
         self._keys_registered = False
         self._cleaned = False
         self._draw_purpose = "select"
         self._click_cb = None
         self._shapes_connected: set[int] = set()
-        self.autosave_policy = AutosavePolicy(AUTOSAVE_EDITS, AUTOSAVE_SECONDS)
-        self.last_autosave: Path | None = None
+        self._workers: list = []   # running autosave workers (kept referenced)
+        self._hooked: list = []    # weak references to the cores whose autosaves report here
+        self._last_autosave: Path | None = None
         self.saved_path: Path | None = None
-        self._autosave_worker = None     # the running autosave worker (one at a time)
-        self._autosave_queued = None     # (snapshot, source, name, fingerprint) to write after it
-        self._discard_after_autosave: tuple | None = None
-        self.recovery_file: Path | None = None   # the recovery file offered in the banner
         self._recovery_sid: str | None = None
-        self._recovery_seen: set[str] = set()
-        store.watch_viewer(self.viewer)
 
         # ------------------------------------------------------------ top
         self.sample_box = QComboBox()
@@ -314,9 +303,13 @@ class CurationWidget(QWidget):
         self.empty = QLabel("Open a sample with a cell table and a segmentation mask to curate it.")
         self.empty.setWordWrap(True)
 
+        self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData(),
+                                      on_change=lambda _b: self._on_selection())
+
         self.setMinimumWidth(400)
         lay = QVBoxLayout(self)
         lay.addWidget(self.recovery_banner)
+        lay.addWidget(self.busy_notice)
         lay.addLayout(top)
         lay.addLayout(ur)
         lay.addWidget(self.tabs, 1)
@@ -352,7 +345,9 @@ class CurationWidget(QWidget):
         self.recover_button.clicked.connect(self.recover_now)
         self.not_now_button.clicked.connect(self.decline_recovery)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.session.events.sample_added.connect(self._on_layers_changed)
+        self.session.events.sample_removed.connect(self._on_layers_changed)
+        self.session.events.reviewer_changed.connect(self._on_reviewer_changed)
         self._timer = QTimer(self)
         self._timer.setInterval(30_000)
         self._timer.timeout.connect(self._maybe_autosave)
@@ -366,21 +361,20 @@ class CurationWidget(QWidget):
     # ================================================================== reviewer
     @property
     def reviewer(self) -> str:
-        return _SESSION_REVIEWER or os.environ.get("CARSPATIAL_REVIEWER") or default_reviewer()
+        return self.session.reviewer
 
     def set_reviewer(self, name: str) -> None:
-        """Set the reviewer of this session (written in the audit trail)."""
-        global _SESSION_REVIEWER
-        name = str(name).strip() or default_reviewer()
-        _SESSION_REVIEWER = name
-        if self.session is not None:
-            self.session.curation.reviewer = name
-        self.reviewer_label.setText(name)
+        """Set the reviewer of this viewer (written in the audit trail)."""
+        self.session.set_reviewer(name)
+
+    def _on_reviewer_changed(self, event=None):
+        with contextlib.suppress(RuntimeError):
+            self.reviewer_label.setText(self.session.reviewer)
 
     def ask_reviewer(self, force: bool = False) -> str:
-        """Ask the reviewer's name once per session (default: the OS user)."""
-        if _SESSION_REVIEWER and not force:
-            return _SESSION_REVIEWER
+        """Ask the reviewer's name once per viewer (default: the OS user)."""
+        if self.session.reviewer_confirmed and not force:
+            return self.reviewer
         if os.environ.get("CARSPATIAL_REVIEWER") and not force:
             self.set_reviewer(os.environ["CARSPATIAL_REVIEWER"])
             return self.reviewer
@@ -391,44 +385,50 @@ class CurationWidget(QWidget):
     # ================================================================== samples
     def _on_layers_changed(self, event=None):
         for layer in self.viewer.layers:
-            if layer.metadata.get(store.META_ROLE) == ROLE_SELECT_SHAPES and id(layer) not in self._shapes_connected:
+            if role_of(layer) == ROLE_SELECT_SHAPES and id(layer) not in self._shapes_connected:
                 self._shapes_connected.add(id(layer))
                 layer.events.data.connect(self._on_shape_data)
-        changed, samples = refill_sample_combo(self.sample_box, self.viewer,
+        changed, samples = refill_sample_combo(self.sample_box, self.session,
                                                where=lambda s: s.table is not None and bool(s.labels))
         if changed:
             self._on_sample()
         self.empty.setVisible(not samples)
         self.tabs.setEnabled(bool(samples))
 
+    @property
+    def core(self):
+        """The headless curation session of the current sample (None without one)."""
+        return None if self.view is None else self.view.core
+
     def _on_sample(self, *_):
         sid = self.sample_box.currentData()
-        if self.session is not None and self.autosave_policy.pending and self.session.sid != sid:
+        if self.view is not None and self.core.autosaver.pending and self.view.sid != sid:
             self.autosave_now()   # the outgoing sample's pending edits
-        if self.session is not None:
-            for ev, cb in ((self.session.events.selection, self._on_selection),
-                           (self.session.events.edited, self._on_edited)):
+        if self.view is not None:
+            for ev, cb in ((self.view.events.selection, self._on_selection),
+                           (self.view.events.edited, self._on_edited)):
                 with contextlib.suppress(TypeError, ValueError, RuntimeError):
                     ev.disconnect(cb)
-        self.session = None
-        if sid is None or store.get(sid) is None:
+        self.view = None
+        self.busy_notice.update_state()
+        if sid is None or self.session.sample(sid) is None:
             self._refresh_all()
             return
-        sample = store.get(sid)
+        sample = self.session.sample(sid)
         try:
-            self.session = get_session(self.viewer, sid, reviewer=self.reviewer)
+            self.view = self.session.curation(sid)
         except (KeyError, ValueError) as err:
             _notify(f"Cannot curate {sample.name}: {err}", "warning")
             self._refresh_all()
             return
-        self.session.curation.reviewer = self.reviewer
-        self.session.events.selection.connect(self._on_selection)
-        self.session.events.edited.connect(self._on_edited)
-        self.session.sync_roi_layer()
+        self.core.reviewer = self.reviewer
+        self._hook_autosave(self.core)
+        self.view.events.selection.connect(self._on_selection)
+        self.view.events.edited.connect(self._on_edited)
+        self.view.sync_roi_layer()
         self.blind_box.blockSignals(True)
-        self.blind_box.setChecked(self.session.blinded)
+        self.blind_box.setChecked(self.view.blinded)
         self.blind_box.blockSignals(False)
-        self.autosave_policy.saved()
         self._refresh_all()
         # never a modal dialog while the dock is being built: a banner, once the event loop runs
         self._recovery_timer.start(0)   # a child timer: never fires after the dock is deleted
@@ -443,11 +443,11 @@ class CurationWidget(QWidget):
         self._update_undo()
 
     def _fill_types(self):
-        cats = self.session.curation.categories if self.session else []
+        cats = self.core.categories if self.core else []
         cur, only = self.type_box.currentText(), self.only_type.currentData()
         self.type_box.blockSignals(True)
         self.type_box.clear()
-        for _i, c in enumerate(cats):
+        for c in cats:
             self.type_box.addItem(c, c)
         self.type_box.setEditText(cur if cur else (cats[0] if cats else ""))
         self.type_box.blockSignals(False)
@@ -461,16 +461,16 @@ class CurationWidget(QWidget):
         self.keys_label.setText(f"keys  {keys}" if keys else "")
 
     def _update_meta(self):
-        s = self.session
-        if s is None:
+        c = self.core
+        if c is None:
             self.meta_label.setText("")
             self.progress_bar.setValue(0)
             return
-        meta = s.public_metadata()
+        meta = c.public_metadata()
         shown = [f"{k}: {meta[k]}" for k in ("patient", "timepoint", "response") if k in meta]
-        self.meta_label.setText(" · ".join(shown) if not s.blinded else "name and clinical data hidden")
+        self.meta_label.setText(" · ".join(shown) if not c.blinded else "name and clinical data hidden")
         self.meta_label.setToolTip("\n".join(f"{k}: {v}" for k, v in meta.items()))
-        p = s.curation.progress()
+        p = c.progress()
         self.progress_bar.setValue(round(1000 * p["fraction"]))
         self.progress_bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
         marked = int(p["rois"]["marked"].sum()) if len(p["rois"]) else 0
@@ -479,7 +479,7 @@ class CurationWidget(QWidget):
 
     # ================================================================== selection
     def _on_selection(self, event=None):
-        s = self.session
+        s = self.view
         if s is None or not s.n_selected:
             self.sel_label.setText("No cells selected")
         else:
@@ -487,12 +487,13 @@ class CurationWidget(QWidget):
             parts = ", ".join(f"{v:,} {k}" for k, v in list(summ.items())[:4])
             more = "" if len(summ) <= 4 else f", +{len(summ) - 4} types"
             self.sel_label.setText(f"{s.n_selected:,} cells selected ({parts}{more})")
+        idle = s is not None and not self.session.busy(s.sid)
         for b in (self.assign_button, self.exclude_button, self.include_button, self.confirm_button):
-            b.setEnabled(bool(s is not None and s.n_selected))
+            b.setEnabled(bool(idle and s.n_selected))
 
     def clear_selection(self):
-        if self.session is not None:
-            self.session.clear_selection()
+        if self.view is not None:
+            self.view.clear_selection()
             lyr = self.selection_shapes_layer(create=False)
             if lyr is not None and len(lyr.data):
                 lyr.data = []
@@ -516,7 +517,7 @@ class CurationWidget(QWidget):
             while event.type == "mouse_move":
                 moved = True
                 yield
-            if not moved and widget.session is not None:
+            if not moved and widget.view is not None:
                 widget.click_select(pos, add="Shift" in event.modifiers)
 
         self._click_cb = _click
@@ -527,28 +528,28 @@ class CurationWidget(QWidget):
 
     def click_select(self, world_position, *, add: bool = False):
         """What a click does in click mode (tests call it with a world position)."""
-        if self.session is None:
+        if self.view is None:
             return None
-        return self.session.select_at(world_position, add=add)
+        return self.view.select_at(world_position, add=add)
 
     def selection_shapes_layer(self, create: bool = True):
-        if self.session is None:
+        if self.view is None:
             return None
-        found = store.layers_of(self.viewer, self.session.sid, ROLE_SELECT_SHAPES)
+        found = self.session.layers_of(self.view.sid, ROLE_SELECT_SHAPES)
         if found or not create:
             return found[0] if found else None
         layer = self.viewer.add_shapes(
-            name=f"{self.session.sample.name}: drawing", edge_color="#ffff00", face_color=[1, 1, 0, 0.08],
-            edge_width=max(1.5, (self.session.sample.shape_yx or (600,))[0] / 400),
-            metadata={store.META_SAMPLE: self.session.sid, store.META_ROLE: ROLE_SELECT_SHAPES},
-            **self.session._layer_geometry())
+            name=f"{self.view.sample.name}: drawing", edge_color="#ffff00", face_color=[1, 1, 0, 0.08],
+            edge_width=max(1.5, (self.view.sample.shape_yx or (600,))[0] / 400),
+            metadata={META_SAMPLE: self.view.sid, META_ROLE: ROLE_SELECT_SHAPES},
+            **self.view.layer_geometry())
         self._on_layers_changed()
         return layer
 
     def start_drawing(self, mode: str, purpose: str = "select"):
         """Activate the drawing layer in ``mode`` (lasso, polygon, rectangle) for ``purpose``
         (``"select"`` cells or ``"roi"``: the next shape becomes a region)."""
-        if self.session is None:
+        if self.view is None:
             return None
         self.click_button.setChecked(False)
         self._draw_purpose = purpose
@@ -560,7 +561,7 @@ class CurationWidget(QWidget):
         return layer
 
     def _on_shape_data(self, event):
-        if getattr(event, "action", None) not in ("added", "added_shapes") or self.session is None:
+        if getattr(event, "action", None) not in ("added", "added_shapes") or self.view is None:
             return
         layer = event.source
         if not len(layer.data):
@@ -570,21 +571,21 @@ class CurationWidget(QWidget):
 
     def use_shape(self, layer, i: int):
         """Use shape ``i`` of ``layer`` for the current purpose (select cells, or a new region)."""
-        if self.session is None or i >= len(layer.data):
+        if self.view is None or i >= len(layer.data):
             return
         try:
             if self._draw_purpose == "roi":
-                name = self.roi_name.text().strip() or self._next_roi_name()
+                name = self.roi_name.text().strip() or self.core.next_roi_name(self.roi_class.currentText())
                 self._ensure_reviewer()
-                self.session.add_roi_from_shape(layer, i, name=name, cls=self.roi_class.currentText(),
-                                                note=self.note_edit.text())
+                self.view.add_roi_from_shape(layer, i, name=name, cls=self.roi_class.currentText(),
+                                             note=self.note_edit.text())
                 self.roi_name.clear()
                 layer.data = []
                 self._draw_purpose = "select"
                 layer.mode = "pan_zoom"
             else:
-                n = self.session.select_in_shapes(layer, [i], add=self.add_box.isChecked(),
-                                                  cell_type=self.only_type.currentData())
+                n = self.view.select_in_shapes(layer, [i], add=self.add_box.isChecked(),
+                                               cell_type=self.only_type.currentData())
                 if len(layer.data) > 1:  # keep only the newest shape on screen
                     layer.selected_data = set(range(len(layer.data) - 1))
                     layer.remove_selected()
@@ -592,29 +593,32 @@ class CurationWidget(QWidget):
         except ValueError as err:
             _notify(str(err), "warning")
 
-    def _next_roi_name(self) -> str:
-        cls = self.roi_class.currentText() or "region"
-        n = sum(1 for r in self.session.curation.rois if r.cls == cls) + 1
-        return f"{cls} {n}"
-
     # ================================================================== editing
     def _ensure_reviewer(self):
-        if _SESSION_REVIEWER is None:
+        if not self.session.reviewer_confirmed:
             self.ask_reviewer()
-        if self.session is not None:
-            self.session.curation.reviewer = self.reviewer
+        if self.core is not None:
+            self.core.reviewer = self.reviewer
+
+    def _busy_refusal(self) -> bool:
+        msg = self.session.busy(self.view.sid) if self.view is not None else None
+        if msg:
+            _notify(f"{self.view.sample.name} is busy ({msg}); edit it when that is done.", "warning")
+        return bool(msg)
 
     def _edit(self, what: str, *args):
-        s = self.session
-        if s is None:
+        v = self.view
+        if v is None:
             return None
-        if not s.n_selected:
+        if not v.n_selected:
             _notify("Select cells first (click, lasso, polygon or rectangle).", "warning")
+            return None
+        if self._busy_refusal():
             return None
         self._ensure_reviewer()
         note = self.note_edit.text()
         try:
-            cmd = getattr(s, what)(*args, note=note)
+            cmd = getattr(v, what)(*args, note=note)
         except (ValueError, KeyError) as err:
             _notify(str(err), "warning")
             return None
@@ -635,18 +639,18 @@ class CurationWidget(QWidget):
         return self._edit("exclude", reason if reason is not None else self.reason_box.currentText())
 
     def undo(self):
-        if self.session is None:
+        if self.view is None or self._busy_refusal():
             return None
         self._ensure_reviewer()
-        cmd = self.session.undo()
+        cmd = self.view.undo()
         self.status.setText(f"Undone: {cmd.description}" if cmd else "Nothing to undo.")
         return cmd
 
     def redo(self):
-        if self.session is None:
+        if self.view is None or self._busy_refusal():
             return None
         self._ensure_reviewer()
-        cmd = self.session.redo()
+        cmd = self.view.redo()
         self.status.setText(f"Redone: {cmd.description}" if cmd else "Nothing to redo.")
         return cmd
 
@@ -657,11 +661,9 @@ class CurationWidget(QWidget):
         self._fill_audit()
         self._update_meta()
         self._update_undo()
-        if self.autosave_policy.note_edit():
-            self.autosave_now()
 
     def _update_undo(self):
-        c = self.session.curation if self.session else None
+        c = self.core.curation if self.core else None
         self.undo_button.setEnabled(bool(c and c.can_undo))
         self.redo_button.setEnabled(bool(c and c.can_redo))
         self.undo_button.setToolTip(f"Undo: {c.undo_stack[-1].description} (Ctrl+Z)" if c and c.can_undo else "Nothing to undo")
@@ -670,7 +672,7 @@ class CurationWidget(QWidget):
     # ================================================================== keys
     def _bind_keys(self):
         """Alt+1 … Alt+9 (assign the first nine types), Ctrl+Z / Ctrl+Shift+Z, through the
-        viewer's :class:`~._keys.KeyDispatcher` (the dock on screen used last gets them).
+        viewer's shared key bindings (the dock on screen used last gets them).
 
         napari's layer keymaps win over the viewer's: while a Labels layer is active its Ctrl+Z
         undoes paint strokes (napari's behaviour is kept); Alt+digits are used by no napari layer.
@@ -688,8 +690,8 @@ class CurationWidget(QWidget):
 
     def assign_key(self, k: int):
         """What Alt+``k`` does: assign the ``k``-th type to the selection (nothing without one)."""
-        cats = self.session.curation.categories if self.session else []
-        if self.session is not None and self.session.n_selected and 1 <= k <= len(cats):
+        cats = self.core.categories if self.core else []
+        if self.view is not None and self.view.n_selected and 1 <= k <= len(cats):
             return self.assign(cats[k - 1])
         return None
 
@@ -699,7 +701,7 @@ class CurationWidget(QWidget):
             get_dispatcher(self.viewer).unregister(self)
             self._keys_registered = False
 
-    def closeEvent(self, event):
+    def closeEvent(self, event):  # noqa: N802 - Qt API
         self.cleanup()
         super().closeEvent(event)
 
@@ -712,40 +714,47 @@ class CurationWidget(QWidget):
         self.unbind_keys()
         self.set_click_mode(False)
         self._timer.stop()
-        if self.autosave_policy.pending:
+        self.busy_notice.disconnect_session()
+        if self.core is not None and self.core.autosaver.pending:
             self.autosave_now()
+        from ..editing import run_now
 
-    def deleteLater(self):
+        for ref in self._hooked:   # later writes (scripts, another dock) no longer need this dock
+            core = ref()
+            if core is not None and core.autosaver.runner == self._run_in_worker:
+                core.autosaver.runner = run_now
+
+    def deleteLater(self):  # noqa: N802 - Qt API
         self.cleanup()
         super().deleteLater()
 
     # ================================================================== blinded review
     def set_blinded(self, on: bool):
-        if self.session is None:
+        if self.view is None:
             return
-        self.session.set_blinded(on)
+        self.view.set_blinded(on)
         idx = self.sample_box.currentIndex()
         if idx >= 0:
-            self.sample_box.setItemText(idx, self.session.sample.name)
+            self.sample_box.setItemText(idx, self.view.sample.name)
         self._update_meta()
 
     # ================================================================== regions
     def _fill_rois(self):
-        s = self.session
+        c = self.core
         keep = self.current_roi()
         self.roi_table.setRowCount(0)
-        if s is None:
+        if c is None:
             return
-        prog = s.curation.progress()["rois"]
+        prog = c.progress()["rois"]
         self.roi_table.setRowCount(len(prog))
-        for i, (r, row) in enumerate(zip(s.curation.rois, prog.itertuples(), strict=False)):
+        for i, (r, row) in enumerate(zip(c.curation.rois, prog.itertuples(), strict=False)):
             vals = [r.name, r.cls, f"{row.cells:,}", f"{100 * row.fraction:.0f}%", "✓" if row.marked else ""]
-            for c, v in enumerate(vals):
+            for col, v in enumerate(vals):
                 it = QTableWidgetItem(v)
                 it.setData(Qt.UserRole, r.id)
-                if c >= 2:
+                if col >= 2:
                     it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.roi_table.setItem(i, c, it)
+                self.roi_table.setItem(i, col, it)
             if r.id == keep:
                 self.roi_table.selectRow(i)
 
@@ -756,44 +765,40 @@ class CurationWidget(QWidget):
 
     def _roi_action(self, fn):
         rid = self.current_roi()
-        if self.session is None or rid is None:
+        if self.view is None or rid is None:
             _notify("Pick a region in the table first.", "warning")
+            return None
+        if self._busy_refusal():
             return None
         self._ensure_reviewer()
         return fn(rid)
 
     def select_roi_cells(self):
-        return self._roi_action(lambda rid: self.session.select_in_roi(
+        return self._roi_action(lambda rid: self.view.select_in_roi(
             rid, add=self.add_box.isChecked(), cell_type=self.only_type.currentData()))
 
     def mark_roi_reviewed(self):
-        return self._roi_action(lambda rid: self.session.curation.mark_roi_reviewed(rid, note=self.note_edit.text()))
+        return self._roi_action(lambda rid: self.core.mark_roi_reviewed(rid, note=self.note_edit.text()))
 
     def remove_roi(self):
-        return self._roi_action(lambda rid: self.session.curation.remove_roi(rid))
+        return self._roi_action(lambda rid: self.core.remove_roi(rid))
 
     def import_geojson(self, path):
-        from ..io import read_geojson
-
-        if self.session is None:
+        if self.view is None or self._busy_refusal():
             return None
         self._ensure_reviewer()
         try:
-            rois = read_geojson(path)
+            cmd, n = self.core.import_geojson(path)
         except SampleError as err:
             _notify(str(err), "error")
             return None
-        cur = self.session.curation
-        cmd = cur.set_rois([*cur.rois, *rois], note=f"from {Path(path).name}")
-        _notify(f"{len(rois)} region(s) imported from {Path(path).name}")
+        _notify(f"{n} region(s) imported from {Path(path).name}")
         return cmd
 
     def export_geojson(self, path, *, overwrite: bool = True):
-        from ..io import write_geojson
-
-        if self.session is None:
+        if self.core is None:
             return None
-        return write_geojson(self.session.curation.rois, path, overwrite=overwrite)
+        return self.core.export_geojson(path, overwrite=overwrite)
 
     def import_geojson_dialog(self):
         path, _ = QFileDialog.getOpenFileName(self, "Import regions (QuPath GeoJSON)", "", "GeoJSON (*.geojson *.json)")
@@ -813,11 +818,11 @@ class CurationWidget(QWidget):
     # ================================================================== audit
     def _fill_audit(self):
         self.audit_table.setRowCount(0)
-        if self.session is None:
+        if self.core is None:
             return
         import json
 
-        df = get_log(self.session.sample.table)
+        df = self.core.audit()
         self.audit_table.setRowCount(len(df))
         for i, row in enumerate(df.itertuples(index=False)):
             n = len(json.loads(row.cell_ids or "[]"))
@@ -831,10 +836,8 @@ class CurationWidget(QWidget):
         self.audit_table.scrollToBottom()
 
     def export_csv(self, path):
-        from ..model.edit_log import export_csv
-
-        if self.session is not None:
-            export_csv(self.session.sample.table, path)
+        if self.core is not None:
+            self.core.export_audit(path)
 
     def export_csv_dialog(self):
         path, _ = QFileDialog.getSaveFileName(self, "Export audit trail", self._default_dir("audit_trail.csv"), "CSV (*.csv)")
@@ -843,57 +846,29 @@ class CurationWidget(QWidget):
             _notify(f"Audit trail written to {path}")
 
     # ================================================================== saving
-    def _source(self) -> str | None:
-        s = self.session.sample if self.session else None
-        return (s.paths.get("table") or s.paths.get("image")) if s else None
-
     def _default_dir(self, name: str) -> str:
-        src = self._source()
+        src = self.core.source if self.core else None
         return os.fspath(Path(src).with_name(name)) if src else name
 
-    def _is_source(self, path) -> bool:
-        """True when ``path`` is the table (or image / mask) this sample was opened from."""
-        s = self.session.sample if self.session else None
-        if s is None:
-            return False
-        for part in ("table", "image", "mask"):
-            src = s.paths.get(part)
-            if not src:
-                continue
-            try:
-                if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
-                    return True
-            except OSError:
-                pass
-            if os.path.abspath(os.fspath(path)) == os.path.abspath(os.fspath(src)):
-                return True
-        return False
-
     def save(self, path, *, overwrite: bool = False) -> Path | None:
-        """Write the curated table to ``path`` (see :func:`napari_carspatial.io.write_table`).
+        """Write the curated table to ``path`` (:meth:`CurationSession.save`: atomic, provenance).
 
-        The source table (or image / mask) is never overwritten, whatever ``overwrite`` says.
-        Errors are shown as notifications; the work stays in memory.
+        The sample's own files are never overwritten, whatever ``overwrite`` says. Errors are
+        shown as notifications; the work stays in memory.
         """
-        from ..io.write import write_table
-
-        if self.session is None:
+        if self.core is None:
             return None
-        s = self.session.sample
-        if self._is_source(path):
+        if self.core.is_source(path):
             _notify(f"{path} is the file this sample was opened from; it is never overwritten. "
                     "Choose another name.", "warning")
             self.status.setText("Not saved: that is the source file. Choose another name.")
             return None
         try:
-            out = write_table(s.table, path, overwrite=overwrite,
-                              paths={k: v for k, v in s.paths.items() if k in ("image", "mask", "table")})
+            out = self.core.save(path, overwrite=overwrite)
         except SampleError as err:
             _notify(str(err), "error")
             return None
         self.saved_path = out
-        self.autosave_policy.saved()
-        self._discard_recovery_of(s)
         self.status.setText(f"Saved to {out}")
         _notify(f"Curated table saved to {out}")
         return out
@@ -901,16 +876,16 @@ class CurationWidget(QWidget):
     def save_as_dialog(self):
         from ..io import proposed_name
 
-        if self.session is None:
+        if self.core is None:
             return
-        src = self._source() or os.path.join(os.path.expanduser("~"), f"{self.session.sample.name}.h5ad")
+        src = self.core.source or os.path.join(os.path.expanduser("~"), f"{self.core.sample.name}.h5ad")
         prop = proposed_name(src)
         path, _ = QFileDialog.getSaveFileName(self, "Save curated table as", os.fspath(prop),
                                               "AnnData (*.h5ad);;AnnData zarr (*.zarr)",
                                               options=QFileDialog.DontConfirmOverwrite)
         if not path:
             return
-        if self._is_source(path):
+        if self.core.is_source(path):
             self.save(path)   # refuses, with the message
             return
         overwrite = False
@@ -923,215 +898,152 @@ class CurationWidget(QWidget):
     def export_spatialdata(self, path, *, overwrite: bool = False):
         from ..io import export_spatialdata
 
-        if self.session is None:
+        if self.core is None:
             return None
         try:
-            return export_spatialdata(self.session.sample, path, overwrite=overwrite)
+            return export_spatialdata(self.core.sample, path, overwrite=overwrite)
         except SampleError as err:
             _notify(str(err), "error")
             return None
 
     def export_spatialdata_dialog(self):
-        if self.session is None:
+        if self.core is None:
             return
         path = QFileDialog.getExistingDirectory(self, "Folder for the SpatialData store", self._default_dir("."))
         if path:
-            out = self.export_spatialdata(Path(path) / f"{self.session.sample.name}_curated.sdata.zarr")
+            out = self.export_spatialdata(Path(path) / f"{self.core.sample.name}_curated.sdata.zarr")
             if out is not None:
                 _notify(f"SpatialData store written to {out}")
 
     # ------------------------------------------------------------------ autosave / recovery
-    def _recovery_key(self, sample) -> tuple[str | None, str, str | None]:
-        """(source, name, fingerprint) naming the sample's recovery file."""
-        from ..io.write import table_fingerprint
+    @property
+    def autosave_policy(self):
+        """When the current sample is autosaved (edits pending, last save)."""
+        return self.core.autosaver.policy if self.core else None
 
-        src = sample.paths.get("table") or sample.paths.get("image")
-        fp = None if src else table_fingerprint(sample.table)   # a few ms for 1e6 cells
-        name = self.session._real_name if (self.session is not None and self.session.sample is sample) else sample.name
-        return src, name, fp
+    @property
+    def last_autosave(self) -> Path | None:
+        """The recovery file this dock's last autosave wrote (any sample)."""
+        return self._last_autosave
+
+    def _run_in_worker(self, fn, on_done, on_error) -> None:
+        """The autosave runner: ``fn`` in a napari thread worker, results back on the main thread."""
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(fn, _start_thread=False)
+        worker.returned.connect(on_done)
+        worker.errored.connect(on_error)
+        worker.finished.connect(lambda w=worker: self._workers.remove(w) if w in self._workers else None)
+        self._workers.append(worker)
+        worker.start()
+
+    def _hook_autosave(self, core) -> None:
+        """Autosaves of ``core`` run in workers and report here (also after switching sample)."""
+        import weakref
+
+        core.autosaver.runner = self._run_in_worker
+        if self._on_autosaved not in core.autosaver.on_written:
+            core.autosaver.on_written.append(self._on_autosaved)
+            core.autosaver.on_failed.append(self._on_autosave_error)
+            self._hooked.append(weakref.ref(core))
 
     def autosave_now(self):
         """Autosave the current sample: a snapshot (``table.copy()``) is written to its recovery
-        file in a napari thread worker; the live table is not touched. Returns the worker (None
-        when there is nothing to save); ``last_autosave`` is set when it is written."""
-        if self.session is None:
+        file in a napari thread worker; the live table is not touched."""
+        if self.core is None:
             return None
-        sample = self.session.sample
-        job = (sample.table.copy(), *self._recovery_key(sample))
-        self.autosave_policy.saved()
-        if self._autosave_worker is not None:   # one writer at a time; the newest snapshot wins
-            self._autosave_queued = job
-            return self._autosave_worker
-        return self._start_autosave(job)
-
-    def _start_autosave(self, job):
-        from napari.qt.threading import create_worker
-
-        from ..io.write import autosave
-
-        snap, src, name, fp = job
-        worker = create_worker(autosave, snap, src, name=name, fingerprint=fp, _start_thread=False)
-        worker.returned.connect(self._on_autosaved)
-        worker.errored.connect(self._on_autosave_error)
-        worker.finished.connect(self._on_autosave_finished)
-        self._autosave_worker = worker
-        worker.start()
-        return worker
+        self.core.autosaver.autosave_now()
+        return True
 
     def _on_autosaved(self, path):
-        self.last_autosave = Path(path)
+        self._last_autosave = Path(path)
         with contextlib.suppress(RuntimeError):  # the dock is gone
             self.status.setText(f"Autosaved to {path}")
 
     def _on_autosave_error(self, err):
-        log.warning("autosave failed: %s", err)
         with contextlib.suppress(RuntimeError):
             self.status.setText(f"Autosave failed ({err}). Save your work with Save as…")
 
-    def _on_autosave_finished(self):
-        self._autosave_worker = None
-        if self._discard_after_autosave is not None:   # saved meanwhile: the recovery file is stale
-            from ..io.write import discard_recovery
-
-            src, name, fp = self._discard_after_autosave
-            self._discard_after_autosave = None
-            discard_recovery(src, name=name, fingerprint=fp)
-        if self._autosave_queued is not None:
-            job, self._autosave_queued = self._autosave_queued, None
-            self._start_autosave(job)
-
     def autosave_busy(self) -> bool:
-        """An autosave is being written (tests wait on this)."""
-        return self._autosave_worker is not None or self._autosave_queued is not None
-
-    def _discard_recovery_of(self, sample) -> None:
-        from ..io.write import discard_recovery
-
-        key = self._recovery_key(sample)
-        if self.autosave_busy():
-            self._autosave_queued = None
-            self._discard_after_autosave = key
-        discard_recovery(key[0], name=key[1], fingerprint=key[2])
+        """An autosave of this dock is being written (tests wait on this)."""
+        return bool(self._workers) or bool(self.core is not None and self.core.autosaver.busy)
 
     def _maybe_autosave(self):
-        if self.autosave_policy.due():
-            self.autosave_now()
+        if self.core is not None:
+            self.core.autosaver.maybe_autosave()
 
     def _ask_yes_no(self, title: str, text: str) -> bool:
         return QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No) == QMessageBox.Yes
 
+    @property
+    def recovery_file(self) -> Path | None:
+        """The recovery file offered in the banner (None when none is)."""
+        return self.core.recovery.offered if self.core is not None and not self.recovery_banner.isHidden() else None
+
     def _check_recovery(self, sid) -> Path | None:
         """Show the recovery banner when the sample has a recovery file newer than its table."""
         try:
-            if self._cleaned or sid != self.sample_box.currentData() or self.session is None:
+            if self._cleaned or sid != self.sample_box.currentData() or self.view is None:
                 return None
         except RuntimeError:   # the dock is being deleted
             return None
-        return self.offer_recovery(self.session.sample)
+        return self.offer_recovery()
 
-    def offer_recovery(self, sample) -> Path | None:
+    def offer_recovery(self) -> Path | None:
         """When a recovery file newer than the sample's table exists, offer it in the banner
         (non-modal; plus a notification). Returns the file offered, or None."""
-        from ..io.write import find_recovery
-
-        src, name, fp = self._recovery_key(sample)
-        try:
-            rec = find_recovery(src, name=name, fingerprint=fp)
-        except OSError:
-            rec = None
-        if rec is None or os.fspath(rec) in self._recovery_seen:
+        rec = self.core.recovery.offer() if self.core is not None else None
+        if rec is None:
             self._hide_recovery()
             return None
         import datetime as _dt
 
         when = _dt.datetime.fromtimestamp(rec.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        self.recovery_file = rec
-        self._recovery_sid = self.session.sid if self.session is not None else None
-        self.recovery_label.setText(f"<b>Unsaved curation of {sample.name}</b> from {when} was autosaved."
-                                    " Recover it?")
+        self._recovery_sid = self.view.sid
+        name = self.core.real_name if self.core.blinded else self.core.sample.name
+        self.recovery_label.setText(f"<b>Unsaved curation of {name}</b> from {when} was autosaved. Recover it?")
         self.recovery_label.setToolTip(os.fspath(rec))
         self.recovery_banner.show()
-        _notify(f"Unsaved curation of {sample.name} from {when} was found: "
+        _notify(f"Unsaved curation of {name} from {when} was found: "
                 "Recover it from the Curation dock (or Not now).")
         return rec
 
     def _hide_recovery(self):
-        self.recovery_file = None
         self._recovery_sid = None
         self.recovery_banner.hide()
 
     def decline_recovery(self) -> Path | None:
         """"Not now": keep the open table; the recovery file is renamed ``*.declined`` (kept)."""
-        from ..io.write import decline_recovery
-
-        rec = self.recovery_file
+        core = self.core
         self._hide_recovery()
-        if rec is None:
+        if core is None:
             return None
-        self._recovery_seen.add(os.fspath(rec))
         try:
-            out = decline_recovery(rec)
-        except OSError as err:
-            log.warning("cannot set %s aside: %s", rec, err)
+            out = core.recovery.decline()
+        except SampleError as err:
+            log.warning("%s", err)
             return None
-        self.status.setText(f"Recovery file kept as {out}")
+        if out is not None:
+            self.status.setText(f"Recovery file kept as {out}")
         return out
 
     def recover_now(self) -> bool:
-        """"Recover": replace the sample's table by the recovery file, then refresh the session,
-        the labels layers' hover features and the colouring."""
-        from ..io.write import recover
-        from ..model.conventions import instance_ids
-        from ..model.curation import rois_from_frame
-
-        rec, sid = self.recovery_file, self._recovery_sid
-        sample = store.get(sid) if sid is not None else None
-        if rec is None or sample is None:
+        """"Recover": the recovery file becomes the sample's table; every dock follows (hover,
+        colouring, gating) through the session's ``table_changed``."""
+        sid, core = self._recovery_sid, self.core
+        if sid is None or core is None or self.view.sid != sid or core.recovery.offered is None:
             self._hide_recovery()
             return False
-        try:
-            adata = recover(rec)
-        except (SampleError, OSError) as err:
-            _notify(f"Cannot read the recovery file {rec}: {err}", "error")
-            return False
-        try:
-            same = adata.n_obs == sample.table.n_obs and (instance_ids(adata) == instance_ids(sample.table)).all()
-        except (KeyError, ValueError):
-            same = adata.n_obs == sample.table.n_obs
-        if not same:
-            _notify(f"The recovery file {rec} holds another table ({adata.n_obs:,} cells, the open one "
-                    f"{sample.table.n_obs:,}); not used. It is kept.", "error")
-            self._recovery_seen.add(os.fspath(rec))
-            self._hide_recovery()
-            return False
+        rec = core.recovery.offered
         self._hide_recovery()
-        self._recovery_seen.add(os.fspath(rec))
-        blinded = self.session is not None and self.session.sid == sid and self.session.blinded
-        if blinded:
-            self.session.set_blinded(False)
-        sample.table = adata
-        sample.rois[:] = rois_from_frame(adata.uns.get("carspatial_rois"))
-        self._refresh_after_recovery(sid)
-        if self.sample_box.currentData() == sid:
-            self._on_sample()          # a new session on the recovered table
-            if blinded:
-                self.blind_box.setChecked(True)
+        try:
+            core.recovery.recover()
+        except SampleError as err:
+            _notify(f"Not recovered: {err}", "error")
+            return False
+        self.session.table_changed(sid, structure=True, reason=f"recovered from {rec}")
+        self.view.sync_roi_layer()
+        self._refresh_all()
         _notify(f"Recovered unsaved curation from {rec}")
         self.status.setText(f"Recovered from {rec}. Save it with Save as…")
         return True
-
-    def _refresh_after_recovery(self, sid) -> None:
-        from .._napari.coloring import _registry
-        from .._napari.layers import hover_features
-
-        sample = store.get(sid)
-        feats = hover_features(sample)
-        if feats is not None:
-            for lyr in store.layers_of(self.viewer, sid, "labels"):
-                try:
-                    lyr.features = feats
-                except (ValueError, TypeError) as err:   # pragma: no cover
-                    log.warning("hover features of %s not refreshed: %s", lyr.name, err)
-        col = _registry.get(getattr(self.viewer, "__wrapped__", self.viewer), {}).get(sid)
-        if col is not None:
-            col.refresh()

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
+from .._napari import META_ROLE, META_SAMPLE, ROLE_LABELS, notify, session_for
 from ..analysis.gating import (
     DEFAULT_KEY,
     TRANSFORMS,
@@ -57,7 +57,7 @@ from ..analysis.gating import (
 )
 from ..model import SampleError, spatial_to_yx
 from ..model.conventions import SPATIAL_KEY
-from ._common import refill_sample_combo
+from ._common import BusyNotice, refill_sample_combo, theme_colors
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +75,29 @@ HIST_BINS = 128
 
 # --------------------------------------------------------------------------- slide preview
 class _PointsPreview:
-    """Fallback preview without the colouring module: a Points layer at positive cells' centroids."""
+    """Preview for a sample without a cell mask: a Points layer at positive cells' centroids."""
 
-    def __init__(self, viewer, sid: str):
-        self.viewer = viewer
+    def __init__(self, session, sid: str):
+        self.session = session
+        self.viewer = session.viewer
         self.sid = sid
 
     def layer(self):
-        found = store.layers_of(self.viewer, self.sid, ROLE_PREVIEW_POINTS)
+        found = self.session.layers_of(self.sid, ROLE_PREVIEW_POINTS)
         return found[0] if found else None
 
     def show(self, mask: np.ndarray, *, outline: bool = False):
-        sample = store.get(self.sid)
+        sample = self.session.sample(self.sid)
         t = sample.table
         yx = spatial_to_yx(np.asarray(t.obsm[SPATIAL_KEY], dtype=float))[np.asarray(mask, bool)]
-        ref = store.layers_of(self.viewer, self.sid, "labels") or store.layers_of(self.viewer, self.sid)
-        scale = tuple(ref[0].scale[-2:]) if ref else (1.0, 1.0)
-        translate = tuple(ref[0].translate[-2:]) if ref else (0.0, 0.0)
-        units = tuple(str(u) for u in ref[0].units[-2:]) if ref else None
+        scale, translate, units = self.session.geometry(self.sid)
         size = max(3.0, 8.0 / float(scale[0]))  # ~8 µm dots, in data (pixel) units
         layer = self.layer()
         if layer is None:
             layer = self.viewer.add_points(
                 yx, name=f"{sample.name}: {PREVIEW_NAME}", scale=scale, translate=translate, size=size, units=units,
                 face_color=POSITIVE_COLOR, border_width=0, opacity=PREVIEW_OPACITY, blending="translucent",
-                metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_PREVIEW_POINTS})
+                metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_PREVIEW_POINTS})
         else:
             layer.data = yx
             layer.size = size
@@ -119,10 +117,10 @@ class _PointsPreview:
 
 
 class _ColoringPreview:
-    """Preview through ``_napari.colouring`` (a lazy lookup-table Labels layer: fast at 1M cells)."""
+    """Preview through the sample's colouring (a lazy lookup-table Labels layer: fast at 1M cells)."""
 
-    def __init__(self, viewer, sid: str, coloring_mod):
-        self.col = coloring_mod.get_coloring(viewer, sid)
+    def __init__(self, session, sid: str):
+        self.col = session.coloring(sid)
 
     def layer(self):
         return self.col.highlight_layer(PREVIEW_NAME)
@@ -135,23 +133,13 @@ class _ColoringPreview:
         self.col.clear_highlight(PREVIEW_NAME)
 
 
-def _coloring_module():
-    try:
-        from .._napari import coloring
-    except ImportError:
-        return None
-    return coloring if hasattr(coloring, "get_coloring") else None
-
-
-def make_preview(viewer, sid: str):
-    """The best available slide preview for ``sid``: the colouring module's highlight, else points."""
-    mod = _coloring_module()
-    if mod is not None:
-        try:
-            return _ColoringPreview(viewer, sid, mod)
-        except Exception:  # noqa: BLE001 - a broken optional backend must not break gating
-            log.warning("colouring backend unavailable; previewing with points", exc_info=True)
-    return _PointsPreview(viewer, sid)
+def make_preview(session, sid: str):
+    """The slide preview for ``sid``: positive cells filled / outlined through the colouring when
+    the sample has a cell mask shown, else dots at their centroids."""
+    sample = session.sample(sid)
+    if sample is not None and sample.labels and session.layers_of(sid, ROLE_LABELS):
+        return _ColoringPreview(session, sid)
+    return _PointsPreview(session, sid)
 
 
 # --------------------------------------------------------------------------- histogram canvas
@@ -265,34 +253,12 @@ def _raw_ticks(functions, xlim, *, min_gap: float = 0.12, max_ticks: int = 7) ->
     return out
 
 
-def _theme_colors(viewer) -> dict:
-    out = {"bg": "#262930", "fg": "#5a626c", "text": "#f0f1f2", "neg": "#8fa3b8"}
-    try:
-        from napari.utils.theme import get_theme
-
-        th = get_theme(viewer.theme)
-        out["bg"] = th.foreground.as_hex()
-        out["fg"] = th.highlight.as_hex()
-        out["text"] = th.text.as_hex()
-        if viewer.theme == "light":
-            out["neg"] = "#5b6f86"
-    except Exception:  # noqa: BLE001 - cosmetic only
-        log.debug("no napari theme colours", exc_info=True)
-    return out
-
-
 def _notify_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    log.warning(message)
-    show_error(message)
+    notify(message, "error")
 
 
 def _notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    log.info(message)
-    show_info(message)
+    notify(message, "info")
 
 
 # --------------------------------------------------------------------------- the widget
@@ -302,10 +268,9 @@ class GatingWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        store.watch_viewer(self.viewer)
+        self.session = session_for(napari_viewer)
         self.gates: dict[str, Gate] = {}
         self.preview_mask: np.ndarray | None = None
-        self._values_cache: dict[tuple[str, str], np.ndarray] = {}
         self._previews: dict[str, object] = {}
         self._updating = False
         self._last_result: dict | None = None
@@ -351,7 +316,7 @@ class GatingWidget(QWidget):
         row.addWidget(self.log_counts)
         form.addRow("positive", row)
 
-        self.hist = _HistogramCanvas(_theme_colors(self.viewer))
+        self.hist = _HistogramCanvas(theme_colors(self.viewer))
         self.hist.on_threshold = self._on_hist_threshold
 
         self.threshold_spin = QDoubleSpinBox()
@@ -459,9 +424,11 @@ class GatingWidget(QWidget):
         row.addWidget(self.apply_to_button)
         sl.addLayout(row)
 
+        self.busy_notice = BusyNotice(self.session, lambda: self.sample_id, on_change=self._on_busy)
         inner = QWidget()
         il = QVBoxLayout(inner)
         il.setContentsMargins(4, 4, 4, 4)
+        il.addWidget(self.busy_notice)
         il.addWidget(marker_box)
         il.addWidget(gates_box)
         il.addWidget(rules_box)
@@ -505,21 +472,30 @@ class GatingWidget(QWidget):
         self.export_button.clicked.connect(lambda: self.export_gating())
         self.import_button.clicked.connect(lambda: self.import_gating())
         self.apply_to_button.clicked.connect(lambda: self.apply_to_sample())
-        self.viewer.layers.events.inserted.connect(self.refresh_samples)
-        self.viewer.layers.events.removed.connect(self.refresh_samples)
+        self.session.events.sample_added.connect(self.refresh_samples)
+        self.session.events.sample_removed.connect(self.refresh_samples)
+        self.session.events.table_changed.connect(self._on_table_changed)
         self.refresh_samples()
 
     # ================================================================== state helpers
     @property
     def sample_id(self) -> str | None:
         sid = self.sample_combo.currentData()
-        return sid if sid and store.get(sid) is not None else None
+        return sid if sid and self.session.sample(sid) is not None else None
 
     @property
     def sample(self):
-        sid = self.sample_id
-        return None if sid is None else store.get(sid)
+        return self.session.sample(self.sample_id)
 
+    def _on_busy(self, busy: bool) -> None:
+        for b in (self.apply_button, self.apply_to_button):
+            b.setEnabled(not busy)
+
+    def _on_table_changed(self, event) -> None:
+        """Values re-measured in place (segmentation commit) or a new table: redraw from the new
+        values (the session dropped the cached ones)."""
+        if event.sid == self.sample_id and (event.structure or event.columns is None or self.marker in event.columns):
+            self._on_threshold_changed()
     @property
     def marker(self) -> str | None:
         m = self.marker_combo.currentText().strip()
@@ -545,21 +521,18 @@ class GatingWidget(QWidget):
         return float(self.threshold_spin.value())
 
     def _table(self, sid: str | None = None):
-        s = store.get(sid) if sid else self.sample
+        s = self.session.sample(sid) if sid else self.sample
         return None if s is None else s.table
 
     def values(self, marker: str | None = None, sid: str | None = None) -> np.ndarray | None:
-        """Raw per-cell values of ``marker`` in sample ``sid`` (cached per sample and marker)."""
+        """Raw per-cell values of ``marker`` in sample ``sid`` (cached in the session until the
+        marker's values change: re-measured cells, a new table)."""
         sid = sid or self.sample_id
         marker = marker or self.marker
         t = self._table(sid)
         if t is None or marker is None:
             return None
-        key = (sid, marker)
-        v = self._values_cache.get(key)
-        if v is None or len(v) != t.n_obs:
-            v = self._values_cache[key] = marker_values(t, marker)
-        return v
+        return self.session.cached(sid, ("table", marker, "gating_values"), lambda: marker_values(t, marker))
 
     def current_gate(self) -> Gate | None:
         m = self.marker
@@ -571,9 +544,8 @@ class GatingWidget(QWidget):
     def refresh_samples(self, event=None):
         current = self.sample_combo.currentData()
         target = self.target_combo.currentData()
-        _, samples = refill_sample_combo(self.sample_combo, self.viewer, where=lambda s: s.table is not None,
+        _, samples = refill_sample_combo(self.sample_combo, self.session, where=lambda s: s.table is not None,
                                          label=lambda s: f"{s.name}  ({s.n_cells:,} cells)")
-        self._values_cache = {k: v for k, v in self._values_cache.items() if k[0] in samples}
         for sid in list(self._previews):
             if sid not in samples:
                 self._previews.pop(sid)
@@ -583,7 +555,7 @@ class GatingWidget(QWidget):
 
     def _refresh_targets(self, keep=None):
         self.target_combo.clear()
-        for sid, s in store.samples_in_viewer(self.viewer).items():
+        for sid, s in self.session.samples().items():
             if s.table is not None and sid != self.sample_id:
                 self.target_combo.addItem(s.name, sid)
         idx = self.target_combo.findData(keep)
@@ -592,6 +564,7 @@ class GatingWidget(QWidget):
         self.apply_to_button.setEnabled(self.target_combo.count() > 0)
 
     def _on_sample_changed(self, *_):
+        self.busy_notice.update_state()
         t = self._table()
         old = self.marker_combo.currentText()
         self.marker_combo.blockSignals(True)
@@ -713,7 +686,7 @@ class GatingWidget(QWidget):
     def _preview(self, sid: str):
         p = self._previews.get(sid)
         if p is None:
-            p = self._previews[sid] = make_preview(self.viewer, sid)
+            p = self._previews[sid] = make_preview(self.session, sid)
         return p
 
     def update_preview(self):
@@ -915,16 +888,19 @@ class GatingWidget(QWidget):
 
     # ================================================================== apply
     def _apply(self, sid: str) -> dict | None:
-        sample = store.get(sid)
+        sample = self.session.sample(sid)
         if sample is None or sample.table is None:
             _notify_error("That sample is no longer loaded.")
+            return None
+        if self.session.busy(sid):
+            _notify_error(f"{sample.name} is busy ({self.session.busy(sid)}); apply the rules when it is done.")
             return None
         try:
             scheme = self.scheme()
             if not scheme.rules:
                 raise ValueError("add at least one phenotype rule (for example CAR T = 'CD3+ CAR+')")
             key = self.key_edit.text().strip() or DEFAULT_KEY
-            pheno = store_gating(sample.table, scheme, key=key)
+            pheno = store_gating(sample.table, scheme, key=key, reviewer=self.session.reviewer)
         except (ValueError, KeyError) as err:
             msg = err.args[0] if err.args else str(err)
             _notify_error(f"Gating {sample.name}: {msg}")
@@ -937,6 +913,7 @@ class GatingWidget(QWidget):
         lines = [f"{sample.name} → obs['{key}']:"]
         lines += [f"  {c}: {k:,} ({100.0 * k / n:.1f}%)" for c, k in result["counts"].items()]
         self.result_label.setText("\n".join(lines))
+        self.session.table_changed(sid, columns=[key], reason="gating")
         self._show_result(sid, key, scheme.default)
         self._last_result = result
         _notify_info(f"Gating applied to {sample.name}: " + ", ".join(f"{c} {k:,}" for c, k in result["counts"].items()))
@@ -949,11 +926,10 @@ class GatingWidget(QWidget):
             layer = self._previews[sid].layer()
             if layer is not None:
                 layer.visible = False
-        mod = _coloring_module()
-        if mod is None:
+        if not isinstance(self._preview(sid), _ColoringPreview):
             return
         try:
-            col = mod.get_coloring(self.viewer, sid)
+            col = self.session.coloring(sid)
             col.color_by_category(key)
             if default in col.categories and len(col.categories) > 1:
                 col.set_category_visible(default, False)

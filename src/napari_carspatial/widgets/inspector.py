@@ -24,17 +24,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
-from .._napari.inspect import (
+from .._napari import (
+    NEIGHBOR_RADIUS_UM,
+    STRUCTURE,
     CellIndex,
     categorical_columns,
     cell_info,
     cell_zoom,
     center_on,
+    guess_type_key,
     label_at,
+    notify,
+    ring_marker_layer,
+    session_for,
 )
-from .._napari.layers import guess_type_key
-from ._common import refill_sample_combo
+from ._common import BusyNotice, refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +88,8 @@ class InspectorWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._index: dict[str, CellIndex] = {}
+        self.session = session_for(napari_viewer)
         self._current: tuple[str, int] | None = None
-        self._ref_cache: dict[str, np.ndarray] = {}
 
         self.sample_combo = QComboBox()
         self.hint = QLabel("Click a cell on the slide to pin it here.")
@@ -129,11 +132,13 @@ class InspectorWidget(QWidget):
         self.chart.setVisible(False)   # shown once a cell is pinned
         self.table.setVisible(False)
 
+        self.busy_notice = BusyNotice(self.session, self._sid)
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
         top.addWidget(QLabel("Sample"))
         top.addWidget(self.sample_combo, 1)
         lay.addLayout(top)
+        lay.addWidget(self.busy_notice)
         lay.addWidget(nav)
         lay.addWidget(self.hint)
         lay.addWidget(self.header)
@@ -147,35 +152,41 @@ class InspectorWidget(QWidget):
         self.next_button.clicked.connect(lambda: self.step(1))
         self.sample_combo.currentIndexChanged.connect(self._sample_changed)
         self.type_key.currentTextChanged.connect(self._fill_categories)
-        self.viewer.layers.events.inserted.connect(self._refresh_samples)
-        self.viewer.layers.events.removed.connect(self._refresh_samples)
+        self.session.events.sample_added.connect(self._refresh_samples)
+        self.session.events.sample_removed.connect(self._refresh_samples)
+        self.session.events.table_changed.connect(self._on_table_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
         self._refresh_samples()
 
     # ------------------------------------------------------------------ samples
     def _refresh_samples(self, event=None):
-        changed, _ = refill_sample_combo(self.sample_combo, self.viewer, where=lambda s: s.table is not None)
+        changed, _ = refill_sample_combo(self.sample_combo, self.session, where=lambda s: s.table is not None)
         if changed:   # other layers coming and going: keep the reviewer's choices
             self._sample_changed()
+
+    def _on_table_changed(self, event):
+        if event.sid != self._sid():
+            return
+        if event.structure or event.columns is None or self.type_key.currentText() in event.columns:
+            self._fill_categories()   # the counts per category follow
 
     def _sid(self) -> str | None:
         return self.sample_combo.currentData()
 
     def _labels_layer(self, sid):
-        layers = store.layers_of(self.viewer, sid, "labels")
-        return layers[0] if layers else None
+        return self.session.labels_layer(sid)
 
     def index(self, sid: str) -> CellIndex:
-        if sid not in self._index:
-            self._index[sid] = CellIndex(store.get(sid))
-        return self._index[sid]
+        """The sample's cell index (cached in the session until its rows change)."""
+        return self.session.cached(sid, ("table", STRUCTURE, "cell_index"), lambda: CellIndex(self.session.sample(sid)))
 
     def _sample_changed(self, *_):
         sid = self._sid()
+        self.busy_notice.update_state()
         self.type_key.blockSignals(True)
         self.type_key.clear()
-        if sid and store.get(sid) is not None:
-            t = store.get(sid).table
+        if sid and self.session.sample(sid) is not None:
+            t = self.session.sample(sid).table
             cols = categorical_columns(t)
             self.type_key.addItems(cols)
             guess = guess_type_key(t)
@@ -187,13 +198,17 @@ class InspectorWidget(QWidget):
     def _fill_categories(self, *_):
         self.category.clear()
         sid, key = self._sid(), self.type_key.currentText()
-        if not sid or not key or store.get(sid) is None:
+        keep = self.category.currentData()
+        if not sid or not key or self.session.sample(sid) is None or key not in self.session.sample(sid).table.obs:
             return
-        col = store.get(sid).table.obs[key]
+        col = self.session.sample(sid).table.obs[key]
         cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.astype(str).unique())
         counts = col.astype(str).value_counts()
         for c in cats:
             self.category.addItem(f"{c} ({int(counts.get(str(c), 0)):,})", str(c))
+        idx = self.category.findData(keep)
+        if idx >= 0:
+            self.category.setCurrentIndex(idx)
 
     # ------------------------------------------------------------------ actions
     def _on_click(self, viewer, event):
@@ -235,7 +250,7 @@ class InspectorWidget(QWidget):
         cur = self._current[1] if self._current and self._current[0] == sid else None
         found = idx.step_position(key, cat, cur, direction)
         if found is None:
-            self._error(f"No cells of type {cat!r} in {store.get(sid).name}.")
+            self._error(f"No cells of type {cat!r} in {self.session.sample(sid).name}.")
             return None
         cid, pos, total = found
         self.step_label.setText(f"{pos:,} / {total:,}")
@@ -246,7 +261,7 @@ class InspectorWidget(QWidget):
         sid = self._sid()
         if not sid:
             return False
-        sample = store.get(sid)
+        sample = self.session.sample(sid)
         info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None)
         if info is None:
             self._error(f"Cell {cell_id} is not in the table of {sample.name}.")
@@ -265,7 +280,8 @@ class InspectorWidget(QWidget):
         self.header.setText(f"<b>Cell {info.cell_id}</b>{types}<br><b>area</b>: {area}"
                             f"<br><b>centroid (x, y)</b>: {where}")
         nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbor_types.items())
-        self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within 30 µm): {nb or 'none'}")
+        self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within "
+                               f"{NEIGHBOR_RADIUS_UM:g} µm): {nb or 'none'}")
         self.table.setRowCount(len(info.markers))
         for i, (name, val) in enumerate(info.markers.items()):
             self.table.setItem(i, 0, QTableWidgetItem(str(name)))
@@ -280,22 +296,20 @@ class InspectorWidget(QWidget):
 
     def _mark(self, sid: str, labels_layer, info) -> None:
         """A yellow ring around the pinned cell, so the reviewer sees which cell the panel shows."""
-        from .._napari.inspect import ring_marker_layer
-
         self._marker = ring_marker_layer(self.viewer, labels_layer, sid, info)
 
     def _reference(self, sid) -> np.ndarray:
-        if sid not in self._ref_cache:
-            X = store.get(sid).table.X
+        """99th percentile of every marker over the sample's cells (cached until the table changes)."""
+        def make():
+            X = self.session.sample(sid).table.X
             X = np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=float)
-            self._ref_cache[sid] = np.percentile(X, 99, axis=0) if X.size else np.zeros(X.shape[1])
-        return self._ref_cache[sid]
+            return np.percentile(X, 99, axis=0) if X.size else np.zeros(X.shape[1])
+
+        return self.session.cached(sid, ("table", None, "marker_p99"), make)
 
     def _error(self, message: str):
-        from napari.utils.notifications import show_warning
-
         self.hint.setText(message)
-        show_warning(message)
+        notify(message, "warning")
 
     def closeEvent(self, event):  # noqa: N802 - Qt API
         with contextlib.suppress(ValueError):

@@ -6,7 +6,8 @@ name, cells in the sample (and %), cells in the current view (follows the camera
 in the selected region (when a shape of a Shapes layer is selected). Double-click a name to show
 only that category (again to show all), double-click a swatch to change its colour (saved to
 ``uns[f"{key}_colors"]``), right-click for the same actions. For a numeric column: colormap,
-range slider and colour bar. All the work is in :mod:`napari_carspatial._napari.colouring`.
+range slider and colour bar. All the work is in the session's
+:class:`~napari_carspatial._napari.CellColoring` (``session.coloring(sid)``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
-from .._napari.coloring import column_choices, get_coloring, is_categorical
-from .._napari.inspect import camera
-from .._napari.layers import guess_type_key
-from ._common import refill_sample_combo
+from .._napari import camera, column_choices, guess_type_key, is_categorical, notify, session_for
+from ._common import BusyNotice, refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ class LegendWidget(QWidget):
         self.coloring = None
         self._syncing = False
         self._connected_shapes: set[int] = set()
-        store.watch_viewer(self.viewer)
+        self.session = session_for(self.viewer)
 
         # -------------------------------------------------------------- choosers
         self.sample_box = QComboBox()
@@ -203,9 +201,12 @@ class LegendWidget(QWidget):
                             "to colour its cells.")
         self.empty.setWordWrap(True)
 
+        self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData())
+
         self.setMinimumWidth(380)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
+        lay.addWidget(self.busy_notice)
         lay.addWidget(self.cat_panel, 1)
         lay.addWidget(self.num_panel)
         lay.addWidget(self.summary)
@@ -232,16 +233,28 @@ class LegendWidget(QWidget):
         camera(self.viewer).events.zoom.connect(self._schedule)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.session.events.table_changed.connect(self._on_table_changed)
         self._on_layers_changed()
 
     # ================================================================== samples and columns
+    def _on_table_changed(self, event):
+        """New columns (gating, niches, curation) appear in the chooser; the choice is kept."""
+        if event.sid != self.sample_box.currentData() or self.coloring is None:
+            return
+        have = [self.column_box.itemData(i) for i in range(self.column_box.count())]
+        ch = column_choices(self.coloring.table)
+        want = [*ch["categorical"], *ch["numeric"], *ch["markers"]]
+        if [k for k in have if k is not None] != list(dict.fromkeys(want)):
+            self._fill_columns(self.coloring.table)
+            self._sync_from_coloring()
+
     def _on_layers_changed(self, event=None):
         for layer in self.viewer.layers:
             if layer.__class__.__name__ == "Shapes" and id(layer) not in self._connected_shapes:
                 self._connected_shapes.add(id(layer))
                 layer.events.highlight.connect(self._schedule)
                 layer.events.data.connect(self._schedule)
-        changed, samples = refill_sample_combo(self.sample_box, self.viewer,
+        changed, samples = refill_sample_combo(self.sample_box, self.session,
                                                where=lambda s: bool(s.labels) and s.table is not None)
         if changed:
             self._on_sample()
@@ -254,11 +267,12 @@ class LegendWidget(QWidget):
             with contextlib.suppress(TypeError, ValueError, RuntimeError):
                 self.coloring.events.changed.disconnect(self._on_coloring_changed)
         self.coloring = None
-        if sid is None or store.get(sid) is None:
+        self.busy_notice.update_state()
+        if sid is None or self.session.sample(sid) is None:
             self._fill_columns(None)
             self._fill_tree()
             return
-        self.coloring = get_coloring(self.viewer, sid)
+        self.coloring = self.session.coloring(sid)
         self.coloring.events.changed.connect(self._on_coloring_changed)
         self._fill_columns(self.coloring.table)
         if self.coloring.key is None:  # first time: colour by the cell type straight away
@@ -308,9 +322,7 @@ class LegendWidget(QWidget):
             else:
                 self.coloring.color_by_value(key, cmap=self.cmap_box.currentText())
         except (KeyError, ValueError) as err:
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"Cannot colour by {key!r}: {err}")
+            notify(f"Cannot colour by {key!r}: {err}", "warning")
 
     def _on_mode(self, mode: str):
         if self._syncing or self.coloring is None or self.coloring.key is None:

@@ -12,7 +12,7 @@ import logging
 
 from qtpy.QtCore import QTimer
 
-from .._napari.layers import _prefixes, add_sample_layers, montage_offsets
+from .._napari import add_sample_layers, channel_plan, montage_offsets, prefixes, session_for
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ def add_samples_progressively(viewer, samples, *, batch: int = BATCH, on_done=No
     """
     samples = list(samples)
     first, pending = [], []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    for s, off, pre in zip(samples, montage_offsets(samples), prefixes(samples), strict=False):
         first.extend(add_sample_layers(viewer, s, translate=off, prefix=pre, channels="visible"))
-        hidden = [i for i, v in enumerate(_visible(s)) if not v]
+        hidden = [i for i, v in enumerate(_visible(viewer, s)) if not v]
         for k in range(0, len(hidden), batch):
             pending.append((s, off, pre, hidden[k:k + batch]))
     if len(samples) > 1:
@@ -60,8 +60,7 @@ def add_samples_progressively(viewer, samples, *, batch: int = BATCH, on_done=No
     return first
 
 
-def _visible(sample) -> list[bool]:
-    from .._napari import store
-    from .._napari.layers import channel_plan
-
-    return channel_plan(sample, store.register(sample))["visible"] if sample.image else []
+def _visible(viewer, sample) -> list[bool]:
+    session = session_for(viewer)
+    sid = session.register(sample)
+    return channel_plan(sample, session.cache(sid))["visible"] if sample.image else []

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari import store
+from .._napari import notify, session_for
 from .progressive import add_samples_progressively
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class SampleWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._worker = None
-        store.watch_viewer(self.viewer)
+        self.session = session_for(self.viewer)
 
         demo_box = QGroupBox("Demo: synthetic CAR T-treated pancreatic tumour")
         self.demo_timepoint = QComboBox()
@@ -104,8 +104,8 @@ class SampleWidget(QWidget):
         self.demo_button.clicked.connect(self._load_demo)
         self.open_button.clicked.connect(self._open)
         self.folder_button.clicked.connect(self._choose_folder)
-        self.viewer.layers.events.inserted.connect(self.refresh)
-        self.viewer.layers.events.removed.connect(self.refresh)
+        self.session.events.sample_added.connect(self.refresh)
+        self.session.events.sample_removed.connect(self.refresh)
         self.refresh()
 
     # -------------------------------------------------------------- actions
@@ -159,10 +159,8 @@ class SampleWidget(QWidget):
             self._error(f"Could not open the sample: {type(err).__name__}: {err}")
 
     def _error(self, message: str):
-        from napari.utils.notifications import show_error
-
         self.status.setText(message)
-        show_error(message)
+        notify(message, "error")
 
     def _set_busy(self, busy: bool, message: str = ""):
         for b in (self.demo_button, self.open_button):
@@ -173,7 +171,7 @@ class SampleWidget(QWidget):
     # -------------------------------------------------------------- listing
     def refresh(self, event=None):
         self.tree.clear()
-        for sid, s in store.samples_in_viewer(self.viewer).items():
+        for sid, s in self.session.samples().items():
             top = QTreeWidgetItem([s.name, ""])
             top.setData(0, Qt.UserRole, sid)
             shp = s.shape_yx

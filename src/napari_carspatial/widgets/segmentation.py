@@ -56,10 +56,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari import (
+    META_ROLE,
+    META_SAMPLE,
+    hover_features,
+    notify,
+    session_for,
+    visible_world_rect,
+)
 from .._napari import seg_edit as se
-from .._napari import store
 from ..model import SampleError
-from ._common import refill_sample_combo
+from ._common import BusyNotice, refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +94,7 @@ SHORTCUTS = {
 
 
 def _notify(msg: str, level: str = "info") -> None:
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{level}")(msg)
+    notify(msg, level)
 
 
 def _key_label(key: str) -> str:
@@ -113,7 +118,7 @@ class SegmentationWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.editors: dict[str, se.SegmentationEditor] = {}
+        self.session = session_for(napari_viewer)
         self.sid: str | None = None
         self.region: se.EditRegion | None = None
         self.edit_layer = None
@@ -127,7 +132,6 @@ class SegmentationWidget(QWidget):
         self._pending_ops: list[str] = []
         self._bound: dict[str, tuple] = {}
         self._geom = ((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"))
-        store.watch_viewer(self.viewer)
 
         # ------------------------------------------------------------ sample and region
         self.sample_box = QComboBox()
@@ -232,7 +236,9 @@ class SegmentationWidget(QWidget):
         cl.addWidget(self.redo_button)
         cl.addWidget(self.commit_button)
 
+        self.busy_notice = BusyNotice(self.session, lambda: self.sid, on_change=lambda _b: self._update_state())
         lay = QVBoxLayout(self)
+        lay.addWidget(self.busy_notice)
         lay.addWidget(reg)
         lay.addWidget(tools)
         lay.addWidget(ops)
@@ -267,8 +273,9 @@ class SegmentationWidget(QWidget):
         self.redo_button.clicked.connect(self.redo)
         self.commit_button.clicked.connect(lambda: self.commit())
         self.save_button.clicked.connect(self.save_dialog)
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.session.events.sample_added.connect(self._on_layers_changed)
+        self.session.events.sample_removed.connect(self._on_layers_changed)
         self._bind_keys()
         self._on_layers_changed()
         self._update_state()
@@ -276,20 +283,24 @@ class SegmentationWidget(QWidget):
     # ================================================================== sample
     @property
     def sample(self):
-        return store.get(self.sid) if self.sid else None
+        return self.session.sample(self.sid)
 
     @property
     def editor(self) -> se.SegmentationEditor | None:
+        """The sample's segmentation editor (kept in the session with the sample)."""
         s = self.sample
         if s is None:
             return None
-        ed = self.editors.get(self.sid)
-        if ed is None:
-            ed = self.editors[self.sid] = se.SegmentationEditor(s)
-        return ed
+        return self.session.cached(self.sid, ("segmentation_editor",),
+                                   lambda: se.SegmentationEditor(s, reviewer=self.session.reviewer))
+
+    @property
+    def is_busy(self) -> bool:
+        """A commit or save of this dock runs, or another worker writes the sample's table."""
+        return self.busy or bool(self.session.busy(self.sid))
 
     def _on_layers_changed(self, event=None):
-        changed, _ = refill_sample_combo(self.sample_box, self.viewer, where=lambda s: bool(s.labels))
+        changed, _ = refill_sample_combo(self.sample_box, self.session, where=lambda s: bool(s.labels))
         if changed:
             self._on_sample()
         if self.edit_layer is not None and self.edit_layer not in self.viewer.layers:
@@ -320,19 +331,11 @@ class SegmentationWidget(QWidget):
 
     def _slide_geometry(self):
         """(scale, translate, units) of the sample's labels layer (world = px * scale + translate)."""
-        lyrs = store.layers_of(self.viewer, self.sid, "labels")
-        if lyrs:
-            lyr = lyrs[0]
-            return (tuple(float(v) for v in lyr.scale[-2:]), tuple(float(v) for v in lyr.translate[-2:]),
-                    tuple(str(u) for u in lyr.units[-2:]))
-        px = self.sample.pixel_size_um
-        return ((px, px) if px else (1.0, 1.0)), (0.0, 0.0), (("um", "um") if px else ("pixel", "pixel"))
+        return self.session.geometry(self.sid)
 
     # ================================================================== regions
     def edit_view(self):
         """Load the part of the mask shown on screen (cut to :attr:`MAX_REGION` around its centre)."""
-        from .._napari.coloring import visible_world_rect
-
         if self.sample is None:
             _notify("Open a sample with a cell mask first.", "warning")
             return None
@@ -382,8 +385,6 @@ class SegmentationWidget(QWidget):
         return {"scale": (sy, sx), "translate": (ty + r.y0 * sy, tx + r.x0 * sx), "units": units}
 
     def _add_edit_layer(self):
-        from .._napari.layers import hover_features
-
         s = self.sample
         kw = self._layer_kwargs()
         # a frame shows where the editable region is
@@ -392,12 +393,12 @@ class SegmentationWidget(QWidget):
         frame = self.viewer.add_shapes([np.array([[-0.5, -0.5], [h - 0.5, w_ - 0.5]])], shape_type="rectangle",
                                        name=f"{s.name} edit region", edge_color="white", face_color="transparent",
                                        edge_width=2.5 * sy, opacity=0.8,
-                                       metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT_TOOL,
+                                       metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_EDIT_TOOL,
                                                  "tool": "frame"}, **kw)
         frame.editable = False
         # outlines in per-cell colours: the markers underneath stay readable (napari's contour = 0 fills)
         lyr = self.viewer.add_labels(self.region.data, name=f"{s.name} edit", opacity=0.9, blending="translucent",
-                                     metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT}, **kw)
+                                     metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_EDIT}, **kw)
         lyr.contour = 1
         feats = hover_features(s)
         if feats is not None:
@@ -441,9 +442,9 @@ class SegmentationWidget(QWidget):
         """The helper layer ``what`` (line, seeds, polygon, region) of this sample, created on demand."""
         name = f"{self.sample.name} {what}"
         for lyr in self.viewer.layers:
-            if lyr.name == name and lyr.metadata.get(store.META_ROLE) == ROLE_EDIT_TOOL:
+            if lyr.name == name and lyr.metadata.get(META_ROLE) == ROLE_EDIT_TOOL:
                 return lyr
-        meta = {store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT_TOOL, "tool": what}
+        meta = {META_SAMPLE: self.sid, META_ROLE: ROLE_EDIT_TOOL, "tool": what}
         if not kw:
             kw = self._layer_kwargs()
         if kind == "shapes":
@@ -472,8 +473,8 @@ class SegmentationWidget(QWidget):
         self.edit_layer = None
         self.region = None
         for lyr in list(self.viewer.layers):
-            if (lyr.metadata.get(store.META_SAMPLE) == self.sid
-                    and lyr.metadata.get(store.META_ROLE) in (ROLE_EDIT, ROLE_EDIT_SELECTION, ROLE_EDIT_TOOL)
+            if (lyr.metadata.get(META_SAMPLE) == self.sid
+                    and lyr.metadata.get(META_ROLE) in (ROLE_EDIT, ROLE_EDIT_SELECTION, ROLE_EDIT_TOOL)
                     and lyr in self.viewer.layers):
                 self.viewer.layers.remove(lyr)
         self.selection = []
@@ -546,8 +547,7 @@ class SegmentationWidget(QWidget):
         self._update_selection_label()
         if self.region is None:
             return
-        lyr = next((ly for ly in self.viewer.layers if ly.metadata.get(store.META_ROLE) == ROLE_EDIT_SELECTION
-                    and ly.metadata.get(store.META_SAMPLE) == self.sid), None)
+        lyr = next(iter(self.session.layers_of(self.sid, ROLE_EDIT_SELECTION)), None)
         if not self.selection:
             if lyr is not None:
                 lyr.data = np.zeros((1, 1), np.uint8)
@@ -561,7 +561,7 @@ class SegmentationWidget(QWidget):
             cmap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (1.0, 1.0, 1.0, 0.45)})
             active = self.viewer.layers.selection.active
             lyr = self.viewer.add_labels(mask, name=f"{self.sample.name} selected cells", colormap=cmap, opacity=1.0,
-                                         metadata={store.META_SAMPLE: self.sid, store.META_ROLE: ROLE_EDIT_SELECTION},
+                                         metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_EDIT_SELECTION},
                                          **self._layer_kwargs())
             lyr.editable = False
             if active is not None:
@@ -582,7 +582,7 @@ class SegmentationWidget(QWidget):
         self.selection_label.setText(f"{len(self.selection)} selected: {txt}{more}")
 
     def _types(self, ids) -> dict[int, str]:
-        from .._napari.layers import guess_type_key
+        from .._napari import guess_type_key
         from ..model import instance_ids
 
         t = self.sample.table if self.sample is not None else None
@@ -613,8 +613,8 @@ class SegmentationWidget(QWidget):
         if self.region is None:
             _notify("Load an edit region first (Edit current view / Edit rectangle).", "warning")
             return False
-        if self.busy:
-            _notify("A commit is running; try again in a moment.", "warning")
+        if self.is_busy:
+            _notify(f"{self.session.busy(self.sid) or 'A commit is running'}; try again in a moment.", "warning")
             return False
         return True
 
@@ -823,7 +823,7 @@ class SegmentationWidget(QWidget):
 
     def undo(self):
         """Undo the last paint stroke (napari's own undo) or the last operation; commit if auto-commit."""
-        if self.region is None or self.busy:
+        if self.region is None or self.is_busy:
             return
         if (self.region.data != self._shadow).any() and self._native_history("undo"):
             self.edit_layer.undo()
@@ -843,7 +843,7 @@ class SegmentationWidget(QWidget):
 
     def redo(self):
         """Redo the last undone step; commit if auto-commit."""
-        if self.region is None or self.busy:
+        if self.region is None or self.is_busy:
             return
         if self._native_history("redo"):
             self.edit_layer.redo()
@@ -880,7 +880,7 @@ class SegmentationWidget(QWidget):
         Regions larger than :attr:`THREAD_MIN_PIXELS` are committed in a worker thread (the dock
         is disabled meanwhile) unless ``wait``. Returns the :class:`CommitResult` when run here.
         """
-        if self.region is None or self.busy:
+        if self.region is None or self.is_busy:
             return None
         self._record_paint()
         if not self._dirty():
@@ -914,6 +914,7 @@ class SegmentationWidget(QWidget):
 
     def _set_busy(self, on: bool, msg: str = ""):
         self.busy = on
+        self.session.set_busy(self.sid, (msg.rstrip("…").rstrip(".") or "working") if on else None)
         for w in (self.findChildren(QPushButton)):
             w.setEnabled(not on)
         if self.edit_layer is not None:
@@ -928,29 +929,18 @@ class SegmentationWidget(QWidget):
         _notify(f"Commit failed, the edits stay in the edit layer: {err}", "error")
 
     def _committed(self, res: se.CommitResult):
-        """Main thread: refresh the slide's labels layers, hover features, colouring; report."""
-        from .._napari import coloring
-        from .._napari.layers import hover_features
-
+        """Main thread: the session shows the new mask and tells every dock the table changed
+        (hover features, colouring, gating values follow); report."""
         self.last_result = res
         s = self.sample
         if s is None:
             return
+        self.session.labels_changed(self.sid, res.bbox)
+        self.session.table_changed(self.sid, structure=bool(res.added or res.removed),
+                                   reason=f"segmentation: {res.message()}")
         feats = hover_features(s)
-        pyr = s.labels
-        for lyr in store.layers_of(self.viewer, self.sid, "labels"):
-            lyr.data = pyr if len(pyr) > 1 else pyr[0]
-            if feats is not None:
-                lyr.features = feats
         if self.edit_layer is not None and feats is not None:
             self.edit_layer.features = feats
-        key = getattr(self.viewer, "__wrapped__", self.viewer)
-        col = coloring._registry.get(key, {}).get(self.sid)
-        if col is not None and col.key is not None:
-            try:
-                col.refresh()
-            except (KeyError, ValueError) as err:
-                log.warning("colouring not refreshed: %s", err)
         msg = res.message()
         ms = 1000 * res.seconds.get("total", 0.0)
         self.result_label.setText(f"Last commit: {msg} ({ms:.0f} ms). Table: {s.table.n_obs:,} cells."
@@ -969,8 +959,8 @@ class SegmentationWidget(QWidget):
         ed = self.editor
         if ed is None:
             return None
-        if self.busy:
-            _notify("A commit is running; save again in a moment.", "warning")
+        if self.is_busy:
+            _notify(f"{self.session.busy(self.sid) or 'A commit is running'}; save again in a moment.", "warning")
             return None
         if self._dirty():
             self.commit(wait=True)
@@ -985,7 +975,7 @@ class SegmentationWidget(QWidget):
             from ..io.mask_store import save_corrected_mask
 
             mask_src = s.paths.get("mask")
-            out = save_corrected_mask(ed.store, mask_path, source=mask_src,
+            out = save_corrected_mask(ed.store, mask_path, source=mask_src, pixel_size_um=s.pixel_size_um,
                                       note=f"napari-carspatial segmentation correction of {s.name}")
             paths = {k: v for k, v in s.paths.items() if k in ("image", "table")}
             paths["mask"] = out
@@ -1040,17 +1030,15 @@ class SegmentationWidget(QWidget):
     # ================================================================== state and keys
     def _update_state(self):
         has = self.region is not None
+        idle = not self.is_busy
         for b in (self.paint_button, self.erase_button, self.fill_button, self.pan_button, self.new_label_button,
                   self.pick_button, self.clear_button, self.merge_button, self.delete_button, self.line_button,
-                  self.seeds_button, self.draw_button, self.grow_button, self.shrink_button, self.close_button):
-            b.setEnabled(has and not self.busy)
-        self.undo_button.setEnabled(has and not self.busy)
-        self.redo_button.setEnabled(has and bool(self._redo) and not self.busy)
-        self.commit_button.setEnabled(has and not self.busy)
-        self.view_button.setEnabled(self.sid is not None and not self.busy)
-        self.rect_button.setEnabled(self.sid is not None and not self.busy)
-        self.save_button.setEnabled(self.sid is not None and not self.busy)
-        self.seeds_button.setEnabled(has and not self.busy)
+                  self.seeds_button, self.draw_button, self.grow_button, self.shrink_button, self.close_button,
+                  self.undo_button, self.commit_button):
+            b.setEnabled(has and idle)
+        self.redo_button.setEnabled(has and bool(self._redo) and idle)
+        for b in (self.view_button, self.rect_button, self.save_button):
+            b.setEnabled(self.sid is not None and idle)
         if self._undo:
             self.undo_button.setToolTip(f"Undo: {self._undo[-1][0]}")
         if self._redo:
