@@ -13,6 +13,14 @@ from napari_carspatial.cli import main
 spatialdata = pytest.importorskip("spatialdata")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The CosMx link folders and transcript indexes go to a temporary cache, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def test_export_demo_spatialdata_and_geojson(tmp_path):
     assert main(["export", "demo", "--size", "384", "-o", str(tmp_path)]) == 0
     zarrs = list(tmp_path.glob("*.zarr"))

@@ -22,6 +22,14 @@ from napari_carspatial.model import ReaderError
 pytest.importorskip("spatialdata_io")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The CosMx link folders and transcript indexes go to a temporary cache, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def xenium_dir(real_data_root):
     return real_data_root / "xenium_crop"

@@ -181,7 +181,7 @@ def read_cosmx(path: str | os.PathLike, *, pixel_size_um: float | None = None, t
                                  points_extra={"compartment": "CellComp", "z": "z_raw"},
                                  name_prefix=did, metadata={"platform": "CosMx", "reader": "spatialdata-io"})
     for s in samples:
-        fov = s.metadata.get("coordinate_system")
+        fov = s.metadata.pop("coordinate_system", None)
         s.name = f"{did}_fov{fov}"
         s.metadata["fov"] = fov
         if missing:

@@ -476,7 +476,7 @@ def _one_sample(sdata, region, tname, *, src, pixel_size_um, grid, check_ids, qu
     name = region if not name_prefix else f"{name_prefix}_{region}"
     s = Sample(name=name, paths={"folder": src} if src else {})
     s.metadata.update(metadata or {})
-    s.metadata["coordinate_system"] = cs
+    s.metadata["coordinate_system"] = cs  # SpatialData's; the CosMx reader names the FOV from it
     # ---- the grid
     if grid is None:
         ref = _pick_image(images, region)
@@ -574,8 +574,6 @@ def _one_sample(sdata, region, tname, *, src, pixel_size_um, grid, check_ids, qu
         s.paths["mask"] = f"{src}::shapes/{region} (rasterized)" if src else f"shapes/{region} (rasterized)"
     if not s.image and s.labels is None:
         raise SampleError(f"region {region!r} has neither an image nor cells on its grid.", path=src)
-    if not s.image:
-        s.metadata["grid_shape_yx"] = list(grid.shape_yx)
     # ---- transcripts: points on the same coordinate system
     pts = [n for n in sdata.points if n in members]
     if pts:
@@ -622,6 +620,9 @@ def _one_sample(sdata, region, tname, *, src, pixel_size_um, grid, check_ids, qu
     if px is None and s.image:
         px = _scale_to_um(sdata, grid)
     s.pixel_size_um = None if px is None else float(px)
+    if adata is not None and s.points is not None:  # what `carspatial info` shows for RNA samples
+        s.metadata["genes"] = int(adata.n_vars)
+        s.metadata["transcripts"] = len(s.points)
     if adata is not None:
         set_pixel_size_um(adata, s.pixel_size_um)
     return s.validate(check_ids=check_ids)
