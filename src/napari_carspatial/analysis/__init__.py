@@ -123,3 +123,27 @@ __all__ = [
     "resolve_roles",
     "store_roles",
 ]
+
+# spatial omics (issue 15): genes on sparse tables, RNA cell types, ligand-receptor signalling
+from napari_carspatial.analysis.genes import (  # noqa: E402
+    gene_counts,
+    gene_summary,
+    gene_values,
+    leiden_cell_types,
+    marker_cell_types,
+    store_cell_types,
+    top_genes,
+)
+from napari_carspatial.analysis.ligrec import (  # noqa: E402
+    CART_PAIRS,
+    ligrec,
+    ligrec_sample_metrics,
+    plot_ligrec,
+    spatial_ligrec,
+    store_ligrec,
+)
+
+__all__ += [
+    "gene_counts", "gene_summary", "gene_values", "leiden_cell_types", "marker_cell_types", "store_cell_types",
+    "top_genes", "CART_PAIRS", "ligrec", "ligrec_sample_metrics", "plot_ligrec", "spatial_ligrec", "store_ligrec",
+]

@@ -14,6 +14,7 @@ from .mcmicro import is_mcmicro, read_mcmicro
 from .measure import store_measured_table
 from .mibi import is_fov_folder, is_mibitiff, read_fov_folders
 from .omezarr import is_multiscale
+from .platforms import PLATFORMS, detect_platform, read_platform
 from .spatialdata import is_spatialdata, read_spatialdata
 from .steinbock import is_steinbock, read_steinbock
 from .tables import read_table
@@ -21,9 +22,9 @@ from .tiff import is_ome_tiff, is_tiff
 
 #: every value :func:`detect_format` can return
 FORMATS = ("steinbock", "mcmicro", "spatialdata", "ome-zarr", "ome-tiff", "tiff", "anndata", "imc-mcd", "imc-txt", "mibitiff",
-           "fov-folder")
+           "fov-folder", *PLATFORMS)
 #: formats that give one sample per acquisition / image and bring their own masks and tables
-FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", "imc-mcd", "fov-folder")
+FOLDER_FORMATS = ("steinbock", "mcmicro", "spatialdata", "imc-mcd", "fov-folder", *PLATFORMS)
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -40,7 +41,8 @@ def detect_format(path: str | os.PathLike) -> str | None:
         One of :data:`FORMATS`: ``"steinbock"`` (``img/`` + ``panel.csv`` or ``masks*/``),
         ``"mcmicro"`` (``registration/`` or ``markers.csv``), ``"spatialdata"`` (zarr group with
         ``images``/``labels``/``tables``), ``"ome-zarr"`` (NGFF multiscales), ``"ome-tiff"``,
-        ``"tiff"``, ``"anndata"`` (``.h5ad``). Never raises.
+        ``"tiff"``, ``"anndata"`` (``.h5ad``), an instrument folder (``"xenium"``, ``"cosmx"``,
+        ``"merscope"``, ``"visium-hd"``). Never raises.
     """
     try:
         p = Path(path)
@@ -57,7 +59,7 @@ def detect_format(path: str | os.PathLike) -> str | None:
                 return "mcmicro"
             if is_fov_folder(p):
                 return "fov-folder"
-            return None
+            return detect_platform(p)  # Xenium, CosMx, MERSCOPE, Visium HD (io/platforms.py)
         if is_tiff(p):
             if is_mibitiff(p):
                 return "mibitiff"
@@ -87,6 +89,7 @@ def read_sample(
     segmentation: str | None = None,
     check_ids: bool = True,
     measure: bool = True,
+    **options,
 ) -> Sample | list[Sample]:
     """Read a sample (image + mask + table) from any supported layout; the result is validated.
 
@@ -120,6 +123,9 @@ def read_sample(
         A sample with image + mask and no table gets its table measured on open
         (:func:`napari_carspatial.io.measure.store_measured_table`: mean intensity per channel
         and shape, in this process); ``metadata["table_source"]`` says so.
+    **options
+        Options of the instrument-folder readers (``image_pixel_size_um``, ``image_origin_um``,
+        ``transcripts``, ``fovs``, ``bin_size_um``, ...; see :func:`napari_carspatial.io.read_platform`).
 
     Returns
     -------
@@ -135,13 +141,17 @@ def read_sample(
     fmt = detect_format(p)
     if fmt is None:
         raise ReaderError(
-            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, IMC .mcd/.txt, SpatialData store, steinbock or MCMICRO folder.",
+            "unsupported format: not an OME-TIFF/TIFF, OME-Zarr, IMC .mcd/.txt, SpatialData store, steinbock or MCMICRO "
+            "folder, or a Xenium, CosMx, MERSCOPE or Visium HD output folder.",
             path=p,
             hint="Open the image file itself, or a steinbock / MCMICRO project folder.",
         )
+    if options and fmt not in PLATFORMS:
+        raise ReaderError(f"options {sorted(options)} apply to instrument folders (Xenium, CosMx, MERSCOPE, "
+                          f"Visium HD); this is a {fmt} input.", path=p)
     result = _read(p, fmt, mask=mask, table=table, name=name, panel=panel, channel_names=channel_names,
                    pixel_size_um=pixel_size_um, id_column=id_column, image_column=image_column,
-                   segmentation=segmentation, check_ids=check_ids)
+                   segmentation=segmentation, check_ids=check_ids, options=options)
     if measure:
         for s in result if isinstance(result, list) else [result]:
             if s.table is None and s.labels is not None and s.image:
@@ -152,7 +162,7 @@ def read_sample(
 
 
 def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_size_um, id_column, image_column,
-          segmentation, check_ids):
+          segmentation, check_ids, options=None):
     with wrap_errors(p, f"{fmt} input"):
         if fmt in FOLDER_FORMATS:
             if mask is not None or table is not None:
@@ -167,7 +177,9 @@ def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_s
                 return read_mcd(p, panel=panel)
             if fmt == "fov-folder":
                 return read_fov_folders(p, check_ids=check_ids)
-            return read_spatialdata(p, check_ids=check_ids)
+            if fmt in PLATFORMS:
+                return read_platform(p, fmt, pixel_size_um=pixel_size_um, check_ids=check_ids, **(options or {}))
+            return read_spatialdata(p, check_ids=check_ids, pixel_size_um=pixel_size_um)
         if fmt == "anndata":
             adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
             s = Sample(name=name or stem(p), table=adata, pixel_size_um=pixel_size_um, paths={"table": os.fspath(p)})

@@ -61,6 +61,10 @@ class Sample:
         Free-form: ``patient``, ``timepoint``, ``response``, ... (see :data:`CLINICAL_KEYS`).
     paths
         Where each part came from: ``{"image": ..., "mask": ..., "table": ...}``.
+    points
+        Transcripts (spatial transcriptomics), or ``None``: a lazy
+        :class:`~napari_carspatial.model.points.Transcripts` table with ``x``, ``y`` in level-0
+        pixels, ``gene``, ``cell_id`` (mask label, 0 = no cell) and ``quality``.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Sample:
     rois: list[ROI] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    points: Any = None
 
     # ------------------------------------------------------------------ properties
     @property
