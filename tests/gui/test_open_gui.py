@@ -57,13 +57,13 @@ def test_file_open_steinbock_folder(make_napari_viewer_proxy, steinbock_dir):
     viewer = make_napari_viewer_proxy()
     viewer.open(str(steinbock_dir), plugin="napari-carspatial")
     labels = [lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "labels"]
-    assert len(labels) == 15                       # one sample per acquisition
-    n_cells = sum(session_for(viewer).sample_of(lyr).n_cells for lyr in labels)
-    assert n_cells == 404
-    # acquisitions are tiled, not stacked: no two samples share an origin
-    origins = {tuple(np.round(lyr.translate[-2:], 3)) for lyr in labels}
+    assert len(labels) == 1                        # 15 small acquisitions open as one tiled montage sample
+    assert session_for(viewer).sample_of(labels[0]).n_cells == 404
+    # acquisitions are tiled, not stacked: no two tiles share an origin, each is named
+    tiles = next(lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == "tiles")
+    origins = {tuple(np.round(np.asarray(r).max(axis=0), 3)) for r in tiles.data}
     assert len(origins) == 15
-    assert "mockData1_001: Ag107" in [lyr.name for lyr in viewer.layers]
+    assert "mockData1_001" in list(tiles.features["acquisition"])
 
 
 @pytest.mark.parametrize("case", ["truncated", "float_mask", "empty_mask", "not_a_tiff"])

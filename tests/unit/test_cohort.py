@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -243,6 +244,33 @@ def test_real_metrics_batch_and_report(batch_real, cohort):
     assert text.count("data:image/png;base64,") >= 22  # 20 thumbnails + paired + group plots
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert (batch_real.out / "statistics.csv").is_file()
+
+
+def test_report_gains_the_reader_agreement_section(batch_real, tmp_path):
+    """write_report(review=...) appends the review package's agreement section (kappa per sample)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from napari_carspatial.cohort.report import write_report
+    from napari_carspatial.review import (
+        SampleAgreement,
+        agreement,
+        combine_agreements,
+        region_agreement,
+    )
+
+    rng = np.random.default_rng(3)
+    a = rng.choice(["Tumor", "CAR T", "Macrophage"], 300)
+    b = np.where(rng.random(300) < 0.85, a, rng.choice(["Tumor", "CAR T"], 300))
+    table = ad.AnnData(obs=pd.DataFrame({"cell_id": np.arange(1, 301), "read_a": pd.Categorical(a),
+                                         "read_b": pd.Categorical(b)}, index=[str(i) for i in range(300)]))
+    cells = agreement(table, "read_a", "read_b", n_boot=50, seed=0)
+    trial = combine_agreements({"S1": SampleAgreement(sample="S1", readers=("alice", "bob"), cells=cells,
+                                                                regions=region_agreement([], []))},
+                               n_boot=50)
+    rep = write_report(batch_real.out, out=tmp_path / "report.html", n_boot=50, review=trial)
+    text = rep.read_text(encoding="utf-8")
+    assert 'id="reader-agreement"' in text
+    assert f"{cohen_kappa_score(a, b):.3f}" in text
 
 
 def _row(st, comp, region, metric):

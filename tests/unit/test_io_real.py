@@ -56,6 +56,19 @@ def test_cytomapper(cyto_samples, cytomapper_dir):
         np.testing.assert_allclose(sums[ids] / n[ids], s.table.X[interior, c], rtol=1e-5)
 
 
+def test_cytomapper_table_saves_and_reads_back(cyto_samples, tmp_path):
+    """The real table's id column (CellNb) is not also the index name, so it can be written."""
+    from napari_carspatial.io import write_table
+
+    s = cyto_samples[0]
+    assert s.table.obs.index.name is None
+    out = write_table(s.table, tmp_path / "curated.h5ad")
+    back = read_table(out)
+    assert back.n_obs == s.n_cells
+    np.testing.assert_array_equal(instance_ids(back), instance_ids(s.table))
+    assert list(back.obs["CellType"]) == list(s.table.obs["CellType"])
+
+
 def test_cytomapper_without_pixel_size(cytomapper_dir):
     s = read_sample(cytomapper_dir / "images" / "G01_imc.tiff", mask=cytomapper_dir / "masks" / "G01_mask.tiff",
                     table=cytomapper_dir / "cells.csv")

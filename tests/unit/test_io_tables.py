@@ -71,6 +71,7 @@ def test_qupath_um_without_pixel_size_uses_mask(tmp_path, caplog):
 def test_inform_columns(tmp_path):
     f = tmp_path / "inform.csv"
     pd.DataFrame({"Cell ID": [1, 2], "Cell X Position": [3, 4], "Cell Y Position": [5, 6],
+                  "Nucleus Area (pixels)": [9, 9],   # the export's unit: pixels (see test_io_inform.py)
                   "Entire Cell CD8 (Opal 570) Mean (Normalized Counts, Total Weighting)": [0.5, 0.6]}
                  ).to_csv(f, index=False)
     a = read_table(f)

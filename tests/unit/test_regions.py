@@ -22,6 +22,7 @@ from napari_carspatial.analysis.results import (
     store_result,
     table_fingerprint,
 )
+from napari_carspatial.model import SampleError
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,12 @@ def test_roles_editable_and_pdl1_derived(demo):
     assert (masks["car_t"] == np.isin(ct, ["CAR T", "CD8 T"])).all()
     assert info["missing_types"] == {} and info["pdl1_threshold"] > 0
     assert masks["pdl1_macrophage"].sum() < masks["myeloid"].sum() and not (masks["pdl1_macrophage"] & ~masks["myeloid"]).any()
+    # without roles the mapping is inferred from the demo's names: every inferred type is present
     _, info = role_masks(a)
+    assert info["missing_types"] == {} and info["mapping"].types["myeloid"] == ["Macrophage"]
+    _, info = role_masks(a, roles={"myeloid": ["Macrophage", "MDSC"]})
     assert info["missing_types"] == {"myeloid": ["MDSC"]}
-    with pytest.raises(KeyError, match="cell-type"):
+    with pytest.raises(SampleError, match="no column 'nope'"):
         role_masks(a, cell_type_key="nope")
 
 

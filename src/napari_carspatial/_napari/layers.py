@@ -15,92 +15,32 @@ import numpy as np
 import pandas as pd
 
 from ..model import Sample, instance_ids
+from ..model import channels as _policy
 from .session import META_CHANNEL, META_ROLE, META_SAMPLE, SampleEntry, pending_entry, session_for
 
 log = logging.getLogger(__name__)
 
-# Marker -> napari colormap. Nuclear stains blue, epithelium/tumour green, T cells red/magenta...
-_KNOWN = {
-    "dapi": "blue", "hoechst": "blue", "h3": "blue", "histone": "blue", "ir191": "blue", "ir193": "blue",
-    "dna": "blue", "nuclear": "blue",
-    "panck": "green", "pan-ck": "green", "keratin": "green", "cytokeratin": "green", "ecad": "green",
-    "cdh": "green", "e-cadherin": "green", "epcam": "green",
-    "msln": "yellow", "mesothelin": "yellow", "psma": "yellow", "cea": "yellow", "her2": "yellow",
-    "cd3": "red", "car": "magenta", "cd8": "I Orange", "cd8a": "I Orange", "cd4": "I Forest",
-    "cd68": "cyan", "cd163": "I Blue", "pd-l1": "I Purple", "pdl1": "I Purple", "pd-1": "I Bordeaux",
-    "pd1": "I Bordeaux", "ki-67": "gray", "ki67": "gray", "cd20": "I Forest", "sma": "gray",
-    "cd31": "gray", "cd45": "red",
-}
-_CYCLE = ["green", "magenta", "cyan", "yellow", "red", "I Orange", "I Purple", "I Forest",
-          "I Blue", "I Bordeaux", "gray"]
-# Markers shown by default (others loaded but hidden): too many additive channels is mush.
-_DEFAULT_VISIBLE = ["dapi", "h3", "panck", "cdh", "msln", "cd3", "car", "cd68", "cd8a"]
-MAX_DEFAULT_VISIBLE = 5
+def channel_colormaps(names: list[str], visible: list[bool] | None = None) -> list[str]:
+    """A napari colormap name per channel (:func:`napari_carspatial.model.channels.channel_colormaps`):
+    known markers get their usual colour, the channels shown first distinct ones, and every
+    colormap maps 0 to black, so additive blending never whitens the canvas."""
+    return _policy.channel_colormaps(names, visible)
 
 
-def channel_colormaps(names: list[str]) -> list[str]:
-    """A napari colormap name per channel: known markers get their usual colour, others cycle."""
-    out, used, k = [], set(), 0
-    for n in names:
-        cmap = _KNOWN.get(n.strip().lower())
-        if cmap is None or (cmap in used and cmap not in ("gray",)):
-            while _CYCLE[k % len(_CYCLE)] in used and k < 2 * len(_CYCLE):
-                k += 1
-            cmap = _CYCLE[k % len(_CYCLE)]
-            k += 1
-        used.add(cmap)
-        out.append(cmap)
-    return out
-
-
-def default_visible(names: list[str]) -> list[bool]:
-    """Which channels to show first: a handful of key markers, else the first three."""
-    low = [n.strip().lower() for n in names]
-    chosen = [i for key in _DEFAULT_VISIBLE for i, n in enumerate(low) if n == key][:MAX_DEFAULT_VISIBLE]
-    if not chosen:
-        chosen = list(range(min(3, len(names))))
-    return [i in chosen for i in range(len(names))]
+def default_visible(names: list[str], *, empty: list[bool] | None = None) -> list[bool]:
+    """Which channels to show first: one nuclear channel plus up to three lineage markers;
+    background / blank / all-zero channels never (see :mod:`napari_carspatial.model.channels`)."""
+    return _policy.default_visible(names, empty=empty)
 
 
 def contrast_limits(level, *, low: float = 1.0, high: float = 99.8,
                     max_values: int = 1_000_000) -> list[tuple[float, float]]:
-    """Per-channel (low, high) percentile limits of one (C, Y, X) pyramid level.
+    """Per-channel display limits of one (C, Y, X) pyramid level; robust for sparse counts.
 
-    Call it with the *smallest* level: it is computed, so it must be small. Integer images use an
-    exact histogram (``bincount``), floats a regular subsample of at most ``max_values`` pixels.
+    Call it with the *smallest* level: it is computed, so it must be small. See
+    :func:`napari_carspatial.model.channels.contrast_limits`.
     """
-    arr = np.asarray(level.compute() if hasattr(level, "compute") else level)
-    lims = []
-    for ch in arr.reshape(arr.shape[0], -1):
-        if np.issubdtype(ch.dtype, np.integer) and ch.dtype.itemsize <= 2 and ch.size:
-            lims.append(_int_percentiles(ch, low, high))
-            continue
-        step = max(1, ch.size // max_values)
-        finite = ch[::step].astype(np.float32, copy=False)
-        finite = finite[np.isfinite(finite)]
-        if finite.size == 0:
-            lims.append((0.0, 1.0))
-            continue
-        lo, hi = np.percentile(finite, [low, high])
-        lims.append(_widen(float(lo), float(hi), float(finite.max())))
-    return lims
-
-
-def _int_percentiles(ch: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """Percentiles of a (u)int8/16 channel from its histogram (same as np.percentile 'lower')."""
-    offset = int(ch.min()) if ch.dtype.kind == "i" else 0
-    counts = np.bincount((ch.astype(np.int64) - offset) if offset else ch)
-    cdf = np.cumsum(counts)
-    n = cdf[-1]
-    lo = int(np.searchsorted(cdf, low / 100 * (n - 1), side="right")) + offset
-    hi = int(np.searchsorted(cdf, high / 100 * (n - 1), side="right")) + offset
-    return _widen(float(lo), float(hi), float(len(counts) - 1 + offset))
-
-
-def _widen(lo: float, hi: float, vmax: float) -> tuple[float, float]:
-    if hi <= lo:
-        hi = lo + (1.0 if vmax <= lo else vmax - lo)
-    return (lo, hi)
+    return _policy.contrast_limits(level, low=low, high=high, max_values=max_values)
 
 
 #: at most this many (y, x) blocks of the smallest level are read for contrast limits
@@ -145,10 +85,14 @@ def channel_plan(sample: Sample, cache: dict | None = None) -> dict:
     if plan is None:
         names = sample.channel_names
         smallest = min(sample.image, key=lambda a: a.shape[-1] * a.shape[-2])
+        small = np.asarray(sampled_blocks(smallest))
+        empty = _policy.empty_channels(small)
+        visible = default_visible(names, empty=empty)
         plan = {
-            "colormap": channel_colormaps(names),
-            "contrast_limits": contrast_limits(sampled_blocks(smallest)),
-            "visible": default_visible(names),
+            "colormap": channel_colormaps(names, visible),
+            "contrast_limits": contrast_limits(small),
+            "visible": visible,
+            "empty": empty,
         }
         if cache is not None:
             cache["channel_plan"] = plan
@@ -258,7 +202,7 @@ def sample_to_layer_data(
     return out
 
 
-def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.08) -> list[tuple[float, float]]:
+def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.12) -> list[tuple[float, float]]:
     """World (y, x) offsets that tile samples in a near-square grid, left to right, top to bottom."""
     if len(samples) <= 1:
         return [(0.0, 0.0)] * len(samples)
@@ -289,7 +233,7 @@ def short_names(names: list[str]) -> list[str]:
 def _prefixes(samples: list[Sample]) -> list[str | None]:
     if len(samples) <= 1:
         return [None] * len(samples)
-    return [f"{n}: " for n in short_names([s.name for s in samples])]
+    return [f"{n}: " for n in _tile_names(samples)]
 
 
 def prefixes(samples: list[Sample]) -> list[str | None]:
@@ -297,11 +241,87 @@ def prefixes(samples: list[Sample]) -> list[str | None]:
     return _prefixes(samples)
 
 
-def samples_to_layer_data(samples: list[Sample]) -> list[tuple[Any, dict, str]]:
-    """Layer data for one or several samples; several are tiled in a montage with prefixed names."""
+def tile_label_data(names: list[str], rects: list[tuple[float, float, float, float]], *, sid: str | None = None,
+                    name: str = "acquisitions", units: tuple[str, str] | None = None) -> tuple[Any, dict, str]:
+    """A Shapes layer-data tuple: one outlined rectangle per tile, its acquisition name written at its top left.
+
+    ``rects`` are (y0, x0, y1, x1) in world units (µm when the pixel size is known).
+    """
+    extent = max(max(r[2] - r[0], r[3] - r[1]) for r in rects) if rects else 1.0
+    band = 0.06 * extent   # a title band above each tile holds its name (inside the layer's extent, so
+    #                        fitting the view never cuts the first row's names off)
+    data = [np.array([[y0 - band, x0], [y0 - band, x1], [y1, x1], [y1, x0]], dtype=float)
+            for y0, x0, y1, x1 in rects]
+    meta = {
+        "name": name,
+        "shape_type": "rectangle",
+        "features": {"acquisition": list(names)},
+        "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 9,
+                 "translation": [0.004 * extent, 0.015 * extent]},
+        "face_color": "transparent",
+        "edge_color": "#9a9a9a",
+        "edge_width": max(extent * 0.006, 1e-6),
+        "opacity": 0.9,
+        "blending": "translucent_no_depth",
+        "metadata": {META_ROLE: ROLE_TILES, **({META_SAMPLE: sid} if sid else {})},
+    }
+    if units is not None:
+        meta["units"] = units
+    return (data, meta, "shapes")
+
+
+#: role of the layer outlining and naming the tiles of several acquisitions
+ROLE_TILES = "tiles"
+
+
+def _tile_names(samples: list[Sample]) -> list[str]:
+    from ..model.montage import tile_names
+
+    return tile_names(samples)
+
+
+def _tile_rects_of_montage(m: Sample) -> list[tuple[float, float, float, float]]:
+    sy, sx = _scale(m)
+    return [(t["y0"] * sy, t["x0"] * sx, (t["y0"] + t["height"]) * sy, (t["x0"] + t["width"]) * sx)
+            for t in m.metadata["tiles"]]
+
+
+def _tile_rects(samples: list[Sample], offsets) -> list[tuple[float, float, float, float]]:
+    rects = []
+    for s, (y0, x0) in zip(samples, offsets, strict=True):
+        sy, sx = _scale(s)
+        h, w = s.shape_yx or (0, 0)
+        rects.append((y0, x0, y0 + h * sy, x0 + w * sx))
+    return rects
+
+
+def _montage(samples: list[Sample], tile: bool) -> Sample | None:
+    from ..model.montage import can_montage, montage
+
+    return montage(samples) if tile and len(samples) > 1 and can_montage(samples) else None
+
+
+def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[tuple[Any, dict, str]]:
+    """Layer data for one or several samples.
+
+    Four or more small acquisitions with the same channels are tiled into one montage sample
+    (``tile=True``, see :mod:`napari_carspatial.model.montage`: a few layers instead of one per
+    channel per acquisition); otherwise each sample gets its own layers, side by side with
+    prefixed names. Several samples also get a Shapes layer outlining and naming the tiles.
+    """
+    m = _montage(samples, tile)
+    if m is not None:
+        entry = pending_entry(m)
+        out = sample_to_layer_data(m, entry=entry)
+        out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=entry.sid,
+                                   name=f"{m.name} tiles", units=_units(m)))
+        return out
     out = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         out.extend(sample_to_layer_data(s, translate=off, prefix=pre))
+    if len(samples) > 1:
+        out.append(tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0])))
     return out
 
 
@@ -318,12 +338,24 @@ def _below_outlines(viewer, sid: str, added: list) -> None:
         viewer.layers.move_multiple(idx, target)
 
 
-def add_samples_layers(viewer, samples: list[Sample]) -> list:
-    """Add several samples (a montage when more than one is added at once)."""
+def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> list:
+    """Add several samples: one tiled montage sample when they fit one (see
+    :func:`samples_to_layer_data`), else side by side; the tiles are outlined and named."""
+    m = _montage(samples, tile)
+    if m is not None:
+        layers = add_sample_layers(viewer, m)
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
+                                        sid=session_for(viewer).register(m), name=f"{m.name} tiles", units=_units(m))
+        layers.append(viewer.add_shapes(data, **meta))
+        viewer.reset_view()
+        return layers
     layers = []
-    for s, off, pre in zip(samples, montage_offsets(samples), _prefixes(samples), strict=False):
+    offsets = montage_offsets(samples)
+    for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
+        layers.append(viewer.add_shapes(data, **meta))
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
 

@@ -5,13 +5,19 @@ No napari, Qt or magicgui imports here; squidpy is only imported inside tests an
 - :func:`spatial_graph`, :func:`store_graph`: Delaunay / radius / kNN graphs equal to squidpy's.
 - :func:`nhood_enrichment`: exact (closed-form) or permutation neighbourhood-enrichment z-scores.
 - :func:`co_occurrence`: squidpy's co-occurrence probabilities without visiting all pairs.
+- Published definitions: :func:`count_touching` (phenoptr ``count_touching_cells``),
+  :func:`nearest_distances` (phenoptr ``find_nearest_distance``), :func:`count_within`
+  (phenoptr ``count_within``), contact presets :data:`CONTACT_PRESETS`.
+- Roles (:mod:`~napari_carspatial.analysis.roles`): :func:`infer_roles`, :func:`resolve_roles`,
+  :func:`store_roles` / :func:`load_roles`.
 - Gating: :class:`Gate`, :class:`PhenotypeRule`, :class:`GatingScheme`, :func:`apply_gate`,
   :func:`apply_rules`, :func:`store_gating`, :func:`suggest_threshold` (see ``docs/gating.md``).
 """
 
 from napari_carspatial.analysis.cart import infiltration_profile, region_metrics, tumor_distance
-from napari_carspatial.analysis.contact import contact_graph
+from napari_carspatial.analysis.contact import CONTACT_PRESETS, contact_graph, count_touching
 from napari_carspatial.analysis.cooccurrence import CoOccurrenceResult, co_occurrence
+from napari_carspatial.analysis.distances import count_within, nearest_distances
 from napari_carspatial.analysis.gating import (
     Gate,
     GatingScheme,
@@ -51,6 +57,14 @@ from napari_carspatial.analysis.results import (
     iter_compute,
     load_results,
     store_result,
+)
+from napari_carspatial.analysis.roles import (
+    ROLES,
+    RoleMapping,
+    infer_roles,
+    load_roles,
+    resolve_roles,
+    store_roles,
 )
 
 __all__ = [
@@ -98,4 +112,38 @@ __all__ = [
     "iter_compute",
     "load_results",
     "store_result",
+    "CONTACT_PRESETS",
+    "count_touching",
+    "count_within",
+    "nearest_distances",
+    "ROLES",
+    "RoleMapping",
+    "infer_roles",
+    "load_roles",
+    "resolve_roles",
+    "store_roles",
+]
+
+# spatial omics (issue 15): genes on sparse tables, RNA cell types, ligand-receptor signalling
+from napari_carspatial.analysis.genes import (  # noqa: E402
+    gene_counts,
+    gene_summary,
+    gene_values,
+    leiden_cell_types,
+    marker_cell_types,
+    store_cell_types,
+    top_genes,
+)
+from napari_carspatial.analysis.ligrec import (  # noqa: E402
+    CART_PAIRS,
+    ligrec,
+    ligrec_sample_metrics,
+    plot_ligrec,
+    spatial_ligrec,
+    store_ligrec,
+)
+
+__all__ += [
+    "gene_counts", "gene_summary", "gene_values", "leiden_cell_types", "marker_cell_types", "store_cell_types",
+    "top_genes", "CART_PAIRS", "ligrec", "ligrec_sample_metrics", "plot_ligrec", "spatial_ligrec", "store_ligrec",
 ]

@@ -37,7 +37,8 @@ __all__ = [
 #: name of the whole-sample region
 WHOLE = "whole"
 
-#: default role mapping; ``None`` means derived (``pdl1_macrophage`` = myeloid & PD-L1 positive)
+#: the demo's role mapping (what :mod:`~napari_carspatial.analysis.roles` infers from its names);
+#: ``None`` means derived (``pdl1_macrophage`` = myeloid & PD-L1 positive)
 DEFAULT_ROLES: dict[str, list[str] | None] = {
     "tumor": ["Tumor", "Tumor (antigen-neg)"],
     "antigen_neg": ["Tumor (antigen-neg)"],
@@ -168,70 +169,22 @@ def region_masks(
 def role_masks(
     adata,
     *,
-    cell_type_key: str = "cell_type",
+    cell_type_key: str | None = None,
     roles: Mapping[str, list[str] | None] | None = None,
     pdl1_marker: str = "PD-L1",
     pdl1_threshold: float | None = None,
     layer: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Boolean masks of cells in each role, and how derived roles were decided.
+    """Boolean masks of cells in each role: :func:`napari_carspatial.analysis.roles.role_masks`.
 
-    Parameters
-    ----------
-    adata
-        Table with ``obs[cell_type_key]``.
-    cell_type_key
-        Cell-type column.
-    roles
-        ``{role: [cell types]}``, merged over :data:`DEFAULT_ROLES` (a role given here replaces
-        the default). ``pdl1_macrophage: None`` means *derived*: ``myeloid`` cells whose
-        ``pdl1_marker`` value is above ``pdl1_threshold``; a list of types names them directly.
-        Types absent from the column are ignored (logged).
-    pdl1_marker, pdl1_threshold
-        Marker (``var_names``) and raw threshold for the derived PD-L1+ role; ``None``: Otsu on
-        asinh(x / 5) of all cells (:func:`~napari_carspatial.analysis.gating.suggest_threshold`).
-
-    Returns
-    -------
-    masks, info
-        ``{role: (n_obs,) bool}`` and ``{"pdl1_threshold": ..., "missing_types": {...}}``.
+    Kept here for callers of the earlier API. The roles are inferred from the type names (the
+    demo's names give :data:`DEFAULT_ROLES`), merged with a mapping stored in the table and
+    ``roles``; ``cell_type_key=None`` finds the column by name.
     """
-    if cell_type_key not in adata.obs:
-        raise KeyError(f"obs has no cell-type column {cell_type_key!r}; available: {list(adata.obs.columns)}")
-    merged: dict[str, list[str] | None] = dict(DEFAULT_ROLES)
-    if roles:
-        merged.update({str(k): (None if v is None else [str(t) for t in v]) for k, v in roles.items()})
-    ct = adata.obs[cell_type_key].astype(str).to_numpy()
-    present = set(np.unique(ct))
-    masks: dict[str, np.ndarray] = {}
-    info: dict[str, Any] = {"missing_types": {}, "pdl1_threshold": None, "pdl1_marker": None}
-    for role, types in merged.items():
-        if types is None:
-            continue
-        missing = [t for t in types if t not in present]
-        if missing:
-            info["missing_types"][role] = missing
-            logger.debug("role %s: types %s not in obs[%r]", role, missing, cell_type_key)
-        masks[role] = np.isin(ct, types)
-    if merged.get("pdl1_macrophage") is None:
-        myeloid = masks.get("myeloid", np.zeros(adata.n_obs, dtype=bool))
-        if pdl1_marker in list(adata.var_names):
-            from napari_carspatial.analysis.gating import marker_values, suggest_threshold
+    from napari_carspatial.analysis.roles import role_masks as _role_masks
 
-            vals = marker_values(adata, pdl1_marker, layer=layer)
-            thr = pdl1_threshold
-            if thr is None:
-                try:
-                    thr = suggest_threshold(vals, method="otsu", transform="asinh", cofactor=5.0)
-                except ValueError:
-                    thr = np.inf
-            masks["pdl1_macrophage"] = myeloid & (vals > thr)
-            info["pdl1_threshold"] = float(thr)
-            info["pdl1_marker"] = pdl1_marker
-        else:
-            masks["pdl1_macrophage"] = np.zeros(adata.n_obs, dtype=bool)
-            info["pdl1_marker"] = None
-    return masks, info
+    return _role_masks(adata, cell_type_key=cell_type_key, roles=roles, pdl1_marker=pdl1_marker,
+                       pdl1_threshold=pdl1_threshold, layer=layer)
 
 
 def tissue_area_mm2(xy_um: np.ndarray, *, grid_um: float = 20.0, close_px: int = 1) -> float:

@@ -30,6 +30,7 @@ from napari_carspatial.model.conventions import SPATIAL_KEY, UNS_KEY
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PUBLISHED",
     "STATISTICS",
     "AnalysisResult",
     "GraphCache",
@@ -51,6 +52,14 @@ STATISTICS: dict[str, str] = {
     "centrality": "Centrality scores",
     "nn_distances": "Nearest-neighbour distances",
     "niches": "Cellular neighbourhoods",
+}
+
+#: published definitions run by name (``carspatial analyze``; the Analysis dock lists them once
+#: it has figures for them): phenoptr's touching cells, nearest distances and count within
+PUBLISHED: dict[str, str] = {
+    "touching": "Touching cells (phenoptr count_touching_cells)",
+    "nearest": "Nearest distance per cell (phenoptr find_nearest_distance)",
+    "count_within": "Cells within a radius (phenoptr count_within)",
 }
 
 
@@ -162,9 +171,23 @@ GRAPH_CACHE = GraphCache()
 
 
 def _graph_params(graph: Mapping[str, Any] | None) -> dict[str, Any]:
-    p = {"method": "delaunay", "max_distance_um": 30.0, "radius_um": 20.0, "n_neighs": 6, "expand_px": 2}
-    p.update(dict(graph or {}))
+    g = dict(graph or {})
+    p = {"method": "delaunay", "max_distance_um": 30.0, "radius_um": 20.0, "n_neighs": 6}
+    p.update(g)
+    if p["method"] == "contact" or "contact" in g or "expand_px" in g:
+        from napari_carspatial.analysis.contact import resolve_contact
+
+        # a named definition (default phenoptr's); an expand_px alone keeps its earlier meaning
+        c = resolve_contact(g.get("contact"), expand_px=g.get("expand_px"), connectivity=g.get("connectivity"),
+                            membrane_width_px=g.get("membrane_width_px"))
+        p["contact"] = c.pop("preset")
+        p.update(c)
     return p
+
+
+def _contact_kwargs(p: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("expand_px", "connectivity", "membrane_width_px")
+    return {"preset": p.get("contact"), **{k: int(p[k]) for k in keys if k in p}}
 
 
 def region_graph(adata, mask: np.ndarray | None, graph: Mapping[str, Any] | None = None, *, labels=None,
@@ -172,8 +195,10 @@ def region_graph(adata, mask: np.ndarray | None, graph: Mapping[str, Any] | None
     """The graph of the region's cells (CSR over ``adata[mask]`` rows), cached.
 
     ``graph``: ``method`` (``delaunay`` | ``radius`` | ``knn`` | ``contact``), ``max_distance_um``
-    (delaunay), ``radius_um`` (radius), ``n_neighs`` (knn), ``expand_px`` (contact; needs the
-    level-0 ``labels``).
+    (delaunay), ``radius_um`` (radius), ``n_neighs`` (knn); for ``contact`` (needs the level-0
+    ``labels``) ``contact`` names the definition (:data:`~napari_carspatial.analysis.contact.CONTACT_PRESETS`,
+    default ``"phenoptr"``) with its ``membrane_width_px`` or ``expand_px`` / ``connectivity``
+    (an ``expand_px`` without ``contact`` means ``"expand"``, the earlier default).
     """
     from napari_carspatial.analysis.graph import spatial_graph
 
@@ -186,8 +211,8 @@ def region_graph(adata, mask: np.ndarray | None, graph: Mapping[str, Any] | None
             raise ValueError("the contact graph needs the segmentation mask (labels)")
         from napari_carspatial.analysis.contact import contact_graph
 
-        full = cache.get(adata, None, {"method": "contact", "expand_px": int(p["expand_px"])},
-                         lambda: contact_graph(adata, labels, expand_px=int(p["expand_px"])))
+        ck = _contact_kwargs(p)
+        full = cache.get(adata, None, {"method": "contact", **ck}, lambda: contact_graph(adata, labels, **ck))
         if mask is None:
             return full.connectivities
         idx = np.flatnonzero(mask)
@@ -221,7 +246,7 @@ def iter_compute(
     statistic: str,
     *,
     regions: Mapping[str, Any] | None = None,
-    cluster_key: str = "cell_type",
+    cluster_key: str | None = None,
     graph: Mapping[str, Any] | None = None,
     roles: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -229,6 +254,7 @@ def iter_compute(
     region_areas_mm2: Mapping[str, float] | None = None,
     options: Mapping[str, Any] | None = None,
     cache: GraphCache | None = None,
+    pixel_size_um: float | None = None,
 ) -> Generator[dict, None, AnalysisResult]:
     """Compute ``statistic`` on each region; yields ``{"step", "total", "message"}``.
 
@@ -241,7 +267,8 @@ def iter_compute(
     regions
         ``{name: bool mask or Region}``; ``None``: the whole sample.
     cluster_key
-        Cell-type column.
+        Cell-type column; ``None``: found by name
+        (:func:`~napari_carspatial.model.cell_types.resolve_cell_type_key`).
     graph
         Graph parameters (see :func:`region_graph`) for ``nhood``, ``interactions``,
         ``centrality``.
@@ -257,14 +284,21 @@ def iter_compute(
         Statistic options: ``nhood_method`` (exact/permutation), ``n_perms``;
         ``interval_um`` (co-occurrence thresholds); ``ripley_mode``, ``max_dist_um``,
         ``n_simulations``; ``k``, ``n_niches``; ``contact_radius_um``, ``near_radius_um``,
-        ``bin_um``.
+        ``bin_um``; ``touching``: ``pairs``, ``membrane_width_px``; ``count_within``:
+        ``radius_um`` (default 10, 25), ``pairs``.
+    pixel_size_um
+        µm per level-0 pixel, overriding the table's (every distance and area).
 
     Returns
     -------
     AnalysisResult
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+    if statistic not in STATISTICS and statistic not in PUBLISHED:
+        raise ValueError(f"statistic must be one of {', '.join([*STATISTICS, *PUBLISHED])}, got {statistic!r}")
+    from napari_carspatial.model.cell_types import resolve_cell_type_key
+
+    cluster_key = resolve_cell_type_key(adata, cluster_key).key
+    px = pixel_size_um
     opts = dict(options or {})
     masks = _as_masks(adata, regions)
     names = list(masks)
@@ -286,27 +320,31 @@ def iter_compute(
             tumor_distance,
         )
         from napari_carspatial.analysis.regions import role_masks
+        from napari_carspatial.analysis.roles import resolve_roles
 
         yield {"step": 0, "total": total, "message": "tumour boundary"}
-        rm, _ = role_masks(adata, cell_type_key=cluster_key, roles=roles)
-        dist = tumor_distance(adata, tumor_mask=rm["tumor"])
+        mapping = resolve_roles(adata, cell_type_key=cluster_key, roles=roles)
+        rm, _ = role_masks(adata, cell_type_key=cluster_key, roles=mapping)
+        dist = tumor_distance(adata, tumor_mask=rm["tumor"], pixel_size_um=px)
         contact = None
         if gp["method"] == "contact" and labels is not None:
             from napari_carspatial.analysis.contact import contact_graph
 
             c = GRAPH_CACHE if cache is None else cache
-            contact = c.get(adata, None, {"method": "contact", "expand_px": int(gp["expand_px"])},
-                            lambda: contact_graph(adata, labels, expand_px=int(gp["expand_px"]))).connectivities
-        df = region_metrics(adata, cell_type_key=cluster_key, roles=dict(roles) if roles else None, regions=masks,
+            ck = _contact_kwargs(gp)
+            contact = c.get(adata, None, {"method": "contact", **ck},
+                            lambda: contact_graph(adata, labels, **ck)).connectivities
+        df = region_metrics(adata, cell_type_key=cluster_key, roles=mapping, regions=masks, pixel_size_um=px,
                             contact_radius_um=float(opts.get("contact_radius_um", 12.0)),
                             near_radius_um=float(opts.get("near_radius_um", 30.0)), seed=seed,
                             region_areas_mm2=region_areas_mm2, contact_graph=contact, distance=dist)
         params["metrics"] = df.attrs.get("params", {})
+        params["graph"] = gp
         add("metrics", df)
         for i, name in enumerate(names):
             yield {"step": i + 1, "total": total, "message": f"infiltration profile: {name}"}
-            prof = infiltration_profile(adata, cell_type_key=cluster_key, roles=roles, region=masks[name],
-                                        bin_um=float(opts.get("bin_um", 25.0)), distance=dist)
+            prof = infiltration_profile(adata, cell_type_key=cluster_key, roles=mapping, region=masks[name],
+                                        bin_um=float(opts.get("bin_um", 25.0)), distance=dist, pixel_size_um=px)
             prof.insert(0, "region", name)
             add("infiltration", prof)
     elif statistic == "niches":
@@ -332,6 +370,41 @@ def iter_compute(
         extras["niche_mask"] = union
         params.update(res.params)
         names = ["+".join(names)] if len(names) > 1 else names
+    elif statistic in PUBLISHED:
+        for i, name in enumerate(names):
+            yield {"step": i, "total": total, "message": f"{PUBLISHED[statistic]}: {name}"}
+            m = masks[name]
+            if statistic == "touching":
+                from napari_carspatial.analysis.contact import count_touching
+
+                if labels is None:
+                    raise ValueError("touching cells need the segmentation mask (labels)")
+                df = count_touching(adata, labels, cluster_key=cluster_key, pairs=opts.get("pairs"),
+                                    membrane_width_px=int(opts.get("membrane_width_px", 1)), region=m)
+                params["touching"] = df.attrs.get("params", {})
+                df.insert(0, "region", name)
+                add("touching", df)
+            elif statistic == "count_within":
+                from napari_carspatial.analysis.distances import count_within
+
+                df = count_within(adata, cluster_key=cluster_key, pairs=opts.get("pairs"),
+                                  radius=opts.get("radius_um", (10.0, 25.0)), pixel_size_um=px, region=m)
+                df.insert(0, "region", name)
+                add("count_within", df)
+            elif statistic == "nearest":
+                from napari_carspatial.analysis.distances import nearest_distances
+
+                sub = adata[m]
+                df = nearest_distances(sub, cluster_key=cluster_key, pixel_size_um=px)
+                from napari_carspatial.model.conventions import instance_ids
+
+                try:
+                    df.insert(0, "cell_id", instance_ids(sub))
+                except KeyError:
+                    df.insert(0, "cell_id", np.asarray(sub.obs_names))
+                df.insert(1, "cell_type", sub.obs[cluster_key].astype(str).to_numpy())
+                df.insert(0, "region", name)
+                add("nearest", df.reset_index(drop=True))
     else:
         from napari_carspatial.analysis.nhood import nhood_enrichment
 
@@ -343,7 +416,7 @@ def iter_compute(
                 continue
             sub = adata[m]
             if statistic in ("nhood", "interactions", "centrality"):
-                adj = region_graph(adata, m, gp, labels=labels, cache=cache)
+                adj = region_graph(adata, m, gp, labels=labels, cache=cache, pixel_size_um=px)
             if statistic == "nhood":
                 r = nhood_enrichment(sub, cluster_key=cluster_key, connectivities=adj,
                                      method=opts.get("nhood_method", "exact"), n_perms=int(opts.get("n_perms", 1000)),
@@ -367,7 +440,7 @@ def iter_compute(
                 from napari_carspatial.analysis.cooccurrence import co_occurrence
 
                 interval = np.asarray(opts.get("interval_um", np.linspace(0, 200, 21)), float)
-                r = co_occurrence(sub, cluster_key=cluster_key, interval=interval)
+                r = co_occurrence(sub, cluster_key=cluster_key, interval=interval, pixel_size_um=px)
                 K, _, L = r.occ.shape
                 cats = [str(c) for c in r.categories]
                 # occ[A, B, r] = p(A | B within t) / p(A): condition on B (column) = "from"
@@ -380,7 +453,7 @@ def iter_compute(
 
                 r = ripley(sub, cluster_key=cluster_key, mode=opts.get("ripley_mode", "L"),
                            max_dist=opts.get("max_dist_um", 150.0), n_simulations=int(opts.get("n_simulations", 10)),
-                           seed=seed)
+                           seed=seed, pixel_size_um=px)
                 s = r.stat.rename(columns={"cluster": "cell_type", "bins": "distance_um"})
                 s.insert(0, "region", name)
                 s.insert(1, "mode", r.mode)
@@ -388,9 +461,11 @@ def iter_compute(
             elif statistic == "nn_distances":
                 from napari_carspatial.analysis.ppatterns import nn_distances
 
-                add("nn_distance_um", _long(nn_distances(sub, cluster_key=cluster_key), name))
+                add("nn_distance_um", _long(nn_distances(sub, cluster_key=cluster_key, pixel_size_um=px), name))
     if statistic in ("nhood", "interactions", "centrality"):
         params["graph"] = gp
+    if px is not None:
+        params["pixel_size_um"] = float(px)
     out = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
     yield {"step": total, "total": total, "message": "done"}
     logger.info("%s on %d region(s) in %.2f s", statistic, len(names), time.perf_counter() - t0)

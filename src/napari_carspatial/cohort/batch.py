@@ -8,12 +8,15 @@ writes::
     RESULTS/
       samples/<sample>/metrics.csv      tidy: sample, region, metric, value, unit
       samples/<sample>/summary.json     cells per type and per region, timings
-      samples/<sample>/thumbnail.png    composite of 3 channels (when there is an image) + cell types
+      samples/<sample>/thumbnail.png    composite of 3 channels (when there is an image; one display
+                                        range per marker across the cohort) + cell types
+      samples/<sample>/overview.npz     the 3 channels at the smallest level, for that range
       samples/<sample>/done.json        marker written last: the sample is finished
       metrics.csv                       every finished sample, clinical columns joined
       failures.csv                      samples that failed (sample, error, stage)
       batch.log                         log of the runs
       run.json                          manifest, config, counts, scheduler of the last run
+      thumbnail_contrast.json           the display range of each marker (cohort/thumbnails.py)
 
 Finished samples are skipped on the next run (``force=True`` recomputes them); a sample whose
 inputs or configuration changed since it finished is recomputed. A failing sample is recorded
@@ -46,13 +49,17 @@ import pandas as pd
 from ..model import SampleError
 from ..model.atomic import atomic_write, atomic_write_text
 from .manifest import Manifest, read_manifest
-from .regions import AUTO_DEFAULTS, auto_regions, geojson_regions
+from .regions import AUTO_DEFAULTS, auto_regions, empty_region_notes, geojson_regions
 
 log = logging.getLogger(__name__)
 
 #: where the region metrics live (first importable wins)
-DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",
-                   "napari_carspatial.analysis.regions:region_metrics")
+DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",)
+#: the project's own metric functions, by name (a config's ``metrics:`` names one of these or an entry point)
+BUILTIN_METRICS = {"region_metrics": "napari_carspatial.analysis.cart:region_metrics",
+                   "cart": "napari_carspatial.analysis.cart:region_metrics"}
+#: entry-point group other packages register metric functions in (``name = "module:function"``)
+METRICS_ENTRY_POINTS = "napari_carspatial.metrics"
 REGION_MODES = ("auto", "whole", "geojson")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
                 "quantify", "thumbnail", "seed"}
@@ -77,8 +84,10 @@ class BatchConfig:
         ``{"mode": "auto" | "whole" | "geojson", ...}``; ``auto`` options: ``core_depth_um``,
         ``margin_um``, ``grid_um``, ``smooth_um``, ``min_area_um2``, ``tumor_types``.
     metrics
-        ``"module:function"`` or a callable with the ``region_metrics`` signature; default the
-        project's ``region_metrics``.
+        A registered metric function (:func:`metric_registry`: the project's ``region_metrics``
+        or an entry point of group ``napari_carspatial.metrics``), by name or by its
+        ``"module:function"``; any other name is refused (a config file never imports an
+        arbitrary module). From Python, a callable with the ``region_metrics`` signature.
     metric_options
         Keyword arguments for the metric function (``roles``, ``contact_radius_um``,
         ``near_radius_um``, ``markers``, ...).
@@ -189,36 +198,92 @@ def load_config(config=None) -> BatchConfig:
                        seed=int(data.get("seed", 0)), source=None if src is None else os.fspath(src))
 
 
-def resolve_metrics(spec=None) -> Callable:
-    """The metric function: a callable, ``"module:function"`` or the project's ``region_metrics``."""
+def metric_registry() -> dict[str, str]:
+    """Metric functions a config may name: ``{name: "module:function"}``.
+
+    The project's own (:data:`BUILTIN_METRICS`) plus every entry point of the group
+    ``napari_carspatial.metrics`` (in a package's ``pyproject.toml``:
+    ``[project.entry-points."napari_carspatial.metrics"] my_metrics = "mypkg.metrics:region_metrics"``).
+    """
+    from importlib.metadata import entry_points
+
+    reg = dict(BUILTIN_METRICS)
+    for ep in entry_points(group=METRICS_ENTRY_POINTS):
+        reg.setdefault(ep.name, ep.value)
+    return reg
+
+
+def resolve_metrics(spec=None, *, source=None) -> Callable:
+    """The metric function: a callable, a registered name or ``"module:function"``, or the default.
+
+    Raises
+    ------
+    SampleError
+        ``spec`` names nothing in :func:`metric_registry` (the config names the file), or the
+        registered function cannot be imported.
+    """
     if callable(spec):
         return spec
-    specs = [spec] if spec else list(DEFAULT_METRICS)
+    if spec:
+        reg = metric_registry()
+        target = reg.get(str(spec)) or (str(spec) if str(spec) in reg.values() else None)
+        if target is None:
+            raise SampleError(f"metrics {str(spec)!r} is not a registered metric function (known: "
+                              f"{', '.join(sorted(reg))}); a config never imports other modules.", path=source,
+                              hint=f"Register it as an entry point of group {METRICS_ENTRY_POINTS!r} in its "
+                                   "package, or pass the function itself from Python.")
+        specs = [target]
+    else:
+        specs = list(DEFAULT_METRICS)
     errors = []
     for s in specs:
         mod_name, _, fn_name = str(s).partition(":")
         try:
             mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as err:
+        except ImportError as err:
             errors.append(f"{s}: {err}")
             continue
         fn = getattr(mod, fn_name or "region_metrics", None)
         if callable(fn):
             return fn
         errors.append(f"{s}: no function {fn_name!r}")
-    raise SampleError("cannot find the region metric function (" + "; ".join(errors) + ").",
-                      hint="Set 'metrics: module:function' in the analysis config.")
+    raise SampleError("cannot load the region metric function (" + "; ".join(errors) + ").", path=source)
 
 
 # --------------------------------------------------------------------------- one sample
 def safe_name(sample: str) -> str:
-    """Folder name of a sample id (path separators and odd characters replaced)."""
-    s = re.sub(r"[^\w.\-+@=]+", "_", str(sample), flags=re.UNICODE).strip("._")
-    return s or "sample"
+    """Folder name of a sample id: injective, so two samples never share a results folder.
+
+    Characters a file system may not take (path separators, spaces, ...) become ``_``; when
+    anything was replaced, a short hash of the exact id is appended (``P02/post`` ->
+    ``P02_post~1b0e7d3a``, while ``P02_post`` stays ``P02_post``).
+    """
+    sid = str(sample)
+    s = re.sub(r"[^\w.\-+@=]+", "_", sid, flags=re.UNICODE).strip("._")
+    if s != sid or not s:
+        s = f"{s or 'sample'}~{hashlib.sha1(sid.encode('utf-8')).hexdigest()[:8]}"
+    return s
 
 
 def sample_dir(out, sample: str) -> Path:
     return Path(out) / "samples" / safe_name(sample)
+
+
+def check_folder_names(samples, *, path=None) -> None:
+    """Refuse sample ids whose results folders would collide on a case-insensitive file system
+    (macOS, Windows, many shares): ``P01-pre`` and ``p01-pre``. Names both."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for sid in samples:
+        key = safe_name(sid).casefold()
+        if key in seen:
+            clashes.append(f"{seen[key]!r} and {sid!r}")
+        else:
+            seen[key] = sid
+    if clashes:
+        raise SampleError(f"sample ids {'; '.join(clashes)} differ only in upper/lower case, so their results "
+                          "folders would be the same folder on macOS / Windows.", path=path,
+                          hint="Give them ids that differ in more than case.")
 
 
 def input_fingerprint(row: dict) -> str:
@@ -246,6 +311,8 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
     try:
         d = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
+        return False
+    if d.get("sample") != row["sample"]:
         return False
     same = d.get("config") == cfg.fingerprint() and d.get("inputs") == input_fingerprint(row)
     if not same:
@@ -308,79 +375,6 @@ def _quantify(sample, options: dict):
     return fn(sample.image, sample.labels, **opts)
 
 
-def _pick_channels(names: list[str], wanted) -> list[int]:
-    low = [n.lower() for n in names]
-    out = []
-    for group in (wanted or [("panck", "ecad", "e-cadherin", "krt", "msln"), ("cd3", "cd8", "car"),
-                             ("cd68", "cd163", "cd11b")]):
-        group = (group,) if isinstance(group, str) else group
-        for g in group:
-            if g.lower() in low and low.index(g.lower()) not in out:
-                out.append(low.index(g.lower()))
-                break
-    for i in range(len(names)):
-        if len(out) >= 3:
-            break
-        if i not in out and low[i] not in ("dapi", "hoechst"):
-            out.append(i)
-    return out[:3]
-
-
-def _thumbnail(sample, adata, type_key: str, regions: dict, path: Path, channels=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    from ..model import colors_key
-
-    has_img = bool(sample.image)
-    fig = Figure(figsize=(4.6 if has_img else 2.4, 2.4), dpi=80)
-    axes = fig.subplots(1, 2 if has_img else 1, squeeze=False)[0]
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)
-    if has_img:
-        lvl = sample.image[-1]
-        f = sample.image[0].shape[-1] / lvl.shape[-1]
-        idx = _pick_channels(list(sample.channel_names), channels)
-        rgb = np.zeros(lvl.shape[1:] + (3,), np.float32)
-        for k, ci in enumerate(idx):
-            ch = np.asarray(lvl[ci], dtype=np.float32)
-            lo, q25, hi = np.percentile(ch, [1, 25, 99.5])
-            # a channel without positive cells (CAR before infusion) stays dark instead of stretching
-            # its background: the white point is at least 8x the lower quartile's signal above lo
-            hi = max(hi, lo + 8.0 * max(q25 - lo, 1e-6))
-            rgb[..., k] = np.clip((ch - lo) / max(hi - lo, 1e-9), 0, 1)
-        ax = axes[0]
-        ax.imshow(rgb, extent=(0, lvl.shape[-1] * f, lvl.shape[-2] * f, 0), interpolation="bilinear")
-        names = [sample.channel_names[i] for i in idx]
-        ax.set_title(" / ".join(f"{n}" for n in names) + "  (R / G / B)", fontsize=7)
-        ax.set_axis_off()
-    ax = axes[-1]
-    cats = adata.obs[type_key]
-    cats = cats if isinstance(cats.dtype, pd.CategoricalDtype) else cats.astype("category")
-    cols = list(np.asarray(adata.uns.get(colors_key(type_key), [])).tolist())
-    if len(cols) != len(cats.cat.categories):
-        import matplotlib.cm as cm
-
-        cols = [matplotlib.colors.to_hex(cm.tab10(i % 10)) for i in range(len(cats.cat.categories))]
-    lut = np.array([matplotlib.colors.to_rgb(c) for c in cols] + [(0.5, 0.5, 0.5)])
-    codes = cats.cat.codes.to_numpy()
-    ax.set_facecolor("#1a1a1a")
-    s = float(np.clip(6000.0 / max(len(xy), 1), 0.8, 6.0))
-    ax.scatter(xy[:, 0], xy[:, 1], c=lut[codes], s=s, linewidths=0, rasterized=True)
-    margin = regions.get("margin")
-    if margin is not None and margin.any():
-        ax.scatter(xy[margin, 0], xy[margin, 1], s=s * 0.3, c="#ffffff", alpha=0.18, linewidths=0)
-    ax.set_xlim(0, xy[:, 0].max() if len(xy) else 1)
-    ax.set_ylim(xy[:, 1].max() if len(xy) else 1, 0)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title("cell types" + (" (margin: light haze)" if margin is not None and margin.any() else ""), fontsize=7)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, facecolor="white"))
-
-
 def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
     """Analyse one sample and write its results (runs on a Dask worker or in-process).
 
@@ -402,6 +396,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     t0 = time.perf_counter()
     stage = "read"
     timings = {}
+    warnings_: list[str] = []
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
@@ -413,6 +408,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         adata = sample.table
         from ..model import pixel_size_um
 
+        stage = "pixel size"
         ps = sample.pixel_size_um or pixel_size_um(adata)
         if not ps:
             raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
@@ -423,23 +419,27 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             from ..analysis.gating import GatingScheme, store_gating
 
             store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
-        key = cfg.type_key()
-        if key not in adata.obs:
-            raise SampleError(f"no cell-type column {key!r} in the table (columns: "
-                              f"{', '.join(map(str, adata.obs.columns))}).", path=row.get("table"),
-                              hint="Set cell_type_key in the analysis config, or configure gating.")
+        stage = "cell types"
+        # vocab: the cell-type column found by one rule for the CLI, the docks and the batch
+        from ..model.cell_types import resolve_cell_type_key
+
+        key = resolve_cell_type_key(adata, cfg.cell_type_key or (cfg.gating_key if cfg.uses_gating else None),
+                                    path=row.get("table") or row.get("image")).key
         stage = "regions"
-        fn = resolve_metrics(cfg.metrics)
+        fn = resolve_metrics(cfg.metrics, source=cfg.source)
         opts = dict(cfg.metric_options)
         opts.setdefault("seed", cfg.seed)
         accepts = _accepted(fn)
         mode = cfg.regions.get("mode", "auto")
+        areas: dict = {}
         if mode == "whole":
             regions = {"whole": np.ones(adata.n_obs, bool)}
         elif mode == "geojson":
             if not row.get("regions"):
                 raise SampleError("regions.mode is geojson but the manifest gives no regions file for this sample.")
-            regions, areas = geojson_regions(row["regions"], adata, pixel_size_um=ps)
+            problems: list = []
+            regions, areas = geojson_regions(row["regions"], adata, pixel_size_um=ps, problems=problems)
+            warnings_ += [f"{row['regions']}: feature {f['feature']} ({f['name']!r}) {f['problem']}" for f in problems]
             if "region_areas_mm2" in accepts:
                 opts.setdefault("region_areas_mm2", areas)
         else:
@@ -448,6 +448,10 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
                                          tumor_types=cfg.regions.get("tumor_types"), pixel_size_um=ps, **ropts)
             if "distance" in accepts:
                 opts.setdefault("distance", dist)
+        notes = empty_region_notes(regions, areas)
+        for r, why in notes.items():
+            warnings_.append(f"region {r!r}: {why}; its densities and fractions are NaN")
+            log.warning("%s: region %r: %s; its densities and fractions are NaN", sid, r, why)
         stage = "metrics"
         t1 = time.perf_counter()
         df = fn(adata, cell_type_key=key, regions=regions, pixel_size_um=ps, **opts)
@@ -457,14 +461,17 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         df = df.copy()
         if "unit" not in df.columns:
             df["unit"] = ""
+        df = _apply_notes(df, notes)
         df.insert(0, "sample", sid)
-        df = df[["sample", "region", "metric", "value", "unit"] + [c for c in df.columns
-                                                                 if c not in ("sample", "region", "metric",
-                                                                              "value", "unit")]]
+        df = df[["sample", "region", "metric", "value", "unit", "note"]
+                + [c for c in df.columns if c not in ("sample", "region", "metric", "value", "unit", "note")]]
+        stage = "write"
         _atomic_csv(df, sdir / "metrics.csv")
         stage = "thumbnail"
         try:
-            _thumbnail(sample, adata, key, regions, sdir / "thumbnail.png", channels=cfg.thumbnail.get("channels"))
+            from .thumbnails import save_overview
+
+            save_overview(sample, adata, key, regions, sdir, channels=cfg.thumbnail.get("channels"))
         except Exception:  # noqa: BLE001 - a thumbnail never fails a sample
             log.warning("%s: thumbnail failed", sid, exc_info=True)
         types = adata.obs[key].astype(str)
@@ -472,8 +479,10 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "cell_type_key": key,
             "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
+            "region_notes": notes, "warnings": warnings_,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
+        stage = "write"
         atomic_write_text(sdir / "summary.json", json.dumps(summary, indent=1))
         secs = time.perf_counter() - t0
         atomic_write_text(sdir / "done.json", json.dumps({
@@ -488,6 +497,25 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             atomic_write_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
         return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
                 "error": msg, "stage": stage, "traceback": tb}
+
+
+#: metrics that stay defined in an empty region (counts and the area itself)
+_COUNT_METRICS = ("area_mm2",)
+
+
+def _apply_notes(df: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
+    """NaN (never a silent 0) for every density, fraction and ratio of an empty region, with the reason
+    in the ``note`` column; counts (``n_*``) and the area stay."""
+    df = df.copy()
+    if "note" not in df.columns:
+        df["note"] = ""
+    df["note"] = df["note"].fillna("").astype(str)
+    for region, why in notes.items():
+        sel = (df["region"] == region) & ~df["metric"].astype(str).str.startswith("n_") \
+            & ~df["metric"].isin(_COUNT_METRICS)
+        df.loc[sel, "value"] = np.nan
+        df.loc[df["region"] == region, "note"] = why
+    return df
 
 
 # --------------------------------------------------------------------------- the batch
@@ -505,33 +533,22 @@ class BatchResult:
 
 
 class _Progress:
-    """A small tqdm-like progress line on a stream (stderr by default)."""
+    """The batch's progress bar: :mod:`tqdm` on stderr, as ``carspatial quantify`` draws its own."""
 
     def __init__(self, total: int, *, stream=None, enabled: bool = True):
-        self.total, self.n, self.failed = total, 0, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
-        self.t0 = time.perf_counter()
-        self._draw()
+        from tqdm import tqdm
+
+        self.failed = 0
+        self.bar = tqdm(total=total, desc="batch", unit="sample", file=stream or sys.stderr,
+                        disable=not (enabled and total > 0), dynamic_ncols=True)
 
     def update(self, status: str, name: str) -> None:
-        self.n += 1
         self.failed += status != "done"
-        self._draw(name)
+        self.bar.set_postfix_str(f"{self.failed} failed, last {name}", refresh=False)
+        self.bar.update(1)
 
-    def _draw(self, name: str = "") -> None:
-        if not self.enabled:
-            return
-        w = 24
-        k = int(w * self.n / self.total)
-        el = time.perf_counter() - self.t0
-        eta = el / self.n * (self.total - self.n) if self.n else float("nan")
-        line = (f"\rbatch |{'#' * k}{'.' * (w - k)}| {self.n}/{self.total} samples, {self.failed} failed, "
-                f"{el:5.1f} s elapsed" + (f", ~{eta:4.0f} s left" if self.n else "") + (f"  [{name}]" if name else ""))
-        self.stream.write(line[:160].ljust(100))
-        if self.n == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+    def close(self) -> None:
+        self.bar.close()
 
 
 def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
@@ -565,11 +582,17 @@ def collect_metrics(out, manifest: Manifest) -> pd.DataFrame:
     for sid in manifest.samples:
         d = sample_dir(out, sid)
         if (d / "done.json").is_file() and (d / "metrics.csv").is_file():
-            frames.append(pd.read_csv(d / "metrics.csv", dtype={"sample": str}))
-    cols = ["sample", "region", "metric", "value", "unit"]
+            df = pd.read_csv(d / "metrics.csv", dtype={"sample": str, "note": str}, keep_default_na=True)
+            df = df[df["sample"] == sid]  # a folder holds one sample's results, never another's
+            if len(df):
+                frames.append(df)
+    cols = ["sample", "region", "metric", "value", "unit", "note"]
     if not frames:
         return pd.DataFrame(columns=cols + list(manifest.clinical().columns))
     df = pd.concat(frames, ignore_index=True)
+    if "note" not in df.columns:
+        df["note"] = ""
+    df["note"] = df["note"].fillna("")
     clin = manifest.clinical().reset_index()
     df = df.merge(clin, on="sample", how="left")
     front = cols + [c for c in clin.columns if c != "sample"]
@@ -633,7 +656,8 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
         root.setLevel(logging.INFO)
     own_client = cluster = None
     try:
-        resolve_metrics(cfg.metrics)  # fail early, before any worker starts
+        resolve_metrics(cfg.metrics, source=cfg.source)  # fail early, before any worker starts
+        check_folder_names(man.samples, path=man.path)
         scheme = resolve_gating(man, cfg)
         ids = list(man.samples) if samples is None else [s for s in man.samples if s in set(samples)]
         rows = [man.row_dict(s) for s in ids]
@@ -677,11 +701,18 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
                 _report(res)
                 bar.update(res["status"], sid)
                 results.append(res)
+        bar.close()
         failed = pd.DataFrame([{k: r[k] for k in ("sample", "stage", "error")} for r in results
                                if r["status"] != "done"], columns=["sample", "stage", "error"])
         _atomic_csv(failed, out / "failures.csv")
         metrics = collect_metrics(out, man)
         _atomic_csv(metrics, out / "metrics.csv")
+        from .thumbnails import refresh_cohort_thumbnails
+
+        try:  # one display range per marker across the cohort, so pre and post thumbnails compare
+            refresh_cohort_thumbnails(out, man.samples, sample_dir=sample_dir)
+        except Exception:  # noqa: BLE001 - thumbnails never fail a batch
+            log.warning("batch: cohort thumbnails failed", exc_info=True)
         secs = time.perf_counter() - t0
         done = [r["sample"] for r in results if r["status"] == "done"]
         info = {"manifest": os.fspath(man.path), "config": cfg.to_dict(), "config_file": cfg.source,

@@ -68,9 +68,12 @@ class ManifestError(SampleError):
 
     def __init__(self, problems: list[str], *, path):
         self.problems = list(problems)
-        head = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the cohort manifest:"
-        super().__init__(head + "\n  - " + "\n  - ".join(problems), path=path,
-                         hint="\n(see docs/cohorts.md for the manifest columns)")
+        hint = "(see docs/cohorts.md for the manifest columns)"
+        if len(problems) == 1:  # one line: file, problem, hint
+            super().__init__(f"cohort manifest: {problems[0]}.", path=path, hint=hint)
+            return
+        head = f"{len(problems)} problems in the cohort manifest:"
+        super().__init__(head + "\n  - " + "\n  - ".join(problems), path=path, hint="\n" + hint)
 
 
 def normalize_timepoint(value) -> tuple[str, int] | None:
@@ -200,11 +203,25 @@ def _read_raw(path: Path) -> pd.DataFrame:
                               "(each sample a mapping of column: value).", path=path)
         df = pd.DataFrame([{**defaults, **d} for d in data])
     elif suf in (".csv", ".tsv", ".txt"):
+        sep = "," if suf == ".csv" else "\t"
         try:
-            df = pd.read_csv(path, sep="," if suf == ".csv" else "\t", dtype=str, keep_default_na=False,
-                             skipinitialspace=True, comment=None)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise SampleError(f"cannot parse the CSV ({err}).", path=path) from None
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True, comment=None)
+        except pd.errors.EmptyDataError:
+            raise SampleError("the manifest file is empty (no header, no samples).", path=path,
+                              hint="The first line names the columns: sample,patient,timepoint,table,...") from None
+        except UnicodeDecodeError as err:
+            raise SampleError(f"the manifest is not UTF-8 text ({err.reason} at byte {err.start}).", path=path,
+                              hint="Save it as CSV UTF-8.") from None
+        except pd.errors.ParserError as err:
+            first = " ".join(str(err).split())
+            raise SampleError(f"cannot parse the CSV ({first}).", path=path) from None
+        other = next((c for c in (";", "\t", ",") if c != sep and len(df.columns) == 1 and c in str(df.columns[0])),
+                     None)
+        if other:
+            raise SampleError(f"the manifest looks {'tab' if other == chr(9) else repr(other)}-separated (header "
+                              f"{str(df.columns[0])[:60]!r}); a {suf} manifest is "
+                              f"{'comma' if sep == ',' else 'tab'}-separated.", path=path,
+                              hint="Save it as CSV (comma-separated), or name it .tsv for tabs.")
     else:
         raise SampleError(f"unknown manifest type {path.suffix or '(no suffix)'!r}.", path=path,
                           hint="Use .csv, .tsv, .yaml or .yml.")

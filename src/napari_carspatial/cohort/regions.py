@@ -89,30 +89,65 @@ def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pix
     return regions, dist
 
 
-def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None):
+def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None, problems: list | None = None):
     """Cell masks and areas of the polygons in a QuPath GeoJSON file, grouped by class.
 
-    A region is named by its ROI class (QuPath classification), else by its name; polygons of
-    the same class are united (centroid-in-polygon). ``whole`` (every cell) is always added.
+    A region is named by its ROI class (QuPath classification), else by its name; the polygons
+    of one class are united. Membership is the curation path's own rule,
+    :meth:`ROI.contains <napari_carspatial.model.ROI.contains>` (centroid inside the outer ring
+    and outside every hole); the area is that of the union of the class's polygons (holes
+    subtracted, overlaps counted once; :mod:`shapely`). Invalid polygons were repaired on reading
+    (:func:`~napari_carspatial.io.read_geojson`, with a warning naming the region). A class
+    whose features hold no usable polygon (null or empty geometry) is still a region: no cells,
+    area 0, so its densities are NaN with a reason instead of silently missing. ``whole``
+    (every cell) is always added.
 
     Returns
     -------
     regions, areas_mm2
-        ``{name: (n_obs,) bool}`` and ``{name: polygon area in mm²}`` (sum of the polygons; needs
-        the pixel size).
+        ``{name: (n_obs,) bool}`` and ``{name: area of the union in mm²}`` (needs the pixel size).
     """
-    from ..analysis.regions import polygon_area_px, region_masks
-    from ..io.geojson import read_geojson
+    from shapely import union_all
+    from shapely.geometry import Polygon
 
-    rois = read_geojson(path)
-    if not rois:
+    from ..io.geojson import read_geojson
+    from ..model import SPATIAL_KEY
+
+    found: list = [] if problems is None else problems
+    rois = read_geojson(path, problems=found)
+    if not rois and not found:
         raise SampleError("no polygon in the regions file.", path=path)
-    polys: dict[str, list] = {}
+    yx = np.asarray(adata.obsm[SPATIAL_KEY], dtype=float)[:, 1::-1]
+    groups: dict[str, list] = {}
     for roi in rois:
-        polys.setdefault(str(roi.cls or roi.name), []).append(np.asarray(roi.polygon_yx, float))
-    regions = region_masks(adata, polys, include_whole=True)
+        groups.setdefault(str(roi.cls or roi.name), []).append(roi)
+    for f in found:  # regions named in the file that hold no polygon
+        groups.setdefault(str(f["cls"] or f["name"]), [])
+    regions = {"whole": np.ones(adata.n_obs, bool)}
     areas = {}
-    if pixel_size_um:
-        for k, ps in polys.items():
-            areas[k] = sum(polygon_area_px(p) for p in ps) * float(pixel_size_um) ** 2 / 1e6
+    for k, members in groups.items():
+        if k == "whole":
+            raise SampleError("a region class is named 'whole', which is the whole-sample region.", path=path,
+                              hint="Rename that class in QuPath.")
+        m = np.zeros(adata.n_obs, bool)
+        for roi in members:
+            m |= roi.contains(yx)
+        regions[k] = m
+        if pixel_size_um:
+            shapes = [Polygon(r.polygon_yx[:, ::-1], [h[:, ::-1] for h in r.holes_yx]) for r in members]
+            area_px = float(union_all(shapes).area) if shapes else 0.0
+            areas[k] = area_px * float(pixel_size_um) ** 2 / 1e6
     return regions, areas
+
+
+def empty_region_notes(regions: dict, areas: dict | None = None) -> dict[str, str]:
+    """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area."""
+    notes = {}
+    for k, m in regions.items():
+        n = int(np.count_nonzero(m))
+        a = (areas or {}).get(k)
+        if a is not None and not a > 0:
+            notes[k] = "region has no area (empty or degenerate polygon)"
+        elif n == 0:
+            notes[k] = "region holds no cells (outside the tissue or the image?)"
+    return notes

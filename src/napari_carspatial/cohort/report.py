@@ -81,6 +81,25 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{f:.{digits}g}" if abs(f) < 1 else f"{f:,.{max(digits - 1, 1)}f}".rstrip("0").rstrip(".")
 
 
+def _small_banner(small: pd.DataFrame) -> str:
+    """The small-sample note with the sizes of the rows it flags and the smallest p they can reach."""
+    from .stats import min_p_mann_whitney, min_p_wilcoxon
+
+    items = []
+    for comp, g in small.groupby("comparison", sort=False):
+        if "paired" in comp:
+            sizes = sorted({(int(a), int(e)) for a, e in zip(g["n_a"], g["n_eff"], strict=False)}, reverse=True)
+            txt = ", ".join(f"{e} of {a} pairs changed (smallest possible p {min_p_wilcoxon(e):.2g})" if e != a
+                            else f"{a} pairs (smallest possible p {min_p_wilcoxon(a):.2g})" for a, e in sizes)
+        else:
+            sizes = sorted({(int(a), int(b)) for a, b in zip(g["n_a"], g["n_b"], strict=False)}, reverse=True)
+            txt = ", ".join(f"{a} vs {b} (smallest possible p {min_p_mann_whitney(a, b):.2g})" for a, b in sizes)
+        items.append(f"<b>{html.escape(comp)}</b>: {len(g)} test(s) with {txt}")
+    return ("Small groups (fewer than 5 per group, or fewer than 5 non-zero pair differences). These rows are "
+            "marked; their tests have little power and cannot reach a small p however large the effect: "
+            + "; ".join(items) + ".")
+
+
 def key_metrics(metrics: pd.DataFrame, keys=KEY_METRICS) -> list[tuple[str, str]]:
     have = set(zip(metrics["region"], metrics["metric"], strict=False))
     return [k for k in keys if k in have]
@@ -109,6 +128,35 @@ def _group_of(df: pd.DataFrame) -> pd.Series:
                                                                             else "NA"))
 
 
+def _no_contacts(m: pd.DataFrame, rows: pd.DataFrame, metric: str) -> pd.Series:
+    """For ``log2_oe_<pair>`` rows: True where the sample's region had no observed <pair> contacts
+    (``n_contacts_<pair>`` == 0), so the ratio is only its pseudo-count floor (log2(0.5 / (E + 0.5)))."""
+    if not metric.startswith("log2_oe_"):
+        return pd.Series(False, index=rows.index)
+    cm = m[m["metric"] == "n_contacts_" + metric[len("log2_oe_"):]]
+    if cm.empty:
+        return pd.Series(False, index=rows.index)
+    n = cm.set_index(["sample", "region"])["value"]
+    key = pd.MultiIndex.from_frame(rows[["sample", "region"]])
+    return pd.Series(np.asarray(n.reindex(key).to_numpy() == 0), index=rows.index)
+
+
+def _band(ax, values: np.ndarray) -> float:
+    """Where "no contacts" points go: a labelled band below the axis range of the other values."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (-1.0, 1.0)
+    span = max(hi - lo, 0.5)
+    y = lo - 0.45 * span
+    ax.axhline(lo - 0.22 * span, color="#999", lw=0.8, ls=(0, (4, 3)))
+    ax.text(0.02, y, "no contacts", transform=ax.get_yaxis_transform(), fontsize=6.5, color="#555", va="center",
+            ha="left", bbox={"fc": "white", "ec": "none", "pad": 0.5})
+    ax.set_ylim(y - 0.15 * span, hi + 0.1 * span)
+    ticks = [t for t in ax.get_yticks() if lo - 0.05 * span <= t <= hi + 0.1 * span]
+    ax.set_yticks(ticks)
+    return y
+
+
 def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     from matplotlib.figure import Figure
 
@@ -122,13 +170,27 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     fig = Figure(figsize=(3.1 * ncol, 2.6 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, (rg, mt) in zip(axes, keys, strict=False):
-        g = m[(m["region"] == rg) & (m["metric"] == mt)]
+        g = m[(m["region"] == rg) & (m["metric"] == mt)].copy()
+        g["_none"] = _no_contacts(m, g, mt).astype(float)
         w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean")
+        none = g.pivot_table(index="patient", columns="timepoint", values="_none", aggfunc="max") > 0
+        g["_none"] = g["_none"] > 0
         grp = g.drop_duplicates("patient").set_index("patient")["grp"]
+        band = _band(ax, g.loc[~g["_none"], "value"].to_numpy()) if g["_none"].any() else None
         for pat, row in w.iterrows():
             col = {"R": R_COLOR, "NR": NR_COLOR}.get(grp.get(pat), NA_COLOR)
             ys = [row.get("pre", np.nan), row.get("post", np.nan)]
-            ax.plot([0, 1], ys, "-o", color=col, alpha=0.8, lw=1.4, ms=4)
+            if band is not None:
+                flags = [bool(none.loc[pat].get(t, False)) if pat in none.index and t in none.columns else False
+                         for t in ("pre", "post")]
+                ys = [band if f else y for y, f in zip(ys, flags, strict=False)]
+                ls = "--" if any(flags) else "-"
+            else:
+                ls = "-"
+            ax.plot([0, 1], ys, ls, marker="o", color=col, alpha=0.8, lw=1.4, ms=4)
+        if ("pre" not in w or w["pre"].isna().all()) and "post" in w and w["post"].notna().any():
+            ax.text(0, 0.5, "undefined\nbefore infusion", transform=ax.get_xaxis_transform(), ha="center",
+                    va="center", fontsize=6.5, color="#777")
         ax.set_xticks([0, 1], ["pre", "post"])
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
@@ -148,6 +210,7 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
 
     m = metrics.copy()
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    metrics_num = m
     m["grp"] = _group_of(m)
     m = m[m["grp"] != "NA"]
     if m.empty:
@@ -160,8 +223,12 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     rng = np.random.default_rng(seed)
     for ax, (rg, mt) in zip(axes, keys, strict=False):
-        g = m[(m["region"] == rg) & (m["metric"] == mt)]
-        data = [g[(g["timepoint"] == t) & (g["grp"] == gr)]["value"].dropna().to_numpy() for t, gr in boxes]
+        g = m[(m["region"] == rg) & (m["metric"] == mt)].copy()
+        g["_none"] = _no_contacts(metrics_num, g, mt)
+        band = _band(ax, g.loc[~g["_none"], "value"].to_numpy()) if g["_none"].any() else None
+        sel = [(g["timepoint"] == t) & (g["grp"] == gr) for t, gr in boxes]
+        data = [g[s_ & ~g["_none"]]["value"].dropna().to_numpy() for s_ in sel]
+        flat = [int((s_ & g["_none"]).sum()) for s_ in sel]
         pos = np.arange(len(boxes))
         nonempty = [i for i, d in enumerate(data) if d.size]
         if nonempty:
@@ -173,8 +240,12 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
             for med in bp["medians"]:
                 med.set_color("#222")
         for i, d in enumerate(data):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=12, zorder=3,
-                       color=R_COLOR if boxes[i][1] == "R" else NR_COLOR, edgecolors="white", linewidths=0.4)
+            color = R_COLOR if boxes[i][1] == "R" else NR_COLOR
+            ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=12, zorder=3, color=color, edgecolors="white",
+                       linewidths=0.4)
+            if band is not None and flat[i]:
+                ax.scatter(i + rng.uniform(-0.15, 0.15, flat[i]), np.full(flat[i], band), s=12, zorder=3,
+                           color=color, edgecolors="white", linewidths=0.4, marker="v")
         ax.set_xticks(pos, [f"{t}\n{gr}" for t, gr in boxes], fontsize=7)
         ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -197,7 +268,7 @@ def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -
 
 
 def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,
-                 keys=KEY_METRICS, title: str | None = None) -> Path:
+                 keys=KEY_METRICS, title: str | None = None, review=None) -> Path:
     """Write ``RESULTS/report.html`` (and ``RESULTS/statistics.csv``) from a batch results folder.
 
     Parameters
@@ -214,6 +285,10 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
         ``(region, metric)`` pairs shown in the tables and plots.
     title
         Report title (default: the trial names of the manifest).
+    review
+        A review project (folder or :class:`~napari_carspatial.review.ReviewProject`) whose
+        double reads add a reader-agreement section (kappa per sample and class, the trial's
+        distribution; see :func:`napari_carspatial.review.agreement_section`).
 
     Returns
     -------
@@ -247,13 +322,18 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                      "See failures below and batch.log.</p>")
     small = stats[stats["small_n"].astype(bool)] if len(stats) else stats
     if len(small):
-        comps = sorted(set(small["comparison"]))
-        parts.append('<p class="note">Small groups (fewer than 5 per group or pairs) in: '
-                     + html.escape("; ".join(comps)) + ". Those rows are marked; their p-values have little power "
-                     "(3 vs 3 samples cannot reach p &lt; 0.05 in a Mann-Whitney test).</p>")
+        parts.append('<p class="note">' + _small_banner(small) + "</p>")
 
     # thumbnails
-    parts.append("<h2>Samples</h2><div class='grid'>")
+    parts.append("<h2>Samples</h2>")
+    contrast = results / "thumbnail_contrast.json"
+    if contrast.is_file():
+        lim = json.loads(contrast.read_text(encoding="utf-8")).get("limits", {})
+        parts.append("<p class='sub'>Thumbnail colours: one display range per marker for every sample (black – "
+                     "white, raw intensity): " + html.escape(", ".join(f"{k} {_fmt(a)} – {_fmt(b)}"
+                                                                       for k, (a, b) in lim.items()))
+                     + ". So a marker that looks dark is dim, in any sample.</p>")
+    parts.append("<div class='grid'>")
     for sid in man.samples:
         row = man.table.loc[sid]
         p = sample_dir(results, sid) / "thumbnail.png"
@@ -281,18 +361,26 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
         parts.append("<h2>Responders (CR/PR) vs non-responders (SD/PD)</h2>" + _img_tag(b64, "group comparisons"))
 
     # statistics
-    parts.append("<h2>Statistics</h2><p class='sub'>Paired: Wilcoxon signed-rank on post − pre, effect = "
-                 "Hodges-Lehmann median difference. Groups: Mann-Whitney U, effect = rank-biserial r (+1: every "
-                 "value of the first group higher). 95 % CIs: seeded percentile bootstrap. q: Benjamini-Hochberg "
-                 "within each comparison across regions × metrics. Counts, areas and z-scores are not tested (not "
-                 "comparable across samples). Green rows: q &lt; 0.05.</p>")
+    parts.append("<h2>Statistics</h2><p class='sub'>Paired: Wilcoxon signed-rank on post − pre; pairs with no "
+                 "change are dropped by the test, so <i>n</i> shows the pairs and the non-zero differences the p "
+                 "rests on; effect = Hodges-Lehmann median difference, 95 % CI a seeded percentile bootstrap over "
+                 "patients. Groups: Mann-Whitney U, effect = rank-biserial r (+1: every value of the first group "
+                 "higher, −1: every value lower); its 95 % CI is a score interval for P(a &gt; b) with the "
+                 "Hanley-McNeil variance, which stays informative when the groups are perfectly separated (r = ±1: "
+                 "the interval is one-sided, e.g. [0.14, 1] for 5 vs 3; a bootstrap would only ever give [1, 1]). "
+                 "q: Benjamini-Hochberg within each comparison across regions × metrics. Counts, areas and z-scores "
+                 "are not tested (not comparable across samples). Green rows: q &lt; 0.05.</p>")
     if len(stats):
         st = stats[np.isfinite(stats["p"].astype(float))].copy()
-        st["warning"] = st["warning"].where(~st["small_n"].astype(bool), "small n (" + st["n_a"].astype(str)
-                                            + (" vs " + st["n_b"].astype(str)).where(~st["comparison"].str.contains(
-                                                "paired"), " pairs") + ")")
+        paired = st["comparison"].str.contains("paired")
+        n_eff = st["n_eff"] if "n_eff" in st else st["n_a"]
+        st["n"] = np.where(paired, st["n_a"].astype(int).astype(str) + " pairs"
+                           + np.where(n_eff.astype(int) != st["n_a"].astype(int),
+                                      " (" + n_eff.astype(int).astype(str) + " changed)", ""),
+                           st["n_a"].astype(int).astype(str) + " vs " + st["n_b"].astype(int).astype(str))
+        st["warning"] = st["warning"].where(~st["small_n"].astype(bool), "small n")
         keyset = set(keys)
-        cols = ["region", "metric", "n_a", "n_b", "median_a", "median_b", "effect_name", "effect", "ci_low",
+        cols = ["region", "metric", "n", "median_a", "median_b", "effect_name", "effect", "ci_low",
                 "ci_high", "p", "q", "warning"]
 
         def rc(r):
@@ -307,10 +395,21 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
             parts.append(f"<h3>{html.escape(comp)}</h3><p class='sub'>a = {html.escape(str(a))}, b = "
                          f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g)} tests with q &lt; 0.05. "
                          "Shown: key metrics and every test with q &lt; 0.05.</p>")
-            parts.append(_table_html(top[cols], left=("region", "metric", "effect_name", "warning"), row_class=rc))
+            parts.append(_table_html(top[cols], left=("region", "metric", "n", "effect_name", "warning"),
+                                     row_class=rc))
             parts.append(f"<details><summary>all {len(g)} tests of this comparison</summary>"
-                         + _table_html(g[cols], left=("region", "metric", "effect_name", "warning"), row_class=rc)
+                         + _table_html(g[cols], left=("region", "metric", "n", "effect_name", "warning"), row_class=rc)
                          + "</details>")
+    if "note" in metrics:
+        notes = metrics[metrics["note"].fillna("").astype(str) != ""].drop_duplicates(["sample", "region"])
+        if len(notes):
+            parts.append("<h2>Regions without cells or area</h2><p class='sub'>Their densities, fractions and "
+                         "ratios are NaN (shown as –), never 0.</p>"
+                         + _table_html(notes[["sample", "region", "note"]], left=("sample", "region", "note")))
+    if review is not None:
+        from ..review import agreement_section
+
+        parts.append(agreement_section(review, n_boot=n_boot, seed=seed))
     if len(failures):
         parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
     doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +

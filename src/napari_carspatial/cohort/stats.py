@@ -1,13 +1,19 @@
 """Cohort statistics on the tidy metric table (sample x region x metric + clinical columns).
 
 * Paired before/after per patient: Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, exact for
-  small n without ties) on ``post - pre``; effect = Hodges-Lehmann estimate of the median paired
-  difference (median of the Walsh averages) with a seeded percentile bootstrap CI over patients.
+  small n without ties) on ``post - pre``; zero differences are dropped by the test (Wilcoxon's
+  convention), so the table gives both the pairs (``n_a`` = ``n_b``) and the effective n
+  (``n_eff``, non-zero differences) the p-value rests on. Effect = Hodges-Lehmann estimate of the
+  median paired difference (median of the Walsh averages) with a seeded percentile bootstrap CI
+  over patients.
 * Two groups (responders CR/PR vs non-responders SD/PD; CRS grade >= 2 vs < 2): Mann-Whitney U
   (two-sided); effect = rank-biserial correlation ``r = 2 U_a / (n_a n_b) - 1`` (+1: every value
-  of group a above every value of group b) with a seeded percentile bootstrap CI (resampling
-  within groups), plus the difference of the medians.
-* Benjamini-Hochberg FDR within each comparison, across every region x metric tested.
+  of group a above every value of group b), plus the difference of the medians. Its 95 % CI is a
+  score interval for ``P(a > b) = (r + 1) / 2`` with the Hanley-McNeil (1982) variance evaluated at
+  the candidate value (:func:`rank_biserial_ci`): unlike a bootstrap it stays informative when the
+  groups are perfectly separated (a bootstrap of r = 1 only ever resamples r = 1 and gives [1, 1]).
+* Benjamini-Hochberg FDR within each comparison, across every region x metric tested
+  (``scipy.stats.false_discovery_control``).
 * Counts, areas and z-scores (:data:`NOT_COMPARABLE`) grow with the size of a sample and are not
   tested; densities per mm², fractions and log2 observed/expected ratios are.
 * Small groups (n < ``min_n``, default 5, per group or pairs) are flagged in the table
@@ -33,27 +39,65 @@ log = logging.getLogger(__name__)
 #: metrics that are not comparable across samples (they grow with the sample / region size) and
 #: are therefore not tested: counts, areas and permutation-free z-scores (squidpy issue #483)
 NOT_COMPARABLE = ("n_cells", "n_car_t", "n_tumor", "n_myeloid", "area_mm2", "antigen_neg_clustering_z")
+#: any metric starting with this is a count and is not tested either (``n_contacts_car_t_tumor``, ...)
+COUNT_PREFIX = "n_"
 
-COLUMNS = ["comparison", "region", "metric", "test", "group_a", "group_b", "n_a", "n_b", "median_a", "median_b",
-           "effect_name", "effect", "ci_low", "ci_high", "p", "q", "small_n", "warning"]
+COLUMNS = ["comparison", "region", "metric", "test", "group_a", "group_b", "n_a", "n_b", "n_eff", "median_a",
+           "median_b", "effect_name", "effect", "ci_low", "ci_high", "ci_method", "p", "q", "small_n", "warning"]
 
 
 def bh_fdr(p) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q); NaN stays NaN and is not counted."""
+    """Benjamini-Hochberg adjusted p-values (q), :func:`scipy.stats.false_discovery_control`;
+    NaN stays NaN and is not counted."""
+    from scipy import stats
+
     p = np.asarray(p, dtype=float)
     q = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    pv = p[ok]
-    order = np.argsort(pv)
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
+    if ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method="bh")
     return q
+
+
+def min_p_mann_whitney(n_a: int, n_b: int) -> float:
+    """Smallest two-sided exact Mann-Whitney p-value with groups of n_a and n_b: 2 / C(n_a + n_b, n_a)."""
+    from math import comb
+
+    if n_a < 1 or n_b < 1:
+        return float("nan")
+    return min(1.0, 2.0 / comb(n_a + n_b, n_a))
+
+
+def min_p_wilcoxon(n: int) -> float:
+    """Smallest two-sided exact Wilcoxon signed-rank p-value with n non-zero differences: 2 / 2^n."""
+    return float("nan") if n < 1 else min(1.0, 2.0 ** (1 - n))
+
+
+def rank_biserial_ci(r: float, n_a: int, n_b: int, level: float = 0.95) -> tuple[float, float]:
+    """Score interval for the rank-biserial r via ``theta = P(a > b) = (r + 1) / 2``.
+
+    The interval is every theta with ``(theta_hat - theta)^2 <= z^2 V(theta)``, ``V`` the
+    Hanley-McNeil (1982) variance of the Mann-Whitney AUC evaluated at theta:
+    ``theta (1 - theta) / (n_a n_b) * [1 + (n_a - 1)(1 - theta)/(2 - theta) + (n_b - 1) theta/(1 + theta)]``.
+    At complete separation (r = +-1) it is one-sided and non-degenerate, e.g. r = 1 with 5 vs 3: [0.14, 1].
+    """
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if not np.isfinite(r) or n_a < 1 or n_b < 1:
+        return float("nan"), float("nan")
+    th = (float(r) + 1.0) / 2.0
+    z = float(norm.ppf(0.5 + level / 2.0))
+
+    def f(t):
+        v = t * (1 - t) / (n_a * n_b) * (1 + (n_a - 1) * (1 - t) / (2 - t) + (n_b - 1) * t / (1 + t))
+        return (th - t) ** 2 - z * z * v
+
+    eps = 1e-12
+    lo = 0.0 if th <= eps or f(0.0) <= 0 else brentq(f, 0.0, max(th - eps, eps / 2) if f(th - eps) < 0 else th)
+    hi = 1.0 if th >= 1 - eps or f(1.0) <= 0 else brentq(f, min(th + eps, 1 - eps / 2) if f(th + eps) < 0 else th,
+                                                             1.0)
+    return 2 * lo - 1, 2 * hi - 1
 
 
 def hodges_lehmann(d) -> float:
@@ -88,14 +132,19 @@ def rank_biserial(a, b) -> float:
     return float(np.mean(np.sign(a - b)))
 
 
-def _small_warning(n_a: int, n_b: int | None, min_n: int) -> str:
+def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = None) -> str:
     if n_a == 0 or n_b == 0:
         return "not testable: no values (metric undefined, e.g. no CAR T cells)"
     if n_b is None:
-        return f"only {n_a} pair{'s' if n_a != 1 else ''} (< {min_n}): low power, interpret with caution" \
-            if n_a < min_n else ""
+        k = n_a if n_eff is None else n_eff
+        if k >= min_n:
+            return ""
+        dropped = "" if n_eff is None or n_eff == n_a else f" ({n_a} pairs, {n_a - n_eff} with no change dropped)"
+        return (f"only {k} non-zero pair difference{'s' if k != 1 else ''}{dropped} (< {min_n}): low power, "
+                f"smallest possible p {min_p_wilcoxon(k):.2g}")
     if min(n_a, n_b) < min_n:
-        return f"small groups ({n_a} vs {n_b}; < {min_n} per group): low power, interpret with caution"
+        return (f"small groups ({n_a} vs {n_b}; < {min_n} per group): low power, smallest possible p "
+                f"{min_p_mann_whitney(n_a, n_b):.2g}")
     return ""
 
 
@@ -108,7 +157,7 @@ def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 
     pre, post = pre[ok], post[ok]
     d = post - pre
     n = d.size
-    res = {"n": n, "median_pre": float(np.median(pre)) if n else np.nan,
+    res = {"n": n, "n_eff": int(np.count_nonzero(d)), "median_pre": float(np.median(pre)) if n else np.nan,
            "median_post": float(np.median(post)) if n else np.nan, "effect": hodges_lehmann(d),
            "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
     if n == 0:
@@ -127,7 +176,8 @@ def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 
 
 
 def group_test(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mann-Whitney U (two-sided) with the rank-biserial correlation and a bootstrap CI."""
+    """Mann-Whitney U (two-sided) with the rank-biserial correlation and its score CI
+    (:func:`rank_biserial_ci`; ``n_boot`` and ``seed`` are accepted for API symmetry)."""
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -144,16 +194,13 @@ def group_test(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res["p"] = float(stats.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
-    rng = np.random.default_rng(seed)
-    A = a[rng.integers(0, a.size, size=(n_boot, a.size))]
-    B = b[rng.integers(0, b.size, size=(n_boot, b.size))]
-    boot = np.mean(np.sign(A[:, :, None] - B[:, None, :]), axis=(1, 2))
-    res["ci_low"], res["ci_high"] = _ci(boot, level)
+    res["ci_low"], res["ci_high"] = rank_biserial_ci(res["effect"], a.size, b.size, level)
     return res
 
 
 def _values(metrics: pd.DataFrame, exclude=NOT_COMPARABLE) -> pd.DataFrame:
-    df = metrics[~metrics["metric"].isin(list(exclude or ()))].copy()
+    df = metrics[~metrics["metric"].isin(list(exclude or ())) & ~metrics["metric"].astype(str).str.startswith(
+        COUNT_PREFIX)].copy()
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     df = df.replace([np.inf, -np.inf], np.nan)
     return df
@@ -192,10 +239,11 @@ def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post",
         r = paired_test(w[pre].to_numpy(), w[post].to_numpy(), n_boot=n_boot, seed=seed, level=level)
         rows.append({"comparison": f"{post} vs {pre} (paired)", "region": region, "metric": metric,
                      "test": "Wilcoxon signed-rank", "group_a": post, "group_b": pre, "n_a": r["n"], "n_b": r["n"],
-                     "median_a": r["median_post"], "median_b": r["median_pre"],
+                     "n_eff": r["n_eff"], "median_a": r["median_post"], "median_b": r["median_pre"],
                      "effect_name": "HL median difference (a - b)", "effect": r["effect"], "ci_low": r["ci_low"],
-                     "ci_high": r["ci_high"], "p": r["p"], "small_n": 0 < r["n"] < min_n,
-                     "warning": _small_warning(r["n"], None, min_n)})
+                     "ci_high": r["ci_high"], "ci_method": "percentile bootstrap over patients", "p": r["p"],
+                     "small_n": 0 < r["n_eff"] < min_n or (r["n"] > 0 and r["n_eff"] == 0 and r["n"] < min_n),
+                     "warning": _small_warning(r["n"], None, min_n, r["n_eff"])})
     return _finish(rows)
 
 
@@ -232,8 +280,10 @@ def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column
                        n_boot=n_boot, seed=seed, level=level)
         rows.append({"comparison": label, "region": region, "metric": metric, "test": "Mann-Whitney U",
                      "group_a": names[0], "group_b": names[1], "n_a": r["n_a"], "n_b": r["n_b"],
+                     "n_eff": r["n_a"] + r["n_b"],
                      "median_a": r["median_a"], "median_b": r["median_b"], "effect_name": "rank-biserial r",
-                     "effect": r["effect"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
+                     "effect": r["effect"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "ci_method": "score interval (Hanley-McNeil variance)", "p": r["p"],
                      "small_n": 0 < min(r["n_a"], r["n_b"]) < min_n,
                      "warning": _small_warning(r["n_a"], r["n_b"], min_n)})
     return _finish(rows)

@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip statistics and the HTML report")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    parser.add_argument("--review", default=None,
+                        help="review project folder (carspatial project): adds reader agreement to the report")
 
 
 def run(args) -> int:
@@ -41,6 +43,6 @@ def run(args) -> int:
     if not args.no_report and len(res.metrics):
         from ..cohort.report import write_report
 
-        rep = write_report(res.out, seed=args.seed)
+        rep = write_report(res.out, seed=args.seed, review=args.review)
         out.write(f"statistics: {res.out / 'statistics.csv'}\nreport: {rep}\n")
     return 0 if not len(res.failed) else 1

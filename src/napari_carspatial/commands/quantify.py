@@ -59,8 +59,12 @@ def run(args) -> int:
     from ..analysis.quantify import quantify
     from ..io import read_image, read_mask
     from ..io._util import stem
+    from ..model import Sample
 
     img = read_image(args.image, panel=args.panel)
+    for m in [args.mask] + ([args.nuclear] if args.nuclear else []):  # shapes, dtype: a SampleError naming the files
+        Sample(name=stem(m), image=img.levels[:1], channel_names=img.channel_names,
+               labels=read_mask(m)[:1], paths={"image": str(args.image), "mask": str(m)}).validate()
     image = _distributable(str(args.image), img.levels[0], "image", args.tile)
     mask = _distributable(str(args.mask), read_mask(args.mask)[0], "mask", args.tile)
     nuc = _distributable(str(args.nuclear), read_mask(args.nuclear)[0], "mask", args.tile) if args.nuclear else None

@@ -53,3 +53,18 @@ from .mask_store import (  # noqa: E402
 )
 
 __all__ += ["MaskStore", "corrected_path", "read_provenance", "save_corrected_mask", "working_copy_path"]
+
+# raw IMC through readimc (the [imc] extra), issue 12
+from .imc import read_imc_txt, read_mcd, read_mcd_panorama  # noqa: E402
+
+__all__ += ["read_imc_txt", "read_mcd", "read_mcd_panorama"]
+
+# spatial omics: instrument folders through spatialdata-io, SpatialData objects, transcripts (issue 15)
+from .cosmx import read_cosmx  # noqa: E402
+from .platforms import PLATFORMS, detect_platform, read_merscope, read_platform, read_visium_hd  # noqa: E402
+from .spatialdata import Grid, samples_from_sdata  # noqa: E402
+from .transcripts import ColumnSpec, build_transcripts  # noqa: E402
+from .xenium import read_xenium  # noqa: E402
+
+__all__ += ["PLATFORMS", "ColumnSpec", "Grid", "build_transcripts", "detect_platform", "read_cosmx", "read_merscope",
+            "read_platform", "read_visium_hd", "read_xenium", "samples_from_sdata"]

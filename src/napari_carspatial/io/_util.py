@@ -35,6 +35,10 @@ def require_exists(path, what: str) -> Path:
         raise ReaderError(f"no {what} path given.")
     p = Path(path)
     if not p.exists():
+        from .write import restore_interrupted  # a .zarr save killed between its two renames
+
+        if restore_interrupted(p):
+            return p
         raise ReaderError(f"{what} not found.", path=p, hint="Check the path and that the file was copied completely.")
     return p
 

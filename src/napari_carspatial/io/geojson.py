@@ -17,8 +17,16 @@ Geometry handling (decided here, documented in ``docs/curation.md``):
   ``roi.holes_yx`` and excluded from membership, and exported back as interior rings.
 * ``MultiPolygon``: one ROI per part, named ``name``, ``name (2)``, ... with the same class
   (cells in any part are in "the region" by their shared class).
-* Other geometries (points, lines) and detections (``objectType`` ``"detection"``/``"cell"``)
-  are skipped with a logged note.
+* Invalid polygons (self-intersecting "bow-ties", holes crossing the shell) are repaired with
+  :func:`shapely.make_valid` (a bow-tie becomes its two lobes, one ROI each), with a warning
+  naming the file and the region.
+* Annotations and TMA cores (``objectType`` ``"annotation"`` / ``"tmaCore"``, QuPath's spelling;
+  ``"tma_core"`` is read too) are regions; a core marked ``isMissing`` is skipped with a warning.
+  Other geometries (points, lines), null or empty geometries and detections (``objectType``
+  ``"detection"``/``"cell"``) give no region: a warning names the file and the feature.
+* ``classification`` is ``{"name": ...}``, or for a derived class ``{"names": ["Tumor",
+  "Positive"]}``, read as QuPath writes it in its lists, ``"Tumor: Positive"`` (and written back
+  as ``names``).
 
 Class names are mapped to :data:`napari_carspatial.model.roi.ROI_CLASSES` (``Tumor`` ->
 ``Tumor core``, ``Ignore*`` / ``Necrosis`` -> ``Exclude``, ...); unknown classes are kept as
@@ -93,34 +101,121 @@ def _features(obj) -> list:
     raise ValueError(f"not GeoJSON (type {t!r}); expected a FeatureCollection, a Feature or a list of features")
 
 
-def rois_from_geojson(obj) -> list[ROI]:
-    """ROIs from a parsed GeoJSON object (see the module docstring for the rules)."""
+#: QuPath ``objectType`` values read as regions (lower case): annotations and TMA cores
+#: (QuPath writes ``"tmaCore"``; ``"tma_core"`` and the v0.2 class names are read too)
+REGION_OBJECT_TYPES = ("annotation", "pathannotationobject", "tmacore", "tma_core", "tmacoreobject", "", "unknown")
+
+
+def _class_name(cls_obj) -> str | None:
+    """The class of a QuPath ``classification``: ``{"name": ...}``, or for a derived class
+    ``{"names": ["Tumor", "Positive"]}`` -> ``"Tumor: Positive"`` (QuPath's own spelling)."""
+    if isinstance(cls_obj, dict):
+        names = cls_obj.get("names")
+        if isinstance(names, list) and names:
+            return ": ".join(str(n) for n in names)
+        return cls_obj.get("name")
+    return None if cls_obj in (None, "") else str(cls_obj)
+
+
+def _repair(rings_yx: list[np.ndarray], label: str, source) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Valid polygon parts ``[(exterior_yx, [holes_yx])]`` of one polygon; an invalid one (self-
+    intersecting "bow-tie", hole outside the shell) is repaired with :func:`shapely.make_valid`
+    and a warning names the region."""
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon
+
+    ext, holes = rings_yx[0], rings_yx[1:]
+    poly = Polygon(ext[:, ::-1], [h[:, ::-1] for h in holes])
+    if poly.is_valid:
+        return [(ext, list(holes))]
+    reason = shapely.is_valid_reason(poly)
+    fixed = shapely.make_valid(poly)
+    parts = [g for g in getattr(fixed, "geoms", [fixed]) if isinstance(g, (Polygon, MultiPolygon))]
+    parts = [q for g in parts for q in getattr(g, "geoms", [g]) if q.area > 0]
+    log.warning("%s: region %s is not a valid polygon (%s); repaired with shapely make_valid into %d part(s), "
+                "%.1f px² in all", source or "GeoJSON", label, reason, len(parts), sum(q.area for q in parts))
+    out = []
+    for q in parts:
+        ex = np.asarray(q.exterior.coords, float)[:-1, ::-1]
+        hs = [np.asarray(r.coords, float)[:-1, ::-1] for r in q.interiors]
+        out.append((ex, hs))
+    return out
+
+
+def rois_from_geojson(obj, *, source=None, problems: list | None = None) -> list[ROI]:
+    """ROIs from a parsed GeoJSON object (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    obj
+        Parsed GeoJSON (FeatureCollection, Feature, list of features or a bare Polygon).
+    source
+        The file, for messages.
+    problems
+        When given, one dict per feature that gave no region is appended (``feature``, ``name``,
+        ``cls``, ``problem``), so callers can report regions that exist in the file but hold
+        nothing (e.g. the batch reports them with NaN densities).
+    """
     out: list[ROI] = []
+    where = source or "GeoJSON"
     for k, feat in enumerate(_features(obj)):
+        if not isinstance(feat, dict):
+            raise ValueError(f"feature {k + 1} is a {type(feat).__name__}, not a GeoJSON Feature object")
         props = feat.get("properties") or {}
-        otype = str(props.get("objectType", "annotation")).lower()
-        if otype not in ("annotation", "tma_core", ""):
-            log.info("GeoJSON feature %d is a %s, not an annotation; skipped", k, otype)
+        otype = str(props.get("objectType", props.get("object_type", "annotation"))).lower()
+        if otype not in REGION_OBJECT_TYPES:
+            log.info("%s: feature %d is a %s, not an annotation or TMA core; skipped", where, k + 1, otype)
             continue
-        geom = feat.get("geometry") or {}
-        gtype = geom.get("type")
-        cls_obj = props.get("classification") or {}
-        cls = map_class(cls_obj.get("name") if isinstance(cls_obj, dict) else str(cls_obj))
-        name = props.get("name") or (cls_obj.get("name") if isinstance(cls_obj, dict) else None) or f"region {k + 1}"
+        cls_obj = props.get("classification")
+        cls = map_class(_class_name(cls_obj))
+        name = props.get("name") or _class_name(cls_obj) or f"region {k + 1}"
+        label = f"feature {k + 1} ({name!r}, class {cls!r})"
+        if otype.startswith("tma") and props.get("isMissing"):
+            log.warning("%s: TMA core %s is marked missing in QuPath; skipped", where, label)
+            continue
+        geom = feat.get("geometry")
+        gtype = geom.get("type") if isinstance(geom, dict) else None
         fid = str(feat.get("id") or props.get("id") or uuid.uuid4().hex[:12])
-        if gtype == "Polygon":
-            polys = [geom["coordinates"]]
-        elif gtype == "MultiPolygon":
-            polys = list(geom["coordinates"])
-        else:
-            log.info("GeoJSON feature %d (%s) has a %s geometry, not a polygon; skipped", k, name, gtype)
+
+        def problem(text, *, k=k, name=name, cls=cls, label=label):
+            log.warning("%s: %s %s; skipped", where, label, text)
+            if problems is not None:
+                problems.append({"feature": k + 1, "name": str(name), "cls": cls, "problem": text})
+
+        if not geom:
+            problem("has no geometry (null or empty)")
             continue
-        for j, rings in enumerate(polys):
-            if not rings:
+        if gtype == "Polygon":
+            polys = [geom.get("coordinates") or []]
+        elif gtype == "MultiPolygon":
+            polys = list(geom.get("coordinates") or [])
+        else:
+            problem(f"has a {gtype} geometry, not a polygon")
+            continue
+        polys = [rings for rings in polys if rings]
+        if not polys:
+            problem(f"has an empty {gtype} (no coordinates)")
+            continue
+        parts = []
+        for rings in polys:
+            try:
+                yx = [_ring_yx(r) for r in rings if len(r)]
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{label}: {err}") from None
+            if not np.all(np.isfinite(yx[0])):
+                raise ValueError(f"{label}: coordinates are not finite numbers")
+            if len(yx[0]) < 3:
+                problem(f"has a ring of {len(yx[0])} point(s); a polygon needs at least 3")
                 continue
-            roi = ROI(name=str(name) if j == 0 else f"{name} ({j + 1})", polygon_yx=_ring_yx(rings[0]), cls=cls,
-                      id=fid if len(polys) == 1 else f"{fid}-{j + 1}")
-            roi.holes_yx = [_ring_yx(h) for h in rings[1:] if len(h) >= 4]
+            parts.extend(_repair([yx[0]] + [h for h in yx[1:] if len(h) >= 3], label, source))
+        if not parts:
+            if polys and problems is not None and not any(p["feature"] == k + 1 for p in problems):
+                problem("has no area (a repaired polygon without any area left)")
+            continue
+        for j, (ext, holes) in enumerate(parts):
+            roi = ROI(name=str(name) if j == 0 else f"{name} ({j + 1})", polygon_yx=ext, cls=cls,
+                      id=fid if len(parts) == 1 else f"{fid}-{j + 1}")
+            roi.holes_yx = holes
             out.append(roi)
     return out
 
@@ -131,33 +226,55 @@ def rois_to_geojson(rois) -> dict:
     for r in rois:
         rings = [_ring_xy_closed(r.polygon_yx)] + [_ring_xy_closed(h) for h in getattr(r, "holes_yx", []) or []]
         rgb = CLASS_RGB.get(r.cls, (255, 200, 0))
+        parts = [p.strip() for p in str(r.cls).split(": ")]
+        klass = {"names": parts} if len(parts) > 1 else {"name": str(r.cls)}
+        klass["color"] = list(rgb)
         feats.append({
             "type": "Feature",
             "id": str(r.id),
             "geometry": {"type": "Polygon", "coordinates": rings},
             "properties": {"objectType": "annotation", "name": str(r.name),
-                           "classification": {"name": str(r.cls), "color": list(rgb)}},
+                           "classification": klass},
         })
     return {"type": "FeatureCollection", "features": feats}
 
 
-def read_geojson(path: str | os.PathLike) -> list[ROI]:
+def read_geojson(path: str | os.PathLike, *, problems: list | None = None) -> list[ROI]:
     """Read ROIs from a QuPath GeoJSON file (``.geojson`` / ``.json``).
+
+    Features without a usable polygon (null or empty geometry, points, lines) are skipped with
+    a warning naming the file and the feature (and listed in ``problems`` when given); invalid
+    polygons are repaired with :func:`shapely.make_valid`, with a warning naming the region.
 
     Raises
     ------
     SampleError
-        The file is missing, not JSON, or not GeoJSON with polygons.
+        The file is missing, not JSON, not GeoJSON, or holds no usable polygon at all.
     """
     p = Path(path)
     if not p.is_file():
         raise SampleError("GeoJSON file not found.", path=p)
+    found: list = [] if problems is None else problems
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-        rois = rois_from_geojson(obj)
-    except (ValueError, KeyError, TypeError) as err:
+        text = p.read_text(encoding="utf-8")
+        if not text.strip():
+            raise SampleError("the GeoJSON file is empty.", path=p)
+        obj = json.loads(text)
+        rois = rois_from_geojson(obj, source=p, problems=found)
+    except SampleError:
+        raise
+    except UnicodeDecodeError as err:
+        raise SampleError(f"not a text (UTF-8) GeoJSON file ({err.reason} at byte {err.start}).", path=p) from None
+    except json.JSONDecodeError as err:
+        raise SampleError(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).", path=p,
+                          hint="Export annotations from QuPath with File > Export objects as GeoJSON.") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise SampleError(f"not a readable GeoJSON annotation file ({err}).", path=p,
-                          hint="Export annotations from QuPath with File > Export objects as GeoJSON.") from err
+                          hint="Export annotations from QuPath with File > Export objects as GeoJSON.") from None
+    if not rois and found:
+        raise SampleError(f"no usable polygon: {len(found)} feature(s) skipped ("
+                          + "; ".join(f"feature {f['feature']} ({f['name']!r}) {f['problem']}" for f in found[:3])
+                          + ("; ..." if len(found) > 3 else "") + ").", path=p)
     log.info("%s: %d ROI(s) read", p, len(rois))
     return rois
 

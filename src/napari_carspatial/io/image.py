@@ -12,12 +12,14 @@ from .tiff import ImageData, is_tiff, read_tiff
 
 
 def _read_levels(path) -> ImageData:
+    from .mibi import is_mibitiff, read_mibitiff
+
     p = require_exists(path, "image")
     name = os.fspath(p).rstrip("/\\").lower()
     if p.is_dir() or name.endswith(".zarr"):
         return read_omezarr(p)
     if is_tiff(p):
-        return read_tiff(p)
+        return read_mibitiff(p) if is_mibitiff(p) else read_tiff(p)
     raise ReaderError(
         f"unsupported image format {p.suffix or '(no suffix)'!r}.", path=p,
         hint="Supported: OME-TIFF, TIFF stacks (.tif/.tiff), OME-Zarr (.zarr folders).",
@@ -80,4 +82,7 @@ def read_image(
                         path, n_c - 1)
             names = [f"channel_{i}" for i in range(n_c)]
     px = pixel_size_um if pixel_size_um is not None else data.pixel_size_um
-    return ImageData(levels, names, px, data.path)
+    cmeta = data.channel_metadata
+    if cmeta is not None:
+        cmeta = [{**m, "name": n} for m, n in zip(cmeta, names, strict=False)] if len(cmeta) == len(names) else None
+    return ImageData(levels, names, px, data.path, cmeta, data.metadata)

@@ -16,8 +16,9 @@ zarr group (OME-Zarr / NGFF 0.5 labels multiscale) next to the original::
 * :meth:`MaskStore.pyramid` returns fresh lazy dask levels (new names, so no cache serves
   stale tiles) for napari.
 * :func:`save_corrected_mask` writes ``<stem>.corrected.zarr`` beside the original (never over
-  it), atomically, with provenance: source path, SHA-256 of the source, number of edits, time and
-  tool version. ``read_sample(image, mask=<stem>.corrected.zarr, table=...)`` reopens it.
+  it), atomically, as an NGFF 0.5 labels image (axis units and µm scale) through ome-zarr-py's
+  writer, with provenance: source path, SHA-256 of the
+  source, number of edits, time and tool version. ``read_sample(image, mask=<stem>.corrected.zarr, table=...)`` reopens it.
 
 Samples whose mask has no file (generated in memory) get an in-memory store.
 """
@@ -124,17 +125,35 @@ def level_shapes(shape: tuple[int, int], min_size: int = MIN_LEVEL_SIZE) -> list
     return out
 
 
-def _ngff_attrs(n_levels: int) -> dict:
-    return {"version": "0.5", "multiscales": [{
-        "version": "0.5",
-        "name": "labels",
-        "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
-        "datasets": [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [2.0 ** k, 2.0 ** k]}]}
-                     for k in range(n_levels)],
-    }], "image-label": {"version": "0.5"}}
+#: multiscales name of a saved corrected mask
+CORRECTED_LABELS_NAME = "corrected"
 
 
-def _new_group(store_or_path, shape, dtype, chunk: int, carspatial: dict):
+def _ngff_axes(pixel_size_um: float | None) -> list[dict]:
+    unit = {"unit": "micrometer"} if pixel_size_um else {}
+    return [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
+
+
+def _ngff_transforms(n_levels: int, pixel_size_um: float | None) -> list[list[dict]]:
+    """Per level: scale ``2**k`` pixels, times the pixel size in µm when it is known."""
+    px = float(pixel_size_um) if pixel_size_um else 1.0
+    return [[{"type": "scale", "scale": [px * 2.0 ** k, px * 2.0 ** k]}] for k in range(n_levels)]
+
+
+def _write_ngff_metadata(g, n_levels: int, pixel_size_um: float | None) -> None:
+    """NGFF 0.5 multiscales + image-label metadata of a labels group, through ome-zarr-py's writer."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    datasets = [{"path": str(k), "coordinateTransformations": t}
+                for k, t in enumerate(_ngff_transforms(n_levels, pixel_size_um))]
+    write_multiscales_metadata(g, datasets, fmt=FormatV05(), axes=_ngff_axes(pixel_size_um), name="labels")
+    ome = dict(g.attrs.get("ome", {}))
+    ome["image-label"] = {"version": "0.5"}
+    g.attrs["ome"] = ome
+
+
+def _new_group(store_or_path, shape, dtype, chunk: int, carspatial: dict, pixel_size_um: float | None = None):
     import zarr
 
     shapes = level_shapes(shape)
@@ -142,7 +161,8 @@ def _new_group(store_or_path, shape, dtype, chunk: int, carspatial: dict):
     for k, shp in enumerate(shapes):
         g.create_array(str(k), shape=shp, chunks=(min(chunk, shp[0]), min(chunk, shp[1])), dtype=dtype,
                        fill_value=0)
-    g.attrs.update({"ome": _ngff_attrs(len(shapes)), "carspatial": carspatial})
+    _write_ngff_metadata(g, len(shapes), pixel_size_um)
+    g.attrs["carspatial"] = carspatial
     return g
 
 
@@ -193,7 +213,8 @@ class MaskStore:
     # ------------------------------------------------------------------ creation
     @classmethod
     def open_working_copy(cls, mask_path: str | os.PathLike | None = None, *, labels=None,
-                          chunk: int = CHUNK, resume: bool = False) -> MaskStore:
+                          chunk: int = CHUNK, resume: bool = False,
+                          pixel_size_um: float | None = None) -> MaskStore:
         """Open (or create) the working copy of a mask; the original is never written.
 
         Parameters
@@ -213,6 +234,9 @@ class MaskStore:
             (``...carspatial-edit.<time>.zarr``, never deleted) and a fresh one is made: silently
             reusing old edits with a fresh table would break the table-mask link. Edits are
             reopened by opening the *corrected* mask with its saved table.
+        pixel_size_um
+            µm per pixel, recorded in the store (NGFF scale and units) and used by
+            :func:`save_corrected_mask`.
         """
         import zarr
 
@@ -220,7 +244,8 @@ class MaskStore:
             if labels is None:
                 raise ValueError("give mask_path or labels")
             g = _new_group(zarr.storage.MemoryStore(), tuple(labels.shape), np.dtype(labels.dtype), chunk,
-                           {"role": ROLE_WORKING, "source": None, "edit_count": 0, "max_id": 0})
+                           {"role": ROLE_WORKING, "source": None, "edit_count": 0, "max_id": 0,
+                            "pixel_size_um": pixel_size_um}, pixel_size_um)
             mx = _store_levels(g, labels)
             st = cls(g, None)
             st._set_attr("max_id", mx)
@@ -255,7 +280,7 @@ class MaskStore:
         try:
             g = _new_group(os.fspath(tmp), tuple(labels.shape), np.dtype(labels.dtype), chunk,
                            {"role": ROLE_WORKING, "source": os.fspath(src), "edit_count": 0, "max_id": 0,
-                            "source_fingerprint": fingerprint})
+                            "source_fingerprint": fingerprint, "pixel_size_um": pixel_size_um}, pixel_size_um)
             mx = _store_levels(g, labels)
             a = dict(g.attrs["carspatial"])
             a["max_id"] = mx
@@ -358,10 +383,33 @@ def _role(path: Path) -> str | None:
         return None
 
 
+def _write_corrected(path: Path, store: MaskStore, carspatial: dict, pixel_size_um: float | None) -> None:
+    """``path``: an NGFF 0.5 labels image (multiscales + image-label) written by ome-zarr-py."""
+    import dask.array as da
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import add_metadata, write_multiscale
+
+    root = zarr.open_group(os.fspath(path), mode="w", zarr_format=3)
+    chunk = tuple(int(c) for c in store.levels[0].chunks)
+    pyramid = [da.from_zarr(a) for a in store.levels]
+    write_multiscale(pyramid, root, fmt=FormatV05(), axes=_ngff_axes(pixel_size_um),
+                     coordinate_transformations=_ngff_transforms(len(pyramid), pixel_size_um),
+                     storage_options=[{"chunks": tuple(min(c, s) for c, s in zip(chunk, a.shape, strict=True))}
+                                      for a in pyramid], name=CORRECTED_LABELS_NAME)
+    add_metadata(root, {"image-label": {"version": FormatV05().version}})
+    root.attrs["carspatial"] = carspatial
+
+
 def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, *,
                         source: str | os.PathLike | None = None, note: str = "",
-                        overwrite: bool = True) -> Path:
-    """Write the corrected mask as an OME-Zarr labels multiscale next to the original, atomically.
+                        overwrite: bool = True, pixel_size_um: float | None = None) -> Path:
+    """Write the corrected mask as NGFF labels next to the original, atomically (ome-zarr-py's writer).
+
+    The folder is an NGFF 0.5 (zarr v3) labels image: multiscales written by
+    ``ome_zarr.writer.write_multiscale`` (axes y, x with unit ``micrometer`` and level-k scale
+    ``pixel_size_um * 2**k`` when the pixel size is known) plus ``image-label`` metadata, so
+    ome-zarr-py and napari-ome-zarr open it as labels; our readers open it as a mask.
 
     Parameters
     ----------
@@ -376,11 +424,14 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
         Free text stored with the provenance.
     overwrite
         Replace an earlier corrected mask at ``out`` (never the source itself).
+    pixel_size_um
+        µm per level-0 pixel (default: the working copy's recorded pixel size, else none: the
+        scale is then in pixels and the axes carry no unit).
 
     Returns
     -------
     pathlib.Path
-        The written folder; its ``zarr.json`` attributes hold ``carspatial.provenance``:
+        The written folder; its root ``zarr.json`` attributes hold ``carspatial.provenance``:
         ``source``, ``source_sha256``, ``edit_count``, ``time`` (UTC ISO 8601), ``tool_version``,
         ``note``.
     """
@@ -388,6 +439,8 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
     from .write import sha256_file
 
     src = source if source is not None else store.source
+    if pixel_size_um is None:
+        pixel_size_um = store.attrs.get("pixel_size_um")
     if out is None:
         if src is None:
             raise ValueError("the mask has no source file: give out=")
@@ -409,12 +462,8 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     shutil.rmtree(tmp)
     try:
-        g = _new_group(os.fspath(tmp), store.shape, store.dtype, int(store.levels[0].chunks[0]),
-                       {"role": ROLE_CORRECTED, "provenance": prov, "max_id": store.max_id})
-        import dask.array as da
-
-        for k, arr in enumerate(store.levels):
-            da.store(da.from_zarr(arr), g[str(k)], lock=False)
+        _write_corrected(tmp, store, {"role": ROLE_CORRECTED, "provenance": prov, "max_id": store.max_id},
+                         pixel_size_um)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")

@@ -51,6 +51,7 @@ def read_mask(path: str | os.PathLike, *, check_empty: bool = True) -> list:
             path=path,
             hint="Export the segmentation as uint16/uint32 labels, not a probability or float image.",
         )
+    _check_label_range(levels, path)
     if check_empty and not _has_cells(levels):
         raise SampleError("mask has no cells (every pixel is 0).", path=path,
                           hint="Check that this is the segmentation output and not an empty placeholder.")
@@ -58,6 +59,31 @@ def read_mask(path: str | os.PathLike, *, check_empty: bool = True) -> list:
         levels = strided_pyramid(levels[0])
     log.debug("%s: mask %s %s, %d level(s)", path, tuple(levels[0].shape), dtype, len(levels))
     return levels
+
+
+def _check_label_range(native, path) -> None:
+    """Refuse negative label ids (signed masks) and ids >= 2**63 (uint64 masks): checked on the
+    coarsest level (the whole mask when it has one level of at most :data:`EMPTY_CHECK_MAX_PIXELS`);
+    :meth:`Sample.validate` checks level 0 with the id check."""
+    dtype = native[0].dtype
+    signed, huge = np.issubdtype(dtype, np.signedinteger), dtype == np.uint64
+    if not (signed or huge):
+        return
+    small = native[-1]
+    if small.size > EMPTY_CHECK_MAX_PIXELS:
+        return
+    if signed:
+        lo = int(small.min().compute())
+        if lo < 0:
+            raise SampleError(f"mask holds negative label ids (smallest {lo}); labels are 0 (background) or "
+                              "positive cell ids.", path=path,
+                              hint="Re-export the segmentation as an unsigned integer label image.")
+    else:
+        hi = int(small.max().compute())
+        if hi > np.iinfo(np.int64).max:
+            raise SampleError(f"mask holds label ids up to {hi}, at or above 2^63; ids up to "
+                              f"{np.iinfo(np.int64).max} are supported.", path=path,
+                              hint="Relabel it (skimage.segmentation.relabel_sequential).")
 
 
 #: masks up to this many pixels per level are checked for emptiness on open

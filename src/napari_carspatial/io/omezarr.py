@@ -34,6 +34,9 @@ def _find_multiscale(g, path):
     labels = _attrs(g).get("labels")
     if labels:
         return _find_multiscale(g[f"labels/{labels[0]}"], Path(path) / "labels" / labels[0])
+    if "labels" in g and _attrs(g["labels"]).get("labels"):   # NGFF: labels listed on the labels/ group
+        first = _attrs(g["labels"])["labels"][0]
+        return _find_multiscale(g[f"labels/{first}"], Path(path) / "labels" / first)
     for name, child in sorted(g.groups()):
         if "multiscales" in _attrs(child):
             return child, os.fspath(Path(path) / name)

@@ -35,7 +35,8 @@ import pandas as pd
 
 from ..model import SampleError, set_pixel_size_um
 from ..model.conventions import REGION_KEY, SPATIAL_KEY
-from ._util import log, require_exists, stem, wrap_errors
+from ._util import log, require_exists, wrap_errors
+from .inform import inform_stem, prepare_inform
 
 #: columns that name the image a row belongs to, in the order they are tried
 IMAGE_COLUMNS = ("ImageName", "MaskName", "Image", "image", "image_name", "ImageFile", "FileName_Image",
@@ -104,6 +105,9 @@ def read_table(
 
         with wrap_errors(p, "AnnData table", hint="Is it a complete .h5ad / AnnData .zarr written by anndata?"):
             adata = ad.read_h5ad(p) if low.endswith(".h5ad") else ad.read_zarr(p)
+        if adata.n_obs == 0:
+            raise SampleError("the cell table has no rows (0 cells).", path=p,
+                              hint="Is it the table of this sample, written after segmentation?")
         if image is not None or mask is not None:
             keep = select_image_rows(adata.obs, [image, mask], image_column=image_column, source=p)
             if keep is not None:
@@ -113,16 +117,58 @@ def read_table(
         raise SampleError(f"unsupported table format {p.suffix!r}.", path=p,
                           hint="Supported: .h5ad, AnnData .zarr, .csv (steinbock, MCMICRO, QuPath, cytomapper).")
     sep = "," if low.endswith(".csv") else "\t"
-    with wrap_errors(p, "CSV table"):
-        df = pd.read_csv(p, sep=sep)
+    df = _read_csv(p, sep)
     if df.empty:
         raise SampleError("the cell table has no rows.", path=p)
     if image is not None or mask is not None:
         keep = select_image_rows(df, [image, mask], image_column=image_column, source=p)
         if keep is not None:
             df = df.loc[keep].reset_index(drop=True)
+    df = prepare_inform(df, image=image, pixel_size_um=pixel_size_um, source=p)
     return table_from_dataframe(df, id_column=id_column, pixel_size_um=pixel_size_um,
                                 channel_names=channel_names, source=p)
+
+
+def _read_csv(p, sep: str) -> pd.DataFrame:
+    """``pd.read_csv`` with clear messages: empty file, another separator (``;`` from European
+    spreadsheets), and Windows-1252 / Latin-1 text (QuPath on Windows writes ``µ`` that way)."""
+    try:
+        with wrap_errors(p, "CSV table"):
+            try:
+                df = pd.read_csv(p, sep=sep)
+            except UnicodeDecodeError:
+                df = pd.read_csv(p, sep=sep, encoding="cp1252", encoding_errors="replace")
+                log.warning("%s: not UTF-8; read as Windows-1252 text", p)
+    except SampleError as err:
+        if "EmptyDataError" in str(err):
+            raise SampleError("the cell table file is empty.", path=p) from None
+        raise
+    if len(df.columns) == 1:
+        head = str(df.columns[0])
+        other = next((c for c in (";", "\t", ",", "|") if c != sep and c in head), None)
+        if other:
+            name = {"\t": "tab", ";": "semicolon (;)", ",": "comma", "|": "pipe (|)"}[other]
+            raise SampleError(f"the table is {name}-separated (header {head[:60]!r}), not "
+                              f"{'comma' if sep == ',' else 'tab'}-separated.", path=p,
+                              hint="Export it as CSV with commas (in Excel: 'CSV UTF-8'), or as .tsv for tabs. "
+                                   "Decimal commas must become points.")
+    return df
+
+
+def _check_id_range(ids, column: str, source) -> None:
+    """Refuse cell ids that cannot be mask labels in int64: >= 2**63 (uint64 masks) or negative."""
+    v = np.asarray(ids)
+    if v.dtype.kind == "u" and v.size and int(v.max()) > np.iinfo(np.int64).max:
+        raise SampleError(f"cell ids in {column!r} reach {int(v.max())}, at or above 2^63; ids up to "
+                          f"{np.iinfo(np.int64).max} are supported.", path=source,
+                          hint="Relabel the segmentation (e.g. skimage.segmentation.relabel_sequential).")
+    if v.dtype.kind == "f" and v.size and np.nanmax(v) >= 2.0**63:
+        raise SampleError(f"cell ids in {column!r} reach {np.nanmax(v):.0f}, at or above 2^63 (not exact in "
+                          "int64).", path=source, hint="Relabel the segmentation with smaller ids.")
+    if v.size and v.dtype.kind in "iuf" and np.nanmin(v) < 0:
+        bad = v[v < 0]
+        raise SampleError(f"{bad.size} cell id(s) in {column!r} are negative (e.g. {bad[:3].tolist()}); mask "
+                          "labels are 0 (background) or positive.", path=source)
 
 
 def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = None, source=None):
@@ -136,14 +182,14 @@ def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = Non
     SampleError
         The table names several images and none matches.
     """
-    keys = {stem(f) for f in files if f is not None}
+    keys = {inform_stem(f) for f in files if f is not None}   # file stems; inForm suffixes dropped too
     cols = [image_column] if image_column else [c for c in IMAGE_COLUMNS if c in df.columns]
     if image_column and image_column not in df.columns:
         raise SampleError(f"image column {image_column!r} is not in the table.", path=source)
     examples = {}
     for col in cols:
         codes, uniq = pd.factorize(df[col].astype(str))  # stems of the distinct values only
-        ustems = np.array([stem(u) for u in uniq], dtype=object)
+        ustems = np.array([inform_stem(u) for u in uniq], dtype=object)
         keep = np.isin(ustems, list(keys))[codes] & (codes >= 0)
         vals = ustems
         if keep.any():
@@ -184,6 +230,8 @@ def table_from_dataframe(
         )
     obs = df.copy()
     ids = pd.to_numeric(obs[idcol], errors="coerce")
+    if ids.notna().all():
+        _check_id_range(ids.to_numpy(), idcol, source)
     if ids.isna().any() or not np.array_equal(ids.to_numpy(), np.round(ids.to_numpy())):
         log.warning("%s: id column %r is not integer (e.g. %s); numbering rows 1..n as 'instance_id'",
                     source, idcol, obs[idcol].iloc[0])
@@ -196,7 +244,9 @@ def table_from_dataframe(
     xy, unit, used = _coords(obs)
     obs = obs.drop(columns=[c for c in used_marker_columns(obs, markers) if c in obs.columns])
     idx = obs[idcol].astype(str)
-    obs.index = idx if idx.is_unique else pd.Index(pd.Series(idx.to_numpy()) + "_" + pd.Series(np.arange(len(idx))).astype(str))
+    # an unnamed string index: named after the id column it would clash with that column when written
+    obs.index = (pd.Index(idx.to_numpy(), dtype=str) if idx.is_unique else
+                 pd.Index(pd.Series(idx.to_numpy()) + "_" + pd.Series(np.arange(len(idx))).astype(str), dtype=str))
     obs.columns = [str(c) for c in obs.columns]
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(markers, dtype=str)), layers=layers)
     _store_coords(adata, xy, unit, pixel_size_um, source)
@@ -226,6 +276,19 @@ def normalize_anndata(adata, *, id_column: str | None = None, pixel_size_um: flo
     attrs["instance_key"] = key
     attrs.setdefault("region_key", REGION_KEY)
     adata.uns["spatialdata_attrs"] = attrs
+    if pd.api.types.is_numeric_dtype(adata.obs[key]):
+        _check_id_range(adata.obs[key].to_numpy(), key, source)
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()].unique()
+        ids = adata.obs[key].astype(str)
+        if ids.is_unique:
+            log.warning("%s: %d row name(s) (obs_names) repeat, e.g. %r; rows renamed by their cell id in memory "
+                        "(the file is unchanged)", source, len(dup), dup[0])
+            adata.obs_names = pd.Index(ids.to_numpy(), dtype=str)
+        else:
+            raise SampleError(f"{len(dup)} row name(s) repeat (e.g. {dup[0]!r}) and so do the cell ids in {key!r}: "
+                              "is this a table of several images?", path=source,
+                              hint="Pass image= (or image_column=) to keep one image's rows.")
     if SPATIAL_KEY not in adata.obsm:
         xy, unit, _ = _coords(adata.obs)
         _store_coords(adata, xy, unit, pixel_size_um, source)

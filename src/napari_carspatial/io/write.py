@@ -7,10 +7,14 @@ One headless function, :func:`write_table`, is what the GUI's "Save as" and scri
   crash (or ``kill -9``) at any moment leaves either the previous file or the new one, never a
   half-written table. For ``.zarr`` (a folder, which cannot be replaced atomically) the old
   folder is first renamed to a hidden backup, the new one renamed into place, and the backup
-  removed; if the process dies between the two renames, the next :func:`write_table`,
-  :func:`restore_interrupted` or :func:`find_recovery` call puts the backup back.
+  removed; if the process dies between the two renames, the next read of the path
+  (``read_table`` / ``read_sample``), :func:`write_table`, :func:`restore_interrupted` or
+  :func:`find_recovery` call puts the backup back.
 * **never overwrites by accident**: an existing target raises :class:`SampleError` unless
-  ``overwrite=True``.
+  ``overwrite=True``; a source of the sample (``paths=Sample.paths``, symbolic links resolved)
+  is refused whatever ``overwrite`` says, and so is a target that is a symbolic link.
+* **disk full**: the error is clean, the old file intact, and the temporary file or folder is
+  removed by the same process once zarr's background chunk writes have stopped.
 * **clear errors**: an unwritable folder raises :class:`SampleError` naming it; nothing in
   memory is touched, so the user can save elsewhere.
 * **provenance**: ``uns["carspatial"]["provenance"]`` records the image, mask and source table
@@ -34,6 +38,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -165,11 +170,50 @@ def _unwritable(folder: Path, err: OSError) -> SampleError:
     )
 
 
-def restore_interrupted(path: str | os.PathLike) -> bool:
-    """Put back a ``.zarr`` table whose replacement was interrupted between two renames.
+#: targets and temporary paths of saves running in this process
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
 
-    Returns True when a backup was restored. Leftover temporary files of killed writers are
-    removed.
+
+def _tag_pid(name: str, prefix: str) -> int:
+    try:
+        return int(name[len(prefix):].split("-")[0])
+    except ValueError:
+        return -1
+
+
+def _busy(pid: int, target: Path) -> bool:
+    """Whether the save of ``target`` by process ``pid`` may still be running."""
+    if pid == os.getpid():
+        with _ACTIVE_LOCK:
+            return os.fspath(target) in _ACTIVE
+    return _alive(pid)
+
+
+def _remove_path(e: Path) -> None:
+    if e.is_dir() and not e.is_symlink():
+        shutil.rmtree(e, ignore_errors=True)
+    else:
+        e.unlink(missing_ok=True)
+
+
+def restore_interrupted(path: str | os.PathLike, *, wait_s: float = 2.0) -> bool:
+    """Put back a ``.zarr`` table whose replacement was interrupted between its two renames.
+
+    A save replaces a ``.zarr`` folder by renaming the old folder to a hidden backup
+    (``.<name>.carspatial-bak-<pid>-<token>``) and the new one into place. When the writer died
+    in between, ``path`` is missing and the backup holds the previous table: it is renamed back.
+    A writer that is still alive (another process, or a save running in this one) is given
+    ``wait_s`` seconds to finish first. Leftover temporary files of dead writers (and of this
+    process's finished saves) are removed.
+
+    Called by :func:`write_table`, :func:`find_recovery` and every reader (``read_table``,
+    ``read_sample``), so an interrupted save is never reported as "not found".
+
+    Returns
+    -------
+    bool
+        True when a backup was restored.
     """
     p = Path(path)
     folder = p.parent
@@ -180,23 +224,82 @@ def restore_interrupted(path: str | os.PathLike) -> bool:
         entries = list(folder.iterdir())
     except OSError:
         return False
-    baks = sorted((e for e in entries if e.name.startswith(f".{p.name}{_BAK_TAG}")), key=lambda e: e.stat().st_mtime)
+    bak_prefix, tmp_prefix = f".{p.name}{_BAK_TAG}", f".{p.name}{_TMP_TAG}"
+    baks = sorted((e for e in entries if e.name.startswith(bak_prefix)), key=lambda e: e.stat().st_mtime)
     if baks and not p.exists():
-        os.replace(baks[-1], p)
-        log.warning("%s: restored the previous table from an interrupted save", p)
-        restored = True
-        baks = baks[:-1]
-    for e in baks:
-        shutil.rmtree(e, ignore_errors=True)
-    for e in entries:
-        if e.name.startswith(f".{p.name}{_TMP_TAG}") and e.exists():
+        pid = _tag_pid(baks[-1].name, bak_prefix)
+        deadline = time.monotonic() + wait_s
+        while _busy(pid, p) and not p.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not p.exists() and baks[-1].exists():
             try:
-                pid = int(e.name[len(f".{p.name}{_TMP_TAG}"):].split("-")[0])
-            except ValueError:
-                pid = -1
-            if pid != os.getpid() and not _alive(pid):
-                shutil.rmtree(e, ignore_errors=True) if e.is_dir() else e.unlink(missing_ok=True)
+                os.replace(baks[-1], p)
+            except OSError as err:
+                raise SampleError(f"an interrupted save left the previous table in {baks[-1].name}, and it cannot "
+                                  f"be put back ({err.strerror or err}).", path=p,
+                                  hint=f"Rename {baks[-1]} to {p.name} by hand.") from err
+            _fsync_dir(folder)
+            log.warning("%s: restored the previous table from an interrupted save", p)
+            restored = True
+            baks = baks[:-1]
+    for e in baks:
+        if p.exists() and not _busy(_tag_pid(e.name, bak_prefix), p):
+            _remove_path(e)
+    for e in entries:
+        if e.name.startswith(tmp_prefix) and e.exists():
+            pid = _tag_pid(e.name, tmp_prefix)
+            if not _busy(pid, p):
+                _remove_path(e)
     return restored
+
+
+def _drain_zarr_io() -> None:
+    """Wait until zarr's background writes have finished (zarr 3 writes chunks on its own event loop).
+
+    When one chunk write fails (disk full), ``write_zarr`` raises at once while the other chunk
+    writes go on in zarr's IO thread; removing the temporary folder before they finish lets them
+    re-create it. This waits for every pending task on that loop (at most ``timeout`` seconds).
+    """
+    try:
+        from zarr.core import sync as zsync
+    except ImportError:  # pragma: no cover - zarr 2
+        return
+    loop = zsync.loop[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    import asyncio
+
+    async def _wait_others():
+        me = asyncio.current_task()
+        while True:
+            others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+            if not others:
+                return
+            await asyncio.wait(others, timeout=1.0)
+
+    fut = asyncio.run_coroutine_threadsafe(_wait_others(), loop)
+    try:
+        fut.result(timeout=60)
+    except Exception as err:  # noqa: BLE001 - best effort; the clean-up below retries
+        log.debug("waiting for zarr writes: %s", err)
+        fut.cancel()
+
+
+def _cleanup_tmp(tmp: Path, kind: str) -> None:
+    """Remove a failed save's temporary file / folder after every background write stopped."""
+    if kind == "zarr":
+        _drain_zarr_io()
+    for _ in range(50):
+        if not tmp.exists():
+            break
+        _remove_path(tmp)
+        if kind != "zarr":
+            break
+        time.sleep(0.01)
+        if not tmp.exists():
+            _drain_zarr_io()
+            if not tmp.exists():
+                break
 
 
 def _alive(pid: int) -> bool:
@@ -226,7 +329,8 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
         proposes a new name, so the source table is only replaced when the user says so.
     paths
         Where the sample's parts came from (``Sample.paths``): their paths, sizes and SHA-256
-        are stored in ``uns["carspatial"]["provenance"]`` before writing.
+        are stored in ``uns["carspatial"]["provenance"]`` before writing, and none of them is
+        ever overwritten.
     record
         Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
         provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
@@ -240,8 +344,11 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     Raises
     ------
     SampleError
-        The target exists (without ``overwrite``), the suffix is not ``.h5ad`` / ``.zarr``, or
-        the folder cannot be written (read-only, missing, full). ``adata`` is unchanged apart
+        The target exists (without ``overwrite``), is one of the sample's sources in ``paths``
+        (whatever ``overwrite`` says; symbolic links resolved), is a symbolic link (replacing
+        it would silently turn the link into a file), the suffix is not ``.h5ad`` / ``.zarr``,
+        or the folder cannot be written (read-only, missing, full: the temporary file or folder
+        is removed in this process, after zarr's background writes stopped). ``adata`` is unchanged apart
         from the provenance entry (none with ``record=False``).
     """
     target = Path(path)
@@ -249,6 +356,11 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     folder = target.parent if os.fspath(target.parent) else Path(".")
     if not folder.is_dir():
         raise SampleError("the folder does not exist.", path=folder, hint="Create it or choose another folder.")
+    _refuse_sources(target, paths)
+    if target.is_symlink():
+        raise SampleError(f"is a symbolic link (to {os.path.realpath(target)}); saving would replace the link with "
+                          "a file, so it is not written.", path=target,
+                          hint="Save to the link's target itself, or choose another name.")
     restore_interrupted(target)
     if target.exists() and not overwrite:
         raise SampleError("already exists; not overwritten.", path=target,
@@ -263,6 +375,9 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     tag = f"{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{target.name}{tag}{'.h5ad' if kind == 'h5ad' else '.zarr'}"
     t0 = time.perf_counter()
+    key = os.fspath(target)
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(key)
     try:
         if kind == "h5ad":
             try:
@@ -298,10 +413,44 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
         raise SampleError(f"could not be written ({type(err).__name__}: {err}).", path=target,
                           hint="Your work is still open: try again or save elsewhere.") from err
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        try:
+            if tmp.exists() or kind == "zarr":
+                _cleanup_tmp(tmp, kind)
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(key)
     log.info("table written to %s in %.2f s", target, time.perf_counter() - t0)
     return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _refuse_sources(target: Path, paths: dict | None) -> None:
+    """Raise when ``target`` is one of the sample's source files (or lies inside a source folder store).
+
+    Symbolic links are resolved (a link to the source is the source); hard links are caught
+    with :func:`os.path.samefile`. ``paths["folder"]`` (a project folder such as steinbock's)
+    may receive new files; writing inside an image, mask or table *store* (a folder) may not.
+    """
+    for part, src in (paths or {}).items():
+        if not src:
+            continue
+        sp = Path(src)
+        if _same_file(target, sp):
+            raise SampleError(f"is the sample's source {part} ({sp}); a source is never overwritten.", path=target,
+                              hint="Choose a new name (Save as proposes one).")
+        if part != "folder" and sp.is_dir():
+            real_t, real_s = os.path.realpath(target), os.path.realpath(sp)
+            if real_t.startswith(real_s.rstrip(os.sep) + os.sep):
+                raise SampleError(f"lies inside the sample's source {part} store ({sp}); a source is never "
+                                  "modified.", path=target, hint="Save next to it, not inside it.")
 
 
 def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:

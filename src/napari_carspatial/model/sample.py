@@ -61,6 +61,10 @@ class Sample:
         Free-form: ``patient``, ``timepoint``, ``response``, ... (see :data:`CLINICAL_KEYS`).
     paths
         Where each part came from: ``{"image": ..., "mask": ..., "table": ...}``.
+    points
+        Transcripts (spatial transcriptomics), or ``None``: a lazy
+        :class:`~napari_carspatial.model.points.Transcripts` table with ``x``, ``y`` in level-0
+        pixels, ``gene``, ``cell_id`` (mask label, 0 = no cell) and ``quality``.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Sample:
     rois: list[ROI] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    points: Any = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -176,6 +181,10 @@ class Sample:
                 path=where,
             )
         ids = adata.obs[key].to_numpy()
+        if ids.dtype.kind == "u" and ids.size and int(ids.max()) > np.iinfo(np.int64).max:
+            raise SampleError(f"instance ids in {key!r} reach {int(ids.max())}, at or above 2^63; ids up to "
+                              f"{np.iinfo(np.int64).max} are supported.", path=where,
+                              hint="Relabel the segmentation and its table with smaller ids.")
         try:
             ids_int = ids.astype(np.int64)
         except (TypeError, ValueError):
@@ -200,6 +209,10 @@ class Sample:
         if self.labels is not None and check_ids:
             stats = label_stats(self.labels[0])
             mask_ids = stats["id"].to_numpy()
+            if mask_ids.size and mask_ids[0] < 0:
+                raise SampleError(
+                    f"mask holds negative label ids (e.g. {mask_ids[mask_ids < 0][:3].tolist()}) or ids at or above "
+                    "2^63; labels are 0 (background) or positive cell ids.", path=self._where("mask"))
             not_in_mask = np.setdiff1d(uniq, mask_ids)
             not_in_table = np.setdiff1d(mask_ids, uniq)
             problems = []

@@ -151,7 +151,7 @@ class CommitView(QWidget):
             from ...io import write_table
             from ...io.mask_store import save_corrected_mask
 
-            out = save_corrected_mask(ed.store, mask_path, source=s.paths.get("mask"),
+            out = save_corrected_mask(ed.store, mask_path, source=s.paths.get("mask"), pixel_size_um=s.pixel_size_um,
                                       note=f"napari-carspatial segmentation correction of {s.name}")
             paths = {k: v for k, v in s.paths.items() if k in ("image", "table")}
             paths["mask"] = out
