@@ -65,10 +65,10 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
                           edge_color=color, face_color="transparent", edge_width=4, units=("um", "um"))
     w = AnalysisWidget(viewer)
     viewer.window.add_dock_widget(w, name="Analysis", area="right")
-    w.refresh_regions()
-    assert "Shapes: margin" in [w.region_list.item(i).text() for i in range(w.region_list.count())]
-    w.set_checked_regions(["Shapes: core", "Shapes: margin"])
-    regs = w.selected_regions()
+    w.setup.refresh_regions()
+    assert "Shapes: margin" in [w.setup.region_list.item(i).text() for i in range(w.setup.region_list.count())]
+    w.setup.set_checked_regions(["Shapes: core", "Shapes: margin"])
+    regs = w.setup.selected_regions()
     comp = demo.table.obs["compartment"].astype(str).to_numpy()
     assert (comp[regs["margin"].mask] == "Invasive margin").mean() > 0.8  # ring with holes (even-odd)
     assert (comp[regs["core"].mask] == "Tumor core").mean() > 0.8
@@ -80,7 +80,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert m.loc["car_t_density_per_mm2", "margin"] > 3 * m.loc["car_t_density_per_mm2", "core"]
     assert m.loc["log2_oe_car_t_myeloid", "margin"] > 0
     assert 0.05 < m.loc["area_mm2", "margin"] < 1.0
-    w.compare_with("margin", "core")
+    w.results.compare_with("margin", "core")
     qtbot.wait(300)
     shots = {"analysis_cart.png": w.grab()}
 
@@ -89,13 +89,13 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     _wait_result(qtbot, w, "nhood")
     z = w.current.matrix("zscore", "margin")
     assert z.loc["CAR T", "Macrophage"] > 2
-    w.compare_with("margin", "core")
+    w.results.compare_with("margin", "core")
     qtbot.wait(300)
     shots["analysis_nhood_compare.png"] = w.grab()
 
     w.run("cooccurrence")
     _wait_result(qtbot, w, "cooccurrence")
-    w.compare_with("margin", "core")
+    w.results.compare_with("margin", "core")
     qtbot.wait(300)
     shots["analysis_cooccurrence.png"] = w.grab()
 
@@ -103,7 +103,8 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     w.run("niches")
     _wait_result(qtbot, w, "niches")
     t = demo.table
-    assert "niche" in t.obs and len(t.uns["niche_colors"]) == len(t.obs["niche"].cat.categories)
+    assert "niche" in t.obs
+    assert len(t.uns["niche_colors"]) == len(t.obs["niche"].cat.categories)
     col = get_coloring(viewer, w.sample_id)
     assert col.key == "niche"
     qtbot.wait(300)
@@ -117,14 +118,17 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     # stored in uns with params, region and time; shown again by a fresh dock
     stored = load_results(t)
     assert {"cart", "nhood", "cooccurrence", "niches"} <= set(stored)
-    assert stored["nhood"].regions == ["core", "margin"] and stored["nhood"].params["graph"]["method"] == "delaunay"
+    assert stored["nhood"].regions == ["core", "margin"]
+    assert stored["nhood"].params["graph"]["method"] == "delaunay"
     w2 = AnalysisWidget(viewer)
-    assert w2.stored_combo.count() >= 4 and w2.current is not None
+    assert w2.stored_combo.count() >= 4
+    assert w2.current is not None
 
     # exports
-    files = w.export(tmp_path / "fig.png") + w.export(tmp_path / "fig.svg") + w.export(tmp_path / "tab.csv", "csv")
+    files = w.results.export(tmp_path / "fig.png") + w.results.export(tmp_path / "fig.svg") + w.results.export(tmp_path / "tab.csv", "csv")
     assert all(p.stat().st_size > 0 for p in files)
-    assert any(p.suffix == ".svg" for p in files) and any(p.suffix == ".csv" for p in files)
+    assert any(p.suffix == ".svg" for p in files)
+    assert any(p.suffix == ".csv" for p in files)
 
     # cancel: the run stops before its result (nothing stored or shown), the dock is usable again
     shown_before = w.current

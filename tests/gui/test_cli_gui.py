@@ -13,7 +13,8 @@ def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch, mock_app_model
     viewer = cli._open_viewer([demo_sample(size=512, seed=1)], title="test")
     try:
         names = [lyr.name for lyr in viewer.layers]
-        assert "DAPI" in names and "DEMO-001_post cells" in names
+        assert "DAPI" in names
+        assert "DEMO-001_post cells" in names
         # the hidden channels arrive right after the first frame
         qtbot.waitUntil(lambda: "SMA" in [lyr.name for lyr in viewer.layers], timeout=15000)
         docks = set(viewer.window.dock_widgets)
@@ -36,5 +37,6 @@ def test_cli_main_demo_runs_without_event_loop(monkeypatch, qtbot, mock_app_mode
     opened = []
     monkeypatch.setattr(napari, "run", lambda *a, **k: opened.append(napari.current_viewer()))
     assert cli.main(["demo", "--size", "512"]) == 0
-    assert opened and opened[0] is not None
+    assert opened
+    assert opened[0] is not None
     opened[0].close()

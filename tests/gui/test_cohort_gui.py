@@ -42,7 +42,8 @@ def test_cohort_widget_opens_sample(make_napari_viewer_proxy, qtbot, results):
     assert "PanCK" in names or any("PanCK" in n for n in names)
     assert w.strip.current == "P02-post"
     sel = w.table.selectionModel().selectedRows()
-    assert sel and w.sample_at(sel[0].row()) == "P02-post"
+    assert sel
+    assert w.sample_at(sel[0].row()) == "P02-post"
     s = next(s for s in session_for(viewer).samples().values() if s.name == "P02-post")
     assert s.metadata["response"] in ("CR", "PR")
     qtbot.waitUntil(lambda: len([ly for ly in viewer.layers if ly.name.endswith("CAR") or ly.name == "CAR"]) > 0,

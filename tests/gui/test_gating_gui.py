@@ -98,7 +98,8 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     assert widget._timer.isActive()
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
     layer = widget.preview_layer()
-    assert layer.visible and sample_id_of(layer) == session_for(viewer).register(a)
+    assert layer.visible
+    assert sample_id_of(layer) == session_for(viewer).register(a)
     np.testing.assert_allclose(layer.scale[-2:], [0.5, 0.5])   # on top of the cells (µm)
     shown = _highlighted_ids(layer, a)
     np.testing.assert_array_equal(shown[shown > 0], np.sort(instance_ids(a.table)[hand]))
@@ -169,13 +170,15 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
         widget.gate_view.threshold_spin.setValue(thr)
         widget.gate_view.add_gate_button.click()
     assert widget.gates_view.gate_list.count() == 4
-    assert widget.gates["CAR"].threshold == 250.0 and widget.gates["CAR"].transform == "asinh"
+    assert widget.gates["CAR"].threshold == 250.0
+    assert widget.gates["CAR"].transform == "asinh"
     # re-gating a marker replaces its gate
     _choose_marker(widget, "CD3")
     assert widget.threshold == 200.0   # the stored gate comes back into the editor
     widget.gate_view.threshold_spin.setValue(210.0)
     widget.gate_view.add_gate_button.click()
-    assert widget.gates_view.gate_list.count() == 4 and widget.gates["CD3"].threshold == 210.0
+    assert widget.gates_view.gate_list.count() == 4
+    assert widget.gates["CD3"].threshold == 210.0
 
     # rules typed in the editor, out of order first, then moved
     rules = [("T cell", "CD3+"), ("CAR T", "CD3+ CAR+"), ("Tumor (antigen-neg)", "PanCK+ MSLN-"), ("Tumor", "PanCK+")]
@@ -208,7 +211,8 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
     n_car = int((hand(a) == "CAR T").sum())
     assert f"CAR T: {n_car:,}" in widget.rules_view.result_label.text()
     stored = a.table.uns["carspatial"]["gating"]
-    assert stored["key"] == "phenotype_gated" and stored["applied_by"]
+    assert stored["key"] == "phenotype_gated"
+    assert stored["applied_by"]
     assert "phenotype_gated" not in b.table.obs
 
     # the same gating on the second sample
@@ -222,8 +226,10 @@ def test_gates_rules_apply_export_import_and_second_sample(gating, qtbot, tmp_pa
     widget.model.gates.clear()
     widget.model.rows.clear()
     scheme = widget.import_gating(str(path))
-    assert scheme == before and widget.scheme() == before
-    assert widget.gates_view.gate_list.count() == 4 and widget.rules_view.rules_table.rowCount() == 4
+    assert scheme == before
+    assert widget.scheme() == before
+    assert widget.gates_view.gate_list.count() == 4
+    assert widget.rules_view.rules_table.rowCount() == 4
 
 
 def test_errors_are_notified_not_raised(gating, qtbot, monkeypatch, tmp_path):
@@ -237,13 +243,16 @@ def test_errors_are_notified_not_raised(gating, qtbot, monkeypatch, tmp_path):
     widget.gate_view.add_gate_button.click()
     widget.add_rule("CAR T", "CD3+ CAR+")           # no gate on CAR
     assert widget.apply_rules() is None
-    assert "CAR" in shown[-1] and "phenotype_gated" not in a.table.obs
+    assert "CAR" in shown[-1]
+    assert "phenotype_gated" not in a.table.obs
     widget.rules_view.rules_table.item(0, 1).setText("CD3")    # no sign
-    assert widget.apply_rules() is None and "rule 1" in shown[-1]
+    assert widget.apply_rules() is None
+    assert "rule 1" in shown[-1]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert widget.import_gating(str(bad)) is None
-    assert str(bad) in shown[-1] and "not valid JSON" in shown[-1]
+    assert str(bad) in shown[-1]
+    assert "not valid JSON" in shown[-1]
 
 
 def test_stored_gating_is_loaded_with_the_sample(make_napari_viewer_proxy, qtbot):

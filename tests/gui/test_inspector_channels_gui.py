@@ -63,7 +63,8 @@ def test_inspector_jump_shows_markers_and_neighbors(viewer_with_sample, qtbot):
     row = sample.table.obs_names.get_loc("c24")
     assert float(w.table.item(3, 1).text()) == pytest.approx(float(sample.table.X[row, 3]), rel=1e-2)
     # the 8 grid neighbours (within 30 µm, up to 10 nearest)
-    assert "Neighbours" in w.neighbors.text() and "CAR T" in w.neighbors.text()
+    assert "Neighbours" in w.neighbors.text()
+    assert "CAR T" in w.neighbors.text()
     # the pinned cell is marked on the slide by a ring at its centroid (world µm, y x)
     ring = viewer.layers["pinned cell"]
     np.testing.assert_allclose(ring.data_to_world(ring.data[0]), (14.5, 14.5))
@@ -167,5 +168,6 @@ def test_channels_search_toggle_contrast_and_panels(viewer_with_40, qtbot, tmp_p
     for lyr in viewer.layers:
         lyr.visible = False
     w2.apply_named_panel("my panel")
-    assert viewer.layers["M05"].visible and not viewer.layers["DAPI"].visible
+    assert viewer.layers["M05"].visible
+    assert not viewer.layers["DAPI"].visible
     assert viewer.layers["CD3"].colormap.name == "yellow"   # saved colour restored

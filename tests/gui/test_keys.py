@@ -40,11 +40,14 @@ def test_most_recent_dock_on_screen_gets_the_key(make_napari_viewer_proxy, qtbot
     b, kb = _dock("segmentation", log, qtbot)
     d.register(a, ka)
     d.register(b, kb)
-    assert _press(viewer, "Control-Z") and log[-1] == ("segmentation", "undo")   # registered last
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("segmentation", "undo")   # registered last
     d.activate(a)
-    assert _press(viewer, "Control-Z") and log[-1] == ("curation", "undo")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("curation", "undo")
     a.hide()                                   # the recent one is not on screen: the other one
-    assert _press(viewer, "Control-Z") and log[-1] == ("segmentation", "undo")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("segmentation", "undo")
     a.show()
     qtbot.waitExposed(a)
     a.setFocusPolicy(Qt.StrongFocus)
@@ -52,12 +55,15 @@ def test_most_recent_dock_on_screen_gets_the_key(make_napari_viewer_proxy, qtbot
     b.activateWindow()
     b.setFocus()
     qtbot.waitUntil(lambda: d.owners()[-1] is b, timeout=2000)   # focus activates a dock
-    assert _press(viewer, "Control-Z") and log[-1] == ("segmentation", "undo")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("segmentation", "undo")
 
     # unregistering one dock keeps the other's keys
     d.unregister(b)
-    assert _press(viewer, "Control-Z") and log[-1] == ("curation", "undo")
-    assert _press(viewer, "Alt-1") and log[-1] == ("curation", "1")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("curation", "undo")
+    assert _press(viewer, "Alt-1")
+    assert log[-1] == ("curation", "1")
     d.unregister(a)
     assert coerce_keybinding("Alt-1") not in viewer.keymap   # no handler left: unbound
     assert viewer.keymap.get(coerce_keybinding("Control-Z")) is before
@@ -85,14 +91,17 @@ def test_background_tab_is_not_on_screen(make_napari_viewer_proxy, qtbot):
     qtbot.waitExposed(win)
     da.raise_()
     qtbot.waitUntil(lambda: on_screen(a), timeout=3000)
-    assert a.isVisible() and b.isVisible()          # Qt says both are visible...
+    assert a.isVisible()
+    assert b.isVisible()   # Qt says both are visible...
     assert not on_screen(b)                          # ...but b is a background tab
     d.register(a, ka)
     d.register(b, kb)                                # the most recent, but not on screen
-    assert _press(viewer, "Control-Z") and log[-1] == ("curation", "undo")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("curation", "undo")
     db.raise_()
     qtbot.waitUntil(lambda: on_screen(b) and not on_screen(a), timeout=3000)
-    assert _press(viewer, "Control-Z") and log[-1] == ("segmentation", "undo")
+    assert _press(viewer, "Control-Z")
+    assert log[-1] == ("segmentation", "undo")
     d.unregister(a)
     d.unregister(b)
 

@@ -57,10 +57,12 @@ def test_hover_status_shows_cell_id_and_type(make_napari_viewer_proxy):
     # world coordinates are µm (pixel size 0.5): pixel (10, 10) -> (5, 5) µm, inside cell 17
     status = labels.get_status((5.0, 5.0), world=True)
     text = status["coordinates"] if isinstance(status, dict) else str(status)
-    assert "17" in text and "CAR T" in text
+    assert "17" in text
+    assert "CAR T" in text
     status = labels.get_status((20.0, 25.0), world=True)  # pixel (40, 50): cell 4242
     text = status["coordinates"] if isinstance(status, dict) else str(status)
-    assert "4242" in text and "Tumor" in text
+    assert "4242" in text
+    assert "Tumor" in text
 
 
 def test_contrast_from_smallest_level_only(make_napari_viewer_proxy):
@@ -78,7 +80,8 @@ def test_contrast_from_smallest_level_only(make_napari_viewer_proxy):
     from napari_carspatial._napari.layers import sample_to_layer_data
 
     data, meta, kind = sample_to_layer_data(s)[0]
-    assert kind == "image" and meta["multiscale"]
+    assert kind == "image"
+    assert meta["multiscale"]
     assert len(meta["contrast_limits"]) == 3
     lo, hi = meta["contrast_limits"][0]
     assert 0 <= lo < hi <= 1
@@ -155,7 +158,8 @@ def test_progressive_add_ends_with_every_channel_below_outlines(make_napari_view
     assert {lyr.name for lyr in first} == {"DAPI", "PanCK", "CAR", "CD68", "prog cells"}   # nuclear + 3 lineages
     qtbot.waitUntil(lambda: bool(done), timeout=10000)
     order = [lyr.name for lyr in viewer.layers]
-    assert sorted(order[:-1]) == sorted(names) and order[-1] == "prog cells"
+    assert sorted(order[:-1]) == sorted(names)
+    assert order[-1] == "prog cells"
     assert not any(viewer.layers[n].visible for n in names[5:])
     assert viewer.layers.selection.active.name == "CAR"   # not stolen by the background adds
     # the hidden channels got the same contrast as computed once for the sample

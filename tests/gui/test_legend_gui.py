@@ -83,15 +83,18 @@ def legend(make_napari_viewer_proxy, qtbot):
 def test_legend_colors_specific_cells_and_switches_columns(legend, qtbot):
     viewer, w, sample = legend
     col = w.coloring
-    assert col is not None and col.key == "cell_type"                # coloured by cell type on open
+    assert col is not None
+    assert col.key == "cell_type"   # coloured by cell type on open
     layer = col.category_layer
-    assert layer.multiscale and np.allclose(layer.scale, [0.5, 0.5])
+    assert layer.multiscale
+    assert np.allclose(layer.scale, [0.5, 0.5])
     np.testing.assert_allclose(_shown_rgba(layer, 17), [1, 0, 1, 1])     # CAR T magenta (from uns)
     np.testing.assert_allclose(_shown_rgba(layer, 4242), [0, 1, 0, 1])   # Tumor green
     np.testing.assert_allclose(_shown_rgba(layer, 70000), [0, 1, 0, 1])
-    assert _shown_rgba(layer, 17)[3] == 1 and np.asarray(layer.data[0][0, 0]) == 0  # background code 0
+    assert _shown_rgba(layer, 17)[3] == 1
+    assert np.asarray(layer.data[0][0, 0]) == 0   # background code 0
     # the legend rows: name, count; sorted by count (Tumor 2 first)
-    rows = [w.tree.topLevelItem(i) for i in range(w.tree.topLevelItemCount())]
+    rows = [w.categories.tree.topLevelItem(i) for i in range(w.categories.tree.topLevelItemCount())]
     assert [r.text(1) for r in rows] == ["Tumor", "CAR T", "Stroma"]
     assert [r.text(2) for r in rows] == ["2", "1", "1"]
     # the screen shows it: opaque colours, nothing under them
@@ -101,12 +104,13 @@ def test_legend_colors_specific_cells_and_switches_columns(legend, qtbot):
 
     # switch the column: niche (text column, default colours stored in uns)
     w.set_column("niche")
-    assert col.key == "niche" and layer.name.endswith("niche")
+    assert col.key == "niche"
+    assert layer.name.endswith("niche")
     assert list(sample.table.uns["niche_colors"]) == col.colors
     core, margin = (np.asarray(_shown_rgba(layer, c)) for c in (4242, 17))
     assert not np.allclose(core, margin)
     np.testing.assert_allclose(_shown_rgba(layer, 9), margin)
-    assert [w.tree.topLevelItem(i).text(1) for i in range(2)] == ["margin", "core"]
+    assert [w.categories.tree.topLevelItem(i).text(1) for i in range(2)] == ["margin", "core"]
     w.set_column("cell_type")
     np.testing.assert_allclose(_shown_rgba(layer, 17), [1, 0, 1, 1])
 
@@ -119,22 +123,24 @@ def test_visibility_show_only_and_color_edit(legend, qtbot, monkeypatch):
     col = w.coloring
     layer = col.category_layer
     # untick Tumor: its cells become transparent, others stay
-    item = w.item_for("Tumor")
+    item = w.categories.item_for("Tumor")
     item.setCheckState(0, Qt.Unchecked)
-    assert _shown_rgba(layer, 4242)[3] == 0 and _shown_rgba(layer, 70000)[3] == 0
+    assert _shown_rgba(layer, 4242)[3] == 0
+    assert _shown_rgba(layer, 70000)[3] == 0
     assert _shown_rgba(layer, 17)[3] == 1
     item.setCheckState(0, Qt.Checked)
     assert _shown_rgba(layer, 4242)[3] == 1
     # show only CAR T (double-click its name), then double-click again: all back
-    w._on_double_click(w.item_for("CAR T"), 1)
+    w.categories.on_double_click(w.categories.item_for("CAR T"), 1)
     assert list(col.visible) == [False, True, False]
-    assert _shown_rgba(layer, 9)[3] == 0 and _shown_rgba(layer, 17)[3] == 1
-    assert w.item_for("Tumor").checkState(0) == Qt.Unchecked
-    w._on_double_click(w.item_for("CAR T"), 1)
+    assert _shown_rgba(layer, 9)[3] == 0
+    assert _shown_rgba(layer, 17)[3] == 1
+    assert w.categories.item_for("Tumor").checkState(0) == Qt.Unchecked
+    w.categories.on_double_click(w.categories.item_for("CAR T"), 1)
     assert col.visible.all()
     # colour edit through the (patched) colour dialog: saved in uns, shown on the cell
     monkeypatch.setattr(QColorDialog, "getColor", staticmethod(lambda *a, **k: QColor("#ff8000")))
-    w._on_double_click(w.item_for("Stroma"), 0)
+    w.categories.on_double_click(w.categories.item_for("Stroma"), 0)
     assert list(sample.table.uns["cell_type_colors"]) == ["#00ff00", "#ff00ff", "#ff8000"]
     np.testing.assert_allclose(_shown_rgba(layer, 9), [1, 0x80 / 255, 0, 1], atol=1e-6)
     col.set_opacity(1.0)
@@ -151,48 +157,57 @@ def test_outline_mode_colors_each_cell_border(legend, qtbot):
     assert _shown_rgba(layer, 17)[3] == 0                                       # centre: empty
     # two touching cells (4242 and 70000 are both Tumor) each keep their own outline
     lvl0 = np.asarray(layer.data[0])
-    assert lvl0[23, 50] != 0 and lvl0[30, 50] != 0
+    assert lvl0[23, 50] != 0
+    assert lvl0[30, 50] != 0
 
 
 def test_numeric_column_colormap_range_and_color_bar(legend, qtbot):
     viewer, w, sample = legend
     w.set_column("CD3")
     col = w.coloring
-    assert col.kind == "numeric" and w.num_panel.isVisibleTo(w) and not w.cat_panel.isVisibleTo(w)
+    assert col.kind == "numeric"
+    assert w.values.isVisibleTo(w)
+    assert not w.categories.isVisibleTo(w)
     vl = col.value_layer
-    assert vl.visible and vl.colorbar.visible and not col.category_layer.visible
+    assert vl.visible
+    assert vl.colorbar.visible
+    assert not col.category_layer.visible
     y, x = _center(17)
     assert float(np.asarray(vl.data[0][y, x])) == 9.0
     assert np.isnan(float(np.asarray(vl.data[0][0, 0])))               # background: transparent
-    w.range_slider.setValue((2.0, 4.0))
+    w.values.range_slider.setValue((2.0, 4.0))
     assert tuple(vl.contrast_limits) == (2.0, 4.0)
-    w.cmap_box.setCurrentText("magma")
+    w.values.cmap_box.setCurrentText("magma")
     assert vl.colormap.name == "magma"
-    assert w.bar_lo.text() == "2" and w.bar_hi.text() == "4"
-    assert not w.colorbar.pixmap().isNull()
+    assert w.values.bar_lo.text() == "2"
+    assert w.values.bar_hi.text() == "4"
+    assert not w.values.colorbar.pixmap().isNull()
     w.set_column("cell_type")                                          # back: the value layer hides
-    assert not vl.visible and col.category_layer.visible
+    assert not vl.visible
+    assert col.category_layer.visible
 
 
 def test_counts_in_view_and_selected_region(legend, qtbot):
     viewer, w, sample = legend
     viewer.reset_view()
     w.update_counts()
-    assert w.item_for("Tumor").text(4) == "2"
+    assert w.categories.item_for("Tumor").text(4) == "2"
     # zoom onto cell 17 only (world µm): only it stays in view
     y, x = _center(17)
     camera(viewer).center = (y * 0.5, x * 0.5)
     camera(viewer).zoom = 200
     w.update_counts()
-    assert w.item_for("CAR T").text(4) == "1" and w.item_for("Tumor").text(4) == "0"
+    assert w.categories.item_for("CAR T").text(4) == "1"
+    assert w.categories.item_for("Tumor").text(4) == "0"
     # a selected rectangle around cells 9 and 4242 (world µm)
-    assert w.tree.isColumnHidden(5)
+    assert w.categories.tree.isColumnHidden(5)
     shapes = viewer.add_shapes([np.array([[14, 0], [14, 36], [26, 36], [26, 0]], float)], shape_type="polygon")
     shapes.selected_data = {0}
     w.update_counts()
-    assert not w.tree.isColumnHidden(5)
-    assert w.item_for("Tumor").text(5) == "1" and w.item_for("Stroma").text(5) == "1"
-    assert w.item_for("CAR T").text(5) == "0"
+    assert not w.categories.tree.isColumnHidden(5)
+    assert w.categories.item_for("Tumor").text(5) == "1"
+    assert w.categories.item_for("Stroma").text(5) == "1"
+    assert w.categories.item_for("CAR T").text(5) == "0"
 
 
 def test_highlight_and_registry(legend, qtbot):
@@ -208,7 +223,8 @@ def test_highlight_and_registry(legend, qtbot):
     y, x = _center(4242)
     assert int(np.asarray(hl.data[0][y, x])) == 0
     hl2 = col.highlight(~mask, name="CD3+")
-    assert hl2.name == hl.name and len(session_for(viewer).layers_of(sid, "cell_highlight")) == 1
+    assert hl2.name == hl.name
+    assert len(session_for(viewer).layers_of(sid, "cell_highlight")) == 1
     assert int(np.asarray(hl.data[0][y, x])) == 1
     col.clear_highlight("CD3+")
     assert col.highlight_layer("CD3+") is None

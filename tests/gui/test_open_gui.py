@@ -41,7 +41,8 @@ def test_open_sample_demo_menu(make_napari_viewer_proxy):
             break
     world = lab.data_to_world((round(y), round(x)))
     text = _status_text(lab, world)
-    assert str(int(obs["cell_id"].iloc[row])) in text and "CAR T" in text
+    assert str(int(obs["cell_id"].iloc[row])) in text
+    assert "CAR T" in text
 
 
 def test_file_open_real_imc_with_reader(make_napari_viewer_proxy, cytomapper_dir):
@@ -97,7 +98,8 @@ def test_bad_files_notify_and_keep_open_layers(case, tmp_path, make_napari_viewe
             read_sample(img, mask=path)
         assert str(path) in str(e.value)
         _fail(str(e.value))
-        assert shown and str(path) in shown[0]
+        assert shown
+        assert str(path) in shown[0]
         assert [lyr.name for lyr in viewer.layers] == ["already open"]
         return
     viewer.open(str(path), plugin="napari-carspatial")        # must not raise

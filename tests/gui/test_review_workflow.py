@@ -37,10 +37,10 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     qtbot.addWidget(legend)
     legend.sample_box.setCurrentIndex(legend.sample_box.findData(sid_post))
     legend.set_column("cell_type")
-    car = legend.item_for("CAR T")
+    car = legend.categories.item_for("CAR T")
     assert int(car.text(COL_N).replace(",", "")) == int((truth == "CAR T").sum()) > 0
     # 2. hide stroma: its colour becomes transparent, CAR T stays
-    stroma = legend.item_for("Stroma")
+    stroma = legend.categories.item_for("Stroma")
     stroma.setCheckState(COL_SHOW, Qt.Unchecked)
     col = legend.coloring
     assert not col.visible[col.categories.index("Stroma")]
@@ -58,7 +58,8 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     insp.category.setCurrentIndex(insp.category.findData("CAR T"))
     expected = set(post.table.obs.loc[truth == "CAR T", "cell_id"].astype(int))
     seen = [insp.step(1) for _ in range(len(expected))]
-    assert set(seen) == expected and len(seen) == len(set(seen))
+    assert set(seen) == expected
+    assert len(seen) == len(set(seen))
     assert "CAR T" in insp.header.text()
 
     # 4. gate CD3 and CAR (suggested thresholds on the asinh scale), rule CAR T = CD3+ CAR+
@@ -82,7 +83,8 @@ def test_review_workflow_on_demo(make_napari_viewer_proxy, qtbot, pair):
     from napari_carspatial.analysis.gating import load_gating
 
     stored = post.table.uns["carspatial"]["gating"]
-    assert stored["applied_by"] and stored["applied_at"]
+    assert stored["applied_by"]
+    assert stored["applied_at"]
     scheme = load_gating(post.table)
     assert set(scheme.gates) == {"CD3", "CAR"}
     assert scheme.gates["CD3"].threshold == pytest.approx(gating.gates["CD3"].threshold)

@@ -55,8 +55,9 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert w in keys.owners()
 
     # "Edit current view": a region placed exactly over the slide
-    r = w.edit_view()
-    assert r is not None and r.data.size
+    r = w.region_view.edit_view()
+    assert r is not None
+    assert r.data.size
     slide = next(ly for ly in viewer.layers if ly.name == f"{s.name} cells")
     edit = next(ly for ly in viewer.layers if ly.name == f"{s.name} edit")
     np.testing.assert_allclose(np.asarray(edit.scale)[-2:], np.asarray(slide.scale)[-2:])
@@ -65,19 +66,20 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert tuple(str(u) for u in edit.units) == tuple(str(u) for u in slide.units)
 
     # a fixed region for the rest; operations accumulate, then one commit
-    r = w.edit_rect(200, 180, 520, 500)
+    r = w.region_view.edit_rect(200, 180, 520, 500)
     assert (r.y0, r.x0) == (200, 180)
     edit = w.edit_layer
     assert edit.data is r.data or np.shares_memory(edit.data, r.data)
-    w.auto_box.setChecked(False)
+    w.commit_view.auto_box.setChecked(False)
     lab = r.data
 
     # merge two neighbours (picked like a user would: toggling cells)
     a, b = _touching_pair(lab)
     for c in (a, b, 999_999_999, a, a):  # unknown id ignored; a toggled off and on again
-        w.toggle_cell(c)
-    assert w.selection == [b, a] and "2 selected" in w.selection_label.text()
-    merged = w.merge()
+        w.tools.toggle_cell(c)
+    assert w.selection == [b, a]
+    assert "2 selected" in w.tools.selection_label.text()
+    merged = w.ops.merge()
     assert set(merged) == {a, b}
     kept = a if (lab == a).any() else b
     gone = b if kept == a else a
@@ -89,12 +91,15 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     cy, cx = ys.mean(), xs.mean()
     horizontal = np.ptp(xs) >= np.ptp(ys)
     line = ([[cy - 30, cx], [cy + 30, cx]] if horizontal else [[cy, cx - 30], [cy, cx + 30]])
-    w.split_by_line()  # no line yet: activates the tool
-    lyr = w.tool_layer("line")
-    assert viewer.layers.selection.active.name == lyr.name and lyr.mode == "add_path"
+    w.ops.split_by_line()  # no line yet: activates the tool
+    lyr = w.region_view.tool_layer("line")
+    assert viewer.layers.selection.active.name == lyr.name
+    assert lyr.mode == "add_path"
     lyr.add_paths([np.array(line, float)])
-    out = w.split_by_line()
-    assert out and c in out and len(out) >= 2
+    out = w.ops.split_by_line()
+    assert out
+    assert c in out
+    assert len(out) >= 2
     c_new = max(out)
 
     # draw a missed cell in the background
@@ -104,47 +109,53 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     dist[:15], dist[-15:], dist[:, :15], dist[:, -15:] = 0, 0, 0, 0
     py, px = np.unravel_index(int(np.argmax(dist)), dist.shape)
     poly = np.array([[py - 4, px - 4], [py - 4, px + 4], [py + 4, px + 4], [py + 4, px - 4]], float)
-    w.tool_layer("polygon").add_polygons([poly])
-    drawn = w.draw_cell()
-    assert drawn and len(drawn) == 1
+    w.region_view.tool_layer("polygon").add_polygons([poly])
+    drawn = w.ops.draw_cell()
+    assert drawn
+    assert len(drawn) == 1
     new_cell = drawn[0]
-    assert lab[py, px] == new_cell and new_cell > int(instance_ids(s.table).max())
+    assert lab[py, px] == new_cell
+    assert new_cell > int(instance_ids(s.table).max())
 
     # delete debris, grow one cell, shrink another, undo the shrink
-    w.select_cells([d])
-    assert w.delete() == [d] and not (lab == d).any()
-    w.n_spin.setValue(2)
+    w.tools.select_cells([d])
+    assert w.ops.delete() == [d]
+    assert not (lab == d).any()
+    w.ops.n_spin.setValue(2)
     area_e = int((lab == e).sum())
-    w.select_cells([e])
-    w.grow()
+    w.tools.select_cells([e])
+    w.ops.grow()
     assert int((lab == e).sum()) > area_e
     before_shrink = lab.copy()
-    w.select_cells([f])
-    w.shrink(n=1)
+    w.tools.select_cells([f])
+    w.ops.shrink(n=1)
     assert (lab != before_shrink).any()
-    w.undo()
+    w.ops.undo()
     np.testing.assert_array_equal(lab, before_shrink)
-    assert w.redo_button.isEnabled()
+    assert w.commit_view.redo_button.isEnabled()
 
     # napari's own paint on the edit layer is committed too
-    paint_id = w.new_label()
+    paint_id = w.tools.new_label()
     edit.paint((py, px + 8), paint_id, refresh=True)
     assert (lab == paint_id).any()
     # each napari stroke is one step of the region's own undo stack (no napari private history)
     qtbot.waitUntil(lambda: w.edit.undo_name == "paint", timeout=2000)
-    w.undo()
+    w.ops.undo()
     assert not (lab == paint_id).any()
-    w.redo()
+    w.ops.redo()
     assert (lab == paint_id).any()
 
     # commit in a worker thread (as on big regions)
-    w.THREAD_MIN_PIXELS = 0
-    w.commit()
-    qtbot.waitUntil(lambda: w.last_result is not None and not w.busy, timeout=30_000)
-    res = w.last_result
-    assert gone in res.removed and d in res.removed
+    w.commit_view.THREAD_MIN_PIXELS = 0
+    w.commit_view.commit()
+    qtbot.waitUntil(lambda: w.commit_view.last_result is not None and not w.busy, timeout=30_000)
+    res = w.commit_view.last_result
+    assert gone in res.removed
+    assert d in res.removed
     assert {c_new, new_cell, paint_id} <= set(res.added)
-    assert res.merged and res.merged[0][0] == kept and "merged" in w.result_label.text()
+    assert res.merged
+    assert res.merged[0][0] == kept
+    assert "merged" in w.commit_view.result_label.text()
 
     # the displayed pyramid shows the edits; the table follows the mask
     level0 = slide.data[0] if slide.multiscale else slide.data
@@ -153,29 +164,33 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert shown[py, px] == new_cell
     se.check_consistency(s.labels[0], s.table)
     t = s.table.obs.set_index("cell_id")
-    assert t.loc[new_cell, "cell_type"] == "unassigned" and t.loc[c_new, "cell_type"] == "unassigned"
+    assert t.loc[new_cell, "cell_type"] == "unassigned"
+    assert t.loc[c_new, "cell_type"] == "unassigned"
     assert t.loc[kept, "cell_type"] in {types0[a], types0[b]}
     untouched = t.index.intersection(types0.index).difference(res.affected)
     assert (t.loc[untouched, "cell_type"].astype(str) == types0.loc[untouched]).all()
     feats = slide.features
-    assert new_cell in set(feats["index"].tolist()) and gone not in set(feats["index"].tolist())
+    assert new_cell in set(feats["index"].tolist())
+    assert gone not in set(feats["index"].tolist())
     audit = get_log(s.table)
     assert {"segmentation.edit", "segmentation.merge_type"} <= set(audit["action"])
 
     # save the corrected mask and the table (worker thread), reopen, find the edits
-    w.save(tmp_path / "corrected.h5ad")
-    qtbot.waitUntil(lambda: w.last_saved is not None and not w.busy, timeout=30_000)
-    mask_out, table_out = w.last_saved
-    assert mask_out.name.endswith(".corrected.zarr") and mask_out.parent == demo_files["mask"].parent
+    w.commit_view.save(tmp_path / "corrected.h5ad")
+    qtbot.waitUntil(lambda: w.commit_view.last_saved is not None and not w.busy, timeout=30_000)
+    mask_out, table_out = w.commit_view.last_saved
+    assert mask_out.name.endswith(".corrected.zarr")
+    assert mask_out.parent == demo_files["mask"].parent
     s2 = read_sample(demo_files["image"], mask=mask_out, table=table_out)
     lab2 = np.asarray(s2.labels[0][r.y0:r.bbox[2], r.x0:r.bbox[3]])
     np.testing.assert_array_equal(lab2, lab)
     se.check_consistency(s2.labels[0], s2.table)
     t2 = s2.table.obs.set_index("cell_id")
-    assert t2.loc[new_cell, "cell_type"] == "unassigned" and gone not in t2.index
+    assert t2.loc[new_cell, "cell_type"] == "unassigned"
+    assert gone not in t2.index
     assert "segmentation.merge_type" in set(get_log(s2.table)["action"])
 
-    w.close_region()
+    w.region_view.close_region()
     assert not any(ly.name.startswith(f"{s.name} edit") for ly in viewer.layers)
     w.cleanup()
     assert w not in keys.owners()

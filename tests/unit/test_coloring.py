@@ -77,7 +77,10 @@ def test_outline_marks_exactly_the_boundary_pixels():
     lab[10:30, 10:40] = 77                                            # one big cell with an interior
     got = outline(lab)
     np.testing.assert_array_equal(got, find_boundaries(lab, mode="inner", connectivity=1))
-    assert got[10, 20] and got[29, 20] and got[20, 10] and got[20, 39]  # its four sides
+    assert got[10, 20]
+    assert got[29, 20]
+    assert got[20, 10]
+    assert got[20, 39]   # its four sides
     assert not got[20, 20]                                           # interior not outlined
     assert not got[lab == 0].any()                                   # background never
 
@@ -139,7 +142,8 @@ def test_column_choices_and_values():
 def test_colors_stored_scanpy_style_and_reused():
     t = _table()
     cols = category_colors(t, "cell_type")
-    assert list(t.uns["cell_type_colors"]) == cols and len(cols) == 3
+    assert list(t.uns["cell_type_colors"]) == cols
+    assert len(cols) == 3
     assert cols[1] == "#ff00ff"                                       # CAR T gets the loud colour
     assert len(set(cols)) == 3
     t.uns["cell_type_colors"] = ["red", "#00ff00", "blue"]            # valid user colours are kept

@@ -51,7 +51,8 @@ def test_curated_column_is_separate_and_undo_restores_exactly():
     assert "Macrophage (new)" in c.categories
     assert (t.obs["cell_type_curated"].iloc[rows] == "Macrophage (new)").all()
     assert len(t.uns["cell_type_curated_colors"]) == len(c.categories)
-    assert t.obs[REVIEWED_KEY].iloc[rows].all() and t.obs[REVIEWED_KEY].sum() == rows.size
+    assert t.obs[REVIEWED_KEY].iloc[rows].all()
+    assert t.obs[REVIEWED_KEY].sum() == rows.size
     pd.testing.assert_series_equal(t.obs["cell_type"], orig)  # the original is never changed
     c.undo()
     assert c.categories == TYPES  # the new category goes away with its undo
@@ -67,24 +68,30 @@ def test_curated_column_is_separate_and_undo_restores_exactly():
     assert json.loads(first["new"]) == "Macrophage (new)"
     old = json.loads(first["old"])  # per cell (aligned with cell_ids) when the old types differ
     assert old == orig.iloc[rows].astype(str).tolist()
-    assert first["note"] == "CD68+ by eye" and first["column"] == "cell_type_curated"
+    assert first["note"] == "CD68+ by eye"
+    assert first["column"] == "cell_type_curated"
 
 
 def test_exclude_include_confirm_and_progress():
     t = _table()
     c = Curation(t, reviewer="bob")
     c.exclude(np.arange(5), "fold", note="tissue fold")
-    assert t.obs[EXCLUDED_KEY].iloc[:5].all() and (t.obs["exclude_reason"].iloc[:5] == "fold").all()
+    assert t.obs[EXCLUDED_KEY].iloc[:5].all()
+    assert (t.obs["exclude_reason"].iloc[:5] == "fold").all()
     assert t.obs["exclude_reason"].iloc[5:].isna().all()
     c.include(np.arange(2))
     assert t.obs[EXCLUDED_KEY].sum() == 3
     c.confirm(np.arange(100, 120))
     p = c.progress()
-    assert p["n_reviewed"] == 25 and p["n_excluded"] == 3 and p["n_changed"] == 0
+    assert p["n_reviewed"] == 25
+    assert p["n_excluded"] == 3
+    assert p["n_changed"] == 0
     for _ in range(3):
         c.undo()
-    assert not t.obs[EXCLUDED_KEY].any() and not t.obs[REVIEWED_KEY].any()
-    assert c.undo() is None and c.can_redo
+    assert not t.obs[EXCLUDED_KEY].any()
+    assert not t.obs[REVIEWED_KEY].any()
+    assert c.undo() is None
+    assert c.can_redo
 
 
 def test_rois_membership_overlap_undo_and_reviewed_region():
@@ -101,20 +108,23 @@ def test_rois_membership_overlap_undo_and_reviewed_region():
     in_b = (yx[:, 0] > 40) & (yx[:, 1] > 40)
     roi = t.obs[ROI_KEY].astype(object)
     assert (roi[in_a & in_b] == "core 1 | margin 1").all()
-    assert (roi[in_a & ~in_b] == "core 1").all() and roi[~in_a & ~in_b].isna().all()
+    assert (roi[in_a & ~in_b] == "core 1").all()
+    assert roi[~in_a & ~in_b].isna().all()
     memb = roi_membership(t)
     assert memb["core 1"].to_numpy().tolist() == in_a.tolist()
     c.mark_roi_reviewed(a.id)
     assert t.obs[REVIEWED_KEY].to_numpy()[in_a].all()
     assert c.progress()["rois"].set_index("name").loc["core 1", "marked"]
     c.undo()
-    assert not t.obs[REVIEWED_KEY].any() and not c.reviewed_rois
+    assert not t.obs[REVIEWED_KEY].any()
+    assert not c.reviewed_rois
     c.edit_roi(b.id, name="margin east", cls="Stroma")
     assert [r.name for r in rois] == ["core 1", "margin east"]
     c.undo()
     assert [r.name for r in rois] == ["core 1", "margin 1"]
     c.remove_roi("core 1")
-    assert [r.name for r in rois] == ["margin 1"] and (t.obs[ROI_KEY].astype(object) != "core 1").all()
+    assert [r.name for r in rois] == ["margin 1"]
+    assert (t.obs[ROI_KEY].astype(object) != "core 1").all()
     c.undo()
     assert [r.name for r in rois] == ["core 1", "margin 1"]
     back = rois_from_frame(t.uns[ROI_UNS_KEY])
@@ -134,7 +144,8 @@ def test_saved_table_restores_curation(tmp_path):
     t2 = read_table(p)
     rois2 = []
     c2 = Curation.from_table(t2, rois=rois2)
-    assert c2.curated_key == "cell_type_curated" and c2.type_key == "cell_type"
+    assert c2.curated_key == "cell_type_curated"
+    assert c2.type_key == "cell_type"
     assert [r.name for r in rois2] == ["TLS 1"]
     assert (t2.obs["cell_type_curated"].astype(str).to_numpy() == t.obs["cell_type_curated"].astype(str).to_numpy()).all()
     assert list(get_log(t2)["reviewer"]) == ["dana", "dana"]

@@ -60,7 +60,9 @@ def test_all_operations_on_demo(demo):
     # merge: the bigger cell's id stays; type covering most area; reported and audited
     _, res = ed.apply(r, se.merge_cells, [c1, c2])
     kept = max(areas, key=areas.get)
-    assert res.removed == [min(areas, key=areas.get)] and res.merged and res.merged[0][0] == kept
+    assert res.removed == [min(areas, key=areas.get)]
+    assert res.merged
+    assert res.merged[0][0] == kept
     assert demo.table.obs.set_index("cell_id").loc[kept, "cell_type"] == types[[c1, c2].index(kept)]
     assert demo.table.n_obs == n0 - 1
     _check_rows(demo, [kept])
@@ -70,7 +72,8 @@ def test_all_operations_on_demo(demo):
     vertical = np.ptp(xs) >= np.ptp(ys)
     line = [(cy - 40, cx), (cy + 40, cx)] if vertical else [(cy, cx - 40), (cy, cx + 40)]
     _, res = ed.apply(r, se.split_cell_by_line, kept, line, ed.new_id)
-    assert len(res.added) == 1 and kept in res.updated
+    assert len(res.added) == 1
+    assert kept in res.updated
     assert demo.table.obs.set_index("cell_id").loc[res.added[0], "cell_type"] == "unassigned"
     _check_rows(demo, res.affected)
     # split by seeds (watershed on the nuclear channel)
@@ -101,7 +104,8 @@ def test_all_operations_on_demo(demo):
     log = get_log(demo.table)
     assert {"segmentation.merge_cells", "segmentation.merge_type", "segmentation.delete_cells",
             "segmentation.draw_cell", "segmentation.shrink_cell"} <= set(log["action"])
-    assert demo.table.uns["carspatial"]["stale"] and len(demo.table.uns["carspatial"]["stale_regions"]) >= 6
+    assert demo.table.uns["carspatial"]["stale"]
+    assert len(demo.table.uns["carspatial"]["stale_regions"]) >= 6
 
 
 def pd_index(res, ed):
@@ -135,7 +139,8 @@ def test_new_cells_get_gating_call(demo):
     nid = ed.new_id()
     _, res = ed.apply(r, se.draw_cell, [(5, 5), (5, 20), (20, 20), (20, 5)], nid, overwrite=True)
     row = demo.table.obs.set_index("cell_id").loc[nid]
-    assert row["gated"] == "T" and row["cell_type"] == "unassigned"
+    assert row["gated"] == "T"
+    assert row["cell_type"] == "unassigned"
 
 
 def test_undo_delete_keeps_the_gating_call(demo):
@@ -172,7 +177,8 @@ def test_save_and_reopen(demo, tmp_path):
     c1, c2 = _touching_pair(r.data)
     ed.apply(r, se.merge_cells, [c1, c2])
     out = save_corrected_mask(ed.store)
-    assert out.name.endswith(".corrected.zarr") and out.parent == files["mask"].parent
+    assert out.name.endswith(".corrected.zarr")
+    assert out.parent == files["mask"].parent
     tpath = write_table(s.table, tmp_path / "corrected.h5ad")
     s2 = read_sample(files["image"], mask=out, table=tpath)
     assert s2.table.n_obs == s.table.n_obs
@@ -228,7 +234,9 @@ def test_append_rows_matches_pandas():
     keep[[0, 7, 8, 30, n - 1]] = False
     ref_obs = pd.concat([t.obs[keep], new.assign(cell_type=pd.Categorical(new["cell_type"]))])
     out = se.append_rows(t, rows, keep=keep)
-    assert out is not t and t.n_obs == n and out.n_obs == keep.sum() + 2
+    assert out is not t
+    assert t.n_obs == n
+    assert out.n_obs == keep.sum() + 2
     assert list(out.obs_names) == list(ref_obs.index)
     for c in ["cell_id", "area", "ecc", "flag", "note"]:
         np.testing.assert_array_equal(out.obs[c].to_numpy(), ref_obs[c].to_numpy())
@@ -238,6 +246,7 @@ def test_append_rows_matches_pandas():
     np.testing.assert_array_equal(out.X, np.concatenate([t.X[keep], rows.X]))
     np.testing.assert_array_equal(out.obsm["bbox"], np.concatenate([t.obsm["bbox"][keep], rows.obsm["bbox"]]))
     assert out.obsm["bbox"].dtype == t.obsm["bbox"].dtype
-    assert len(out.obsp.keys()) == 0 and "g" in t.obsp
+    assert len(out.obsp.keys()) == 0
+    assert "g" in t.obsp
     out.obs["cell_type"] = out.obs["cell_type"].cat.add_categories(["z"])  # independent of t
     assert "z" not in t.obs["cell_type"].cat.categories

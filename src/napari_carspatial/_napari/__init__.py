@@ -49,7 +49,7 @@ from .layers import (
     samples_to_layer_data,
     short_names,
 )
-from .notify import notify
+from .notifications import notify
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
 from .session import (
     META_CHANNEL,

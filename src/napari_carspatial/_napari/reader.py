@@ -17,7 +17,7 @@ import os
 
 from ..model import SampleError
 from . import layers as _layers
-from .notify import notify
+from .notifications import notify
 
 log = logging.getLogger(__name__)
 

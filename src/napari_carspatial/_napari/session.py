@@ -35,6 +35,8 @@ hover features and the colouring before the event reaches the docks.
 Samples read by the npe2 reader (File > Open, drag-and-drop, File > Open Sample) are made
 without a viewer: :func:`pending_entry` keeps them (a small bounded hand-off) until the session
 of the viewer that shows their layers claims them.
+
+(A little over 500 lines: the session's state and its events are one object on purpose.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,196 @@
+"""The Segmentation dock: composes the sections over the sample's headless segmentation editor
+(:class:`~napari_carspatial.editing.SegmentationEditor`, kept in the viewer session with the
+sample) and the open region (:class:`~napari_carspatial.editing.RegionEdit`, ``dock.edit``).
+
+Shortcuts (viewer key bindings while the dock is open, through the viewer's shared key bindings:
+with the Curation dock also open, the dock on screen used last gets Ctrl+Z): see
+:data:`~.operations.SHORTCUTS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ..._napari import session_for
+from ...editing import RegionEdit, SegmentationEditor
+from .._common import BusyNotice, refill_sample_combo
+from .._keys import get_dispatcher
+from .commit import CommitView
+from .operations import SHORTCUTS, OperationsView
+from .region import RegionView
+from .tools import ToolsView
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationWidget(QWidget):
+    """Segmentation-correction dock (see the package docstring).
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (injected by napari).
+
+    Attributes
+    ----------
+    edit
+        The open region (headless: pixels, selection, undo stack), None without one.
+    edit_layer
+        The editable labels layer over the region.
+    region_view, tools, ops, commit_view
+        The sections.
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.sid: str | None = None
+        self.edit: RegionEdit | None = None
+        self.edit_layer = None
+        #: a commit or save of this dock runs in a worker
+        self.busy = False
+        self._bound: dict[str, tuple] = {}
+
+        self.region_view = RegionView(self)
+        self.tools = ToolsView(self)
+        self.ops = OperationsView(self)
+        self.commit_view = CommitView(self)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: gray")
+        self.busy_notice = BusyNotice(self.session, lambda: self.sid, on_change=lambda _b: self.update_state())
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.busy_notice)
+        for w in (self.region_view, self.tools, self.ops, self.commit_view, self.status):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        self.setMinimumWidth(380)
+
+        self.sample_box.currentIndexChanged.connect(self._on_sample)
+        self.viewer.layers.events.removed.connect(self._on_samples)
+        self.session.events.sample_added.connect(self._on_samples)
+        self.session.events.sample_removed.connect(self._on_samples)
+        self._bind_keys()
+        self._on_samples()
+        self.update_state()
+
+    # ================================================================== shared state
+    @property
+    def sample_box(self):
+        return self.region_view.sample_box
+
+    @property
+    def sample(self):
+        return self.session.sample(self.sid)
+
+    @property
+    def editor(self) -> SegmentationEditor | None:
+        """The sample's segmentation editor (kept in the session with the sample)."""
+        s = self.sample
+        if s is None:
+            return None
+        return self.session.cached(self.sid, ("segmentation_editor",),
+                                   lambda: SegmentationEditor(s, reviewer=self.session.reviewer))
+
+    @property
+    def region(self):
+        """The open :class:`~napari_carspatial.editing.EditRegion` (None without one)."""
+        return None if self.edit is None else self.edit.region
+
+    @property
+    def selection(self) -> list[int]:
+        """Selected cell ids of the open region."""
+        return [] if self.edit is None else list(self.edit.selection)
+
+    @property
+    def is_busy(self) -> bool:
+        """A commit or save of this dock runs, or another worker writes the sample's table."""
+        return self.busy or bool(self.session.busy(self.sid))
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def activate(self, layer) -> None:
+        self.viewer.layers.selection.active = layer
+
+    def set_busy(self, on: bool, msg: str = ""):
+        """This dock's worker writes the sample's table: every dock sees the sample busy."""
+        self.busy = on
+        self.session.set_busy(self.sid, (msg.rstrip("…").rstrip(".") or "working") if on else None)
+        for w in self.findChildren(QPushButton):
+            w.setEnabled(not on)
+        if self.edit_layer is not None:
+            self.edit_layer.editable = not on
+        if msg:
+            self.set_status(msg)
+        if not on:
+            self.update_state()
+
+    # ================================================================== samples
+    def _on_samples(self, event=None):
+        changed, _ = refill_sample_combo(self.sample_box, self.session, where=lambda s: bool(s.labels))
+        if changed:
+            self._on_sample()
+        if self.edit_layer is not None and self.edit_layer not in self.viewer.layers:
+            self.region_view.drop_region()
+
+    def _on_sample(self, *_):
+        sid = self.sample_box.currentData()
+        if sid == self.sid:
+            return
+        if self.edit is not None:
+            self.region_view.close_region()
+        self.sid = sid
+        self.ops.set_channels(self.sample)
+        self.update_state()
+
+    def update_state(self):
+        has = self.edit is not None
+        idle = not self.is_busy
+        for b in (*self.tools.buttons(), *self.ops.buttons(), self.region_view.close_button,
+                  self.commit_view.undo_button, self.commit_view.commit_button):
+            b.setEnabled(has and idle)
+        self.commit_view.redo_button.setEnabled(has and self.edit.can_redo and idle)
+        for b in (self.region_view.view_button, self.region_view.rect_button, self.commit_view.save_button):
+            b.setEnabled(self.sid is not None and idle)
+        if has and self.edit.undo_name:
+            self.commit_view.undo_button.setToolTip(f"Undo: {self.edit.undo_name}")
+        if has and self.edit.redo_name:
+            self.commit_view.redo_button.setToolTip(f"Redo: {self.edit.redo_name}")
+
+    # ================================================================== keys and closing
+    def _bind_keys(self):
+        """The dock's shortcuts (:data:`SHORTCUTS`), through the viewer's shared key bindings: the
+        Curation dock's Ctrl+Z / Ctrl+Shift+Z and ours do not replace each other."""
+        o, c = self.ops, self.commit_view
+        acts = {"merge": lambda v: o.merge(), "split_line": lambda v: o.split_by_line(),
+                "split_seeds": lambda v: o.split_by_seeds(), "delete": lambda v: o.delete(),
+                "draw": lambda v: o.draw_cell(), "grow": lambda v: o.grow(), "shrink": lambda v: o.shrink(),
+                "undo": lambda v: o.undo(), "redo": lambda v: o.redo(), "commit": lambda v: c.commit()}
+        keys = {SHORTCUTS[name]: fn for name, fn in acts.items()}
+        get_dispatcher(self.viewer).register(self, keys)
+        self._bound = {key: (fn, None) for key, fn in keys.items()}
+
+    def unbind_keys(self):
+        """Remove this dock's key handlers (other docks' handlers stay)."""
+        if self._bound:
+            with contextlib.suppress(ValueError, TypeError, RuntimeError):
+                get_dispatcher(self.viewer).unregister(self)
+        self._bound.clear()
+
+    def cleanup(self):
+        """Unbind keys (called when the dock closes); the edit layers stay until closed."""
+        self.unbind_keys()
+        self.busy_notice.disconnect_session()
+
+    def closeEvent(self, event):  # noqa: N802 - Qt API
+        self.cleanup()
+        super().closeEvent(event)
+
+    def deleteLater(self):  # noqa: N802 - Qt API
+        self.cleanup()
+        super().deleteLater()

@@ -1,0 +1,212 @@
+"""The Segmentation dock's "Edit region" section: load part of the mask at full resolution into an
+editable labels layer placed exactly over the slide, the helper layers, closing the region."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButton
+
+from ..._napari import META_ROLE, META_SAMPLE, hover_features, notify, visible_world_rect
+from ...editing import RegionEdit
+from ...model import SampleError
+
+#: ``layer.metadata`` roles of the layers the dock adds
+ROLE_EDIT = "seg-edit"
+ROLE_EDIT_SELECTION = "seg-edit-selection"
+ROLE_EDIT_TOOL = "seg-edit-tool"
+
+
+class RegionView(QGroupBox):
+    """Sample, "Edit current view", "Edit rectangle…", "Close region"."""
+
+    #: longest side (pixels) of an edit region; larger views are cut around their centre
+    MAX_REGION = 4096
+
+    def __init__(self, dock):
+        super().__init__("Edit region")
+        self.dock = dock
+        self.viewer = dock.viewer
+        self.sample_box = QComboBox()
+        self.view_button = QPushButton("Edit current view")
+        self.view_button.setToolTip("Load the part of the mask shown on screen at full resolution for editing")
+        self.rect_button = QPushButton("Edit rectangle…")
+        self.rect_button.setToolTip("Draw a rectangle on the slide; it is loaded at full resolution for editing")
+        self.close_button = QPushButton("Close region")
+        self.close_button.setToolTip("Commit pending edits and remove the editing layers")
+        self.region_label = QLabel("No region loaded")
+        self.region_label.setWordWrap(True)
+        rl = QGridLayout(self)
+        rl.addWidget(QLabel("Sample"), 0, 0)
+        rl.addWidget(self.sample_box, 0, 1, 1, 2)
+        rl.addWidget(self.view_button, 1, 0)
+        rl.addWidget(self.rect_button, 1, 1)
+        rl.addWidget(self.close_button, 1, 2)
+        rl.addWidget(self.region_label, 2, 0, 1, 3)
+        self.view_button.clicked.connect(lambda: self.edit_view())
+        self.rect_button.clicked.connect(self.start_rectangle)
+        self.close_button.clicked.connect(lambda: self.close_region())
+
+    # ------------------------------------------------------------------ loading a region
+    def edit_view(self):
+        """Load the part of the mask shown on screen (cut to :attr:`MAX_REGION` around its centre)."""
+        d = self.dock
+        if d.sample is None:
+            notify("Open a sample with a cell mask first.", "warning")
+            return None
+        (sy, sx), (ty, tx), _ = d.session.geometry(d.sid)
+        wy0, wx0, wy1, wx1 = visible_world_rect(self.viewer)
+        return self.edit_rect((wy0 - ty) / sy, (wx0 - tx) / sx, (wy1 - ty) / sy, (wx1 - tx) / sx)
+
+    def edit_rect(self, y0: float, x0: float, y1: float, x1: float):
+        """Load the level-0 pixel box (y0, x0, y1, x1) of the current sample for editing."""
+        d = self.dock
+        ed = d.editor
+        if ed is None:
+            notify("Open a sample with a cell mask first.", "warning")
+            return None
+        y0, x0, y1, x1 = int(np.floor(y0)), int(np.floor(x0)), int(np.ceil(y1)), int(np.ceil(x1))
+        cut = False
+        for a, b in ((0, 2), (1, 3)):
+            box = [y0, x0, y1, x1]
+            if box[b] - box[a] > self.MAX_REGION:
+                c = (box[a] + box[b]) // 2
+                box[a], box[b] = c - self.MAX_REGION // 2, c + self.MAX_REGION // 2
+                y0, x0, y1, x1 = box
+                cut = True
+        if d.edit is not None:
+            self.close_region()
+        try:
+            d.edit = RegionEdit(ed, ed.region(y0, y1, x0, x1))
+        except (ValueError, SampleError, OSError) as err:
+            notify(f"Cannot load the region: {err}", "error")
+            return None
+        if cut:
+            notify(f"Edit regions are at most {self.MAX_REGION} px wide: zoom in to edit another part.", "warning")
+        self._add_edit_layer()
+        r = d.region
+        self.region_label.setText(f"Editing rows {r.y0}–{r.bbox[2]}, columns {r.x0}–{r.bbox[3]} "
+                                  f"({r.data.shape[1]} × {r.data.shape[0]} px, {d.edit.n_cells()} cells)")
+        d.update_state()
+        return r
+
+    def layer_kwargs(self) -> dict:
+        """``scale``, ``translate`` and ``units`` of a layer whose data are the region's pixels."""
+        d = self.dock
+        (sy, sx), (ty, tx), units = d.session.geometry(d.sid)
+        r = d.region
+        return {"scale": (sy, sx), "translate": (ty + r.y0 * sy, tx + r.x0 * sx), "units": units}
+
+    def _add_edit_layer(self):
+        d = self.dock
+        s = d.sample
+        kw = self.layer_kwargs()
+        # a frame shows where the editable region is
+        sy = kw["scale"][0]
+        h, w_ = d.region.data.shape
+        frame = self.viewer.add_shapes([np.array([[-0.5, -0.5], [h - 0.5, w_ - 0.5]])], shape_type="rectangle",
+                                       name=f"{s.name} edit region", edge_color="white", face_color="transparent",
+                                       edge_width=2.5 * sy, opacity=0.8,
+                                       metadata={META_SAMPLE: d.sid, META_ROLE: ROLE_EDIT_TOOL, "tool": "frame"}, **kw)
+        frame.editable = False
+        # outlines in per-cell colours: the markers underneath stay readable (napari's contour = 0 fills)
+        lyr = self.viewer.add_labels(d.region.data, name=f"{s.name} edit", opacity=0.9, blending="translucent",
+                                     metadata={META_SAMPLE: d.sid, META_ROLE: ROLE_EDIT}, **kw)
+        lyr.contour = 1
+        feats = hover_features(s)
+        if feats is not None:
+            lyr.features = feats
+        lyr.brush_size = 6
+        lyr.mouse_drag_callbacks.append(d.tools.on_click)
+        # each napari paint / fill / erase stroke becomes one step of the region's own undo stack
+        lyr.events.paint.connect(self._on_paint)
+        for key, fn in (("Control-Z", lambda _l: d.ops.undo()), ("Control-Shift-Z", lambda _l: d.ops.redo())):
+            lyr.bind_key(key, fn, overwrite=True)
+        d.edit_layer = lyr
+        d.tools.refresh_selection()
+        d.activate(lyr)
+
+    def _on_paint(self, event=None):
+        """A napari paint stroke ended: it becomes one undo step. napari emits ``paint`` before it
+        writes a single (non-drag) paint's pixels, so the step is taken on the next event-loop turn."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._record_paint)
+
+    def _record_paint(self):
+        try:
+            if self.dock.edit is not None and self.dock.edit.record_paint():
+                self.dock.update_state()
+        except RuntimeError:   # the dock is gone
+            return
+
+    def start_rectangle(self):
+        """Activate a rectangle tool; the first rectangle drawn is loaded as the edit region."""
+        d = self.dock
+        if d.sample is None:
+            notify("Open a sample with a cell mask first.", "warning")
+            return None
+        scale, translate, units = d.session.geometry(d.sid)
+        lyr = self._tool_layer("region", "shapes", scale=scale, translate=translate, units=units,
+                               edge_color="yellow", face_color="transparent", edge_width=2)
+        lyr.mode = "add_rectangle"
+        d.activate(lyr)
+        d.set_status("Draw a rectangle on the slide: it opens at full resolution.")
+
+        def _done(event=None):
+            if getattr(event, "action", "added") not in ("added", None) or not len(lyr.data):
+                return
+            p = np.asarray(lyr.data[-1])[:, -2:]
+            lyr.events.data.disconnect(_done)
+            if lyr in self.viewer.layers:
+                self.viewer.layers.remove(lyr)
+            self.edit_rect(p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max())
+
+        lyr.events.data.connect(_done)
+        return lyr
+
+    # ------------------------------------------------------------------ helper layers
+    def _tool_layer(self, what: str, kind: str, **kw):
+        """The helper layer ``what`` (line, seeds, polygon, region) of this sample, created on demand."""
+        d = self.dock
+        name = f"{d.sample.name} {what}"
+        for lyr in self.viewer.layers:
+            if lyr.name == name and lyr.metadata.get(META_ROLE) == ROLE_EDIT_TOOL:
+                return lyr
+        meta = {META_SAMPLE: d.sid, META_ROLE: ROLE_EDIT_TOOL, "tool": what}
+        if not kw:
+            kw = self.layer_kwargs()
+        if kind == "shapes":
+            kw.setdefault("edge_color", "cyan")
+            kw.setdefault("face_color", "transparent")
+            kw.setdefault("edge_width", 2.5)
+            return self.viewer.add_shapes(name=name, metadata=meta, ndim=2, **kw)
+        return self.viewer.add_points(name=name, metadata=meta, ndim=2, face_color="magenta", size=6 * kw["scale"][0],
+                                      border_color="white", **kw)
+
+    def tool_layer(self, what: str):
+        """The helper layer for ``"line"``, ``"seeds"`` or ``"polygon"`` (created over the region)."""
+        if self.dock.edit is None:
+            raise RuntimeError("no edit region")
+        return self._tool_layer(what, "points" if what == "seeds" else "shapes")
+
+    # ------------------------------------------------------------------ closing
+    def close_region(self, *, commit: bool = True):
+        """Commit pending edits (synchronously) and remove the editing layers."""
+        d = self.dock
+        if d.edit is not None and commit and d.edit.dirty:
+            d.commit_view.commit(wait=True)
+        self.drop_region()
+
+    def drop_region(self):
+        d = self.dock
+        d.edit_layer = None
+        d.edit = None
+        for lyr in list(self.viewer.layers):
+            if (lyr.metadata.get(META_SAMPLE) == d.sid
+                    and lyr.metadata.get(META_ROLE) in (ROLE_EDIT, ROLE_EDIT_SELECTION, ROLE_EDIT_TOOL)
+                    and lyr in self.viewer.layers):
+                self.viewer.layers.remove(lyr)
+        d.tools.pick_button.setChecked(False)
+        self.region_label.setText("No region loaded")
+        d.tools.update_selection_label()
+        d.update_state()
