@@ -144,7 +144,9 @@ def test_colors_stored_scanpy_style_and_reused():
     cols = category_colors(t, "cell_type")
     assert list(t.uns["cell_type_colors"]) == cols
     assert len(cols) == 3
-    assert cols[1] == "#ff00ff"                                       # CAR T gets the loud colour
+    from napari_carspatial.model.palette import semantic_color
+
+    assert cols[1] == semantic_color("CAR T")                         # CAR T gets the loud colour
     assert len(set(cols)) == 3
     t.uns["cell_type_colors"] = ["red", "#00ff00", "blue"]            # valid user colours are kept
     assert category_colors(t, "cell_type") == ["#ff0000", "#00ff00", "#0000ff"]

@@ -16,8 +16,9 @@ from napari_carspatial.model.palette import (
 
 
 def test_color_for_semantic_then_palette_then_hues():
-    assert color_for("CAR T") == semantic_color("car-t") == "#ff00ff"
-    assert color_for("CAR T", used=["#FF00FF"]) == DEFAULT_PALETTE[0]     # taken: the next free one
+    car = semantic_color("car-t")
+    assert color_for("CAR T") == car
+    assert color_for("CAR T", used=[car.upper()]) == next(c for c in DEFAULT_PALETTE if c != car)     # taken: the next free one
     assert color_for("cluster 7", used=DEFAULT_PALETTE[:3]) == DEFAULT_PALETTE[3]
     many = list(DEFAULT_PALETTE)
     c = color_for("cluster 99", used=many)
@@ -41,7 +42,7 @@ def test_curation_new_type_gets_the_policy_color():
     t.uns["cell_type_colors"] = np.array(["#d9c7a3", "#8c8c8c"], dtype=object)
     cur = Curation(t, reviewer="r")
     cur.assign([0], "CAR T")
-    assert list(t.uns["cell_type_curated_colors"]) == ["#d9c7a3", "#8c8c8c", "#ff00ff"]
+    assert list(t.uns["cell_type_curated_colors"]) == ["#d9c7a3", "#8c8c8c", semantic_color("CAR T")]
 
 
 def test_gating_phenotypes_use_the_policy():
@@ -53,4 +54,4 @@ def test_gating_phenotypes_use_the_policy():
     scheme = GatingScheme(gates={"CD3": Gate("CD3", 1.0)}, rules=[PhenotypeRule("CAR T", "CD3+")], default="Other")
     pheno = store_gating(t, scheme, key="pheno")
     cols = dict(zip(pheno.categories, t.uns["pheno_colors"], strict=True))
-    assert cols == {"CAR T": "#ff00ff", "Other": REST_COLOR}
+    assert cols == {"CAR T": semantic_color("CAR T"), "Other": REST_COLOR}

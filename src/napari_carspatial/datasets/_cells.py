@@ -10,6 +10,7 @@ import logging
 import numba
 import numpy as np
 
+from ..model.palette import default_colors as _default_colors
 from ._layout import Layout
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,10 @@ CHANNELS = ("DAPI", "PanCK", "MSLN", "CD3", "CD4", "CD8", "CAR", "CD68", "CD163"
 #: true cell types (categories of ``obs["cell_type"]``), in category order
 CELL_TYPES = ("Tumor", "Tumor (antigen-neg)", "CAR T", "CD8 T", "CD4 T", "Macrophage", "B cell", "Stroma",
               "Endothelial", "Other")
-#: one colour per cell type (aligned with :data:`CELL_TYPES`); CAR T pops, tumour is muted.
-#: Mostly Okabe-Ito hues, distinguishable with the common colour-vision deficiencies.
-CELL_TYPE_COLORS = ("#d9c7a3", "#8c5a2b", "#ff00ff", "#0072b2", "#56b4e9", "#009e73", "#f0e442", "#8c8c8c",
-                    "#d55e00", "#5a5a5a")
+#: one colour per cell type (aligned with :data:`CELL_TYPES`): the palette policy's
+#: (:mod:`napari_carspatial.model.palette`: CAR T pops, tumour is muted, no class looks like a
+#: channel colour, distinguishable with the common colour-vision deficiencies).
+CELL_TYPE_COLORS = tuple(_default_colors(CELL_TYPES))
 #: tissue compartments (ground truth, ``obs["compartment"]``)
 COMPARTMENTS = ("Tumor core", "Invasive margin", "Stroma", "TLS")
 

@@ -56,6 +56,7 @@ import pandas as pd
 from . import edit_log
 from .conventions import SPATIAL_KEY, UNS_KEY, colors_key, instance_ids, spatial_to_yx
 from .geometry import points_in_polygon
+from .palette import ROI_CLASS_COLORS  # noqa: F401 - re-exported: the region colours are the palette's
 from .roi import ROI, ROI_CLASSES
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,6 @@ ROI_CLASS_KEY = "roi_class"
 ROI_UNS_KEY = "carspatial_rois"
 CURATED_SUFFIX = "_curated"
 ROI_SEP = " | "
-#: colours of the ROI classes (QuPath-like), used in the GUI and in GeoJSON export
-ROI_CLASS_COLORS = {
-    "Tumor core": "#c83232", "Invasive margin": "#e69f00", "Stroma": "#3c8c3c", "TLS": "#3264c8",
-    "Exclude": "#505050", "Other": "#b464b4",
-}
 
 
 def curated_key_for(type_key: str) -> str:
