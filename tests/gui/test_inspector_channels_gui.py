@@ -156,6 +156,10 @@ def test_channels_search_toggle_contrast_and_panels(viewer_with_40, qtbot, tmp_p
     assert missing == []
     shown = sorted(lyr.name for lyr in viewer.layers if lyr.visible and lyr.name in MARKERS)
     assert shown == sorted(["DAPI", "PanCK", "MSLN", "CD3", "CAR", "CD68"])
+    # in distinct colours: MSLN keeps yellow, so CD3 (yellow before) gets another one
+    assert len({viewer.layers[n].colormap.name for n in shown}) == len(shown)
+    assert viewer.layers["CD3"].colormap.name != "yellow"
+    viewer.layers["CD3"].colormap = "yellow"
     # save a custom panel; a new widget (another session) finds it
     for name in ("M05", "M06"):
         viewer.layers[name].visible = True

@@ -39,6 +39,7 @@ from .keys import KeyBindings
 from .layers import (
     add_sample_layers,
     add_samples_layers,
+    apply_marker_panel,
     channel_plan,
     contrast_limits,
     guess_type_key,
@@ -71,7 +72,7 @@ __all__ = [
     "ROLE_LABELS", "ROLE_ROIS", "ROLE_SELECT_SHAPES", "STRUCTURE",
     "POSITIVE_COLOR", "PREVIEW_NAME", "ColoringPreview", "PointsPreview", "make_preview",
     "CellColoring", "CellIndex", "CellInfo", "CurationView", "KeyBindings", "SampleEntry", "ViewerSession",
-    "add_sample_layers", "add_samples_layers", "camera", "categorical_columns", "categories_and_codes",
+    "add_sample_layers", "add_samples_layers", "apply_marker_panel", "camera", "categorical_columns", "categories_and_codes",
     "cell_info", "cell_zoom", "center_on", "channel_plan", "column_choices", "contrast_limits",
     "get_coloring", "guess_type_key", "hover_features", "is_categorical", "label_at",
     "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer",

@@ -16,7 +16,15 @@ import pandas as pd
 
 from ..model import Sample, instance_ids
 from ..model import channels as _policy
-from .session import META_CHANNEL, META_ROLE, META_SAMPLE, SampleEntry, pending_entry, session_for
+from .session import (
+    META_CHANNEL,
+    META_ROLE,
+    META_SAMPLE,
+    ROLE_IMAGE,
+    SampleEntry,
+    pending_entry,
+    session_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -416,3 +424,37 @@ def show_scale_bar(viewer) -> None:
     if bar is None:  # napari < 0.9
         bar = viewer.scale_bar
     bar.visible = True
+
+
+def apply_marker_panel(session, sid: str, markers: list[str], colors: dict[str, str] | None = None
+                       ) -> tuple[list[str], list[str]]:
+    """Show exactly the channels ``markers`` of sample ``sid`` (case-insensitive), in distinct colours.
+
+    Saved panel ``colors`` (channel -> napari colormap) win; the other shown channels get the
+    channel policy's colours for the shown set
+    (:func:`napari_carspatial.model.channels.channel_colormaps`), so no two shown channels look
+    alike. Returns (channels shown, panel markers the sample lacks). Headless: no Qt.
+    """
+    layers = session.layers_of(sid, ROLE_IMAGE)
+    names = [lyr.metadata.get(META_CHANNEL, lyr.name) for lyr in layers]
+    low = {n.lower(): n for n in names}
+    found = list(dict.fromkeys(low[m.lower()] for m in markers if m.lower() in low))
+    missing = [m for m in markers if m.lower() not in low]
+    saved = {k.lower(): v for k, v in (colors or {}).items()}
+    policy = dict(zip(found, _policy.channel_colormaps(found, [True] * len(found)), strict=True))
+    taken = {saved[n.lower()] for n in found if n.lower() in saved}
+    free = [c for c in ("blue", *_policy.PALETTE) if c not in taken]
+    shown = set(found)
+    for lyr, name in zip(layers, names, strict=True):
+        if name in shown:
+            cmap = saved.get(name.lower())
+            if cmap is None:
+                cmap = policy[name] if policy[name] not in taken else next(iter(free), policy[name])
+                taken.add(cmap)
+                if cmap in free:
+                    free.remove(cmap)
+            if lyr.colormap.name != cmap:
+                lyr.colormap = cmap
+        if lyr.visible != (name in shown):
+            lyr.visible = name in shown
+    return found, missing

@@ -25,19 +25,32 @@ from qtpy.QtWidgets import (
 from .._napari import (
     META_CHANNEL,
     ROLE_IMAGE,
+    apply_marker_panel,
     contrast_limits,
     notify,
     role_of,
     sample_id_of,
     session_for,
 )
+from ..model.channels import ALL_COLORMAPS
 from ..model.marker_panels import MarkerPanel, load_panels, save_panel
 from ._common import refill_sample_combo
 
 log = logging.getLogger(__name__)
 
-COLORMAPS = ["gray", "blue", "green", "red", "cyan", "magenta", "yellow", "I Orange", "I Forest",
-             "I Purple", "I Blue", "I Bordeaux"]
+#: colormaps offered per channel: only ones that map 0 to black (the channel policy's), so additive
+#: blending never whitens the canvas (napari's inverted "I ..." maps would)
+COLORMAPS = list(ALL_COLORMAPS)
+
+
+def _swatch(layer, size: int = 12):
+    """A square of the channel's full-intensity colour (what its brightest pixels look like)."""
+    from qtpy.QtGui import QColor, QIcon, QPixmap
+
+    r, g, b = (int(round(255 * float(v))) for v in layer.colormap.map([1.0])[0][:3])
+    pm = QPixmap(size, size)
+    pm.fill(QColor(r, g, b))
+    return QIcon(pm)
 
 
 class ChannelsWidget(QWidget):
@@ -54,7 +67,10 @@ class ChannelsWidget(QWidget):
         self.search.setPlaceholderText("search markers…")
         self.search.setClearButtonEnabled(True)
         self.list = QListWidget()
-        self.list.setAlternatingRowColors(True)
+        # no alternating row colours: napari's stylesheet sets the text colour but not Qt's
+        # AlternateBase, so every other row was white text on white (issue 14)
+        self.list.setAlternatingRowColors(False)
+        self.list.setUniformItemSizes(True)
 
         self.cmap = QComboBox()
         self.cmap.addItems(COLORMAPS)
@@ -147,8 +163,10 @@ class ChannelsWidget(QWidget):
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Checked if lyr.visible else Qt.Unchecked)
             item.setToolTip(f"{name}: colour {lyr.colormap.name}")
+            item.setIcon(_swatch(lyr))
             self.list.addItem(item)
             lyr.events.visible.connect(self._sync_from_layers)
+            lyr.events.colormap.connect(self._sync_from_layers)
         self._updating = False
         self._filter(self.search.text())
         if self.list.count():
@@ -163,6 +181,8 @@ class ChannelsWidget(QWidget):
             lyr = self._layer(item.text())
             if lyr is not None:
                 item.setCheckState(Qt.Checked if lyr.visible else Qt.Unchecked)
+                item.setIcon(_swatch(lyr))
+                item.setToolTip(f"{item.text()}: colour {lyr.colormap.name}")
         self._updating = False
 
     def _filter(self, text: str):
@@ -256,24 +276,23 @@ class ChannelsWidget(QWidget):
             self.panel_combo.setCurrentText(current)
 
     def apply_named_panel(self, name: str) -> list[str]:
-        """Show exactly the panel's markers (in their saved colours); returns missing markers."""
+        """Show exactly the panel's markers, in distinct colours (the saved ones first); returns
+        the panel markers this sample lacks (headless: :func:`napari_carspatial._napari.apply_marker_panel`)."""
         panel = self.panels.get(name)
-        layers = self.image_layers()
-        if panel is None or not layers:
+        sid = self.sample_combo.currentData()
+        if panel is None or sid is None or not self.image_layers():
             return []
-        found, missing = panel.match([lyr.metadata.get(META_CHANNEL, lyr.name) for lyr in layers])
-        found_set = set(found)
-        for lyr in layers:
-            ch = lyr.metadata.get(META_CHANNEL, lyr.name)
-            lyr.visible = ch in found_set
-            color = {k.lower(): v for k, v in panel.colors.items()}.get(ch.lower())
-            if color:
-                lyr.colormap = color
-        msg = f"Panel '{name}': showing {len(found)} marker(s)."
+        self._updating = True
+        try:
+            found, missing = apply_marker_panel(self.session, sid, panel.markers, panel.colors)
+        finally:
+            self._updating = False
+        msg = f"Panel '{name}': showing {', '.join(found) or 'no marker'}."
         if missing:
             msg += f" Not in this sample: {', '.join(missing)}."
         self.message.setText(msg)
         self._sync_from_layers()
+        self._current_changed(self.list.currentItem())
         return missing
 
     def save_visible_as_panel(self, name: str) -> MarkerPanel:
