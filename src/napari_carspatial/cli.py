@@ -101,39 +101,20 @@ def _fit_when_shown(viewer) -> None:
     QTimer.singleShot(400, viewer.reset_view)
 
 
-def _open_viewer(samples, *, title: str):
+def _open_viewer(samples, *, title: str, workflow: str = "Review"):
+    """A viewer showing ``samples`` (visible channels first) with the docks of ``workflow``.
+
+    The class list (Legend) stays at the top of the right column, the workflow's docks are tabs
+    below it (see :mod:`napari_carspatial.widgets.workflows`; the Legend switches workflows).
+    """
     import napari
 
-    from .widgets.channels import ChannelsWidget
-    from .widgets.inspector import InspectorWidget
-    from .widgets.legend import LegendWidget
-    from .widgets.sample_widget import SampleWidget
+    from .widgets.progressive import add_samples_progressively
+    from .widgets.workflows import apply_workflow
 
     viewer = napari.Viewer(title=title)
-    from .widgets.progressive import add_samples_progressively
-
     add_samples_progressively(viewer, list(samples))
-    from .widgets.analysis import AnalysisWidget
-    from .widgets.curation import CurationWidget
-    from .widgets.gating import GatingWidget
-    from .widgets.segmentation import SegmentationWidget
-
-    # one tabbed dock on the right; the legend (what the colours mean) is the tab shown first
-    docks = [
-        (SampleWidget, "Samples"),
-        (ChannelsWidget, "Channels"),
-        (InspectorWidget, "Cell inspector"),
-        (GatingWidget, "Gating"),
-        (CurationWidget, "Curation"),
-        (SegmentationWidget, "Segmentation"),
-        (AnalysisWidget, "Analysis"),
-        (LegendWidget, "Legend"),
-    ]
-    dock = None
-    for i, (cls, name) in enumerate(docks):
-        dock = viewer.window.add_dock_widget(cls(viewer), name=name, area="right", tabify=i > 0)
-    if dock is not None:
-        dock.raise_()
+    apply_workflow(viewer, workflow)
     viewer.reset_view()   # fit the slide to the canvas that the docks left
     return viewer
 

@@ -17,9 +17,14 @@ def test_cli_viewer_has_demo_layers_and_docks(qtbot, monkeypatch, mock_app_model
         assert "DEMO-001_post cells" in names
         # the hidden channels arrive right after the first frame
         qtbot.waitUntil(lambda: "SMA" in [lyr.name for lyr in viewer.layers], timeout=15000)
-        docks = set(viewer.window.dock_widgets)
-        assert {"Legend", "Channels", "Samples", "Cell inspector", "Gating", "Curation", "Segmentation", "Analysis"} <= docks
-        # the legend colours by cell type; the gating preview is not on the slide (its tab is hidden)
+        # the Review workflow: the class list above Channels, Cell inspector, Measurements, Samples
+        from napari_carspatial.widgets import workflows
+
+        assert workflows.current_workflow(viewer) == "Review"
+        for name in ("Legend", *workflows.WORKFLOWS["Review"]):
+            assert workflows.find_dock(viewer, name) is not None, name
+        assert workflows.find_dock(viewer, "Gating") is None      # made when its workflow is chosen
+        # the legend colours by cell type; the gating preview is not on the slide
         roles = [lyr.metadata.get(META_ROLE) for lyr in viewer.layers]
         assert not any(lyr.name.endswith("gate preview") and lyr.visible for lyr in viewer.layers)
         assert len(session_for(viewer).samples()) == 1

@@ -77,6 +77,9 @@ def legend(make_napari_viewer_proxy, qtbot):
         lyr.visible = False
     widget = LegendWidget(viewer)
     qtbot.addWidget(widget)
+    # the first view is outlines over the stain (tests/gui/test_first_view_gui.py); these tests
+    # read colours at cell centres, so they fill the cells
+    widget.mode_box.setCurrentText("filled")
     return viewer, widget, sample
 
 

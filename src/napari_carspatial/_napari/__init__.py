@@ -32,18 +32,26 @@ from .inspect import (
     cell_info,
     cell_zoom,
     center_on,
+    intensity_unit,
     label_at,
     ring_marker_layer,
+    safe_active_layer,
+    status_line,
 )
 from .keys import KeyBindings
 from .layers import (
+    FIRST_VIEW_MODE,
+    FIRST_VIEW_OPACITY,
+    ROI_EDGE_PX,
     add_sample_layers,
     add_samples_layers,
     apply_marker_panel,
     channel_plan,
     contrast_limits,
+    first_view_style,
     guess_type_key,
     hover_features,
+    keep_edge_on_screen,
     montage_offsets,
     prefixes,
     sample_to_layer_data,
@@ -69,13 +77,13 @@ from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px
 
 __all__ = [
     "META_CHANNEL", "META_ROLE", "META_SAMPLE", "N_NEIGHBORS", "NEIGHBOR_RADIUS_UM", "ROLE_IMAGE",
-    "ROLE_LABELS", "ROLE_ROIS", "ROLE_SELECT_SHAPES", "STRUCTURE",
+    "FIRST_VIEW_MODE", "FIRST_VIEW_OPACITY", "ROI_EDGE_PX", "ROLE_LABELS", "ROLE_ROIS", "ROLE_SELECT_SHAPES", "STRUCTURE",
     "POSITIVE_COLOR", "PREVIEW_NAME", "ColoringPreview", "PointsPreview", "make_preview",
     "CellColoring", "CellIndex", "CellInfo", "CurationView", "KeyBindings", "SampleEntry", "ViewerSession",
     "add_sample_layers", "add_samples_layers", "apply_marker_panel", "camera", "categorical_columns", "categories_and_codes",
     "cell_info", "cell_zoom", "center_on", "channel_plan", "column_choices", "contrast_limits",
-    "get_coloring", "guess_type_key", "hover_features", "is_categorical", "label_at",
-    "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer",
+    "first_view_style", "get_coloring", "guess_type_key", "hover_features", "keep_edge_on_screen", "intensity_unit", "is_categorical", "label_at",
+    "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer", "safe_active_layer", "status_line",
     "role_of", "sample_id_of", "sample_to_layer_data", "samples_to_layer_data", "selected_polygons_world",
     "session_for", "shape_polygon_px", "shapes_region", "short_names", "visible_world_rect",
 ]

@@ -129,7 +129,7 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
     sample = index.sample
     t = sample.table
     px = sample.pixel_size_um
-    types = {k: str(t.obs[k].iloc[row]) for k in categorical_columns(t)}
+    types = {k: display_value(t.obs[k].iloc[row]) for k in categorical_columns(t)}
     area = float(t.obs["area"].iloc[row]) if "area" in t.obs else None
     x = t.X[row]
     x = np.asarray(x.todense() if hasattr(x, "todense") else x).ravel()
@@ -194,9 +194,55 @@ def cell_zoom(sample: Sample, *, field_um: float = 120.0, canvas_px: int = 800) 
     return canvas_px / world
 
 
+#: shown for a missing value (never "nan")
+MISSING = "–"
+
+
+def display_value(value) -> str:
+    """A table value as the inspector shows it: ``MISSING`` for NaN / None, "yes" / "no" for booleans."""
+    if value is None:
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    try:
+        if pd.isna(value):
+            return MISSING
+    except (TypeError, ValueError):
+        pass
+    text = str(value)
+    return MISSING if text.strip().lower() in ("", "nan", "none", "<na>") else text
+
+
+def intensity_unit(sample: Sample) -> str:
+    """Unit of a marker mean: ion counts for mass cytometry (IMC, MIBI), arbitrary units else."""
+    platform = str((sample.metadata or {}).get("platform", "")).upper()
+    return "counts" if platform in ("IMC", "MIBI") or "IMC" in platform else "a.u."
+
+
+#: longest status line (napari shows its key hints to the right of it)
+STATUS_MAX = 90
+
+
+def status_line(info: CellInfo, *, type_key: str | None = None) -> str:
+    """A short, labelled hover / status line: ``cell 40 · cell_type: CAR T · roi: Invasive margin``.
+
+    Fields with a value only (no ``nan``, no ``False`` flags), the type column first, cut at
+    :data:`STATUS_MAX` characters so it never runs into napari's key hints.
+    """
+    parts = [f"cell {info.cell_id}"]
+    keys = ([type_key] if type_key in info.types else []) + [k for k in info.types if k != type_key]
+    for k in keys:
+        v = info.types[k]
+        if v in (MISSING, "no"):
+            continue
+        parts.append(f"{k}: {v}" if v != "yes" else k)
+    line = " · ".join(parts)
+    return line if len(line) <= STATUS_MAX else line[: STATUS_MAX - 1] + "…"
+
+
 def summarize_for_status(info: CellInfo) -> str:
-    types = ", ".join(f"{v}" for v in info.types.values())
-    return f"cell {info.cell_id}" + (f": {types}" if types else "")
+    """Alias of :func:`status_line` (kept for callers of the old name)."""
+    return status_line(info)
 
 
 
@@ -215,6 +261,7 @@ def ring_marker_layer(viewer, labels_layer, sid: str, info: CellInfo):
     scale = np.asarray(labels_layer.scale[-2:], dtype=float)
     layer = next((lyr for lyr in viewer.layers if lyr.metadata.get(META_ROLE) == ROLE_PINNED
                   and lyr.metadata.get(META_SAMPLE) == sid), None)
+    before = viewer.layers.selection.active
     if layer is None:
         layer = viewer.add_points(
             [yx], name="pinned cell", size=diameter_px, face_color="transparent",
@@ -223,10 +270,34 @@ def ring_marker_layer(viewer, labels_layer, sid: str, info: CellInfo):
             units=tuple(str(u) for u in labels_layer.units[-2:]),   # mixed units break the scale bar
             metadata={META_SAMPLE: sid, META_ROLE: ROLE_PINNED},
         )
-        # keep the selection on the layer the reviewer was using
-        viewer.layers.selection.active = labels_layer
     else:
         layer.data = [yx]
         layer.size = diameter_px
         layer.visible = True
+    safe_active_layer(viewer, sid, before)
     return layer
+
+
+def safe_active_layer(viewer, sid: str | None, before=None):
+    """After pinning or centring: an active layer with no edit one key away.
+
+    The layer the reviewer was using stays active when it is an image (no paint, erase or add
+    mode); never the cell mask (paint / erase are a key away there) nor the ring. Otherwise the
+    sample's top visible channel is made active. Returns the active layer.
+    """
+    from .session import META_ROLE, META_SAMPLE
+
+    def harmless(lyr) -> bool:
+        return lyr is not None and lyr in viewer.layers and lyr.__class__.__name__ == "Image"
+
+    if harmless(before):
+        target = before
+    else:
+        images = [lyr for lyr in viewer.layers if harmless(lyr) and lyr.visible
+                  and lyr.metadata.get(META_SAMPLE) == sid and lyr.metadata.get(META_ROLE) == "image"]
+        target = images[-1] if images else None
+    if target is None:
+        viewer.layers.selection.clear()
+    elif viewer.layers.selection.active is not target:
+        viewer.layers.selection.active = target
+    return viewer.layers.selection.active

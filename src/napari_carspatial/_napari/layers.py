@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import weakref
 from typing import Any
 
 import numpy as np
@@ -355,6 +357,7 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
         data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
                                         sid=session_for(viewer).register(m), name=f"{m.name} tiles", units=_units(m))
         layers.append(viewer.add_shapes(data, **meta))
+        keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
         viewer.reset_view()
         return layers
     layers = []
@@ -364,6 +367,7 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
     if len(samples) > 1:
         data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
         layers.append(viewer.add_shapes(data, **meta))
+        keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
 
@@ -396,6 +400,21 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
     return layers
 
 
+#: the first view is the stain: cells as thin outlines in their class colour (QuPath's default for
+#: detections), never a filled class map over the fluorescence
+FIRST_VIEW_MODE = "outline"
+#: opacity of the class outlines in the first view
+FIRST_VIEW_OPACITY = 0.85
+
+
+def first_view_style(coloring) -> dict:
+    """``mode`` / ``opacity`` for colouring by a category: the user's current choice once a column is
+    shown, else the first-view style (outlines, :data:`FIRST_VIEW_OPACITY`)."""
+    if coloring.key is not None:
+        return {"mode": coloring.mode, "opacity": coloring.opacity}
+    return {"mode": FIRST_VIEW_MODE, "opacity": FIRST_VIEW_OPACITY}
+
+
 #: outline colour of the cell segmentation (RGBA): a quiet light grey, so markers stay readable
 OUTLINE_RGBA = (0.85, 0.85, 0.85, 1.0)
 
@@ -417,13 +436,20 @@ def style_labels(layer) -> None:
     layer.contour = 1
 
 
+#: where the scale bar sits: bottom left, because napari's notifications pop up bottom right
+SCALE_BAR_POSITION = "bottom_left"
+
+
 def show_scale_bar(viewer) -> None:
-    """Show the scale bar (its unit comes from the layers' ``units``, µm when known)."""
+    """Show the scale bar (its unit comes from the layers' ``units``, µm when known), bottom left,
+    clear of napari's notifications."""
     overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
     bar = getattr(overlays, "scale_bar", None) if overlays is not None else None
     if bar is None:  # napari < 0.9
         bar = viewer.scale_bar
     bar.visible = True
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        bar.position = SCALE_BAR_POSITION
 
 
 def apply_marker_panel(session, sid: str, markers: list[str], colors: dict[str, str] | None = None
@@ -458,3 +484,74 @@ def apply_marker_panel(session, sid: str, markers: list[str], colors: dict[str, 
         if lyr.visible != (name in shown):
             lyr.visible = name in shown
     return found, missing
+
+
+# --------------------------------------------------------------------------- lines of constant on-screen width
+#: key in ``layer.metadata``: the Shapes layer's edges keep this width in screen pixels at any zoom
+META_SCREEN_EDGE = "carspatial_screen_edge_px"
+#: on-screen width of region borders, screen pixels: thin, so the margin cells under review stay visible
+ROI_EDGE_PX = 1.5
+#: on-screen width of the acquisition tile outlines, screen pixels
+TILE_EDGE_PX = 1.0
+#: Shapes layers whose edges follow the zoom already
+_FOLLOWING: weakref.WeakSet = weakref.WeakSet()
+
+
+def screen_edge_width(viewer, layer_scale, px: float = ROI_EDGE_PX) -> float:
+    """The Shapes ``edge_width`` (data units) that is ``px`` screen pixels at the camera's zoom.
+
+    napari's ``edge_width`` is in data units: world = data x ``layer_scale``, screen = world x zoom.
+    """
+    from .inspect import camera
+
+    zoom = float(camera(viewer).zoom) or 1.0
+    sc = float(np.asarray(layer_scale, dtype=float)[-1]) or 1.0
+    return float(px) / (zoom * sc)
+
+
+def keep_edge_on_screen(viewer, layer, px: float = ROI_EDGE_PX) -> None:
+    """Keep the edges of Shapes ``layer`` ``px`` screen pixels wide whatever the zoom.
+
+    Follows the camera's zoom through napari's public events (``camera.events.zoom``); new
+    shapes drawn on the layer get the same width (``current_edge_width``). The follower lets go
+    when the layer leaves the viewer.
+    """
+    from .inspect import camera
+
+    layer.metadata[META_SCREEN_EDGE] = float(px)
+    ref = weakref.ref(layer)
+    cam = camera(viewer)
+
+    def _follow(event=None):
+        lyr = ref()
+        if lyr is None or lyr not in viewer.layers:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                cam.events.zoom.disconnect(_follow)
+            return
+        apply_screen_edge(viewer, lyr)
+
+    if layer not in _FOLLOWING:
+        cam.events.zoom.connect(_follow)
+        _FOLLOWING.add(layer)
+    apply_screen_edge(viewer, layer)
+
+
+def roi_text() -> dict:
+    """Text of a regions layer: the region's name in the middle of its box (never at a corner
+    that the canvas edge cuts off), white with a dark outline-free size that reads at any zoom."""
+    return {"string": "{name}", "color": "white", "size": 10, "anchor": "center"}
+
+
+def apply_screen_edge(viewer, layer) -> None:
+    """Set the edge width of every shape of ``layer`` to its on-screen width at the current zoom."""
+    px = layer.metadata.get(META_SCREEN_EDGE)
+    if px is None:
+        return
+    w = screen_edge_width(viewer, layer.scale, px)
+    if len(layer.data):
+        cur = np.asarray(layer.edge_width, dtype=float)
+        if cur.size and np.allclose(cur, w, rtol=1e-3):
+            layer.current_edge_width = w
+            return
+        layer.edge_width = [w] * len(layer.data)
+    layer.current_edge_width = w

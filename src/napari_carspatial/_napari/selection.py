@@ -25,7 +25,8 @@ import numpy as np
 
 from ..editing.curation import BLIND_ALIAS, CurationSession
 from ..model import ROI
-from ..model.curation import ROI_CLASS_COLORS, roi_contains
+from ..model.curation import roi_contains
+from ..model.palette import roi_color
 from . import shapes
 from .inspect import label_at
 from .session import META_ROLE, META_SAMPLE
@@ -80,7 +81,11 @@ class CurationView:
         self.core.on_selection.append(self._on_selection)
         self.coloring = session.coloring(sid)
         if sample.labels and self.coloring.key in (None, self.core.type_key):
-            self.coloring.color_by_category(self.core.curated_key)
+            from .layers import (
+                first_view_style,  # outlines over the stain unless the user chose otherwise
+            )
+
+            self.coloring.color_by_category(self.core.curated_key, **first_view_style(self.coloring))
 
     def detach(self) -> None:
         """Stop following the core (the session made a new view)."""
@@ -242,24 +247,30 @@ class CurationView:
         if layer is None and not (create and rois):
             return layer
         data = [np.asarray(r.polygon_yx, float) for r in rois]
-        colors = [ROI_CLASS_COLORS.get(r.cls, "#b464b4") for r in rois]
+        colors = [roi_color(r.cls) for r in rois]
         feats = pd.DataFrame({"name": [r.name for r in rois], "cls": [r.cls for r in rois],
                               "roi_id": [r.id for r in rois]})
         if layer is None:
             active = self.viewer.layers.selection.active
+            from .layers import ROI_EDGE_PX, keep_edge_on_screen, roi_text, screen_edge_width
+
+            geom = self.layer_geometry()
             layer = self.viewer.add_shapes(
                 data, shape_type="polygon", edge_color=colors or "white", face_color="transparent",
-                edge_width=max(2.0, (self.sample.shape_yx or (600,))[0] / 250), features=feats,
-                text={"string": "{name}", "color": "white", "size": 11, "anchor": "upper_left"},
-                name=f"{self.sample.name}: ROIs",
-                metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_ROIS}, **self.layer_geometry())
+                edge_width=screen_edge_width(self.viewer, geom["scale"], ROI_EDGE_PX), features=feats,
+                text=roi_text(), name=f"{self.sample.name}: ROIs",
+                metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_ROIS}, **geom)
+            keep_edge_on_screen(self.viewer, layer, ROI_EDGE_PX)   # a thin border at any zoom (ux)
             if active is not None and active in self.viewer.layers:
                 self.viewer.layers.selection.active = active
         else:
+            from .layers import apply_screen_edge
+
             layer.selected_data = set()
             layer.data = []
             if data:
                 layer.add(data, shape_type="polygon", edge_color=colors, face_color="transparent")
+            apply_screen_edge(self.viewer, layer)
             layer.features = feats
             layer.refresh_text() if hasattr(layer, "refresh_text") else None
         return layer

@@ -33,10 +33,12 @@ from .._napari import (
     cell_zoom,
     center_on,
     guess_type_key,
+    intensity_unit,
     label_at,
     notify,
     ring_marker_layer,
     session_for,
+    status_line,
 )
 from ._common import BusyNotice, refill_sample_combo
 
@@ -51,7 +53,7 @@ class _BarChart(QWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.2, 2.6), dpi=90, facecolor="#262930")
+        self.figure = Figure(figsize=(3.2, 2.0), dpi=90, facecolor="#262930")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         lay = QVBoxLayout(self)
@@ -123,12 +125,19 @@ class InspectorWidget(QWidget):
         self.header.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.neighbors = QLabel("")
         self.neighbors.setWordWrap(True)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["marker", "mean"])
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["marker", "mean", "% of p99"])
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(18)     # compact rows: 14 markers fit
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        for c in (1, 2):
+            self.table.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        self.table.horizontalHeaderItem(2).setToolTip("the cell's mean relative to the 99th percentile of that "
+                                                      "marker over the sample's cells")
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.chart = _BarChart()
+        self.chart.setFixedHeight(170)
         self.chart.setVisible(False)   # shown once a cell is pinned
         self.table.setVisible(False)
 
@@ -272,7 +281,9 @@ class InspectorWidget(QWidget):
             center_on(self.viewer, lyr, info.centroid_px, zoom=cell_zoom(sample))
         if lyr is not None:
             self._mark(sid, lyr, info)
-        types = "".join(f"<br><b>{k}</b>: {v}" for k, v in info.types.items())
+        key = self.type_key.currentText() or None
+        shown = ([key] if key in info.types else []) + [k for k in info.types if k != key]
+        types = "".join(f"<br><b>{k}</b>: {info.types[k]}" for k in shown)
         where = (f"{info.centroid_um[0]:.1f}, {info.centroid_um[1]:.1f} µm" if info.centroid_um
                  else f"{info.centroid_px[0]:.1f}, {info.centroid_px[1]:.1f} px")
         area = (f"{info.area_um2:.1f} µm²" if info.area_um2 is not None
@@ -282,16 +293,23 @@ class InspectorWidget(QWidget):
         nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbor_types.items())
         self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within "
                                f"{NEIGHBOR_RADIUS_UM:g} µm): {nb or 'none'}")
+        unit = intensity_unit(sample)
+        self.table.horizontalHeaderItem(1).setText(f"mean ({unit})")
+        ref = self._reference(sid)
         self.table.setRowCount(len(info.markers))
         for i, (name, val) in enumerate(info.markers.items()):
             self.table.setItem(i, 0, QTableWidgetItem(str(name)))
             item = QTableWidgetItem(f"{val:,.0f}" if abs(val) >= 1000 else f"{val:.3g}")
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 1, item)
+            r = float(ref[i]) if i < len(ref) else 0.0
+            rel = QTableWidgetItem(f"{100 * val / r:.0f}" if r > 0 else "–")
+            rel.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            self.table.setItem(i, 2, rel)
         self.table.setVisible(True)
         self.chart.setVisible(True)
-        self.chart.plot(list(info.markers.index), info.markers.to_numpy(), self._reference(sid))
-        self.viewer.status = f"cell {info.cell_id}: " + ", ".join(info.types.values())
+        self.chart.plot(list(info.markers.index), info.markers.to_numpy(), ref)
+        self.viewer.status = status_line(info, type_key=key)
         return True
 
     def _mark(self, sid: str, labels_layer, info) -> None:

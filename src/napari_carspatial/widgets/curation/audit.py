@@ -1,12 +1,16 @@
-"""The Curation dock's "Audit trail" tab: every action (undo and redo included), exported as CSV."""
+"""The Curation dock's "Audit trail" tab: every action (undo and redo included), exported as CSV.
+
+Plain values (no JSON quotes), the cell ids, local times with the zone
+(:mod:`napari_carspatial.model.audit_display`); all columns fit the dock (the change reads
+``column: old → new``), the full values are in the tooltips.
+"""
 
 from __future__ import annotations
-
-import json
 
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QHeaderView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -15,13 +19,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..._napari import notify
+from ...model.audit_display import COLUMNS, display_rows, zone_name
 
-AUDIT_COLUMNS = ("time", "reviewer", "action", "cells", "column", "old", "new", "note")
-
-
-def _short(value, n: int = 40) -> str:
-    value = str(value)
-    return value if len(value) <= n else value[: n - 1] + "…"
+AUDIT_COLUMNS = COLUMNS
 
 
 class AuditTab(QWidget):
@@ -34,7 +34,11 @@ class AuditTab(QWidget):
         self.audit_table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
         self.audit_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.audit_table.verticalHeader().setVisible(False)
-        self.audit_table.horizontalHeader().setStretchLastSection(True)
+        self.audit_table.setWordWrap(False)
+        hdr = self.audit_table.horizontalHeader()
+        for c, name in enumerate(AUDIT_COLUMNS):
+            hdr.setSectionResizeMode(c, QHeaderView.Stretch if name in ("change", "note")
+                                     else QHeaderView.ResizeToContents)
         self.csv_button = QPushButton("Export CSV…")
         lay = QVBoxLayout(self)
         lay.addWidget(self.audit_table, 1)
@@ -43,19 +47,16 @@ class AuditTab(QWidget):
 
     def refresh(self, core) -> None:
         self.audit_table.setRowCount(0)
+        self.audit_table.setHorizontalHeaderItem(0, QTableWidgetItem(f"time ({zone_name()})"))
         if core is None:
             return
-        df = core.audit()
-        self.audit_table.setRowCount(len(df))
-        for i, row in enumerate(df.itertuples(index=False)):
-            n = len(json.loads(row.cell_ids or "[]"))
-            vals = [row.time.replace("T", " ").replace("+00:00", "Z"), row.reviewer, row.action, f"{n:,}",
-                    row.column, _short(row.old), _short(row.new), row.note]
-            for c, v in enumerate(vals):
-                it = QTableWidgetItem(str(v))
-                it.setToolTip(str(v) if c not in (5, 6) else str(getattr(row, AUDIT_COLUMNS[c]))[:500])
+        rows = display_rows(core.audit())
+        self.audit_table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for c, name in enumerate(AUDIT_COLUMNS):
+                it = QTableWidgetItem(row["text"][name])
+                it.setToolTip(row["tip"][name][:2000])
                 self.audit_table.setItem(i, c, it)
-        self.audit_table.resizeColumnsToContents()
         self.audit_table.scrollToBottom()
 
     def export_csv(self, path) -> None:

@@ -22,8 +22,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..._napari import META_ROLE, META_SAMPLE, ROLE_SELECT_SHAPES, notify
+from ..._napari import (
+    META_ROLE,
+    META_SAMPLE,
+    ROI_EDGE_PX,
+    ROLE_SELECT_SHAPES,
+    keep_edge_on_screen,
+    notify,
+)
 from ...model.curation import EXCLUDE_REASONS
+
+
+def _compact(combo: QComboBox, chars: int = 10) -> None:
+    """A combo as wide as ``chars`` characters, whatever its longest item (long type names elide)."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
 
 
 class CellsTab(QWidget):
@@ -47,10 +60,12 @@ class CellsTab(QWidget):
                        (self.polygon_button, "Click the corners, double-click to close"),
                        (self.rect_button, "Drag a rectangle")):
             b.setToolTip(tip + " (cells whose centre is inside are selected)")
-        tools = QHBoxLayout()
-        for b in (self.click_button, self.lasso_button, self.polygon_button, self.rect_button, self.clear_button):
-            tools.addWidget(b)
+        tools = QGridLayout()   # two rows: the tab fits the narrow column beside the canvas
+        for i, b in enumerate((self.click_button, self.lasso_button, self.polygon_button, self.rect_button,
+                               self.clear_button)):
+            tools.addWidget(b, i // 3, i % 3)
         self.only_type = QComboBox()
+        _compact(self.only_type)
         self.only_type.setToolTip("Restrict selections to one curated type (e.g. all CAR T cells in a region)")
         self.add_box = QCheckBox("add to selection")
         self.add_box.setToolTip("New shapes add to the selection instead of replacing it")
@@ -58,12 +73,14 @@ class CellsTab(QWidget):
         self.sel_label.setWordWrap(True)
         self.sel_label.setStyleSheet("font-weight: bold")
         self.type_box = QComboBox()
+        _compact(self.type_box)
         self.type_box.setEditable(True)
         self.type_box.setInsertPolicy(QComboBox.NoInsert)
         self.type_box.setToolTip("An existing type, or type a new name")
         self.assign_button = QPushButton("Assign")
         self.assign_button.setToolTip("Set the curated type of the selected cells (Alt+1 … Alt+9: the first nine types)")
         self.reason_box = QComboBox()
+        _compact(self.reason_box)
         self.reason_box.addItems(list(EXCLUDE_REASONS))
         self.reason_box.setEditable(True)
         self.exclude_button = QPushButton("Exclude")
@@ -206,9 +223,9 @@ class CellsTab(QWidget):
             return found[0] if found else None
         layer = self.viewer.add_shapes(
             name=f"{view.sample.name}: drawing", edge_color="#ffff00", face_color=[1, 1, 0, 0.08],
-            edge_width=max(1.5, (view.sample.shape_yx or (600,))[0] / 400),
             metadata={META_SAMPLE: view.sid, META_ROLE: ROLE_SELECT_SHAPES},
             **view.layer_geometry())
+        keep_edge_on_screen(self.viewer, layer, ROI_EDGE_PX)   # thin at any zoom
         self._follow(layer)
         return layer
 

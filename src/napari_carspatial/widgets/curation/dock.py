@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QInputDialog, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ..._napari import notify, session_for
+from ...model.user_settings import remembered_reviewer
 from .._common import BusyNotice, refill_sample_combo
 from .._keys import get_dispatcher
 from .audit import AuditTab
@@ -108,6 +108,8 @@ class CurationWidget(QWidget):
         self._recovery_timer.setSingleShot(True)
         self._recovery_timer.timeout.connect(lambda: self._check_recovery(self.sample_box.currentData()))
         self._bind_keys()
+        self._adopt_remembered_reviewer()
+        self.header.show_reviewer(self.session.reviewer)
         self._on_samples()
 
     # ================================================================== small shared pieces
@@ -141,22 +143,18 @@ class CurationWidget(QWidget):
 
     def _on_reviewer_changed(self, event=None):
         with contextlib.suppress(RuntimeError):
-            self.header.reviewer_label.setText(self.session.reviewer)
+            self.header.show_reviewer(self.session.reviewer)
 
-    def ask_reviewer(self, force: bool = False) -> str:
-        """Ask the reviewer's name once per viewer (default: the OS user)."""
-        if self.session.reviewer_confirmed and not force:
-            return self.reviewer
-        if os.environ.get("CARSPATIAL_REVIEWER") and not force:
-            self.set_reviewer(os.environ["CARSPATIAL_REVIEWER"])
-            return self.reviewer
-        name, ok = QInputDialog.getText(self, "Reviewer", "Your name for the audit trail:", text=self.reviewer)
-        self.set_reviewer(name if ok and name.strip() else self.reviewer)
-        return self.reviewer
+    def _adopt_remembered_reviewer(self) -> None:
+        """The name typed last time (user config) becomes this viewer's reviewer, unless one is set."""
+        if self.session.reviewer_confirmed:
+            return
+        name = remembered_reviewer()
+        if name:
+            self.session.set_reviewer(name)
 
     def ensure_reviewer(self) -> None:
-        if not self.session.reviewer_confirmed:
-            self.ask_reviewer()
+        """The current core writes the header's reviewer. Never a dialog: the field is always there."""
         if self.core is not None:
             self.core.reviewer = self.reviewer
 

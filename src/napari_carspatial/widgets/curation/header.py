@@ -1,4 +1,9 @@
-"""The Curation dock's header: sample, reviewer, blinded review, case metadata, review progress."""
+"""The Curation dock's header: sample, reviewer, blinded review, case metadata, review progress.
+
+The reviewer is a field, set once and never asked in a dialog: it starts with the name typed last
+time (remembered in the user config, :mod:`napari_carspatial.model.user_settings`), else
+``$CARSPATIAL_REVIEWER``, else the OS user; every audit row carries it.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
-    QPushButton,
     QWidget,
 )
+
+from ...model.user_settings import remember_reviewer
 
 
 class HeaderView(QWidget):
@@ -21,9 +27,10 @@ class HeaderView(QWidget):
         super().__init__()
         self.dock = dock
         self.sample_box = QComboBox()
-        self.reviewer_label = QLabel()
-        self.reviewer_button = QPushButton("Change…")
-        self.reviewer_button.setToolTip("Name written in the audit trail for every action")
+        self.reviewer_edit = QLineEdit()
+        self.reviewer_edit.setToolTip("Your name, written in the audit trail for every action (remembered for "
+                                      "next time). Edit it here at any time; nothing asks for it mid-edit.")
+        self.reviewer_edit.setPlaceholderText("your name for the audit trail")
         self.blind_box = QCheckBox("Blinded review")
         self.blind_box.setToolTip("Hide the sample name and clinical metadata (timepoint, response) while reviewing")
         self.meta_label = QLabel()
@@ -34,19 +41,28 @@ class HeaderView(QWidget):
         self.progress_bar.setToolTip("Cells reviewed: re-annotated, excluded, confirmed, or in a region marked reviewed")
         self.progress_label = QLabel()
         self.progress_label.setStyleSheet("color: gray; font-size: 10px")
-        rev_row = QHBoxLayout()
-        rev_row.addWidget(self.reviewer_label, 1)
-        rev_row.addWidget(self.reviewer_button)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("sample", self.sample_box)
-        form.addRow("reviewer", rev_row)
+        form.addRow("reviewer", self.reviewer_edit)
         form.addRow("case", self.meta_label)
         form.addRow("", self.blind_box)
         form.addRow("reviewed", self.progress_bar)
         form.addRow("", self.progress_label)
-        self.reviewer_button.clicked.connect(lambda: dock.ask_reviewer(force=True))
+        self.reviewer_edit.editingFinished.connect(self._reviewer_typed)
         self.blind_box.toggled.connect(dock.set_blinded)
+
+    def _reviewer_typed(self) -> None:
+        name = self.reviewer_edit.text().strip()
+        if not name or name == self.dock.reviewer and self.dock.session.reviewer_confirmed:
+            self.reviewer_edit.setText(self.dock.reviewer)
+            return
+        self.dock.set_reviewer(name)
+        remember_reviewer(self.dock.reviewer)
+
+    def show_reviewer(self, name: str) -> None:
+        if not self.reviewer_edit.hasFocus() and self.reviewer_edit.text() != name:
+            self.reviewer_edit.setText(name)
 
     def show_blinded(self, on: bool) -> None:
         self.blind_box.blockSignals(True)
@@ -55,7 +71,7 @@ class HeaderView(QWidget):
 
     def refresh(self, core) -> None:
         """Reviewer, case line (hidden while blinded) and progress of ``core`` (None: empty)."""
-        self.reviewer_label.setText(self.dock.reviewer)
+        self.show_reviewer(self.dock.reviewer)
         if core is None:
             self.meta_label.setText("")
             self.progress_bar.setValue(0)

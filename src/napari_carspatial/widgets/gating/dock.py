@@ -76,6 +76,9 @@ class GatingWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+        # "Apply rules" pinned under the scroll area: reachable without scrolling (ux, issue 14)
+        self.rules_view.layout().removeWidget(self.rules_view.apply_button)
+        outer.addWidget(self.rules_view.apply_button)
         inner.setMinimumWidth(420)
         self.setMinimumWidth(450)
 

@@ -100,6 +100,7 @@ class GateView(QGroupBox):
         thr_row.addWidget(self.suggest_button, 1)
         self.count_label = QLabel("")
         self.count_label.setStyleSheet("font-weight: bold;")
+        self.count_label.setWordWrap(True)   # never cut off in a narrow dock (ux, issue 14)
         self.preview_check = QCheckBox("preview on slide")
         self.preview_check.setChecked(True)
         self.preview_check.setToolTip(f"Show the cells above the threshold in yellow on the slide (updates {DEBOUNCE_MS} ms after a change)")

@@ -22,15 +22,29 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..._napari import camera, column_choices, guess_type_key, is_categorical, notify, session_for
+from ..._napari import (
+    FIRST_VIEW_MODE,
+    FIRST_VIEW_OPACITY,
+    camera,
+    column_choices,
+    guess_type_key,
+    is_categorical,
+    notify,
+    session_for,
+)
 from .._common import BusyNotice, refill_sample_combo
 from .categories import CategoryPanel
 from .values import ValuePanel
+from .workflow import WorkflowBar
 
 log = logging.getLogger(__name__)
 
 #: debounce of camera / shape changes before the counts are recomputed, ms
 DEBOUNCE_MS = 200
+#: the first view is the stain: cells as thin outlines in their class colour, not a filled class map
+FIRST_MODE = FIRST_VIEW_MODE
+#: opacity of the class outlines in the first view, %
+FIRST_OPACITY = int(round(100 * FIRST_VIEW_OPACITY))
 
 
 def _fmt(n: int) -> str:
@@ -69,13 +83,14 @@ class LegendWidget(QWidget):
         self.column_box.setMinimumContentsLength(14)
         self.column_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.mode_box = QComboBox()
-        self.mode_box.addItems(["filled", "outline"])
-        self.mode_box.setToolTip("filled: whole cells; outline: each cell's border, markers stay visible")
+        self.mode_box.addItems(["outline", "filled"])
+        self.mode_box.setToolTip("outline: each cell's border in its class colour, the stain stays visible "
+                                 "(the first view); filled: whole cells")
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(70)
+        self.opacity.setValue(FIRST_OPACITY)
         self.opacity.setToolTip("Opacity of the cell colours over the image")
-        self.opacity_label = QLabel("70%")
+        self.opacity_label = QLabel(f"{FIRST_OPACITY}%")
         self.opacity_label.setMinimumWidth(34)
         op_row = QHBoxLayout()
         op_row.setContentsMargins(0, 0, 0, 0)
@@ -100,8 +115,10 @@ class LegendWidget(QWidget):
         self.empty.setWordWrap(True)
         self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData())
 
-        self.setMinimumWidth(380)
+        self.workflow = WorkflowBar(self)
+        self.setMinimumWidth(360)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.workflow)
         lay.addLayout(form)
         lay.addWidget(self.busy_notice)
         lay.addWidget(self.categories, 1)
@@ -124,6 +141,10 @@ class LegendWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.session.events.table_changed.connect(self._on_table_changed)
         self._on_layers_changed()
+
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        self.workflow.sync()
+        super().showEvent(event)
 
     @property
     def syncing(self) -> bool:
@@ -169,9 +190,12 @@ class LegendWidget(QWidget):
         self.coloring = self.session.coloring(sid)
         self.coloring.events.changed.connect(self._on_coloring_changed)
         self._fill_columns(self.coloring.table)
-        if self.coloring.key is None:  # first time: colour by the cell type straight away
+        if self.coloring.key is None:  # first time: the cell types as thin outlines over the stain
             key = guess_type_key(self.coloring.table)
             if key is not None:
+                self.mode_box.blockSignals(True)
+                self.mode_box.setCurrentText(FIRST_MODE)
+                self.mode_box.blockSignals(False)
                 self.set_column(key)
                 return
         self._sync_from_coloring()

@@ -1,0 +1,222 @@
+"""Docks by workflow: Review, Curate, Segment, Analyse, Cohort.
+
+QuPath keeps its class list visible whatever the reviewer does; napari's default puts every dock
+in one tabbed panel, so the class counts disappear while gating, curating or editing, and the
+canvas gets ~620 of 1600 px. Here:
+
+* the **Legend** (class list with counts, and the workflow switch) stays at the top of the right
+  column in every workflow;
+* below it, the docks of one workflow (:data:`WORKFLOWS`) are tabs; the other workflows' docks
+  are hidden, not closed (their state stays);
+* napari's own layer list and layer controls are hidden in these workflows (the Channels dock
+  lists the markers; napari's Window menu, or the "napari layers" box, shows them again); in
+  Segment the layer controls (brush size, label) are a tab beside the Segmentation dock;
+* the right column is as narrow as its docks allow (at most :data:`MAX_COLUMN_FRACTION` of the
+  window), so the canvas keeps at least 60 % of a 1600 x 1000 window in every workflow.
+
+Docks are made through napari's plugin API (``viewer.window.add_plugin_dock_widget``) by their
+manifest names, so this module imports no dock (the docks stay independent). Layout is Qt's own
+``QMainWindow`` API on the window that holds the docks. Headless there is nothing to lay out;
+:data:`WORKFLOWS` is the plain description.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "napari-carspatial"
+#: the class list: always visible, above the working docks
+CLASS_LIST = "Legend"
+#: docks of each workflow (manifest display names), the first one in front
+WORKFLOWS: dict[str, tuple[str, ...]] = {
+    "Review": ("Channels", "Cell inspector", "Measurements", "Samples"),
+    "Curate": ("Curation", "Cell inspector", "Measurements"),
+    "Segment": ("Segmentation", "Cell inspector"),
+    "Analyse": ("Analysis", "Gating", "Measurements"),
+    "Cohort": ("Cohort", "Samples"),
+}
+#: every dock the workflows manage
+ALL_DOCKS = tuple(dict.fromkeys([CLASS_LIST, *(d for ds in WORKFLOWS.values() for d in ds)]))
+#: napari's own docks (Qt object names of napari's layer panels)
+NAPARI_LAYER_LIST, NAPARI_LAYER_CONTROLS = "layer list", "layer controls"
+#: the right column never takes more than this fraction of the window width
+MAX_COLUMN_FRACTION = 0.38
+#: ... nor less than this many pixels
+MIN_COLUMN_PX = 360
+#: share of the column height for the class list
+CLASS_LIST_FRACTION = 0.36
+
+#: Qt property of the main window holding the current workflow's name
+_PROPERTY = "carspatial_workflow"
+
+
+def _full_name(name: str) -> str:
+    return f"{name} ({PLUGIN})"
+
+
+def find_widget(viewer, name: str):
+    """Our widget ``name`` (the dock's content, e.g. the ``LegendWidget``), or None when not open."""
+    docks = viewer.window.dock_widgets
+    for key in (name, _full_name(name)):
+        if key in docks:
+            return docks[key]
+    return None
+
+
+def find_dock(viewer, name: str) -> QDockWidget | None:
+    """The dock (napari's ``QDockWidget`` wrapper) of our widget ``name``, or None when not open."""
+    docks = viewer.window.dock_widgets
+    for key in (name, _full_name(name)):
+        if key in docks:
+            inner = docks[key]
+            inner = getattr(inner, "native", inner)
+            return inner.parentWidget() if hasattr(inner, "parentWidget") else inner.parent()
+    return None
+
+
+def ensure_dock(viewer, name: str) -> QDockWidget | None:
+    """The dock of widget ``name``, made through napari's plugin API when it is not open yet."""
+    dw = find_dock(viewer, name)
+    if dw is not None:
+        return dw
+    try:
+        dw, _widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    except (KeyError, ValueError, LookupError) as err:   # a dock this installation does not have
+        log.warning("no %s dock: %s", name, err)
+        return None
+    return dw
+
+
+def main_window(dock: QDockWidget) -> QMainWindow | None:
+    """The ``QMainWindow`` that holds ``dock``."""
+    w = dock.parentWidget()
+    while w is not None and not isinstance(w, QMainWindow):
+        w = w.parentWidget()
+    return w
+
+
+def napari_panels(mw: QMainWindow) -> dict[str, QDockWidget]:
+    """napari's layer list and layer controls docks of ``mw`` (by their Qt object names)."""
+    return {d.objectName(): d for d in mw.findChildren(QDockWidget)
+            if d.objectName() in (NAPARI_LAYER_LIST, NAPARI_LAYER_CONTROLS)}
+
+
+def current_workflow(viewer) -> str | None:
+    """The workflow last applied to ``viewer`` (None before the first)."""
+    legend = find_dock(viewer, CLASS_LIST)
+    mw = main_window(legend) if legend is not None else None
+    if mw is None:
+        return None
+    value = mw.property(_PROPERTY)
+    return str(value) if value else None
+
+
+def show_napari_layers(viewer, visible: bool = True) -> None:
+    """Show (on the left, as napari has them) or hide napari's layer list and layer controls."""
+    legend = find_dock(viewer, CLASS_LIST)
+    mw = main_window(legend) if legend is not None else None
+    if mw is None:
+        return
+    panels = napari_panels(mw)
+    for key in (NAPARI_LAYER_CONTROLS, NAPARI_LAYER_LIST):
+        d = panels.get(key)
+        if d is None:
+            continue
+        if visible:
+            if mw.dockWidgetArea(d) != Qt.LeftDockWidgetArea:
+                mw.addDockWidget(Qt.LeftDockWidgetArea, d)
+            d.show()
+        else:
+            d.hide()
+
+
+def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[str, QDockWidget]:
+    """Show the docks of workflow ``name`` below the class list; hide the other workflows' docks.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer (or a dock's public proxy of it).
+    name
+        One of :data:`WORKFLOWS`.
+    napari_layers
+        Also show napari's layer list and layer controls on the left (default: hidden; in Segment
+        the layer controls are a tab beside the Segmentation dock).
+
+    Returns
+    -------
+    dict
+        Dock name -> dock of the class list and the workflow's docks.
+    """
+    if name not in WORKFLOWS:
+        raise KeyError(f"no workflow {name!r} (one of {', '.join(WORKFLOWS)})")
+    legend = ensure_dock(viewer, CLASS_LIST)
+    if legend is None:
+        raise RuntimeError("the Legend dock could not be made")
+    mw = main_window(legend)
+    wanted = {n: d for n in WORKFLOWS[name] if (d := ensure_dock(viewer, n)) is not None}
+    keep = {id(legend), *(id(d) for d in wanted.values())}
+    for other in ALL_DOCKS:
+        d = find_dock(viewer, other)
+        if d is not None and id(d) not in keep:
+            d.hide()
+    if mw is None:   # not docked in a main window (should not happen in napari)
+        return {CLASS_LIST: legend, **wanted}
+    if legend.isFloating():
+        legend.setFloating(False)
+    if mw.dockWidgetArea(legend) != Qt.RightDockWidgetArea or mw.tabifiedDockWidgets(legend):
+        mw.addDockWidget(Qt.RightDockWidgetArea, legend)
+    legend.show()
+    docks = list(wanted.values())
+    if docks:
+        first = docks[0]
+        if first.isFloating():
+            first.setFloating(False)
+        mw.splitDockWidget(legend, first, Qt.Vertical)
+        for d in docks[1:]:
+            if d.isFloating():
+                d.setFloating(False)
+            mw.tabifyDockWidget(first, d)
+        for d in docks:
+            d.show()
+    panels = napari_panels(mw)
+    controls = panels.get(NAPARI_LAYER_CONTROLS)
+    if napari_layers:
+        show_napari_layers(viewer, True)
+    else:
+        for d in panels.values():
+            d.hide()
+        if name == "Segment" and controls is not None and docks:
+            mw.tabifyDockWidget(docks[0], controls)
+            controls.show()
+    if docks:
+        docks[0].raise_()
+    mw.setProperty(_PROPERTY, name)
+    _size_column(mw, legend, docks)
+    # the window may get its final size later (shown, maximised): size the column again then
+    QTimer.singleShot(0, lambda: _size_column(mw, legend, docks))
+    return {CLASS_LIST: legend, **wanted}
+
+
+def column_width(window_width: int, docks) -> int:
+    """Width of the right column: what its docks need, within [MIN_COLUMN_PX, MAX_COLUMN_FRACTION]."""
+    need = max([MIN_COLUMN_PX, *(d.minimumSizeHint().width() for d in docks),
+                *(d.minimumWidth() for d in docks)])
+    return int(min(need, MAX_COLUMN_FRACTION * window_width))
+
+
+def _size_column(mw: QMainWindow, legend: QDockWidget, docks: list) -> None:
+    try:
+        width = column_width(mw.width(), [legend, *docks])
+        mw.resizeDocks([legend], [width], Qt.Horizontal)
+        if docks:
+            h = max(mw.height() - 80, 400)
+            top = int(CLASS_LIST_FRACTION * h)
+            mw.resizeDocks([legend, docks[0]], [top, h - top], Qt.Vertical)
+    except RuntimeError:   # the window is closing
+        log.debug("workflow layout skipped: window gone", exc_info=True)

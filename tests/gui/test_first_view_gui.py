@@ -1,0 +1,54 @@
+"""The first view is the stain: cells as thin outlines in their class colour, not a filled class
+map (issue 14, item 2), whichever dock colours the cells first."""
+
+from __future__ import annotations
+
+import numpy as np
+from ux_samples import grid_sample
+
+from napari_carspatial._napari import FIRST_VIEW_MODE, add_sample_layers, session_for
+
+
+def _code(layer, y, x):
+    return int(np.asarray(layer.data[0] if layer.multiscale else layer.data)[y, x])
+
+
+def test_legend_first_view_is_outlines(make_napari_viewer_proxy, qtbot):
+    from napari_carspatial.widgets.legend import LegendWidget
+
+    viewer = make_napari_viewer_proxy()
+    sample = grid_sample()
+    add_sample_layers(viewer, sample)
+    w = LegendWidget(viewer)
+    qtbot.addWidget(w)
+    col = w.coloring
+    assert FIRST_VIEW_MODE == "outline"
+    assert col.key == "cell_type"
+    assert col.mode == "outline"
+    assert w.mode_box.currentText() == "outline"
+    layer = col.category_layer
+    # cell 3 covers rows 0-9, cols 0-9: its inside shows the stain, its border its class colour
+    assert _code(layer, 5, 5) == 0
+    assert _code(layer, 9, 5) != 0
+    from matplotlib.colors import to_rgb
+
+    assert sample.table.obs["cell_type"].iloc[0] == "CAR T"
+    rgba = layer.colormap.map(np.array([_code(layer, 9, 5)], dtype=np.uint8))[0]
+    np.testing.assert_allclose(rgba[:3], to_rgb(col.color_of("CAR T")), atol=1 / 255)
+    # several channels stay visible under the outlines
+    assert sum(lyr.visible for lyr in session_for(viewer).layers_of(session_for(viewer).sid_of(sample), "image")) >= 3
+
+
+def test_curation_first_keeps_outlines(make_napari_viewer_proxy, qtbot):
+    """The Curation dock made first colours by the curated column, still as outlines."""
+    from napari_carspatial.widgets.curation import CurationWidget
+
+    viewer = make_napari_viewer_proxy()
+    sample = grid_sample()
+    add_sample_layers(viewer, sample)
+    w = CurationWidget(viewer)
+    qtbot.addWidget(w)
+    col = session_for(viewer).coloring(session_for(viewer).sid_of(sample))
+    assert col.key == "cell_type_curated"
+    assert col.mode == "outline"
+    assert _code(col.category_layer, 5, 5) == 0

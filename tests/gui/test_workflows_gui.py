@@ -1,0 +1,55 @@
+"""Docks by workflow: the class list always visible above the working docks, the canvas at least
+60 % of a 1600 x 1000 window in every workflow (issue 14, item 5)."""
+
+from __future__ import annotations
+
+import pytest
+from ux_samples import grid_sample
+
+from napari_carspatial._napari import add_sample_layers
+
+
+@pytest.fixture
+def laid_out(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.window.resize(1600, 1000)
+    add_sample_layers(viewer, grid_sample())
+    return viewer
+
+
+@pytest.mark.parametrize("name", ["Review", "Curate", "Segment", "Analyse", "Cohort"])
+def test_workflow_layout(laid_out, qtbot, name):
+    from napari_carspatial.widgets import workflows
+
+    viewer = laid_out
+    docks = workflows.apply_workflow(viewer, name)
+    qtbot.wait(50)
+    legend = docks[workflows.CLASS_LIST]
+    mw = workflows.main_window(legend)
+    assert legend.isVisible()
+    assert mw.tabifiedDockWidgets(legend) == []           # the class list is never behind a tab
+    assert workflows.current_workflow(viewer) == name
+    first = docks[workflows.WORKFLOWS[name][0]]
+    assert first.isVisible()
+    assert first.geometry().top() >= legend.geometry().bottom()       # below the class list
+    for other in workflows.ALL_DOCKS:
+        d = workflows.find_dock(viewer, other)
+        if d is not None and other not in (workflows.CLASS_LIST, *workflows.WORKFLOWS[name]):
+            assert not d.isVisible(), other
+    h, w = viewer.canvas.size
+    assert mw.width() == 1600
+    assert w >= 0.6 * 1600, (name, w)
+
+
+def test_legend_switches_workflow(laid_out, qtbot):
+    from napari_carspatial.widgets import workflows
+
+    viewer = laid_out
+    workflows.apply_workflow(viewer, "Review")
+    bar = workflows.find_widget(viewer, workflows.CLASS_LIST).workflow
+    bar.sync()
+    assert bar.combo.currentData() == "Review"
+    bar.combo.setCurrentIndex(bar.combo.findData("Curate"))
+    assert workflows.current_workflow(viewer) == "Curate"
+    assert workflows.find_dock(viewer, "Curation").isVisible()
+    assert not workflows.find_dock(viewer, "Channels").isVisible()
