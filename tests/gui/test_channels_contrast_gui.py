@@ -4,7 +4,7 @@ and applying a marker panel changes what is shown."""
 from __future__ import annotations
 
 import numpy as np
-from ux_samples import MARKERS, grid_sample
+from ux_samples import MARKERS, _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari.layers import add_sample_layers
 

@@ -31,7 +31,20 @@ def test_cohort_widget_opens_sample(make_napari_viewer_proxy, qtbot, results):
     assert w.table.rowCount() == 8
     headers = [w.table.horizontalHeaderItem(j).text() for j in range(w.table.columnCount())]
     assert headers[:5] == ["sample", "patient", "timepoint", "response", "cells"]
-    assert any("CAR T /mm²" in h for h in headers)
+    assert len(headers) == 6                       # one key metric at a time: the table fits the dock
+    assert "CAR T /mm²" in headers[5]
+    w.metric_box.setCurrentIndex(1)
+    assert w.table.horizontalHeaderItem(5).text() == w.metric_box.itemText(1)
+    w.resize(420, 900)
+    qtbot.wait(50)
+    assert w.table.horizontalHeader().length() <= w.table.viewport().width() + 1   # no column cut off
+    # the strips have axis values: the cohort's range at the ends
+    lo, hi, _cur = w.strip.axis_texts(0)
+    assert lo != "–" and hi != "–"
+    vals = w.strip.rows[0][1]
+    from napari_carspatial.widgets.cohort import axis_value
+
+    assert (lo, hi) == (axis_value(float(vals[vals == vals].min())), axis_value(float(vals[vals == vals].max())))
     row = next(i for i in range(8) if w.sample_at(i) == "P02-post")
     with qtbot.waitSignal(w.table.cellDoubleClicked, timeout=1000):
         w.table.cellDoubleClicked.emit(row, 0)
@@ -41,6 +54,7 @@ def test_cohort_widget_opens_sample(make_napari_viewer_proxy, qtbot, results):
     names = [lyr.name for lyr in viewer.layers]
     assert "PanCK" in names or any("PanCK" in n for n in names)
     assert w.strip.current == "P02-post"
+    assert w.strip.axis_texts(0)[2] is not None    # the current sample's value is written at its ring
     sel = w.table.selectionModel().selectedRows()
     assert sel
     assert w.sample_at(sel[0].row()) == "P02-post"

@@ -4,7 +4,7 @@ map (issue 14, item 2), whichever dock colours the cells first."""
 from __future__ import annotations
 
 import numpy as np
-from ux_samples import grid_sample
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import FIRST_VIEW_MODE, add_sample_layers, session_for
 

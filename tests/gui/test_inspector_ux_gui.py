@@ -3,8 +3,8 @@ and after pinning the active layer is not the mask (issue 14, item 8)."""
 
 from __future__ import annotations
 
-import numpy as np
-from ux_samples import grid_sample
+import pandas as pd
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import add_sample_layers, session_for
 
@@ -15,8 +15,9 @@ def test_inspector_without_nan_and_safe_active_layer(make_napari_viewer_proxy, q
     viewer = make_napari_viewer_proxy()
     sample = grid_sample()
     obs = sample.table.obs
-    obs["exclude_reason"] = np.nan     # the columns the curation adds, empty for most cells
-    obs["roi"] = None
+    n = len(obs)   # the columns the curation adds, empty for most cells
+    obs["exclude_reason"] = pd.Categorical([None] * n, categories=["fold", "artefact"])
+    obs["roi"] = pd.Categorical([None] * n, categories=["core 1"])
     obs["excluded"] = False
     add_sample_layers(viewer, sample)
     session = session_for(viewer)
@@ -28,6 +29,7 @@ def test_inspector_without_nan_and_safe_active_layer(make_napari_viewer_proxy, q
     text = w.header.text()
     assert "nan" not in text.lower()
     assert "<b>exclude_reason</b>: –" in text
+    assert "<b>roi</b>: –" in text
     status = viewer.status
     assert status.startswith("cell 3 · cell_type: CAR T")
     assert "nan" not in status and "False" not in status

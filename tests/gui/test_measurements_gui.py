@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from ux_samples import grid_sample
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import add_sample_layers, camera, session_for
 
@@ -27,7 +27,9 @@ def test_one_row_per_cell_with_units(dock):
     viewer, sample, w = dock
     m = w.model
     assert m.rowCount() == sample.table.n_obs
-    headers = [m.headerData(j, 1) for j in range(m.columnCount())]   # 1 = Qt.Horizontal
+    from qtpy.QtCore import Qt
+
+    headers = [m.headerData(j, Qt.Horizontal) for j in range(m.columnCount())]
     assert headers[:2] == ["cell id", "type"]
     assert "area (µm²)" in headers
     assert "CD3 mean" in headers

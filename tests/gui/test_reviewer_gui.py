@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ux_samples import grid_sample
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import add_sample_layers, session_for
 
@@ -48,7 +48,7 @@ def test_no_modal_dialog_during_assign(make_napari_viewer_proxy, qtbot, no_dialo
 
     viewer, sample, w = _dock(make_napari_viewer_proxy, qtbot)
     assert w.header.reviewer_edit.text() == default_reviewer()      # the OS user, shown in the field
-    w.view.select_ids(np.asarray(sample.table.obs["cell_id"])[:3])
+    w.view.core.select_ids(np.asarray(sample.table.obs["cell_id"])[:3])
     cmd = w.assign("Tumor")                                         # the very first edit
     assert cmd is not None
     assert no_dialogs == []
@@ -64,7 +64,7 @@ def test_reviewer_typed_once_is_used_and_remembered(make_napari_viewer_proxy, qt
     w.header.reviewer_edit.setText("Dr Ada Path")
     w.header.reviewer_edit.editingFinished.emit()
     assert session_for(viewer).reviewer == "Dr Ada Path"
-    w.view.select_ids(np.asarray(sample.table.obs["cell_id"])[:2])
+    w.view.core.select_ids(np.asarray(sample.table.obs["cell_id"])[:2])
     w.assign("Macrophage")
     assert list(w.core.audit()["reviewer"]) == ["Dr Ada Path"]
     assert (tmp_path / "settings.json").exists()

@@ -4,7 +4,7 @@ middle of the region, not at a corner the canvas edge cuts off (issue 14, item 3
 from __future__ import annotations
 
 import numpy as np
-from ux_samples import grid_sample
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import ROI_EDGE_PX, add_sample_layers, camera, session_for
 

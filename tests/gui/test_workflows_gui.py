@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from ux_samples import grid_sample
+from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import add_sample_layers
 

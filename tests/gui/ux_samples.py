@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 
 from napari_carspatial.model import Sample
 
@@ -34,3 +35,10 @@ def grid_sample(name="grid", n_side=6, cell=10, markers=MARKERS, pixel_size_um=1
     t.obsm["spatial"] = yx[:, ::-1].copy()
     return Sample(name, image=[img], channel_names=list(markers), pixel_size_um=pixel_size_um, labels=[lab],
                   table=t).validate()
+
+
+@pytest.fixture(autouse=True)
+def _private_user_dirs(monkeypatch, tmp_path):
+    """Autosaves, recovery files and remembered settings of a test stay in its temporary folder."""
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CARSPATIAL_CONFIG_DIR", str(tmp_path / "config"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 
 import pandas as pd
 
-from napari_carspatial.model.audit_display import COLUMNS, display_rows, ids_text, local_time, plain, zone_name
+from napari_carspatial.model.audit_display import (
+    COLUMNS,
+    display_rows,
+    ids_text,
+    local_time,
+    plain,
+    zone_name,
+)
 
 
 def test_plain_values_without_json_quotes():
@@ -33,7 +40,7 @@ def test_display_rows_of_an_audit_frame():
     audit = pd.DataFrame([{"time": "2024-05-01T12:03:04+00:00", "reviewer": "ada", "action": "assign",
                            "cell_ids": "[3, 6, 9]", "column": "cell_type_curated",
                            "old": '["CAR T", "Tumor", "Macrophage"]', "new": '"CAR T"', "note": ""}])
-    (row,) = display_rows(audit, timezone.utc)
+    (row,) = display_rows(audit, UTC)
     assert tuple(row["text"]) == COLUMNS
     assert row["text"]["change"] == "cell_type_curated: CAR T, Tumor, Macrophage → CAR T"
     assert row["text"]["cells"] == "3 cells: 3, 6, 9"

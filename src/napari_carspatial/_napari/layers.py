@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import weakref
 from typing import Any
 
 import numpy as np
@@ -141,16 +140,12 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
 
 
 def guess_type_key(adata) -> str | None:
-    """The most likely cell-type column of a table (None when there is none)."""
-    prefs = ["cell_type_curated", "cell_type", "celltype", "CellType", "phenotype", "Phenotype",
-             "cluster", "leiden", "louvain"]
-    for k in prefs:
-        if k in adata.obs:
-            return k
-    for k in adata.obs.columns:
-        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region",):
-            return k
-    return None
+    """The cell-type column of a table, by the one rule the CLI and every dock use
+    (:func:`napari_carspatial.model.cell_types.find_cell_type_key`: known names, the curated copy
+    when there is one); None when the table has none (the docks then say how to make one)."""
+    from ..model.cell_types import find_cell_type_key
+
+    return find_cell_type_key(adata) if adata is not None else None
 
 
 def sample_to_layer_data(
@@ -195,7 +190,7 @@ def sample_to_layer_data(
     if sample.labels and labels:
         labels = sample.labels
         meta = {
-            "name": f"{sample.name} cells",
+            "name": f"{layer_label(sample)} cells",
             "scale": scale,
             "translate": tuple(translate),
             "units": _units(sample),
@@ -210,6 +205,14 @@ def sample_to_layer_data(
             meta["features"] = feats
         out.append((labels if len(labels) > 1 else labels[0], meta, "labels"))
     return out
+
+
+def layer_label(sample: Sample) -> str:
+    """A short sample label for layer names, so napari's layer list does not elide them:
+    ``"20210305_NE (15 acquisitions)"`` -> ``"20210305_NE ×15"``."""
+    import re
+
+    return re.sub(r"\s*\((\d+) acquisitions\)$", r" ×\1", str(sample.name))
 
 
 def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.12) -> list[tuple[float, float]]:
@@ -324,7 +327,7 @@ def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[t
         entry = pending_entry(m)
         out = sample_to_layer_data(m, entry=entry)
         out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=entry.sid,
-                                   name=f"{m.name} tiles", units=_units(m)))
+                                   name=f"{layer_label(m)} tiles", units=_units(m)))
         return out
     out = []
     offsets = montage_offsets(samples)
@@ -355,7 +358,8 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
     if m is not None:
         layers = add_sample_layers(viewer, m)
         data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
-                                        sid=session_for(viewer).register(m), name=f"{m.name} tiles", units=_units(m))
+                                        sid=session_for(viewer).register(m), name=f"{layer_label(m)} tiles",
+                                        units=_units(m))
         layers.append(viewer.add_shapes(data, **meta))
         keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
         viewer.reset_view()
@@ -493,8 +497,6 @@ META_SCREEN_EDGE = "carspatial_screen_edge_px"
 ROI_EDGE_PX = 1.5
 #: on-screen width of the acquisition tile outlines, screen pixels
 TILE_EDGE_PX = 1.0
-#: Shapes layers whose edges follow the zoom already
-_FOLLOWING: weakref.WeakSet = weakref.WeakSet()
 
 
 def screen_edge_width(viewer, layer_scale, px: float = ROI_EDGE_PX) -> float:
@@ -518,21 +520,24 @@ def keep_edge_on_screen(viewer, layer, px: float = ROI_EDGE_PX) -> None:
     """
     from .inspect import camera
 
+    first = META_SCREEN_EDGE not in layer.metadata
     layer.metadata[META_SCREEN_EDGE] = float(px)
-    ref = weakref.ref(layer)
-    cam = camera(viewer)
+    if first:
+        cam = camera(viewer)
 
-    def _follow(event=None):
-        lyr = ref()
-        if lyr is None or lyr not in viewer.layers:
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                cam.events.zoom.disconnect(_follow)
-            return
-        apply_screen_edge(viewer, lyr)
+        def _follow(event=None):
+            apply_screen_edge(viewer, layer)
 
-    if layer not in _FOLLOWING:
+        def _removed(event):
+            if event.value is layer or event.value == layer:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    cam.events.zoom.disconnect(_follow)
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    viewer.layers.events.removed.disconnect(_removed)
+
+        # plain functions: napari's emitters hold them until the layer leaves the viewer
         cam.events.zoom.connect(_follow)
-        _FOLLOWING.add(layer)
+        viewer.layers.events.removed.connect(_removed)
     apply_screen_edge(viewer, layer)
 
 

@@ -140,22 +140,33 @@ class CellMeasurements:
         return self._num[c.key]
 
     def order(self, j: int, rows: np.ndarray | None = None, *, descending: bool = False) -> np.ndarray:
-        """``rows`` (default all) sorted by column ``j`` (stable; categories by name, missing last)."""
+        """``rows`` (default all) sorted by column ``j``; missing values last.
+
+        Categories sort by name (stable: a radix sort of small integer ranks, ~25 ms at a million
+        cells); numbers by value (numpy's introsort on float32 / int64: ties in no set order).
+        """
         rows = np.arange(self.n) if rows is None else np.asarray(rows, dtype=np.int64)
         c = self.columns[j]
         v = self.values(j)[rows]
         if c.kind == "category":
             cats = self.categories(c.key)
             rank = np.argsort(np.argsort(np.array([s.lower() for s in cats], dtype=object), kind="stable"))
-            key = np.where(v >= 0, rank[np.clip(v, 0, None)] if len(cats) else 0, len(cats)).astype(np.int64)
-            missing = v < 0
-        else:
-            key = v.astype(float)
-            missing = ~np.isfinite(key)
+            if descending:
+                rank = len(cats) - 1 - rank
+            dtype = np.int16 if len(cats) < 32000 else np.int64
+            key = np.full(v.shape, len(cats), dtype=dtype)          # missing: after every category
+            hit = v >= 0
+            key[hit] = rank[v[hit]]
+            return rows[np.argsort(key, kind="stable")]
+        if c.kind in ("id", "bool"):
+            key = v.astype(np.int64)
+            return rows[np.argsort(-key if descending else key)]
+        key = v.astype(np.float32)
+        missing = ~np.isfinite(key)
         if descending:
-            key = -key if c.kind != "category" else (len(self.categories(c.key)) - key)
-        key = np.where(missing, np.inf, key)
-        return rows[np.argsort(key, kind="stable")]
+            key = -key
+        key[missing] = np.inf
+        return rows[np.argsort(key)]
 
     def mask(self, **equal) -> np.ndarray:
         """Rows whose categorical columns equal the given names, e.g. ``mask(curated="CAR T", roi="core 1")``.

@@ -3,9 +3,11 @@
 Load a results folder written by ``carspatial batch`` (its ``run.json`` names the manifest). The
 table lists every sample of the manifest with its clinical columns and key metrics; a
 double-click opens that sample in the viewer (read in a worker thread, layers added on the main
-thread, errors as napari notifications). The strip plots below show, for each key metric, every
-sample of the cohort as a dot (blue responders, orange non-responders, grey unknown) with the
-sample that is open or selected ringed in black, so one sees where it sits in the cohort.
+thread, errors as napari notifications). The table fits the dock: the clinical columns and one
+key metric at a time (the "metric" chooser; sort by clicking its header). The strip plots below
+show, for each key metric, every sample of the cohort as a dot (blue responders, orange
+non-responders, grey unknown) on an axis with its values (the cohort's range at the ends), the
+sample that is open or selected ringed, with its value, so one sees where it sits in the cohort.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QFont, QPainter, QPen
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -60,10 +63,23 @@ def short_label(region: str, metric: str) -> str:
     return f"{_SHORT.get(metric, metric)} ({_REGION.get(region, region)})"
 
 
-class _StripPlot(QWidget):
-    """One horizontal strip per key metric: every sample a dot, the current one ringed."""
+def axis_value(v: float) -> str:
+    """A compact axis value: ``0.034``, ``12.5``, ``1,250``, ``-3.2``."""
+    if not np.isfinite(v):
+        return "–"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
 
-    ROW = 26
+
+class _StripPlot(QWidget):
+    """One horizontal strip per key metric: every sample a dot, the current one ringed with its
+    value; each strip's ends are labelled with the cohort's minimum and maximum."""
+
+    ROW = 36
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -82,30 +98,52 @@ class _StripPlot(QWidget):
         self.current = sample
         self.update()
 
+    def axis_texts(self, k: int) -> tuple[str, str, str | None]:
+        """(min, max, current sample's value) texts of strip ``k`` (what is drawn)."""
+        _label, vals, _groups = self.rows[k]
+        fin = vals[np.isfinite(vals)]
+        if not fin.size:
+            return "–", "–", None
+        cur = self.samples.index(self.current) if self.current in self.samples else None
+        cur_text = axis_value(float(vals[cur])) if cur is not None and np.isfinite(vals[cur]) else None
+        return axis_value(float(fin.min())), axis_value(float(fin.max())), cur_text
+
     def paintEvent(self, event):  # noqa: N802 - Qt API
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         pal = self.palette()
         fg = pal.windowText().color()
+        dim = QColor(fg.red(), fg.green(), fg.blue(), 150)
         w = self.width()
-        label_w = min(200, int(w * 0.45))
-        x0, x1 = label_w + 8, w - 10
+        label_w = min(190, int(w * 0.42))
+        x0, x1 = label_w + 14, w - 14
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        p.setFont(font)
+        small = QFont(font)
+        small.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
         cur = self.samples.index(self.current) if self.current in self.samples else None
         for k, (label, vals, groups) in enumerate(self.rows):
-            y = 4 + k * self.ROW + self.ROW / 2
+            top = 4 + k * self.ROW
+            y = top + self.ROW * 0.42
+            p.setFont(font)
             p.setPen(fg)
             text = p.fontMetrics().elidedText(label, Qt.ElideLeft, label_w)
-            p.drawText(QRectF(0, y - self.ROW / 2, label_w, self.ROW), Qt.AlignRight | Qt.AlignVCenter, text)
-            p.setPen(QPen(QColor(fg.red(), fg.green(), fg.blue(), 70), 1))
+            p.drawText(QRectF(0, top, label_w, self.ROW * 0.84), Qt.AlignRight | Qt.AlignVCenter, text)
+            p.setPen(QPen(QColor(fg.red(), fg.green(), fg.blue(), 90), 1))
             p.drawLine(QPointF(x0, y), QPointF(x1, y))
+            for xt in (x0, x1):   # end ticks
+                p.drawLine(QPointF(xt, y - 3), QPointF(xt, y + 3))
             fin = np.isfinite(vals)
             if not fin.any():
                 continue
             lo, hi = float(np.min(vals[fin])), float(np.max(vals[fin]))
             span = hi - lo or 1.0
+            lo_t, hi_t, cur_t = self.axis_texts(k)
+            p.setFont(small)
+            p.setPen(dim)
+            band = QRectF(x0 - 12, y + 4, x1 - x0 + 24, self.ROW * 0.5)
+            p.drawText(band, Qt.AlignLeft | Qt.AlignTop, lo_t)
+            p.drawText(band, Qt.AlignRight | Qt.AlignTop, hi_t)
             for i, (v, g) in enumerate(zip(vals, groups, strict=False)):
                 if not np.isfinite(v):
                     continue
@@ -114,13 +152,19 @@ class _StripPlot(QWidget):
                 c.setAlpha(200)
                 p.setPen(Qt.NoPen)
                 p.setBrush(c)
-                jitter = ((i * 7919) % 9 - 4) * 0.9
+                jitter = ((i * 7919) % 7 - 3) * 0.8
                 p.drawEllipse(QPointF(x, y + jitter), 3.5, 3.5)
             if cur is not None and np.isfinite(vals[cur]):
                 x = x0 + (vals[cur] - lo) / span * (x1 - x0)
                 p.setBrush(Qt.NoBrush)
                 p.setPen(QPen(fg, 2))
                 p.drawEllipse(QPointF(x, y), 7, 7)
+                if cur_t is not None:
+                    p.setFont(small)
+                    p.setPen(fg)
+                    tw = p.fontMetrics().horizontalAdvance(cur_t) + 4
+                    tx = min(max(x - tw / 2, x0 + 22), x1 - 22 - tw)   # clear of the end labels
+                    p.drawText(QRectF(tx, y + 4, tw, self.ROW * 0.5), Qt.AlignHCenter | Qt.AlignTop, cur_t)
         p.end()
 
 
@@ -139,7 +183,7 @@ class CohortWidget(QWidget):
         self._opened: dict[str, str] = {}  # cohort sample id -> session sample id
         self.session = session_for(self.viewer)
 
-        self.setMinimumWidth(440)
+        self.setMinimumWidth(380)
         self.path = QLineEdit()
         self.path.setPlaceholderText("results folder of carspatial batch")
         browse = QPushButton("…")
@@ -158,7 +202,13 @@ class CohortWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.metric_box = QComboBox()
+        self.metric_box.setToolTip("The key metric shown in the table's last column (click its header to sort)")
+        self.metric_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.metric_box.setMinimumContentsLength(16)
         self.strip = _StripPlot()
         self.strip_title = QLabel("")
         self.strip_title.setWordWrap(True)
@@ -166,6 +216,10 @@ class CohortWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.status)
+        mrow = QHBoxLayout()
+        mrow.addWidget(QLabel("metric"))
+        mrow.addWidget(self.metric_box, 1)
+        lay.addLayout(mrow)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.strip_title)
         lay.addWidget(self.strip)
@@ -174,6 +228,7 @@ class CohortWidget(QWidget):
         self.load_button.clicked.connect(lambda: self.load(self.path.text().strip()))
         self.path.returnPressed.connect(lambda: self.load(self.path.text().strip()))
         self.table.cellDoubleClicked.connect(self._double_clicked)
+        self.metric_box.currentIndexChanged.connect(lambda _i: self._fill_table() if self.manifest is not None else None)
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
     # -------------------------------------------------------------- loading
@@ -207,6 +262,11 @@ class CohortWidget(QWidget):
         self.keys = key_metrics(metrics, KEY_METRICS) if len(metrics) else []
         wide = wide_key_table(metrics, self.keys) if len(metrics) else pd.DataFrame()
         self.wide = wide
+        self.metric_box.blockSignals(True)
+        self.metric_box.clear()
+        for r, m in self.keys:
+            self.metric_box.addItem(short_label(r, m), (r, m))
+        self.metric_box.blockSignals(False)
         self._fill_table()
         done = len(wide)
         self.status.setText(f"{len(man.samples)} samples of {man.table['patient'].nunique()} patients; "
@@ -215,7 +275,8 @@ class CohortWidget(QWidget):
 
     def _fill_table(self):
         man = self.manifest
-        cols = ["sample", "patient", "timepoint", "response", "cells"] + [short_label(r, m) for r, m in self.keys]
+        shown = [self.metric_box.currentData()] if self.metric_box.currentData() else []
+        cols = ["sample", "patient", "timepoint", "response", "cells"] + [short_label(r, m) for r, m in shown]
         self.table.setSortingEnabled(False)
         self.table.clear()
         self.table.setColumnCount(len(cols))
@@ -226,7 +287,7 @@ class CohortWidget(QWidget):
             w = self.wide.loc[sid] if self.wide is not None and sid in self.wide.index else None
             vals = [sid, row["patient"], row["timepoint"], row["response"] or "–",
                     w["cells"] if w is not None and "cells" in w else np.nan]
-            vals += [w[f"{m} [{r}]"] if w is not None and f"{m} [{r}]" in w else np.nan for r, m in self.keys]
+            vals += [w[f"{m} [{r}]"] if w is not None and f"{m} [{r}]" in w else np.nan for r, m in shown]
             for j, v in enumerate(vals):
                 item = QTableWidgetItem()
                 if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
@@ -259,7 +320,7 @@ class CohortWidget(QWidget):
         self.strip.set_data(samples, rows)
         self.strip_title.setText(f"Where the sample sits in the cohort: <span style='color:{R_COLOR}'>●</span> "
                                  f"responder, <span style='color:{NR_COLOR}'>●</span> non-responder, ring = "
-                                 "current sample; each strip spans the metric's cohort range.")
+                                 "current sample (with its value); each strip runs from the cohort's lowest to its highest value.")
 
     # -------------------------------------------------------------- selection and opening
     def sample_at(self, row: int) -> str | None:

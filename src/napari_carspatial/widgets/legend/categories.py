@@ -89,6 +89,8 @@ class CategoryPanel(QWidget):
         self.hint = QLabel("double-click a name: show only it · double-click a colour: change it · right-click: more")
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("color: gray; font-size: 10px")
+        self.hint.hide()      # the rows get the room; the same help is the table's tooltip
+        self.tree.setToolTip(self.hint.text())
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(srow)

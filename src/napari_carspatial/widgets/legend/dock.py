@@ -113,6 +113,11 @@ class LegendWidget(QWidget):
         self.empty = QLabel("Open a sample with a segmentation mask and a cell table (Samples dock) "
                             "to colour its cells.")
         self.empty.setWordWrap(True)
+        self.no_types = QLabel()
+        self.no_types.setWordWrap(True)
+        self.no_types.setStyleSheet("color: #e0a000")
+        self.no_types.hide()
+        self.column_box.setPlaceholderText("choose a column…")
         self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData())
 
         self.workflow = WorkflowBar(self)
@@ -120,6 +125,7 @@ class LegendWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.workflow)
         lay.addLayout(form)
+        lay.addWidget(self.no_types)
         lay.addWidget(self.busy_notice)
         lay.addWidget(self.categories, 1)
         lay.addWidget(self.values)
@@ -162,6 +168,11 @@ class LegendWidget(QWidget):
         if [k for k in have if k is not None] != list(dict.fromkeys(want)):
             self._fill_columns(self.coloring.table)
             self._sync_from_coloring()
+        if self.coloring.key is None:   # nothing coloured yet: a type column made since (gating) is shown
+            key = guess_type_key(self.coloring.table)
+            if key is not None and self.column_box.findData(key) >= 0:
+                self.show_no_types_hint(False)
+                self.set_column(key)
 
     def _on_layers_changed(self, event=None):
         for layer in self.viewer.layers:
@@ -192,6 +203,7 @@ class LegendWidget(QWidget):
         self._fill_columns(self.coloring.table)
         if self.coloring.key is None:  # first time: the cell types as thin outlines over the stain
             key = guess_type_key(self.coloring.table)
+            self.show_no_types_hint(key is None)
             if key is not None:
                 self.mode_box.blockSignals(True)
                 self.mode_box.setCurrentText(FIRST_MODE)
@@ -199,6 +211,17 @@ class LegendWidget(QWidget):
                 self.set_column(key)
                 return
         self._sync_from_coloring()
+
+    def show_no_types_hint(self, show: bool) -> None:
+        """Say why "colour by" is empty and what to do, when the table has no cell-type column."""
+        if show and self.coloring is not None:
+            n_markers = len(column_choices(self.coloring.table)["markers"])
+            self.no_types.setText(
+                "No cell-type column in this table (it holds measurements only), so nothing is coloured "
+                f"yet. Colour by a marker or a measurement above ({n_markers} markers), or make cell types "
+                "first: gate them (workflow Analyse → Gating dock, \"Apply rules\") or cluster them "
+                "(e.g. scanpy leiden into obs['leiden']); the new column appears here.")
+        self.no_types.setVisible(bool(show))
 
     def _fill_columns(self, table):
         self.column_box.blockSignals(True)
@@ -282,6 +305,8 @@ class LegendWidget(QWidget):
         finally:
             self._syncing = False
         numeric = col is not None and col.kind == "numeric"
+        if col is not None and col.key is not None:
+            self.no_types.hide()
         self.categories.setVisible(not numeric)
         self.values.setVisible(numeric)
         self.categories.fill()
