@@ -52,3 +52,34 @@ def test_curation_first_keeps_outlines(make_napari_viewer_proxy, qtbot):
     assert col.key == "cell_type_curated"
     assert col.mode == "outline"
     assert _code(col.category_layer, 5, 5) == 0
+
+
+def test_outlines_fade_at_slide_zoom(make_napari_viewer_proxy, qtbot):
+    """At slide zoom (cells a few screen pixels) the outlines fade so they do not hide the stain;
+    at cell zoom they are back at full opacity, also after a recolour."""
+    from napari_carspatial._napari import camera
+    from napari_carspatial._napari.layers import CELLS_OPACITY, FADE_MIN, outline_fade
+    from napari_carspatial.widgets.legend import LegendWidget
+
+    assert outline_fade(40.0) == 1.0 and outline_fade(1.0) == FADE_MIN
+    assert FADE_MIN < outline_fade(8.0) < 1.0
+    viewer = make_napari_viewer_proxy()
+    sample = grid_sample()
+    add_sample_layers(viewer, sample)
+    w = LegendWidget(viewer)
+    qtbot.addWidget(w)
+    session = session_for(viewer)
+    sid = session.sid_of(sample)
+    lab = session.labels_layer(sid)
+    cats = session.coloring(sid).category_layer
+    cam = camera(viewer)
+    cam.zoom = 8.0            # cells ~ 90 screen px
+    assert abs(lab.opacity - CELLS_OPACITY) < 1e-3
+    full = cats.opacity
+    cam.zoom = 0.2            # cells ~ 2 screen px
+    assert abs(lab.opacity - CELLS_OPACITY * FADE_MIN) < 1e-3
+    assert cats.opacity < full
+    w.coloring.set_opacity(0.9)   # a recolour keeps the fade
+    assert abs(cats.opacity - 0.9 * FADE_MIN) < 1e-2
+    cam.zoom = 8.0
+    assert abs(cats.opacity - 0.9) < 1e-2 and abs(lab.opacity - CELLS_OPACITY) < 1e-3

@@ -22,6 +22,7 @@ from .session import (
     META_ROLE,
     META_SAMPLE,
     ROLE_IMAGE,
+    ROLE_LABELS,
     SampleEntry,
     pending_entry,
     session_for,
@@ -195,7 +196,7 @@ def sample_to_layer_data(
             "translate": tuple(translate),
             "units": _units(sample),
             "multiscale": len(labels) > 1,
-            "opacity": 0.45,
+            "opacity": CELLS_OPACITY,
             "blending": "translucent",
             "colormap": outline_colormap(),
             "metadata": {META_SAMPLE: sid, META_ROLE: "labels"},
@@ -401,7 +402,13 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
             layers.append(lbl)
     if sample.pixel_size_um:
         show_scale_bar(viewer)
+    if labels and sample.labels:
+        fade_outlines_with_zoom(viewer, sid)
     return layers
+
+
+#: opacity of the grey cell outlines (the segmentation) at cell zoom
+CELLS_OPACITY = 0.45
 
 
 #: the first view is the stain: cells as thin outlines in their class colour (QuPath's default for
@@ -560,3 +567,81 @@ def apply_screen_edge(viewer, layer) -> None:
             return
         layer.edge_width = [w] * len(layer.data)
     layer.current_edge_width = w
+
+
+# --------------------------------------------------------------------------- outlines fade at slide zoom
+#: cells smaller than this on screen (diameter, px): outlines start to fade (they would hide the stain)
+FADE_FROM_PX = 12.0
+#: ... fully faded (to :data:`FADE_MIN`) at this diameter
+FADE_TO_PX = 4.0
+#: the faintest outline, as a fraction of its opacity
+FADE_MIN = 0.2
+
+
+def outline_fade(cell_diameter_screen_px: float) -> float:
+    """Opacity factor of cell outlines for cells this big on screen: 1 at cell zoom, down to
+    :data:`FADE_MIN` when cells are a few pixels (slide zoom: a mesh of outlines would hide the stain)."""
+    d = float(cell_diameter_screen_px)
+    t = (d - FADE_TO_PX) / (FADE_FROM_PX - FADE_TO_PX)
+    return float(min(1.0, max(FADE_MIN, FADE_MIN + (1 - FADE_MIN) * t)))
+
+
+def cell_diameter_world(sample: Sample, scale: float) -> float:
+    """Median cell diameter in world units (from ``obs["area"]`` in px², else 10 µm)."""
+    t = sample.table
+    if t is not None and "area" in t.obs and t.n_obs:
+        area = pd.to_numeric(t.obs["area"], errors="coerce").to_numpy(dtype=float)
+        area = area[np.isfinite(area) & (area > 0)]
+        if area.size:
+            return float(2 * np.sqrt(np.median(area) / np.pi) * scale)
+    return 10.0 if sample.pixel_size_um else 20.0 * scale
+
+
+def fade_outlines_with_zoom(viewer, sid: str) -> None:
+    """Outline layers of sample ``sid`` (the grey segmentation, the class outlines) fade at slide
+    zoom and are crisp at cell zoom; follows ``camera.events.zoom``. Installed once per sample
+    (the flag lives in the sample's session cache, which dies with it)."""
+    from .inspect import camera
+
+    session = session_for(viewer)
+    cache = session.cache(sid)
+    if cache.get("outline_fade"):
+        apply_outline_fade(viewer, sid)
+        return
+    cache["outline_fade"] = True
+    cam = camera(viewer)
+
+    def _follow(event=None):
+        if session.sample(sid) is None:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                cam.events.zoom.disconnect(_follow)
+            return
+        apply_outline_fade(viewer, sid)
+
+    cam.events.zoom.connect(_follow)
+    apply_outline_fade(viewer, sid)
+
+
+def apply_outline_fade(viewer, sid: str) -> float:
+    """Set the outline layers' opacity for the current zoom; returns the fade factor."""
+    from .inspect import camera
+
+    session = session_for(viewer)
+    sample = session.sample(sid)
+    lab = session.labels_layer(sid)
+    if sample is None or lab is None:
+        return 1.0
+    d = cell_diameter_world(sample, float(lab.scale[-1])) * float(camera(viewer).zoom)
+    f = outline_fade(d)
+    for lyr in session.layers_of(sid, ROLE_LABELS):
+        want = round(CELLS_OPACITY * f, 3)
+        if abs(lyr.opacity - want) > 1e-3:
+            lyr.opacity = want
+    if session.has_coloring(sid):
+        col = session.coloring(sid)
+        layer = col.category_layer
+        if layer is not None and col.kind == "categorical" and col.mode == "outline":
+            want = round(col.opacity * f, 3)
+            if abs(layer.opacity - want) > 1e-3:
+                layer.opacity = want
+    return f

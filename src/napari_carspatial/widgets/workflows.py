@@ -197,6 +197,9 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
     if docks:
         docks[0].raise_()
     mw.setProperty(_PROPERTY, name)
+    bar = getattr(find_widget(viewer, CLASS_LIST), "workflow", None)
+    if bar is not None:
+        bar.sync()
     _size_column(mw, legend, docks)
     # the window may get its final size later (shown, maximised): size the column again then
     QTimer.singleShot(0, lambda: _size_column(mw, legend, docks))
@@ -216,7 +219,10 @@ def _size_column(mw: QMainWindow, legend: QDockWidget, docks: list) -> None:
         mw.resizeDocks([legend], [width], Qt.Horizontal)
         if docks:
             h = max(mw.height() - 80, 400)
-            top = int(CLASS_LIST_FRACTION * h)
+            inner = legend.widget()
+            want = getattr(inner, "preferred_height", None)
+            top = int(want()) + 30 if callable(want) else int(CLASS_LIST_FRACTION * h)
+            top = max(int(0.25 * h), min(top, int(0.55 * h)))
             mw.resizeDocks([legend, docks[0]], [top, h - top], Qt.Vertical)
     except RuntimeError:   # the window is closing
         log.debug("workflow layout skipped: window gone", exc_info=True)

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from ..._napari import (
     FIRST_VIEW_MODE,
     FIRST_VIEW_OPACITY,
+    apply_outline_fade,
     camera,
     column_choices,
     guess_type_key,
@@ -276,7 +277,22 @@ class LegendWidget(QWidget):
             self.coloring.set_opacity(value / 100)
 
     # ================================================================== state -> widgets
+    def preferred_height(self, max_rows: int = 14) -> int:
+        """Height that shows every category row (up to ``max_rows``) without scrolling."""
+        tree = self.categories.tree
+        n = tree.topLevelItemCount() or (len(self.coloring.categories) if self.coloring is not None else 6)
+        row = tree.sizeHintForRow(0) if tree.topLevelItemCount() else 18
+        rows_h = min(max(n, 4), max_rows) * max(row, 16) + tree.header().height() + 6
+        return self.sizeHint().height() - tree.sizeHint().height() + rows_h
+
+    def _fade(self) -> None:
+        sid = self.sample_box.currentData()
+        if sid is not None and self.session.sample(sid) is not None:
+            with contextlib.suppress(KeyError, ValueError, RuntimeError):
+                apply_outline_fade(self.viewer, sid)
+
     def _on_coloring_changed(self, event=None):
+        self._fade()   # outlines stay faded at slide zoom after a recolour
         what = getattr(event, "what", None)
         if what in ("clim", "opacity", "cmap"):
             self.values.update_colorbar()
