@@ -322,13 +322,16 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
 
 def read_cohort_sample(row: dict):
     """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
-    named by its sample id."""
+    named by its sample id.
+
+    Table and mask ids are checked as :func:`~napari_carspatial.io.read_sample` checks them: a
+    table of another image is refused, never analysed.
+    """
     from ..io import read_sample, read_table
     from ..model import Sample, pixel_size_um
 
     if row.get("image"):
-        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"],
-                        check_ids=False)
+        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"])
         if isinstance(s, list):
             if len(s) != 1:
                 raise SampleError(f"{len(s)} samples in this folder; give one image per manifest row.",
