@@ -52,3 +52,24 @@ def test_a_table_of_another_image_is_refused_naming_the_ids(cytomapper_dir, tmp_
     assert "122 of 122 table ids are not in the mask" in fail["error"]
     assert "G01_cells.h5ad" in fail["error"]
     assert set(res.metrics["sample"]) == {"G01"}
+
+
+def test_a_multi_image_table_is_cut_to_the_samples_rows(cytomapper_dir, tmp_path):
+    """QA H2: a table-only row with a multi-image table (cells.csv: 3 images, 362 cells) gave each
+    sample all 362 cells. Rows are chosen by the sample's mask, else by its sample id naming the
+    image, else the table is refused naming the image column."""
+    cells = _h5ad(cytomapper_dir, tmp_path / "all3.h5ad")
+    rows = [{"sample": "E34_imc", "patient": "P1", "timepoint": "pre", "table": str(cells)},
+            {"sample": "G01", "patient": "P1", "timepoint": "post", "table": str(cells),
+             "mask": str(cytomapper_dir / "masks" / "G01_mask.tiff")},
+            {"sample": "X9", "patient": "P2", "timepoint": "pre", "table": str(cells)},
+            {"sample": "P3-pre", "patient": "P3", "timepoint": "pre", "table": str(cells), "image_name": "J02_imc"}]
+    man = write_manifest(rows, tmp_path / "m.csv")
+    res = run_batch(man, _cfg(), tmp_path / "r", scheduler="sequential", progress=False)
+    assert sorted(res.done) == ["E34_imc", "G01", "P3-pre"]
+    assert _summary(res.out, "P3-pre")["n_cells"] == 127
+    assert _summary(res.out, "E34_imc")["n_cells"] == 113
+    assert _summary(res.out, "G01")["n_cells"] == 122
+    assert _summary(res.out, "G01")["cell_types"] == {"celltype_A": 45, "celltype_C": 40, "celltype_B": 37}
+    err = res.failed.set_index("sample").loc["X9", "error"]
+    assert "3 images" in err and "ImageName" in err and "X9" in err and "all3.h5ad" in err

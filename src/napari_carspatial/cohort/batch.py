@@ -338,7 +338,10 @@ def read_cohort_sample(row: dict):
                                   path=row["image"])
             s = s[0]
     else:
-        adata = read_table(row["table"])
+        # a multi-image table (cytomapper / steinbock cells.csv) keeps only this sample's rows: those
+        # of its mask, else of the image its ``image_name`` column or its sample id names
+        keys = {"mask": row["mask"]} if row.get("mask") else {"image": row.get("image_name") or row["sample"]}
+        adata = read_table(row["table"], **keys)
         s = Sample(name=row["sample"], table=adata, pixel_size_um=pixel_size_um(adata))
         if row.get("mask"):
             from ..io import read_mask

@@ -24,7 +24,10 @@ Columns
     Toxicity grades 0-4 or empty.
 ``image``, ``mask``, ``table``, ``regions``
     Paths, relative ones resolved against the manifest's folder. A sample needs a table, or an
-    image and a mask (then it is quantified). ``regions`` is an optional GeoJSON file.
+    image and a mask (then it is quantified). ``regions`` is an optional GeoJSON file. A
+    multi-image table (cytomapper / steinbock ``cells.csv``) is cut to the sample's rows: those of
+    its image or mask, else of the image named by ``image_name`` (optional; default: the sample id),
+    compared as file names without suffix.
 
 Headless: no napari, no Qt.
 """

@@ -203,9 +203,12 @@ def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = Non
                     [v[0] for v in examples.values() if len(v)], sorted(keys))
         return None
     shown = "; ".join(f"{c}: {', '.join(map(str, v[:4]))}{', ...' if len(v) > 4 else ''}" for c, v in examples.items())
+    n_images = max(len(v) for v in examples.values())
     raise SampleError(
-        f"no table row belongs to {', '.join(sorted(keys))} (image columns hold {shown}).",
-        path=source, hint="Pass image_column= naming the column that matches the image file name.",
+        f"no table row belongs to {', '.join(sorted(keys))}: the table holds rows of {n_images} images "
+        f"(image columns hold {shown}).",
+        path=source, hint="Name the image as the table does (file name without suffix), or pass image_column= "
+                          "naming the column that matches the image file name.",
     )
 
 
