@@ -16,7 +16,9 @@ every cell and region (nothing to adjudicate). The final table is a copy of the 
     uns["carspatial"]["review"]        {"final_key": <type>_adjudicated, "provenance": JSON}
 
 Written atomically (:func:`napari_carspatial.model.atomic.atomic_write`) to
-``PROJECT/export/<sample>.h5ad`` (or ``--out``), never over a file of the manifest. Next to the
+``PROJECT/export/<sample>.h5ad`` (or ``--out``; ``<sample>`` is the sample id made file-safe
+injectively by :func:`napari_carspatial.cohort.batch.safe_name`, as the batch names its results
+folders: ``P02/post`` -> ``P02_post~<hash>``), never over a file of the manifest. Next to the
 tables: ``<sample>.provenance.json``, ``<sample>.geojson`` (final regions, QuPath flavour),
 ``manifest.csv`` (the cohort manifest pointing at the final tables and regions, ready for
 ``carspatial batch``), ``agreement_samples.csv``, ``agreement_classes.csv``,
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cohort.batch import check_folder_names, safe_name
 from ..model import SampleError, edit_log
 from ..model.atomic import atomic_write, atomic_write_text
 from ..model.conventions import UNS_KEY, instance_ids
@@ -52,7 +55,6 @@ from .reads import (
     _statuses,
     read_pair,
     read_source,
-    safe_name,
     writable_obs_index,
 )
 
@@ -277,6 +279,7 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
     sources = _source_paths(project)
     samples = [samples] if isinstance(samples, str) else samples
     entries = [project.entry(s) for s in samples] if samples is not None else list(project.samples.values())
+    check_folder_names([e.sample for e in entries], path=project.manifest_path)  # file names never collide
     results, decisions, man_rows = {}, [], []
     for e in entries:
         try:

@@ -524,9 +524,3 @@ def read_pair(project: ReviewProject, sample_or_code: str) -> ReadPair:
                     rois={r: rois_from_frame(t.uns.get(ROI_UNS_KEY)) for r, t in tabs.items()},
                     logs={r: edit_log.get_log(t) for r, t in tabs.items()},
                     pixel_size_um=pixel_size_um(a))
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a sample id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "sample"
-

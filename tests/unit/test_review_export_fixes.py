@@ -1,0 +1,45 @@
+"""Review export on real IMC data (cytomapper): one results file per sample id, however the ids
+are spelled."""
+
+from __future__ import annotations
+
+import anndata as ad
+import pandas as pd
+
+from napari_carspatial.cohort import write_manifest
+from napari_carspatial.review import init_project, load_project
+
+
+def _rows(cytomapper_dir, ids, images=("E34", "G01")):
+    return [{"sample": sid, "patient": f"P{i}", "timepoint": "pre",
+             "image": str(cytomapper_dir / "images" / f"{n}_imc.tiff"),
+             "mask": str(cytomapper_dir / "masks" / f"{n}_mask.tiff"),
+             "table": str(cytomapper_dir / "cells.csv")} for i, (sid, n) in enumerate(zip(ids, images, strict=True))]
+
+
+def _read_twice(proj, samples):
+    for sid in samples:
+        for who in ("alice", "bob"):
+            with proj.start_read(sid, who) as rd:
+                rd.finish()
+
+
+def test_export_keeps_samples_whose_ids_differ_only_in_dropped_characters_apart(cytomapper_dir, tmp_path):
+    """QA H3: review export named files with its own safe_name (P02/post and P02_post ->
+    P02_post.h5ad): the second sample's final table replaced the first's and both rows of the
+    export manifest pointed at it. Export now names files as the batch names results folders."""
+    ids = ["P02/post", "P02_post"]
+    man = write_manifest(_rows(cytomapper_dir, ids), tmp_path / "manifest.csv")
+    proj = init_project(tmp_path / "proj", man, reviewers=["alice", "bob"])
+    proj.assign(ids, readers=("alice", "bob"))
+    _read_twice(proj, ids)
+    res = load_project(tmp_path / "proj").export(n_boot=0)
+    assert len(set(res.written.values())) == 2
+    cells = pd.read_csv(cytomapper_dir / "cells.csv")
+    for sid, img in zip(ids, ("E34", "G01"), strict=True):
+        t = ad.read_h5ad(res.written[sid])
+        assert set(t.obs["ImageName"]) == {f"{img}_imc.tiff"}
+        assert t.n_obs == int((cells["ImageName"] == f"{img}_imc.tiff").sum())
+    exp = pd.read_csv(res.folder / "manifest.csv", dtype=str)
+    assert exp["table"].nunique() == 2
+    assert exp.set_index("sample").loc["P02_post", "table"] == "P02_post.h5ad"
