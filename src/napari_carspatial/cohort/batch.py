@@ -73,7 +73,9 @@ class BatchConfig:
     Attributes
     ----------
     cell_type_key
-        ``obs`` column used as the cell type. With gating and no explicit key: the gating key.
+        ``obs`` column used as the cell type. With gating and no explicit key: the gating key;
+        else found by :func:`~napari_carspatial.model.cell_types.resolve_cell_type_key` (a
+        review's adjudicated column first, then a curated one, then the original).
     gating
         Gating file (JSON/YAML from :func:`~napari_carspatial.analysis.gating.export_gating`).
     from_sample
@@ -117,10 +119,11 @@ class BatchConfig:
     def uses_gating(self) -> bool:
         return bool(self.gating or self.from_sample)
 
-    def type_key(self) -> str:
+    def type_key(self) -> str | None:
+        """The cell-type column the config names (the gating key with gating); ``None``: found by name."""
         if self.cell_type_key:
             return self.cell_type_key
-        return self.gating_key if self.uses_gating else "cell_type"
+        return self.gating_key if self.uses_gating else None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -427,10 +430,16 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
         stage = "cell types"
         # vocab: the cell-type column found by one rule for the CLI, the docks and the batch
-        from ..model.cell_types import resolve_cell_type_key
+        from ..model.cell_types import excluded_cells, resolve_cell_type_key
 
-        key = resolve_cell_type_key(adata, cfg.cell_type_key or (cfg.gating_key if cfg.uses_gating else None),
-                                    path=row.get("table") or row.get("image")).key
+        ct = resolve_cell_type_key(adata, cfg.type_key(), path=row.get("table") or row.get("image"))
+        key = ct.key
+        log.info("%s: %s", sid, ct.describe())
+        excluded = excluded_cells(adata, key)
+        if excluded is not None:  # the reviewers' exclusions (artefacts, folds) are not tissue to analyse
+            adata = adata[~excluded].copy()
+            warnings_.append(f"{int(excluded.sum())} cell(s) excluded by the reviewers in {key!r} are left out")
+            log.info("%s: %d cell(s) excluded by the reviewers are left out", sid, int(excluded.sum()))
         stage = "regions"
         fn = resolve_metrics(cfg.metrics, source=cfg.source)
         opts = dict(cfg.metric_options)
