@@ -160,14 +160,16 @@ class Manifest:
     def pairs(self) -> pd.DataFrame:
         """One row per patient with both a ``pre`` and a post sample: ``patient, pre, post``.
 
-        The post sample is the one marked ``post``, else the earliest ``day N`` with N > 0.
+        The post sample is the one marked ``post``, else the earliest ``day N`` with N > 0
+        (:func:`sample_phases`, the rule the cohort statistics pair by).
         """
+        phase = sample_phases(self.table)
         rows = []
         for pat, g in self.table.groupby("patient", sort=False):
-            pre = g.index[g["timepoint"] == "pre"]
-            post = _post_of(g)
-            if len(pre) == 1 and post is not None:
-                rows.append({"patient": pat, "pre": pre[0], "post": post})
+            pre = g.index[phase.loc[g.index] == "pre"]
+            post = g.index[phase.loc[g.index] == "post"]
+            if len(pre) == 1 and len(post) == 1:
+                rows.append({"patient": pat, "pre": pre[0], "post": post[0]})
         return pd.DataFrame(rows, columns=["patient", "pre", "post"])
 
     def row_dict(self, sample: str) -> dict:
@@ -175,6 +177,27 @@ class Manifest:
         r = self.table.loc[sample].to_dict()
         r["sample"] = sample
         return {k: (None if (v is pd.NA or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()}
+
+
+def sample_phases(table: pd.DataFrame) -> pd.Series:
+    """``"pre"``, ``"post"`` or ``""`` per sample: the phase each sample has in pre/post pairing.
+
+    Per patient, the ``pre`` sample is ``"pre"``; the post sample is the one marked ``post``, else
+    the earliest ``day N`` with N > 0; every other sample (a later day, a second biopsy) is ``""``.
+
+    Parameters
+    ----------
+    table
+        Indexed by sample, with ``patient``, ``timepoint`` (normalised: ``pre``, ``post``,
+        ``day N``) and ``day`` columns (as :attr:`Manifest.table`).
+    """
+    out = pd.Series("", index=table.index, dtype=object)
+    for _, g in table.groupby("patient", sort=False):
+        out[g.index[g["timepoint"] == "pre"]] = "pre"
+        post = _post_of(g)
+        if post is not None:
+            out[post] = "post"
+    return out
 
 
 def _post_of(g: pd.DataFrame) -> str | None:
