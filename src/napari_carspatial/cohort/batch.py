@@ -62,7 +62,7 @@ BUILTIN_METRICS = {"region_metrics": "napari_carspatial.analysis.cart:region_met
 METRICS_ENTRY_POINTS = "napari_carspatial.metrics"
 REGION_MODES = ("auto", "whole", "geojson")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
-                "quantify", "thumbnail", "seed"}
+                "quantify", "thumbnail", "seed", "pixel_size_um"}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -99,6 +99,9 @@ class BatchConfig:
         ``{"channels": [three channel names]}`` for the composite.
     seed
         Passed to the metric function.
+    pixel_size_um
+        µm per level-0 pixel for every sample (overrides the files'); a manifest row's
+        ``pixel_size_um`` overrides this.
     source
         The config file (for messages).
     """
@@ -113,6 +116,7 @@ class BatchConfig:
     quantify: dict = field(default_factory=dict)
     thumbnail: dict = field(default_factory=dict)
     seed: int = 0
+    pixel_size_um: float | None = None
     source: str | None = None
 
     @property
@@ -195,10 +199,19 @@ def load_config(config=None) -> BatchConfig:
     mo = data.get("metric_options") or {}
     if not isinstance(mo, dict):
         raise SampleError("metric_options must be a mapping.", path=src)
+    px = data.get("pixel_size_um")
+    if px is not None:
+        try:
+            px = float(px)
+        except (TypeError, ValueError):
+            px = float("nan")
+        if not (np.isfinite(px) and px > 0):
+            raise SampleError(f"pixel_size_um must be a positive number of µm per pixel, got "
+                              f"{data.get('pixel_size_um')!r}.", path=src)
     return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
                        gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
                        quantify=dict(data.get("quantify") or {}), thumbnail=dict(data.get("thumbnail") or {}),
-                       seed=int(data.get("seed", 0)), source=None if src is None else os.fspath(src))
+                       seed=int(data.get("seed", 0)), pixel_size_um=px, source=None if src is None else os.fspath(src))
 
 
 def metric_registry() -> dict[str, str]:
@@ -299,6 +312,9 @@ def input_fingerprint(row: dict) -> str:
             parts.append(f"{k}={p}:{st.st_size}:{int(st.st_mtime_ns)}")
         else:
             parts.append(f"{k}={p}")
+    for k in ("pixel_size_um", "image_name"):  # row values that change what is analysed
+        if row.get(k) is not None:
+            parts.append(f"{k}={row[k]}")
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -323,18 +339,33 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
     return same
 
 
-def read_cohort_sample(row: dict):
+def row_pixel_size(row: dict, default: float | None = None) -> tuple[float | None, str | None]:
+    """The pixel size a manifest row gives (its ``pixel_size_um`` column), else ``default`` (the
+    config's), with where it came from; ``(None, None)`` when neither gives one (the files' is used)."""
+    v = row.get("pixel_size_um")
+    if v is not None and not (isinstance(v, float) and np.isnan(v)):
+        return float(v), "manifest pixel_size_um"
+    if default is not None:
+        return float(default), "config pixel_size_um"
+    return None, None
+
+
+def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None):
     """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
     named by its sample id.
 
     Table and mask ids are checked as :func:`~napari_carspatial.io.read_sample` checks them: a
-    table of another image is refused, never analysed.
+    table of another image is refused, never analysed. The pixel size is the row's
+    ``pixel_size_um``, else ``pixel_size_um`` (the config's), else the files'.
     """
     from ..io import read_sample, read_table
-    from ..model import Sample, pixel_size_um
+    from ..model import Sample
+    from ..model import pixel_size_um as table_pixel_size
 
+    px, _ = row_pixel_size(row, pixel_size_um)
     if row.get("image"):
-        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"])
+        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"],
+                        pixel_size_um=px)
         if isinstance(s, list):
             if len(s) != 1:
                 raise SampleError(f"{len(s)} samples in this folder; give one image per manifest row.",
@@ -344,8 +375,8 @@ def read_cohort_sample(row: dict):
         # a multi-image table (cytomapper / steinbock cells.csv) keeps only this sample's rows: those
         # of its mask, else of the image its ``image_name`` column or its sample id names
         keys = {"mask": row["mask"]} if row.get("mask") else {"image": row.get("image_name") or row["sample"]}
-        adata = read_table(row["table"], **keys)
-        s = Sample(name=row["sample"], table=adata, pixel_size_um=pixel_size_um(adata))
+        adata = read_table(row["table"], pixel_size_um=px, **keys)
+        s = Sample(name=row["sample"], table=adata, pixel_size_um=px or table_pixel_size(adata))
         if row.get("mask"):
             from ..io import read_mask
 
@@ -409,20 +440,26 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
-        sample = read_cohort_sample(row)
+        sample = read_cohort_sample(row, pixel_size_um=cfg.pixel_size_um)
         timings["read_s"] = time.perf_counter() - t0
         if sample.table is None:
             stage = "quantify"
             sample.table = _quantify(sample, cfg.quantify)
         adata = sample.table
-        from ..model import pixel_size_um
 
         stage = "pixel size"
-        ps = sample.pixel_size_um or pixel_size_um(adata)
+        from ..model.pixel_size import pixel_size_info
+
+        ps, ps_source = row_pixel_size(row, cfg.pixel_size_um)
+        if ps is None:
+            info = pixel_size_info(sample)
+            ps, ps_source = info.value, info.source
         if not ps:
             raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
                               path=row.get("image") or row.get("table"),
-                              hint="Store it in the table (uns) or the image metadata.")
+                              hint="Give it in a pixel_size_um column of the manifest or as pixel_size_um: in the "
+                                   "analysis config, or store it in the table (uns) or the image metadata.")
+        log.info("%s: pixel size %g µm (%s)", sid, ps, ps_source)
         if scheme is not None:
             stage = "gating"
             from ..analysis.gating import GatingScheme, store_gating
@@ -491,7 +528,8 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             log.warning("%s: thumbnail failed", sid, exc_info=True)
         types = adata.obs[key].astype(str)
         summary = {
-            "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "cell_type_key": key,
+            "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "pixel_size_source": ps_source,
+            "cell_type_key": key,
             "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
             "region_notes": notes, "warnings": warnings_,

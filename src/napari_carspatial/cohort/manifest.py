@@ -22,6 +22,9 @@ Columns
     value per patient. Responders are CR/PR, non-responders SD/PD.
 ``crs_grade``, ``icans_grade``
     Toxicity grades 0-4 or empty.
+``pixel_size_um``
+    µm per level-0 pixel of the sample's image and table (optional; overrides the files' and the
+    analysis config's ``pixel_size_um``): for TIFFs that do not store it.
 ``image``, ``mask``, ``table``, ``regions``
     Paths, relative ones resolved against the manifest's folder. A sample needs a table, or an
     image and a mask (then it is quantified). ``regions`` is an optional GeoJSON file. A
@@ -52,7 +55,7 @@ REQUIRED_COLUMNS = ("sample", "patient", "timepoint")
 CLINICAL_COLUMNS = ("patient", "trial", "indication", "timepoint", "response", "responder", "crs_grade",
                     "icans_grade")
 PATH_COLUMNS = ("image", "mask", "table", "regions")
-OPTIONAL_COLUMNS = ("trial", "indication", "response", "crs_grade", "icans_grade") + PATH_COLUMNS
+OPTIONAL_COLUMNS = ("trial", "indication", "response", "crs_grade", "icans_grade", "pixel_size_um") + PATH_COLUMNS
 RESPONSES = ("CR", "PR", "SD", "PD")
 RESPONDERS = ("CR", "PR")
 _RESPONSE_ALIASES = {
@@ -328,6 +331,17 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manif
             if not ok:
                 problems.append(f"{where}: {g} must be a grade 0-4 or empty, got {rec[g]!r}")
             out[g] = val
+        px = rec["pixel_size_um"]
+        px = "" if px is None or (isinstance(px, float) and np.isnan(px)) else str(px).strip()
+        out["pixel_size_um"] = None
+        if px:
+            try:
+                out["pixel_size_um"] = float(px)
+            except ValueError:
+                out["pixel_size_um"] = float("nan")
+            if not (np.isfinite(out["pixel_size_um"]) and out["pixel_size_um"] > 0):
+                problems.append(f"{where}: pixel_size_um must be a positive number of µm per pixel, got {px!r}")
+                out["pixel_size_um"] = None
         for c in ("trial", "indication"):
             v = rec[c]
             out[c] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
