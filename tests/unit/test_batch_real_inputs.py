@@ -116,3 +116,33 @@ def test_pixel_size_from_the_manifest_or_the_config(cytomapper_dir, tmp_path):
     bad = write_manifest(_csv_rows(cytomapper_dir, pixel_size_um="-1"), tmp_path / "bad.csv")
     with pytest.raises(ManifestError, match=r"row 2 \(sample 'E34'\): pixel_size_um must be a positive number"):
         read_manifest(bad)
+
+
+def test_config_quantify_options_reach_the_measurement(cytomapper_dir, tmp_path):
+    """QA M2: since read_sample measures on open, a row with image + mask and no table was
+    measured inside the read with defaults: the config's quantify: options were dropped, a
+    measuring failure was labelled 'read', and _quantify was dead code."""
+    from napari_carspatial.cohort import load_config
+    from napari_carspatial.model import SampleError
+
+    rows = [{k: v for k, v in r.items() if k != "table"} for r in _csv_rows(cytomapper_dir, pixel_size_um=1.0)]
+    man = write_manifest(rows, tmp_path / "m.csv")
+    cfg = {"regions": "whole", "gating": None, "quantify": {"statistics": ["mean", "median"], "solidity": True}}
+    gating = tmp_path / "g.yaml"
+    from napari_carspatial.analysis.gating import Gate, GatingScheme, PhenotypeRule, export_gating
+
+    export_gating(GatingScheme(gates={"CDH": Gate("CDH", threshold=2.0)}, rules=[PhenotypeRule("Tumor", "CDH+")]),
+                  gating)
+    cfg["gating"] = str(gating)
+    res = run_batch(man, cfg, tmp_path / "r", scheduler="sequential", progress=False)
+    assert sorted(res.done) == ["E34", "G01"], res.failed.to_dict("records")
+    s = _summary(res.out, "E34")
+    assert s["n_cells"] == 113 and "quantify_s" in s["timings"]
+    assert s["table_source"] == "measured in the batch (quantify: solidity=True, statistics=['mean', 'median'])"
+    # a bad value fails the sample at its own stage, naming it
+    res = run_batch(man, {**cfg, "quantify": {"statistics": ["bogus"]}}, tmp_path / "r2", scheduler="sequential",
+                    progress=False)
+    fail = res.failed.set_index("sample").loc["E34"]
+    assert fail["stage"] == "quantify" and "bogus" in fail["error"]
+    with pytest.raises(SampleError, match="unknown quantify option 'nope'"):
+        load_config({"quantify": {"nope": 1}})

@@ -61,6 +61,8 @@ BUILTIN_METRICS = {"region_metrics": "napari_carspatial.analysis.cart:region_met
 #: entry-point group other packages register metric functions in (``name = "module:function"``)
 METRICS_ENTRY_POINTS = "napari_carspatial.metrics"
 REGION_MODES = ("auto", "whole", "geojson")
+#: options of :func:`napari_carspatial.analysis.quantify.quantify` a config's ``quantify:`` may set
+QUANTIFY_OPTIONS = ("statistics", "solidity", "chunks")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
                 "quantify", "thumbnail", "seed", "pixel_size_um"}
 
@@ -94,7 +96,9 @@ class BatchConfig:
         Keyword arguments for the metric function (``roles``, ``contact_radius_um``,
         ``near_radius_um``, ``markers``, ...).
     quantify
-        Keyword arguments for quantification (samples without a table).
+        Keyword arguments for quantification of samples without a table (:data:`QUANTIFY_OPTIONS`:
+        ``statistics``, ``solidity``, ``chunks``); the batch measures them itself, in the sample's
+        task (one thread), never on open.
     thumbnail
         ``{"channels": [three channel names]}`` for the composite.
     seed
@@ -199,6 +203,12 @@ def load_config(config=None) -> BatchConfig:
     mo = data.get("metric_options") or {}
     if not isinstance(mo, dict):
         raise SampleError("metric_options must be a mapping.", path=src)
+    q = data.get("quantify") or {}
+    if not isinstance(q, dict):
+        raise SampleError("quantify must be a mapping of options.", path=src)
+    bad = sorted(set(q) - set(QUANTIFY_OPTIONS))
+    if bad:
+        raise SampleError(f"unknown quantify option {bad[0]!r} (known: {', '.join(QUANTIFY_OPTIONS)}).", path=src)
     px = data.get("pixel_size_um")
     if px is not None:
         try:
@@ -210,7 +220,7 @@ def load_config(config=None) -> BatchConfig:
                               f"{data.get('pixel_size_um')!r}.", path=src)
     return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
                        gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
-                       quantify=dict(data.get("quantify") or {}), thumbnail=dict(data.get("thumbnail") or {}),
+                       quantify=dict(q), thumbnail=dict(data.get("thumbnail") or {}),
                        seed=int(data.get("seed", 0)), pixel_size_um=px, source=None if src is None else os.fspath(src))
 
 
@@ -350,13 +360,15 @@ def row_pixel_size(row: dict, default: float | None = None) -> tuple[float | Non
     return None, None
 
 
-def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None):
+def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None, measure: bool = True):
     """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
     named by its sample id.
 
     Table and mask ids are checked as :func:`~napari_carspatial.io.read_sample` checks them: a
     table of another image is refused, never analysed. The pixel size is the row's
-    ``pixel_size_um``, else ``pixel_size_um`` (the config's), else the files'.
+    ``pixel_size_um``, else ``pixel_size_um`` (the config's), else the files'. ``measure=False``:
+    a row with image + mask and no table is read without measuring its cells (the batch measures
+    them with the config's options).
     """
     from ..io import read_sample, read_table
     from ..model import Sample
@@ -365,7 +377,7 @@ def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None):
     px, _ = row_pixel_size(row, pixel_size_um)
     if row.get("image"):
         s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"],
-                        pixel_size_um=px)
+                        pixel_size_um=px, measure=measure)
         if isinstance(s, list):
             if len(s) != 1:
                 raise SampleError(f"{len(s)} samples in this folder; give one image per manifest row.",
@@ -397,22 +409,30 @@ def _accepted(fn) -> set[str]:
 
 
 def _quantify(sample, options: dict):
-    try:
-        mod = importlib.import_module("napari_carspatial.analysis.quantify")
-    except ModuleNotFoundError:
-        raise SampleError("the sample has no cell table and quantification "
-                          "(napari_carspatial.analysis.quantify) is not available in this installation.",
-                          hint="Give a table in the manifest.") from None
-    fn = getattr(mod, "quantify", None)
-    if fn is None:
-        raise SampleError("napari_carspatial.analysis.quantify has no quantify() function.")
+    """Measure a sample without a table with the config's ``quantify:`` options (in this task's
+    thread), validated as :func:`read_sample` validates a measured table."""
+    from ..analysis.quantify import quantify
+
     if sample.labels is None or not sample.image:
-        raise SampleError("the sample has no cell table, and quantifying needs both an image and a mask.")
+        raise SampleError("the sample has no cell table, and quantifying needs both an image and a mask.",
+                          path=sample.paths.get("image") or sample.paths.get("mask"))
     opts = {"channel_names": list(sample.channel_names), "pixel_size_um": sample.pixel_size_um,
             "scheduler": "synchronous", "solidity": False, "region": f"{sample.name}_labels"}
     opts.update(options)
-    log.info("%s: no cell table, quantifying %d channels", sample.name, len(sample.channel_names))
-    return fn(sample.image, sample.labels, **opts)
+    log.info("%s: no cell table, quantifying %d channels (%s)", sample.name, len(sample.channel_names),
+             _options_text(options) or "defaults")
+    try:
+        sample.table = quantify(sample.image, sample.labels, **opts)
+    except ValueError as err:
+        raise SampleError(f"cannot measure the cells ({err}).", path=sample.paths.get("mask"),
+                          hint=f"Check the config's quantify: options ({', '.join(QUANTIFY_OPTIONS)}).") from None
+    sample.metadata["table_source"] = f"measured in the batch (quantify: {_options_text(options) or 'defaults'})"
+    sample.validate(check_ids=False)   # ids come from this very mask
+    return sample.table
+
+
+def _options_text(options: dict) -> str:
+    return ", ".join(f"{k}={options[k]!r}" for k in sorted(options))
 
 
 def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
@@ -440,11 +460,13 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
-        sample = read_cohort_sample(row, pixel_size_um=cfg.pixel_size_um)
+        sample = read_cohort_sample(row, pixel_size_um=cfg.pixel_size_um, measure=False)
         timings["read_s"] = time.perf_counter() - t0
         if sample.table is None:
             stage = "quantify"
-            sample.table = _quantify(sample, cfg.quantify)
+            t1 = time.perf_counter()
+            _quantify(sample, cfg.quantify)
+            timings["quantify_s"] = time.perf_counter() - t1
         adata = sample.table
 
         stage = "pixel size"
@@ -532,6 +554,7 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             "cell_type_key": key,
             "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
+            "table_source": sample.metadata.get("table_source") or "the manifest's table",
             "region_notes": notes, "warnings": warnings_,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
