@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from napari_carspatial.cohort import cohort_statistics, run_batch, write_manifest
 from napari_carspatial.cohort.stats import add_phase
@@ -16,9 +17,9 @@ from napari_carspatial.io import read_table
 ROLES = {"car_t": ["celltype_A"], "tumor": ["celltype_B"], "myeloid": ["celltype_C"]}
 
 
-def test_day_n_is_the_post_sample_of_its_patient(cytomapper_dir, tmp_path, caplog):
-    """QA H5: with pre + day 14 there was no paired test and no post group test, and nothing said
-    so; statistics.csv held only 'responders vs non-responders (pre)'."""
+@pytest.fixture(scope="module")
+def day_batch(cytomapper_dir, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("day")
     rows = []
     for sid, pat, tp, resp in (("E34", "P1", "pre", "CR"), ("G01", "P1", "day 14", "CR"), ("J02", "P2", "pre", "PD")):
         t = read_table(cytomapper_dir / "cells.csv", pixel_size_um=1.0, image=f"{sid}_imc.tiff")
@@ -26,8 +27,14 @@ def test_day_n_is_the_post_sample_of_its_patient(cytomapper_dir, tmp_path, caplo
         rows.append({"sample": sid, "patient": pat, "timepoint": tp, "response": resp,
                      "table": str(tmp_path / f"{sid}.h5ad")})
     man = write_manifest(rows, tmp_path / "m.csv")
-    res = run_batch(man, {"cell_type_key": "CellType", "regions": "whole", "metric_options": {"roles": ROLES}},
-                    tmp_path / "r", scheduler="sequential", progress=False)
+    return run_batch(man, {"cell_type_key": "CellType", "regions": "whole", "metric_options": {"roles": ROLES}},
+                     tmp_path / "r", scheduler="sequential", progress=False)
+
+
+def test_day_n_is_the_post_sample_of_its_patient(day_batch):
+    """QA H5: with pre + day 14 there was no paired test and no post group test, and nothing said
+    so; statistics.csv held only 'responders vs non-responders (pre)'."""
+    res = day_batch
     assert sorted(res.done) == ["E34", "G01", "J02"]
     m = add_phase(res.metrics)
     assert m.drop_duplicates("sample").set_index("sample")["phase"].to_dict() == {"E34": "pre", "G01": "post",
@@ -66,3 +73,20 @@ def test_phase_rule_and_what_is_said_without_pairs(caplog):
         st = cohort_statistics(only_pre, n_boot=20)
     assert not st["comparison"].str.contains("paired").any()
     assert "no patient has both a pre and a post (or day N) sample" in caplog.text
+
+
+def test_undefined_metrics_are_nan_with_a_reason_never_zero(day_batch):
+    """QA M3 (fixed by the vocab merge; this is its test on real data): with no antigen-negative
+    type and no PD-L1 marker the batch wrote 0.0, and the report compared 0 with 0 (p = 1)."""
+    m = day_batch.metrics.query("region == 'whole'").set_index(["sample", "metric"])
+    for sid in ("E34", "G01", "J02"):
+        for metric, why in (("antigen_neg_fraction", "antigen-negative tumour role not mapped"),
+                            ("frac_car_t_contact_pdl1_macrophage", "no PD-L1+ macrophages")):
+            assert np.isnan(m.loc[(sid, metric), "value"]) and why in m.loc[(sid, metric), "note"], (sid, metric)
+    # J02 has no celltype_A (the CAR T role here): its CAR T fractions are NaN, its count a true 0
+    assert m.loc[("J02", "n_car_t"), "value"] == 0
+    assert np.isnan(m.loc[("J02", "frac_car_t_contact_tumor"), "value"])
+    assert "no CAR T cells" in m.loc[("J02", "frac_car_t_contact_tumor"), "note"]
+    st = cohort_statistics(day_batch.metrics, n_boot=20)
+    und = st[st["metric"].isin(["antigen_neg_fraction", "frac_car_t_contact_pdl1_macrophage"])]
+    assert len(und) and und["p"].isna().all() and (und["n_a"] == 0).all()
