@@ -43,3 +43,39 @@ def test_export_keeps_samples_whose_ids_differ_only_in_dropped_characters_apart(
     exp = pd.read_csv(res.folder / "manifest.csv", dtype=str)
     assert exp["table"].nunique() == 2
     assert exp.set_index("sample").loc["P02_post", "table"] == "P02_post.h5ad"
+
+
+def test_export_manifest_keeps_the_cohorts_regions(cytomapper_dir, tmp_path):
+    """QA M4: the export's manifest.csv had regions '' whenever the readers drew no regions (the
+    working copies do not carry the manifest's GeoJSON), so carspatial batch on the export lost
+    the cohort's regions. They are carried over; a read's own final regions replace them."""
+    import numpy as np
+
+    from napari_carspatial.cohort import run_batch
+    from napari_carspatial.io import write_geojson
+    from napari_carspatial.model import ROI
+
+    gj = write_geojson([ROI("left", np.array([[0, 0], [0, 50], [100, 50], [100, 0]], float), cls="Stroma")],
+                       tmp_path / "E34_regions.geojson")
+    rows = _rows(cytomapper_dir, ["E34", "G01"])
+    for r in rows:
+        r["regions"] = str(gj)
+        r["pixel_size_um"] = 1.0
+    man = write_manifest(rows, tmp_path / "manifest.csv")
+    proj = init_project(tmp_path / "proj", man, reviewers=["alice", "bob"])
+    proj.assign(None, readers=("alice", "bob"))
+    _read_twice(proj, ["E34"])
+    for who in ("alice", "bob"):   # G01: both readers draw the same region of their own
+        with proj.start_read("G01", who) as rd:
+            rd.curation.add_roi(ROI("top", np.array([[0, 0], [0, 100], [40, 100], [40, 0]], float), cls="Margin"))
+            rd.finish()
+    res = proj.export(n_boot=0)
+    exp = pd.read_csv(res.folder / "manifest.csv", dtype=str).set_index("sample")
+    assert exp.loc["E34", "regions"] == str(gj)                     # the cohort's regions, carried over
+    assert exp.loc["G01", "regions"] == "G01.geojson"               # the readers' final regions
+    assert exp.loc["E34", "pixel_size_um"] == "1.0"
+    out = run_batch(res.folder / "manifest.csv", {"cell_type_key": "CellType", "regions": "geojson"},
+                    tmp_path / "r", scheduler="sequential", progress=False)
+    assert sorted(out.done) == ["E34", "G01"], out.failed.to_dict("records")
+    assert set(out.metrics.query("sample == 'E34'")["region"]) == {"whole", "Stroma"}
+    assert set(out.metrics.query("sample == 'G01'")["region"]) == {"whole", "Invasive margin"}

@@ -21,7 +21,7 @@ injectively by :func:`napari_carspatial.cohort.batch.safe_name`, as the batch na
 folders: ``P02/post`` -> ``P02_post~<hash>``), never over a file of the manifest. Next to the
 tables: ``<sample>.provenance.json``, ``<sample>.geojson`` (final regions, QuPath flavour),
 ``manifest.csv`` (the cohort manifest pointing at the final tables and regions, ready for
-``carspatial batch``), ``agreement_samples.csv``, ``agreement_classes.csv``,
+``carspatial batch``; a sample whose readers drew no regions keeps the cohort's regions file), ``agreement_samples.csv``, ``agreement_classes.csv``,
 ``agreement_regions.csv``, ``agreement_trial.json``, ``decisions.csv`` (every adjudication audit
 row) and ``agreement.html`` (the agreement section as a page). Exports are not blinded.
 
@@ -297,7 +297,9 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
         row = {k: v for k, v in project.manifest.row_dict(e.sample).items() if k not in ("day", "responder")}
         row["table"] = path.name
         gj = folder / f"{safe_name(e.sample)}.geojson"
-        row["regions"] = gj.name if gj in files else ""
+        # the readers' final regions; where they drew none, the cohort's own regions file (the
+        # working copies do not carry it, and the batch on this manifest needs it)
+        row["regions"] = gj.name if gj in files else (row.get("regions") or "")
         man_rows.append(row)
     if results:
         trial = combine_agreements(results, n_boot=n_boot, seed=seed)
