@@ -146,3 +146,15 @@ def test_config_quantify_options_reach_the_measurement(cytomapper_dir, tmp_path)
     assert fail["stage"] == "quantify" and "bogus" in fail["error"]
     with pytest.raises(SampleError, match="unknown quantify option 'nope'"):
         load_config({"quantify": {"nope": 1}})
+
+
+def test_an_empty_automatic_region_says_why(cytomapper_dir, tmp_path):
+    """QA M6: an empty automatic tumour core was labelled 'outside the tissue or the image?'. On
+    E34 (100 µm across at 1 µm/px) no cell is 50 µm deep inside its few tumour-role cells."""
+    man = write_manifest(_csv_rows(cytomapper_dir, pixel_size_um=1.0)[:1], tmp_path / "m.csv")
+    res = run_batch(man, {**_cfg(), "regions": {"mode": "auto"}}, tmp_path / "r", scheduler="sequential",
+                    progress=False)
+    assert res.done == ["E34"], res.failed.to_dict("records")
+    notes = _summary(res.out, "E34")["region_notes"]
+    assert notes["tumor_core"].startswith("no cell lies deeper than 50 µm inside the tumour")
+    assert all("outside the tissue or the image" not in v for v in notes.values())

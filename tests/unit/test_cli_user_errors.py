@@ -31,3 +31,22 @@ def test_analyze_user_errors(cytomapper_dir, tmp_path, capsys, extra, expect):
     rc = main(["analyze", *_real_e34(cytomapper_dir), "-o", str(tmp_path / "o"), "--no-progress", *extra])
     assert rc == 2
     assert expect in _one_error(capsys)
+
+
+def test_info_on_a_multi_image_table_names_the_real_cause(steinbock_dir, capsys):
+    """QA M6: `carspatial info cells.h5ad` (steinbock, 15 images) said '42 cell id(s) appear more
+    than once'; the cause is a table of several images."""
+    assert main(["info", str(steinbock_dir / "cells.h5ad")]) == 2
+    line = _one_error(capsys)
+    assert "cells.h5ad" in line and "15 images" in line and "'Image'" in line
+    assert "20210305_NE_mockData1_001" in line
+
+
+def test_info_on_an_image_without_mask_says_no_table(cytomapper_dir, capsys):
+    """QA M6: info on an image without a mask printed 'cells: 0'."""
+    assert main(["info", str(cytomapper_dir / "images" / "E34_imc.tiff")]) == 0
+    out = capsys.readouterr().out
+    assert "cells:       no table (no mask either)" in out and "cells:       0" not in out
+    assert main(["info", str(cytomapper_dir / "images" / "E34_imc.tiff"), "--mask",
+                 str(cytomapper_dir / "masks" / "E34_mask.tiff")]) == 0
+    assert "cells:       113 (measured from the mask)" in capsys.readouterr().out

@@ -79,3 +79,22 @@ def test_export_manifest_keeps_the_cohorts_regions(cytomapper_dir, tmp_path):
     assert sorted(out.done) == ["E34", "G01"], out.failed.to_dict("records")
     assert set(out.metrics.query("sample == 'E34'")["region"]) == {"whole", "Stroma"}
     assert set(out.metrics.query("sample == 'G01'")["region"]) == {"whole", "Invasive margin"}
+
+
+def test_export_skip_counts_the_undecided_disagreements(cytomapper_dir, tmp_path):
+    """QA M6: a half-done adjudication was skipped with the count of every disagreement, as if
+    nothing had been decided."""
+    man = write_manifest(_rows(cytomapper_dir, ["E34"], images=("E34",)), tmp_path / "manifest.csv")
+    proj = init_project(tmp_path / "proj", man, reviewers=["alice", "bob", "carol"])
+    proj.assign(None, readers=("alice", "bob"), adjudicator="carol")
+    for who, t in (("alice", "celltype_A"), ("bob", "celltype_B")):
+        with proj.start_read("E34", who) as rd:
+            rd.curation.assign([0, 1, 2], t)
+            rd.finish()
+    res = proj.export(n_boot=0)
+    assert "not adjudicated: 3 of 3 disagreeing cell(s)" in res.skipped["E34"]
+    with proj.start_adjudication("E34", "carol") as adj:
+        ids = adj.disagreements()["cell_id"].tolist()
+        adj.decide(ids[:2], "celltype_C")
+    res = proj.export(n_boot=0)
+    assert "not adjudicated: 1 of 3 disagreeing cell(s) and 0 of 0 region class(es) undecided" in res.skipped["E34"]

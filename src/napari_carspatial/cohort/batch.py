@@ -49,7 +49,13 @@ import pandas as pd
 from ..model import SampleError
 from ..model.atomic import atomic_write, atomic_write_text
 from .manifest import Manifest, read_manifest
-from .regions import AUTO_DEFAULTS, auto_regions, empty_region_notes, geojson_regions
+from .regions import (
+    AUTO_DEFAULTS,
+    auto_empty_reasons,
+    auto_regions,
+    empty_region_notes,
+    geojson_regions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -522,7 +528,8 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
                                          tumor_types=cfg.regions.get("tumor_types"), pixel_size_um=ps, **ropts)
             if "distance" in accepts:
                 opts.setdefault("distance", dist)
-        notes = empty_region_notes(regions, areas)
+        notes = empty_region_notes(regions, areas, auto_empty_reasons(**{**AUTO_DEFAULTS, **cfg.regions})
+                                   if mode == "auto" else None)
         for r, why in notes.items():
             warnings_.append(f"region {r!r}: {why}; its densities and fractions are NaN")
             log.warning("%s: region %r: %s; its densities and fractions are NaN", sid, r, why)

@@ -140,8 +140,22 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     return regions, areas
 
 
-def empty_region_notes(regions: dict, areas: dict | None = None) -> dict[str, str]:
-    """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area."""
+def auto_empty_reasons(*, core_depth_um: float = 50.0, margin_um: float = 50.0, **_) -> dict[str, str]:
+    """Why an automatic region can hold no cells (for :func:`empty_region_notes`)."""
+    return {
+        "tumor_core": f"no cell lies deeper than {core_depth_um:g} µm inside the tumour (the tumour is smaller "
+                      "than that, or thin; lower regions.core_depth_um)",
+        "margin": f"no cell lies within {margin_um:g} µm of the tumour boundary",
+        "stroma": f"no cell lies farther than {margin_um:g} µm outside the tumour (the tumour fills the sample)",
+    }
+
+
+def empty_region_notes(regions: dict, areas: dict | None = None, reasons: dict | None = None) -> dict[str, str]:
+    """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area.
+
+    ``reasons``: why a region may be empty, by name (automatic regions: :func:`auto_empty_reasons`);
+    other regions without cells are polygons that hold no cell centroid.
+    """
     notes = {}
     for k, m in regions.items():
         n = int(np.count_nonzero(m))
@@ -149,5 +163,6 @@ def empty_region_notes(regions: dict, areas: dict | None = None) -> dict[str, st
         if a is not None and not a > 0:
             notes[k] = "region has no area (empty or degenerate polygon)"
         elif n == 0:
-            notes[k] = "region holds no cells (outside the tissue or the image?)"
+            notes[k] = (reasons or {}).get(k) or ("region holds no cells (its polygon holds no cell centroid: "
+                                                  "outside the tissue or the image?)")
     return notes

@@ -35,12 +35,12 @@ import pandas as pd
 
 from ..model import SampleError, set_pixel_size_um
 from ..model.conventions import REGION_KEY, SPATIAL_KEY
+from ..model.sample import IMAGE_COLUMNS as _IMAGE_COLUMNS
 from ._util import log, require_exists, wrap_errors
 from .inform import inform_stem, prepare_inform
 
-#: columns that name the image a row belongs to, in the order they are tried
-IMAGE_COLUMNS = ("ImageName", "MaskName", "Image", "image", "image_name", "ImageFile", "FileName_Image",
-                 "Image Name", "Sample Name", "sample_id", "fov", "library_id")
+#: columns that name the image a row belongs to, in the order they are tried (one list, in model.sample)
+IMAGE_COLUMNS = _IMAGE_COLUMNS
 #: id columns tried in AnnData obs when no instance key is declared
 ID_COLUMNS = ("Object", "ObjectNumber", "CellID", "CellNb", "cell_id", "label", "instance_id", "Cell ID", "Object ID")
 #: (x, y, unit) centroid column pairs, first match wins

@@ -176,8 +176,17 @@ def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: 
         final_rois = list(pair.rois.get(r1, []))
         log_rows = pd.concat([pair.logs[r1], pair.logs[r2]], ignore_index=True)
     else:
-        raise SampleError(f"{n_dis} disagreeing cell(s) and {len(reg_dis)} region class(es) not adjudicated "
-                          f"(adjudication: {entry.adjudication.status.replace('_', ' ')}, "
+        left_cells, left_regions = n_dis, list(reg_dis)
+        path = project.adjudication_path(sample)
+        if path.exists():  # an adjudication in progress: count what is still undecided
+            t_adj = _read_h5ad(path)
+            left_cells = int((t_adj.obs["review_disagreement"].to_numpy(bool)
+                              & t_adj.obs[akey].isna().to_numpy()).sum())
+            decided = json.loads(t_adj.uns[_REVIEW_UNS]["adjudication"]).get("region_decisions") or {}
+            left_regions = [c for c in reg_dis if c not in decided]
+        raise SampleError(f"not adjudicated: {left_cells} of {n_dis} disagreeing cell(s) and {len(left_regions)} of "
+                          f"{len(reg_dis)} region class(es) undecided (adjudication: "
+                          f"{entry.adjudication.status.replace('_', ' ')}, "
                           f"adjudicator: {entry.adjudication.reviewer or 'none assigned'})")
     src = read_source(project, entry)
     final = src.table.copy()
