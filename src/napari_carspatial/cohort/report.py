@@ -167,6 +167,9 @@ def _no_values(ax) -> None:
 def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     from matplotlib.figure import Figure
 
+    if not keys:   # no key metric among the results (another metric function): no figure
+        return None
+
     m = add_phase(metrics)
     post_label = post_phase_label(m)
     m = m[m["phase"].isin(["pre", "post"])].copy()
@@ -218,6 +221,9 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
 
 def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
     from matplotlib.figure import Figure
+
+    if not keys:   # no key metric among the results (another metric function): no figure
+        return None
 
     m = add_phase(metrics)
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
@@ -388,7 +394,7 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                  "q: Benjamini-Hochberg within each comparison across regions × metrics. Counts, areas and z-scores "
                  "are not tested (not comparable across samples). Green rows: q &lt; 0.05.</p>")
     if len(stats):
-        st = stats[np.isfinite(stats["p"].astype(float))].copy()
+        st = stats.copy()   # not-testable rows (p NaN) stay, counted and listed with their reason
         paired = st["comparison"].str.contains("paired")
         n_eff = st["n_eff"] if "n_eff" in st else st["n_a"]
         st["n"] = np.where(paired, st["n_a"].astype(int).astype(str) + " pairs"
@@ -409,9 +415,12 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                 continue
             a, b = g["group_a"].iloc[0], g["group_b"].iloc[0]
             top = g[g[["region", "metric"]].apply(tuple, axis=1).isin(keyset) | (g["q"] < 0.05)]
+            untestable = int(g["p"].astype(float).isna().sum())
             parts.append(f"<h3>{html.escape(comp)}</h3><p class='sub'>a = {html.escape(str(a))}, b = "
-                         f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g)} tests with q &lt; 0.05. "
-                         "Shown: key metrics and every test with q &lt; 0.05.</p>")
+                         f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g) - untestable} tests with "
+                         f"q &lt; 0.05"
+                         + (f"; {untestable} metric(s) not testable (p –, the warning says why)" if untestable else "")
+                         + ". Shown: key metrics and every test with q &lt; 0.05.</p>")
             parts.append(_table_html(top[cols], left=("region", "metric", "n", "effect_name", "warning"),
                                      row_class=rc))
             parts.append(f"<details><summary>all {len(g)} tests of this comparison</summary>"

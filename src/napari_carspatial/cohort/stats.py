@@ -3,11 +3,12 @@
 * Paired before/after per patient: Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, exact for
   small n without ties) on ``post - pre``; zero differences are dropped by the test (Wilcoxon's
   convention), so the table gives both the pairs (``n_a`` = ``n_b``) and the effective n
-  (``n_eff``, non-zero differences) the p-value rests on. Effect = Hodges-Lehmann estimate of the
+  (``n_eff``, non-zero differences) the p-value rests on. One non-zero difference gives p = 1
+  (exact); no change at all gives p = 1 too (scipy's value), with a warning saying so. Effect = Hodges-Lehmann estimate of the
   median paired difference (median of the Walsh averages) with a seeded percentile bootstrap CI
   over patients.
 * Two groups (responders CR/PR vs non-responders SD/PD; CRS grade >= 2 vs < 2): Mann-Whitney U
-  (two-sided); effect = rank-biserial correlation ``r = 2 U_a / (n_a n_b) - 1`` (+1: every value
+  (two-sided; ``n_eff`` = ``n_a + n_b``, every value the test ranks); effect = rank-biserial correlation ``r = 2 U_a / (n_a n_b) - 1`` (+1: every value
   of group a above every value of group b), plus the difference of the medians. Its 95 % CI is a
   score interval for ``P(a > b) = (r + 1) / 2`` with the Hanley-McNeil (1982) variance evaluated at
   the candidate value (:func:`rank_biserial_ci`): unlike a bootstrap it stays informative when the
@@ -132,13 +133,20 @@ def rank_biserial(a, b) -> float:
     return float(np.mean(np.sign(a - b)))
 
 
-def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = None) -> str:
-    if n_a == 0 or n_b == 0:
-        return "not testable: no values (metric undefined, e.g. no CAR T cells)"
+def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = None, names=("a", "b")) -> str:
+    undefined = "the metric is NaN there; metrics.csv's note says why"
+    if n_b is None and n_a == 0:
+        return f"not testable: no patient has a value at both timepoints ({undefined})"
+    if n_b is not None and (n_a == 0 or n_b == 0):
+        empty = " and ".join(str(nm) for nm, n in zip(names, (n_a, n_b), strict=True) if n == 0)
+        return f"not testable: no values for {empty} ({undefined})"
     if n_b is None:
         k = n_a if n_eff is None else n_eff
         if k >= min_n:
             return ""
+        if k == 0:
+            return (f"no pair changed (all {n_a} pair difference{'s are' if n_a != 1 else ' is'} 0): p = 1, as "
+                    "scipy's Wilcoxon gives; there is nothing to detect")
         dropped = "" if n_eff is None or n_eff == n_a else f" ({n_a} pairs, {n_a - n_eff} with no change dropped)"
         return (f"only {k} non-zero pair difference{'s' if k != 1 else ''}{dropped} (< {min_n}): low power, "
                 f"smallest possible p {min_p_wilcoxon(k):.2g}")
@@ -163,8 +171,8 @@ def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 
     if n == 0:
         return res
     if np.all(d == 0):
-        res["p"] = 1.0
-    elif n >= 2:
+        res["p"] = 1.0   # scipy.stats.wilcoxon's value when every difference is 0
+    else:                # one non-zero difference included: its exact p is 1 (2 / 2^1), as scipy gives
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res["p"] = float(stats.wilcoxon(d, alternative="two-sided").pvalue)
@@ -289,7 +297,7 @@ def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column
                      "effect": r["effect"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                      "ci_method": "score interval (Hanley-McNeil variance)", "p": r["p"],
                      "small_n": 0 < min(r["n_a"], r["n_b"]) < min_n,
-                     "warning": _small_warning(r["n_a"], r["n_b"], min_n)})
+                     "warning": _small_warning(r["n_a"], r["n_b"], min_n, names=names)})
     return _finish(rows)
 
 
