@@ -98,3 +98,91 @@ def test_export_skip_counts_the_undecided_disagreements(cytomapper_dir, tmp_path
         adj.decide(ids[:2], "celltype_C")
     res = proj.export(n_boot=0)
     assert "not adjudicated: 1 of 3 disagreeing cell(s) and 0 of 0 region class(es) undecided" in res.skipped["E34"]
+
+
+def _project3(cytomapper_dir, tmp_path, **kw):
+    man = write_manifest(_rows(cytomapper_dir, ["E34", "G01", "J02"], images=("E34", "G01", "J02")),
+                         tmp_path / "manifest.csv")
+    return init_project(tmp_path / "proj", man, reviewers=["alice", "bob", "carol"], **kw)
+
+
+def test_assign_refuses_a_reviewer_id_that_is_not_in_the_project(cytomapper_dir, tmp_path, capsys):
+    """QA low: assign --reader bbo silently registered a new reviewer 'bbo'."""
+    import pytest
+
+    from napari_carspatial.cli import main
+    from napari_carspatial.model import SampleError
+
+    proj = _project3(cytomapper_dir, tmp_path)
+    with pytest.raises(SampleError, match=r"reviewer 'bbo' is not in the project \(reviewers: alice, bob, carol\)"):
+        proj.assign(None, readers=("alice", "bbo"))
+    assert "bbo" not in load_project(proj.folder).reviewers
+    assert main(["project", "assign", str(proj.folder), "--reader", "alice", "--reader", "bbo"]) == 2
+    assert "a typo?" in capsys.readouterr().err
+    assert main(["project", "assign", str(proj.folder), "--reader", "alice", "--reader", "dave",
+                 "--add-reviewer"]) == 0
+    assert "dave" in load_project(proj.folder).reviewers
+
+
+def test_reassigning_reads_after_adjudication_restarts_the_adjudication(cytomapper_dir, tmp_path):
+    """QA low: assign --force after the adjudication left the sample 'adjudicated' while its new
+    read 2 was 'not started'."""
+    proj = _project3(cytomapper_dir, tmp_path)
+    proj.assign(["E34"], readers=("alice", "bob"), adjudicator="carol")
+    for who, t in (("alice", "celltype_A"), ("bob", "celltype_B")):
+        with proj.start_read("E34", who) as rd:
+            rd.curation.assign([0], t)
+            rd.finish()
+    with proj.start_adjudication("E34", "carol") as adj:
+        adj.decide(adj.disagreements()["cell_id"], "celltype_C")
+        adj.finish()
+    assert proj.status(unblind=True).set_index("sample").loc["E34", "status"] == "adjudicated"
+    proj.assign(["E34"], readers=("alice", "carol"), adjudicator="bob", force=True)
+    row = load_project(proj.folder).status(unblind=True).set_index("sample").loc["E34"]
+    assert (row["read2"], row["read2_status"]) == ("carol", "not_started")
+    assert row["adjudication_status"] == "not_started" and row["status"] == "in_progress"
+    proj.assign(["E34"], readers=("alice", "bob"), adjudicator="carol", force=True)
+    row = load_project(proj.folder).status(unblind=True).set_index("sample").loc["E34"]
+    assert (row["read2_status"], row["adjudication_status"], row["status"]) == ("not_started", "not_started",
+                                                                               "in_progress")
+    kept = list((proj.folder / "adjudication").glob("*.superseded-*.h5ad"))
+    assert len(kept) == 1 and not (proj.folder / "adjudication" / f"{proj.entry('E34').code}.h5ad").exists()
+
+
+def test_blinded_status_is_in_code_order(cytomapper_dir, tmp_path):
+    """QA low: blinded status listed the coded samples in manifest order (patient / timepoint order)."""
+    proj = _project3(cytomapper_dir, tmp_path)
+    st = proj.status()
+    assert st["sample"].tolist() == sorted(st["sample"]) == sorted(e.code for e in proj.samples.values())
+    assert proj.status(unblind=True)["sample"].tolist() == ["E34", "G01", "J02"]
+
+
+def test_one_sample_has_one_agreement_interval_everywhere(cytomapper_dir, tmp_path, capsys):
+    """QA low: status (500 resamples), export (1000) and the report (2000) gave one sample three
+    intervals."""
+    import re
+
+    import pytest
+
+    from napari_carspatial.cli import main
+    from napari_carspatial.review import agreement_section
+
+    proj = _project3(cytomapper_dir, tmp_path, blinding=False)
+    proj.assign(["E34"], readers=("alice", "bob"), adjudicator="carol")
+    for who, rows in (("alice", [0, 1, 2, 3]), ("bob", [2, 3, 4, 5, 6])):
+        with proj.start_read("E34", who) as rd:
+            rd.curation.assign(rows, "celltype_A")
+            rd.finish()
+    ta = proj.trial_agreement().per_sample.set_index("sample").loc["E34"]
+    assert main(["project", "status", str(proj.folder), "--agreement"]) == 0
+    out = capsys.readouterr().out
+    lo, hi = (float(v) for v in re.search(r"E34: kappa [0-9.]+ \(([0-9.]+)-([0-9.]+)\)", out).groups())
+    assert (lo, hi) == (round(ta["kappa_ci_low"], 3), round(ta["kappa_ci_high"], 3))
+    html = agreement_section(proj.folder)   # the cohort report's section
+    assert f"{ta['kappa_ci_low']:.3f}" in html and f"{ta['kappa_ci_high']:.3f}" in html
+    with proj.start_adjudication("E34", "carol") as adj:
+        adj.decide(adj.disagreements()["cell_id"], "celltype_A")
+        adj.finish()
+    assert main(["project", "export", str(proj.folder)]) == 0
+    exp = pd.read_csv(proj.folder / "export" / "agreement_samples.csv").set_index("sample").loc["E34"]
+    assert (exp["kappa_ci_low"], exp["kappa_ci_high"]) == pytest.approx((ta["kappa_ci_low"], ta["kappa_ci_high"]))

@@ -435,7 +435,7 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
     if review is not None:
         from ..review import agreement_section
 
-        parts.append(agreement_section(review, n_boot=n_boot, seed=seed))
+        parts.append(agreement_section(review, seed=seed))   # the review's own interval size (N_BOOT)
     if len(failures):
         parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
     doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +

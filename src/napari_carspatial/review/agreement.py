@@ -38,6 +38,10 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+#: bootstrap resamples of every agreement interval (status, export, reports): one number, so one
+#: sample shows one interval wherever it is reported
+N_BOOT = 1000
+
 CELL_CI_METHOD = "percentile bootstrap over cells within the sample"
 TRIAL_CI_METHOD = "percentile bootstrap over samples"
 
@@ -168,7 +172,7 @@ def _ids_of(table, n: int) -> np.ndarray:
     return np.asarray(df.index)
 
 
-def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n_boot: int = 1000,
+def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n_boot: int = N_BOOT,
               ci: float = 0.95, seed: int = 0) -> Agreement:
     """Agreement of two cell-call columns of one table.
 
@@ -366,7 +370,7 @@ class SampleAgreement:
     regions: RegionAgreement
 
     @classmethod
-    def of(cls, pair, *, n_boot: int = 1000, seed: int = 0, mask=None) -> SampleAgreement:
+    def of(cls, pair, *, n_boot: int = N_BOOT, seed: int = 0, mask=None) -> SampleAgreement:
         """From a :class:`~napari_carspatial.review.reads.ReadPair`."""
         r1, r2 = pair.readers
         cells = agreement(pair.table, pair.call_keys[r1], pair.call_keys[r2], n_boot=n_boot, seed=seed, mask=mask)
@@ -414,7 +418,7 @@ class TrialAgreement:
     notes: list[str] = field(default_factory=list)
 
 
-def combine_agreements(results: Mapping, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> TrialAgreement:
+def combine_agreements(results: Mapping, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> TrialAgreement:
     """Per sample and trial agreement from per-sample results.
 
     Parameters

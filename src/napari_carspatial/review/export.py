@@ -47,7 +47,7 @@ from ..model.atomic import atomic_write, atomic_write_text
 from ..model.conventions import UNS_KEY, instance_ids
 from ..model.curation import EXCLUDE_REASON_KEY, REVIEWED_KEY, ROI_UNS_KEY, rois_to_frame
 from .adjudication import _REVIEW_UNS, _rois_json, adjudicated_key_of, final_rois_of_table
-from .agreement import SampleAgreement, combine_agreements
+from .agreement import N_BOOT, SampleAgreement, combine_agreements
 from .project import ADJUDICATED, FORMAT_VERSION, ReviewProject, _now
 from .reads import (
     EXCLUDED_CALL,
@@ -144,7 +144,7 @@ def _final_reason(t, readers, akey) -> np.ndarray:
     return out
 
 
-def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: int = 1000, seed: int = 0,
+def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: int = N_BOOT, seed: int = 0,
                   sources: set[str] | None = None) -> tuple[Path, SampleAgreement, list[Path], pd.DataFrame]:
     """Export one sample (see the module docstring); returns (table path, agreement, files, decisions).
 
@@ -269,7 +269,8 @@ def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: 
     return target, sa, files, decisions
 
 
-def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: int = 1000, seed: int = 0) -> ExportResult:
+def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: int | None = N_BOOT,
+                   seed: int = 0) -> ExportResult:
     """Export every finished sample (or ``samples``) of a project (see the module docstring).
 
     Samples that are not finished are skipped and listed in :attr:`ExportResult.skipped` with the
@@ -279,6 +280,7 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
     from .report import agreement_page
 
     project.reload()
+    n_boot = N_BOOT if n_boot is None else n_boot
     folder = Path(out) if out is not None else project.folder / "export"
     try:
         folder.mkdir(parents=True, exist_ok=True)

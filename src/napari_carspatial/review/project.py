@@ -424,7 +424,8 @@ class ReviewProject:
             self.reviewers[rid] = r
         return self.reviewers[rid]
 
-    def assign(self, samples, *, readers, adjudicator: str | None = None, due=None, force: bool = False) -> None:
+    def assign(self, samples, *, readers, adjudicator: str | None = None, due=None, force: bool = False,
+               add_reviewers: bool = False) -> None:
         """Assign the first and second read (``readers = (first, second)``) and the adjudicator.
 
         Parameters
@@ -432,19 +433,25 @@ class ReviewProject:
         samples
             Sample ids or codes (``None``: every sample).
         readers
-            Two distinct reviewer ids: read 1 and read 2. Unknown ids are added as reviewers.
+            Two distinct reviewer ids: read 1 and read 2. Ids that are not reviewers of the project
+            are refused (a typo would register a new reader) unless ``add_reviewers`` or the
+            project has no reviewers yet; then they are added.
         adjudicator
             Reviewer id (not one of the readers), or None to leave it as it is.
         due
             Due date (``YYYY-MM-DD``) of these samples, or None to leave it.
         force
-            Reassign a read that has started (its working copy is kept on disk, never deleted).
+            Reassign a read that has started (its working copy is kept on disk, never deleted). A
+            sample whose reads change goes back to "adjudication not started": an adjudication of
+            the old reads no longer applies (its file is kept, renamed ``<code>.superseded-<time>.h5ad``).
+        add_reviewers
+            Register reviewer ids that are not in the project yet.
 
         Raises
         ------
         SampleError
-            Not two distinct readers, the adjudicator is a reader, or a started read would be
-            reassigned without ``force``.
+            Not two distinct readers, the adjudicator is a reader, an unknown reviewer id, or a
+            started read would be reassigned without ``force``.
         """
         samples = [samples] if isinstance(samples, str) else samples
         readers = [check_reviewer_id(r, path=self.file) for r in readers]
@@ -455,6 +462,7 @@ class ReviewProject:
             if adjudicator in readers:
                 raise SampleError(f"the adjudicator {adjudicator!r} cannot also read the sample.")
         due = _parse_due(due)
+        self._check_known([*readers, *([adjudicator] if adjudicator else [])], add_reviewers)
         with self.updating():
             for rid in [*readers, *([adjudicator] if adjudicator else [])]:
                 self.reviewers.setdefault(rid, Reviewer(rid))
@@ -478,14 +486,40 @@ class ReviewProject:
                 for k, rid in enumerate(readers, start=1):
                     cur = next((r for r in e.reads if r.read == k), None)
                     new.append(cur if cur is not None and cur.reviewer == rid else ReadEntry(k, rid))
+                reads_changed = any(a is not b for a, b in zip(new, e.reads, strict=False)) or len(new) != len(e.reads)
                 e.reads = new
                 if adjudicator and e.adjudication.reviewer != adjudicator:
                     e.adjudication = AdjudicationEntry(adjudicator)
+                elif reads_changed and e.adjudication.status != NOT_STARTED:
+                    # the adjudication decided between the old reads: it starts again on the new ones
+                    e.adjudication = AdjudicationEntry(e.adjudication.reviewer)
+                if reads_changed:
+                    self._supersede_adjudication(e)
                 if due is not None:
                     e.due = due
 
+    def _check_known(self, ids, add_reviewers: bool) -> None:
+        """Refuse ids that are not reviewers of a project that has reviewers (a typo would register
+        a new reader), unless ``add_reviewers``."""
+        unknown = [r for r in dict.fromkeys(ids) if r not in self.reviewers]
+        if unknown and self.reviewers and not add_reviewers:
+            raise SampleError(f"{'reviewers' if len(unknown) > 1 else 'reviewer'} {', '.join(map(repr, unknown))} "
+                              f"{'are' if len(unknown) > 1 else 'is'} not in the project (reviewers: "
+                              f"{', '.join(self.reviewers)}); a typo?", path=self.file,
+                              hint="To register a new reviewer, pass add_reviewers=True (--add-reviewer).")
+
+    def _supersede_adjudication(self, e: SampleEntry) -> None:
+        """Keep an adjudication file of reads that were reassigned, renamed out of the way."""
+        path = self.folder / "adjudication" / f"{e.code}.h5ad"
+        if path.exists():
+            stamp = _now().replace(":", "").replace("-", "")
+            new = path.with_name(f"{e.code}.superseded-{stamp}.h5ad")
+            os.replace(path, new)
+            log.warning("%s: reads reassigned; the adjudication of the old reads is kept as %s", self.label(e.sample),
+                        new.name)
+
     def assign_balanced(self, readers, *, adjudicator: str | None = None, samples=None, due=None,
-                        force: bool = False) -> None:
+                        force: bool = False, add_reviewers: bool = False) -> None:
         """Assign every sample two of ``readers`` so that each reader gets about the same number of
         samples and of first reads (pairs rotate over the samples in code order)."""
         samples = [samples] if isinstance(samples, str) else samples
@@ -494,6 +528,8 @@ class ReviewProject:
             raise SampleError("balanced assignment needs at least two different readers.")
         if adjudicator is not None and adjudicator in readers:
             raise SampleError(f"the adjudicator {adjudicator!r} cannot also be a reader.")
+        self._check_known([*readers, *([adjudicator] if adjudicator else [])], add_reviewers)
+        add_reviewers = True   # checked for all of them at once: each sample's assign may add the rest
         ents = [self.entry(s) for s in samples] if samples is not None else list(self.samples.values())
         ents = sorted(ents, key=lambda e: e.code)  # code order: unrelated to patient / timepoint
         import itertools
@@ -503,7 +539,8 @@ class ReviewProject:
         pairs.sort(key=lambda p: ((readers.index(p[1]) - readers.index(p[0])) % len(readers), readers.index(p[0])))
         for i, e in enumerate(ents):
             a, b = pairs[i % len(pairs)]
-            self.assign([e.sample], readers=(a, b), adjudicator=adjudicator, due=due, force=force)
+            self.assign([e.sample], readers=(a, b), adjudicator=adjudicator, due=due, force=force,
+                        add_reviewers=add_reviewers)
 
     # ------------------------------------------------------------------ status
     def status(self, *, reviewer: str | None = None, unblind: bool = False) -> pd.DataFrame:
@@ -514,7 +551,11 @@ class ReviewProject:
         """
         today = date.today().isoformat()
         rows = []
-        for e in self.samples.values():
+        blinded = self.blinding and not unblind
+        # blinded: in code order, so the order of the rows does not give away the manifest's
+        # (patient, timepoint) order
+        entries = sorted(self.samples.values(), key=lambda e: e.code) if blinded else self.samples.values()
+        for e in entries:
             if reviewer and reviewer not in e.readers and e.adjudication.reviewer != reviewer:
                 continue
             r = dict.fromkeys(("read1", "read1_status", "read1_progress", "read2", "read2_status", "read2_progress"))
@@ -582,16 +623,18 @@ class ReviewProject:
 
         return read_pair(self, sample_or_code)
 
-    def sample_agreement(self, sample_or_code: str, *, n_boot: int = 1000, seed: int = 0):
-        """Cell and region agreement of one sample's two reads (both done)."""
-        from .agreement import SampleAgreement
+    def sample_agreement(self, sample_or_code: str, *, n_boot: int | None = None, seed: int = 0):
+        """Cell and region agreement of one sample's two reads (both done); ``n_boot`` default
+        :data:`~.agreement.N_BOOT`, as everywhere the interval is reported."""
+        from .agreement import N_BOOT, SampleAgreement
 
-        return SampleAgreement.of(self.reads(sample_or_code), n_boot=n_boot, seed=seed)
+        return SampleAgreement.of(self.reads(sample_or_code), n_boot=N_BOOT if n_boot is None else n_boot, seed=seed)
 
-    def trial_agreement(self, *, n_boot: int = 2000, seed: int = 0, unblind: bool = True):
+    def trial_agreement(self, *, n_boot: int | None = None, seed: int = 0, unblind: bool = True):
         """Agreement over every sample whose reads are both done (:class:`~.agreement.TrialAgreement`)."""
-        from .agreement import combine_agreements
+        from .agreement import N_BOOT, combine_agreements
 
+        n_boot = N_BOOT if n_boot is None else n_boot
         res = {}
         for e in self.samples.values():
             if e.reads_done:
@@ -604,7 +647,7 @@ class ReviewProject:
 
         return AdjudicationSession.open(self, sample_or_code, adjudicator, break_stale=break_stale)
 
-    def export(self, out=None, *, samples=None, n_boot: int = 1000, seed: int = 0):
+    def export(self, out=None, *, samples=None, n_boot: int | None = None, seed: int = 0):
         """Write the final tables with provenance (see :func:`~.export.export_project`)."""
         from .export import export_project
 
