@@ -112,7 +112,12 @@ def read_table(
             keep = select_image_rows(adata.obs, [image, mask], image_column=image_column, source=p)
             if keep is not None:
                 adata = adata[keep].copy()
-        return normalize_anndata(adata, id_column=id_column, pixel_size_um=pixel_size_um, source=p)
+        adata = normalize_anndata(adata, id_column=id_column, pixel_size_um=pixel_size_um, source=p)
+        # where it came from, so a save that forgets paths= still never replaces it (io.write)
+        meta = dict(adata.uns.get("carspatial", {}) or {})
+        meta["read_from"] = os.fspath(p.resolve())
+        adata.uns["carspatial"] = meta
+        return adata
     if not low.endswith((".csv", ".tsv", ".txt")):
         raise SampleError(f"unsupported table format {p.suffix!r}.", path=p,
                           hint="Supported: .h5ad, AnnData .zarr, .csv (steinbock, MCMICRO, QuPath, cytomapper).")

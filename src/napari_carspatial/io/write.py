@@ -11,8 +11,9 @@ One headless function, :func:`write_table`, is what the GUI's "Save as" and scri
   (``read_table`` / ``read_sample``), :func:`write_table`, :func:`restore_interrupted` or
   :func:`find_recovery` call puts the backup back.
 * **never overwrites by accident**: an existing target raises :class:`SampleError` unless
-  ``overwrite=True``; a source of the sample (``paths=Sample.paths``, symbolic links resolved)
-  is refused whatever ``overwrite`` says, and so is a target that is a symbolic link.
+  ``overwrite=True``; a source of the sample (``paths=Sample.paths``, else the table's own
+  record of where it was read from and its provenance; symbolic links resolved) is refused
+  whatever ``overwrite`` says, and so is a target that is a symbolic link.
 * **disk full**: the error is clean, the old file intact, and the temporary file or folder is
   removed by the same process once zarr's background chunk writes have stopped.
 * **clear errors**: an unwritable folder raises :class:`SampleError` naming it; nothing in
@@ -64,15 +65,20 @@ _hash_cache: dict[tuple[str, int, int], str] = {}
 def sha256_file(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
     """SHA-256 hex digest of a file, or of a folder (zarr: every file's relative path and bytes, sorted).
 
-    Streamed in ``chunk``-byte reads; cached by (path, size, mtime), so re-saving is free.
+    Streamed in ``chunk``-byte reads; cached by (path, size, mtime) of the file, or of every file
+    in the folder (a zarr store rewritten inside gets a new hash), so re-saving is free.
     """
     p = Path(path)
     st = p.stat()
-    key = (os.fspath(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    if p.is_file():
+        key = (os.fspath(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
+    else:  # a folder's own mtime does not change when a file inside is rewritten: key by its files
+        stats = [(os.fspath(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        key = (os.fspath(p.resolve()), len(stats), hash(tuple(stats)))
     if key in _hash_cache:
         return _hash_cache[key]
     h = hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
     for f in files:
         if p.is_dir():
             h.update(os.fspath(f.relative_to(p)).encode("utf-8") + b"\0")
@@ -330,7 +336,9 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     paths
         Where the sample's parts came from (``Sample.paths``): their paths, sizes and SHA-256
         are stored in ``uns["carspatial"]["provenance"]`` before writing, and none of them is
-        ever overwritten.
+        ever overwritten. Without it the table's own record is used (:func:`own_sources`: the
+        file :func:`~napari_carspatial.io.read_table` read it from and its stored provenance),
+        so forgetting ``paths=`` never replaces a source.
     record
         Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
         provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
@@ -356,7 +364,7 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     folder = target.parent if os.fspath(target.parent) else Path(".")
     if not folder.is_dir():
         raise SampleError("the folder does not exist.", path=folder, hint="Create it or choose another folder.")
-    _refuse_sources(target, paths)
+    _refuse_sources(target, {**own_sources(adata), **(paths or {})} if record else paths)
     if target.is_symlink():
         raise SampleError(f"is a symbolic link (to {os.path.realpath(target)}); saving would replace the link with "
                           "a file, so it is not written.", path=target,
@@ -368,6 +376,13 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     if record:
         if paths:
             store_provenance(adata, paths)
+        else:  # the table's own record: its earlier provenance, and the file it was read from as its source
+            own = {k.split(" ")[0]: v for k, v in own_sources(adata).items() if k.endswith("(provenance)")}
+            meta = (adata.uns.get(UNS_KEY) or {}) if hasattr(adata.uns, "get") else {}
+            if isinstance(meta.get(READ_FROM_KEY), str):
+                own["table"] = meta[READ_FROM_KEY]
+            if own:
+                store_provenance(adata, own)
         meta = dict(adata.uns.get(UNS_KEY, {}) or {})
         meta["saved"] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "path": os.fspath(target)}
         adata.uns[UNS_KEY] = meta
@@ -421,6 +436,26 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
                 _ACTIVE.discard(key)
     log.info("table written to %s in %.2f s", target, time.perf_counter() - t0)
     return target
+
+
+#: ``uns["carspatial"]`` key where :func:`~napari_carspatial.io.read_table` records the file it read
+READ_FROM_KEY = "read_from"
+
+
+def own_sources(adata) -> dict:
+    """The sources a table records itself: ``{"table (read from)": path}`` (set by ``read_table``)
+    and every path of its stored provenance (``uns["carspatial"]["provenance"]``)."""
+    meta = (getattr(adata, "uns", {}) or {}).get(UNS_KEY) or {}
+    out = {}
+    if hasattr(meta, "get"):
+        if isinstance(meta.get(READ_FROM_KEY), str):
+            out["table (read from)"] = meta[READ_FROM_KEY]
+        prov = meta.get("provenance") or {}
+        if hasattr(prov, "items"):
+            for part, entry in prov.items():
+                if hasattr(entry, "get") and isinstance(entry.get("path"), str):
+                    out[f"{part} (provenance)"] = entry["path"]
+    return out
 
 
 def _same_file(a: Path, b: Path) -> bool:
