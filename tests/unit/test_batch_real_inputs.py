@@ -158,3 +158,22 @@ def test_an_empty_automatic_region_says_why(cytomapper_dir, tmp_path):
     notes = _summary(res.out, "E34")["region_notes"]
     assert notes["tumor_core"].startswith("no cell lies deeper than 50 µm inside the tumour")
     assert all("outside the tissue or the image" not in v for v in notes.values())
+
+
+def test_geojson_regions_keep_the_files_class_names(cytomapper_dir, tmp_path):
+    """QA low: results renamed the file's classes (Margin -> 'Invasive margin', Artefact ->
+    'Exclude', Tumor -> 'Tumor core'); a trial's own class names must come back as they are."""
+    boxes = {"Tumor": (0, 0, 50, 50), "Margin": (0, 50, 50, 100), "Artefact": (50, 0, 100, 100)}
+    feats = [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
+                                                                                  [x0, y1], [x0, y0]]]},
+              "properties": {"objectType": "annotation", "name": cls.lower(), "classification": {"name": cls}}}
+             for cls, (y0, x0, y1, x1) in boxes.items()]
+    gj = tmp_path / "E34.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    rows = _csv_rows(cytomapper_dir, pixel_size_um=1.0, regions=str(gj))[:1]
+    res = run_batch(write_manifest(rows, tmp_path / "m.csv"), {**_cfg(), "regions": "geojson"}, tmp_path / "r",
+                    scheduler="sequential", progress=False)
+    assert res.done == ["E34"], res.failed.to_dict("records")
+    assert set(res.metrics["region"]) == {"whole", "Tumor", "Margin", "Artefact"}
+    area = res.metrics.query("metric == 'area_mm2'").set_index("region")["value"]
+    assert area["Artefact"] == pytest.approx(100 * 50 * 1e-6) and area["Tumor"] == pytest.approx(50 * 50 * 1e-6)

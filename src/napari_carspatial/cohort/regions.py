@@ -92,8 +92,9 @@ def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pix
 def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None, problems: list | None = None):
     """Cell masks and areas of the polygons in a QuPath GeoJSON file, grouped by class.
 
-    A region is named by its ROI class (QuPath classification), else by its name; the polygons
-    of one class are united. Membership is the curation path's own rule,
+    A region is named by its class as the file spells it (QuPath classification: ``Margin``
+    stays ``Margin``, not the ROI vocabulary's ``Invasive margin``), else by its name; the
+    polygons of one class are united. Membership is the curation path's own rule,
     :meth:`ROI.contains <napari_carspatial.model.ROI.contains>` (centroid inside the outer ring
     and outside every hole); the area is that of the union of the class's polygons (holes
     subtracted, overlaps counted once; :mod:`shapely`). Invalid polygons were repaired on reading
@@ -114,7 +115,7 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     from ..model import SPATIAL_KEY
 
     found: list = [] if problems is None else problems
-    rois = read_geojson(path, problems=found)
+    rois = read_geojson(path, problems=found, map_classes=False)   # results keep the file's class names
     if not rois and not found:
         raise SampleError("no polygon in the regions file.", path=path)
     yx = np.asarray(adata.obsm[SPATIAL_KEY], dtype=float)[:, 1::-1]
