@@ -193,7 +193,7 @@ def _busy(pid: int, target: Path) -> bool:
     if pid == os.getpid():
         with _ACTIVE_LOCK:
             return os.fspath(target) in _ACTIVE
-    return _alive(pid)
+    return pid_alive(pid)
 
 
 def _remove_path(e: Path) -> None:
@@ -308,15 +308,18 @@ def _cleanup_tmp(tmp: Path, kind: str) -> None:
                 break
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the one helper for temp folders and review locks)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # pragma: no cover
+    except PermissionError:  # pragma: no cover - another user's process
         return True
+    except OSError:  # pragma: no cover - e.g. Windows without the process
+        return False
     return True
 
 

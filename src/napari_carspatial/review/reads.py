@@ -43,7 +43,7 @@ from ..model.curation import (
     rois_from_frame,
 )
 from .columns import base_type_column
-from .lock import FileLock
+from .lock import FileLock, LockedSession
 from .project import DONE, IN_PROGRESS, RevealError, ReviewProject, SampleEntry, _now
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def _read_h5ad(path: Path):
         raise SampleError(f"cannot read the working copy ({type(err).__name__}: {err}).", path=path) from err
 
 
-class ReadSession:
+class ReadSession(LockedSession):
     """One reader's open read of one sample: the working copy, its curation and its lock.
 
     Attributes
@@ -382,25 +382,6 @@ class ReadSession:
         self.save(_done=True)
         self._release()
         log.info("%s finished read %d of %s", self.reviewer, self.read_number, self.label)
-
-    def close(self) -> None:
-        """Save and release the lock; the read stays ``in_progress``."""
-        if self.closed:
-            return
-        try:
-            self.save()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        self._lock.release()
-        self.closed = True
-
-    def __enter__(self) -> ReadSession:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ReadSession({self.label!r}, read {self.read_number} by {self.reviewer}, {self.table.n_obs} cells)"
