@@ -18,7 +18,7 @@ def _count(pattern: str) -> list[str]:
 
 
 def test_one_safe_name_and_one_pid_check():
-    assert _count(r"^def safe_name\(") == ["cohort/batch.py"]
+    assert _count(r"^def safe_name\(") == ["cohort/samples.py"]
     assert _count(r"os\.kill\(pid, 0\)") == ["io/write.py"]
 
 
