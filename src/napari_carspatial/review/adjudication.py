@@ -311,7 +311,7 @@ class AdjudicationSession(LockedSession):
                               f"(classes that differ: {', '.join(ra.disagreeing_classes) or 'none'}).")
         if choice not in (*self.readers, *REGION_CHOICES):
             raise SampleError(f"region decision {choice!r} is not one of {', '.join((*self.readers, *REGION_CHOICES))}.")
-        from .agreement import _geometry
+        from .region_agreement import _geometry
 
         r1, r2 = self.readers
         if choice in self.readers:
