@@ -50,3 +50,14 @@ def test_info_on_an_image_without_mask_says_no_table(cytomapper_dir, capsys):
     assert main(["info", str(cytomapper_dir / "images" / "E34_imc.tiff"), "--mask",
                  str(cytomapper_dir / "masks" / "E34_mask.tiff")]) == 0
     assert "cells:       113 (measured from the mask)" in capsys.readouterr().out
+
+
+def test_ligrec_finds_the_cell_type_column_by_name(cytomapper_dir, tmp_path, capsys):
+    """QA low (demo names in product defaults): ligrec's --cell-type-key defaulted to the demo's
+    'cell_type', so cytomapper's CellType table failed 'no cell-type column cell_type'. It is
+    found by name now; this 5-marker IMC panel then fails for the real reason (no L-R genes)."""
+    rc = main(["ligrec", *_real_e34(cytomapper_dir), "-o", str(tmp_path / "o")])
+    assert rc == 2
+    line = _one_error(capsys)
+    assert "none of the ligand-receptor pairs has its genes in the panel" in line
+    assert "'cell_type'" not in line
