@@ -75,6 +75,7 @@ def test_a_multi_image_table_is_cut_to_the_samples_rows(cytomapper_dir, tmp_path
     assert _summary(res.out, "G01")["cell_types"] == {"celltype_A": 45, "celltype_C": 40, "celltype_B": 37}
     err = res.failed.set_index("sample").loc["X9", "error"]
     assert "3 images" in err and "ImageName" in err and "X9" in err and "all3.h5ad" in err
+    assert "image_name column" in err and "image_column=" not in err   # a manifest hint, not an API one
 
 
 def _csv_rows(cytomapper_dir, **extra):

@@ -129,7 +129,14 @@ def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None, measure
         # a multi-image table (cytomapper / steinbock cells.csv) keeps only this sample's rows: those
         # of its mask, else of the image its ``image_name`` column or its sample id names
         keys = {"mask": row["mask"]} if row.get("mask") else {"image": row.get("image_name") or row["sample"]}
-        adata = read_table(row["table"], pixel_size_um=px, **keys)
+        try:
+            adata = read_table(row["table"], pixel_size_um=px, **keys)
+        except SampleError as err:
+            if "no table row belongs to" not in err.problem:
+                raise
+            raise SampleError(err.problem, path=err.path,
+                              hint="In the manifest, give the sample an image_name column naming its image as the "
+                                   "table does, or its mask.") from None
         s = Sample(name=row["sample"], table=adata, pixel_size_um=px or table_pixel_size(adata))
         if row.get("mask"):
             from ..io import read_mask
