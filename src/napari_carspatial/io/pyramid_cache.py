@@ -8,11 +8,12 @@ cache; :func:`cached_levels` (used by :func:`napari_carspatial.io.read_image`) r
 then on, so later opens read only the small levels.
 
 What is cached
-    Exactly the levels the reader would otherwise compute lazily,
-    ``level0[:, ::2**k, ::2**k]`` for ``k = 1 ..`` while the previous level is larger than
-    :data:`~napari_carspatial.io._util.PYRAMID_MIN_SIZE` (nearest-neighbour, as
-    ``strided_pyramid``): the pixels the viewer shows do not change, only where they come from.
-    Level 0 is always read from the file itself.
+    The nearest-neighbour levels the reader would otherwise stride lazily,
+    ``level0[:, ::2**k, ::2**k]`` for ``k = 1 ..``, continued down to <= :data:`CACHE_MIN_SIZE`
+    px like a pyramid written by the scanner (the lazy strided pyramid stops at 2048 px because
+    every level of it reads all of level 0; a cached level costs nothing): the pixels of the
+    shared levels do not change, only where they come from, and an overview of a whole slide
+    reads a level of about a thousand pixels. Level 0 is always read from the file itself.
 Key
     The file's identity: resolved path, size and modification time (ns), plus the level-0
     shape and dtype and a format version. A changed, moved or replaced file gets a new entry;
@@ -21,7 +22,7 @@ Where
     ``$CARSPATIAL_CACHE_DIR``, else the platform's user cache folder
     (``~/.cache/napari-carspatial/pyramids`` on Linux).
 Memory
-    The build reads level 0 in bands of ``512 * 2**n_levels`` rows of one channel at a time
+    The build reads level 0 in bands of up to 4096 rows of one channel at a time
     (about 100 MB for a 12,000 px wide slide) and writes chunk-aligned blocks of every level
     from the same band: one pass over the file, bounded memory.
 """
@@ -48,9 +49,13 @@ __all__ = ["cache_root", "cache_path", "cached_levels", "build_pyramid_cache", "
            "needs_pyramid_cache", "clear_pyramid_cache"]
 
 #: bump when the layout of a cache entry changes (old entries are then ignored)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: chunk edge of the cached levels
 CHUNK = 512
+#: the cached pyramid goes down to a level of at most this many pixels
+CACHE_MIN_SIZE = 1024
+#: most rows of level 0 read at a time
+MAX_BAND_ROWS = 4096
 
 
 def cache_root() -> Path:
@@ -67,19 +72,19 @@ def cache_root() -> Path:
     return base / "pyramids"
 
 
-def _n_levels(shape_yx) -> int:
-    """How many strided levels below level 0 ``strided_pyramid`` makes."""
+def _n_levels(shape_yx, min_size: int = CACHE_MIN_SIZE) -> int:
+    """How many halvings below level 0 until the level is at most ``min_size`` px."""
     h, w = int(shape_yx[0]), int(shape_yx[1])
     n = 0
-    while max(h, w) > PYRAMID_MIN_SIZE:
+    while max(h, w) > min_size:
         h, w = -(-h // 2), -(-w // 2)
         n += 1
     return n
 
 
 def needs_pyramid_cache(level0) -> bool:
-    """True for an image of one level large enough to get strided levels."""
-    return level0.ndim == 3 and _n_levels(level0.shape[-2:]) > 0
+    """True for an image of one level large enough that the reader strides it lazily."""
+    return level0.ndim == 3 and _n_levels(level0.shape[-2:], PYRAMID_MIN_SIZE) > 0
 
 
 def _identity(path, level0) -> dict:
@@ -145,7 +150,8 @@ def iter_build_pyramid_cache(path, level0=None, *, band_rows: int | None = None)
     level0
         Its level 0 as a lazy (C, Y, X) array (default: read with :func:`~napari_carspatial.io.tiff.read_tiff`).
     band_rows
-        Rows of level 0 read at a time (default ``512 * 2**n_levels``, chunk-aligned on every level).
+        Rows of level 0 read at a time (default ``min(512 * 2**n_levels, 4096)``; a multiple of
+        ``2**n_levels``, so every level gets whole rows of chunks).
     """
     import zarr
     from numcodecs import Blosc
@@ -160,7 +166,7 @@ def iter_build_pyramid_cache(path, level0=None, *, band_rows: int | None = None)
     C, H, W = (int(s) for s in level0.shape)
     n = _n_levels((H, W))
     f_max = 2 ** n
-    band = int(band_rows or CHUNK * f_max)
+    band = int(band_rows or min(CHUNK * f_max, max(MAX_BAND_ROWS, f_max)))
     if band % f_max:
         raise ValueError(f"band_rows must be a multiple of {f_max}")
     entry = cache_path(path, level0)
