@@ -144,3 +144,24 @@ def test_shared_prefix_envelope_matches_independent_patterns():
     assert np.quantile(ind[:, k], 0.02) > lo - 3 * ind[:, k].std() and np.quantile(ind[:, k], 0.98) < hi + 3 * ind[:, k].std()
     big = res.stat[res.stat["cluster"] == "large"]
     assert (big["csr_hi"] - big["csr_lo"]).iloc[k] < (hi - lo)  # more points: a narrower envelope
+
+
+def test_g_f_equal_kdtree_on_real_cells(cytomapper_dir):
+    """G and F of the real IMC cell types equal a cKDTree count of the same definition."""
+    cells = pd.read_csv(cytomapper_dir / "cells.csv")
+    sub = cells[cells["ImageNb"] == 1]
+    xy = sub[["Pos_X", "Pos_Y"]].to_numpy(float)
+    a = _table(xy, sub["CellType"].to_numpy(), px=1.0)
+    for mode in ("G", "F"):
+        res = ripley(a, cluster_key="t", mode=mode, max_dist=40, n_steps=21, n_simulations=5, seed=2)
+        q = None
+        if mode == "F":
+            q = np.column_stack(_HullSampler(ConvexHull(xy)).sample(np.random.default_rng(2), (1000,)))
+        for c, grp in res.stat.groupby("cluster", observed=True):
+            pts = xy[sub["CellType"].to_numpy() == c]
+            if mode == "G" and len(pts) < 2:
+                assert grp["stats"].isna().all()
+                continue
+            d = cKDTree(pts).query(pts, k=2)[0][:, 1] if mode == "G" else cKDTree(pts).query(q, k=1)[0]
+            np.testing.assert_allclose(grp["stats"].to_numpy(), (d[None, :] <= res.support[:, None]).mean(1), atol=0)
+            assert (grp["csr_lo"] <= grp["csr_hi"]).all()
