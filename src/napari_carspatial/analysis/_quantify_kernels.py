@@ -322,8 +322,7 @@ def channel_medians(img, off, pos, k):
 RUN_BAND_ROWS = 16
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def run_count(lab, flag, use_flag, band):  # pragma: no cover - numba
+def _run_count_py(lab, flag, use_flag, band):  # pragma: no cover - numba
     """Number of foreground runs in each band of ``band`` rows."""
     H, W = lab.shape
     nb = (H + band - 1) // band
@@ -347,8 +346,7 @@ def run_count(lab, flag, use_flag, band):  # pragma: no cover - numba
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def run_fill(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab, run_flag):  # pragma: no cover
+def _run_fill_py(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab, run_flag):  # pragma: no cover
     """Fill the foreground runs (flat start, length, label, flag) of each band at ``offsets[band]``."""
     H, W = lab.shape
     nb = (H + band - 1) // band
@@ -413,8 +411,7 @@ def run_shape(run_start, run_len, local, width, k):  # pragma: no cover - numba
     return n, mom, bbox
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def run_sums(img, run_start, run_len, local, run_flag, k, split, integer, n_blocks):  # pragma: no cover
+def _run_sums_py(img, run_start, run_len, local, run_flag, k, split, integer, n_blocks):  # pragma: no cover
     """Per channel and local cell, the sum over its pixels (``img`` (C, N) flattened), and with
     ``split`` also over its flagged (nucleus) runs. Every pixel is read once; ``n_blocks``
     blocks of channels run in parallel, each going once through the run list."""
@@ -527,3 +524,15 @@ def hash_local(run_lab):  # pragma: no cover - numba
     for r in range(n):
         local[r] = rank[local[r]]
     return local, ids[order]
+
+
+# parallel versions for big blocks, serial ones for small crops (waking the thread pool costs
+# more than the work there, and much more on a loaded machine)
+run_count = numba.njit(cache=True, nogil=True, parallel=True)(_run_count_py)
+run_fill = numba.njit(cache=True, nogil=True, parallel=True)(_run_fill_py)
+run_sums = numba.njit(cache=True, nogil=True, parallel=True)(_run_sums_py)
+run_count_serial = numba.njit(cache=True, nogil=True)(_run_count_py)
+run_fill_serial = numba.njit(cache=True, nogil=True)(_run_fill_py)
+run_sums_serial = numba.njit(cache=True, nogil=True)(_run_sums_py)
+#: blocks with fewer pixels than this use the serial kernels
+PARALLEL_MIN_PIXELS = 1 << 18

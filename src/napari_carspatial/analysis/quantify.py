@@ -96,9 +96,10 @@ def measure_block(lab: np.ndarray, img: np.ndarray | None = None, nuc: np.ndarra
     if img is not None:
         flat_img = np.ascontiguousarray(img).reshape(img.shape[0], -1)
         integer = bool(np.issubdtype(flat_img.dtype, np.integer))
-        n_blocks = max(1, min(flat_img.shape[0], numba.get_num_threads()))
-        sums, nuc_sums = K.run_sums(flat_img, run_start, run_len, local, run_flag, k, nuc is not None,
-                                    integer, n_blocks)
+        big = lab.size >= K.PARALLEL_MIN_PIXELS
+        n_blocks = max(1, min(flat_img.shape[0], numba.get_num_threads())) if big else 1
+        sums, nuc_sums = (K.run_sums if big else K.run_sums_serial)(
+            flat_img, run_start, run_len, local, run_flag, k, nuc is not None, integer, n_blocks)
         out["sums"] = sums
         if nuc is not None:
             out["nuc_sums"] = nuc_sums
@@ -125,7 +126,8 @@ def _runs(lab: np.ndarray, nuc: np.ndarray | None):
     if lab.size == 0:
         return (np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint8),
                 np.zeros(0, np.int64))
-    counts = K.run_count(lab, flag, use_flag, band)
+    big = lab.size >= K.PARALLEL_MIN_PIXELS
+    counts = (K.run_count if big else K.run_count_serial)(lab, flag, use_flag, band)
     offsets = np.zeros(counts.size + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     n_runs = int(offsets[-1])
@@ -133,7 +135,8 @@ def _runs(lab: np.ndarray, nuc: np.ndarray | None):
     run_len = np.empty(n_runs, np.int32)
     run_lab = np.empty(n_runs, np.int64)
     run_flag = np.empty(n_runs, np.uint8)
-    K.run_fill(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab, run_flag)
+    (K.run_fill if big else K.run_fill_serial)(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab,
+                                               run_flag)
     if n_runs == 0:
         return run_start, run_len, np.zeros(0, np.int32), run_flag, np.zeros(0, np.int64)
     lo, hi = int(run_lab.min()), int(run_lab.max())
