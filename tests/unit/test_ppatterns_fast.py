@@ -55,6 +55,20 @@ def test_prefix_buckets_equal_separate_patterns():
             np.testing.assert_array_equal(nested[b], alone[:-1])
         g = kern.nn_hist(x, y, sizes, support)
         f = kern.empty_space_hist(x, y, sizes, x[:50] + 0.5, y[:50], support)
+        # one joint search for all prefixes == one search per prefix
+        np.testing.assert_array_equal(kern.nn_hist_joint(x, y, bucket, len(sizes), support), g)
+        np.testing.assert_array_equal(
+            kern.empty_space_hist_joint(x, y, bucket, len(sizes), x[:50] + 0.5, y[:50], support), f)
+        sim = kern.simulate(1, x[None], y[None], bucket, sizes, support, x[:50] + 0.5, y[:50])[0]
+        np.testing.assert_array_equal(sim, g)  # small prefixes separately, the rest jointly
+        sim = kern.simulate(2, x[None], y[None], bucket, sizes, support, x[:50] + 0.5, y[:50])[0]
+        np.testing.assert_array_equal(sim, f)
+        tiny = np.array([10, 150, 151, 600])  # a prefix under 1/16 of the pattern: searched on its own
+        bt = np.searchsorted(tiny, np.arange(600), side="right").astype(np.int64)
+        for mode, ref in ((1, kern.nn_hist(x, y, tiny, support)),
+                          (2, kern.empty_space_hist(x, y, tiny, x[:50] + 0.5, y[:50], support))):
+            np.testing.assert_array_equal(kern.simulate(mode, x[None], y[None], bt, tiny, support,
+                                                        x[:50] + 0.5, y[:50])[0], ref)
         for b, s in enumerate(sizes):
             np.testing.assert_array_equal(g[b], kern.nn_hist(x[:s].copy(), y[:s].copy(), np.array([s]), support)[0])
             np.testing.assert_array_equal(

@@ -306,6 +306,112 @@ def empty_space_hist(x, y, sizes, qx, qy, support):  # pragma: no cover - numba
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _nn_joint(qx, qy, qb, xs, ys, bs, cs, nx, ny, x0, y0, cell, skip, best):  # pragma: no cover - numba
+    """Nearest point of every prefix ``b >= qb`` at once (one ring search), into ``best`` (d^2).
+
+    A candidate of bucket ``bj`` belongs to every prefix ``b >= max(qb, bj)``; ``best`` is
+    non-increasing in ``b`` (nested prefixes), so an update stops at the first prefix it does not
+    improve. The search ends when the sparsest needed prefix (``qb``) cannot improve any more.
+    """
+    nb = best.shape[0]
+    for b in range(qb, nb):
+        best[b] = np.inf
+    cx = min(max(int((qx - x0) / cell), 0), nx - 1)
+    cy = min(max(int((qy - y0) / cell), 0), ny - 1)
+    r = 0
+    max_ring = max(nx, ny)
+    while r <= max_ring:
+        for gy in range(cy - r, cy + r + 1):
+            if gy < 0 or gy >= ny:
+                continue
+            edge = gy == cy - r or gy == cy + r
+            gx = cx - r
+            while gx <= cx + r:
+                if 0 <= gx < nx:
+                    g = gy * nx + gx
+                    for p in range(cs[g], cs[g + 1]):
+                        if p == skip:
+                            continue
+                        dx = qx - xs[p]
+                        dy = qy - ys[p]
+                        d2 = dx * dx + dy * dy
+                        b = max(qb, bs[p])
+                        while b < nb and d2 < best[b]:
+                            best[b] = d2
+                            b += 1
+                if edge or r == 0:
+                    gx += 1
+                else:
+                    gx += 2 * r
+        lim = r * cell
+        if best[qb] <= lim * lim:
+            break
+        r += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _joint_grid(x, y, bucket, n):  # pragma: no cover - numba
+    xmin, xmax, ymin, ymax = np.inf, -np.inf, np.inf, -np.inf
+    for i in range(n):
+        xmin = min(xmin, x[i])
+        xmax = max(xmax, x[i])
+        ymin = min(ymin, y[i])
+        ymax = max(ymax, y[i])
+    span = max(xmax - xmin, ymax - ymin, 1e-300)
+    order, cs, _cx, _cy, nx, ny, x0, y0, cell = _grid(x, y, n, span / max(1.0, math.sqrt(n / 2.0)))
+    xs = np.empty(n, np.float64)
+    ys = np.empty(n, np.float64)
+    bs = np.empty(n, np.int64)
+    pos = np.empty(n, np.int64)
+    for p in range(n):
+        xs[p] = x[order[p]]
+        ys[p] = y[order[p]]
+        bs[p] = bucket[order[p]]
+        pos[order[p]] = p
+    return xs, ys, bs, pos, cs, nx, ny, x0, y0, cell
+
+
+@numba.njit(cache=True, nogil=True)
+def nn_hist_joint(x, y, bucket, n_buckets, support):  # pragma: no cover - numba
+    """:func:`nn_hist` of every prefix in one pass over the whole pattern (``bucket`` of each
+    point; the pattern is all points): each point searches once for the nearest point of every
+    prefix it belongs to."""
+    n_steps = support.shape[0]
+    out = np.zeros((n_buckets, n_steps + 1), np.int64)
+    n = x.shape[0]
+    if n < 2:
+        return out
+    inv_step = (n_steps - 1) / support[n_steps - 1]
+    xs, ys, bs, _pos, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
+    best = np.empty(n_buckets, np.float64)
+    for p in range(n):
+        qb = bs[p]
+        _nn_joint(xs[p], ys[p], qb, xs, ys, bs, cs, nx, ny, x0, y0, cell, p, best)
+        for b in range(qb, n_buckets):
+            if best[b] < np.inf:
+                out[b, _bin_left(math.sqrt(best[b]), support, inv_step)] += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def empty_space_hist_joint(x, y, bucket, n_buckets, qx, qy, support):  # pragma: no cover - numba
+    """:func:`empty_space_hist` of every prefix in one pass (one ring search per query point)."""
+    n_steps = support.shape[0]
+    out = np.zeros((n_buckets, n_steps + 1), np.int64)
+    n = x.shape[0]
+    if n < 1:
+        return out
+    inv_step = (n_steps - 1) / support[n_steps - 1]
+    xs, ys, bs, _pos, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
+    best = np.empty(n_buckets, np.float64)
+    for q in range(qx.shape[0]):
+        _nn_joint(qx[q], qy[q], 0, xs, ys, bs, cs, nx, ny, x0, y0, cell, -1, best)
+        for b in range(n_buckets):
+            out[b, _bin_left(math.sqrt(best[b]), support, inv_step)] += 1
+    return out
+
+
 def simulate(mode: int, xs: np.ndarray, ys: np.ndarray, bucket: np.ndarray, sizes: np.ndarray,
              support: np.ndarray, qx: np.ndarray, qy: np.ndarray, *, workers: int | None = None) -> np.ndarray:
     """One statistic histogram per simulated pattern ``xs[s], ys[s]``, patterns in parallel threads
@@ -313,19 +419,30 @@ def simulate(mode: int, xs: np.ndarray, ys: np.ndarray, bucket: np.ndarray, size
 
     ``mode`` 0 = pairs (L), 1 = nearest neighbour (G), 2 = empty space (F).
     Returns ``(n_sims, len(sizes), n_steps + 1)`` int64 (pairs: per bucket of the pair, not cumulative).
+    G and F search all prefixes at once (:func:`nn_hist_joint`); prefixes much smaller than the
+    whole pattern (under 1/16 of it: their nearest neighbours are far) get their own search.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     n = xs.shape[1]
     nb = sizes.shape[0]
     par = pair_params(support, xs.dtype)
+    small = np.flatnonzero(sizes * 16 < n)
+    b0 = int(small[-1]) + 1 if small.size else 0  # first bucket of the joint search
+    rel = np.maximum(bucket - b0, 0).astype(np.int64)  # points of small prefixes belong to prefix b0 too
 
     def one(s):
         if mode == 0:
             return pair_hist(xs[s], ys[s], bucket, nb, support, n, par)
-        if mode == 1:
-            return nn_hist(xs[s], ys[s], sizes, support)
-        return empty_space_hist(xs[s], ys[s], sizes, qx, qy, support)
+        out = np.zeros((nb, support.size + 1), np.int64)
+        x, y = xs[s], ys[s]
+        if small.size:
+            out[:b0] = (nn_hist(x, y, sizes[:b0], support) if mode == 1 else
+                        empty_space_hist(x, y, sizes[:b0], qx, qy, support))
+        if b0 < nb:
+            out[b0:] = (nn_hist_joint(x, y, rel, nb - b0, support) if mode == 1 else
+                        empty_space_hist_joint(x, y, rel, nb - b0, qx, qy, support))
+        return out
 
     workers = workers or max(1, numba.get_num_threads())
     if workers == 1 or xs.shape[0] == 1:
