@@ -9,7 +9,9 @@ mask + table + uint16 OME-TIFF, auto regions, every region metric, thumbnails):
   worker process is single-threaded for real: ``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS``,
   ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1, so numba's parallel kernels cannot use the
   second core behind the scheduler's back; each worker analyses one slide first (imports, numba
-  caches; not timed). Target >= 1.7x. Agreement: the tidy metric tables of
+  caches; not timed). Target >= 1.7x. The workers' CPU time over each run is recorded: CPU
+  seconds / wall seconds is the number of cores the run actually got (a shared machine under
+  load does not give 2 workers 2 cores). Agreement: the tidy metric tables of
   the two runs are equal.
 * ``batch_sequential``: the same batch with ``scheduler="sequential"`` in this process vs the
   2-worker cluster, with the CPU time of this process over the run: ``cpu/wall`` near 2 means
@@ -104,16 +106,22 @@ def run(quick: bool) -> list[dict]:
         # warm-up (numba caches, imports) so that neither timed run pays for it
         run_batch(paths["manifest"], paths["config"], tmp / "warm", scheduler="sequential", progress=False)
         shutil.rmtree(tmp / "warm", ignore_errors=True)
-        timings, results, startup = {}, {}, {}
+        timings, results, startup, cores = {}, {}, {}, {}
         for n_workers in (1, 2):
             client, cluster, t_start, nthreads = _cluster(n_workers)
             try:
                 _warm(client, paths, tmp)
+                cpu0 = client.run(time.process_time)
+                load_a = os.getloadavg()[0]
                 t0 = time.perf_counter()
                 results[n_workers] = run_batch(paths["manifest"], paths["config"], tmp / f"w{n_workers}",
                                                client=client, progress=False)
                 timings[n_workers] = time.perf_counter() - t0
+                cpu1 = client.run(time.process_time)
+                worker_cpu = sum(cpu1[w] - cpu0[w] for w in cpu1)
                 startup[n_workers] = (t_start, nthreads)
+                cores[n_workers] = {"worker_cpu_s": worker_cpu, "cores_busy": worker_cpu / timings[n_workers],
+                                    "loadavg_1min": [load_a, os.getloadavg()[0]]}
             finally:
                 client.close()
                 cluster.close()
@@ -134,11 +142,13 @@ def run(quick: bool) -> list[dict]:
             "reference": "LocalCluster 1 worker x 1 thread (processes, started before)", "reference_s": timings[1],
             "ratio": ratio,
             "agreement": f"tables equal: {same and diff == 0} (max |diff| {diff:.3g}); workers' NUMBA_NUM_THREADS "
-                         f"{startup[2][1]}",
+                         f"{startup[2][1]}; cores kept busy: 1 worker {cores[1]['cores_busy']:.2f}, "
+                         f"2 workers {cores[2]['cores_busy']:.2f} (load {cores[2]['loadavg_1min'][0]:.1f})",
             "target": "runs" if quick else ">= 1.7x (2 vs 1 single-threaded workers)",
             "met": bool(same and diff == 0 and failed == 0 and (quick or ratio >= 1.7)),
             "slides": n, "cells": n_cells, "slide_px": size, "per_slide_1w_s": timings[1] / max(n, 1),
             "per_slide_2w_s": timings[2] / max(n, 1), "cluster_startup_s": {k: v[0] for k, v in startup.items()},
+            "workers_cpu": cores,
             "failed": failed,
         })
         rows.append({
