@@ -95,6 +95,14 @@ def _timed(fn, *a, **k):
     return out, time.perf_counter() - t
 
 
+def _timed_cpu(fn, *a, **k):
+    """(result, wall s, CPU s of this process over the call: all its threads)."""
+    c = time.process_time()
+    t = time.perf_counter()
+    out = fn(*a, **k)
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
 def _import_squidpy():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -206,8 +214,8 @@ def bench_cooc_default(sq, n: int) -> dict:
     a = _adata(xy, lab)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        (occ_sq, iv_sq), t_sq = _timed(sq.gr.co_occurrence, a, cluster_key="ct", interval=50, copy=True)
-    res, t = _timed(co_occurrence, a, cluster_key="ct", interval=50)
+        (occ_sq, iv_sq), t_sq, c_sq = _timed_cpu(sq.gr.co_occurrence, a, cluster_key="ct", interval=50, copy=True)
+    res, t, c = _timed_cpu(co_occurrence, a, cluster_key="ct", interval=50)
     diff = float(np.abs(res.occ - occ_sq).max())
     same_iv = bool(np.array_equal(res.interval_px, iv_sq))
     in_range = float(res.counts[:, :, -1].sum()) / (n * (n - 1.0))
@@ -217,7 +225,8 @@ def bench_cooc_default(sq, n: int) -> dict:
         agreement=f"max abs(d occ) {diff:.1e}, thresholds {'equal' if same_iv else 'DIFFER'}; "
                   f"{100 * in_range:.0f}% of all pairs within the last threshold",
         target=">= 20x faster, abs(d) <= 1e-9" if n >= 50_000 else "(quick; >= 20x is at 50k) abs(d) <= 1e-9",
-        met=(t_sq / t >= 20 or n < 50_000) and diff <= 1e-9 and same_iv, n_cells=n,
+        met=(t_sq / t >= 20 or n < 50_000) and diff <= 1e-9 and same_iv, n_cells=n, ours_cpu_s=c, reference_cpu_s=c_sq,
+        load_1min=__import__("os").getloadavg()[0],
     )
 
 
@@ -259,10 +268,11 @@ def bench_ripley(sq, n: int) -> list[dict]:
         ripley(small, cluster_key="ct", mode=mode, n_simulations=2, pixel_size_um=1.0)  # JIT / caches
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res_sq, t_sq = _timed(sq.gr.ripley, a, cluster_key="ct", mode=mode, n_simulations=100, copy=True, seed=0)
+            res_sq, t_sq, c_sq = _timed_cpu(sq.gr.ripley, a, cluster_key="ct", mode=mode, n_simulations=100,
+                                            copy=True, seed=0)
         md = float(res_sq["bins"][-1])
-        ours, t = _timed(ripley, a, cluster_key="ct", mode=mode, n_simulations=100, max_dist=md, n_steps=50,
-                         pixel_size_um=1.0, seed=0)
+        ours, t, c = _timed_cpu(ripley, a, cluster_key="ct", mode=mode, n_simulations=100, max_dist=md, n_steps=50,
+                                pixel_size_um=1.0, seed=0)
         worst, agree = _ripley_agreement(mode, a, ours, res_sq, xy, lab, 0)
         ok = worst <= (1e-12 if mode == "L" else 0.0)
         rows.append(_row(
@@ -270,7 +280,8 @@ def bench_ripley(sq, n: int) -> list[dict]:
             reference=f"squidpy ripley mode={mode}, 100 simulations", reference_s=t_sq,
             agreement=agree + "; envelope: 100 simulated patterns of each type's own size (squidpy: 1000 points)",
             target=">= 10x faster, same observed statistic" if n >= 20_000 else "(quick; >= 10x is at 20k)",
-            met=ok and (t_sq / t >= 10 or n < 20_000), n_cells=n,
+            met=ok and (t_sq / t >= 10 or n < 20_000), n_cells=n, ours_cpu_s=c, reference_cpu_s=c_sq,
+            load_1min=__import__("os").getloadavg()[0],
         ))
     return rows
 
