@@ -12,6 +12,8 @@ import-linter contract forbids them its submodules):
   preview and :func:`notify`.
 """
 
+# the cell-type column: the model's one rule (known names, adjudicated / curated copies first)
+from ..model.cell_types import find_cell_type_key
 from .coloring import (
     CellColoring,
     categories_and_codes,
@@ -51,7 +53,6 @@ from .layers import (
     contrast_limits,
     fade_outlines_with_zoom,
     first_view_style,
-    guess_type_key,
     hover_features,
     keep_edge_on_screen,
     montage_offsets,
@@ -77,6 +78,9 @@ from .session import (
 )
 from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px, shapes_region
 
+#: the former name of :func:`find_cell_type_key` (the same function), for code not yet moved
+guess_type_key = find_cell_type_key
+
 __all__ = [
     "META_CHANNEL", "META_ROLE", "META_SAMPLE", "N_NEIGHBORS", "NEIGHBOR_RADIUS_UM", "ROLE_IMAGE",
     "FIRST_VIEW_MODE", "FIRST_VIEW_OPACITY", "ROI_EDGE_PX", "ROLE_LABELS", "ROLE_ROIS", "ROLE_SELECT_SHAPES", "STRUCTURE",
@@ -84,7 +88,7 @@ __all__ = [
     "CellColoring", "CellIndex", "CellInfo", "CurationView", "KeyBindings", "SampleEntry", "ViewerSession",
     "add_sample_layers", "add_samples_layers", "apply_marker_panel", "camera", "categorical_columns", "categories_and_codes",
     "cell_info", "cell_zoom", "center_on", "channel_plan", "column_choices", "contrast_limits",
-    "apply_outline_fade", "fade_outlines_with_zoom", "first_view_style", "get_coloring", "guess_type_key", "hover_features", "keep_edge_on_screen", "intensity_unit", "is_categorical", "label_at",
+    "apply_outline_fade", "fade_outlines_with_zoom", "first_view_style", "find_cell_type_key", "get_coloring", "hover_features", "keep_edge_on_screen", "intensity_unit", "is_categorical", "label_at",
     "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer", "safe_active_layer", "status_line",
     "role_of", "sample_id_of", "sample_to_layer_data", "samples_to_layer_data", "selected_polygons_world",
     "session_for", "shape_polygon_px", "shapes_region", "short_names", "visible_world_rect",

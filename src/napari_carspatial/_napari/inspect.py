@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Sample, instance_ids, spatial_to_yx
+from ..model.cell_types import find_cell_type_key
 
 #: neighbours shown for an inspected cell: this many nearest cells within NEIGHBOUR_RADIUS_UM
 N_NEIGHBORS = 10
@@ -136,9 +137,7 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
     markers = pd.Series(x.astype(float), index=list(t.var_names), name=str(cell_id))
     xy = tuple(float(v) for v in index.xy[row])
     nb_rows = index.neighbors(row, radius_px=(NEIGHBOR_RADIUS_UM / px) if px else None)
-    from .layers import guess_type_key
-
-    key = type_key or guess_type_key(t)
+    key = type_key or find_cell_type_key(t)
     nb_types = (
         t.obs[key].iloc[nb_rows].astype(str).value_counts() if key is not None and nb_rows.size
         else pd.Series(dtype=int)

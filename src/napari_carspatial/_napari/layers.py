@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..model import Sample, instance_ids
 from ..model import channels as _policy
+from ..model.cell_types import find_cell_type_key
 from .session import (
     META_CHANNEL,
     META_ROLE,
@@ -134,19 +135,10 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
     if t is None:
         return None
     feats = {"index": instance_ids(t)}
-    key = type_key or guess_type_key(t)
+    key = type_key or find_cell_type_key(t)
     if key is not None:
         feats[key] = t.obs[key].astype(str).to_numpy()
     return pd.DataFrame(feats)
-
-
-def guess_type_key(adata) -> str | None:
-    """The cell-type column of a table, by the one rule the CLI and every dock use
-    (:func:`napari_carspatial.model.cell_types.find_cell_type_key`: known names, the curated copy
-    when there is one); None when the table has none (the docks then say how to make one)."""
-    from ..model.cell_types import find_cell_type_key
-
-    return find_cell_type_key(adata) if adata is not None else None
 
 
 def sample_to_layer_data(

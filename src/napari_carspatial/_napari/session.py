@@ -394,12 +394,13 @@ class ViewerSession:
         self.events.labels_changed(sid=sid, box=None if box is None else tuple(int(v) for v in box))
 
     def _refresh_hover(self, sid: str, cols, structure: bool) -> None:
-        from .layers import guess_type_key, hover_features
+        from ..model.cell_types import find_cell_type_key
+        from .layers import hover_features
 
         s = self.sample(sid)
         if s is None or s.table is None:
             return
-        key = guess_type_key(s.table)
+        key = find_cell_type_key(s.table)
         if not structure and cols is not None and key not in cols:
             return
         feats = hover_features(s, type_key=key)

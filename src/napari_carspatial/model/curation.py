@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import edit_log
+from .cell_types import base_cell_type_key
 from .conventions import SPATIAL_KEY, UNS_KEY, colors_key, instance_ids, spatial_to_yx
 from .geometry import points_in_polygon
 from .palette import ROI_CLASS_COLORS  # noqa: F401 - re-exported: the region colours are the palette's
@@ -208,7 +209,7 @@ class Curation:
                  reviewer: str | None = None):
         self.adata = adata
         meta = dict((adata.uns.get(UNS_KEY, {}) or {}).get("curation", {}) or {})
-        type_key = type_key or meta.get("type_key") or _guess_type_key(adata)
+        type_key = type_key or meta.get("type_key") or base_cell_type_key(adata)
         if type_key is None:
             raise ValueError("the table has no cell-type column to curate; pass type_key=")
         if type_key.endswith(CURATED_SUFFIX) and type_key[: -len(CURATED_SUFFIX)] in adata.obs:
@@ -633,10 +634,3 @@ class Curation:
                       False, True, note=note or roi.name, changes=changes,
                       reviewed_rois_before=list(self.reviewed_rois), reviewed_rois_after=after)
         return self._run(cmd)
-
-
-def _guess_type_key(adata) -> str | None:
-    for k in ("cell_type", "celltype", "CellType", "phenotype", "Phenotype", "cluster", "leiden"):
-        if k in adata.obs:
-            return k
-    return None

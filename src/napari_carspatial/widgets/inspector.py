@@ -32,7 +32,7 @@ from .._napari import (
     cell_info,
     cell_zoom,
     center_on,
-    guess_type_key,
+    find_cell_type_key,
     intensity_unit,
     label_at,
     notify,
@@ -198,7 +198,7 @@ class InspectorWidget(QWidget):
             t = self.session.sample(sid).table
             cols = categorical_columns(t)
             self.type_key.addItems(cols)
-            guess = guess_type_key(t)
+            guess = find_cell_type_key(t)
             if guess in cols:
                 self.type_key.setCurrentText(guess)
         self.type_key.blockSignals(False)

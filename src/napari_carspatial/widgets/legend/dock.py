@@ -28,7 +28,7 @@ from ..._napari import (
     apply_outline_fade,
     camera,
     column_choices,
-    guess_type_key,
+    find_cell_type_key,
     is_categorical,
     notify,
     session_for,
@@ -170,7 +170,7 @@ class LegendWidget(QWidget):
             self._fill_columns(self.coloring.table)
             self._sync_from_coloring()
         if self.coloring.key is None:   # nothing coloured yet: a type column made since (gating) is shown
-            key = guess_type_key(self.coloring.table)
+            key = find_cell_type_key(self.coloring.table)
             if key is not None and self.column_box.findData(key) >= 0:
                 self.show_no_types_hint(False)
                 self.set_column(key)
@@ -203,7 +203,7 @@ class LegendWidget(QWidget):
         self.coloring.events.changed.connect(self._on_coloring_changed)
         self._fill_columns(self.coloring.table)
         if self.coloring.key is None:  # first time: the cell types as thin outlines over the stain
-            key = guess_type_key(self.coloring.table)
+            key = find_cell_type_key(self.coloring.table)
             self.show_no_types_hint(key is None)
             if key is not None:
                 self.mode_box.blockSignals(True)

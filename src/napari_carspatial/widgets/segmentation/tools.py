@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton
 
-from ..._napari import META_ROLE, META_SAMPLE, guess_type_key
+from ..._napari import META_ROLE, META_SAMPLE, find_cell_type_key
 from ...model import instance_ids
 from .region import ROLE_EDIT_SELECTION
 
@@ -161,7 +161,7 @@ class ToolsView(QGroupBox):
         t = self.dock.sample.table if self.dock.sample is not None else None
         if t is None:
             return {}
-        key = guess_type_key(t)
+        key = find_cell_type_key(t)
         if key is None:
             return {}
         pos = {int(i): k for k, i in enumerate(instance_ids(t))}
