@@ -8,7 +8,7 @@ Shots (``ux_<name>.png``): ``first_view`` (the demo as ``carspatial demo`` opens
 ``audit`` (the audit trail tab), ``regions`` (the Regions tab), ``inspector`` (a CAR T cell
 pinned), ``measurements`` (the Measurements dock filtered to CAR T, sorted by CD8),
 ``measurement_regions``, ``segment``, ``analyse`` (the other workflows), ``steinbock`` (the real
-steinbock test folder), ``cohort`` (the Cohort dock on a small batch run).
+steinbock test folder), ``cytomapper`` (the real cytomapper IMC crop E34), ``cohort`` (the Cohort dock on a small batch run).
 """
 
 from __future__ import annotations
@@ -165,6 +165,21 @@ def steinbock_shot(out: Path) -> None:
     viewer.close()
 
 
+def cytomapper_shot(out: Path) -> None:
+    """The real cytomapper IMC crop (E34: 113 cells, 'CellType', 1 µm pixels), Review layout."""
+    from napari_carspatial.io import read_sample
+
+    root = REAL / "cytomapper_pancreas_imc"
+    if not root.exists():
+        log.warning("no %s: cytomapper shot skipped", root)
+        return
+    s = read_sample(root / "images" / "E34_imc.tiff", mask=root / "masks" / "E34_mask.tiff",
+                    table=root / "cells.csv", panel=root / "panel.csv", pixel_size_um=1.0)
+    viewer = _viewer([s])
+    _shoot(viewer, out, "cytomapper")
+    viewer.close()
+
+
 def cohort_shot(out: Path) -> None:
     from napari_carspatial.cohort import run_batch, write_demo_cohort
     from napari_carspatial.widgets import workflows
@@ -202,11 +217,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     demo = {"first_view", "margin_zoom", "panel", "inspector", "curation", "audit", "regions", "measurements",
             "measurement_regions", "segment", "analyse"}
-    only = set(filter(None, a.only.split(","))) or demo | {"steinbock", "cohort"}
+    only = set(filter(None, a.only.split(","))) or demo | {"steinbock", "cytomapper", "cohort"}
     if only & demo:
         demo_shots(out, only & demo, a.size)
     if "steinbock" in only:
         steinbock_shot(out)
+    if "cytomapper" in only:
+        cytomapper_shot(out)
     if "cohort" in only:
         cohort_shot(out)
 

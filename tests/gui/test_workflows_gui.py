@@ -53,3 +53,20 @@ def test_legend_switches_workflow(laid_out, qtbot):
     assert workflows.current_workflow(viewer) == "Curate"
     assert workflows.find_dock(viewer, "Curation").isVisible()
     assert not workflows.find_dock(viewer, "Channels").isVisible()
+
+
+def test_switching_workflows_keeps_the_window_size(laid_out, qtbot):
+    """Re-tabifying docks made Qt grow the window (1000 -> 1114 px on Review, 1491 on Analyse,
+    taller than the screen); a switch now keeps the user's size, or grows only to the docks'
+    minimum and gives the size back on the next switch."""
+    from napari_carspatial.widgets import workflows
+
+    viewer = laid_out
+    mw = workflows.main_window(workflows.apply_workflow(viewer, "Review")[workflows.CLASS_LIST])
+    mw.resize(1600, 1000)
+    qtbot.waitUntil(lambda: mw.height() == 1000, timeout=3000)
+    for name in ("Curate", "Review", "Analyse", "Review"):
+        workflows.apply_workflow(viewer, name)
+        qtbot.wait(100)
+        assert mw.height() <= max(1000, mw.minimumSizeHint().height()), (name, mw.height())
+    assert mw.height() == 1000 and mw.width() == 1600

@@ -362,11 +362,26 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
     for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
-        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
-        layers.append(viewer.add_shapes(data, **meta))
-        keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
+        layers.append(add_tile_names(viewer, samples))
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
+
+
+def add_tile_names(viewer, samples: list[Sample]):
+    """Outline and name each of ``samples`` laid side by side at :func:`montage_offsets` (what
+    :func:`add_samples_layers` and the progressive loader place them at); returns the Shapes layer."""
+    data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, montage_offsets(samples)),
+                                    units=_units(samples[0]))
+    layer = viewer.add_shapes(data, **meta)
+    keep_edge_on_screen(viewer, layer, TILE_EDGE_PX)
+    return layer
+
+
+def can_tile(samples: list[Sample]) -> bool:
+    """Whether ``samples`` are shown as one tiled montage (many small acquisitions, same channels)."""
+    from ..model.montage import can_montage
+
+    return len(samples) > 1 and can_montage(samples)
 
 
 def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: str | None = None,

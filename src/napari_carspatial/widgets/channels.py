@@ -171,6 +171,7 @@ class ChannelsWidget(QWidget):
         self._filter(self.search.text())
         if self.list.count():
             self.list.setCurrentRow(0)
+        self._rank_panels()
 
     def _sync_from_layers(self, event=None):
         if self._updating:
@@ -274,6 +275,35 @@ class ChannelsWidget(QWidget):
         self.panel_combo.addItems(list(self.panels))
         if current in self.panels:
             self.panel_combo.setCurrentText(current)
+        self._rank_panels()
+
+    def _rank_panels(self) -> None:
+        """Panels with none of this sample's markers are greyed out (a pancreas IMC panel has no
+        CAR); when the chosen one is such a panel, the panel covering the most markers is chosen."""
+        if not hasattr(self, "panels"):
+            return
+        have = {str(lyr.metadata.get(META_CHANNEL, lyr.name)).lower() for lyr in self.image_layers()}
+        model = self.panel_combo.model()
+        best, best_n = None, 0
+        for i in range(self.panel_combo.count()):
+            name = self.panel_combo.itemText(i)
+            panel = self.panels.get(name)
+            markers = panel.markers if panel is not None else []
+            n = sum(m.lower() in have for m in markers)
+            item = model.item(i) if hasattr(model, "item") else None
+            if item is not None:
+                item.setEnabled(n > 0 or not have)
+            self.panel_combo.setItemData(i, f"{n} of {len(markers)} markers in this sample", Qt.ToolTipRole)
+            if n > best_n:
+                best, best_n = name, n
+        cur = self.panels.get(self.panel_combo.currentText())
+        cur_n = sum(m.lower() in have for m in cur.markers) if cur is not None else 0
+        if have and cur_n == 0 and best is not None:
+            self.panel_combo.setCurrentText(best)
+        none = bool(have) and best is None
+        self.apply_panel.setEnabled(not none)
+        self.apply_panel.setToolTip("None of the saved panels' markers are in this sample: show the channels you "
+                                    "want and save them as a panel." if none else "Show exactly this panel's markers")
 
     def apply_named_panel(self, name: str) -> list[str]:
         """Show exactly the panel's markers, in distinct colours (the saved ones first); returns

@@ -53,6 +53,8 @@ CLASS_LIST_FRACTION = 0.36
 
 #: Qt property of the main window holding the current workflow's name
 _PROPERTY = "carspatial_workflow"
+#: Qt properties: the size a workflow forced on the window (its docks' minimum) and the size before
+_FORCED, _WANTED = "carspatial_forced_size", "carspatial_wanted_size"
 
 
 def _full_name(name: str) -> str:
@@ -167,6 +169,11 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
             d.hide()
     if mw is None:   # not docked in a main window (should not happen in napari)
         return {CLASS_LIST: legend, **wanted}
+    size = mw.size() if mw.isVisible() else None   # re-docking grows the window to the docks' size hints
+    forced, wanted_before = mw.property(_FORCED), mw.property(_WANTED)
+    if size is not None and forced is not None and wanted_before is not None and size == forced:
+        size = wanted_before   # the last workflow needed a taller window: this one gets the user's size back
+    mw.setProperty(_FORCED, None)
     if legend.isFloating():
         legend.setFloating(False)
     if mw.dockWidgetArea(legend) != Qt.RightDockWidgetArea or mw.tabifiedDockWidgets(legend):
@@ -181,7 +188,8 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
         for d in docks[1:]:
             if d.isFloating():
                 d.setFloating(False)
-            mw.tabifyDockWidget(first, d)
+            if d not in mw.tabifiedDockWidgets(first):   # re-tabifying grows the window (Qt)
+                mw.tabifyDockWidget(first, d)
         for d in docks:
             d.show()
     panels = napari_panels(mw)
@@ -196,6 +204,10 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
             controls.show()
     if docks:
         docks[0].raise_()
+    if size is not None:   # a workflow switch never changes the window's size (Qt grows it to the docks)
+        _keep_size(mw, size, name)
+        now = mw.size()   # Qt may grow it once more on the next turn; a resize by someone else since wins
+        QTimer.singleShot(0, lambda: _keep_size(mw, size, name, only_if=now))
     mw.setProperty(_PROPERTY, name)
     bar = getattr(find_widget(viewer, CLASS_LIST), "workflow", None)
     if bar is not None:
@@ -204,6 +216,22 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
     # the window may get its final size later (shown, maximised): size the column again then
     QTimer.singleShot(0, lambda: _size_column(mw, legend, docks))
     return {CLASS_LIST: legend, **wanted}
+
+
+def _keep_size(mw: QMainWindow, size, name: str, only_if=None) -> None:
+    try:
+        if mw.size() == size or (only_if is not None and mw.size() != only_if
+                                 and mw.size().height() <= size.height()):
+            return
+        want = size.expandedTo(mw.minimumSizeHint())
+        if want.height() > size.height():
+            log.info("workflow %s: its docks need %d px of height, the window has %d",
+                     name, want.height(), size.height())
+            mw.setProperty(_FORCED, want)
+            mw.setProperty(_WANTED, size)
+        mw.resize(want)
+    except RuntimeError:   # the window is closing
+        log.debug("workflow size kept: window gone", exc_info=True)
 
 
 def column_width(window_width: int, docks) -> int:

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -123,6 +124,9 @@ class LegendWidget(QWidget):
 
         self.workflow = WorkflowBar(self)
         self.setMinimumWidth(360)
+        # the class list fills the dock (napari puts a stretch under widgets that do not expand,
+        # which left the rows in a scrolled strip above empty space)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Expanding)
         lay = QVBoxLayout(self)
         lay.addWidget(self.workflow)
         lay.addLayout(form)
