@@ -47,9 +47,11 @@ def _viewer(samples, *, workflow="Review"):
     from napari_carspatial import cli
 
     viewer = cli._open_viewer(samples, title="napari-carspatial", workflow=workflow)
-    viewer.window.resize(1600, 1000)
     viewer.window.show()
-    _pump(4.0)
+    _pump(1.0)
+    # after show: napari may restore a window size saved by another session on this machine
+    viewer.window.resize(1600, 1000)
+    _pump(3.0)
     viewer.reset_view()
     return viewer
 

@@ -206,7 +206,7 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
         docks[0].raise_()
     if size is not None:   # a workflow switch never changes the window's size (Qt grows it to the docks)
         _keep_size(mw, size, name)
-        now = mw.size()   # Qt may grow it once more on the next turn; a resize by someone else since wins
+        now = mw.size()   # Qt may not have applied it yet; a resize by someone else since wins
         QTimer.singleShot(0, lambda: _keep_size(mw, size, name, only_if=now))
     mw.setProperty(_PROPERTY, name)
     bar = getattr(find_widget(viewer, CLASS_LIST), "workflow", None)
@@ -220,8 +220,7 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
 
 def _keep_size(mw: QMainWindow, size, name: str, only_if=None) -> None:
     try:
-        if mw.size() == size or (only_if is not None and mw.size() != only_if
-                                 and mw.size().height() <= size.height()):
+        if mw.size() == size or (only_if is not None and mw.size() != only_if):
             return
         want = size.expandedTo(mw.minimumSizeHint())
         if want.height() > size.height():

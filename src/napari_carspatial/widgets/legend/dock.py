@@ -227,6 +227,7 @@ class LegendWidget(QWidget):
                 "first: gate them (workflow Analyse → Gating dock, \"Apply rules\") or cluster them "
                 "(e.g. scanpy leiden into obs['leiden']); the new column appears here.")
         self.no_types.setVisible(bool(show))
+        self.categories.setVisible(not show)   # an empty class table would squeeze the hint
 
     def _fill_columns(self, table):
         self.column_box.blockSignals(True)
@@ -283,6 +284,10 @@ class LegendWidget(QWidget):
     # ================================================================== state -> widgets
     def preferred_height(self, max_rows: int = 14) -> int:
         """Height that shows every category row (up to ``max_rows``) without scrolling."""
+        if self.categories.isHidden():   # the no-cell-type hint instead of the class table: all of its lines
+            lay = self.layout()
+            w = max(self.width(), self.minimumWidth())
+            return max(self.sizeHint().height(), lay.totalHeightForWidth(w) if lay.hasHeightForWidth() else 0)
         tree = self.categories.tree
         n = tree.topLevelItemCount() or (len(self.coloring.categories) if self.coloring is not None else 6)
         row = tree.sizeHintForRow(0) if tree.topLevelItemCount() else 18
@@ -327,7 +332,7 @@ class LegendWidget(QWidget):
         numeric = col is not None and col.kind == "numeric"
         if col is not None and col.key is not None:
             self.no_types.hide()
-        self.categories.setVisible(not numeric)
+        self.categories.setVisible(not numeric and self.no_types.isHidden())
         self.values.setVisible(numeric)
         self.categories.fill()
         self.values.update_colorbar()
