@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..model import Sample, default_reviewer
 
@@ -407,6 +408,13 @@ class ViewerSession:
             return
         for lyr in self.layers_of(sid, ROLE_LABELS):
             try:
+                cur = lyr.features
+                if not structure and key is not None and key in cur.columns and len(cur) == len(feats):
+                    # same rows: only the type column is new (setting ``features`` rebuilds napari's
+                    # label index, ~1 s at 10^6 cells)
+                    cur[key] = feats[key].to_numpy() if not isinstance(feats[key].dtype, pd.CategoricalDtype) \
+                        else feats[key].array
+                    continue
                 lyr.features = feats
             except (ValueError, TypeError) as err:   # pragma: no cover
                 log.warning("hover features of %s not refreshed: %s", lyr.name, err)
