@@ -52,6 +52,7 @@ from .seg_table import (
     check_consistency,
     clear_stale,
     mark_stale,
+    set_block,
     set_category,
     zarr_source,
 )
@@ -145,15 +146,21 @@ class SegmentationEditor:
                 raise ValueError(f"sample {self.sample.name!r} has no mask to edit")
             self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=self.sample.labels[0])
             if self.sample.table is not None and self.sample.table.n_obs:
-                top = int(instance_ids(self.sample.table).max())
-                if top > self._store.max_id:
-                    self._store._set_attr("max_id", top)
+                self._store.raise_max_id(int(instance_ids(self.sample.table).max()))
             self.sample.labels = self._store.pyramid()
         return self._store
 
+    #: ids reserved in the store at a time (one attribute write per block, not per new cell)
+    ID_BLOCK = 64
+
     def new_id(self) -> int:
-        """A new unique id (max id ever used + 1)."""
-        return int(self.store.reserve_ids(1)[0])
+        """A new unique id (max id ever used + 1). Ids are reserved in the store in blocks of
+        :attr:`ID_BLOCK` (recorded before any is handed out, so none is ever reused; unused ones
+        of a block are simply never used)."""
+        pool = getattr(self, "_id_pool", None)
+        if not pool:
+            pool = self._id_pool = list(self.store.reserve_ids(self.ID_BLOCK)[::-1])
+        return int(pool.pop())
 
     # ------------------------------------------------------------------ regions
     def region(self, y0: int, y1: int, x0: int, x1: int) -> EditRegion:
@@ -376,12 +383,9 @@ class SegmentationEditor:
         if names:
             vpos = pd.Index(t.var_names).get_indexer(names)
             ok = vpos >= 0
-            X = t.X
-            if hasattr(X, "toarray"):
-                X = X.toarray()
-                t.X = X
-            sub = np.asarray(m.X)[mpos][:, ok]
-            X[np.ix_(pos, vpos[ok])] = sub.astype(X.dtype, copy=False)
+            if ok.any() and t.X is not None:
+                sub = np.asarray(m.X)[mpos][:, ok]
+                t.X = set_block(t.X, pos, vpos[ok], sub)
         # rows are updated in place (no copy of whole columns: tables have 10^5-10^6 rows)
         for c in m.obs.columns:
             if c in t.obs.columns and c != get_table_link(m)["instance_key"] and c != "region":
@@ -436,7 +440,7 @@ class SegmentationEditor:
             if b in set(ids.tolist()):
                 for c, v in chosen.items():
                     obs.loc[str(b), c] = v
-        X = np.full((n, t.n_vars), np.nan, dtype=np.float32 if t.X is None else np.asarray(t.X[:0]).dtype)
+        X = np.full((n, t.n_vars), np.nan, dtype=np.float32 if t.X is None else t.X.dtype)
         vpos = pd.Index(list(m.var_names)).get_indexer(list(t.var_names))
         ok = vpos >= 0
         if ok.any():
@@ -463,7 +467,7 @@ class SegmentationEditor:
             else:
                 rows.obsm[k] = np.full((n,) + v.shape[1:], np.nan if v.dtype.kind == "f" else 0, dtype=v.dtype)
         for k in t.layers:
-            lv = np.asarray(t.layers[k][:0])
+            lv = t.layers[k]
             rows.layers[k] = (np.asarray(m.layers[k])[sel].astype(lv.dtype) if k in m.layers
                               else np.full((n, t.n_vars), np.nan, dtype=lv.dtype if lv.dtype.kind == "f" else np.float64))
         return rows
