@@ -5,9 +5,12 @@ they give exactly the pixels and ids of the whole-crop versions they replaced
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
 import _seg_ops_reference as ref
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_carspatial.editing import seg_ops as ops
@@ -181,3 +184,58 @@ def test_commit_on_a_sparse_table_keeps_x_sparse():
     assert x[row[1]].tolist() == [0.0, 2.0, 0.0]
     new = row[res.added[0]]
     assert x[new, 0] == 7.0 and np.isnan(x[new, 1:]).all()     # a new cell has no gene counts: NaN
+
+
+# --------------------------------------------------------------------------- the real steinbock masks
+ROOT = Path(__file__).resolve().parents[2]
+REAL = Path(os.environ.get("CARSPATIAL_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+STEINBOCK = REAL / "steinbock_imc_testdata"
+
+
+def _steinbock_masks():
+    if not STEINBOCK.is_dir():
+        pytest.skip(f"real data folder {STEINBOCK} is absent")
+    import tifffile
+
+    # the largest acquisition (most cells) of each segmentation: DeepCell and ilastik
+    name = "20210305_NE_mockData2_001"
+    nuclear = list(pd.read_csv(STEINBOCK / "panel.csv")["name"]).index("H3K27Ac")   # DeepCell's nuclear channel
+    img = tifffile.imread(STEINBOCK / "img" / f"{name}.tiff")[nuclear].astype(np.float64)
+    return [(seg, tifffile.imread(STEINBOCK / f"masks_{seg}" / f"{name}.tiff"), img) for seg in ("deepcell", "ilastik")]
+
+
+def test_every_operation_equals_the_whole_crop_version_on_the_real_steinbock_masks():
+    """Every cell of steinbock's DeepCell and ilastik masks (cells on the image edge, touching
+    cells, uint16 ids): split by a vertical and a horizontal line, split by two seeds (on the
+    nuclear channel and without), grow, shrink, merge with its neighbour, delete: identical
+    pixels and ids to the whole-crop reference."""
+    from scipy import ndimage as ndi
+
+    for seg, lab0, img in _steinbock_masks():
+        lab = lab0.astype(np.uint32)
+        ids = np.unique(lab)
+        ids = ids[ids > 0]
+        assert ids.size > 30, seg
+        n_split = 0
+        for cid in ids.tolist():
+            ys, xs = np.nonzero(lab == cid)
+            cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+            for line in ([[ys.min() - 2, cx], [ys.max() + 2, cx]], [[cy, xs.min() - 2], [cy, xs.max() + 2]]):
+                a, got = _both(ops.split_cell_by_line, ref.ref_split_cell_by_line, lab, cid, np.array(line, float),
+                               new_id=True)
+                n_split += len(got) > 1
+            if ys.size >= 4:
+                pick = [0, ys.size - 1]
+                seeds = np.stack([ys[pick], xs[pick]], 1).astype(float)
+                _both(ops.split_cell_by_seeds, ref.ref_split_cell_by_seeds, lab, cid, seeds, new_id=True,
+                      intensity=img)
+                _both(ops.split_cell_by_seeds, ref.ref_split_cell_by_seeds, lab, cid, seeds, new_id=True)
+            for n in (1, 2.5):
+                _both(ops.grow_cell, ref.ref_grow_cell, lab, cid, n)
+                _both(ops.shrink_cell, ref.ref_shrink_cell, lab, cid, n)
+            ring = ndi.binary_dilation(lab == cid) & (lab != cid) & (lab > 0)
+            if ring.any():
+                _both(ops.merge_cells, ref.ref_merge_cells, lab, [cid, int(lab[ring][0])])
+            _both(ops.delete_cells, ref.ref_delete_cells, lab, [cid])
+        assert n_split > ids.size // 2, seg   # the lines really cut most cells
+        np.testing.assert_array_equal(lab, lab0)   # the input was never touched
