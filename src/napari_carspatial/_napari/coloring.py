@@ -543,9 +543,13 @@ class CellColoring:
         self._yx_world = None
         if self.kind == "categorical" and self.key is not None:
             old = dict(zip(self.categories, self.visible, strict=False))
+            # the same column and categories keep their visibility inside color_by_category; only
+            # a changed category list needs the old choices mapped (and the colormap again)
             self.color_by_category(self.key, mode=self.mode)
-            self.visible = np.array([old.get(c, True) for c in self.categories], dtype=bool)
-            self._update_colormap()
+            vis = np.array([old.get(c, True) for c in self.categories], dtype=bool)
+            if not np.array_equal(vis, self.visible):
+                self.visible = vis
+                self._update_colormap()
         elif self.kind == "numeric" and self.key is not None:
             self.color_by_value(self.key, clim=self.clim)
 

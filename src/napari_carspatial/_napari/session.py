@@ -52,7 +52,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..model import Sample, default_reviewer
 
@@ -409,11 +408,12 @@ class ViewerSession:
         for lyr in self.layers_of(sid, ROLE_LABELS):
             try:
                 cur = lyr.features
-                if not structure and key is not None and key in cur.columns and len(cur) == len(feats):
-                    # same rows: only the type column is new (setting ``features`` rebuilds napari's
+                if not structure and len(cur) == len(feats) and "index" in cur.columns:
+                    # same rows: only the values are new (setting ``features`` rebuilds napari's
                     # label index, ~1 s at 10^6 cells)
-                    cur[key] = feats[key].to_numpy() if not isinstance(feats[key].dtype, pd.CategoricalDtype) \
-                        else feats[key].array
+                    for c in feats.columns:
+                        if c != "index":
+                            cur[c] = feats[c].array
                     continue
                 lyr.features = feats
             except (ValueError, TypeError) as err:   # pragma: no cover

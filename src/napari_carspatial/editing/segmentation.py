@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,7 @@ from .seg_table import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EDITOR_CACHE_KEY", "corrected_mask_path", "save_corrected",
     "STALE_KEY", "STALE_REGIONS_KEY", "UNASSIGNED", "CommitResult", "EditRegion", "SegmentationEditor",
     "add_category", "check_consistency", "clear_stale", "delete_cells", "draw_cell", "grow_cell", "mark_stale",
     "merge_cells", "shrink_cell", "split_cell_by_line", "split_cell_by_seeds",
@@ -112,6 +114,10 @@ class CommitResult:
         return "cells: " + "; ".join(parts) if parts else "no change"
 
 
+#: key of a sample's editor in a viewer session's per-sample cache (both docks find it there)
+EDITOR_CACHE_KEY = ("segmentation_editor",)
+
+
 class SegmentationEditor:
     """Edit one sample's mask region by region and keep its table in step (no Qt).
 
@@ -152,6 +158,16 @@ class SegmentationEditor:
 
     #: ids reserved in the store at a time (one attribute write per block, not per new cell)
     ID_BLOCK = 64
+
+    @property
+    def store_ready(self) -> bool:
+        """The working copy of the mask exists (its first creation copies the whole mask)."""
+        return self._store is not None
+
+    @property
+    def has_edits(self) -> bool:
+        """The mask was edited (this session or an earlier one on the same working copy)."""
+        return self._store is not None and (self.n_commits > 0 or self._store.edit_count > 0)
 
     def new_id(self) -> int:
         """A new unique id (max id ever used + 1). Ids are reserved in the store in blocks of
@@ -471,3 +487,74 @@ class SegmentationEditor:
             rows.layers[k] = (np.asarray(m.layers[k])[sel].astype(lv.dtype) if k in m.layers
                               else np.full((n, t.n_vars), np.nan, dtype=lv.dtype if lv.dtype.kind == "f" else np.float64))
         return rows
+
+
+def corrected_mask_path(sample, table_path) -> Path:
+    """Where :func:`save_corrected` writes the mask by default: ``<mask stem>.corrected.zarr``
+    next to the original mask when that is a plain file or folder in a writable folder, else
+    ``<table stem>_mask.corrected.zarr`` next to the saved table."""
+    import os
+
+    from ..io.mask_store import corrected_path
+
+    src = sample.paths.get("mask")
+    if src and "::" not in os.fspath(src):
+        p = corrected_path(src)
+        if os.access(p.parent, os.W_OK):
+            return p
+    t = Path(table_path)
+    stem = t.name[: -len(t.suffix)] if t.suffix else t.name
+    return t.with_name(f"{stem}_mask.corrected.zarr")
+
+
+def save_corrected(editor: SegmentationEditor, table_path, *, mask_path=None, overwrite: bool = False,
+                   progress=None, note: str = "") -> tuple[Path, Path]:
+    """Save the corrected mask and the table as one act (the mask first, then the table, whose
+    provenance names the corrected mask).
+
+    Parameters
+    ----------
+    editor
+        The sample's editor (its working copy holds the edits).
+    table_path
+        The new table (``.h5ad`` / ``.zarr``); never one of the sample's own files.
+    mask_path
+        The corrected mask (default :func:`corrected_mask_path`); never the original mask.
+    overwrite
+        Replace an existing table at ``table_path`` (a corrected mask is always replaced).
+    progress
+        ``progress(done_bytes, total_bytes)`` of the provenance checksums.
+
+    Returns
+    -------
+    (pathlib.Path, pathlib.Path)
+        The corrected mask folder and the table file.
+
+    Raises
+    ------
+    SampleError
+        ``table_path`` is a source of the sample, exists without ``overwrite``, or cannot be
+        written; the mask cannot be written.
+    """
+    import os
+
+    from ..io.mask_store import save_corrected_mask
+    from ..io.write import write_table
+    from ..model import SampleError
+
+    s = editor.sample
+    for part in ("table", "image", "mask"):
+        src = s.paths.get(part)
+        if src and os.path.abspath(os.fspath(table_path)) == os.path.abspath(os.fspath(src)):
+            raise SampleError(f"is the sample's {part}; it is never overwritten.", path=table_path,
+                              hint="Choose a new name.")
+    if s.table is None:
+        raise SampleError(f"sample {s.name!r} has no cell table to save.")
+    mask_out = Path(mask_path) if mask_path is not None else corrected_mask_path(s, table_path)
+    src = s.paths.get("mask")
+    out = save_corrected_mask(editor.store, mask_out, source=src if src and "::" not in os.fspath(src) else None,
+                              pixel_size_um=s.pixel_size_um,
+                              note=note or f"napari-carspatial segmentation correction of {s.name}")
+    paths = {k: v for k, v in s.paths.items() if k in ("image", "table")}
+    paths["mask"] = out
+    return out, write_table(s.table, table_path, overwrite=overwrite, paths=paths, progress=progress)
