@@ -26,7 +26,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
     from napari_carspatial.io import write as w
 
-    w._hash_cache.clear()
+    w.clear_checksum_cache()
     return tmp_path
 
 

@@ -14,20 +14,20 @@ from napari_carspatial.io import write as w
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
-    w._hash_cache.clear()
+    w.clear_checksum_cache()
     yield tmp_path / "cache"
-    w._hash_cache.clear()
+    w.clear_checksum_cache()
 
 
 def _count_reads(monkeypatch):
     n = [0]
-    real = w.hashlib.sha256
+    real = hashlib.sha256
 
     def counting(*a, **k):
         n[0] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(w.hashlib, "sha256", counting)
+    monkeypatch.setattr(hashlib, "sha256", counting)
     return n
 
 
@@ -41,7 +41,7 @@ def test_file_checksum_once_then_cached_across_processes(tmp_path, cache, monkey
     assert w.sha256_file(f, chunk=2**20, progress=lambda d, n: seen.append((d, n))) == want
     assert seen[-1] == (f.stat().st_size, f.stat().st_size) and len(seen) == 4
     assert w.checksums_pending({"image": f}) == 0
-    w._hash_cache.clear()                     # a new process: the user cache still knows it
+    w.clear_checksum_cache()                     # a new process: the user cache still knows it
     assert w.cached_checksum(f) == want
     assert w.sha256_file(f) == want
     assert reads[0] == 1

@@ -102,6 +102,11 @@ def forget_checksums(paths) -> None:
         del _hash_cache[key]
 
 
+def clear_checksum_cache() -> None:
+    """Forget every checksum known to this process (as a new process would; the user cache stays)."""
+    _hash_cache.clear()
+
+
 def _provenance_paths(paths: dict) -> list[tuple[str, Path]]:
     from ..model.file_identity import resolve_source
 

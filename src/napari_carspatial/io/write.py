@@ -63,6 +63,7 @@ from .provenance import (  # noqa: E402, F401 - re-exported: they lived here
     CHUNK,
     cached_checksum,
     checksums_pending,
+    clear_checksum_cache,
     forget_checksums,
     provenance,
     sha256_file,
