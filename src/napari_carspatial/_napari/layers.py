@@ -606,18 +606,24 @@ def cell_diameter_world(sample: Sample, scale: float) -> float:
     return 10.0 if sample.pixel_size_um else 20.0 * scale
 
 
+#: layer-metadata flag: the outline fade follows the camera for this sample
+META_FADE = "carspatial_outline_fade"
+
+
 def fade_outlines_with_zoom(viewer, sid: str) -> None:
     """Outline layers of sample ``sid`` (the grey segmentation, the class outlines) fade at slide
     zoom and are crisp at cell zoom; follows ``camera.events.zoom``. Installed once per sample
-    (the flag lives in the sample's session cache, which dies with it)."""
+    (the flag is in the metadata of the sample's cell-outline layer, which dies with it)."""
     from .inspect import camera
 
     session = session_for(viewer)
-    cache = session.cache(sid)
-    if cache.get("outline_fade"):
+    lab = session.labels_layer(sid)
+    if lab is None:
+        return
+    if lab.metadata.get(META_FADE):
         apply_outline_fade(viewer, sid)
         return
-    cache["outline_fade"] = True
+    lab.metadata[META_FADE] = True
     cam = camera(viewer)
 
     def _follow(event=None):
