@@ -145,7 +145,11 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     w.confirm()
     w.regions.mark_roi_reviewed()
     assert s.table.obs["reviewed"].to_numpy()[in_core].all()
-    assert w.regions.roi_table.item(roi_names.index("core A"), 4).text() == "✓"
+    from napari_carspatial.widgets.curation.regions import ROI_COLUMNS
+
+    row = roi_names.index("core A")   # the Regions table gained an area column: columns by name
+    assert w.regions.roi_table.item(row, ROI_COLUMNS.index("done")).text() == "✓"
+    assert w.regions.roi_table.item(row, ROI_COLUMNS.index("reviewed")).text() == "100%"
 
     # 4. audit trail: one table row per action, naming the reviewer
     log = get_log(s.table)
