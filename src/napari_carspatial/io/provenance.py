@@ -11,8 +11,12 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model.conventions import UNS_KEY
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,21 @@ def provenance(paths: dict) -> dict:
     return out
 
 
-def store_provenance(adata, paths: dict) -> dict:
-    """Store :func:`provenance` of ``paths`` in ``adata.uns["carspatial"]["provenance"]`` and return it."""
+def store_provenance(adata: AnnData, paths: dict) -> dict:
+    """Store :func:`provenance` of ``paths`` in ``adata.uns["carspatial"]["provenance"]`` and return it.
+
+    Parameters
+    ----------
+    adata
+        The cell table (modified in place).
+    paths
+        ``{part: path}`` of the sample's sources (``Sample.paths``).
+
+    Returns
+    -------
+    dict
+        The provenance stored: per part its path, size and SHA-256.
+    """
     prov = provenance(paths)
     meta = dict(adata.uns.get(UNS_KEY, {}) or {})
     meta["provenance"] = prov

@@ -46,9 +46,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model import SampleError
 from ..model.conventions import UNS_KEY
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +265,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
+def write_table(adata: AnnData, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
                 record: bool = True) -> Path:
     """Write a cell table atomically as ``.h5ad`` or AnnData ``.zarr``.
 
@@ -430,7 +434,20 @@ def _refuse_sources(target: Path, paths: dict | None) -> None:
 
 
 def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:
-    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...)."""
+    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...).
+
+    Parameters
+    ----------
+    source
+        The file the table came from.
+    suffix
+        ``.h5ad`` or ``.zarr``.
+
+    Returns
+    -------
+    pathlib.Path
+        A path that does not exist yet.
+    """
     src = Path(source)
     stem = src.name
     for suf in (".h5ad", ".zarr", ".csv", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr"):

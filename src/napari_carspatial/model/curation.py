@@ -165,9 +165,13 @@ class Command:
         Human-readable, shown on the undo button and in notifications.
     changes
         Column changes (applied in order, undone in reverse).
-    roi_before, roi_after
+    roi_before
         For ROI actions: the ROI list before and after.
-    reviewed_rois_before, reviewed_rois_after
+    roi_after
+        For ROI actions: the ROI list before and after.
+    reviewed_rois_before
+        Ids of the regions marked reviewed, before and after.
+    reviewed_rois_after
         Ids of the regions marked reviewed, before and after.
     log_row
         The audit row written when the action was first done.
