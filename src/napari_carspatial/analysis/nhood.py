@@ -29,12 +29,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.graph import SpatialGraph
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +65,16 @@ class NhoodEnrichmentResult:
         The ``K`` categories (all categories of the column, used or not, in order).
     method
         ``"exact"`` or ``"permutation"``.
-    n_perms, seed
-        Permutation settings (``None`` for ``"exact"``).
-    pvalue_enriched, pvalue_depleted
-        Permutation only: ``(1 + #{perm >= obs}) / (n_perms + 1)`` and
-        ``(1 + #{perm <= obs}) / (n_perms + 1)``.
+    n_perms
+        Number of permutations (``None`` for ``"exact"``).
+    seed
+        Permutation seed (``None`` for ``"exact"``).
+    pvalue_enriched
+        Permutation only: ``(1 + #{perm >= obs}) / (n_perms + 1)``.
+    pvalue_depleted
+        Permutation only: ``(1 + #{perm <= obs}) / (n_perms + 1)``.
+    extras
+        Method details (``graph_summary`` for ``"exact"``).
     """
 
     zscore: np.ndarray
@@ -188,7 +198,7 @@ def _ratio(num, den):
         return np.where(den != 0, num / np.where(den != 0, den, 1.0), 0.0)
 
 
-def join_count_moments(n_per_category, g: GraphSummary) -> tuple[np.ndarray, np.ndarray]:
+def join_count_moments(n_per_category: np.ndarray, g: GraphSummary) -> tuple[np.ndarray, np.ndarray]:
     """Exact mean and variance of ``count[A, B]`` under uniform random relabelling.
 
     Parameters
@@ -411,14 +421,14 @@ def _get_connectivities(adata, connectivity_key: str, connectivities) -> sp.csr_
 
 
 def nhood_enrichment(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str,
     method: Literal["exact", "permutation"] = "exact",
     n_perms: int = 1000,
     seed: int = 0,
     connectivity_key: str = "spatial",
-    connectivities=None,
+    connectivities: sp.spmatrix | SpatialGraph | None = None,
     library_key: str | None = None,
     copy: bool = True,
 ) -> NhoodEnrichmentResult:
