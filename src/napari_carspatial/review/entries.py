@@ -56,6 +56,20 @@ def sample_code(sample: str, salt: str, *, length: int = 6) -> str:
 
     Stable for a project (same salt), unrelated to the sample's name, patient, arm, timepoint,
     outcome or its position in the manifest.
+
+    Parameters
+    ----------
+    sample
+        The sample id.
+    salt
+        The project's secret salt.
+    length
+        Characters after ``RV-``.
+
+    Returns
+    -------
+    str
+        ``RV-`` and ``length`` base32 characters.
     """
     digest = hmac.new(salt.encode("utf-8"), str(sample).encode("utf-8"), hashlib.sha256).digest()
     n = int.from_bytes(digest[:10], "big")
@@ -153,4 +167,14 @@ class SampleEntry:
 
 
 class RevealError(SampleError):
-    """A read was asked for before both reads of the sample are done (independent reads)."""
+    """A read was asked for before both reads of the sample are done (independent reads).
+
+    Parameters
+    ----------
+    problem
+        What is wrong.
+    path
+        The file or folder at fault.
+    hint
+        How to fix it.
+    """
