@@ -104,6 +104,25 @@ class GraphSummary:
     ``n`` nodes; ``s0 = sum m``; ``s_t = sum_ij m_ij m_ji``; ``r2 = sum r_i^2``;
     ``c2 = sum c_i^2``; ``x = sum r_i c_i``; ``d = sum d_i``; ``y = sum d_i (r_i + c_i)``.
     For a symmetric graph without loops: ``s_t = s0 = 2 |E|`` and ``r2 = c2 = x = sum deg^2``.
+
+    Attributes
+    ----------
+    n
+        Nodes.
+    s0
+        ``sum m``.
+    s_t
+        ``sum_ij m_ij m_ji``.
+    r2
+        ``sum r_i^2``.
+    c2
+        ``sum c_i^2``.
+    x
+        ``sum r_i c_i``.
+    d
+        ``sum d_i``.
+    y
+        ``sum d_i (r_i + c_i)``.
     """
 
     n: int
@@ -162,8 +181,19 @@ def _canonical_csr(adj) -> sp.csr_matrix:
     return adj
 
 
-def graph_summary(adj) -> GraphSummary:
-    """Compute the :class:`GraphSummary` of the stored structure of ``adj``."""
+def graph_summary(adj: sp.spmatrix | SpatialGraph) -> GraphSummary:
+    """Compute the :class:`GraphSummary` of the stored structure of ``adj``.
+
+    Parameters
+    ----------
+    adj
+        The connectivities (CSR or a :class:`~napari_carspatial.analysis.graph.SpatialGraph`).
+
+    Returns
+    -------
+    GraphSummary
+        The scalars :func:`join_count_moments` needs.
+    """
     adj = _canonical_csr(adj)
     n = adj.shape[0]
     r, c, d, sym = _summary_kernel(adj.indptr.astype(np.int64), adj.indices.astype(np.int64), n)

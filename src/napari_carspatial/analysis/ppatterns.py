@@ -75,6 +75,8 @@ class RipleyResult:
         The distances (µm) at which the statistic is evaluated.
     area
         Window area (µm²).
+    pixel_size_um
+        µm per pixel used, or ``None``.
     """
 
     stat: pd.DataFrame

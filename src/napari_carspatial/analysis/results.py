@@ -137,7 +137,13 @@ def table_fingerprint(adata, *, spatial_key: str = SPATIAL_KEY) -> str:
 
 
 class GraphCache:
-    """LRU cache of graphs per (table fingerprint, region mask, parameters)."""
+    """LRU cache of graphs per (table fingerprint, region mask, parameters).
+
+    Parameters
+    ----------
+    max_items
+        Graphs kept; the least recently used is dropped first.
+    """
 
     def __init__(self, max_items: int = 32):
         self.max_items = int(max_items)

@@ -50,7 +50,13 @@ class TumorDistance:
         ``(ny, nx)`` int64, index of the nearest cell of each tissue square (-1 elsewhere), or
         ``None`` until :meth:`nearest_cells` computes it (only the infiltration profile needs it).
     origin_um
-        (x0, y0) of the grid's corner in µm. ``grid_um`` is the square side.
+        (x0, y0) of the grid's corner in µm.
+    grid_um
+        The grid square side (µm).
+    params
+        The parameters used.
+    xy_um
+        ``(n_obs, 2)`` cell centroids (x, y) in µm.
     """
 
     cell_um: np.ndarray

@@ -99,8 +99,12 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
         Optional ``plant(types, *, info, layout, yx_px, pixel_size_um) -> types``: change the cell
         types (codes into ``CELL_TYPES``) before shapes, mask and expression are generated, so mask,
         table and image agree. The demo cohort plants its per-patient effects this way.
-    name, metadata, params
-        Override the sample name, add metadata, add generator parameters stored in ``uns``.
+    name
+        Override the sample name.
+    metadata
+        Added to ``Sample.metadata``.
+    params
+        Added to the generator parameters stored in ``uns``.
 
     Returns
     -------

@@ -214,8 +214,10 @@ def agreement(table: AnnData | pd.DataFrame, column_a: str, column_b: str, *, cl
     ----------
     table
         AnnData (columns in ``obs``; cell ids from its instance-id column) or a DataFrame.
-    column_a, column_b
-        The two readers' call columns.
+    column_a
+        The first reader's call column.
+    column_b
+        The second reader's call column.
     classes
         Class order (and subset) of the confusion matrix; cells with a call outside it in either
         column are left out (as ``sklearn.metrics.cohen_kappa_score(labels=...)``). Default: every
@@ -389,8 +391,12 @@ def combine_agreements(results: Mapping, *, n_boot: int = N_BOOT, ci: float = 0.
     ----------
     results
         ``{sample: SampleAgreement or Agreement}``.
-    n_boot, ci, seed
-        Bootstrap over samples for the trial intervals.
+    n_boot
+        Bootstrap replicates (over samples) of the trial intervals.
+    ci
+        Interval coverage.
+    seed
+        Seed of the bootstrap.
 
     Returns
     -------
