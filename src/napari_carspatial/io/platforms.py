@@ -168,7 +168,7 @@ def read_merscope(path: str | os.PathLike, *, pixel_size_um: float | None = None
     pixel_size_um
         µm per mosaic pixel (default: from the micron-to-mosaic transform).
     z_layer
-        Which z plane of the mosaic images to show.
+        Which z plane of the mosaic images to read (``spatialdata_io.merscope(z_layers=)``).
     transcripts
         Read ``detected_transcripts.csv`` into ``Sample.points``.
     check_ids
@@ -225,7 +225,7 @@ def read_visium_hd(path: str | os.PathLike, *, pixel_size_um: float | None = Non
     pixel_size_um
         µm per pixel of the microscope image (default: from ``scalefactors_json.json``).
     bin_size_um
-        Bin size used when the cells are bins (2, 8 or 16).
+        Bin size (µm) used when the cells are bins (one present in the folder: 2, 8 or 16).
     cells
         ``True``: Space Ranger's segmented cells (error when absent); ``False``: bins; ``None``:
         cells when present, else bins.
