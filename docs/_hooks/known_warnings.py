@@ -10,11 +10,7 @@ from __future__ import annotations
 import logging
 
 #: (file, text) pairs: a griffe warning about ``file`` that contains ``text`` is dropped.
-KNOWN = [
-    # the class docstring documents ``op_name``, a parameter of ``commit``, not of ``__init__``
-    # (editing/ belongs to the GUI engineers)
-    ("src/napari_carspatial/editing/segmentation.py", "'op_name'"),
-]
+KNOWN: list[tuple[str, str]] = []
 
 matched: set[tuple[str, str]] = set()
 
