@@ -4,10 +4,13 @@ Bad input never reaches the user as a traceback: the reader shows a napari error
 with the file and the problem, and returns napari's null-layer sentinel, so nothing already open
 is disturbed.
 
-The reader only returns layer-data tuples (testable without a viewer; their metadata holds the
-sample id and the layer's role, nothing else). It never looks for a viewer: the session of the
-viewer the layers land in (:mod:`.session`) claims the sample, styles the cell outlines and fits
-the view.
+The reader returns layer-data tuples for the images and the tiles, and the cell mask as a
+ready ``Labels`` layer already drawn as thin outlines (napari >= 0.5.5 adds ``Layer`` objects a
+reader returns as they are, napari/napari#7443; ``contour`` is not a ``Labels`` keyword, so a
+tuple could only give filled cells). Everything is testable without a viewer; the metadata holds
+the sample id and the layer's role, nothing else. It never looks for a viewer: the session of the
+viewer the layers land in (:mod:`.session`), when one of our docks made it, claims the sample,
+fits the view and shows the scale bar.
 """
 
 from __future__ import annotations
@@ -58,7 +61,27 @@ def read_path(path):
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
-    return _layers.samples_to_layer_data(samples)
+    return outlined(_layers.samples_to_layer_data(samples))
+
+
+def outlined(layer_data: list) -> list:
+    """``layer_data`` with each labels tuple replaced by a ``Labels`` layer drawn as outlines.
+
+    Without one of our docks no session styles the cells when they arrive, and the tuple's
+    keywords cannot ask for contours; the layer object can (public ``Labels.contour``).
+    """
+    from napari.layers import Labels
+
+    out = []
+    for item in layer_data:
+        if len(item) == 3 and item[2] == "labels":
+            data, meta, _ = item
+            layer = Labels(data, **meta)
+            _layers.style_labels(layer)
+            out.append(layer)
+        else:
+            out.append(item)
+    return out
 
 
 def _fail(message: str):
