@@ -11,6 +11,11 @@ tuple could only give filled cells). Everything is testable without a viewer; th
 the sample id and the layer's role, nothing else. It never looks for a viewer: the session of the
 viewer the layers land in (:mod:`.session`), when one of our docks made it, claims the sample,
 fits the view and shows the scale bar.
+
+Layers first: a sample with a mask and no cell table is read without measuring it (that can take
+minutes on a slide and would freeze napari); the Samples dock measures it in a worker with
+progress and cancel as soon as the layers are in (``widgets.progressive.CellMeasurer``), and a
+notification says so.
 """
 
 from __future__ import annotations
@@ -54,14 +59,25 @@ def read_path(path):
     if isinstance(path, list):
         path = path[0]
     try:
-        result = read_sample(path)
+        result = read_sample(path, measure=False)
     except SampleError as err:
         return _fail(str(err))
     except Exception as err:  # an unexpected failure still gets a readable message
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
+    _tell_unmeasured(samples)
     return outlined(_layers.samples_to_layer_data(samples))
+
+
+def _tell_unmeasured(samples) -> None:
+    from ..io.measure_job import needs_measuring
+
+    todo = [s.name for s in samples if needs_measuring(s)]
+    if todo:
+        which = todo[0] if len(todo) == 1 else f"{len(todo)} acquisitions"
+        notify(f"{which}: a mask and no cell table; the Samples dock (Plugins > CAR T Spatial > Samples) "
+               "measures the cells, with progress and cancel.", "info")
 
 
 def outlined(layer_data: list) -> list:
