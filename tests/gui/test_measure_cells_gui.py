@@ -183,16 +183,29 @@ def test_progressive_open_makes_the_montage_file_open_makes(make_napari_viewer_p
     assert names.index(lab.name) > max(names.index(n) for n in ["Ag107", "YBX1", "H3K27Ac"])
 
 
-def test_file_open_without_docks_draws_outlines(make_napari_viewer_proxy, cytomapper_dir, steinbock_dir):
-    """No dock, hence no session: the cells are outlines straight away (not filled grey)."""
+def test_file_open_without_docks_draws_outlines(make_napari_viewer_proxy, steinbock_dir):
+    """No dock, hence no session: the cells are outlines straight away (not filled grey), and
+    the first view shows every acquisition with its name (napari fits the first layer only)."""
     from napari_carspatial._napari import session as session_module
+    from napari_carspatial._napari import visible_world_rect
+    from napari_carspatial._napari.reader import read_path
 
+    out = read_path(str(steinbock_dir))                     # no viewer needed
+    assert [type(d).__name__ if not isinstance(d, tuple) else d[2] for d in out] == \
+        ["shapes", "image", "Labels"]
     viewer = make_napari_viewer_proxy()
+    viewer.window.resize(1600, 1000)
     viewer.open(str(steinbock_dir), plugin="napari-carspatial")
     assert hash(viewer) not in session_module._sessions     # nobody made a session
     (lab,) = _labels(viewer)
     assert lab.contour == 1
     assert lab.metadata.get("carspatial_sample")
+    tiles = viewer.layers[0]
+    assert tiles.metadata.get(META_ROLE) == "tiles"
+    y0, x0, y1, x1 = visible_world_rect(viewer)
+    corners = np.concatenate([np.asarray(r) for r in tiles.data])   # name bands included
+    assert corners[:, 0].min() >= y0 - 1e-6 and corners[:, 0].max() <= y1 + 1e-6
+    assert corners[:, 1].min() >= x0 - 1e-6 and corners[:, 1].max() <= x1 + 1e-6
     # a dock opened later still finds the sample and its table
     assert session_for(viewer).sample_of(lab).n_cells == 404
     assert _labels(viewer)[0].contour == 1

@@ -67,7 +67,21 @@ def read_path(path):
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
     _tell_unmeasured(samples)
-    return outlined(_layers.samples_to_layer_data(samples))
+    return outlined(tiles_first(_layers.samples_to_layer_data(samples)))
+
+
+def tiles_first(layer_data: list) -> list:
+    """The layer naming the tiles of several acquisitions first.
+
+    napari fits the view to the first layer added to an empty viewer (and nothing refits it
+    without one of our docks): first, the tiles layer spans every acquisition and its name band,
+    so the whole montage with all its names is in view, not only the first channel's first tile.
+    It then sits below the images in the layer list; the images blend additively and are black
+    outside the tissue, so the outlines and names stay visible.
+    """
+    tiles = [d for d in layer_data if len(d) == 3 and d[2] == "shapes"
+             and (d[1].get("metadata") or {}).get(_layers.META_ROLE) == _layers.ROLE_TILES]
+    return tiles + [d for d in layer_data if not any(d is t for t in tiles)]
 
 
 def _tell_unmeasured(samples) -> None:

@@ -221,7 +221,11 @@ class CellMeasurer(QObject):
             self.changed.emit()
 
     def message(self) -> str:
-        return self.job.message() if self.job is not None else self.last_message
+        if self.job is None:
+            return self.last_message
+        if self.job.stage == "done":           # measured in the worker, not stored yet
+            return f"{self.job.message()[:-1]}; adding the table…"
+        return self.job.message()
 
     def close(self) -> None:
         self.cancel()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -134,7 +134,8 @@ class SampleWidget(QWidget):
         self.measure_button.clicked.connect(self.measure_selected)
         self.cancel_button.clicked.connect(self.measurer.cancel)
         self.tree.itemSelectionChanged.connect(self._update_measure_state)
-        self.measurer.changed.connect(self._update_measure_state)
+        self._was_running = False
+        self.measurer.changed.connect(self._on_measurer_changed)
         self.measurer.measured.connect(lambda sid: self.refresh())
         self.session.events.sample_added.connect(self._on_sample_added)
         self.session.events.sample_removed.connect(self.refresh)
@@ -242,16 +243,26 @@ class SampleWidget(QWidget):
         from ..io.measure_job import needs_measuring
 
         for sid, s in self.session.samples().items():
-            if needs_measuring(s):
+            # layers first: only once the sample's cells are on the canvas
+            if needs_measuring(s) and self.session.labels_layer(sid) is not None:
                 self.measurer.measure(sid)
 
     def _on_sample_added(self, event=None):
         self.refresh()
-        self._measure_pending()
+        # File > Open adds all of a sample's layers in one go, the tiles layer (which carries the
+        # sample id) first: measure on the next event-loop turn, when the layers are in
+        QTimer.singleShot(0, self._measure_pending)
 
     def _on_table_changed(self, event=None):
         if event is None or event.structure or event.columns is None:
             self.refresh()
+
+    def _on_measurer_changed(self):
+        if self.measurer.running != self._was_running:     # a job started or ended: the "cells" rows
+            self._was_running = self.measurer.running
+            self.refresh()
+        else:
+            self._update_measure_state()
 
     def _update_measure_state(self, *_):
         m = self.measurer
