@@ -105,16 +105,16 @@ def measure(outdir: str) -> int:
         shots = []
 
         def running_shot():
-            if dock.measurer.running and not shots:     # the first frame with the job running
+            if dock.jobs.running and not shots:     # the first frame with the job running
                 shots.append(time.perf_counter() - t)
                 viewer.screenshot(str(out / "measure_cells_running.png"), canvas_only=False)
 
-        dock.measurer.changed.connect(running_shot)
+        dock.jobs.changed.connect(running_shot)
         t = time.perf_counter()
         viewer.open(str(folder), plugin="napari-carspatial")
         t_layers = time.perf_counter() - t
         app.processEvents()
-        while dock.measurer.running:
+        while dock.jobs.running:
             app.processEvents()
             time.sleep(0.02)
         t_table = time.perf_counter() - t

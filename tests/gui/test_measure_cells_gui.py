@@ -68,7 +68,7 @@ def test_open_image_and_mask_measures_in_a_worker(make_napari_viewer_proxy, qtbo
 
     dock.image_path.edit.setText(str(img))
     dock.mask_path.edit.setText(str(mask))
-    with qtbot.waitSignal(dock.measurer.measured, timeout=60000):
+    with qtbot.waitSignal(dock.jobs.measured, timeout=60000):
         dock.open_button.click()
         # the layers come first, the table after
         qtbot.waitUntil(lambda: bool(_labels(viewer)), timeout=30000)
@@ -101,7 +101,7 @@ def test_measure_action_and_cancel(make_napari_viewer_proxy, qtbot, acquisition)
     s = read_sample(img, mask=mask, measure=False)
     add_sample_layers(viewer, s)
     assert s.table is None and dock.measure_button.isEnabled()
-    with qtbot.waitSignal(dock.measurer.measured, timeout=60000):
+    with qtbot.waitSignal(dock.jobs.measured, timeout=60000):
         assert dock.measure_selected()
     assert s.n_cells == n_ref
     assert not dock.measure_button.isEnabled()          # it has a table now
@@ -125,7 +125,7 @@ def test_measure_action_and_cancel(make_napari_viewer_proxy, qtbot, acquisition)
     assert dock.measure_selected()
     assert dock.measure_progress.isVisibleTo(dock) and dock.cancel_button.isVisibleTo(dock)
     assert session.busy(sid)
-    with qtbot.waitSignal(dock.measurer.worker.finished, timeout=60000):
+    with qtbot.waitSignal(dock.jobs.worker.finished, timeout=60000):
         dock.cancel_button.click()
     assert big.table is None
     assert session.busy(sid) is None
@@ -143,7 +143,7 @@ def test_file_open_steinbock_without_table_is_measured_as_a_montage(make_napari_
         shutil.copy(steinbock_dir / f, folder / f)
     viewer = make_napari_viewer_proxy()
     dock = _dock(viewer, qtbot)
-    with qtbot.waitSignal(dock.measurer.measured, timeout=120000):
+    with qtbot.waitSignal(dock.jobs.measured, timeout=120000):
         viewer.open(str(folder), plugin="napari-carspatial")
     (lab,) = _labels(viewer)
     m = session_for(viewer).sample_of(lab)

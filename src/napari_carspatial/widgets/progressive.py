@@ -8,13 +8,14 @@
   them (:func:`arrange`): four or more small ones with the same channels as one tiled montage
   sample (:mod:`napari_carspatial.model.montage`), others side by side; the tiles are outlined
   and named on a Shapes layer.
-* A sample with a mask and no cell table shows its layers first; :class:`CellMeasurer` then
+* A sample with a mask and no cell table shows its layers first; :class:`SampleJobs` then
   measures its cells in a napari thread worker (:class:`napari_carspatial.io.measure_job.MeasureJob`:
   progress, cancel) and hands the table to the session (``table_changed``), so the legend, the
   inspector and the hover pick it up.
-* A slide stored without a pyramid shows its lazy strided levels first; :class:`PyramidCacher`
-  writes its multiscale cache in a worker (:mod:`napari_carspatial.io.pyramid_cache`) and then
-  switches the sample's image layers to the cached levels.
+* A slide stored without a pyramid shows its lazy strided levels first; :class:`SampleJobs`
+  writes its multiscale cache in a worker (:mod:`napari_carspatial.io.pyramid_job` over
+  :mod:`napari_carspatial.io.pyramid_cache`) and then switches the sample's image layers to the
+  cached levels (:func:`switch_image_levels`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from .._napari import (
+    META_CHANNEL,
+    ROLE_IMAGE,
     add_sample_layers,
     channel_plan,
     montage_offsets,
@@ -162,33 +165,46 @@ def _visible(viewer, sample) -> list[bool]:
     return channel_plan(sample, session.cache(sid))["visible"] if sample.image else []
 
 
-# =========================================================================== measuring cells
-class CellMeasurer(QObject):
-    """Measure the cells of a viewer's samples in a thread worker, one sample at a time.
+# =========================================================================== work after the layers
+#: job kinds of :class:`SampleJobs`
+MEASURE, PYRAMID = "measure", "pyramid"
 
-    ``measure(sid)`` queues a sample (one with an image and a mask; see
-    :func:`napari_carspatial.io.measure_job.needs_measuring`). While it runs, the sample is busy in
-    the session (``set_busy``), ``changed`` is emitted every :data:`POLL_MS` ms with the progress,
-    and ``cancel()`` stops it (nothing is stored). When it is done, on the main thread, the table
-    is stored in the sample and the session is told (``table_changed(sid, structure=True)``):
-    the hover, the colouring, the legend and the inspector follow. A sample that leaves the
-    viewer meanwhile is cancelled.
+
+class SampleJobs(QObject):
+    """Slow work on a viewer's samples after their layers are shown, in a thread worker, one job
+    at a time (they all read the whole slide; in turn they keep memory bounded):
+
+    * ``measure(sid)``: the cells of a sample with a mask and no table
+      (:class:`~napari_carspatial.io.measure_job.MeasureJob`). The sample is busy in the session
+      meanwhile (``set_busy``); when done, on the main thread, the table is stored and the
+      session told (``table_changed(sid, structure=True)``): hover, colouring, legend and
+      inspector follow.
+    * ``cache_pyramid(sid)``: the pyramid cache of a slide stored without a pyramid
+      (:class:`~napari_carspatial.io.pyramid_job.PyramidJob`); when done, the sample's image
+      layers switch to the cached levels (same pixels; every later open reads them directly).
+
+    ``changed`` is emitted every :data:`POLL_MS` ms while a job runs (read :attr:`job`,
+    :meth:`message`); ``cancel()`` stops the running job and drops the queue (nothing is stored).
+    A sample that leaves the viewer is cancelled.
     """
 
-    #: the state changed (a job started, progressed, ended): read :attr:`job`, :meth:`message`
+    #: the state changed (a job started, progressed, ended)
     changed = Signal()
-    #: a sample's table was measured and stored (sid); emitted last, when the job is over
+    #: a sample's cells were measured and its table stored (sid); emitted when the job is over
     measured = Signal(str)
+    #: a sample's pyramid was cached and its layers switched to it (sid)
+    pyramid_cached = Signal(str)
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
-        self.queue: list[str] = []
+        self.queue: list[tuple[str, str]] = []
         self.sid: str | None = None
+        self.kind: str | None = None
         self.job = None
         self.worker = None
         self.last_message = ""
-        self._stored: str | None = None
+        self._stored: tuple[str, str] | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.changed.emit)
@@ -200,21 +216,19 @@ class CellMeasurer(QObject):
         return self.job is not None
 
     def measure(self, sid: str) -> bool:
-        """Queue sample ``sid``; False when it cannot be measured or is already queued."""
+        """Queue measuring sample ``sid``'s cells; False when it needs none or is queued."""
         from ..io.measure_job import needs_measuring
 
-        s = self.session.sample(sid)
-        if s is None or not s.labels or not s.image or sid == self.sid or sid in self.queue:
-            return False
-        if not needs_measuring(s):
-            return False
-        self.queue.append(sid)
-        if self.job is None:
-            self._next()
-        return True
+        return self._queue(MEASURE, sid, needs_measuring(self.session.sample(sid)))
+
+    def cache_pyramid(self, sid: str) -> bool:
+        """Queue caching sample ``sid``'s pyramid; False when it needs none or is queued."""
+        from ..io.pyramid_job import FLAT, pyramid_state
+
+        return self._queue(PYRAMID, sid, pyramid_state(self.session.sample(sid)) == FLAT)
 
     def cancel(self) -> None:
-        """Stop the running job (and drop the queue)."""
+        """Stop the running job and drop the queue."""
         self.queue.clear()
         if self.job is not None:
             self.job.cancel()
@@ -223,8 +237,8 @@ class CellMeasurer(QObject):
     def message(self) -> str:
         if self.job is None:
             return self.last_message
-        if self.job.stage == "done":           # measured in the worker, not stored yet
-            return f"{self.job.message()[:-1]}; adding the table…"
+        if self.job.stage == "done":           # finished in the worker, not applied yet
+            return f"{self.job.message()[:-1]}; applying…"
         return self.job.message()
 
     def close(self) -> None:
@@ -234,22 +248,38 @@ class CellMeasurer(QObject):
             self.session.events.sample_removed.disconnect(self._on_removed)
 
     # ------------------------------------------------------------------ running
+    def _queue(self, kind: str, sid: str, needed: bool) -> bool:
+        if not needed or (kind, sid) == (self.kind, self.sid) or (kind, sid) in self.queue:
+            return False
+        self.queue.append((kind, sid))
+        if self.job is None:
+            self._next()
+        return True
+
+    def _make(self, kind: str, sid: str):
+        from ..io.measure_job import MeasureJob, needs_measuring
+        from ..io.pyramid_job import FLAT, PyramidJob, pyramid_state
+
+        s = self.session.sample(sid)
+        if kind == MEASURE and needs_measuring(s):
+            return MeasureJob(s), f"Measuring the cells of {s.name}"
+        if kind == PYRAMID and pyramid_state(s) == FLAT:
+            return PyramidJob(s), f"Caching a pyramid of {s.name}"
+        return None, ""
+
     def _next(self) -> None:
         from napari.qt.threading import create_worker
 
-        from ..io.measure_job import MeasureJob, needs_measuring
-
         while self.queue:
-            sid = self.queue.pop(0)
-            s = self.session.sample(sid)
-            if not needs_measuring(s):
+            kind, sid = self.queue.pop(0)
+            job, desc = self._make(kind, sid)
+            if job is None:
                 continue
-            self.sid, self.job = sid, MeasureJob(s)
-            self.session.set_busy(sid, "measuring its cells")
-            worker = create_worker(self.job.run, _progress={"desc": f"Measuring the cells of {s.name}", "total": 0},
-                                   _ignore_errors=True)
-            job = self.job
-            worker.returned.connect(lambda adata, sid=sid, job=job: self._on_returned(sid, job, adata))
+            self.sid, self.kind, self.job = sid, kind, job
+            if kind == MEASURE:
+                self.session.set_busy(sid, "measuring its cells")
+            worker = create_worker(job.run, _progress={"desc": desc, "total": 0}, _ignore_errors=True)
+            worker.returned.connect(lambda res, sid=sid, kind=kind, job=job: self._on_returned(sid, kind, job, res))
             worker.errored.connect(lambda err, job=job: self._on_error(job, err))
             worker.finished.connect(lambda sid=sid: self._on_finished(sid))
             self.worker = worker
@@ -258,48 +288,71 @@ class CellMeasurer(QObject):
             self.changed.emit()
             return
 
-    def _on_returned(self, sid: str, job, adata) -> None:
+    def _on_returned(self, sid: str, kind: str, job, result) -> None:
         s = self.session.sample(sid)
         if s is None or s is not job.sample or job.cancelled:
             return
         try:
-            job.store(adata)
+            if kind == MEASURE:
+                job.store(result)
+                self.session.set_busy(sid, None)       # idle before the docks hear of the table
+                self.session.table_changed(sid, structure=True, reason="cells measured from the mask")
+            else:
+                job.store(result)
+                switch_image_levels(self.session, sid)
         except Exception as err:  # noqa: BLE001 - a bad result is reported, never raised into Qt
             self._on_error(job, err)
             return
-        self.session.set_busy(sid, None)       # idle before the docks hear of the table
-        self.session.table_changed(sid, structure=True, reason="cells measured from the mask")
         self.last_message = job.message()
-        self._stored = sid
+        self._stored = (kind, sid)
         notify(self.last_message, "info")
 
     def _on_error(self, job, err) -> None:
-        from ..io.measure_job import MeasureCancelled
         from ..model import SampleError
 
-        if isinstance(err, MeasureCancelled):
+        if job.cancelled:
+            job.stage = "cancelled"
             self.last_message = job.message()
             return
         if isinstance(err, SampleError):
             self.last_message = str(err)
         else:
-            log.error("measuring %s failed", job.sample.name, exc_info=err)
-            self.last_message = f"{job.sample.name}: measuring the cells failed ({type(err).__name__}: {err})"
+            log.error("%s of %s failed", type(job).__name__, job.sample.name, exc_info=err)
+            self.last_message = f"{job.message()} ({type(err).__name__}: {err})"
         notify(self.last_message, "error")
 
     def _on_finished(self, sid: str) -> None:
-        self.session.set_busy(sid, None)
-        self.sid, self.job, self.worker = None, None, None
+        if self.kind == MEASURE:
+            self.session.set_busy(sid, None)
+        self.sid, self.kind, self.job, self.worker = None, None, None, None
         self._timer.stop()
         stored, self._stored = self._stored, None
         self.changed.emit()
         if stored is not None:
-            self.measured.emit(stored)
+            (self.measured if stored[0] == MEASURE else self.pyramid_cached).emit(stored[1])
         if self.queue:
             self._next()
 
     def _on_removed(self, event) -> None:
         if event.sid == self.sid and self.job is not None:
             self.job.cancel()
-        if event.sid in self.queue:
-            self.queue.remove(event.sid)
+        self.queue = [(k, sid) for k, sid in self.queue if sid != event.sid]
+
+
+def switch_image_levels(session, sid: str) -> list:
+    """Show sample ``sid``'s current ``sample.image`` pyramid in its image layers (one per
+    channel, found by the channel name they carry); contrast, colour and visibility stay.
+    Returns the layers switched."""
+    s = session.sample(sid)
+    if s is None or not s.image:
+        return []
+    index = {n: i for i, n in enumerate(s.channel_names)}
+    done = []
+    for lyr in session.layers_of(sid, ROLE_IMAGE):
+        c = index.get((lyr.metadata or {}).get(META_CHANNEL))
+        if c is None:
+            continue
+        levels = [lvl[c] for lvl in s.image]
+        lyr.data = levels if len(levels) > 1 else levels[0]
+        done.append(lyr)
+    return done

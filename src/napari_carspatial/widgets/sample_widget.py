@@ -1,5 +1,6 @@
 """The "Samples" dock: open samples (folder, image + mask + table, demo), see what is loaded, and
-measure the cells of a sample that has a mask but no table (in a worker, with progress and cancel).
+measure the cells of a sample that has a mask but no table, and cache a pyramid of a slide stored
+without one (in a worker, with progress and cancel; :class:`~.progressive.SampleJobs`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import notify, session_for
-from .progressive import CellMeasurer, add_samples_progressively, arrange
+from .progressive import SampleJobs, add_samples_progressively, arrange
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,16 @@ class SampleWidget(QWidget):
         self.tree.setHeaderLabels(["sample", "value"])
         self.tree.setColumnWidth(0, 150)
 
-        cells_box = QGroupBox("Cells")
+        cells_box = QGroupBox("Cells and pyramid")
         self.measure_button = QPushButton("Measure cells")
         self.measure_button.setToolTip("Measure every cell of the selected sample's mask on its image "
                                        "(mean intensity per channel, area, centroid, shape) into a cell table")
         self.auto_measure = QCheckBox("measure on open when a sample has a mask and no table")
         self.auto_measure.setChecked(True)
+        self.auto_pyramid = QCheckBox("cache a pyramid of a slide stored without one (once; later opens are fast)")
+        self.auto_pyramid.setChecked(True)
+        self.auto_pyramid.setToolTip("The lower levels are written to an OME-Zarr in your user cache folder; "
+                                     "the file itself is never changed.")
         self.measure_status = QLabel("")
         self.measure_status.setWordWrap(True)
         self.measure_progress = QProgressBar()
@@ -115,6 +120,7 @@ class SampleWidget(QWidget):
         cl = QVBoxLayout(cells_box)
         cl.addWidget(self.measure_button)
         cl.addWidget(self.auto_measure)
+        cl.addWidget(self.auto_pyramid)
         cl.addWidget(self.measure_status)
         cl.addLayout(prow)
 
@@ -126,22 +132,24 @@ class SampleWidget(QWidget):
         lay.addWidget(QLabel("Loaded samples"))
         lay.addWidget(self.tree, 1)
 
-        #: measures samples' cells in a worker (progress, cancel); the session gets the tables
-        self.measurer = CellMeasurer(self.session, self)
+        #: slow work after the layers are in (measuring cells, caching a pyramid), in a worker
+        self.jobs = SampleJobs(self.session, self)
+        self._pyramid: dict[str, str | None] = {}
         self.demo_button.clicked.connect(self._load_demo)
         self.open_button.clicked.connect(self._open)
         self.folder_button.clicked.connect(self._choose_folder)
         self.measure_button.clicked.connect(self.measure_selected)
-        self.cancel_button.clicked.connect(self.measurer.cancel)
+        self.cancel_button.clicked.connect(self.jobs.cancel)
         self.tree.itemSelectionChanged.connect(self._update_measure_state)
         self._was_running = False
-        self.measurer.changed.connect(self._on_measurer_changed)
-        self.measurer.measured.connect(lambda sid: self.refresh())
+        self.jobs.changed.connect(self._on_jobs_changed)
+        self.jobs.measured.connect(lambda sid: self.refresh())
+        self.jobs.pyramid_cached.connect(self._on_pyramid_cached)
         self.session.events.sample_added.connect(self._on_sample_added)
         self.session.events.sample_removed.connect(self.refresh)
         self.session.events.table_changed.connect(self._on_table_changed)
         self.refresh()
-        self._measure_pending()     # samples shown before the dock was made (File > Open, carspatial open)
+        self._start_pending()     # samples shown before the dock was made (File > Open, carspatial open)
 
     # -------------------------------------------------------------- actions
     def _choose_folder(self):
@@ -235,46 +243,60 @@ class SampleWidget(QWidget):
         if not s.labels or not s.image:
             self._error(f"{s.name}: measuring cells needs an image and a segmentation mask.")
             return False
-        return self.measurer.measure(sid)
+        return self.jobs.measure(sid)
 
-    def _measure_pending(self) -> None:
-        if not self.auto_measure.isChecked():
-            return
+    def _start_pending(self) -> None:
+        """Queue what the samples shown need: the pyramid first (the slide moves smoothly sooner),
+        then the cells."""
         from ..io.measure_job import needs_measuring
 
         for sid, s in self.session.samples().items():
+            if self.auto_pyramid.isChecked() and self._pyramid_state(sid) == "flat":
+                self.jobs.cache_pyramid(sid)
             # layers first: only once the sample's cells are on the canvas
-            if needs_measuring(s) and self.session.labels_layer(sid) is not None:
-                self.measurer.measure(sid)
+            if self.auto_measure.isChecked() and needs_measuring(s) and self.session.labels_layer(sid) is not None:
+                self.jobs.measure(sid)
+
+    def _pyramid_state(self, sid: str) -> str | None:
+        if sid not in self._pyramid:
+            from ..io.pyramid_job import pyramid_state
+
+            self._pyramid[sid] = pyramid_state(self.session.sample(sid))
+        return self._pyramid[sid]
+
+    def _on_pyramid_cached(self, sid: str) -> None:
+        self._pyramid.pop(sid, None)
+        self.refresh()
 
     def _on_sample_added(self, event=None):
         self.refresh()
         # File > Open adds all of a sample's layers in one go, the tiles layer (which carries the
-        # sample id) first: measure on the next event-loop turn, when the layers are in
-        QTimer.singleShot(0, self._measure_pending)
+        # sample id) first: start on the next event-loop turn, when the layers are in
+        QTimer.singleShot(0, self._start_pending)
 
     def _on_table_changed(self, event=None):
         if event is None or event.structure or event.columns is None:
             self.refresh()
 
-    def _on_measurer_changed(self):
-        if self.measurer.running != self._was_running:     # a job started or ended: the "cells" rows
-            self._was_running = self.measurer.running
+    def _on_jobs_changed(self):
+        if self.jobs.running != self._was_running:     # a job started or ended: the rows
+            self._was_running = self.jobs.running
             self.refresh()
         else:
             self._update_measure_state()
 
     def _update_measure_state(self, *_):
-        m = self.measurer
+        m = self.jobs
         running = m.running
         self.measure_progress.setVisible(running)
         self.cancel_button.setVisible(running)
         if running:
             self.measure_progress.setValue(int(round(100 * m.job.progress)))
         self.measure_status.setText(m.message())
-        s = self.session.sample(self.selected_sid())
+        sid = self.selected_sid()
+        s = self.session.sample(sid)
         can = s is not None and s.table is None and bool(s.labels) and bool(s.image)
-        self.measure_button.setEnabled(can and not (running and m.sid == self.selected_sid()))
+        self.measure_button.setEnabled(can and not (m.kind == "measure" and m.sid == sid))
         if s is not None and s.table is not None:
             self.measure_button.setToolTip(f"{s.name} already has a cell table ({s.n_cells:,} cells)")
         elif s is not None and not s.labels:
@@ -289,14 +311,26 @@ class SampleWidget(QWidget):
             return f"{s.n_cells:,}"
         if not s.labels:
             return "no mask"
-        if self.measurer.sid == sid:
+        if (self.jobs.kind, self.jobs.sid) == ("measure", sid) or ("measure", sid) in self.jobs.queue:
             return "no table yet: measuring…"
         return "no table (Measure cells)"
+
+    def _levels_text(self, sid, s) -> str:
+        n = str(len(s.image))
+        state = self._pyramid_state(sid)
+        if state == "flat":
+            busy = (self.jobs.kind, self.jobs.sid) == ("pyramid", sid) or ("pyramid", sid) in self.jobs.queue
+            return f"{n} (none in the file; {'caching one…' if busy else 'read from level 0'})"
+        if state == "cached pyramid":
+            return f"{n} (cached: the file has none)"
+        return n
 
     def refresh(self, event=None):
         current = self.selected_sid() if self.tree.currentItem() is not None else None
         self.tree.clear()
-        for sid, s in self.session.samples().items():
+        samples = self.session.samples()
+        self._pyramid = {k: v for k, v in self._pyramid.items() if k in samples}
+        for sid, s in samples.items():
             top = QTreeWidgetItem([s.name, ""])
             top.setData(0, Qt.UserRole, sid)
             shp = s.shape_yx
@@ -304,7 +338,7 @@ class SampleWidget(QWidget):
                 ("size (y × x)", f"{shp[0]} × {shp[1]} px" if shp else "—"),
                 ("pixel size", f"{s.pixel_size_um:g} µm" if s.pixel_size_um else "unknown"),
                 ("channels", f"{s.n_channels}: {', '.join(s.channel_names[:6])}{' …' if s.n_channels > 6 else ''}"),
-                ("pyramid levels", str(len(s.image))),
+                ("pyramid levels", self._levels_text(sid, s)),
                 ("cells", self._cells_text(sid, s)),
             ]
             for k, v in s.metadata.items():
