@@ -138,7 +138,8 @@ def guess_type_key(adata) -> str | None:
         if k in adata.obs:
             return k
     for k in adata.obs.columns:
-        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region",):
+        # not the montage's tile column: filling every cell of a tile with one colour hides the stains
+        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region", "acquisition"):
             return k
     return None
 

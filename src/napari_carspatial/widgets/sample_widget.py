@@ -145,6 +145,7 @@ class SampleWidget(QWidget):
         self.jobs.changed.connect(self._on_jobs_changed)
         self.jobs.measured.connect(lambda sid: self.refresh())
         self.jobs.pyramid_cached.connect(self._on_pyramid_cached)
+        self._fit_pending = False
         self.session.events.sample_added.connect(self._on_sample_added)
         self.session.events.sample_removed.connect(self.refresh)
         self.session.events.table_changed.connect(self._on_table_changed)
@@ -273,6 +274,16 @@ class SampleWidget(QWidget):
         # File > Open adds all of a sample's layers in one go, the tiles layer (which carries the
         # sample id) first: start on the next event-loop turn, when the layers are in
         QTimer.singleShot(0, self._start_pending)
+        e = self.session.entry(getattr(event, "sid", None)) if event is not None else None
+        if e is not None and e.from_reader and not self._fit_pending:
+            # napari fits the view to the first layer while the others are still arriving (an .mcd's
+            # tiles layer came out ~7 % too tight, cutting ROI_002): fit again once all are in
+            self._fit_pending = True
+            QTimer.singleShot(0, self._fit_opened)
+
+    def _fit_opened(self) -> None:
+        self._fit_pending = False
+        self.viewer.reset_view()
 
     def _on_table_changed(self, event=None):
         if event is None or event.structure or event.columns is None:
