@@ -89,6 +89,8 @@ def test_steinbock_with_legend_keeps_outlines(make_napari_viewer_proxy, qtbot):
     assert guess_type_key(sample.table) is None       # the tile column is no cell type
     assert legend.coloring is not None and legend.coloring.key is None
     assert lab.contour == 1 and lab.visible
+    assert "acquisition" in lab.features                  # the hover still says which tile a cell is in
+    assert set(lab.features["acquisition"]) == set(sample.table.obs["acquisition"].astype(str))
     assert [ly for ly in viewer.layers if ly.__class__.__name__ == "Labels"] == [lab]   # nothing filled on top
 
 

@@ -127,6 +127,8 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
     key = type_key or guess_type_key(t)
     if key is not None:
         feats[key] = t.obs[key].astype(str).to_numpy()
+    if "acquisition" in t.obs and key != "acquisition":     # a montage: which tile a cell is in
+        feats["acquisition"] = t.obs["acquisition"].astype(str).to_numpy()
     return pd.DataFrame(feats)
 
 

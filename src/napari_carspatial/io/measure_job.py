@@ -3,9 +3,9 @@
 :func:`napari_carspatial.io.measure.measure_cells` runs ``analysis.quantify`` to the end. A GUI
 needs to show how far it is and to stop it; a :class:`MeasureJob` wraps the same call:
 
-* progress: quantify computes its tiles as dask tasks named ``measure-<y0>-<x0>``; dask's public
-  callback API (:class:`dask.callbacks.Callback`) counts the ones of this job's graphs as they
-  finish (``job.progress``, 0..1; ``job.stage``);
+* progress: quantify computes its tiles as dask tasks named ``measure-<y0>-<x0>``; dask's callback
+  tuples, passed to this job's own ``dask.threaded.get`` (not dask's global registry, which another
+  thread's computation swaps while it runs), count the ones of this job's graphs as they finish (``job.progress``, 0..1; ``job.stage``);
 * cancel: ``job.cancel()`` from any thread; the next tile of this job raises
   :class:`MeasureCancelled` before it starts, which stops quantify (tiles already running finish,
   nothing is stored);
@@ -25,6 +25,7 @@ in (as :func:`~napari_carspatial.io.measure.store_measured_table` does).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 
@@ -166,7 +167,7 @@ class MeasureJob:
     def run(self):
         """Measure (blocking; call it in a worker thread). Returns the table; raises
         :class:`MeasureCancelled` when cancelled."""
-        from dask.callbacks import Callback
+        import dask.threaded
 
         if self._cancel.is_set():
             self.stage = "cancelled"
@@ -176,8 +177,12 @@ class MeasureJob:
         self.stage = "measuring"
         t0 = time.perf_counter()
         try:
-            with Callback(start=self._start, pretask=self._pretask, posttask=self._posttask):
-                adata = measure_cells(self._tiled_view(), solidity=self.solidity)
+            # callbacks passed to this job's own scheduler calls, not registered globally: dask's
+            # global registry is swapped per computation, so a dask computation in another thread
+            # (napari slicing a dask image) could drop them: no progress, no cancel
+            cb = (self._start, None, self._pretask, self._posttask, None)   # dask's callback tuple
+            get = functools.partial(dask.threaded.get, callbacks=[cb])
+            adata = measure_cells(self._tiled_view(), solidity=self.solidity, scheduler=get)
         except MeasureCancelled:
             self.stage = "cancelled"
             raise
