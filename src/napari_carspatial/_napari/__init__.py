@@ -48,6 +48,7 @@ from .layers import (
     sample_to_layer_data,
     samples_to_layer_data,
     short_names,
+    tile_label_data,
 )
 from .notifications import notify
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
@@ -77,4 +78,5 @@ __all__ = [
     "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer",
     "role_of", "sample_id_of", "sample_to_layer_data", "samples_to_layer_data", "selected_polygons_world",
     "session_for", "shape_polygon_px", "shapes_region", "short_names", "visible_world_rect",
+    "tile_label_data",
 ]

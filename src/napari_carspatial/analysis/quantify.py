@@ -234,14 +234,18 @@ def _compute(tasks: list, scheduler, progress: bool, what: str) -> list:
 
     if not tasks:
         return []
-    if scheduler is None or (isinstance(scheduler, str) and scheduler in ("threads", "processes", "synchronous", "sync")):
+    # a dask ``get`` function (callable, no ``submit``) is a local scheduler too: io.measure_job
+    # passes dask.threaded.get with its own callbacks (dask's global Callback registry is not
+    # thread-safe: a computation in another thread can drop callbacks registered meanwhile)
+    local_get = callable(scheduler) and not hasattr(scheduler, "submit")
+    if local_get or scheduler is None or (isinstance(scheduler, str) and scheduler in ("threads", "processes", "synchronous", "sync")):
         sched = scheduler or "threads"
         import contextlib
 
         # In batches of a few tiles per worker: given all tiles at once, dask's ordering reads the
         # image chunks breadth first (they hang off one shared root, e.g. ``da.from_zarr``'s
         # array), so most of the slide ended up in memory (9 GB peak on an 8.6 GB slide).
-        batch = _batch_size(sched)
+        batch = _batch_size("threads" if local_get else sched)
         out: list = []
         with (_TqdmCallback(len(tasks), what) if progress else contextlib.nullcontext()):
             for i in range(0, len(tasks), batch):

@@ -165,6 +165,8 @@ class InspectorWidget(QWidget):
             self._sample_changed()
 
     def _on_table_changed(self, event):
+        if event.structure and self.sample_combo.findData(event.sid) < 0:
+            self._refresh_samples()        # a sample just got its table (Measure cells)
         if event.sid != self._sid():
             return
         if event.structure or event.columns is None or self.type_key.currentText() in event.columns:
