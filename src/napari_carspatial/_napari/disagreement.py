@@ -36,6 +36,10 @@ from .session import STRUCTURE
 log = logging.getLogger(__name__)
 
 ARROW = " → "
+#: edge colours of read 1's and read 2's regions
+READER_COLORS = ("#ffffff", "#ff9f1c")
+#: the field of view (µm) the first step zooms to
+FIELD_UM = 150.0
 #: ``layer.metadata`` role of the readers' region layers
 ROLE_READER_ROIS = "reader_rois"
 
@@ -147,6 +151,7 @@ class DisagreementView:
         self.undecided_only = False
         self.rows = np.flatnonzero(self._disagree)
         self.position = -1
+        self._zoomed = False
         session.table_changed(sid, columns=(self.key,), reason="disagreement column")
 
     # ------------------------------------------------------------------ state
@@ -215,14 +220,14 @@ class DisagreementView:
         return layer
 
     def show_reader_rois(self) -> list:
-        """One Shapes layer per reader with their regions (edges in the ROI class colour)."""
-        from ..model.curation import ROI_CLASS_COLORS
+        """One Shapes layer per reader with their regions: read 1 white, read 2 orange (the two
+        outlines of one class must be told apart), each region labelled ``<reader>: <name>``."""
         from .session import META_ROLE, META_SAMPLE
 
         viewer = self.session.viewer
         scale, translate, units = self.session.geometry(self.sid)
         out = []
-        for r in self.readers:
+        for r, color in zip(self.readers, READER_COLORS, strict=False):
             rois = self.reader_rois.get(r) or []
             if not rois:
                 continue
@@ -233,9 +238,9 @@ class DisagreementView:
             feats = pd.DataFrame({"name": [x.name for x in rois], "cls": [x.cls for x in rois]})
             layer = viewer.add_shapes(
                 [np.asarray(x.polygon_yx, float) for x in rois], shape_type="polygon",
-                edge_color=[ROI_CLASS_COLORS.get(x.cls, "#b464b4") for x in rois], face_color="transparent",
-                edge_width=max(2.0, (self.sample.shape_yx or (600,))[0] / 250), features=feats,
-                text={"string": f"{r}: {{name}}", "color": "white", "size": 10, "anchor": "upper_left"},
+                edge_color=color, face_color="transparent",
+                edge_width=max(1.0, (self.sample.shape_yx or (600,))[0] / 500), features=feats,
+                text={"string": f"{r}: {{name}} ({{cls}})", "color": color, "size": 10, "anchor": "upper_left"},
                 name=name, scale=scale, translate=translate, units=units,
                 metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_READER_ROIS})
             out.append(layer)
@@ -323,7 +328,10 @@ class DisagreementView:
             canvas = min(int(v) for v in viewer.canvas.size)
         except (AttributeError, TypeError, ValueError):
             canvas = 800
-        center_on(viewer, labels, (st.x, st.y), zoom=cell_zoom(self.sample, field_um=80.0, canvas_px=canvas))
+        # the first step zooms to a field of ~150 µm around the cell; later steps keep the reviewer's zoom
+        zoom = None if self._zoomed else cell_zoom(self.sample, field_um=FIELD_UM, canvas_px=canvas)
+        center_on(viewer, labels, (st.x, st.y), zoom=zoom)
+        self._zoomed = True
         index = self.session.cached(self.sid, ("table", STRUCTURE, "review_cell_index"), lambda: CellIndex(self.sample))
         info = cell_info(index, st.cell_id)
         if info is not None:

@@ -381,6 +381,7 @@ class ProjectWorkspace:
             if self.project.blinding:
                 view.set_blinded(True, alias=item.label)
             self._settings_changed(sid)
+            self._colors_on_top(sid)
             if item.kind in (COMPARISON, ADJUDICATION):
                 from .disagreement import DisagreementView
 
@@ -538,6 +539,22 @@ class ProjectWorkspace:
                 core.set_save_target(ReadTarget(it.read))
         elif not core.read_only:
             core.set_read_only(it.curation_read_only)
+
+    def _colors_on_top(self, sid: str) -> None:
+        """The sample's cell colours, highlights and region layers above its image channels (a dock
+        may have coloured the cells while the channels were still being added)."""
+        from .session import ROLE_IMAGE, role_of
+
+        layers = self.viewer.layers
+        mine = [lyr for lyr in self.session.layers_of(sid) if role_of(lyr) != ROLE_IMAGE]
+        images = [i for i, lyr in enumerate(layers) if lyr in self.session.layers_of(sid, ROLE_IMAGE)]
+        if not images:
+            return
+        top = max(images)
+        for lyr in mine:
+            i = layers.index(lyr)
+            if i < top:
+                layers.move(i, len(layers))
 
     def _settings_changed(self, sid: str) -> None:
         """Tell the curation's views (the Curation dock) that its save target, read-only state or

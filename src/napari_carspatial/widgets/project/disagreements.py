@@ -6,6 +6,8 @@ adjudication session."""
 
 from __future__ import annotations
 
+import pandas as pd
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -57,12 +59,11 @@ class DisagreementPanel(QGroupBox):
         self.note.setPlaceholderText("note for the audit trail (optional)")
         self.bulk_a = QPushButton()
         self.bulk_b = QPushButton()
-        self.bulk_other = QPushButton("All shown as the call above")
+        self.bulk_other = QPushButton("as picked")
+        self.bulk_other.setToolTip("Decide every cell in the list as the call picked above")
         self.region_class = QComboBox()
         self.region_choice = QComboBox()
         self.region_button = QPushButton("Decide region")
-        self.region_label = QLabel()
-        self.region_label.setWordWrap(True)
 
         nav = QHBoxLayout()
         nav.addWidget(self.prev_button)
@@ -71,6 +72,8 @@ class DisagreementPanel(QGroupBox):
         filt = QHBoxLayout()
         filt.addWidget(self.pair_box, 1)
         filt.addWidget(self.undecided_box)
+        self.pair_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.pair_box.setMinimumContentsLength(18)
 
         one = QHBoxLayout()
         one.addWidget(self.accept_a)
@@ -81,19 +84,18 @@ class DisagreementPanel(QGroupBox):
         bulk = QHBoxLayout()
         bulk.addWidget(self.bulk_a)
         bulk.addWidget(self.bulk_b)
+        bulk.addWidget(self.bulk_other)
         region = QHBoxLayout()
-        region.addWidget(self.region_class, 1)
-        region.addWidget(self.region_choice)
+        region.addWidget(self.region_class, 2)
+        region.addWidget(self.region_choice, 1)
         region.addWidget(self.region_button)
         form = QFormLayout(self.decide_box)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("this cell", one)
         form.addRow("or", other)
         form.addRow("note", self.note)
-        form.addRow("all shown", bulk)
-        form.addRow("", self.bulk_other)
+        form.addRow("all in list", bulk)
         form.addRow("regions", region)
-        form.addRow("", self.region_label)
 
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
@@ -147,8 +149,10 @@ class DisagreementPanel(QGroupBox):
         self.pair_box.clear()
         self.pair_box.addItem(f"All pairs ({v.n_disagreements:,})", None)
         for r in v.pairs().itertuples(index=False):
-            und = f", {r.n_undecided:,} undecided" if v.can_decide else ""
-            self.pair_box.addItem(f"{r.pair} ({r.n:,}{und})", r.pair)
+            self.pair_box.addItem(f"{r.pair} ({r.n:,})", r.pair)
+            if v.can_decide:
+                self.pair_box.setItemData(self.pair_box.count() - 1, f"{r.n_undecided:,} of {r.n:,} undecided",
+                                          Qt.ToolTipRole)
         i = self.pair_box.findData(keep)
         self.pair_box.setCurrentIndex(max(i, 0))
         self.pair_box.blockSignals(False)
@@ -160,7 +164,11 @@ class DisagreementPanel(QGroupBox):
         self.summary.setText(v.summary())
         st = v.current()
         n = len(v.rows)
-        self.position.setText(f"{st.index + 1:,} of {n:,}" if st is not None else f"{n:,} in the list")
+        pos = f"{st.index + 1:,} of {n:,}" if st is not None else f"{n:,} in the list"
+        if v.can_decide and n:
+            und = int(pd.isna(v.decisions()[v.rows]).sum())
+            pos += f" · {und:,} undecided"
+        self.position.setText(pos)
         self.prev_button.setEnabled(n > 0)
         self.next_button.setEnabled(n > 0)
         if st is None:
@@ -186,9 +194,10 @@ class DisagreementPanel(QGroupBox):
                 dec = f" → {r['decision']}" if r.get("decision") else ""
                 self.region_class.addItem(f"{r['class']} (Dice {dice}){dec}", r["class"])
             left = v.remaining()
-            self.region_label.setText(f"{len(left['regions'])} region class(es) undecided" if v.can_decide else "")
+            self.region_class.setToolTip(f"{len(left['regions'])} region class(es) undecided" if v.can_decide
+                                         else "ROI classes whose regions differ")
         else:
-            self.region_label.setText("The readers' regions agree." if regs is not None else "")
+            self.region_class.addItem("the readers' regions agree" if regs is not None else "", None)
         on = regs is not None and len(regs) > 0 and v.can_decide
         for w in (self.region_class, self.region_choice, self.region_button):
             w.setEnabled(on)

@@ -101,7 +101,7 @@ class ProjectWidget(QWidget):
         self.reviewer_box = QComboBox()
         self.reviewer_box.setToolTip("Who you are in this project (written in every audit row)")
         self.blind_label = QLabel()
-        self.blind_label.setWordWrap(True)
+        self.blind_label.setStyleSheet("color: gray")
         self.slides = SlidesTable(self)
         self.next_button = QPushButton("Open next")
         self.next_button.setToolTip("Open your next slide: work in progress first, then the earliest due")
@@ -124,8 +124,10 @@ class ProjectWidget(QWidget):
         top.addWidget(self.project_label, 1)
         top.addWidget(self.open_project_button)
         form = QFormLayout()
-        form.addRow("reviewer", self.reviewer_box)
-        form.addRow("", self.blind_label)
+        rev = QHBoxLayout()
+        rev.addWidget(self.reviewer_box, 1)
+        rev.addWidget(self.blind_label)
+        form.addRow("reviewer", rev)
         row1 = QHBoxLayout()
         row1.addWidget(self.next_button)
         row1.addWidget(self.open_button)
@@ -136,7 +138,7 @@ class ProjectWidget(QWidget):
         row2.addWidget(self.done_button)
         row2.addWidget(self.reopen_button)
         row2.addStretch(1)
-        self.setMinimumWidth(380)
+        self.setMinimumWidth(440)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addLayout(form)
@@ -186,8 +188,9 @@ class ProjectWidget(QWidget):
         else:
             n = len(proj.samples)
             self.project_label.setText(f"<b>{proj.name}</b> · {n} slide{'s' if n != 1 else ''}")
-            self.blind_label.setText("Blinded: slides are shown by code only; patient, arm, timepoint and "
-                                     "outcome are hidden." if proj.blinding else "Not blinded: sample names are shown.")
+            self.blind_label.setText("Blinded: slides by code only" if proj.blinding else "Not blinded: sample names shown")
+            self.blind_label.setToolTip("Patient, arm, timepoint and outcome are hidden: layer names, sample lists and "
+                                        "the window title show the code" if proj.blinding else "")
             ids = ws.reviewer_ids()
             if not ws.reviewer_known():
                 self.reviewer_box.addItem(f"{ws.reviewer} (not in this project: pick yourself)", None)
@@ -230,6 +233,7 @@ class ProjectWidget(QWidget):
             ro = f"<br><i>read-only: {it.read_only}</i>" if it.read_only else ""
             self.current_label.setText(f"Open: <b>{it.label}</b> ({it.role}){ro}")
         self.disagreements.set_view(it.disagreements if it is not None else None)
+        self.slides.set_min_rows(3 if it is not None and it.disagreements is not None else 6)
 
     # ================================================================== project and reviewer
     def open_project(self, folder) -> bool:

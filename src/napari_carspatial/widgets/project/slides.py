@@ -9,10 +9,18 @@ from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 COLUMNS = ("slide", "role", "status", "reviewed", "due")
+#: rows shown without scrolling
+MIN_ROWS = 6
 #: text colours of the statuses (readable on napari's dark and light themes)
 STATUS_COLORS = {"not_started": None, "in_progress": "#e0a000", "done": "#3c9a5f", "adjudicated": "#3c7ec8",
                  "waiting": "#8a8a8a"}
 OVERDUE_COLOR = "#d55e00"
+
+
+def percent(fraction: float) -> str:
+    """``0.0045`` -> ``"0.5%"``, ``0.42`` -> ``"42%"``."""
+    v = 100 * fraction + 1e-9   # 0.0045 stored -> "0.5%", as the Curation dock rounds
+    return f"{v:.1f}%" if 0 < v < 10 else f"{v:.0f}%"
 
 
 class SlidesTable(QTableWidget):
@@ -26,11 +34,17 @@ class SlidesTable(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.setSelectionMode(QAbstractItemView.SingleSelection)
         self.verticalHeader().setVisible(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         hh = self.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeToContents)
         hh.setStretchLastSection(True)
         self.setToolTip("Double-click a slide to open it")
+        self.set_min_rows(MIN_ROWS)
         self.cellDoubleClicked.connect(lambda row, _col: dock.open_label(self.label_at(row)))
+
+    def set_min_rows(self, n: int) -> None:
+        """Show at least ``n`` rows without scrolling."""
+        self.setMinimumHeight(self.verticalHeader().defaultSectionSize() * n + self.horizontalHeader().sizeHint().height() + 4)
 
     def fill(self, df) -> None:
         """Show ``ProjectWorkspace.assignments()``, keeping the selected slide."""
@@ -41,10 +55,9 @@ class SlidesTable(QTableWidget):
         self.setRowCount(len(df))
         for i, r in enumerate(df.itertuples(index=False)):
             prog = r.progress
-            prog_text = "" if prog is None or (isinstance(prog, float) and math.isnan(prog)) else f"{100 * float(prog):.0f}%"
-            due = r.due or ""
-            values = (r.label, r.role, r.status_text + (" (open)" if r.open else ""), prog_text,
-                      due + (" overdue" if r.overdue else ""))
+            prog_text = "" if prog is None or (isinstance(prog, float) and math.isnan(prog)) else percent(float(prog))
+            values = (("▶ " if r.open else "") + r.label, r.role, r.status_text, prog_text,
+                      (r.due or "") + (" !" if r.overdue else ""))
             for j, v in enumerate(values):
                 it = QTableWidgetItem(str(v))
                 it.setData(Qt.UserRole, r.label)
@@ -58,7 +71,14 @@ class SlidesTable(QTableWidget):
                     it.setForeground(QBrush(QColor(OVERDUE_COLOR)))
                 if j == 2 and r.status == "waiting":
                     it.setToolTip("The adjudication opens once both reads are done")
+                if j == 0 and r.open:
+                    it.setToolTip("Open in the viewer")
+                if j == 4 and r.overdue:
+                    it.setToolTip("Overdue")
+                if j == 3:
+                    it.setToolTip("Cells reviewed at the last save")
                 self.setItem(i, j, it)
+        self.setColumnHidden(COLUMNS.index("reviewed"), bool(df["progress"].isna().all()))
         if keep is not None:
             self.select_label(keep)
 
