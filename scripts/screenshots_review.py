@@ -141,7 +141,7 @@ def shoot_dock(out: Path, proj, samples) -> None:
     core.confirm(note="CAR+ CD3+")
     core.select(np.flatnonzero(types == "Tumor (antigen-neg)")[:25])
     core.assign("Tumor", note="faint MSLN")
-    dock.save()
+    dock.workspace.save(label)
     dock.refresh()
     _wait(app, 3)
     viewer.screenshot(str(out / "review_project_dock.png"), canvas_only=False, flash=False)

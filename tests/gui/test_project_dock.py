@@ -66,6 +66,10 @@ def _wait_open(qtbot, dock):
     return dock.current
 
 
+def _wait_job(qtbot, dock):
+    qtbot.waitUntil(lambda: dock._job is None, timeout=60_000)
+
+
 def _shown_texts(viewer, dock, cur) -> list[str]:
     """Every name the viewer shows: layers, title, the docks' sample lists and slide tables."""
     out = [lyr.name for lyr in viewer.layers] + [viewer.title]
@@ -109,6 +113,13 @@ def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, 
     assert edit_log.get_log(wc)["reviewer"].tolist() == ["alice"]
     assert read_lock(path).owner == "alice"
     assert cur.core.recovery.key()[0] == str(path)     # autosave / recovery keyed by the read
+    # the Project dock's Save: in a worker, the sample busy meanwhile
+    cur.view.select([6])
+    cur.assign("CAR T")
+    qtbot.mouseClick(dock.save_button, Qt.LeftButton)
+    _wait_job(qtbot, dock)
+    assert ad.read_h5ad(path).obs["cell_type_curated"].astype(str).iloc[6] == "CAR T"
+    assert not session_for(viewer).busy(item.sid)
 
     # 3. a second window is refused, naming the holder
     viewer2 = make_napari_viewer_proxy()
@@ -123,6 +134,8 @@ def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, 
 
     # 4. mark done: saved, status done, lock released, the slide read-only
     qtbot.mouseClick(dock.done_button, Qt.LeftButton)
+    assert session_for(viewer).busy(item.sid)            # the file work runs in a worker
+    _wait_job(qtbot, dock)
     assert load_project(project.folder).entry(label).read_of("alice").status == "done"
     assert read_lock(path) is None and cur.core.read_only
     row = dock.slides.labels().index(label)
@@ -178,6 +191,7 @@ def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, 
     assert dv.remaining() == {"cells": 0, "regions": []}
     assert dock.done_button.text() == "Finish adjudication"
     qtbot.mouseClick(dock.done_button, Qt.LeftButton)
+    _wait_job(qtbot, dock)
     assert load_project(project.folder).entry(label).adjudication.status == "adjudicated"
 
     # 6. closing the slide, then the viewer, releases every lock

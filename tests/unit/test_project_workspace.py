@@ -348,3 +348,25 @@ def test_real_imc_read_is_blinded_in_the_viewer(tmp_path, cytomapper_dir, monkey
     assert (wc.obs["CellType_curated"].astype(str).to_numpy()[rows_] == "celltype_A").all()
     assert not _locks(proj.folder)
     ws.close_all()
+
+
+def test_disagreement_calls_equal_the_plain_loop():
+    """The vectorised pairs equal a plain per-cell loop (missing calls, categories in another
+    order, a class only one reader uses)."""
+    from napari_carspatial._napari import pair_label
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    cats = ["Tumor", "Macrophage", "CAR T", "Stroma", "B cell"]
+    a = rng.choice(np.array([*cats, None], dtype=object), n)
+    b = a.copy()
+    m = rng.random(n) < 0.15
+    b[m] = rng.choice(np.array([*cats, "(excluded)", "MDSC", None], dtype=object), int(m.sum()))
+    t = ad.AnnData(obs=pd.DataFrame({"a": pd.Categorical(a), "b": pd.Categorical(b, categories=["MDSC", "(excluded)",
+                                                                                              *cats[::-1]])},
+                                    index=[str(i) for i in range(n)]))
+    got = [None if pd.isna(x) else x for x in disagreement_calls(t, "a", "b")]
+    ref = [pair_label(x, y) if x != y else None for x, y in zip(a, b, strict=True)]
+    assert got == ref
+    t.obs["a_text"] = pd.Series(a, index=t.obs_names, dtype=object)   # a text column, not categorical
+    assert [None if pd.isna(x) else x for x in disagreement_calls(t, "a_text", "b")] == ref

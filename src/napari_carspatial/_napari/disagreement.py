@@ -62,18 +62,43 @@ def _calls(table, key: str) -> np.ndarray:
     return s.astype(object).where(s.notna(), None).to_numpy()
 
 
+def _codes(table, key: str) -> tuple[np.ndarray, list[str]]:
+    """Per-row category codes (-1 = missing) and the categories as text of ``obs[key]``."""
+    s = table.obs[key]
+    c = s.array if isinstance(s.dtype, pd.CategoricalDtype) else pd.Categorical(s.astype(object).where(s.notna(), None))
+    return np.asarray(c.codes, dtype=np.int64), [str(x) for x in c.categories]
+
+
+def _value(v):
+    """One call as text (None when missing)."""
+    return None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
 def disagreement_calls(table, key_a: str, key_b: str) -> pd.Categorical:
     """Per cell ``"<call a> → <call b>"`` where the two call columns differ, missing where they agree.
 
     Two missing calls agree (as in the adjudication). Categories are ordered by count (most
-    first), then by name.
+    first), then by name. Vectorised: one pass over the cells' category codes.
     """
-    a, b = _calls(table, key_a), _calls(table, key_b)
-    differ = np.array([x != y for x, y in zip(a, b, strict=True)], dtype=bool)
-    labels = np.array([pair_label(x, y) if d else None for x, y, d in zip(a, b, differ, strict=True)], dtype=object)
-    counts = pd.Series(labels[differ]).value_counts()
-    cats = sorted(counts.index, key=lambda c: (-int(counts[c]), str(c)))
-    return pd.Categorical(labels, categories=cats)
+    ca, la = _codes(table, key_a)
+    cb, lb = _codes(table, key_b)
+    union = list(dict.fromkeys([*la, *lb]))
+    pos = {c: i for i, c in enumerate(union)}
+    ia = np.array([pos[c] for c in la] + [-1], dtype=np.int64)   # index -1 (a missing call) -> -1
+    ib = np.array([pos[c] for c in lb] + [-1], dtype=np.int64)
+    ua, ub = ia[ca], ib[cb]
+    differ = ua != ub
+    k = len(union) + 1
+    pair = (ua + 1) * k + (ub + 1)
+    uniq, inv, counts = np.unique(pair[differ], return_inverse=True, return_counts=True)
+    names = [pair_label(None if a < 0 else union[a], None if b < 0 else union[b])
+             for a, b in zip((uniq // k - 1).tolist(), (uniq % k - 1).tolist(), strict=True)]
+    order = sorted(range(len(uniq)), key=lambda j: (-int(counts[j]), names[j]))
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    codes = np.full(len(pair), -1, dtype=np.int64)
+    codes[differ] = rank[np.asarray(inv).ravel()]
+    return pd.Categorical.from_codes(codes, categories=[names[j] for j in order])
 
 
 def pair_colors(n: int) -> list[str]:
@@ -311,11 +336,12 @@ class DisagreementView:
             return None
         row = int(self.rows[self.position])
         t = self.table
-        calls = {r: _calls(t, self.call_keys[r])[row] for r in self.readers}
-        dec = self.decisions()[row]
+        calls = {r: _value(t.obs[self.call_keys[r]].iloc[row]) for r in self.readers}
+        key = self.decided_key
+        dec = _value(t.obs[key].iloc[row]) if key is not None and key in t.obs else None
         xy = np.asarray(t.obsm["spatial"], float)[row] if "spatial" in t.obsm else (np.nan, np.nan)
         return Step(index=self.position, n=len(self.rows), row=row, cell_id=int(self.ids[row]), calls=calls,
-                    decision=None if pd.isna(dec) else str(dec), x=float(xy[0]), y=float(xy[1]))
+                    decision=dec, x=float(xy[0]), y=float(xy[1]))
 
     def _center(self, st: Step) -> None:
         from .inspect import CellIndex, cell_info, cell_zoom, center_on, ring_marker_layer

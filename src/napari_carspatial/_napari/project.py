@@ -52,6 +52,7 @@ import logging
 import os
 import socket
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -426,40 +427,88 @@ class ProjectWorkspace:
         return self.session.curation(it.sid).core
 
     def save(self, label_or_sid: str) -> Path:
-        """Save an open read (its working copy) or adjudication.
+        """Save an open read (its working copy) or adjudication (:meth:`save_job` + :meth:`saved`).
 
         Raises
         ------
         SampleError
             Read-only, or the lock was broken (``LockError``; the work stays in memory).
         """
+        return self.saved(label_or_sid, self.save_job(label_or_sid)())
+
+    def save_job(self, label_or_sid: str) -> Callable[[], Path]:
+        """The file work of Save as a function: safe in a worker thread (it touches no layer and
+        emits nothing; mark the sample busy meanwhile so nobody edits the table); give its result
+        to :meth:`saved` on the main thread."""
         it = self._item(label_or_sid)
-        if it.adjudication is not None:
-            return it.adjudication.save()
+        if it.adjudication is not None and not it.adjudication.closed:
+            return it.adjudication.save
         if it.read is None:
-            raise SampleError(f"{it.label} is read-only: {it.read_only}.")
-        out = self.core(it.sid).save_to_target()
+            raise SampleError(f"{it.label} is read-only: {it.read_only or it.curation_read_only}.")
+        core = self.core(it.sid)
+        target = core.save_target
+        if target is None or core.read_only:
+            raise SampleError(f"{it.label} cannot be saved here ({core.read_only_reason or 'no save target'}).")
+        return lambda: target.save(core)
+
+    def saved(self, label_or_sid: str, path) -> Path:
+        """After :meth:`save_job` ran: the recovery file goes, everyone is told."""
+        it = self._item(label_or_sid)
+        if it.read is not None:
+            self.core(it.sid).autosaver.saved()
         self.events.changed()
-        return out
+        return Path(path)
 
     def finish(self, label_or_sid: str) -> None:
         """Mark an open read done (saved, status done, lock released) or finish an adjudication
-        (refused while anything is undecided); the slide stays open, read-only."""
+        (refused while anything is undecided); the slide stays open, read-only
+        (:meth:`finish_job` + :meth:`finished`)."""
+        self.finish_job(label_or_sid)()
+        self.finished(label_or_sid)
+
+    def finish_job(self, label_or_sid: str) -> Callable[[], Path]:
+        """The file work of "Mark done" / "Finish adjudication" (worker safe, as :meth:`save_job`);
+        then call :meth:`finished` on the main thread.
+
+        Raises
+        ------
+        SampleError
+            Read-only, or (adjudication) cells or region classes are still undecided.
+        """
+        it = self._item(label_or_sid)
+        if it.adjudication is not None and not it.adjudication.closed:
+            adj = it.adjudication
+            left = adj.remaining()
+            if left["cells"] or left["regions"]:
+                adj.finish()   # raises the message that counts them
+
+            def job():
+                adj.finish()
+                return adj.path
+            return job
+        if it.read is None:
+            raise SampleError(f"{it.label} is read-only: {it.read_only or it.curation_read_only}.")
+        core = self.core(it.sid)
+        read = it.read
+
+        def job():
+            read.table = core.table
+            read.finish()
+            return read.path
+        return job
+
+    def finished(self, label_or_sid: str) -> None:
+        """After :meth:`finish_job` ran: the slide becomes read-only, everyone is told."""
         it = self._item(label_or_sid)
         if it.adjudication is not None:
-            it.adjudication.finish()
             it.read_only = "the adjudication is finished"
         elif it.read is not None:
             core = self.core(it.sid)
-            it.read.table = core.table
-            it.read.finish()
             core.autosaver.saved()
             it.read_only = f"your read {it.read.read_number} is done"
             core.set_read_only(it.read_only)
             it.read = None
             self._settings_changed(it.sid)
-        else:
-            raise SampleError(f"{it.label} is read-only: {it.read_only}.")
         self.events.changed()
 
     def reopen(self, label_or_sid: str) -> OpenItem:

@@ -91,7 +91,8 @@ class ProjectWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.workspace = workspace_for(self.session)
-        self._worker = None
+        self._worker = None   # opening a slide
+        self._job = None      # saving / finishing the open slide
         self._cleaned = False
 
         self.project_label = QLabel("No review project open.")
@@ -209,13 +210,13 @@ class ProjectWidget(QWidget):
 
     def _refresh_current(self) -> None:
         it = self.current
-        busy = self._worker is not None
+        busy = self._worker is not None or self._job is not None
         known = self.workspace.project is not None and self.workspace.reviewer_known()
         self.next_button.setEnabled(known and not busy)
         self.open_button.setEnabled(known and not busy and self.slides.rowCount() > 0)
         self.close_button.setEnabled(it is not None and not busy)
-        self.save_button.setEnabled(it is not None and it.writable)
-        self.done_button.setEnabled(it is not None and it.writable)
+        self.save_button.setEnabled(it is not None and it.writable and not busy)
+        self.done_button.setEnabled(it is not None and it.writable and not busy)
         self.done_button.setText("Finish adjudication" if it is not None and it.kind == ADJUDICATION else "Mark done")
         self.done_button.setToolTip("Every disagreement must be decided first" if it is not None and it.kind == ADJUDICATION
                                     else "Your read is finished: saved, status done, lock released")
@@ -225,8 +226,10 @@ class ProjectWidget(QWidget):
                 e = self.workspace.project.entry(it.label)
                 can_reopen = not e.reads_done
         self.reopen_button.setVisible(can_reopen)
-        if busy:
+        if self._worker is not None:
             self.current_label.setText("Opening…")
+        elif self._job is not None and it is not None:
+            self.current_label.setText(f"<b>{it.label}</b>: {self.session.busy(it.sid) or 'working'}…")
         elif it is None:
             self.current_label.setText("No slide open.")
         else:
@@ -287,9 +290,9 @@ class ProjectWidget(QWidget):
         if cur is not None and cur.label == label:
             self.set_status(f"{label} is open already.")
             return None
-        if cur is not None:
-            self.workspace.close_all()
-            self.set_status(f"{cur.label} saved and closed.")
+        if self._job is not None:
+            notify("The open slide is being saved; open the next one when that is done.", "warning")
+            return None
         if not in_worker:
             try:
                 item = self.workspace.prepare(label)
@@ -326,6 +329,9 @@ class ProjectWidget(QWidget):
         if self._cleaned:
             self.workspace.discard(item)   # the dock closed meanwhile
             return
+        for cur in list(self.workspace.items.values()):   # one project slide at a time
+            self.workspace.close(cur.label)
+            self.set_status(f"{cur.label} saved and closed.")
         try:
             self.workspace.show(item)
         except (SampleError, KeyError, ValueError) as err:
@@ -338,33 +344,70 @@ class ProjectWidget(QWidget):
         self.refresh()
 
     # ================================================================== the open slide
-    def save(self):
-        it = self.current
-        if it is None:
-            return None
-        try:
-            out = self.workspace.save(it.label)
-        except SampleError as err:
-            notify(str(err), "error")
-            return None
-        self.set_status(f"{it.label} saved ({Path(out).name}).")
-        return out
+    def _in_background(self, it, what: str, job, done):
+        """Run ``job`` (file work) in a worker while the sample is busy (the docks refuse edits),
+        then ``done(result)`` on the main thread. Returns the worker."""
+        from napari.qt.threading import create_worker
 
-    def finish(self):
-        """Mark the open read done, or finish the adjudication (refused while anything is undecided)."""
+        sid = self.session.sid_of(it.sample) or it.sid
+        self.session.set_busy(sid, what)
+        worker = create_worker(job, _start_thread=False, _progress={"desc": f"{it.label}: {what}", "total": 0})
+        worker.returned.connect(done)
+        worker.errored.connect(lambda err: notify(str(err), "warning") if isinstance(err, SampleError)
+                               else notify(f"{it.label}: {what} failed ({type(err).__name__}: {err})", "error"))
+
+        def _end(sid=sid):
+            self.session.set_busy(sid, None)
+            self._job = None
+            with contextlib.suppress(RuntimeError):
+                self._refresh_current()
+
+        worker.finished.connect(_end)
+        self._job = worker
+        self._refresh_current()
+        worker.start()
+        return worker
+
+    def save(self):
+        """Save the open read (its working copy) or adjudication, in a worker. Returns the worker."""
         it = self.current
-        if it is None:
-            return False
+        if it is None or self._job is not None:
+            return None
         try:
-            self.workspace.finish(it.label)
+            job = self.workspace.save_job(it.label)
         except SampleError as err:
             notify(str(err), "warning")
-            return False
-        self.set_status(f"{it.label}: {'adjudication finished' if it.kind == ADJUDICATION else 'read done'}. "
-                        "Open next when you are ready.")
-        notify(f"{it.label} {'adjudicated' if it.kind == ADJUDICATION else 'done'}.")
-        self.refresh()
-        return True
+            return None
+
+        def done(path, label=it.label):
+            with contextlib.suppress(SampleError):   # closed meanwhile
+                self.workspace.saved(label, path)
+            self.set_status(f"{label} saved ({Path(path).name}).")
+
+        return self._in_background(it, "saving", job, done)
+
+    def finish(self):
+        """Mark the open read done, or finish the adjudication (refused while anything is
+        undecided), in a worker. Returns the worker (None when refused)."""
+        it = self.current
+        if it is None or self._job is not None:
+            return None
+        try:
+            job = self.workspace.finish_job(it.label)
+        except SampleError as err:
+            notify(str(err), "warning")
+            return None
+        adj = it.kind == ADJUDICATION
+
+        def done(_path, label=it.label):
+            with contextlib.suppress(SampleError):
+                self.workspace.finished(label)
+            self.set_status(f"{label}: {'adjudication finished' if adj else 'read done'}. Open next when you are ready.")
+            notify(f"{label} {'adjudicated' if adj else 'done'}.")
+            with contextlib.suppress(RuntimeError):
+                self.refresh()
+
+        return self._in_background(it, "adjudication finishing" if adj else "marking the read done", job, done)
 
     def reopen(self):
         it = self.current
@@ -381,7 +424,7 @@ class ProjectWidget(QWidget):
 
     def close_current(self):
         it = self.current
-        if it is None:
+        if it is None or self._job is not None:
             return
         self.workspace.close(it.label)
         self.set_status(f"{it.label} saved and closed.")
