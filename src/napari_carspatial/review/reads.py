@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,12 +128,34 @@ def make_working_copy(project: ReviewProject, entry: SampleEntry, reviewer: str,
         adata.obs[skey] = adata.obs[tkey].astype(str).where(adata.obs[tkey].notna(), None)
         adata.obs = adata.obs.drop(columns=[tkey])
     wc = blind_table(adata, code=entry.code, start_key=skey, tokens=_tokens(row), blinding=project.blinding)
+    if getattr(project, "hide_original_calls", False):
+        hide_calls(wc, skey)
     if src.pixel_size_um and "pixel_size_um" not in (wc.uns.get(UNS_KEY) or {}):
         wc.uns[UNS_KEY] = {**dict(wc.uns.get(UNS_KEY) or {}), "pixel_size_um": float(src.pixel_size_um)}
     wc.uns[UNS_KEY] = {**dict(wc.uns.get(UNS_KEY) or {}),
                        "review": {"code": entry.code, "reviewer": reviewer,
                                   "read": int(read), "start_key": skey, "source_key": tkey}}
     return wc
+
+
+def hide_calls(wc, start_key: str) -> list[str]:
+    """Take the original cell-type calls out of a working copy (in place; the project's
+    ``hide_original_calls``): the start column keeps its classes (offered to the reader) but no
+    cell has a call, and other columns of calls (known cell-type or cluster names: ``phenotype``,
+    ``metacluster``, ...) are dropped. Returns the dropped columns."""
+    from ..model.cell_types import CELL_TYPE_KEYS, CLUSTER_KEYS
+
+    def norm(name) -> str:
+        return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+    known = {norm(k) for k in (*CELL_TYPE_KEYS, *CLUSTER_KEYS)}
+    col = wc.obs[start_key]
+    cats = (list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype)
+            else sorted(map(str, pd.unique(col.dropna()))))
+    wc.obs[start_key] = pd.Categorical([None] * wc.n_obs, categories=[str(c) for c in cats])
+    others = [c for c in wc.obs.columns if c != start_key and norm(c) in known]
+    wc.obs = wc.obs.drop(columns=others)
+    return others
 
 
 def writable_obs_index(adata) -> None:
