@@ -134,3 +134,23 @@ def test_hidden_original_calls_start_every_read_blank(tmp_path, cohort6):
     plain.assign(None, readers=("alice", "bob"))
     with plain.start_read(samples[0], "alice") as rd:
         assert (rd.table.obs[key].astype(str).to_numpy() == source.obs[key].astype(str).to_numpy()).all()
+
+
+def test_hidden_calls_on_real_imc_drop_every_relabelling_of_them(tmp_path, cytomapper_dir):
+    """cytomapper's table has CellType and CellType_original_meaning (the same calls in words):
+    a hidden-calls read shows neither; the cells, ids and markers stay."""
+    from napari_carspatial.cohort import write_manifest
+
+    rows = [{"sample": n, "patient": f"donor{i}", "timepoint": "pre", "image": str(cytomapper_dir / "images" / f"{n}_imc.tiff"),
+             "mask": str(cytomapper_dir / "masks" / f"{n}_mask.tiff"), "table": str(cytomapper_dir / "cells.csv")}
+            for i, n in enumerate(("E34", "G01"))]
+    man = write_manifest(rows, tmp_path / "manifest.csv")
+    proj = init_project(tmp_path / "proj", man, reviewers=["alice", "bob"], hide_original_calls=True)
+    proj.assign(None, readers=("alice", "bob"))
+    with proj.start_read("G01", "alice") as rd:
+        obs = rd.table.obs
+        assert rd.table.n_obs == 122 and obs["CellType"].isna().all()
+        assert set(obs["CellType"].cat.categories) == {"celltype_A", "celltype_B", "celltype_C"}
+        assert "CellType_original_meaning" not in obs
+        assert "CellNb" in obs and "Pattern" in obs           # the cell ids and the exocrine flag stay
+        assert rd.table.n_vars == 5
