@@ -370,3 +370,21 @@ def test_disagreement_calls_equal_the_plain_loop():
     assert got == ref
     t.obs["a_text"] = pd.Series(a, index=t.obs_names, dtype=object)   # a text column, not categorical
     assert [None if pd.isna(x) else x for x in disagreement_calls(t, "a_text", "b")] == ref
+
+
+def test_a_cell_cut_by_the_border_is_ringed_where_it_is_visible():
+    """cytomapper's border cells have table centroids off the crop (measured on the whole image):
+    stepping to one goes to its visible mask pixels, never off the image."""
+    from napari.layers import Labels
+
+    from napari_carspatial._napari.disagreement import visible_centroid
+
+    mask = np.zeros((40, 50), np.uint16)
+    mask[0:4, 10:16] = 7          # cut by the top border: rows 0-3 visible
+    mask[20:26, 30:36] = 8
+    layer = Labels(mask)
+    x, y = visible_centroid(layer, 7, (12.5, -3.0), area_px=60)
+    assert (x, y) == (12.5, 1.5)
+    assert visible_centroid(layer, 8, (32.5, 22.5), area_px=36) == (32.5, 22.5)
+    x, y = visible_centroid(layer, 99, (70.0, -5.0), area_px=36)   # no pixels near: clamped onto the image
+    assert (x, y) == (49.0, 0.0)

@@ -23,6 +23,7 @@ The pure part (:func:`disagreement_calls`) needs no viewer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -133,6 +134,30 @@ class Step:
         calls = " · ".join(f"{r}: {c if c is not None else '(none)'}" for r, c in self.calls.items())
         dec = f" · decision: {self.decision}" if self.decision is not None else ""
         return f"cell {self.cell_id}: {calls}{dec}"
+
+
+def visible_centroid(labels, cell_id: int, xy, *, area_px=None) -> tuple[float, float]:
+    """Where a cell is on the slide: the centroid of its mask pixels near the table's centroid
+    ``xy`` (x, y level-0 pixels). A cell cut by the image border has its table centroid off the
+    image (the table measured the whole cell); the ring and the view go to its visible part. Only a
+    small window of the mask is read (lazy masks stay lazy)."""
+    try:
+        data = labels.data[0] if getattr(labels, "multiscale", False) else labels.data
+        h, w = int(data.shape[-2]), int(data.shape[-1])
+    except (AttributeError, IndexError, TypeError):
+        return float(xy[0]), float(xy[1])
+    x = float(np.clip(xy[0], 0, w - 1))
+    y = float(np.clip(xy[1], 0, h - 1))
+    r = int(np.ceil(2 * np.sqrt(max(float(area_px or 100.0), 1.0)))) + 2
+    y0, y1, x0, x1 = max(0, int(y) - r), min(h, int(y) + r + 1), max(0, int(x) - r), min(w, int(x) + r + 1)
+    try:
+        win = np.asarray(data[..., y0:y1, x0:x1]).reshape(y1 - y0, x1 - x0)
+    except (ValueError, TypeError):
+        return x, y
+    yy, xx = np.nonzero(win == int(cell_id))
+    if yy.size == 0:
+        return x, y
+    return float(xx.mean() + x0), float(yy.mean() + y0)
 
 
 class DisagreementView:
@@ -356,11 +381,13 @@ class DisagreementView:
             canvas = 800
         # the first step zooms to a field of ~150 µm around the cell; later steps keep the reviewer's zoom
         zoom = None if self._zoomed else cell_zoom(self.sample, field_um=FIELD_UM, canvas_px=canvas)
-        center_on(viewer, labels, (st.x, st.y), zoom=zoom)
-        self._zoomed = True
         index = self.session.cached(self.sid, ("table", STRUCTURE, "review_cell_index"), lambda: CellIndex(self.sample))
         info = cell_info(index, st.cell_id)
+        xy = visible_centroid(labels, st.cell_id, (st.x, st.y), area_px=getattr(info, "area_px", None))
+        center_on(viewer, labels, xy, zoom=zoom)
+        self._zoomed = True
         if info is not None:
+            info = dataclasses.replace(info, centroid_px=xy)
             active = viewer.layers.selection.active
             ring_marker_layer(viewer, labels, self.sid, info)
             if active is not None and active in viewer.layers:
