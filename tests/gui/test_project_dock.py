@@ -29,7 +29,19 @@ SAMPLES = ["P01-pre", "P01-post", "P02-pre", "P02-post"]
 def cohort(tmp_path_factory):
     from napari_carspatial.cohort import write_demo_cohort
 
-    return write_demo_cohort(tmp_path_factory.mktemp("cohort"), n_patients=2, size=160, image=True)["manifest"]
+    # masks and tables only: image channels add nothing to what is tested and cost ~20 s a slide
+    return write_demo_cohort(tmp_path_factory.mktemp("cohort"), n_patients=2, size=160, image=False)["manifest"]
+
+
+@pytest.fixture
+def frozen_gc():
+    """napari runs gc.collect() on every layer removal: keep the test session's heap out of it."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture
@@ -79,7 +91,7 @@ def _shown_texts(viewer, dock, cur) -> list[str]:
     return out
 
 
-def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, project, notes):
+def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, project, notes, frozen_gc):
     viewer = make_napari_viewer_proxy()
     viewer.window.resize(1600, 1000)
     dock, cur = _docks(viewer)

@@ -20,7 +20,7 @@ from napari_carspatial.review import init_project, load_project, read_lock
 def cohort(tmp_path_factory):
     from napari_carspatial.cohort import write_demo_cohort
 
-    return write_demo_cohort(tmp_path_factory.mktemp("cohort"), n_patients=2, size=120, image=True)["manifest"]
+    return write_demo_cohort(tmp_path_factory.mktemp("cohort"), n_patients=2, size=120, image=False)["manifest"]
 
 
 @pytest.fixture
