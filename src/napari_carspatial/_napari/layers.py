@@ -126,7 +126,9 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
     feats = {"index": instance_ids(t)}
     key = type_key or guess_type_key(t)
     if key is not None:
-        feats[key] = t.obs[key].astype(str).to_numpy()
+        col = t.obs[key]
+        # categorical columns stay categorical (codes, no 10^6 strings); others as text
+        feats[key] = col.array.copy() if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).to_numpy()
     return pd.DataFrame(feats)
 
 

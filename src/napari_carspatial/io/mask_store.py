@@ -324,6 +324,13 @@ class MaskStore:
         """Largest id ever stored (new cells get ``max_id + 1``; ids are never reused)."""
         return int(self.attrs.get("max_id", 0))
 
+    def raise_max_id(self, value: int) -> int:
+        """Make ``value`` the largest id ever used when it is larger (ids of a table the mask does
+        not hold yet must never be handed out again); returns the max id."""
+        if int(value) > self.max_id:
+            self._set_attr("max_id", int(value))
+        return self.max_id
+
     def reserve_ids(self, n: int = 1) -> np.ndarray:
         """``n`` new unique ids (``max_id + 1 ...``), recorded in the store."""
         start = self.max_id + 1

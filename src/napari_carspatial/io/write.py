@@ -61,6 +61,9 @@ _BAK_TAG = ".carspatial-bak-"
 # checksums and provenance: io/provenance.py
 from .provenance import (  # noqa: E402, F401 - re-exported: they lived here
     CHUNK,
+    cached_checksum,
+    checksums_pending,
+    clear_checksum_cache,
     forget_checksums,
     provenance,
     sha256_file,
@@ -262,7 +265,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
-                record: bool = True) -> Path:
+                record: bool = True, progress=None) -> Path:
     """Write a cell table atomically as ``.h5ad`` or AnnData ``.zarr``.
 
     Parameters
@@ -284,6 +287,9 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
         Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
         provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
         it untouched.
+    progress
+        Optional ``progress(done_bytes, total_bytes)`` while the sources' checksums are
+        computed (only the first save of a file reads it; see :func:`sha256_file`).
 
     Returns
     -------
@@ -316,14 +322,14 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
                           hint="Choose a new name, or pass overwrite=True to replace it.")
     if record:
         if paths:
-            store_provenance(adata, paths)
+            store_provenance(adata, paths, progress=progress)
         else:  # the table's own record: its earlier provenance, and the file it was read from as its source
             own = {k.split(" ")[0]: v for k, v in own_sources(adata).items() if k.endswith("(provenance)")}
             meta = (adata.uns.get(UNS_KEY) or {}) if hasattr(adata.uns, "get") else {}
             if isinstance(meta.get(READ_FROM_KEY), str):
                 own["table"] = meta[READ_FROM_KEY]
             if own:
-                store_provenance(adata, own)
+                store_provenance(adata, own, progress=progress)
         meta = dict(adata.uns.get(UNS_KEY, {}) or {})
         meta["saved"] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "path": os.fspath(target)}
         adata.uns[UNS_KEY] = meta

@@ -117,6 +117,18 @@ def roi_contains(roi: ROI, yx: np.ndarray) -> np.ndarray:
     return points_in_polygon(yx, roi.polygon_yx, getattr(roi, "holes_yx", []) or [])
 
 
+def _n_changed(orig: pd.Series, cur: pd.Series) -> int:
+    """Cells whose curated value differs from the original (as text), on category codes when
+    both columns are categorical (no per-cell strings at 10^6 cells)."""
+    if isinstance(orig.dtype, pd.CategoricalDtype) and isinstance(cur.dtype, pd.CategoricalDtype):
+        oc = orig.cat.codes.to_numpy()
+        cc = cur.cat.codes.to_numpy()
+        idx = pd.Index(cur.cat.categories.astype(str)).get_indexer(orig.cat.categories.astype(str))
+        mapped = np.where(oc < 0, -1, np.where(idx[np.maximum(oc, 0)] < 0, -3, idx[np.maximum(oc, 0)]))
+        return int((mapped != cc).sum())
+    return int((orig.astype(str).to_numpy() != cur.astype(str).to_numpy()).sum())
+
+
 def roi_membership(adata, rois: Iterable[ROI] | None = None) -> pd.DataFrame:
     """One boolean column per ROI (named by ROI name), one row per cell."""
     rois = list(rois) if rois is not None else rois_from_frame(adata.uns.get(ROI_UNS_KEY))
@@ -305,6 +317,27 @@ class Curation:
         """Boolean per row: centroid inside the ROI."""
         return roi_contains(self.roi(roi_id), self.cell_yx())
 
+    def _roi_masks(self, yx: np.ndarray) -> list[np.ndarray]:
+        """Cells inside each ROI, cached by the ROIs' geometry and a digest of the cell positions
+        (a review of 10^6 cells asks after every edit; positions change only with segmentation)."""
+        import hashlib
+
+        pos = hashlib.blake2b(np.ascontiguousarray(yx).tobytes(), digest_size=16).hexdigest()
+        cache = getattr(self, "_roi_mask_cache", None)
+        if cache is None or cache[0] != pos:
+            cache = self._roi_mask_cache = (pos, {})
+        out, used = [], {}
+        for r in self.rois:
+            geom = (np.asarray(r.polygon_yx, float).tobytes(),
+                    tuple(np.asarray(h, float).tobytes() for h in (getattr(r, "holes_yx", []) or [])))
+            hit = cache[1].get(geom)
+            if hit is None:
+                hit = roi_contains(r, yx)
+            used[geom] = hit
+            out.append(hit)
+        self._roi_mask_cache = (pos, used)   # only the current regions are kept
+        return out
+
     def progress(self) -> dict:
         """Review progress: reviewed cells overall and per ROI.
 
@@ -319,18 +352,15 @@ class Curation:
         rev = obs[REVIEWED_KEY].to_numpy(bool)
         yx = self.cell_yx()
         rows = []
-        for r in self.rois:
-            m = roi_contains(r, yx)
+        for r, m in zip(self.rois, self._roi_masks(yx), strict=True):
             n = int(m.sum())
             k = int((m & rev).sum())
             rows.append({"name": r.name, "class": r.cls, "cells": n, "reviewed": k,
                          "fraction": (k / n) if n else 0.0, "marked": r.id in self.reviewed_rois})
-        orig = obs[self.type_key].astype(str).to_numpy()
-        cur = obs[self.curated_key].astype(str).to_numpy()
         return {"n_cells": int(self.adata.n_obs), "n_reviewed": int(rev.sum()),
                 "fraction": float(rev.mean()) if rev.size else 0.0,
                 "n_excluded": int(obs[EXCLUDED_KEY].to_numpy(bool).sum()),
-                "n_changed": int((orig != cur).sum()),
+                "n_changed": _n_changed(obs[self.type_key], obs[self.curated_key]),
                 "rois": pd.DataFrame(rows, columns=["name", "class", "cells", "reviewed", "fraction", "marked"])}
 
     # ------------------------------------------------------------------ column plumbing
@@ -564,8 +594,7 @@ class Curation:
     # ------------------------------------------------------------------ ROIs
     def update_roi_membership(self) -> None:
         """Recompute ``obs["roi"]`` / ``obs["roi_class"]`` from the ROI polygons."""
-        yx = self.cell_yx()
-        masks = [roi_contains(r, yx) for r in self.rois]
+        masks = self._roi_masks(self.cell_yx())
         n = self.adata.n_obs
         self.adata.obs[ROI_KEY] = _joined(masks, [r.name for r in self.rois], n)
         self.adata.obs[ROI_CLASS_KEY] = _joined(masks, [r.cls for r in self.rois], n)

@@ -203,7 +203,8 @@ class InspectorWidget(QWidget):
             return
         col = self.session.sample(sid).table.obs[key]
         cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.astype(str).unique())
-        counts = col.astype(str).value_counts()
+        counts = col.value_counts() if hasattr(col, "cat") else col.astype(str).value_counts()
+        counts.index = counts.index.astype(str)
         for c in cats:
             self.category.addItem(f"{c} ({int(counts.get(str(c), 0)):,})", str(c))
         idx = self.category.findData(keep)
