@@ -177,6 +177,8 @@ class ReviewProject(AssignmentsMixin):
         self.manifest_sha256 = str(d.get("manifest_sha256") or "")
         self.type_key = d.get("type_key") or None
         self.blinding = bool(d.get("blinding", True))
+        #: the reads start without the table's cell-type calls (readers call every cell themselves)
+        self.hide_original_calls = bool(d.get("hide_original_calls", False))
         self.code_salt = str(d.get("code_salt") or "")
         if not self.code_salt:
             problems.append("no 'code_salt:' (it makes the blinded codes)")
@@ -238,7 +240,8 @@ class ReviewProject(AssignmentsMixin):
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "created": self.created,
             "manifest": self._manifest_ref, "manifest_sha256": self.manifest_sha256, "type_key": self.type_key,
-            "blinding": self.blinding, "code_salt": self.code_salt, "due": self.due,
+            "blinding": self.blinding, "hide_original_calls": self.hide_original_calls,
+            "code_salt": self.code_salt, "due": self.due,
             "reviewers": [{"id": r.id, "name": r.name} for r in self.reviewers.values()],
             "samples": [{
                 "sample": e.sample, "code": e.code, "due": e.due,
@@ -424,6 +427,13 @@ class ReviewProject(AssignmentsMixin):
 
         return AdjudicationSession.open(self, sample_or_code, adjudicator, break_stale=break_stale)
 
+    def add_samples(self, *, samples=None, readers=None, adjudicator: str | None = None, due=None):
+        """Add the manifest's samples that are not in the project yet, assigned like the others
+        (see :func:`~.additions.add_samples`)."""
+        from .additions import add_samples
+
+        return add_samples(self, samples=samples, readers=readers, adjudicator=adjudicator, due=due)
+
     def export(self, out=None, *, samples=None, n_boot: int | None = None, seed: int = 0):
         """Write the final tables with provenance (see :func:`~.export.export_project`)."""
         from .export import export_project
@@ -479,7 +489,8 @@ def load_project(path: str | os.PathLike) -> ReviewProject:
 
 
 def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name: str | None = None,
-                 reviewers: Iterable[str | tuple[str, str]] = (), blinding: bool = True, due: str | date | None = None, type_key: str | None = None) -> ReviewProject:
+                 reviewers: Iterable[str | tuple[str, str]] = (), blinding: bool = True, due: str | date | None = None,
+                 type_key: str | None = None, hide_original_calls: bool = False) -> ReviewProject:
     """Create a review project from a cohort manifest.
 
     Parameters
@@ -499,6 +510,9 @@ def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name
         Default due date (``YYYY-MM-DD``).
     type_key
         The cell-type column the reads start from (default: detected per sample).
+    hide_original_calls
+        The readers do not see the table's cell-type calls: every cell starts without a call (the
+        classes stay offered) and each reader calls the cells themselves.
 
     Returns
     -------
@@ -537,7 +551,8 @@ def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": name or (", ".join(trials) + " review" if trials else folder.resolve().name),
         "created": _now(), "manifest": Path(ref).as_posix(), "manifest_sha256": _sha256(mpath),
-        "type_key": type_key, "blinding": bool(blinding), "code_salt": salt, "due": _parse_due(due),
+        "type_key": type_key, "blinding": bool(blinding), "hide_original_calls": bool(hide_original_calls),
+        "code_salt": salt, "due": _parse_due(due),
         "reviewers": revs,
         "samples": [{"sample": s, "code": codes[s], "due": None, "reads": [], "adjudication": {}, "source": None}
                     for s in man.samples],
