@@ -208,6 +208,89 @@ def cosmx(out: Path, app) -> None:
     viewer.close()
 
 
+def draw_regions(viewer, w, polygons: dict[str, np.ndarray], color: str = "#ffd400") -> None:
+    """One Shapes layer per region, polygons in level-0 px (y, x), drawn in the sample's geometry
+    (what a user gets with the polygon tool over the sample's layers)."""
+    scale, translate, units = w.session.geometry(w.sample_id)
+    for name, poly in polygons.items():
+        viewer.add_shapes([np.asarray(poly, float)], shape_type="polygon", name=name, scale=scale,
+                          translate=translate, units=units, edge_color=color, face_color="transparent",
+                          edge_width=0.6)
+    w.setup.refresh_regions()
+    w.setup.set_checked_regions([f"Shapes: {n}" for n in polygons])
+
+
+def cytomapper_regions(out: Path, app) -> None:
+    """Real IMC (pancreas) with its own CellType column: roles mapped in the Roles tab as a user
+    would (target = celltype_A, the beta cells; CAR T = the CD8a+ cells by a marker rule), two
+    regions drawn with the polygon tool and one drawn over background (no cell inside)."""
+    from napari_carspatial._napari.layers import add_sample_layers
+    from napari_carspatial.io import read_sample
+
+    d = REAL / "cytomapper_pancreas_imc"
+    s = read_sample(d / "images" / "G01_imc.tiff", mask=d / "masks" / "G01_mask.tiff", table=d / "cells.csv")
+    viewer, w = _viewer()
+    add_sample_layers(viewer, s)
+    w.setup.px_override.setChecked(True)   # IMC: 1 µm per pixel (README); the TIFF does not say so
+    w.setup.px_spin.setValue(1.0)
+    w.roles.set_types("tumor", ["celltype_A"])
+    w.roles.set_rule("car_t", "CD8a+")
+    w.roles.set_types("myeloid", ["celltype_C"])
+    H, W = s.shape_yx
+    draw_regions(viewer, w, {"upper left": np.array([[0, 0], [0, W * 0.85], [H * 0.85, 0]]),
+                             "lower right": np.array([[H, W], [H, W * 0.15], [H * 0.15, W]]),
+                             "empty corner": np.array([[0, W - 1], [0, W - 3], [2, W - 1]])})
+    viewer.reset_view()
+    w.tabs.setCurrentWidget(w.roles)
+    shoot(viewer, out / "analysis_cytomapper_roles.png", app)
+    for st in ("cart", "nhood", "cooccurrence", "touching"):
+        w.run(st)
+        _wait(app, w, st)
+        if st != "touching":
+            w.results.compare_with("upper left", "lower right")
+        shoot(viewer, out / f"analysis_cytomapper_{st}.png", app)
+    viewer.close()
+
+
+def steinbock(out: Path, app) -> None:
+    """The steinbock project (no cell types): the dock says how to make them; then a gate
+    (Cytokeratin 5+ = epithelial) as the Gating dock would store it, a region drawn, statistics."""
+    from napari_carspatial._napari.layers import add_sample_layers
+    from napari_carspatial.analysis.gating import (
+        Gate,
+        GatingScheme,
+        PhenotypeRule,
+        apply_rules,
+        marker_values,
+        suggest_threshold,
+    )
+    from napari_carspatial.io import read_sample
+
+    samples = read_sample(REAL / "steinbock_imc_testdata")
+    s = max(samples, key=lambda x: x.table.n_obs)
+    viewer, w = _viewer()
+    add_sample_layers(viewer, s)
+    viewer.reset_view()
+    shoot(viewer, out / "analysis_steinbock_no_types.png", app)
+    a = s.table
+    scheme = GatingScheme(gates={}, rules=[])
+    for m in ("Cytokeratin 5", "Laminin"):
+        scheme.add_gate(Gate(m, suggest_threshold(marker_values(a, m), transform="asinh"), transform="asinh"))
+    scheme.rules = [PhenotypeRule("Epithelial", [("Cytokeratin 5", "+")], order=0),
+                    PhenotypeRule("Laminin+ stroma", [("Laminin", "+")], order=1)]
+    a.obs["cell_type"] = apply_rules(a, scheme)
+    w.session.table_changed(w.sample_id, columns=["cell_type"], reason="gating")
+    H, W = s.shape_yx
+    draw_regions(viewer, w, {"cluster": np.array([[0, 0], [0, W], [H, W], [H, 0]]) * 0.98 + 0.5})
+    w.setup.px_override.setChecked(True)
+    w.setup.px_spin.setValue(1.0)
+    for st in ("nhood", "cooccurrence", "touching"):
+        w.run(st)
+        _wait(app, w, st)
+        shoot(viewer, out / f"analysis_steinbock_{st}.png", app)
+    viewer.close()
+
+
 def main(outdir: str, which: str = "demo,cytomapper,xenium,cosmx") -> int:
     import napari  # noqa: F401  (the Qt application)
     from qtpy.QtWidgets import QApplication
@@ -216,7 +299,8 @@ def main(outdir: str, which: str = "demo,cytomapper,xenium,cosmx") -> int:
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
     for name in which.split(","):
-        {"demo": demo, "cytomapper": cytomapper, "xenium": xenium, "cosmx": cosmx}[name](out, app)
+        {"demo": demo, "cytomapper": cytomapper, "cytomapper_regions": cytomapper_regions,
+         "steinbock": steinbock, "xenium": xenium, "cosmx": cosmx}[name](out, app)
     return 0
 
 

@@ -203,7 +203,8 @@ def _strip(ax, names, colors, *, axis: str, n_other: int) -> None:
 
 # --------------------------------------------------------------------------- heatmaps
 def _heat(fig, ax, mat: pd.DataFrame, *, label: str, diverging: bool, th, title: str, vlim=None, annotate=True,
-          colors: Mapping[str, str] | None = None, marks: np.ndarray | None = None, fmt=None, col_colors=None):
+          colors: Mapping[str, str] | None = None, marks: np.ndarray | None = None, fmt=None, col_colors=None,
+          percent: bool = False):
     import matplotlib
 
     vals = mat.to_numpy(dtype=float)
@@ -245,6 +246,10 @@ def _heat(fig, ax, mat: pd.DataFrame, *, label: str, diverging: bool, th, title:
                         color="black" if light else "white")
     cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label(label, fontsize=7, color=th["text"])
+    if percent:   # fractions shown as % (the cells' numbers are %)
+        from matplotlib.ticker import PercentFormatter
+
+        cb.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     cb.ax.tick_params(labelsize=6.5, colors=th["text"])
     _style(ax, th)
 
@@ -397,9 +402,12 @@ def plot_cooccurrence(fig, result, region: str, *, focus: str | None = None, the
             if rg is None or (rg == region and ls == "--"):
                 continue
             g = df[(df["region"] == rg) & (df["cell_type"] == focus) & (df["neighbour_type"] == nt)]
-            if len(g):
+            if len(g) and np.any(g["ratio"].to_numpy(float) > 0):
                 ax.plot(g["distance_um"], g["ratio"], ls, color=col, lw=1.5)
                 ymax = max(ymax, float(np.nanmax(g["ratio"].to_numpy(float))))
+            elif ls == "--":   # no such neighbour (or no focus cell) there: say so, not a missing line
+                ax.text(0.97, 0.06, f"none in {rg}", transform=ax.transAxes, ha="right", va="bottom",
+                        fontsize=5.5, color=_m(theme), style="italic")
         ax.axhline(1.0, color=_m(theme), lw=0.7, ls=":")
         _style(ax, theme)
         _panel_title(ax, nt, col, theme)
@@ -556,6 +564,8 @@ def fmt_value(metric: str, v, lo=np.nan, hi=np.nan, count=np.nan, nobs=np.nan, u
         f = "{:+,.0f}" if diff else "{:,.0f}"
     elif big >= 10:
         f = "{:+.1f}" if diff else "{:.1f}"
+    elif 0 < big < 0.1:   # a 100 µm IMC image is 0.01 mm²: three significant digits, not "0.00"
+        f = "{:+.3g}" if diff else "{:.3g}"
     else:
         f = "{:+.2f}" if diff else "{:.2f}"
     txt = f.format(v)
@@ -587,7 +597,17 @@ def _forest(ax, rows: pd.DataFrame, keys: Sequence[str], *, compare: bool, color
         for i in np.flatnonzero(~np.isfinite(v) | (log & (np.nan_to_num(v) <= 0))):
             note = d[f"{tag}_note"].iloc[i] if f"{tag}_note" in d else ""
             txt = ("0" if (log and np.isfinite(v[i]) and v[i] == 0) else "n/a: " + short_reason(note))
-            ax.text(0.5 if not log else 0.02, y[i] + dy, txt, transform=ax.get_yaxis_transform(), fontsize=6,
+            yy = y[i] + dy
+            if compare:   # the same n/a in both regions: one line between them, not two on top of each other
+                va_, vb_ = d["a"].iloc[i], d["b"].iloc[i]
+                same = (not np.isfinite(va_) and not np.isfinite(vb_)
+                        and short_reason(d["a_note"].iloc[i] if "a_note" in d else "")
+                        == short_reason(d["b_note"].iloc[i] if "b_note" in d else ""))
+                if same and tag == "b":
+                    continue
+                if same:
+                    yy, txt = y[i], txt + " (both)"
+            ax.text(0.5 if not log else 0.02, yy, txt, transform=ax.get_yaxis_transform(), fontsize=6,
                     va="center", ha="center" if not log else "left", color=_m(th), style="italic")
     if xlim is not None:
         ax.set_xlim(*xlim)
@@ -726,7 +746,7 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
     ax2.set_title("CAR T cells (% · k/n), 95% Wilson", fontsize=7, loc="left")
     if cmp:
         _diff_panel(fig.add_subplot(gs[r0, 1]), rows, keys, scale=100.0, color=car, th=theme,
-                    title=f"{region} − {cmp} (% points)")
+                    title="difference (% points)")
     ax3 = fig.add_subplot(gs[r0 + 1, 0])
     _forest(ax3, rows, dk, compare=cmp is not None, color=car, th=theme, log=True)
     ax3.set_yticklabels([_short(k, params) for k in dk], fontsize=6.5)
@@ -841,10 +861,12 @@ def plot_touching(fig, result, region: str, *, theme=DARK, compare: str | None =
     if compare and compare != region:
         b = mat(compare).reindex(index=a.index, columns=a.columns)
         _heat(fig, ax, a - b, label=f"% touching: {region} − {compare}", diverging=True, th=theme, colors=cols,
-              title=f"{region} − {compare}: touching cells, difference (no interval)", fmt=lambda v: f"{100 * v:+.0f}")
+              title=f"{region} − {compare}: touching cells, difference (no interval)", fmt=lambda v: f"{100 * v:+.0f}",
+              percent=True)
         return
     _heat(fig, ax, a, label="% of row-type cells touching a column-type cell", diverging=False, th=theme,
-          colors=cols, title=f"{region}: touching cells (phenoptr), % of row type", fmt=lambda v: f"{100 * v:.0f}")
+          colors=cols, title=f"{region}: touching cells (phenoptr), % of row type", fmt=lambda v: f"{100 * v:.0f}",
+          percent=True)
 
 
 def plot_count_within(fig, result, region: str, *, theme=DARK, compare: str | None = None,

@@ -68,6 +68,26 @@ PUBLISHED: dict[str, str] = {
 }
 
 
+def default_cooccurrence_interval(adata, masks: Mapping[str, np.ndarray], *, pixel_size_um=None,
+                                  max_um: float = 200.0, n: int = 21) -> np.ndarray:
+    """Co-occurrence thresholds 0..max in ``n - 1`` steps, the same for every region (so they
+    compare): up to ``max_um``, but no further than half the largest region's diagonal (beyond it
+    every type is "within d" of every other and the ratio is 1 by construction; a 100 µm IMC
+    image stops at 70 µm, not 200). In pixels when the pixel size is unknown."""
+    from napari_carspatial.analysis.graph import resolve_pixel_size
+    from napari_carspatial.model.conventions import SPATIAL_KEY
+
+    ps = resolve_pixel_size(adata, pixel_size_um)
+    xy = np.asarray(adata.obsm[SPATIAL_KEY], float)[:, :2] * (1.0 if ps is None else ps)
+    diag = 0.0
+    for m in masks.values():
+        p = xy[np.asarray(m, bool)]
+        if len(p) > 1:
+            diag = max(diag, float(np.hypot(*(p.max(0) - p.min(0)))))
+    top = max_um if diag <= 0 else min(max_um, float(np.ceil(diag / 2 / 10.0) * 10.0))
+    return np.linspace(0.0, max(top, 10.0), n)
+
+
 @dataclass
 class AnalysisResult:
     """Tidy tables of one statistic over one or more regions.
@@ -478,7 +498,11 @@ def iter_compute(
             elif statistic == "cooccurrence":
                 from napari_carspatial.analysis.cooccurrence import co_occurrence
 
-                interval = np.asarray(opts.get("interval_um", np.linspace(0, 200, 21)), float)
+                if "interval_um" in opts:
+                    interval = np.asarray(opts["interval_um"], float)
+                else:
+                    interval = default_cooccurrence_interval(adata, masks, pixel_size_um=px)
+                    params["interval_um"] = [float(x) for x in interval]
                 r = co_occurrence(sub, cluster_key=cluster_key, interval=interval, pixel_size_um=px)
                 K, _, L = r.occ.shape
                 cats = [str(c) for c in r.categories]

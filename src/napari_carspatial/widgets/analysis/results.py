@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..._napari import notify
 from ...analysis import plotting
-from ...analysis.results import STATISTICS, AnalysisResult
+from ...analysis.results import PUBLISHED, STATISTICS, AnalysisResult
 from ...model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class ResultsTab(QWidget):
             if name in r.tables and "method" in r.tables[name]:
                 methods = sorted({str(m).split(" (")[0] for m in r.tables[name]["method"] if str(m)})
                 ivtxt = f" · 95% intervals: {', '.join(methods)}" if methods else ""
-        self.info.setText(f"{STATISTICS.get(r.statistic, r.statistic)} · cell types {r.params.get('cluster_key')} · "
+        self.info.setText(f"{STATISTICS.get(r.statistic, PUBLISHED.get(r.statistic, r.statistic))} · cell types {r.params.get('cluster_key')} · "
                           f"regions {', '.join(r.regions)} · pixel {px if px else 'unknown'} µm · {r.time[:16]} UTC"
                           f" · seed {r.params.get('seed')}{gtxt}{ivtxt}")
 
