@@ -105,3 +105,29 @@ def test_touching_colour_bar_is_in_percent(g01):
     cbar = fig.axes[-1]
     ticks = [t.get_text() for t in cbar.get_yticklabels() if t.get_text()]
     assert ticks and all(t.endswith("%") for t in ticks)
+
+
+def test_cart_figure_lays_out_on_every_draw_when_a_region_has_no_car_t(g01):
+    """A forest row with no finite value drew an empty errorbar (clip_on=False, extent at 0, 0):
+    the second draw of the same figure collapsed every panel to a line (seen in the dock)."""
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from napari_carspatial.analysis.results import edit_role
+    from napari_carspatial.analysis.roles import resolve_roles
+
+    s, regions = g01
+    m = resolve_roles(s.table, cell_type_key="CellType")
+    m = edit_role(m, "tumor", types=["celltype_A"])
+    m = edit_role(m, "car_t", rule="CD8a+", adata=s.table)
+    r = compute(s.table, "cart", regions=regions, cluster_key="CellType", roles=m, pixel_size_um=1.0, seed=0)
+    fig = Figure(figsize=(5.31, 3.73), layout="constrained")
+    FigureCanvasAgg(fig)
+    plotting.plot_result(fig, r, "upper left", compare="lower right", view="measures")
+    for _ in range(3):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig.canvas.draw()
+        assert not [w for w in caught if "constrained_layout" in str(w.message)]
+    assert all(ax.bbox.height > 20 for ax in fig.axes if ax.get_title(loc="left"))

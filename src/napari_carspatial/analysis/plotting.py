@@ -590,9 +590,11 @@ def _forest(ax, rows: pd.DataFrame, keys: Sequence[str], *, compare: bool, color
             ok &= v > 0
         lo_ = np.where(np.isfinite(lo), lo, v)
         hi_ = np.where(np.isfinite(hi), hi, v)
-        ax.errorbar(v[ok], y[ok] + dy, xerr=[np.clip(v - lo_, 0, None)[ok], np.clip(hi_ - v, 0, None)[ok]], fmt="o",
-                    ms=4.2, color=color, mfc=color if filled else th["bg"], mec=color, ecolor=color, elinewidth=1.2,
-                    capsize=2, lw=0, label=region if tag == "a" else other, clip_on=False)
+        if ok.any():   # an empty errorbar with clip_on=False has a (0, 0) extent: constrained layout
+            # then counts the whole figure as this axis' decoration and collapses on the next draw
+            ax.errorbar(v[ok], y[ok] + dy, xerr=[np.clip(v - lo_, 0, None)[ok], np.clip(hi_ - v, 0, None)[ok]],
+                        fmt="o", ms=4.2, color=color, mfc=color if filled else th["bg"], mec=color, ecolor=color,
+                        elinewidth=1.2, capsize=2, lw=0, label=region if tag == "a" else other, clip_on=False)
         lims += [lo_[ok], hi_[ok], v[ok]]
         for i in np.flatnonzero(~np.isfinite(v) | (log & (np.nan_to_num(v) <= 0))):
             note = d[f"{tag}_note"].iloc[i] if f"{tag}_note" in d else ""
@@ -712,8 +714,11 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
     dk = [k for k in CART_DENSITIES if k in set(rows["metric"])]
     if view not in CART_VIEWS:
         raise ValueError(f"view must be one of {', '.join(CART_VIEWS)}, not {view!r}")
-    heights = {"profile": [1.0], "measures": [0.55 + 0.16 * len(keys), 0.3 + 0.16 * len(dk)],
-               "all": [1.1, 0.55 + 0.16 * len(keys), 0.3 + 0.16 * len(dk)]}[view]
+    # compared, each density's difference is its own small axis (own scale, own ticks): give them room,
+    # else constrained layout collapses and the panels float apart
+    dh = 0.3 + (0.22 if cmp else 0.16) * len(dk)
+    heights = {"profile": [1.0], "measures": [0.55 + 0.16 * len(keys), dh],
+               "all": [1.1, 0.55 + 0.16 * len(keys), dh]}[view]
     gs = gridspec.GridSpec(len(heights), 2 if cmp and view != "profile" else 1, figure=fig, height_ratios=heights,
                            width_ratios=[1.6, 1] if cmp and view != "profile" else [1])
     sub_t = f"{region}" + (f" (●) vs {cmp} (○)" if cmp else "")
@@ -751,12 +756,16 @@ def plot_cart(fig, result, region: str, *, theme=DARK, compare: str | None = Non
     _forest(ax3, rows, dk, compare=cmp is not None, color=car, th=theme, log=True)
     ax3.set_yticklabels([_short(k, params) for k in dk], fontsize=6.5)
     ax3.set_title(f"Density, {dens_unit} (log), 95% interval", fontsize=7, loc="left")
-    if cmp:
-        sub = gs[r0 + 1, 1].subgridspec(len(dk), 1)
+    if cmp and dk:
+        # one small axis per density (own scale), as insets of one cell: constrained layout sizes the
+        # cell and leaves the insets alone (sub-gridspec axes, each with ticks, collapsed it)
+        host = fig.add_subplot(gs[r0 + 1, 1])
+        host.set_axis_off()
+        host.set_title(f"difference ({dens_unit})", fontsize=7, loc="left", color=theme["text"])
+        n = len(dk)
         for i, k in enumerate(dk):
-            axd = fig.add_subplot(sub[i, 0])
-            _diff_panel(axd, rows, [k], scale=1.0, color=car, th=theme,
-                        title=f"difference ({dens_unit})" if i == 0 else None)
+            axd = host.inset_axes([0.0, 1 - (i + 1) / n + 0.42 / n, 1.0, 0.5 / n])
+            _diff_panel(axd, rows, [k], scale=1.0, color=car, th=theme, title=None)
             axd.tick_params(axis="x", labelsize=5.5, pad=1)
 
 
@@ -999,7 +1008,8 @@ def plot_ligrec_result(fig, result, region: str, *, theme=DARK, compare: str | N
                 max_pairs=max(4, int(h_in * 2.2)), title=" ")
     if len(fig.axes) > 1:   # the colour bar: say what the colour is
         fig.axes[1].set_ylabel(what, color=theme["text"], fontsize=7)
-    fig.suptitle(f"{region}: ligand → receptor, the most significant sender → receiver columns ({what})",
+    fig.suptitle(f"{region}: ligand → receptor, the most significant sender → receiver columns\n"
+                 f"colour: {what}",
                  fontsize=8, color=theme["text"], x=0.01, ha="left")
     ax = fig.axes[0]
     labels = [tl.get_text() for tl in ax.get_xticklabels()]

@@ -43,7 +43,7 @@ from ...model.cell_types import resolve_cell_type_key
 from .._common import BusyNotice, refill_sample_combo, theme_colors
 from .results import ResultsTab
 from .roles import RolesTab
-from .setup import SetupTab
+from .setup import SetupTab, build_regions
 
 log = logging.getLogger(__name__)
 
@@ -271,29 +271,43 @@ class AnalysisWidget(QWidget):
         self._load_stored()
 
     # ------------------------------------------------------------------ run
-    def run_kwargs(self, statistic: str) -> dict:
-        """The keyword arguments of :func:`~napari_carspatial.analysis.results.iter_compute` the
-        dock's controls make (regions, cell types, roles, graph, pixel size, options)."""
+    def _base_kwargs(self) -> dict:
+        """The options of a run read from the controls (GUI thread, cheap): all but the regions."""
         s = self.sample
-        regions = self.setup.selected_regions()
-        empty = [k for k, r in regions.items() if not r.mask.any()]
-        if empty:
-            notify(f"No cell centroid inside: {', '.join(empty)}; left out.")
-            regions = {k: r for k, r in regions.items() if r.mask.any()}
         px = self.setup.pixel_size()
+        return {"cluster_key": self.cell_type_key, "graph": self.setup.graph_params(), "roles": self.roles.mapping,
+                "seed": self.setup.seed_spin.value(), "labels": s.labels[0] if s.labels else None,
+                "pixel_size_um": px.value, "options": self.setup.options()}
+
+    @staticmethod
+    def _region_kwargs(regions: dict, pixel_size_um) -> tuple[dict, list[str]]:
+        """Cell masks and areas (mm²) of the regions with cells, and the names of the empty ones."""
+        empty = [k for k, r in regions.items() if not r.mask.any()]
+        regions = {k: r for k, r in regions.items() if r.mask.any()}
         areas = {}
         for k, r in regions.items():
-            if r.polygon_yx is not None and px.value:
-                areas[k] = r.area_mm2(px.value)
-            elif getattr(r, "area_px", None) and px.value:
-                areas[k] = r.area_px * px.value * px.value / 1e6
-        return {"regions": {k: r.mask for k, r in regions.items()}, "cluster_key": self.cell_type_key,
-                "graph": self.setup.graph_params(), "roles": self.roles.mapping,
-                "seed": self.setup.seed_spin.value(), "labels": s.labels[0] if s.labels else None,
-                "region_areas_mm2": areas, "pixel_size_um": px.value, "options": self.setup.options()}
+            if r.polygon_yx is not None and pixel_size_um:
+                areas[k] = r.area_mm2(pixel_size_um)
+            elif getattr(r, "area_px", None) and pixel_size_um:
+                areas[k] = r.area_px * pixel_size_um * pixel_size_um / 1e6
+        return {"regions": {k: r.mask for k, r in regions.items()}, "region_areas_mm2": areas}, empty
+
+    def run_kwargs(self, statistic: str) -> dict:
+        """The keyword arguments of :func:`~napari_carspatial.analysis.results.iter_compute` the
+        dock's controls make (regions, cell types, roles, graph, pixel size, options); the headless
+        twin of what :meth:`run` computes in its worker."""
+        kw = self._base_kwargs()
+        reg, empty = self._region_kwargs(self.setup.selected_regions(), kw["pixel_size_um"])
+        if empty:
+            notify(f"No cell centroid inside: {', '.join(empty)}; left out.")
+        return {**reg, **kw}
 
     def run(self, statistic: str | None = None):
-        """Start ``statistic`` (default: the combo's) in a thread worker; returns the worker."""
+        """Start ``statistic`` (default: the combo's) in a thread worker; returns the worker.
+
+        Only the controls and the layers' vertices are read on the GUI thread; the regions' cell
+        masks (a second per polygon at a million cells) and the statistic are made in the worker,
+        which reports progress and stops at its next step on Cancel."""
         from napari.qt.threading import create_worker
 
         s = self.sample
@@ -310,21 +324,34 @@ class AnalysisWidget(QWidget):
             notify(f"{STATISTICS.get(st, PUBLISHED.get(st, st))} needs the segmentation mask; this sample has none.",
                    "error")
             return None
-        kwargs = self.run_kwargs(st)
-        if not kwargs["regions"]:
+        specs = self.setup.selected_region_specs()
+        if not specs:
             notify("Tick at least one region with cells.", "error")
             return None
-        if kwargs["pixel_size_um"] is None:
+        kw = self._base_kwargs()
+        if kw["pixel_size_um"] is None:
             notify(f"{s.name}: pixel size unknown, so distances are in pixels and densities per px², "
                    "not µm. Set the µm per pixel in Setup > Pixel size.")
         title = STATISTICS.get(st, PUBLISHED.get(st, st))
-        n = len(kwargs["regions"])
+        n = len(specs)
+        table, run_masks = s.table, {}
+
+        def work():
+            yield {"step": 0, "total": n + 1, "message": "cells in the regions"}
+            reg, empty = self._region_kwargs(build_regions(table, specs), kw["pixel_size_um"])
+            if empty:
+                yield {"notice": f"No cell centroid inside: {', '.join(empty)}; left out."}
+            if not reg["regions"]:
+                raise SampleError(f"{s.name}: no cell centroid inside the ticked regions; tick a region with cells.")
+            run_masks.update(reg["regions"])
+            return (yield from iter_compute(table, st, **reg, **kw))
+
         # errors are told in one line (a SampleError says what is missing); a handler given here stops
         # superqt from re-raising them on the GUI thread
-        worker = create_worker(iter_compute, s.table, st, **kwargs, _progress={"total": n + 1, "desc": title},
+        worker = create_worker(work, _progress={"total": n + 2, "desc": title},
                                _connect={"errored": lambda e: self._on_error(title, e)}, _start_thread=False)
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda res, masks=kwargs["regions"]: self._on_result(res, masks))
+        worker.returned.connect(lambda res: self._on_result(res, dict(run_masks)))
         worker.finished.connect(self._on_finished)
         self.progress.setRange(0, n + 1)
         self.progress.setValue(0)
@@ -353,6 +380,9 @@ class AnalysisWidget(QWidget):
     def _on_progress(self, p: dict):
         if self._cancelled:   # a step reported before the worker saw the cancel
             return
+        if "notice" in p:
+            notify(p["notice"])
+            return
         self.progress.setRange(0, int(p.get("total", 1)))
         self.progress.setValue(int(p.get("step", 0)))
         self.progress.setFormat(f"{p.get('message', '')} (%p%)")
@@ -380,8 +410,8 @@ class AnalysisWidget(QWidget):
                 self.session.coloring(self.sample_id).color_by_category("niche")
             except (ValueError, KeyError) as err:
                 notify(f"cannot colour niches on the slide: {err}", "error")
+        self.tabs.setCurrentWidget(self.results)   # first: the figure is laid out at its shown size
         self._load_stored(select=result.statistic)
-        self.tabs.setCurrentWidget(self.results)
 
     # ------------------------------------------------------------------ engaged cell pairs
     def _region_mask(self, statistic: str, region: str) -> np.ndarray | None:

@@ -259,6 +259,21 @@ class ResultsTab(QWidget):
             opts["pair"] = self.pair_combo.currentData()
         return opts
 
+    def replot(self) -> None:
+        """Draw the figure of the shown result again (the table is left as it is)."""
+        fig, r = self.canvas.fig, self.current
+        if r is None:
+            return
+        a, b = self._regions(r)
+        try:
+            plotting.plot_result(fig, r, a, compare=b, theme=self.theme, **self.plot_options())
+        except (KeyError, ValueError, IndexError) as err:
+            fig.clear()
+            log.warning("cannot plot %s: %s", r.statistic, err)
+            fig.text(0.5, 0.5, f"cannot draw this result: {err}", ha="center", va="center", color=self.theme["text"],
+                     wrap=True)
+        self.canvas.canvas.draw_idle()
+
     def redraw(self, *_):
         fig = self.canvas.fig
         r = self.current
@@ -270,14 +285,7 @@ class ResultsTab(QWidget):
             self.info.setText("")
             return
         a, b = self._regions(r)
-        try:
-            plotting.plot_result(fig, r, a, compare=b, theme=self.theme, **self.plot_options())
-        except (KeyError, ValueError, IndexError) as err:
-            fig.clear()
-            log.warning("cannot plot %s: %s", r.statistic, err)
-            fig.text(0.5, 0.5, f"cannot draw this result: {err}", ha="center", va="center", color=self.theme["text"],
-                     wrap=True)
-        self.canvas.canvas.draw_idle()
+        self.replot()
         self._fill_table(r, a, b)
         g = r.params.get("graph")
         gtxt = ""

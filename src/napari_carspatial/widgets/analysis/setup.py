@@ -21,9 +21,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..._napari import role_of, shapes_region
+from ..._napari import layer_polygons_px, role_of
 from ...analysis.contact import CONTACT_PRESETS, DEFAULT_CONTACT
-from ...analysis.regions import Region, regions_from_rois
+from ...analysis.regions import Region, cells_in_polygon, polygon_area_px
 from ...model.pixel_size import PixelSize, pixel_size_info
 
 WHOLE_LABEL = "Whole sample"
@@ -33,6 +33,50 @@ PAIR_LISTS = {"cart": "CAR T preset (IL18, IFNG, PD-L1/PD-1, CD47-SIRPA, ...)", 
 #: ligand-receptor tests offered
 LIGREC_TESTS = {"spatial": "between neighbouring cells (exact null)", "cluster": "between cell types (squidpy)",
                 "both": "both"}
+
+
+def roi_region_names(rois) -> list[str]:
+    """The ROIs' region names as :func:`~napari_carspatial.analysis.regions.regions_from_rois`
+    makes them (a repeated name gets a suffix), without computing any cell mask."""
+    out: list[str] = []
+    for roi in rois:
+        name, k = roi.name, 2
+        while name in out:
+            name = f"{roi.name} ({k})"
+            k += 1
+        out.append(name)
+    return out
+
+
+def build_regions(adata, specs) -> dict[str, Region]:
+    """Cell masks of region specs (:meth:`SetupTab.selected_region_specs`): cells by centroid in
+    polygon, a Shapes layer's polygons combined even-odd (a polygon inside another cuts a hole);
+    names made unique. Headless and Qt-free in effect: the dock runs it in its worker (one
+    polygon over a million cells takes ~1 s)."""
+    from matplotlib.path import Path as MPath
+
+    out: dict[str, Region] = {}
+    for name0, kind, polys, cls in specs:
+        if kind == "whole":
+            r = Region("whole", np.ones(adata.n_obs, bool))
+        elif kind == "roi":
+            r = Region(name0, cells_in_polygon(adata, polys[0]), np.asarray(polys[0], float), cls)
+        else:
+            mask = np.zeros(adata.n_obs, bool)
+            area = 0.0
+            for i, p in enumerate(polys):
+                mask ^= cells_in_polygon(adata, p)
+                depth = sum(MPath(q[:, ::-1]).contains_point(p[0][::-1]) for j, q in enumerate(polys) if j != i)
+                area += polygon_area_px(p) * (1 if depth % 2 == 0 else -1)
+            r = Region(name0, mask, None, "shapes")
+            r.area_px = area
+        name, k = r.name, 2
+        while name in out:
+            name = f"{r.name} ({k})"
+            k += 1
+        r.name = name
+        out[name] = r
+    return out
 
 
 class SetupTab(QWidget):
@@ -246,7 +290,7 @@ class SetupTab(QWidget):
         s = self.dock.sample
         if s is None:
             return []
-        rois = [f"ROI: {k}" for k in regions_from_rois(s.table, s.rois)] if s.table is not None else []
+        rois = [f"ROI: {k}" for k in roi_region_names(s.rois)] if s.table is not None else []
         return [WHOLE_LABEL, *rois, *[f"Shapes: {lyr.name}" for lyr in self._shapes_layers()]]
 
     def refresh_regions(self):
@@ -270,29 +314,27 @@ class SetupTab(QWidget):
             it = self.region_list.item(i)
             it.setCheckState(Qt.Checked if it.text() in names else Qt.Unchecked)
 
+    def selected_region_specs(self) -> list[tuple]:
+        """The ticked regions as ``(name, kind, polygons, class)`` with polygons in level-0 px
+        (y, x): only the layers' vertices are read here (GUI thread); the cell masks are made by
+        :func:`build_regions`, in the worker when the dock runs a statistic."""
+        d = self.dock
+        s = d.sample
+        rois = dict(zip((f"ROI: {k}" for k in roi_region_names(s.rois)), s.rois, strict=True))
+        shapes = {f"Shapes: {lyr.name}": lyr for lyr in self._shapes_layers()}
+        out = []
+        for name in self.checked_region_names():
+            if name == WHOLE_LABEL:
+                out.append(("whole", "whole", [], ""))
+            elif name in rois:
+                roi = rois[name]
+                out.append((name[len("ROI: "):], "roi", [np.asarray(roi.polygon_yx, float)], getattr(roi, "cls", "")))
+            elif name in shapes:
+                lyr = shapes[name]
+                out.append((lyr.name, "shapes", layer_polygons_px(d.session, d.sample_id, lyr), "shapes"))
+        return out
+
     def selected_regions(self) -> dict[str, Region]:
         """The ticked regions (cells by centroid in polygon; Shapes layers even-odd, in level-0 px),
         with unique names (a Shapes layer named like an ROI gets a suffix)."""
-        d = self.dock
-        s = d.sample
-        adata = s.table
-        out: dict[str, Region] = {}
-        rois = {f"ROI: {k}": v for k, v in regions_from_rois(adata, s.rois).items()}
-        shapes = {f"Shapes: {lyr.name}": lyr for lyr in self._shapes_layers()}
-
-        def put(r: Region):
-            name, k = r.name, 2
-            while name in out:
-                name = f"{r.name} ({k})"
-                k += 1
-            r.name = name
-            out[name] = r
-
-        for name in self.checked_region_names():
-            if name == WHOLE_LABEL:
-                put(Region("whole", np.ones(adata.n_obs, bool)))
-            elif name in rois:
-                put(rois[name])
-            elif name in shapes:
-                put(shapes_region(d.session, d.sample_id, shapes[name]))
-        return out
+        return build_regions(self.dock.sample.table, self.selected_region_specs())
