@@ -9,7 +9,8 @@ import-linter contract forbids them its submodules):
   :func:`samples_to_layer_data`, :func:`montage_offsets`, :func:`short_names`, ...;
 * colouring (:class:`CellColoring`, column helpers), inspection (:class:`CellIndex`,
   :func:`cell_info`, ...), Shapes-layer regions, the segmentation editing layers, the gating
-  preview and :func:`notify`.
+  preview and :func:`notify`;
+* transcripts: :class:`TranscriptsView` (density at overview, points in view), its requests.
 """
 
 from .coloring import (
@@ -65,6 +66,16 @@ from .session import (
     session_for,
 )
 from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px, shapes_region
+from .transcripts import (
+    MAX_POINTS,
+    MODES,
+    ROLE_DENSITY,
+    ROLE_POINTS,
+    DensityRequest,
+    PointsRequest,
+    TranscriptFilter,
+    TranscriptsView,
+)
 
 __all__ = [
     "META_CHANNEL", "META_ROLE", "META_SAMPLE", "N_NEIGHBORS", "NEIGHBOR_RADIUS_UM", "ROLE_IMAGE",
@@ -77,4 +88,6 @@ __all__ = [
     "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer",
     "role_of", "sample_id_of", "sample_to_layer_data", "samples_to_layer_data", "selected_polygons_world",
     "session_for", "shape_polygon_px", "shapes_region", "short_names", "visible_world_rect",
+    "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
+    "TranscriptsView",
 ]
