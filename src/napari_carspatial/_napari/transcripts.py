@@ -374,7 +374,14 @@ class TranscriptsView:
         if (not force and st.mode == "points" and st.bbox is not None and st.flt == self.flt
                 and contains(st.bbox, view) and not (st.capped and _area(view) < 0.25 * _area(st.bbox))):
             return None   # panning inside what was read, or zooming in on a complete read
-        return PointsRequest(grow(view), self.flt, max_points=int(self.max_points))
+        # read a margin around the view (pans inside it read nothing), smaller when the margin
+        # alone would exceed the cap (the view itself then stays complete)
+        sat = self.sat()
+        for m in (MARGIN, 0.1, 0.0):
+            box = grow(view, m)
+            if m == 0.0 or estimate_in_view(self.points, box, sat) <= self.max_points:
+                break
+        return PointsRequest(box, self.flt, max_points=int(self.max_points))
 
     def compute(self, req):
         """The result of a request (thread-safe: reads the table, touches no layer)."""
@@ -470,11 +477,16 @@ class TranscriptsView:
                 metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_POINTS},
             )
         else:
-            lyr.data = batch.yx
-            if len(batch):
-                lyr.face_color = colors
-            lyr.size = size
-        lyr.visible = True
+            # one redraw for data + colours (each setter alone re-sends every point to vispy)
+            with lyr.events.set_data.blocker():
+                lyr.data = batch.yx
+                if len(batch):
+                    lyr.face_color = colors
+                if len(batch) and not np.isclose(float(np.asarray(lyr.size).flat[0]), size):
+                    lyr.size = size
+            lyr.refresh()
+        if not lyr.visible:
+            lyr.visible = True
         d = self.density_layer
         if d is not None and d.visible:
             d.visible = False

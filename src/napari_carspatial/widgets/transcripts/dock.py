@@ -209,7 +209,7 @@ class TranscriptsWidget(QWidget):
             lyr = v.points_layer
             px = v.sample.pixel_size_um
             if lyr is not None:
-                lyr.size = um / px if px else 8.0
+                lyr.size = um / px if px else um     # without a pixel size the dot is in px
 
     # ================================================================== camera -> layers
     def _schedule(self, event=None) -> None:
