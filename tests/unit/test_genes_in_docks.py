@@ -182,3 +182,34 @@ def test_rna_cell_types_feed_curation_and_the_audit(xenium):
     assert (t.obs["cell_type"].astype(str).to_numpy() == lab).all()   # the first column is untouched
     with pytest.raises(ValueError, match="already has"):
         store_typing(sample, res, key="cell_type")
+
+
+class NoDenseRow(NoDense):
+    """Refuses to become dense at any size, and so do its row slices."""
+
+    def _big(self):
+        return True
+
+    def __getitem__(self, key):
+        out = super().__getitem__(key)
+        return NoDenseRow(out) if sp.issparse(out) and out.ndim == 2 else out
+
+
+def test_inspector_top_genes_read_the_sparse_row_only():
+    """A gene panel's cell: no dense row, no dense matrix; the top genes equal the row's largest."""
+    pytest.importorskip("napari")
+    from napari_carspatial._napari import CellIndex, cell_info
+
+    s = _sparse_sample(n=3_000, m=500)
+    plain = sp.csr_matrix(s.table.X)
+    s.table.X = NoDenseRow(plain)
+    index = CellIndex(s)
+    with pytest.raises(AssertionError, match="densified"):   # the guard bites on the marker path
+        cell_info(index, 18)
+    info = cell_info(index, 18, markers=False)                # what the inspector asks for a gene panel
+    assert info is not None and info.row == 17 and info.markers.empty
+    top = top_genes(s.table, info.row, n=12)
+    row = plain[17].toarray().ravel()
+    nz = np.flatnonzero(row)
+    assert list(top["value"]) == sorted(row[nz], reverse=True)[:12]
+    assert set(top["gene"]) <= set(s.table.var_names[nz])

@@ -266,7 +266,9 @@ class InspectorWidget(QWidget):
         if not sid:
             return False
         sample = self.session.sample(sid)
-        info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None)
+        genes = self._gene_table(sid)     # a gene panel: top genes from the sparse row, no dense row
+        info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None,
+                         markers=not genes)
         if info is None:
             self._error(f"Cell {cell_id} is not in the table of {sample.name}.")
             return False
@@ -287,7 +289,7 @@ class InspectorWidget(QWidget):
         self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within "
                                f"{NEIGHBOR_RADIUS_UM:g} µm): {nb or 'none'}")
         values, reference = info.markers, None
-        if self._gene_table(sid):   # a gene panel: the cell's top genes (its row only, X stays sparse)
+        if genes:   # the cell's top genes (its sparse row only, X stays sparse)
             from ..analysis.genes import top_genes
 
             t = sample.table
