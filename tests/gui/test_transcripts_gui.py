@@ -294,3 +294,23 @@ def test_gating_on_counts_apply_always_visible_and_counts_not_cut(make_napari_vi
     res = g.apply_rules()
     assert res["counts"]["CD3+"] == 383
     assert not g.rules_view.result_label.visibleRegion().isEmpty()
+
+
+def test_transcripts_stay_above_a_cell_colouring_added_later(make_napari_viewer_proxy, qtbot):
+    """A colouring layer added after the transcripts (a gene, a cell type) does not paint over the
+    molecules: the dock moves the density and points layers back to the top."""
+    from napari_carspatial._napari import add_sample_layers
+
+    viewer = make_napari_viewer_proxy()
+    s = _synthetic(n=20_000, side=4_000)
+    add_sample_layers(viewer, s)
+    w = _dock(viewer)
+    _zoom_to(viewer, s, 2000, 2000, 100.0)
+    w.update_view(wait=True)
+    (pts,) = _by_role(viewer, ROLE_POINTS)
+    (dens,) = _by_role(viewer, ROLE_DENSITY)
+    viewer.add_image(np.zeros((8, 8), np.float32), name="cells coloured by a gene", opacity=0.7)
+    top2 = lambda: {viewer.layers[-1].name, viewer.layers[-2].name} == {pts.name, dens.name}  # noqa: E731
+    qtbot.waitUntil(top2, timeout=3000)
+    assert viewer.layers.index(pts) > viewer.layers.index(dens)       # their own order kept
+    assert not w.view.raise_layers()                                   # nothing left to move

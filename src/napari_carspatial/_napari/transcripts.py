@@ -436,6 +436,15 @@ class TranscriptsView:
             lyr.name = meta["name"]
         self._levels_key = flt
 
+    def density_scale(self) -> str:
+        """What the density colours mean (unit and range), or "" without a density layer."""
+        d = self.density_layer
+        if d is None:
+            return ""
+        _, unit = density_unit(self.points, self.sample.pixel_size_um)
+        hi = float(d.contrast_limits[1])
+        return f"Colour: {unit}, black 0 to yellow ≥ {hi:.3g} (inferno)."
+
     def density_current(self) -> bool:
         """The density layer shows the current filter."""
         return self.density_layer is not None and self._levels_key == self.flt
@@ -471,9 +480,11 @@ class TranscriptsView:
         size = self.point_size_um / px if px else 8.0
         if lyr is None:
             lyr = self.viewer.add_points(
-                batch.yx, name=f"{self.sample.name} transcripts", size=size, face_color=colors, border_width=0,
+                # a thin dark rim keeps a molecule visible over a cell colouring of a similar hue
+                batch.yx, name=f"{self.sample.name} transcripts", size=size, face_color=colors,
+                border_width=0.15, border_width_is_relative=True, border_color="#101010",
                 scale=(sy, sx), translate=(ty, tx), units=units, blending="translucent_no_depth",
-                canvas_size_limits=(2, 12),
+                canvas_size_limits=(4, 12),   # a lone molecule at overview stays visible (rim included)
                 metadata={META_SAMPLE: self.sid, META_ROLE: ROLE_POINTS},
             )
         else:
@@ -503,6 +514,19 @@ class TranscriptsView:
             if self.flt.genes is not None and g in self.flt.genes:
                 table[pts.genes.index(g)] = to_rgba(c)
         return table[np.asarray(codes, dtype=np.int64)] if codes.size else np.zeros((0, 4), np.float32)
+
+    def raise_layers(self) -> bool:
+        """Move the transcript layers (density, points) to the top of the layer list, so a cell
+        colouring added later (a gene, a cell type) does not paint over the molecules. Returns
+        whether anything moved."""
+        layers = self.viewer.layers
+        mine = [lyr for lyr in (self.density_layer, self.points_layer) if lyr is not None]
+        n = len(layers)
+        if not mine or all(layers.index(lyr) >= n - len(mine) for lyr in mine):
+            return False
+        for lyr in mine:
+            layers.move(layers.index(lyr), len(layers))
+        return True
 
     def remove(self) -> None:
         """Take both layers out of the viewer."""

@@ -192,10 +192,13 @@ class LegendWidget(QWidget):
                 for k in ch["numeric"]:
                     self.column_box.addItem(k, k)
             if ch["markers"]:
+                from ...analysis.genes import is_count_table
+
+                kind = "gene" if is_count_table(table) else "marker"   # omicsgui: a gene panel says so
                 self.column_box.insertSeparator(self.column_box.count())
                 for k in ch["markers"]:
                     if k not in ch["numeric"] and k not in ch["categorical"]:
-                        self.column_box.addItem(f"{k} (marker)", k)
+                        self.column_box.addItem(f"{k} ({kind})", k)
         self.column_box.setCurrentIndex(-1)
         self.column_box.blockSignals(False)
 

@@ -116,9 +116,11 @@ class DisplayView(QGroupBox):
             self.dock.set_point_size(value)
 
     # ------------------------------------------------------------------ the note
-    def show_state(self, state) -> None:
+    def show_state(self, state, scale: str = "") -> None:
+        """The note of ``state``; ``scale`` (the density's unit and range) when density is shown."""
         self.note.setStyleSheet("font-weight: bold;" + (" color: #e0a000;" if state.capped else ""))
-        self.note.setText(state.note())
+        self.note.setText(state.note() + (f"<br><span style='font-weight: normal;'>{scale}</span>"
+                                          if scale and state.mode == "density" else ""))
 
     def show_reading(self, text: str) -> None:
         self.note.setStyleSheet("font-weight: bold;")

@@ -17,7 +17,16 @@ import logging
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from ..._napari import DensityRequest, PointsRequest, TranscriptsView, camera, notify, session_for
+from ..._napari import (
+    ROLE_DENSITY,
+    ROLE_POINTS,
+    DensityRequest,
+    PointsRequest,
+    TranscriptsView,
+    camera,
+    notify,
+    session_for,
+)
 from .._common import BusyNotice, refill_sample_combo
 from .celltypes import CellTypesView
 from .display import DisplayView
@@ -95,7 +104,8 @@ class TranscriptsWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(380)
+        # room for the vertical scroll bar: the inner column keeps its 380 px (nothing clipped at the right)
+        self.setMinimumWidth(400)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -108,6 +118,13 @@ class TranscriptsWidget(QWidget):
         self.session.events.sample_added.connect(self.refresh_samples)
         self.session.events.sample_removed.connect(self.refresh_samples)
         self.session.events.table_changed.connect(self._on_table_changed)
+        # a layer added later (a cell colouring) goes on top: put the molecules back above it,
+        # after the insertion has finished (moving inside the event confuses the layer list)
+        self._raise_timer = QTimer(self)
+        self._raise_timer.setSingleShot(True)
+        self._raise_timer.setInterval(0)
+        self._raise_timer.timeout.connect(self.raise_transcripts)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.refresh_samples()
 
     # ================================================================== samples
@@ -233,7 +250,7 @@ class TranscriptsWidget(QWidget):
             self._failed(err)
             return None
         if req is None:
-            self.display_view.show_state(v.state)
+            self.display_view.show_state(v.state, v.density_scale())
             return None
         if wait or self._small(v, req):
             try:
@@ -241,7 +258,7 @@ class TranscriptsWidget(QWidget):
             except (KeyError, ValueError, OSError) as err:
                 self._failed(err)
                 return None
-            self.display_view.show_state(v.state)
+            self.display_view.show_state(v.state, v.density_scale())
             return None
         return self._start(v, req)
 
@@ -274,7 +291,7 @@ class TranscriptsWidget(QWidget):
         except (KeyError, ValueError, RuntimeError) as err:   # the layer went away meanwhile
             self._failed(err)
             return
-        self.display_view.show_state(v.state)
+        self.display_view.show_state(v.state, v.density_scale())
 
     def _finished(self) -> None:
         self._worker = None
@@ -289,9 +306,21 @@ class TranscriptsWidget(QWidget):
         self.display_view.show_error(str(err))
         notify(f"Transcripts: {err}", "warning")
 
+    def _on_layer_inserted(self, event=None) -> None:
+        lyr = getattr(event, "value", None)
+        if lyr is None or lyr.metadata.get("carspatial_role") not in (ROLE_DENSITY, ROLE_POINTS):
+            self._raise_timer.start()
+
+    def raise_transcripts(self) -> None:
+        """Every sample's transcript layers above the cell layers and colourings."""
+        for v in list(self._views.values()):
+            v.raise_layers()
+
     def closeEvent(self, event):  # noqa: N802 - Qt API
         cam = camera(self.viewer)
         for e in (cam.events.center, cam.events.zoom):
             with contextlib.suppress(TypeError, ValueError):
                 e.disconnect(self._schedule)
+        with contextlib.suppress(TypeError, ValueError):
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         super().closeEvent(event)
