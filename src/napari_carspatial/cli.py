@@ -78,9 +78,10 @@ def _summary(sample) -> str:
         f"  levels:      {len(sample.image)}",
         f"  channels:    {sample.n_channels}: {', '.join(sample.channel_names)}",
         f"  mask:        {'yes' if sample.labels else 'no'}",
-        f"  cells:       {sample.n_cells}",
+        f"  cells:       {sample.n_cells}" if sample.table is not None else
+        f"  cells:       no table{'' if sample.labels else ' (no mask either)'}",
     ]
-    if sample.metadata.get("table_source"):
+    if sample.table is not None and sample.metadata.get("table_source"):
         lines[-1] += f" ({sample.metadata['table_source']})"
     cmeta = sample.metadata.get("channel_metadata") or []
     tags = [m.get("metal") or m.get("mass") or m.get("fluorophore") for m in cmeta]

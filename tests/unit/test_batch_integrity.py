@@ -146,8 +146,8 @@ def test_bow_tie_polygon_is_repaired_with_a_warning_naming_the_region(tmp_path, 
     assert "'bow tie'" in msg and "make_valid" in msg and "r.geojson" in msg
     valid = make_valid(Polygon(bow))
     inside = np.array([valid.contains(Point(x, y)) for x, y in t.obsm["spatial"]])
-    assert counts(t, regions["Tumor core"]) == int(inside.sum()) > 0
-    assert areas["Tumor core"] == pytest.approx(valid.area / 1e6) and areas["Tumor core"] > 0
+    assert counts(t, regions["Tumor"]) == int(inside.sum()) > 0
+    assert areas["Tumor"] == pytest.approx(valid.area / 1e6) and areas["Tumor"] > 0
 
 
 def test_regions_without_cells_or_area_are_nan_with_a_reason_never_zero(tmp_path):

@@ -32,7 +32,10 @@ def test_project_cli(tmp_path, cohort, capsys, caplog):
     assert proj.reviewers["alice"].name == "Dr A. Example" and proj.due == "2099-01-31"
     codes = {s: e.code for s, e in proj.samples.items()}
 
-    assert main(["project", "assign", str(pdir), "--reader", "alice", "--reader", "bob", "--adjudicator", "carol"]) == 0
+    assert main(["project", "assign", str(pdir), "--reader", "alice", "--reader", "bob", "--adjudicator", "carol"]) == 2
+    assert "reviewer 'carol' is not in the project" in capsys.readouterr().err  # a typo is not a new reviewer
+    assert main(["project", "assign", str(pdir), "--reader", "alice", "--reader", "bob", "--adjudicator", "carol",
+                 "--add-reviewer"]) == 0
     out = capsys.readouterr().out
     assert all(c in out for c in codes.values()) and not any(s in out for s in codes)  # blinded
     assert main(["project", "status", str(pdir)]) == 0

@@ -1,4 +1,4 @@
-"""Co-occurrence: identical to ``squidpy.gr.co_occurrence`` (to 1e-6) for the same intervals."""
+"""Co-occurrence: identical to ``squidpy.gr.co_occurrence`` (to 1e-9) for the same intervals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from napari_carspatial.analysis import co_occurrence
 from napari_carspatial.model.conventions import set_pixel_size_um
 
 anndata = pytest.importorskip("anndata")
-TOL = 1e-6
+TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,66 @@ def test_edge_cases(sq):
     with pytest.raises(ValueError, match=">= 2"):
         co_occurrence(a, cluster_key="ct", interval=np.array([5.0]))
     assert "ct_co_occurrence" not in a.uns
+
+
+def test_squidpy_default_thresholds_whole_tissue(sq):
+    """squidpy's default ``interval=50`` spans the tissue: evenly spaced bins, nearly all pairs."""
+    rng = np.random.default_rng(11)
+    n = 2500
+    xy = rng.uniform(0, 2000, (n, 2))
+    lab = np.array([f"t{i}" for i in rng.integers(0, 6, n)])
+    a = _table(xy, lab)
+    res = _check(sq, a, 50)
+    occ_sq, _ = _squidpy(sq, a, 50)
+    assert np.abs(res.occ - occ_sq).max() <= TOL
+    # ordered pairs within the largest threshold, counted directly
+    from scipy.spatial.distance import pdist
+
+    d2 = pdist(xy.astype(np.float32).astype(np.float64), "sqeuclidean")
+    t_last = float(res.interval_px[-1])
+    assert abs(int(res.counts[:, :, -1].sum()) - 2 * int((d2 <= t_last * t_last).sum())) <= 2 * int(
+        (np.abs(d2 - t_last * t_last) <= 1e-3 * t_last * t_last).sum())
+
+
+def test_exact_ties_on_even_thresholds(sq):
+    """Integer lattice + integer thresholds: many pairs sit exactly on a bin edge (3-4-5 ...)."""
+    yy, xx = np.mgrid[0:40, 0:40]
+    xy = np.column_stack([xx.ravel(), yy.ravel()]).astype(np.float64)
+    rng = np.random.default_rng(2)
+    lab = np.array(["a", "b", "c"])[rng.integers(0, 3, len(xy))]
+    a = _table(xy, lab)
+    _check(sq, a, np.arange(0, 31, 5))  # evenly spaced: the direct-bin path with exact edge pairs
+    _check(sq, a, np.array([0, 1, 2, 5, 5.5, 13, 25]))  # uneven: the comparison path
+
+
+def test_float32_rounding_like_squidpy():
+    """Pairs whose float32 ``d2`` depends on how ``dx*dx + dy*dy`` is rounded (squidpy's
+    fastmath kernel contracts it to an FMA): thresholds set exactly on the competing values."""
+    from squidpy.gr._ppatterns import _occur_count
+
+    from napari_carspatial.analysis.cooccurrence import _pair_histogram
+
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    cases = 0
+    for _ in range(20000):
+        p = rng.uniform(0, 3000, 4).astype(np.float32)
+        dx, dy = f32(p[0] - p[1]), f32(p[2] - p[3])
+        plain = f32(f32(dx * dx) + f32(dy * dy))
+        fma_x = f32(np.float64(dx) * np.float64(dx) + np.float64(f32(dy * dy)))
+        fma_y = f32(np.float64(dy) * np.float64(dy) + np.float64(f32(dx * dx)))
+        vals = np.array(sorted({plain, fma_x, fma_y}), np.float32)
+        if vals.size < 2:
+            continue
+        # one point and 40 copies of the other: the kernel's vectorised loop body, not only its tail
+        xs = np.array([p[0]] + [p[1]] * 40, np.float32)
+        ys = np.array([p[2]] + [p[3]] * 40, np.float32)
+        ref = _occur_count(xs, ys, vals, np.zeros(41, np.int32), 41, 1, vals.size)[0, 0]
+        xy32 = np.column_stack([xs, ys])
+        ours = np.cumsum(_pair_histogram(xy32, np.zeros(41, np.int64), 1, vals,
+                                         np.concatenate([[0], np.sqrt(vals)]).astype(np.float32))[0, 0])
+        np.testing.assert_array_equal(ours, ref)
+        cases += 1
+        if cases >= 25:
+            break
+    assert cases >= 25

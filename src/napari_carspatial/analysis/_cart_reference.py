@@ -356,7 +356,8 @@ def region_metrics_reference(
         idx = np.flatnonzero(rmask)
         oe_ct = oe_cm = clus = clus_z = obs_ct = obs_cm = nan
         if idx.size >= 2:
-            adj = spatial_graph(xy[idx], method="radius", radius=float(contact_radius_um)).connectivities
+            adj = spatial_graph(xy[idx], method="radius", radius=float(contact_radius_um),
+                                pixel_size_um=1.0).connectivities   # xy is in µm already
             obs_ct, _, oe_ct = _log2_oe(adj, car[idx], tum[idx])
             obs_cm, _, oe_cm = _log2_oe(adj, car[idx], mye[idx])
             # antigen-negative clustering: join counts on the graph induced on tumour cells

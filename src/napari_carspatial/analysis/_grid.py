@@ -78,55 +78,63 @@ def n_rings(radius: float, cell: float) -> int:
 
 
 @numba.njit(parallel=True, cache=True)
-def _radius_count(x, y, xs, ys, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: no cover - numba
-    n = x.shape[0]
+def _radius_count(xs, ys, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: no cover - numba
+    # points visited in cell order (xs[pos] is point order[pos]): neighbouring cells stay in cache
+    n = xs.shape[0]
     counts = np.zeros(n, dtype=np.int64)
-    for i in numba.prange(n):
+    for pos in numba.prange(n):
+        i = order[pos]
         cx, cy = ix[i], iy[i]
-        xi = x[i]
-        yi = y[i]
+        xi = xs[pos]
+        yi = ys[pos]
         c = 0
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
-            for gx in range(max(cx - m, 0), min(cx + m, nx - 1) + 1):
-                g = gy * nx + gx
-                for p in range(cell_start[g], cell_start[g + 1]):
-                    dx = xi - xs[p]
-                    dy = yi - ys[p]
-                    if dx * dx + dy * dy <= r2 and order[p] != i:
-                        c += 1
-        counts[i] = c
+            a = cell_start[gy * nx + max(cx - m, 0)]
+            e = cell_start[gy * nx + min(cx + m, nx - 1) + 1]
+            for p in range(a, e):  # the cells of one grid row are contiguous
+                dx = xi - xs[p]
+                dy = yi - ys[p]
+                if dx * dx + dy * dy <= r2:
+                    c += 1
+        counts[i] = c - 1  # the point itself
     return counts
 
 
 @numba.njit(parallel=True, cache=True)
-def _radius_fill(x, y, xs, ys, order, cell_start, ix, iy, nx, ny, m, r2, indptr):  # pragma: no cover
-    n = x.shape[0]
+def _radius_fill(xs, ys, order, cell_start, ix, iy, nx, ny, m, r2, indptr):  # pragma: no cover
+    n = xs.shape[0]
     nnz = indptr[n]
     indices = np.empty(nnz, dtype=np.int64)
     dist = np.empty(nnz, dtype=np.float64)
-    for i in numba.prange(n):
+    for pos in numba.prange(n):
+        i = order[pos]
         cx, cy = ix[i], iy[i]
-        xi = x[i]
-        yi = y[i]
-        k = indptr[i]
+        xi = xs[pos]
+        yi = ys[pos]
+        s = indptr[i]
+        k = s
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
-            for gx in range(max(cx - m, 0), min(cx + m, nx - 1) + 1):
-                g = gy * nx + gx
-                for p in range(cell_start[g], cell_start[g + 1]):
-                    dx = xi - xs[p]
-                    dy = yi - ys[p]
-                    d2 = dx * dx + dy * dy
-                    j = order[p]
-                    if d2 <= r2 and j != i:
-                        indices[k] = j
-                        dist[k] = math.sqrt(d2)
-                        k += 1
-        # sort the row by column index (canonical CSR)
-        s, e = indptr[i], indptr[i + 1]
-        if e - s > 1:
-            o = np.argsort(indices[s:e])
-            indices[s:e] = indices[s:e][o]
-            dist[s:e] = dist[s:e][o]
+            a = cell_start[gy * nx + max(cx - m, 0)]
+            e = cell_start[gy * nx + min(cx + m, nx - 1) + 1]
+            for p in range(a, e):
+                dx = xi - xs[p]
+                dy = yi - ys[p]
+                d2 = dx * dx + dy * dy
+                if d2 <= r2 and p != pos:
+                    indices[k] = order[p]
+                    dist[k] = math.sqrt(d2)
+                    k += 1
+        # canonical CSR: insertion sort of the (short) row by column index
+        for q in range(s + 1, k):
+            vi = indices[q]
+            vd = dist[q]
+            t = q - 1
+            while t >= s and indices[t] > vi:
+                indices[t + 1] = indices[t]
+                dist[t + 1] = dist[t]
+                t -= 1
+            indices[t + 1] = vi
+            dist[t + 1] = vd
     return indices, dist
 
 
@@ -147,12 +155,11 @@ def radius_pairs_csr(xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndar
     r2 = float(radius) * float(radius)
     xs = x[grid.order]
     ys = y[grid.order]
-    counts = _radius_count(x, y, xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2)
+    counts = _radius_count(xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    indices, dist = _radius_fill(
-        x, y, xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2, indptr
-    )
+    indices, dist = _radius_fill(xs, ys, grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, r2,
+                                 indptr)
     return indptr, indices, dist
 
 

@@ -179,6 +179,13 @@ def convex_areas(idx, width, k, bbox_local):
             left[r] = x
         if x > right[r]:
             right[r] = x
+    return convex_from_extremes(left, right, off, k, bbox_local)
+
+
+@numba.njit(cache=True, nogil=True)
+def convex_from_extremes(left, right, off, k, bbox_local):
+    """Convex-hull pixel counts from each cell's row extremes (see :func:`convex_areas`)."""
+    heights = bbox_local[2] - bbox_local[0]
     out = np.zeros(k, np.int64)
     tol = 1e-9
     for j in range(k):
@@ -301,3 +308,231 @@ def channel_medians(img, off, pos, k):
                 vals[q] = row[pos[a + q]]
             out[c, j] = np.median(vals)
     return out
+
+
+# =========================================================================== run-length path
+# A block is cut into *runs*: maximal stretches of one row with the same non-zero label (and,
+# with a nuclear mask, the same nucleus flag). Shape moments, boxes and row extremes follow per
+# run in closed form; channel sums read each pixel once and add one value per run (integer
+# images are summed in int64: exact, and no floating-point add chain), a block of channels per
+# thread so that the run list is read once per block. Indices are unsigned: numba then emits no
+# negative-index wrap-around in the inner loops.
+
+#: rows per band of the parallel run finder
+RUN_BAND_ROWS = 16
+
+
+def _run_count_py(lab, flag, use_flag, band):  # pragma: no cover - numba
+    """Number of foreground runs in each band of ``band`` rows."""
+    H, W = lab.shape
+    nb = (H + band - 1) // band
+    out = np.zeros(nb, np.int64)
+    for b in numba.prange(nb):
+        c = 0
+        for y in range(b * band, min(H, (b + 1) * band)):
+            row = lab[y]
+            if row[0] != 0:
+                c += 1
+            if use_flag:
+                frow = flag[y]
+                for x in range(1, W):
+                    if row[x] != 0 and (row[x] != row[x - 1] or frow[x] != frow[x - 1]):
+                        c += 1
+            else:
+                for x in range(1, W):
+                    if row[x] != 0 and row[x] != row[x - 1]:
+                        c += 1
+        out[b] = c
+    return out
+
+
+def _run_fill_py(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab, run_flag):  # pragma: no cover
+    """Fill the foreground runs (flat start, length, label, flag) of each band at ``offsets[band]``."""
+    H, W = lab.shape
+    nb = (H + band - 1) // band
+    for b in numba.prange(nb):
+        k = offsets[b]
+        for y in range(b * band, min(H, (b + 1) * band)):
+            row = lab[y]
+            start = 0
+            for x in range(1, W + 1):
+                brk = x == W
+                if not brk:
+                    brk = row[x] != row[x - 1]
+                    if use_flag and not brk:
+                        brk = flag[y, x] != flag[y, x - 1]
+                if brk:
+                    if row[start] != 0:
+                        run_start[k] = np.uint64(y * W + start)
+                        run_len[k] = x - start
+                        run_lab[k] = np.int64(row[start])
+                        run_flag[k] = flag[y, start] if use_flag else np.uint8(0)
+                        k += 1
+                    start = x
+
+
+@numba.njit(cache=True, nogil=True)
+def run_shape(run_start, run_len, local, width, k):  # pragma: no cover - numba
+    """Per local cell, from the runs: count, sum y, sum x, sum yy, sum xx, sum xy (block
+    coordinates, float64: exact for integer sums below 2**53) and the box (end exclusive)."""
+    n = np.zeros(k, np.int64)
+    mom = np.zeros((5, k), np.float64)
+    bbox = np.empty((4, k), np.int64)
+    for j in range(k):
+        bbox[0, j] = 1 << 62
+        bbox[1, j] = 1 << 62
+        bbox[2, j] = -1
+        bbox[3, j] = -1
+    for r in range(run_len.shape[0]):
+        L = np.int64(run_len[r])
+        j = local[r]
+        off = np.int64(run_start[r])
+        y = off // width
+        x0 = off - y * width
+        n[j] += L
+        fy = np.float64(y)
+        fL = np.float64(L)
+        fx0 = np.float64(x0)
+        sx = fL * fx0 + fL * (fL - 1.0) / 2.0
+        sxx = fL * fx0 * fx0 + fx0 * fL * (fL - 1.0) + (fL - 1.0) * fL * (2.0 * fL - 1.0) / 6.0
+        mom[0, j] += fy * fL
+        mom[1, j] += sx
+        mom[2, j] += fy * fy * fL
+        mom[3, j] += sxx
+        mom[4, j] += fy * sx
+        if y < bbox[0, j]:
+            bbox[0, j] = y
+        if x0 < bbox[1, j]:
+            bbox[1, j] = x0
+        if y + 1 > bbox[2, j]:
+            bbox[2, j] = y + 1
+        if x0 + L > bbox[3, j]:
+            bbox[3, j] = x0 + L
+    return n, mom, bbox
+
+
+def _run_sums_py(img, run_start, run_len, local, run_flag, k, split, integer, n_blocks):  # pragma: no cover
+    """Per channel and local cell, the sum over its pixels (``img`` (C, N) flattened), and with
+    ``split`` also over its flagged (nucleus) runs. Every pixel is read once; ``n_blocks``
+    blocks of channels run in parallel, each going once through the run list."""
+    c_n = img.shape[0]
+    out = np.zeros((c_n, k), np.float64)
+    out_f = np.zeros((c_n, k if split else 0), np.float64)
+    n_runs = run_len.shape[0]
+    cb = (c_n + n_blocks - 1) // n_blocks
+    for blk in numba.prange(n_blocks):
+        c0 = blk * cb
+        c1 = min(c_n, c0 + cb)
+        for r in range(n_runs):
+            a = run_start[r]
+            e = a + np.uint64(run_len[r])
+            j = local[r]
+            fl = split and run_flag[r] != 0
+            for c in range(c0, c1):
+                row = img[c]
+                if integer:
+                    s = np.int64(0)
+                    for q in range(a, e):
+                        s += np.int64(row[q])
+                    v = np.float64(s)
+                else:
+                    t = 0.0
+                    for q in range(a, e):
+                        t += np.float64(row[q])
+                    v = t
+                out[c, j] += v
+                if fl:
+                    out_f[c, j] += v
+    return out, out_f
+
+
+@numba.njit(cache=True, nogil=True)
+def run_count_flag(run_len, local, run_flag, k):  # pragma: no cover - numba
+    n = np.zeros(k, np.int64)
+    for r in range(run_len.shape[0]):
+        if run_flag[r]:
+            n[local[r]] += run_len[r]
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def run_extremes(run_start, run_len, local, width, k, bbox_local):  # pragma: no cover - numba
+    """Leftmost / rightmost pixel of each cell in each of its rows (for :func:`convex_from_extremes`)."""
+    heights = bbox_local[2] - bbox_local[0]
+    off = np.zeros(k + 1, np.int64)
+    for j in range(k):
+        off[j + 1] = off[j] + heights[j]
+    left = np.full(off[k], 1 << 62, np.int64)
+    right = np.full(off[k], -1, np.int64)
+    for r in range(run_len.shape[0]):
+        L = np.int64(run_len[r])
+        j = local[r]
+        pos = np.int64(run_start[r])
+        y = pos // width
+        x0 = pos - y * width
+        q = off[j] + y - bbox_local[0, j]
+        if x0 < left[q]:
+            left[q] = x0
+        if x0 + L - 1 > right[q]:
+            right[q] = x0 + L - 1
+    return left, right, off
+
+
+@numba.njit(cache=True, nogil=True)
+def run_index(run_start, run_len, local, n_pixels):  # pragma: no cover - numba
+    """The per-pixel local index (-1 = background) from the runs."""
+    idx = np.full(n_pixels, -1, np.int32)
+    for r in range(run_len.shape[0]):
+        a = np.int64(run_start[r])
+        for q in range(a, a + run_len[r]):
+            idx[q] = local[r]
+    return idx
+
+
+@numba.njit(cache=True, nogil=True)
+def hash_local(run_lab):  # pragma: no cover - numba
+    """Local cell index of every run and the sorted ids, through an open-addressing hash table
+    (any id range; one probe sequence per run instead of sorting the runs)."""
+    n = run_lab.shape[0]
+    bits = 1
+    while (1 << bits) < 2 * n + 1:
+        bits += 1
+    size = 1 << bits
+    mask = size - 1
+    shift = np.uint64(64 - bits)
+    keys = np.zeros(size, np.int64)  # 0 = empty (labels are non-zero)
+    vals = np.empty(size, np.int32)
+    local = np.empty(n, np.int32)
+    ids = np.empty(n, np.int64)
+    k = 0
+    for r in range(n):
+        v = run_lab[r]
+        h = np.int64((np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        while keys[h] != 0 and keys[h] != v:
+            h = (h + 1) & mask
+        if keys[h] == 0:
+            keys[h] = v
+            vals[h] = k
+            ids[k] = v
+            k += 1
+        local[r] = vals[h]
+    ids = ids[:k].copy()
+    order = np.argsort(ids)
+    rank = np.empty(k, np.int32)
+    for i in range(k):
+        rank[order[i]] = i
+    for r in range(n):
+        local[r] = rank[local[r]]
+    return local, ids[order]
+
+
+# parallel versions for big blocks, serial ones for small crops (waking the thread pool costs
+# more than the work there, and much more on a loaded machine)
+run_count = numba.njit(cache=True, nogil=True, parallel=True)(_run_count_py)
+run_fill = numba.njit(cache=True, nogil=True, parallel=True)(_run_fill_py)
+run_sums = numba.njit(cache=True, nogil=True, parallel=True)(_run_sums_py)
+run_count_serial = numba.njit(cache=True, nogil=True)(_run_count_py)
+run_fill_serial = numba.njit(cache=True, nogil=True)(_run_fill_py)
+run_sums_serial = numba.njit(cache=True, nogil=True)(_run_sums_py)
+#: blocks with fewer pixels than this use the serial kernels
+PARALLEL_MIN_PIXELS = 1 << 18

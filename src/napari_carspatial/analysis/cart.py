@@ -4,12 +4,8 @@ The definitions and formulas are in ``docs/metrics.md``; the main entry points a
 :func:`region_metrics` (one tidy table ``region, metric, value, unit``) and
 :func:`infiltration_profile` (CAR T density against signed distance to the tumour boundary).
 
-The tumour boundary is derived from the tumour cells (:func:`tumor_distance`): tumour and all
-cells are binned on a ``grid_um`` grid, both counts are Gaussian-smoothed (``smooth_um``), grid
-squares where tumour cells are more than half of the (smoothed) cells are tumour, and the signed
-Euclidean distance transform of that mask (negative inside the tumour, positive outside, in µm)
-is interpolated at each cell. Grid squares farther than ``tissue_um`` from any cell are not
-tissue and carry no area.
+The tumour boundary, the signed distance to it and the infiltration profile are in
+:mod:`napari_carspatial.analysis.tumor_distance` (re-exported here).
 """
 
 from __future__ import annotations
@@ -17,8 +13,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +23,11 @@ from napari_carspatial.analysis.regions import (
     tissue_area_mm2,
 )
 from napari_carspatial.analysis.roles import role_masks
+from napari_carspatial.analysis.tumor_distance import (  # the tumour boundary: analysis/tumor_distance.py
+    TumorDistance,
+    infiltration_profile,
+    tumor_distance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,184 +71,6 @@ UNITS: dict[str, str] = {
 
 def _marker_metric(marker: str) -> str:
     return "frac_car_t_" + re.sub(r"[^a-z0-9]", "", marker.lower()) + "_pos"
-
-
-@dataclass
-class TumorDistance:
-    """Signed distance to the tumour boundary derived from tumour cells.
-
-    Attributes
-    ----------
-    cell_um
-        ``(n_obs,)`` signed distance of every cell in µm (negative inside tumour); NaN when the
-        sample has no tumour cell.
-    field_um
-        ``(ny, nx)`` signed distance of every grid square centre.
-    tissue
-        ``(ny, nx)`` bool, grid squares within ``tissue_um`` of a cell.
-    nearest
-        ``(ny, nx)`` int64, index of the nearest cell of each tissue square (-1 elsewhere), or
-        ``None`` until :meth:`nearest_cells` computes it (only the infiltration profile needs it).
-    origin_um
-        (x0, y0) of the grid's corner in µm. ``grid_um`` is the square side.
-    """
-
-    cell_um: np.ndarray
-    field_um: np.ndarray
-    tissue: np.ndarray
-    nearest: np.ndarray | None
-    origin_um: tuple[float, float]
-    grid_um: float
-    params: dict[str, Any] = field(default_factory=dict)
-    xy_um: np.ndarray | None = field(default=None, repr=False)
-
-    def square_area_mm2(self) -> float:
-        return self.grid_um * self.grid_um / 1e6
-
-    def nearest_cells(self) -> np.ndarray:
-        """:attr:`nearest`, computed on first use (one KD-tree query per tissue square)."""
-        if self.nearest is None:
-            from scipy.spatial import cKDTree
-
-            ny, nx = self.tissue.shape
-            nearest = np.full((ny, nx), -1, dtype=np.int64)
-            xy = self.xy_um
-            if xy is not None and xy.shape[0]:
-                yy, xx = np.nonzero(self.tissue)
-                g = self.grid_um
-                x0, y0 = self.origin_um
-                centers = np.column_stack([x0 + (xx + 0.5) * g, y0 + (yy + 0.5) * g])
-                _, idx = cKDTree(xy).query(centers, k=1, workers=-1)
-                nearest[yy, xx] = idx
-            self.nearest = nearest
-        return self.nearest
-
-
-def tumor_distance(
-    adata,
-    *,
-    tumor_mask: np.ndarray | None = None,
-    cell_type_key: str | None = None,
-    roles=None,
-    pixel_size_um: float | None = None,
-    grid_um: float = 10.0,
-    smooth_um: float = 15.0,
-    tissue_um: float = 20.0,
-) -> TumorDistance:
-    """Signed distance (µm) of every cell to a tumour boundary derived from the tumour cells.
-
-    Parameters
-    ----------
-    adata
-        Table with ``obsm["spatial"]`` and the cell types.
-    tumor_mask
-        ``(n_obs,)`` bool, the tumour cells; default: the ``tumor`` role.
-    grid_um, smooth_um, tissue_um
-        Grid square side, Gaussian sigma of the smoothing, and tissue distance, in µm.
-
-    Returns
-    -------
-    TumorDistance
-    """
-    from scipy import ndimage
-
-    xy, px = coords_um(adata, pixel_size_um=pixel_size_um)
-    if tumor_mask is None:
-        masks, _ = role_masks(adata, cell_type_key=cell_type_key, roles=roles)
-        tumor_mask = masks["tumor"]
-    tumor_mask = np.asarray(tumor_mask, dtype=bool)
-    n = xy.shape[0]
-    g = float(grid_um)
-    pad = 3.0 * smooth_um + tissue_um + g
-    lo = xy.min(axis=0) - pad if n else np.zeros(2)
-    hi = xy.max(axis=0) + pad if n else np.ones(2)
-    nx, ny = (np.ceil((hi - lo) / g).astype(np.int64) + 1)
-    ij = np.floor((xy - lo) / g).astype(np.int64)
-    flat = ij[:, 1] * nx + ij[:, 0]
-    all_cnt = np.bincount(flat, minlength=nx * ny).reshape(ny, nx).astype(np.float64)
-    tum_cnt = np.bincount(flat[tumor_mask], minlength=nx * ny).reshape(ny, nx).astype(np.float64)
-    occupied = all_cnt > 0
-    tissue = ndimage.distance_transform_edt(~occupied) * g <= tissue_um
-    sigma = smooth_um / g
-    a_s = ndimage.gaussian_filter(all_cnt, sigma)
-    t_s = ndimage.gaussian_filter(tum_cnt, sigma)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(a_s > 1e-9, t_s / a_s, 0.0)
-    tumor = (frac > 0.5) & tissue
-    if tumor.any() and (~tumor).any():
-        d_out = ndimage.distance_transform_edt(~tumor) * g - 0.5 * g
-        d_in = ndimage.distance_transform_edt(tumor) * g - 0.5 * g
-        fld = np.where(tumor, -d_in, d_out)
-        coords = [(xy[:, 1] - lo[1]) / g - 0.5, (xy[:, 0] - lo[0]) / g - 0.5]
-        cell = ndimage.map_coordinates(fld, coords, order=1, mode="nearest")
-    else:
-        fld = np.full((ny, nx), np.nan)
-        cell = np.full(n, np.nan)
-    return TumorDistance(cell, fld, tissue, None, (float(lo[0]), float(lo[1])), g,
-                         {"grid_um": g, "smooth_um": smooth_um, "tissue_um": tissue_um, "pixel_size_um": px},
-                         xy_um=xy)
-
-
-def infiltration_profile(
-    adata,
-    *,
-    cell_type_key: str | None = None,
-    roles=None,
-    region: np.ndarray | None = None,
-    pixel_size_um: float | None = None,
-    bin_um: float = 25.0,
-    range_um: tuple[float, float] = (-200.0, 300.0),
-    distance: TumorDistance | None = None,
-    grid_um: float = 10.0,
-    smooth_um: float = 15.0,
-) -> pd.DataFrame:
-    """CAR T density against signed distance to the tumour boundary, in ``bin_um`` bins.
-
-    Parameters
-    ----------
-    adata
-        Table with cell types and ``obsm["spatial"]``.
-    region
-        ``(n_obs,)`` bool mask of the region's cells (default: all). A grid square belongs to the
-        region when its nearest cell does.
-    bin_um, range_um
-        Bin width and the range of signed distance (µm; negative = inside tumour).
-    distance
-        A precomputed :func:`tumor_distance` (reused across regions).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``bin_start_um, bin_end_um, car_t_count, area_mm2, density_per_mm2`` (density NaN where
-        the bin has no tissue area).
-    """
-    masks, _ = role_masks(adata, cell_type_key=cell_type_key, roles=roles)
-    if distance is None:
-        distance = tumor_distance(adata, tumor_mask=masks["tumor"], pixel_size_um=pixel_size_um,
-                                  grid_um=grid_um, smooth_um=smooth_um)
-    region = np.ones(adata.n_obs, dtype=bool) if region is None else np.asarray(region, dtype=bool)
-    lo, hi = float(range_um[0]), float(range_um[1])
-    edges = np.arange(np.floor(lo / bin_um) * bin_um, hi + bin_um * 0.5, bin_um)
-    if edges.size < 2:
-        edges = np.array([lo, lo + bin_um])
-    car = masks["car_t"] & region
-    d = distance.cell_um[car]
-    d = d[np.isfinite(d)]
-    counts, _ = np.histogram(d, bins=edges)
-    nearest = distance.nearest_cells()
-    sq = distance.tissue & (nearest >= 0)
-    sq_region = np.zeros_like(sq)
-    sq_region[sq] = region[nearest[sq]]
-    fd = distance.field_um[sq_region]
-    fd = fd[np.isfinite(fd)]
-    area, _ = np.histogram(fd, bins=edges)
-    area_mm2 = area * distance.square_area_mm2()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dens = np.where(area_mm2 > 0, counts / np.where(area_mm2 > 0, area_mm2, 1.0), np.nan)
-    return pd.DataFrame({
-        "bin_start_um": edges[:-1], "bin_end_um": edges[1:], "car_t_count": counts.astype(np.int64),
-        "area_mm2": area_mm2, "density_per_mm2": dens,
-    })
 
 
 def _pairs_within(xy: np.ndarray, r: float) -> np.ndarray:

@@ -15,17 +15,28 @@ squidpy's definition (``squidpy/gr/_ppatterns.py``, 1.8)
 
 Algorithm here
 --------------
-Cells are bucketed in a uniform grid with cells of about the largest threshold; each unordered
-pair within the largest threshold is visited once (the neighbouring grid cells ahead of the
-cell, in numba, parallel over spatially contiguous chunks), its squared float32 distance is
-computed with the same expression and float semantics as squidpy, its bin found by binary
-search over the squared thresholds, and per-(type, type, bin) counts are accumulated; a
-cumulative sum over bins gives squidpy's cumulative counts. Work is proportional to the number
-of pairs within the largest threshold (times ``log`` of the number of thresholds), not to
-``n^2 * len(interval)``. If the thresholds reach across the whole slide (squidpy's default
-``interval=50`` goes up to half the slide diagonal) most pairs are within range and no
-algorithm can avoid visiting them; this one then still does half squidpy's pair visits and
-one binary search instead of ``len(interval)`` comparisons per pair.
+Cells are bucketed in a uniform grid with cells of 1/8 of the largest threshold; each unordered
+pair within the largest threshold is visited once (grid rows at or below a point, only the
+columns whose nearest corner is within range, so the scanned area is close to the disk; numba,
+parallel over interleaved blocks of points). Its squared float32 distance uses squidpy's own
+expression and float semantics (``dx*dx + dy*dy`` under ``fastmath``, i.e. the same FMA
+contraction; a test pins this on pairs where the rounding matters).
+
+The bin of a pair is found without comparing it with every threshold: for evenly spaced
+thresholds (squidpy's ``linspace`` default, ``np.arange``) from ``(sqrt(d2) - t0) / step`` in a
+vectorised pass; pairs within 1e-3 bins of an edge (about 0.2 %) and every pair of unevenly
+spaced thresholds get the exact bin by comparing ``d2`` with the float32 squared thresholds, as
+squidpy does. Counts go into four interleaved int32 histograms per thread (independent
+read-modify-write chains), and a cumulative sum over bins gives squidpy's cumulative counts, so
+the counts are *equal* to squidpy's, not approximately equal.
+
+Work is proportional to the number of pairs within the largest threshold, not to
+``n^2 * len(interval)``. With squidpy's default thresholds (up to half the slide diagonal) most
+pairs are within range: an exact answer then has to look at each of them (distance bins of
+~64 px against ~20 px cell spacing leave no block of cells whose pairs all fall into one bin,
+so dual-tree or grid block counting cannot skip them); the gain there is in the cost per pair
+(about 1 ns instead of squidpy's ``2 * len(interval)`` comparisons): 27x at 50,000 cells
+(``benchmarks/bench_stats.py``).
 """
 
 from __future__ import annotations
@@ -98,49 +109,155 @@ def squidpy_default_interval(xy32: np.ndarray, num: int) -> np.ndarray:
     return np.linspace(np.float32(tmin), np.float32(tmax), num=num, dtype=np.float32)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _cooc_kernel(xs, ys, ls, t2, order, cell_start, ix, iy, nx, ny, m, K, n_chunks):  # pragma: no cover
-    # xs, ys, ls: coordinates and labels in cell order (xs[p] belongs to point order[p])
-    n = xs.shape[0]
+@numba.njit(fastmath=True, cache=True, inline="always")
+def _exact_bin(d2, t2, lut, lut_scale, f_m):  # pragma: no cover - numba
+    """First ``r`` with ``d2 <= t2[r]`` (``len(t2)`` beyond the last), from a LUT lower bound."""
+    r = lut[np.int32(min(d2 * lut_scale, f_m))]
     L = t2.shape[0]
-    tmax = t2[L - 1]
-    hist = np.zeros((n_chunks, K, K, L), dtype=np.int64)
-    step = (n + n_chunks - 1) // n_chunks
+    while r < L and d2 > t2[r]:
+        r += 1
+    return r
+
+
+@numba.njit(fastmath=True, cache=True, inline="always")
+def _run(xi, yi, base, p0, p1, xs, ys, lsL, buf, dbuf, h4, kkl1, uniform, t0, inv_step, delta,
+         t2, lut, lut_scale):  # pragma: no cover - numba
+    """Pairs of one point with the contiguous run of points ``p0 .. p1 - 1``."""
+    cnt = p1 - p0
+    # views indexed by a range variable: provably non-negative indices, so no wrap-around
+    # checks in the loops (they kept LLVM from vectorising pass 1)
+    xr = xs[p0:p1]
+    yr = ys[p0:p1]
+    lr = lsL[p0:p1]
+    L = t2.shape[0]
+    f_m = np.float32(lut.shape[0] - 1)
+    f_lo = np.float32(-0.5)
+    f_hi = np.float32(L - 0.5)
+    one = np.float32(1.0)
+    # pass 1 (vectorised): squidpy's float32 d2 and, for even thresholds, the bin
+    if uniform:
+        for q in range(cnt):
+            dx = xi - xr[q]
+            dy = yi - yr[q]
+            d2 = dx * dx + dy * dy
+            f = (np.sqrt(d2) - t0) * inv_step
+            f = min(max(f, f_lo), f_hi)
+            fl = np.floor(f)
+            g = f - fl
+            r = np.int32(fl) + np.int32(1)
+            buf[q] = lr[q] + r if (g >= delta) & (g <= one - delta) else np.int32(-1)
+            dbuf[q] = d2
+    else:
+        for q in range(cnt):
+            dx = xi - xr[q]
+            dy = yi - yr[q]
+            buf[q] = np.int32(-1)
+            dbuf[q] = dx * dx + dy * dy
+    # pass 2 (scalar): scatter into four interleaved histograms, unrolled
+    n4 = cnt // 4
+    for k in range(n4):
+        for u in range(4):
+            q = 4 * k + u
+            v = buf[q]
+            if v < 0:
+                v = lr[q] + _exact_bin(dbuf[q], t2, lut, lut_scale, f_m)
+            h4[u * kkl1 + base + v] += 1
+    for q in range(4 * n4, cnt):
+        v = buf[q]
+        if v < 0:
+            v = lr[q] + _exact_bin(dbuf[q], t2, lut, lut_scale, f_m)
+        h4[base + v] += 1
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _cooc_kernel(xs, ys, lsL, li_base, t2, uniform, t0, inv_step, delta, lut, lut_scale,
+                 cell_start, cxs, cys, nx, ny, halfw, n_chunks, block, kkl1):  # pragma: no cover - numba
+    """Per-(type, type, bin) counts of unordered pairs (histogram, not cumulative).
+
+    ``xs, ys`` float32 coordinates in grid-cell order; ``lsL[p] = label * (L + 1)``,
+    ``li_base[p] = label * K * (L + 1)``; bin ``L`` collects pairs beyond the last threshold.
+    For every point, the pairs ahead of it (grid rows at or below its own, within ``halfw``
+    columns) come in contiguous runs of points (adjacent rows merged); each run is done in two
+    passes (:func:`_run`): a vectorised one computing squidpy's float32 ``d2`` and, for evenly
+    spaced thresholds, the bin from ``(sqrt(d2) - t0) / step`` (pairs near a bin edge are marked
+    -1), then a scalar scatter into four interleaved int32 histograms (independent
+    read-modify-write chains). Marked pairs (within ``delta`` of an edge, about 0.2 %) and all
+    pairs of unevenly spaced thresholds get the exact bin by comparing ``d2`` with the float32
+    squared thresholds, as squidpy does.
+    """
+    n = xs.shape[0]
+    m = halfw.shape[0] - 1
+    hist = np.zeros((n_chunks, kkl1), dtype=np.int64)
+    n_blocks = (n + block - 1) // block
     for ch in numba.prange(n_chunks):
-        s = ch * step
-        e = min(n, s + step)
-        for pos in range(s, e):
-            i = order[pos]
-            li = ls[pos]
-            xi = xs[pos]
-            yi = ys[pos]
-            cx = ix[i]
-            cy = iy[i]
-            own = cy * nx + cx
-            for gy in range(cy, min(cy + m, ny - 1) + 1):
-                for gx in range(max(cx - m, 0), min(cx + m, nx - 1) + 1):
-                    g = gy * nx + gx
-                    if g < own:
-                        continue
-                    p0 = cell_start[g]
-                    if g == own:
+        h4 = np.zeros(4 * kkl1, dtype=np.int32)
+        buf = np.empty(n, dtype=np.int32)
+        dbuf = np.empty(n, dtype=np.float32)
+        out = hist[ch]
+        for b in range(ch, n_blocks, n_chunks):
+            for pos in range(b * block, min(n, (b + 1) * block)):
+                xi = xs[pos]
+                yi = ys[pos]
+                base = li_base[pos]
+                cx = cxs[pos]
+                cy = cys[pos]
+                r0 = 0
+                r1 = 0
+                for dyc in range(min(m, ny - 1 - cy) + 1):
+                    w = halfw[dyc]
+                    row = (cy + dyc) * nx
+                    p0 = cell_start[row + max(cx - w, 0)]
+                    if dyc == 0:
                         p0 = pos + 1
-                    for p in range(p0, cell_start[g + 1]):
-                        # same expression and float32 semantics as squidpy's _occur_count
-                        dx = xi - xs[p]
-                        dy = yi - ys[p]
-                        d2 = dx * dx + dy * dy
-                        if d2 <= tmax:
-                            lo = 0
-                            hi = L - 1
-                            while lo < hi:  # first r with d2 <= t2[r]
-                                mid = (lo + hi) // 2
-                                if d2 <= t2[mid]:
-                                    hi = mid
-                                else:
-                                    lo = mid + 1
-                            hist[ch, li, ls[p], lo] += 1
+                    p1 = cell_start[row + min(cx + w, nx - 1) + 1]
+                    if p1 <= p0:
+                        continue
+                    if p0 == r1:  # continues the current run (full-width rows)
+                        r1 = p1
+                        continue
+                    if r1 > r0:
+                        _run(xi, yi, base, r0, r1, xs, ys, lsL, buf, dbuf, h4, kkl1, uniform, t0,
+                             inv_step, delta, t2, lut, lut_scale)
+                    r0 = p0
+                    r1 = p1
+                if r1 > r0:
+                    _run(xi, yi, base, r0, r1, xs, ys, lsL, buf, dbuf, h4, kkl1, uniform, t0,
+                         inv_step, delta, t2, lut, lut_scale)
+            # flush the int32 histograms once per block (no overflow below ~30M cells)
+            for k in range(kkl1):
+                out[k] += np.int64(h4[k]) + h4[kkl1 + k] + h4[2 * kkl1 + k] + h4[3 * kkl1 + k]
+            h4[:] = 0
     return hist
+
+
+def _bin_setup(t2: np.ndarray, interval_px: np.ndarray):
+    """Parameters of the kernel's bin computation for the float32 squared thresholds ``t2``.
+
+    ``lut[k]`` (``k = int(d2 * lut_scale)``) is a lower bound of the bin of any ``d2`` in LUT
+    cell ``k`` (the number of thresholds certainly below it); the exact bin follows by
+    comparison. Evenly spaced thresholds (squidpy's ``linspace``, ``np.arange``) also get the
+    direct formula, with a margin ``delta`` (in bins) far above float32 rounding.
+    """
+    L = t2.size
+    M = 8192
+    t2max = float(t2[-1])
+    lut_scale = np.float32(M / t2max) if t2max > 0 else np.float32(0.0)
+    if t2max > 0:
+        edges = np.arange(M + 1, dtype=np.float64) / float(lut_scale) * (1.0 - 1e-5)
+        lut = np.searchsorted(t2.astype(np.float64), edges, side="left").astype(np.int32)
+    else:
+        lut = np.zeros(M + 1, np.int32)
+    t = np.asarray(interval_px[1:], dtype=np.float64)
+    uniform, t0, inv_step, delta = False, 0.0, 0.0, 0.5
+    if L >= 2 and t[-1] > t[0]:
+        step = (t[-1] - t[0]) / (L - 1)
+        dev = float(np.max(np.abs(t - (t[0] + step * np.arange(L))))) / step
+        # float32 error of (sqrt(d2) - t0) / step, in bins: a few ulps of t_max / step
+        err = 4.0 * 2.0 ** -23 * (abs(t[-1]) + abs(t[0])) / step + 2.0 * dev
+        delta = max(1e-3, 8.0 * err)
+        uniform = bool(delta < 0.05 and np.all(np.diff(t) > 0))
+        t0, inv_step = t[0], 1.0 / step
+    return uniform, np.float32(t0), np.float32(inv_step), np.float32(delta), lut, lut_scale
 
 
 def _occ_from_counts(counts: np.ndarray) -> np.ndarray:
@@ -165,7 +282,7 @@ def co_occurrence(
     spatial_key: str = SPATIAL_KEY,
     pixel_size_um: float | None = None,
     copy: bool = True,
-    grid_refine: int = 2,
+    grid_refine: int = 8,
 ) -> CoOccurrenceResult:
     """Co-occurrence ratios of every pair of categories, equal to ``squidpy.gr.co_occurrence``.
 
@@ -219,17 +336,7 @@ def co_occurrence(
     L = t2.size
 
     n = xy32.shape[0]
-    rmax = math.sqrt(float(t2[-1])) * (1.0 + 1e-5) + 1e-6  # margin: float32 d2 may round down
-    xy64 = xy32.astype(np.float64)
-    grid = build_grid(xy64, rmax / max(1, int(grid_refine)))
-    m = max(1, int(math.ceil(rmax / grid.cell)))
-    n_chunks = max(1, min(8 * numba.get_num_threads(), n // 256 + 1))
-    hist = _cooc_kernel(
-        xy32[grid.order, 0].copy(), xy32[grid.order, 1].copy(), labels[grid.order].copy(), t2,
-        grid.order, grid.cell_start, grid.ix, grid.iy, grid.nx, grid.ny, m, K, n_chunks,
-    )
-    h = hist.sum(axis=0)
-    h = h + h.transpose(1, 0, 2)  # ordered pairs (i, j) and (j, i)
+    h = _pair_histogram(xy32, labels, K, t2, interval_px, grid_refine=grid_refine)
     counts = np.cumsum(h, axis=2)  # "within t[r+1]" is cumulative
     occ = _occ_from_counts(counts)
     res = CoOccurrenceResult(
@@ -247,3 +354,32 @@ def co_occurrence(
     if not copy:
         adata.uns[f"{cluster_key}_co_occurrence"] = {"occ": occ, "interval": interval_px}
     return res
+
+
+def _pair_histogram(xy32: np.ndarray, labels: np.ndarray, K: int, t2: np.ndarray, interval_px: np.ndarray,
+                    *, grid_refine: int = 8) -> np.ndarray:
+    """``(K, K, L)`` ordered-pair counts per bin (pair in bin ``r``: ``t2[r-1] < d2 <= t2[r]``)."""
+    n = xy32.shape[0]
+    L = t2.size
+    if n < 2 or K == 0:
+        return np.zeros((K, K, L), np.int64)
+    rmax = math.sqrt(float(t2[-1])) * (1.0 + 1e-5) + 1e-6  # margin: float32 d2 may round down
+    grid = build_grid(xy32.astype(np.float64), rmax / max(1, int(grid_refine)))
+    mr = rmax / grid.cell
+    m = max(1, int(math.ceil(mr)))
+    # columns to scan in the grid row ``d`` below a point: cells whose nearest corner is within rmax
+    d = np.arange(m + 1)
+    e = np.maximum(d - 1, 0).astype(np.float64)
+    halfw = np.minimum(m, np.floor(np.sqrt(np.maximum(mr * mr - e * e, 0.0))).astype(np.int64) + 1)
+    o = grid.order
+    ls = labels[o].astype(np.int64)
+    L1 = L + 1
+    uniform, t0, inv_step, delta, lut, lut_scale = _bin_setup(t2, interval_px)
+    n_chunks = max(1, min(4 * numba.get_num_threads(), (n + 63) // 64))
+    hist = _cooc_kernel(
+        np.ascontiguousarray(xy32[o, 0]), np.ascontiguousarray(xy32[o, 1]), (ls * L1).astype(np.int32),
+        ls * (K * L1), t2, uniform, t0, inv_step, delta, lut, lut_scale, grid.cell_start,
+        grid.ix[o], grid.iy[o], grid.nx, grid.ny, halfw, n_chunks, 64, K * K * L1,
+    )
+    h = hist.sum(axis=0).reshape(K, K, L1)[:, :, :L]
+    return h + h.transpose(1, 0, 2)  # ordered pairs (i, j) and (j, i)

@@ -17,8 +17,18 @@ cells, as squidpy):
 squidpy's ``ripley`` uses the *total* number of cells ``N`` in ``K`` (``K_sq = 2 P |W| / N^2``),
 so its L is ``L_A * sqrt(n_A (n_A - 1)) / N``; the tests check that relation. Its G and F use
 the two nearest neighbours and other-type cells, which is a different statistic. A CSR envelope
-(``n_simulations`` uniform patterns of ``n_A`` points in the window, seeded) comes with every
-curve.
+(``n_simulations`` uniform patterns of ``n_A`` points in the window, seeded) and a Monte Carlo
+p-value come with every curve.
+
+How it is computed (``_ppatterns_kernels``; ``docs/statistics.md`` §4)
+----------------------------------------------------------------------
+The observed statistics come from counting, not from a distance matrix: pairs per distance bin
+on a uniform grid (float64, bins exact, so ``L`` equals squidpy's to rounding), nearest
+neighbours by grid ring search. Each simulation is *one* pattern of ``max(n_A)`` independent
+uniform points in the window (a fan of hull triangles picked by area, no rejection); type A
+uses its first ``n_A`` points, which are exactly a uniform pattern of ``n_A`` points, so every
+type gets the null of its own size while one pair pass per simulation serves all types (pairs
+are binned by the larger prefix they belong to). Simulations run in parallel threads.
 
 Centrality (squidpy's ``centrality_scores`` definitions, computed with sparse matrices)
 ---------------------------------------------------------------------------------------
@@ -31,6 +41,7 @@ networkx); ``average_clustering`` = mean local clustering coefficient of the C c
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,60 +90,49 @@ def _coords(adata, pixel_size_um):
     return (xy * px if px is not None else xy), px
 
 
-def _uniform_in_hull(hull, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` uniform points in a convex hull (rejection from the bounding box, vectorised)."""
-    from matplotlib.path import Path
+class _HullSampler:
+    """Uniform points in a convex polygon: a fan of triangles chosen by area (no rejection)."""
 
-    verts = hull.points[hull.vertices]
-    path = Path(verts)
-    lo, hi = verts.min(axis=0), verts.max(axis=0)
-    frac = max(hull.volume / float(np.prod(hi - lo)), 1e-3)
-    out = np.empty((0, 2))
-    while out.shape[0] < n:
-        m = int((n - out.shape[0]) / frac * 1.2) + 16
-        p = lo + rng.random((m, 2)) * (hi - lo)
-        out = np.vstack([out, p[path.contains_points(p)]])
-    return out[:n]
+    def __init__(self, hull):
+        v = hull.points[hull.vertices]
+        self.a = v[0]
+        self.e1 = v[1:-1] - v[0]
+        self.e2 = v[2:] - v[0]
+        area = 0.5 * np.abs(self.e1[:, 0] * self.e2[:, 1] - self.e1[:, 1] * self.e2[:, 0])
+        self.cum = np.cumsum(area) / area.sum()
 
-
-def _pair_counts_below(xy: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """Ordered pairs i != j with d < t for each t (KD-tree, no n^2 matrix)."""
-    from scipy.spatial import cKDTree
-
-    if xy.shape[0] < 2:
-        return np.zeros(support.size)
-    tree = cKDTree(xy)
-    # count_neighbors counts pairs with d <= r, including i == j; shift r down to get d < r
-    r = np.nextafter(support, -np.inf)
-    r = np.maximum(r, 0)
-    c = tree.count_neighbors(tree, r).astype(np.float64) - xy.shape[0]
-    c[support <= 0] = 0
-    return c
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        u = rng.random((*shape, 3))
+        tri = np.minimum(np.searchsorted(self.cum, u[..., 0], side="right"), len(self.cum) - 1)
+        s, t = u[..., 1], u[..., 2]
+        flip = s + t > 1
+        s = np.where(flip, 1 - s, s)
+        t = np.where(flip, 1 - t, t)
+        x = self.a[0] + s * self.e1[tri, 0] + t * self.e2[tri, 0]
+        y = self.a[1] + s * self.e1[tri, 1] + t * self.e2[tri, 1]
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
-def _stat(mode, xy_a, support, area, hull, rng, n_obs):
-    from scipy.spatial import cKDTree
+_MODES = {"L": 0, "G": 1, "F": 2}
 
-    n = xy_a.shape[0]
-    if mode == "L":
-        if n < 2:
-            return np.full(support.size, np.nan)
-        k = area * _pair_counts_below(xy_a, support) / (n * (n - 1.0))
-        return np.sqrt(k / np.pi)
-    if mode == "G":
-        if n < 2:
-            return np.full(support.size, np.nan)
-        d, _ = cKDTree(xy_a).query(xy_a, k=2)
-        nn = np.sort(d[:, 1])
-        return np.searchsorted(nn, support, side="right") / n
-    if mode == "F":
-        if n < 1:
-            return np.full(support.size, np.nan)
-        pts = _uniform_in_hull(hull, n_obs, rng)
-        d, _ = cKDTree(xy_a).query(pts, k=1)
-        d = np.sort(d)
-        return np.searchsorted(d, support, side="right") / d.size
-    raise ValueError(f"mode must be 'L', 'G' or 'F', got {mode!r}")
+
+def _curves(mode: str, hist: np.ndarray, sizes: np.ndarray, area: float, n_obs: int) -> np.ndarray:
+    """Statistic curves ``(..., len(sizes), n_steps)`` from kernel histograms ``(..., len(sizes), n_steps + 1)``."""
+    n = sizes.astype(np.float64)
+    h = hist[..., :-1].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode == "L":
+            pairs = np.cumsum(np.cumsum(h, axis=-2), axis=-1)  # prefix b holds buckets 0..b
+            k = area * 2.0 * pairs / (n * (n - 1.0))[:, None]
+            out = np.sqrt(k / np.pi)
+            out[..., n < 2, :] = np.nan
+        elif mode == "G":
+            out = np.cumsum(h, axis=-1) / n[:, None]
+            out[..., n < 2, :] = np.nan
+        else:
+            out = np.cumsum(h, axis=-1) / float(n_obs)
+            out[..., n < 1, :] = np.nan
+    return out
 
 
 def ripley(
@@ -142,7 +142,7 @@ def ripley(
     mode: Literal["L", "G", "F"] = "L",
     max_dist: float | None = None,
     n_steps: int = 50,
-    n_simulations: int = 20,
+    n_simulations: int = 100,
     n_observations: int = 1000,
     seed: int = 0,
     pixel_size_um: float | None = None,
@@ -162,9 +162,13 @@ def ripley(
         Support ``linspace(0, max_dist, n_steps)`` in µm; default ``max_dist`` = ``sqrt(area / 2)``
         (squidpy), capped at 300 µm.
     n_simulations
-        Uniform patterns per type for the envelope (min / max / mean); 0 for none.
+        Simulated complete-spatial-randomness patterns for the envelope (min / max / mean and a
+        Monte Carlo p-value); 0 for none. Default 100, squidpy's number. Each simulation is one
+        pattern of ``max(n_A)`` independent uniform points in the window; type A uses its first
+        ``n_A`` points, i.e. a uniform pattern of exactly its own size (``docs/statistics.md``).
     n_observations
-        Random points for ``F``.
+        Random points in the window for ``F`` (the same points for the observed and the
+        simulated patterns).
     seed
         Seed of the random points (results are deterministic for a seed).
     categories
@@ -173,10 +177,15 @@ def ripley(
     Returns
     -------
     RipleyResult
+        ``stat`` columns ``cluster, bins, stats, csr_lo, csr_hi, csr_mean, pvalue``; ``pvalue``
+        is the two-sided Monte Carlo p-value of the observed value among the simulations,
+        ``min(1, 2 min(#{sim >= obs} + 1, #{sim <= obs} + 1) / (n_simulations + 1))``.
     """
     from scipy.spatial import ConvexHull
 
-    if mode not in ("L", "G", "F"):
+    from napari_carspatial.analysis import _ppatterns_kernels as kern
+
+    if mode not in _MODES:
         raise ValueError(f"mode must be 'L', 'G' or 'F', got {mode!r}")
     labels, cats = _get_labels(adata, cluster_key)
     xy, px = _coords(adata, pixel_size_um)
@@ -187,27 +196,64 @@ def ripley(
     if max_dist is None:
         max_dist = min((area / 2) ** 0.5, 300.0)
     support = np.linspace(0.0, float(max_dist), int(n_steps))
+    if support.size < 2 or not support[-1] > 0:
+        raise ValueError(f"need max_dist > 0 and n_steps >= 2, got {max_dist!r}, {n_steps!r}")
     rng = np.random.default_rng(seed)
-    frames = []
-    for k, c in enumerate(cats):
-        if categories is not None and c not in categories:
-            continue
+    sampler = _HullSampler(hull)
+    qx, qy = sampler.sample(rng, (int(n_observations),)) if mode == "F" else (np.zeros(0), np.zeros(0))
+    m = _MODES[mode]
+
+    chosen = [k for k, c in enumerate(cats) if (categories is None or c in categories) and np.any(labels == k)]
+    obs_curves = {}
+    for k in chosen:
         xa = xy[labels == k]
-        if xa.shape[0] == 0:
-            continue
-        obs = _stat(mode, xa, support, area, hull, rng, n_observations)
-        if n_simulations > 0:
-            sims = np.array([
-                _stat(mode, _uniform_in_hull(hull, xa.shape[0], rng), support, area, hull, rng, n_observations)
-                for _ in range(int(n_simulations))
-            ])
-            lo, hi, mean = np.nanmin(sims, 0), np.nanmax(sims, 0), np.nanmean(sims, 0)
+        one = np.array([xa.shape[0]], np.int64)
+        x, y = np.ascontiguousarray(xa[:, 0]), np.ascontiguousarray(xa[:, 1])
+        if m == 0:
+            h = kern.pair_hist(x, y, np.zeros(xa.shape[0], np.int64), 1, support, xa.shape[0],
+                               kern.pair_params(support, np.float64))
+        elif m == 1:
+            h = kern.nn_hist(x, y, one, support)
         else:
-            lo = hi = mean = np.full(support.size, np.nan)
-        frames.append(pd.DataFrame({"cluster": c, "bins": support, "stats": obs,
-                                    "csr_lo": lo, "csr_hi": hi, "csr_mean": mean}))
+            h = kern.empty_space_hist(x, y, one, qx, qy, support)
+        obs_curves[k] = _curves(mode, h, one, area, int(n_observations))[0]
+
+    sizes_by_type = {k: int(np.sum(labels == k)) for k in chosen}
+    sizes = np.array(sorted(set(sizes_by_type.values())), np.int64)
+    n_sim = int(n_simulations)
+    sims = None
+    if n_sim > 0 and sizes.size:
+        n_max = int(sizes[-1])
+        bucket = np.searchsorted(sizes, np.arange(n_max), side="right").astype(np.int64)
+        batch = max(1, min(n_sim, int(2e7 // max(1, 3 * n_max))))  # <= ~480 MB of random numbers
+        parts = []
+        for s0 in range(0, n_sim, batch):
+            b = min(batch, n_sim - s0)
+            xs, ys = sampler.sample(rng, (b, n_max))
+            if m == 0:  # pair counting: float32 (see _ppatterns_kernels.pair_hist)
+                xs, ys = xs.astype(np.float32), ys.astype(np.float32)
+            parts.append(kern.simulate(m, xs, ys, bucket, sizes, support, qx, qy))
+        sims = _curves(mode, np.concatenate(parts, axis=0), sizes, area, int(n_observations))  # (S, B, T)
+
+    frames = []
+    nan = np.full(support.size, np.nan)
+    for k in chosen:
+        obs = obs_curves[k]
+        if sims is not None:
+            sim = sims[:, int(np.searchsorted(sizes, sizes_by_type[k])), :]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi, mean = np.nanmin(sim, 0), np.nanmax(sim, 0), np.nanmean(sim, 0)
+            ge = (sim >= obs[None]).sum(0)
+            le = (sim <= obs[None]).sum(0)
+            pval = np.minimum(1.0, 2.0 * (np.minimum(ge, le) + 1) / (n_sim + 1))
+            pval[~np.isfinite(obs)] = np.nan
+        else:
+            lo = hi = mean = pval = nan
+        frames.append(pd.DataFrame({"cluster": cats[k], "bins": support, "stats": obs,
+                                    "csr_lo": lo, "csr_hi": hi, "csr_mean": mean, "pvalue": pval}))
     stat = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["cluster", "bins", "stats", "csr_lo", "csr_hi", "csr_mean"])
+        columns=["cluster", "bins", "stats", "csr_lo", "csr_hi", "csr_mean", "pvalue"])
     return RipleyResult(stat, mode, support, area, px)
 
 

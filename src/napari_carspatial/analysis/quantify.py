@@ -77,13 +77,15 @@ def measure_block(lab: np.ndarray, img: np.ndarray | None = None, nuc: np.ndarra
         exclusive, ``sums`` (C, k), and when asked ``convex`` (k,), ``median`` (C, k),
         ``nuc_n`` (k,), ``nuc_sums`` (C, k).
     """
+    import numba
+
     from . import _quantify_kernels as K
 
     lab = np.ascontiguousarray(lab)
     h, w = lab.shape
-    idx, ids = K.local_index(lab)
+    run_start, run_len, local, run_flag, ids = _runs(lab, nuc)
     k = len(ids)
-    n, mom, bbox = K.accumulate_shape(idx, w, k, 0, 0)
+    n, mom, bbox = K.run_shape(run_start, run_len, local, w, k)
     nf = np.maximum(n, 1).astype(np.float64)
     my = mom[0] / nf
     mx = mom[1] / nf
@@ -93,18 +95,61 @@ def measure_block(lab: np.ndarray, img: np.ndarray | None = None, nuc: np.ndarra
     flat_img = None
     if img is not None:
         flat_img = np.ascontiguousarray(img).reshape(img.shape[0], -1)
-        out["sums"] = K.channel_sums(idx, flat_img, k, np.zeros(0, np.bool_))
+        integer = bool(np.issubdtype(flat_img.dtype, np.integer))
+        big = lab.size >= K.PARALLEL_MIN_PIXELS
+        n_blocks = max(1, min(flat_img.shape[0], numba.get_num_threads())) if big else 1
+        sums, nuc_sums = (K.run_sums if big else K.run_sums_serial)(
+            flat_img, run_start, run_len, local, run_flag, k, nuc is not None, integer, n_blocks)
+        out["sums"] = sums
+        if nuc is not None:
+            out["nuc_sums"] = nuc_sums
     if nuc is not None:
-        sel = (np.ascontiguousarray(nuc) > 0).ravel()
-        out["nuc_n"] = K.count_where(idx, sel, k)
-        if flat_img is not None:
-            out["nuc_sums"] = K.channel_sums(idx, flat_img, k, sel)
+        out["nuc_n"] = K.run_count_flag(run_len, local, run_flag, k)
     if solidity:
-        out["convex"] = K.convex_areas(idx, w, k, bbox)
+        left, right, off = K.run_extremes(run_start, run_len, local, w, k, bbox)
+        out["convex"] = K.convex_from_extremes(left, right, off, k, bbox)
     if median and flat_img is not None:
-        off, pos = K.cell_order(idx, k)
-        out["median"] = K.channel_medians(flat_img, off, pos, k)
+        idx = K.run_index(run_start, run_len, local, lab.size)
+        offs, pos = K.cell_order(idx, k)
+        out["median"] = K.channel_medians(flat_img, offs, pos, k)
     return out
+
+
+def _runs(lab: np.ndarray, nuc: np.ndarray | None):
+    """Foreground runs of a label block (``_quantify_kernels``): flat start (uint64), length,
+    local cell index, nucleus flag, and the sorted ids of the ``k`` cells."""
+    from . import _quantify_kernels as K
+
+    use_flag = nuc is not None
+    flag = (np.ascontiguousarray(nuc) > 0).view(np.uint8) if use_flag else np.zeros((1, 1), np.uint8)
+    band = K.RUN_BAND_ROWS
+    if lab.size == 0:
+        return (np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint8),
+                np.zeros(0, np.int64))
+    big = lab.size >= K.PARALLEL_MIN_PIXELS
+    counts = (K.run_count if big else K.run_count_serial)(lab, flag, use_flag, band)
+    offsets = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    n_runs = int(offsets[-1])
+    run_start = np.empty(n_runs, np.uint64)
+    run_len = np.empty(n_runs, np.int32)
+    run_lab = np.empty(n_runs, np.int64)
+    run_flag = np.empty(n_runs, np.uint8)
+    (K.run_fill if big else K.run_fill_serial)(lab, flag, use_flag, band, offsets, run_start, run_len, run_lab,
+                                               run_flag)
+    if n_runs == 0:
+        return run_start, run_len, np.zeros(0, np.int32), run_flag, np.zeros(0, np.int64)
+    lo, hi = int(run_lab.min()), int(run_lab.max())
+    if hi - lo + 1 <= 4 * n_runs + (1 << 16):  # dense id range: a lookup table
+        present = np.zeros(hi - lo + 1, np.bool_)
+        present[run_lab - lo] = True
+        ids = np.flatnonzero(present).astype(np.int64) + lo
+        table = np.full(hi - lo + 1, -1, np.int32)
+        table[ids - lo] = np.arange(ids.size, dtype=np.int32)
+        local = table[run_lab - lo]
+    else:  # sparse ids: a hash table over the runs (about one per 10 pixels)
+        local, ids = K.hash_local(run_lab)
+    return run_start, run_len, local, run_flag, ids.astype(np.int64)
 
 
 # =========================================================================== combining blocks

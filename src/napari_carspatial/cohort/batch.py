@@ -23,325 +23,65 @@ inputs or configuration changed since it finished is recomputed. A failing sampl
 and the others go on. Work runs on a local Dask cluster (processes) by default, on an existing
 scheduler with ``scheduler="tcp://..."``, or in this process with ``scheduler="sequential"``.
 
+The config lives in :mod:`.config`, one manifest row's helpers (results folder, reading,
+measuring) in :mod:`.samples`; their names are re-exported here.
+
 Headless: no napari, no Qt.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..model import SampleError
 from ..model.atomic import atomic_write, atomic_write_text
+from .config import (  # noqa: F401 - the config's names, re-exported (callers import them from here)
+    BUILTIN_METRICS,
+    DEFAULT_METRICS,
+    METRICS_ENTRY_POINTS,
+    QUANTIFY_OPTIONS,
+    REGION_MODES,
+    BatchConfig,
+    load_config,
+    metric_registry,
+    resolve_metrics,
+)
 from .manifest import Manifest, read_manifest
-from .regions import AUTO_DEFAULTS, auto_regions, empty_region_notes, geojson_regions
+from .regions import (
+    AUTO_DEFAULTS,
+    auto_empty_reasons,
+    auto_regions,
+    empty_region_notes,
+    geojson_regions,
+)
+from .samples import (  # noqa: F401 - re-exported: the per-sample helpers lived here
+    check_folder_names,
+    input_fingerprint,
+    is_done,
+    quantify_sample,
+    read_cohort_sample,
+    row_pixel_size,
+    safe_name,
+    sample_dir,
+)
 
 log = logging.getLogger(__name__)
 
-#: where the region metrics live (first importable wins)
-DEFAULT_METRICS = ("napari_carspatial.analysis.cart:region_metrics",)
-#: the project's own metric functions, by name (a config's ``metrics:`` names one of these or an entry point)
-BUILTIN_METRICS = {"region_metrics": "napari_carspatial.analysis.cart:region_metrics",
-                   "cart": "napari_carspatial.analysis.cart:region_metrics"}
-#: entry-point group other packages register metric functions in (``name = "module:function"``)
-METRICS_ENTRY_POINTS = "napari_carspatial.metrics"
-REGION_MODES = ("auto", "whole", "geojson")
-_CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
-                "quantify", "thumbnail", "seed"}
-
-
-# --------------------------------------------------------------------------- configuration
-@dataclass
-class BatchConfig:
-    """What the batch computes (read from ``ANALYSIS.yaml`` by :func:`load_config`).
-
-    Attributes
-    ----------
-    cell_type_key
-        ``obs`` column used as the cell type. With gating and no explicit key: the gating key.
-    gating
-        Gating file (JSON/YAML from :func:`~napari_carspatial.analysis.gating.export_gating`).
-    from_sample
-        Or: the manifest sample whose table holds the curated gating (``uns``).
-    gating_key
-        ``obs`` column the gated phenotype is written to.
-    regions
-        ``{"mode": "auto" | "whole" | "geojson", ...}``; ``auto`` options: ``core_depth_um``,
-        ``margin_um``, ``grid_um``, ``smooth_um``, ``min_area_um2``, ``tumor_types``.
-    metrics
-        A registered metric function (:func:`metric_registry`: the project's ``region_metrics``
-        or an entry point of group ``napari_carspatial.metrics``), by name or by its
-        ``"module:function"``; any other name is refused (a config file never imports an
-        arbitrary module). From Python, a callable with the ``region_metrics`` signature.
-    metric_options
-        Keyword arguments for the metric function (``roles``, ``contact_radius_um``,
-        ``near_radius_um``, ``markers``, ...).
-    quantify
-        Keyword arguments for quantification (samples without a table).
-    thumbnail
-        ``{"channels": [three channel names]}`` for the composite.
-    seed
-        Passed to the metric function.
-    source
-        The config file (for messages).
-    """
-
-    cell_type_key: str | None = None
-    gating: str | None = None
-    from_sample: str | None = None
-    gating_key: str = "phenotype_gated"
-    regions: dict = field(default_factory=lambda: {"mode": "auto"})
-    metrics: Any = None
-    metric_options: dict = field(default_factory=dict)
-    quantify: dict = field(default_factory=dict)
-    thumbnail: dict = field(default_factory=dict)
-    seed: int = 0
-    source: str | None = None
-
-    @property
-    def uses_gating(self) -> bool:
-        return bool(self.gating or self.from_sample)
-
-    def type_key(self) -> str:
-        if self.cell_type_key:
-            return self.cell_type_key
-        return self.gating_key if self.uses_gating else "cell_type"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if callable(self.metrics):
-            d["metrics"] = f"{self.metrics.__module__}:{self.metrics.__qualname__}"
-        return d
-
-    def fingerprint(self) -> str:
-        d = self.to_dict()
-        d.pop("source", None)
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def load_config(config=None) -> BatchConfig:
-    """A :class:`BatchConfig` from a YAML/JSON file, a mapping, a config or ``None`` (defaults).
-
-    Relative ``gating`` paths are resolved against the config file's folder.
-
-    Raises
-    ------
-    SampleError
-        Naming the file and the problem (unknown key, bad region mode, ...).
-    """
-    if isinstance(config, BatchConfig):
-        return config
-    src = None
-    if config is None:
-        data: dict = {}
-    elif isinstance(config, dict):
-        data = dict(config)
-    else:
-        src = Path(config)
-        if not src.is_file():
-            raise SampleError("analysis config not found.", path=src)
-        import yaml
-
-        try:
-            data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
-        except Exception as err:  # noqa: BLE001 - yaml errors
-            raise SampleError(f"not valid YAML ({' '.join(str(err).splitlines()[:2])}).", path=src) from None
-        if not isinstance(data, dict):
-            raise SampleError("the analysis config must be a mapping (key: value).", path=src)
-    unknown = sorted(set(data) - _CONFIG_KEYS)
-    if unknown:
-        raise SampleError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(_CONFIG_KEYS))}).", path=src)
-    gating = data.get("gating")
-    from_sample = data.get("from_sample")
-    gating_key = data.get("gating_key", "phenotype_gated")
-    if isinstance(gating, dict):
-        from_sample = gating.get("from_sample", from_sample)
-        gating_key = gating.get("key", gating_key)
-        gating = gating.get("file") or gating.get("path")
-    if gating and from_sample:
-        raise SampleError("give either gating (a file) or from_sample, not both.", path=src)
-    if gating and src is not None and not Path(gating).is_absolute():
-        gating = os.fspath(src.parent / gating)
-    regions = data.get("regions") or {"mode": "auto"}
-    if isinstance(regions, str):
-        regions = {"mode": regions}
-    regions = dict(regions)
-    regions.setdefault("mode", "auto")
-    if regions["mode"] not in REGION_MODES:
-        raise SampleError(f"regions.mode must be one of {', '.join(REGION_MODES)}, got {regions['mode']!r}.",
-                          path=src)
-    bad = sorted(set(regions) - {"mode", "tumor_types", *AUTO_DEFAULTS})
-    if bad:
-        raise SampleError(f"unknown regions option(s) {', '.join(bad)}.", path=src)
-    mo = data.get("metric_options") or {}
-    if not isinstance(mo, dict):
-        raise SampleError("metric_options must be a mapping.", path=src)
-    return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
-                       gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
-                       quantify=dict(data.get("quantify") or {}), thumbnail=dict(data.get("thumbnail") or {}),
-                       seed=int(data.get("seed", 0)), source=None if src is None else os.fspath(src))
-
-
-def metric_registry() -> dict[str, str]:
-    """Metric functions a config may name: ``{name: "module:function"}``.
-
-    The project's own (:data:`BUILTIN_METRICS`) plus every entry point of the group
-    ``napari_carspatial.metrics`` (in a package's ``pyproject.toml``:
-    ``[project.entry-points."napari_carspatial.metrics"] my_metrics = "mypkg.metrics:region_metrics"``).
-    """
-    from importlib.metadata import entry_points
-
-    reg = dict(BUILTIN_METRICS)
-    for ep in entry_points(group=METRICS_ENTRY_POINTS):
-        reg.setdefault(ep.name, ep.value)
-    return reg
-
-
-def resolve_metrics(spec=None, *, source=None) -> Callable:
-    """The metric function: a callable, a registered name or ``"module:function"``, or the default.
-
-    Raises
-    ------
-    SampleError
-        ``spec`` names nothing in :func:`metric_registry` (the config names the file), or the
-        registered function cannot be imported.
-    """
-    if callable(spec):
-        return spec
-    if spec:
-        reg = metric_registry()
-        target = reg.get(str(spec)) or (str(spec) if str(spec) in reg.values() else None)
-        if target is None:
-            raise SampleError(f"metrics {str(spec)!r} is not a registered metric function (known: "
-                              f"{', '.join(sorted(reg))}); a config never imports other modules.", path=source,
-                              hint=f"Register it as an entry point of group {METRICS_ENTRY_POINTS!r} in its "
-                                   "package, or pass the function itself from Python.")
-        specs = [target]
-    else:
-        specs = list(DEFAULT_METRICS)
-    errors = []
-    for s in specs:
-        mod_name, _, fn_name = str(s).partition(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as err:
-            errors.append(f"{s}: {err}")
-            continue
-        fn = getattr(mod, fn_name or "region_metrics", None)
-        if callable(fn):
-            return fn
-        errors.append(f"{s}: no function {fn_name!r}")
-    raise SampleError("cannot load the region metric function (" + "; ".join(errors) + ").", path=source)
-
 
 # --------------------------------------------------------------------------- one sample
-def safe_name(sample: str) -> str:
-    """Folder name of a sample id: injective, so two samples never share a results folder.
-
-    Characters a file system may not take (path separators, spaces, ...) become ``_``; when
-    anything was replaced, a short hash of the exact id is appended (``P02/post`` ->
-    ``P02_post~1b0e7d3a``, while ``P02_post`` stays ``P02_post``).
-    """
-    sid = str(sample)
-    s = re.sub(r"[^\w.\-+@=]+", "_", sid, flags=re.UNICODE).strip("._")
-    if s != sid or not s:
-        s = f"{s or 'sample'}~{hashlib.sha1(sid.encode('utf-8')).hexdigest()[:8]}"
-    return s
-
-
-def sample_dir(out, sample: str) -> Path:
-    return Path(out) / "samples" / safe_name(sample)
-
-
-def check_folder_names(samples, *, path=None) -> None:
-    """Refuse sample ids whose results folders would collide on a case-insensitive file system
-    (macOS, Windows, many shares): ``P01-pre`` and ``p01-pre``. Names both."""
-    seen: dict[str, str] = {}
-    clashes = []
-    for sid in samples:
-        key = safe_name(sid).casefold()
-        if key in seen:
-            clashes.append(f"{seen[key]!r} and {sid!r}")
-        else:
-            seen[key] = sid
-    if clashes:
-        raise SampleError(f"sample ids {'; '.join(clashes)} differ only in upper/lower case, so their results "
-                          "folders would be the same folder on macOS / Windows.", path=path,
-                          hint="Give them ids that differ in more than case.")
-
-
-def input_fingerprint(row: dict) -> str:
-    """Hash of the sample's input paths, sizes and modification times."""
-    parts = []
-    for k in ("image", "mask", "table", "regions"):
-        p = row.get(k)
-        if p and os.path.exists(p):
-            st = os.stat(p)
-            parts.append(f"{k}={p}:{st.st_size}:{int(st.st_mtime_ns)}")
-        else:
-            parts.append(f"{k}={p}")
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-
-
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
-def is_done(out, row: dict, cfg: BatchConfig) -> bool:
-    """Whether the sample finished with the same inputs and configuration."""
-    marker = sample_dir(out, row["sample"]) / "done.json"
-    if not marker.is_file():
-        return False
-    try:
-        d = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    if d.get("sample") != row["sample"]:
-        return False
-    same = d.get("config") == cfg.fingerprint() and d.get("inputs") == input_fingerprint(row)
-    if not same:
-        log.info("%s: inputs or configuration changed since it finished; recomputing", row["sample"])
-    return same
-
-
-def read_cohort_sample(row: dict):
-    """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
-    named by its sample id."""
-    from ..io import read_sample, read_table
-    from ..model import Sample, pixel_size_um
-
-    if row.get("image"):
-        s = read_sample(row["image"], mask=row.get("mask"), table=row.get("table"), name=row["sample"],
-                        check_ids=False)
-        if isinstance(s, list):
-            if len(s) != 1:
-                raise SampleError(f"{len(s)} samples in this folder; give one image per manifest row.",
-                                  path=row["image"])
-            s = s[0]
-    else:
-        adata = read_table(row["table"])
-        s = Sample(name=row["sample"], table=adata, pixel_size_um=pixel_size_um(adata))
-        if row.get("mask"):
-            from ..io import read_mask
-
-            s.labels = read_mask(row["mask"])
-    return s
 
 
 def _accepted(fn) -> set[str]:
@@ -354,25 +94,6 @@ def _accepted(fn) -> set[str]:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return set(params) | {"distance", "region_areas_mm2"}
     return set(params)
-
-
-def _quantify(sample, options: dict):
-    try:
-        mod = importlib.import_module("napari_carspatial.analysis.quantify")
-    except ModuleNotFoundError:
-        raise SampleError("the sample has no cell table and quantification "
-                          "(napari_carspatial.analysis.quantify) is not available in this installation.",
-                          hint="Give a table in the manifest.") from None
-    fn = getattr(mod, "quantify", None)
-    if fn is None:
-        raise SampleError("napari_carspatial.analysis.quantify has no quantify() function.")
-    if sample.labels is None or not sample.image:
-        raise SampleError("the sample has no cell table, and quantifying needs both an image and a mask.")
-    opts = {"channel_names": list(sample.channel_names), "pixel_size_um": sample.pixel_size_um,
-            "scheduler": "synchronous", "solidity": False, "region": f"{sample.name}_labels"}
-    opts.update(options)
-    log.info("%s: no cell table, quantifying %d channels", sample.name, len(sample.channel_names))
-    return fn(sample.image, sample.labels, **opts)
 
 
 def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
@@ -400,20 +121,28 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
     try:
         for old in ("done.json", "error.txt"):
             (sdir / old).unlink(missing_ok=True)
-        sample = read_cohort_sample(row)
+        sample = read_cohort_sample(row, pixel_size_um=cfg.pixel_size_um, measure=False)
         timings["read_s"] = time.perf_counter() - t0
         if sample.table is None:
             stage = "quantify"
-            sample.table = _quantify(sample, cfg.quantify)
+            t1 = time.perf_counter()
+            quantify_sample(sample, cfg.quantify)
+            timings["quantify_s"] = time.perf_counter() - t1
         adata = sample.table
-        from ..model import pixel_size_um
 
         stage = "pixel size"
-        ps = sample.pixel_size_um or pixel_size_um(adata)
+        from ..model.pixel_size import pixel_size_info
+
+        ps, ps_source = row_pixel_size(row, cfg.pixel_size_um)
+        if ps is None:
+            info = pixel_size_info(sample)
+            ps, ps_source = info.value, info.source
         if not ps:
             raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
                               path=row.get("image") or row.get("table"),
-                              hint="Store it in the table (uns) or the image metadata.")
+                              hint="Give it in a pixel_size_um column of the manifest or as pixel_size_um: in the "
+                                   "analysis config, or store it in the table (uns) or the image metadata.")
+        log.info("%s: pixel size %g µm (%s)", sid, ps, ps_source)
         if scheme is not None:
             stage = "gating"
             from ..analysis.gating import GatingScheme, store_gating
@@ -421,10 +150,16 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             store_gating(adata, GatingScheme.from_dict(scheme), key=cfg.gating_key, reviewer="carspatial batch")
         stage = "cell types"
         # vocab: the cell-type column found by one rule for the CLI, the docks and the batch
-        from ..model.cell_types import resolve_cell_type_key
+        from ..model.cell_types import excluded_cells, resolve_cell_type_key
 
-        key = resolve_cell_type_key(adata, cfg.cell_type_key or (cfg.gating_key if cfg.uses_gating else None),
-                                    path=row.get("table") or row.get("image")).key
+        ct = resolve_cell_type_key(adata, cfg.type_key(), path=row.get("table") or row.get("image"))
+        key = ct.key
+        log.info("%s: %s", sid, ct.describe())
+        excluded = excluded_cells(adata, key)
+        if excluded is not None:  # the reviewers' exclusions (artefacts, folds) are not tissue to analyse
+            adata = adata[~excluded].copy()
+            warnings_.append(f"{int(excluded.sum())} cell(s) excluded by the reviewers in {key!r} are left out")
+            log.info("%s: %d cell(s) excluded by the reviewers are left out", sid, int(excluded.sum()))
         stage = "regions"
         fn = resolve_metrics(cfg.metrics, source=cfg.source)
         opts = dict(cfg.metric_options)
@@ -448,7 +183,8 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
                                          tumor_types=cfg.regions.get("tumor_types"), pixel_size_um=ps, **ropts)
             if "distance" in accepts:
                 opts.setdefault("distance", dist)
-        notes = empty_region_notes(regions, areas)
+        notes = empty_region_notes(regions, areas, auto_empty_reasons(**{**AUTO_DEFAULTS, **cfg.regions})
+                                   if mode == "auto" else None)
         for r, why in notes.items():
             warnings_.append(f"region {r!r}: {why}; its densities and fractions are NaN")
             log.warning("%s: region %r: %s; its densities and fractions are NaN", sid, r, why)
@@ -476,9 +212,11 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             log.warning("%s: thumbnail failed", sid, exc_info=True)
         types = adata.obs[key].astype(str)
         summary = {
-            "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "cell_type_key": key,
+            "sample": sid, "n_cells": int(adata.n_obs), "pixel_size_um": float(ps), "pixel_size_source": ps_source,
+            "cell_type_key": key,
             "cell_types": {str(k): int(v) for k, v in types.value_counts().items()},
             "regions": {r: int(np.asarray(m).sum()) for r, m in regions.items()},
+            "table_source": sample.metadata.get("table_source") or "the manifest's table",
             "region_notes": notes, "warnings": warnings_,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }

@@ -22,9 +22,15 @@ Columns
     value per patient. Responders are CR/PR, non-responders SD/PD.
 ``crs_grade``, ``icans_grade``
     Toxicity grades 0-4 or empty.
+``pixel_size_um``
+    µm per level-0 pixel of the sample's image and table (optional; overrides the files' and the
+    analysis config's ``pixel_size_um``): for TIFFs that do not store it.
 ``image``, ``mask``, ``table``, ``regions``
     Paths, relative ones resolved against the manifest's folder. A sample needs a table, or an
-    image and a mask (then it is quantified). ``regions`` is an optional GeoJSON file.
+    image and a mask (then it is quantified). ``regions`` is an optional GeoJSON file. A
+    multi-image table (cytomapper / steinbock ``cells.csv``) is cut to the sample's rows: those of
+    its image or mask, else of the image named by ``image_name`` (optional; default: the sample id),
+    compared as file names without suffix.
 
 Headless: no napari, no Qt.
 """
@@ -49,7 +55,7 @@ REQUIRED_COLUMNS = ("sample", "patient", "timepoint")
 CLINICAL_COLUMNS = ("patient", "trial", "indication", "timepoint", "response", "responder", "crs_grade",
                     "icans_grade")
 PATH_COLUMNS = ("image", "mask", "table", "regions")
-OPTIONAL_COLUMNS = ("trial", "indication", "response", "crs_grade", "icans_grade") + PATH_COLUMNS
+OPTIONAL_COLUMNS = ("trial", "indication", "response", "crs_grade", "icans_grade", "pixel_size_um") + PATH_COLUMNS
 RESPONSES = ("CR", "PR", "SD", "PD")
 RESPONDERS = ("CR", "PR")
 _RESPONSE_ALIASES = {
@@ -157,14 +163,16 @@ class Manifest:
     def pairs(self) -> pd.DataFrame:
         """One row per patient with both a ``pre`` and a post sample: ``patient, pre, post``.
 
-        The post sample is the one marked ``post``, else the earliest ``day N`` with N > 0.
+        The post sample is the one marked ``post``, else the earliest ``day N`` with N > 0
+        (:func:`sample_phases`, the rule the cohort statistics pair by).
         """
+        phase = sample_phases(self.table)
         rows = []
         for pat, g in self.table.groupby("patient", sort=False):
-            pre = g.index[g["timepoint"] == "pre"]
-            post = _post_of(g)
-            if len(pre) == 1 and post is not None:
-                rows.append({"patient": pat, "pre": pre[0], "post": post})
+            pre = g.index[phase.loc[g.index] == "pre"]
+            post = g.index[phase.loc[g.index] == "post"]
+            if len(pre) == 1 and len(post) == 1:
+                rows.append({"patient": pat, "pre": pre[0], "post": post[0]})
         return pd.DataFrame(rows, columns=["patient", "pre", "post"])
 
     def row_dict(self, sample: str) -> dict:
@@ -172,6 +180,27 @@ class Manifest:
         r = self.table.loc[sample].to_dict()
         r["sample"] = sample
         return {k: (None if (v is pd.NA or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()}
+
+
+def sample_phases(table: pd.DataFrame) -> pd.Series:
+    """``"pre"``, ``"post"`` or ``""`` per sample: the phase each sample has in pre/post pairing.
+
+    Per patient, the ``pre`` sample is ``"pre"``; the post sample is the one marked ``post``, else
+    the earliest ``day N`` with N > 0; every other sample (a later day, a second biopsy) is ``""``.
+
+    Parameters
+    ----------
+    table
+        Indexed by sample, with ``patient``, ``timepoint`` (normalised: ``pre``, ``post``,
+        ``day N``) and ``day`` columns (as :attr:`Manifest.table`).
+    """
+    out = pd.Series("", index=table.index, dtype=object)
+    for _, g in table.groupby("patient", sort=False):
+        out[g.index[g["timepoint"] == "pre"]] = "pre"
+        post = _post_of(g)
+        if post is not None:
+            out[post] = "post"
+    return out
 
 
 def _post_of(g: pd.DataFrame) -> str | None:
@@ -302,6 +331,17 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manif
             if not ok:
                 problems.append(f"{where}: {g} must be a grade 0-4 or empty, got {rec[g]!r}")
             out[g] = val
+        px = rec["pixel_size_um"]
+        px = "" if px is None or (isinstance(px, float) and np.isnan(px)) else str(px).strip()
+        out["pixel_size_um"] = None
+        if px:
+            try:
+                out["pixel_size_um"] = float(px)
+            except ValueError:
+                out["pixel_size_um"] = float("nan")
+            if not (np.isfinite(out["pixel_size_um"]) and out["pixel_size_um"] > 0):
+                problems.append(f"{where}: pixel_size_um must be a positive number of µm per pixel, got {px!r}")
+                out["pixel_size_um"] = None
         for c in ("trial", "indication"):
             v = rec[c]
             out[c] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()

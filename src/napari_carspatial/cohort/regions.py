@@ -92,8 +92,9 @@ def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pix
 def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None, problems: list | None = None):
     """Cell masks and areas of the polygons in a QuPath GeoJSON file, grouped by class.
 
-    A region is named by its ROI class (QuPath classification), else by its name; the polygons
-    of one class are united. Membership is the curation path's own rule,
+    A region is named by its class as the file spells it (QuPath classification: ``Margin``
+    stays ``Margin``, not the ROI vocabulary's ``Invasive margin``), else by its name; the
+    polygons of one class are united. Membership is the curation path's own rule,
     :meth:`ROI.contains <napari_carspatial.model.ROI.contains>` (centroid inside the outer ring
     and outside every hole); the area is that of the union of the class's polygons (holes
     subtracted, overlaps counted once; :mod:`shapely`). Invalid polygons were repaired on reading
@@ -114,7 +115,7 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     from ..model import SPATIAL_KEY
 
     found: list = [] if problems is None else problems
-    rois = read_geojson(path, problems=found)
+    rois = read_geojson(path, problems=found, map_classes=False)   # results keep the file's class names
     if not rois and not found:
         raise SampleError("no polygon in the regions file.", path=path)
     yx = np.asarray(adata.obsm[SPATIAL_KEY], dtype=float)[:, 1::-1]
@@ -140,8 +141,22 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     return regions, areas
 
 
-def empty_region_notes(regions: dict, areas: dict | None = None) -> dict[str, str]:
-    """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area."""
+def auto_empty_reasons(*, core_depth_um: float = 50.0, margin_um: float = 50.0, **_) -> dict[str, str]:
+    """Why an automatic region can hold no cells (for :func:`empty_region_notes`)."""
+    return {
+        "tumor_core": f"no cell lies deeper than {core_depth_um:g} µm inside the tumour (the tumour is smaller "
+                      "than that, or thin; lower regions.core_depth_um)",
+        "margin": f"no cell lies within {margin_um:g} µm of the tumour boundary",
+        "stroma": f"no cell lies farther than {margin_um:g} µm outside the tumour (the tumour fills the sample)",
+    }
+
+
+def empty_region_notes(regions: dict, areas: dict | None = None, reasons: dict | None = None) -> dict[str, str]:
+    """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area.
+
+    ``reasons``: why a region may be empty, by name (automatic regions: :func:`auto_empty_reasons`);
+    other regions without cells are polygons that hold no cell centroid.
+    """
     notes = {}
     for k, m in regions.items():
         n = int(np.count_nonzero(m))
@@ -149,5 +164,6 @@ def empty_region_notes(regions: dict, areas: dict | None = None) -> dict[str, st
         if a is not None and not a > 0:
             notes[k] = "region has no area (empty or degenerate polygon)"
         elif n == 0:
-            notes[k] = "region holds no cells (outside the tissue or the image?)"
+            notes[k] = (reasons or {}).get(k) or ("region holds no cells (its polygon holds no cell centroid: "
+                                                  "outside the tissue or the image?)")
     return notes

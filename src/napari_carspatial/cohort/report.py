@@ -22,7 +22,7 @@ import pandas as pd
 from ..model.atomic import atomic_write, atomic_write_text
 from .batch import sample_dir
 from .manifest import read_manifest
-from .stats import cohort_statistics
+from .stats import add_phase, cohort_statistics, post_phase_label
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,23 @@ def _band(ax, values: np.ndarray) -> float:
     return y
 
 
+def _no_values(ax) -> None:
+    """Say it in an empty panel: every value of the metric is NaN (undefined, the note says why)."""
+    ax.text(0.5, 0.5, "no values: undefined in every sample\n(the reason is in metrics.csv, column note)",
+            transform=ax.transAxes, ha="center", va="center", fontsize=6.5, color="#777")
+    ax.set_yticks([])
+
+
 def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     from matplotlib.figure import Figure
 
-    m = metrics[metrics["timepoint"].isin(["pre", "post"])].copy()
-    if m.empty or not {"pre", "post"} <= set(m["timepoint"]):
+    if not keys:   # no key metric among the results (another metric function): no figure
+        return None
+
+    m = add_phase(metrics)
+    post_label = post_phase_label(m)
+    m = m[m["phase"].isin(["pre", "post"])].copy()
+    if m.empty or not {"pre", "post"} <= set(m["phase"]):
         return None
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
     m["grp"] = _group_of(m)
@@ -172,8 +184,8 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
     for ax, (rg, mt) in zip(axes, keys, strict=False):
         g = m[(m["region"] == rg) & (m["metric"] == mt)].copy()
         g["_none"] = _no_contacts(m, g, mt).astype(float)
-        w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean")
-        none = g.pivot_table(index="patient", columns="timepoint", values="_none", aggfunc="max") > 0
+        w = g.pivot_table(index="patient", columns="phase", values="value", aggfunc="mean")
+        none = g.pivot_table(index="patient", columns="phase", values="_none", aggfunc="max") > 0
         g["_none"] = g["_none"] > 0
         grp = g.drop_duplicates("patient").set_index("patient")["grp"]
         band = _band(ax, g.loc[~g["_none"], "value"].to_numpy()) if g["_none"].any() else None
@@ -191,8 +203,10 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
         if ("pre" not in w or w["pre"].isna().all()) and "post" in w and w["post"].notna().any():
             ax.text(0, 0.5, "undefined\nbefore infusion", transform=ax.get_xaxis_transform(), ha="center",
                     va="center", fontsize=6.5, color="#777")
-        ax.set_xticks([0, 1], ["pre", "post"])
+        ax.set_xticks([0, 1], ["pre", post_label.replace(" / ", "\n")])
         ax.set_xlim(-0.3, 1.3)
+        if not np.isfinite(g["value"].to_numpy(float)).any():
+            _no_values(ax)
         ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(keys):]:
@@ -208,14 +222,20 @@ def _paired_figure(metrics: pd.DataFrame, keys) -> str | None:
 def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
     from matplotlib.figure import Figure
 
-    m = metrics.copy()
+    if not keys:   # no key metric among the results (another metric function): no figure
+        return None
+
+    m = add_phase(metrics)
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
     metrics_num = m
     m["grp"] = _group_of(m)
     m = m[m["grp"] != "NA"]
     if m.empty:
         return None
-    tps = [t for t in ("pre", "post") if t in set(m["timepoint"])] or sorted(m["timepoint"].unique())[:2]
+    post_label = post_phase_label(m)
+    if m["phase"].isin(["pre", "post"]).any():   # pre, and each patient's post sample (post, else day N)
+        m = m.assign(timepoint=m["phase"].replace({"post": post_label}))
+    tps = [t for t in ("pre", post_label) if t in set(m["timepoint"])] or sorted(m["timepoint"].unique())[:2]
     boxes = [(t, g) for t in tps for g in ("R", "NR")]
     ncol = 4
     nrow = int(np.ceil(len(keys) / ncol))
@@ -247,6 +267,8 @@ def _group_figure(metrics: pd.DataFrame, keys, seed: int = 0) -> str | None:
                 ax.scatter(i + rng.uniform(-0.15, 0.15, flat[i]), np.full(flat[i], band), s=12, zorder=3,
                            color=color, edgecolors="white", linewidths=0.4, marker="v")
         ax.set_xticks(pos, [f"{t}\n{gr}" for t, gr in boxes], fontsize=7)
+        if not np.isfinite(g["value"].to_numpy(float)).any():
+            _no_values(ax)
         ax.set_title(f"{mt}\n[{rg}]", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(keys):]:
@@ -361,7 +383,8 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
         parts.append("<h2>Responders (CR/PR) vs non-responders (SD/PD)</h2>" + _img_tag(b64, "group comparisons"))
 
     # statistics
-    parts.append("<h2>Statistics</h2><p class='sub'>Paired: Wilcoxon signed-rank on post − pre; pairs with no "
+    parts.append("<h2>Statistics</h2><p class='sub'>Paired: Wilcoxon signed-rank on post − pre (a patient's post "
+                 "sample is the one marked post, else its earliest day N); pairs with no "
                  "change are dropped by the test, so <i>n</i> shows the pairs and the non-zero differences the p "
                  "rests on; effect = Hodges-Lehmann median difference, 95 % CI a seeded percentile bootstrap over "
                  "patients. Groups: Mann-Whitney U, effect = rank-biserial r (+1: every value of the first group "
@@ -371,7 +394,7 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                  "q: Benjamini-Hochberg within each comparison across regions × metrics. Counts, areas and z-scores "
                  "are not tested (not comparable across samples). Green rows: q &lt; 0.05.</p>")
     if len(stats):
-        st = stats[np.isfinite(stats["p"].astype(float))].copy()
+        st = stats.copy()   # not-testable rows (p NaN) stay, counted and listed with their reason
         paired = st["comparison"].str.contains("paired")
         n_eff = st["n_eff"] if "n_eff" in st else st["n_a"]
         st["n"] = np.where(paired, st["n_a"].astype(int).astype(str) + " pairs"
@@ -392,9 +415,12 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
                 continue
             a, b = g["group_a"].iloc[0], g["group_b"].iloc[0]
             top = g[g[["region", "metric"]].apply(tuple, axis=1).isin(keyset) | (g["q"] < 0.05)]
+            untestable = int(g["p"].astype(float).isna().sum())
             parts.append(f"<h3>{html.escape(comp)}</h3><p class='sub'>a = {html.escape(str(a))}, b = "
-                         f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g)} tests with q &lt; 0.05. "
-                         "Shown: key metrics and every test with q &lt; 0.05.</p>")
+                         f"{html.escape(str(b))}; {int((g['q'] < 0.05).sum())} of {len(g) - untestable} tests with "
+                         f"q &lt; 0.05"
+                         + (f"; {untestable} metric(s) not testable (p –, the warning says why)" if untestable else "")
+                         + ". Shown: key metrics and every test with q &lt; 0.05.</p>")
             parts.append(_table_html(top[cols], left=("region", "metric", "n", "effect_name", "warning"),
                                      row_class=rc))
             parts.append(f"<details><summary>all {len(g)} tests of this comparison</summary>"
@@ -409,7 +435,7 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
     if review is not None:
         from ..review import agreement_section
 
-        parts.append(agreement_section(review, n_boot=n_boot, seed=seed))
+        parts.append(agreement_section(review, seed=seed))   # the review's own interval size (N_BOOT)
     if len(failures):
         parts.append("<h2>Failures</h2>" + _table_html(failures, left=tuple(failures.columns)))
     doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +

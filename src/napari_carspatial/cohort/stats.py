@@ -3,11 +3,12 @@
 * Paired before/after per patient: Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, exact for
   small n without ties) on ``post - pre``; zero differences are dropped by the test (Wilcoxon's
   convention), so the table gives both the pairs (``n_a`` = ``n_b``) and the effective n
-  (``n_eff``, non-zero differences) the p-value rests on. Effect = Hodges-Lehmann estimate of the
+  (``n_eff``, non-zero differences) the p-value rests on. One non-zero difference gives p = 1
+  (exact); no change at all gives p = 1 too (scipy's value), with a warning saying so. Effect = Hodges-Lehmann estimate of the
   median paired difference (median of the Walsh averages) with a seeded percentile bootstrap CI
   over patients.
 * Two groups (responders CR/PR vs non-responders SD/PD; CRS grade >= 2 vs < 2): Mann-Whitney U
-  (two-sided); effect = rank-biserial correlation ``r = 2 U_a / (n_a n_b) - 1`` (+1: every value
+  (two-sided; ``n_eff`` = ``n_a + n_b``, every value the test ranks); effect = rank-biserial correlation ``r = 2 U_a / (n_a n_b) - 1`` (+1: every value
   of group a above every value of group b), plus the difference of the medians. Its 95 % CI is a
   score interval for ``P(a > b) = (r + 1) / 2`` with the Hanley-McNeil (1982) variance evaluated at
   the candidate value (:func:`rank_biserial_ci`): unlike a bootstrap it stays informative when the
@@ -132,13 +133,20 @@ def rank_biserial(a, b) -> float:
     return float(np.mean(np.sign(a - b)))
 
 
-def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = None) -> str:
-    if n_a == 0 or n_b == 0:
-        return "not testable: no values (metric undefined, e.g. no CAR T cells)"
+def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = None, names=("a", "b")) -> str:
+    undefined = "the metric is NaN there; metrics.csv's note says why"
+    if n_b is None and n_a == 0:
+        return f"not testable: no patient has a value at both timepoints ({undefined})"
+    if n_b is not None and (n_a == 0 or n_b == 0):
+        empty = " and ".join(str(nm) for nm, n in zip(names, (n_a, n_b), strict=True) if n == 0)
+        return f"not testable: no values for {empty} ({undefined})"
     if n_b is None:
         k = n_a if n_eff is None else n_eff
         if k >= min_n:
             return ""
+        if k == 0:
+            return (f"no pair changed (all {n_a} pair difference{'s are' if n_a != 1 else ' is'} 0): p = 1, as "
+                    "scipy's Wilcoxon gives; there is nothing to detect")
         dropped = "" if n_eff is None or n_eff == n_a else f" ({n_a} pairs, {n_a - n_eff} with no change dropped)"
         return (f"only {k} non-zero pair difference{'s' if k != 1 else ''}{dropped} (< {min_n}): low power, "
                 f"smallest possible p {min_p_wilcoxon(k):.2g}")
@@ -163,8 +171,8 @@ def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 
     if n == 0:
         return res
     if np.all(d == 0):
-        res["p"] = 1.0
-    elif n >= 2:
+        res["p"] = 1.0   # scipy.stats.wilcoxon's value when every difference is 0
+    else:                # one non-zero difference included: its exact p is 1 (2 / 2^1), as scipy gives
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res["p"] = float(stats.wilcoxon(d, alternative="two-sided").pvalue)
@@ -207,7 +215,8 @@ def _values(metrics: pd.DataFrame, exclude=NOT_COMPARABLE) -> pd.DataFrame:
 
 
 def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post", n_boot: int = 2000,
-                 seed: int = 0, min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE) -> pd.DataFrame:
+                 seed: int = 0, min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE,
+                 by: str = "timepoint") -> pd.DataFrame:
     """Pre -> post per patient for every region x metric (see the module docstring).
 
     Parameters
@@ -222,6 +231,9 @@ def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post",
         Fewer pairs are flagged ``small_n``.
     exclude
         Metrics not tested (default :data:`NOT_COMPARABLE`: counts, areas, z-scores).
+    by
+        Column holding ``pre`` / ``post`` (``"phase"`` of :func:`add_phase`: a patient's earliest
+        ``day N`` is its post sample when none is marked ``post``).
 
     Returns
     -------
@@ -230,10 +242,10 @@ def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post",
         post - pre.
     """
     df = _values(metrics, exclude)
-    df = df[df["timepoint"].isin([pre, post])]
+    df = df[df[by].isin([pre, post])]
     rows = []
     for (region, metric), g in df.groupby(["region", "metric"], sort=False):
-        w = g.pivot_table(index="patient", columns="timepoint", values="value", aggfunc="mean", dropna=False)
+        w = g.pivot_table(index="patient", columns=by, values="value", aggfunc="mean", dropna=False)
         if pre not in w or post not in w:
             continue
         r = paired_test(w[pre].to_numpy(), w[post].to_numpy(), n_boot=n_boot, seed=seed, level=level)
@@ -249,7 +261,7 @@ def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post",
 
 def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column: str = "responder",
                 a=True, b=False, names=("responders", "non-responders"), n_boot: int = 2000, seed: int = 0,
-                min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE) -> pd.DataFrame:
+                min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE, by: str = "timepoint") -> pd.DataFrame:
     """Group a vs group b (one value per sample) for every region x metric at one timepoint.
 
     Parameters
@@ -262,12 +274,12 @@ def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column
         Values of ``column`` for the two groups, or callables ``value -> bool``.
     names
         Labels of the groups.
-    n_boot, seed, min_n, level, exclude
-        As in :func:`paired_tests`.
+    n_boot, seed, min_n, level, exclude, by
+        As in :func:`paired_tests` (``timepoint`` is a value of column ``by``).
     """
     df = _values(metrics, exclude)
     if timepoint is not None:
-        df = df[df["timepoint"] == timepoint]
+        df = df[df[by] == timepoint]
     sel_a = df[column].map(a) if callable(a) else df[column] == a
     sel_b = df[column].map(b) if callable(b) else df[column] == b
     df = df.assign(_grp=np.where(sel_a.fillna(False).astype(bool), "a",
@@ -285,7 +297,7 @@ def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column
                      "effect": r["effect"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                      "ci_method": "score interval (Hanley-McNeil variance)", "p": r["p"],
                      "small_n": 0 < min(r["n_a"], r["n_b"]) < min_n,
-                     "warning": _small_warning(r["n_a"], r["n_b"], min_n)})
+                     "warning": _small_warning(r["n_a"], r["n_b"], min_n, names=names)})
     return _finish(rows)
 
 
@@ -296,12 +308,49 @@ def _finish(rows: list[dict]) -> pd.DataFrame:
     return out[COLUMNS]
 
 
+def add_phase(metrics: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``metrics`` with a ``phase`` column: ``pre``, ``post`` or ``""`` per sample.
+
+    The rule of :func:`~napari_carspatial.cohort.manifest.sample_phases` (and
+    :meth:`Manifest.pairs <napari_carspatial.cohort.manifest.Manifest.pairs>`): a patient's post
+    sample is the one marked ``post``, else its earliest ``day N`` (N > 0). Without a ``day``
+    column it is read from the timepoint text (``day 14`` -> 14).
+    """
+    from .manifest import normalize_timepoint, sample_phases
+
+    m = metrics.copy()
+    if not len(m) or not {"sample", "patient", "timepoint"} <= set(m.columns):
+        tp = m["timepoint"] if "timepoint" in m else pd.Series("", index=m.index)
+        m["phase"] = tp.where(tp.isin(["pre", "post"]), "")
+        return m
+    per = m.drop_duplicates("sample").set_index("sample")[["patient", "timepoint"]].copy()
+    norm = [normalize_timepoint(t) for t in per["timepoint"]]
+    per["timepoint"] = [n[0] if n else str(t) for n, t in zip(norm, per["timepoint"], strict=True)]
+    if "day" in m:
+        per["day"] = pd.to_numeric(m.drop_duplicates("sample").set_index("sample")["day"], errors="coerce")
+    else:
+        per["day"] = [n[1] if n else np.nan for n in norm]
+    per["day"] = per["day"].fillna(-1)
+    m["phase"] = m["sample"].map(sample_phases(per)).fillna("")
+    return m
+
+
+def post_phase_label(m: pd.DataFrame) -> str:
+    """How the post samples are called: ``post``, ``day 14``, or ``post / day 14`` when patients differ."""
+    tps = m.loc[m["phase"] == "post"].drop_duplicates("sample")["timepoint"].astype(str)
+    order = sorted(set(tps), key=lambda t: (t != "post", int(t.split()[-1]) if t.startswith("day ") else 0, t))
+    return " / ".join(order) or "post"
+
+
 def cohort_statistics(metrics: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, min_n: int = 5,
                       level: float = 0.95, toxicity: bool = True, exclude=NOT_COMPARABLE) -> pd.DataFrame:
     """Every standard comparison of a cohort, FDR-corrected within each comparison.
 
     Comparisons: paired post vs pre; responders vs non-responders at post and at pre; with
-    ``toxicity`` and both groups present, CRS grade >= 2 vs < 2 at post.
+    ``toxicity`` and both groups present, CRS grade >= 2 vs < 2 at post. A patient's post sample
+    is the one marked ``post``, else its earliest ``day N`` (:func:`add_phase`); the comparison
+    names the timepoints it holds (``day 14 vs pre (paired)``). When no patient has both a pre
+    and a post sample, a warning says there is no paired test.
 
     Returns
     -------
@@ -310,20 +359,34 @@ def cohort_statistics(metrics: pd.DataFrame, *, n_boot: int = 2000, seed: int = 
         flagged and a summary warning is logged.
     """
     parts = []
-    tps = set(metrics["timepoint"].dropna().unique()) if len(metrics) else set()
-    if {"pre", "post"} <= tps:
-        parts.append(paired_tests(metrics, n_boot=n_boot, seed=seed, min_n=min_n, level=level, exclude=exclude))
-    kw = {"n_boot": n_boot, "seed": seed, "min_n": min_n, "level": level, "exclude": exclude}
-    if "responder" in metrics:
+    m = add_phase(metrics)
+    phases = set(m["phase"]) if len(m) else set()
+    post = post_phase_label(m) if len(m) else "post"
+    kw = {"n_boot": n_boot, "seed": seed, "min_n": min_n, "level": level, "exclude": exclude, "by": "phase"}
+
+    def named(df: pd.DataFrame) -> pd.DataFrame:  # "post" -> the timepoints the post samples have
+        if post != "post" and len(df):
+            df = df.assign(comparison=df["comparison"].str.replace(r"^post vs", f"{post} vs", regex=True)
+                           .str.replace(r"\(post\)$", f"({post})", regex=True),
+                           group_a=df["group_a"].replace({"post": post}))
+        return df
+
+    paired = m[m["phase"].isin(["pre", "post"])].groupby("patient")["phase"].nunique() if len(m) else pd.Series()
+    if (paired == 2).any():
+        parts.append(named(paired_tests(m, **kw)))
+    elif len(m):
+        log.warning("cohort statistics: no patient has both a pre and a post (or day N) sample, so there is no "
+                    "paired test (timepoints: %s)", ", ".join(sorted(map(str, set(m["timepoint"].dropna())))))
+    if "responder" in m:
         for tp in ("post", "pre"):
-            if tp in tps:
-                parts.append(group_tests(metrics, timepoint=tp, **kw))
-    if toxicity and "crs_grade" in metrics:
-        g = pd.to_numeric(metrics["crs_grade"], errors="coerce")
-        if (g >= 2).any() and (g < 2).any() and "post" in tps:
-            m2 = metrics.assign(_crs=np.where(g.isna(), np.nan, (g >= 2).astype(float)))
-            parts.append(group_tests(m2, timepoint="post", column="_crs", a=1.0, b=0.0,
-                                     names=("CRS grade >= 2", "CRS grade < 2"), **kw))
+            if tp in phases:
+                parts.append(named(group_tests(m, timepoint=tp, **kw)))
+    if toxicity and "crs_grade" in m:
+        g = pd.to_numeric(m["crs_grade"], errors="coerce")
+        if (g >= 2).any() and (g < 2).any() and "post" in phases:
+            m2 = m.assign(_crs=np.where(g.isna(), np.nan, (g >= 2).astype(float)))
+            parts.append(named(group_tests(m2, timepoint="post", column="_crs", a=1.0, b=0.0,
+                                           names=("CRS grade >= 2", "CRS grade < 2"), **kw)))
     parts = [p for p in parts if len(p)]
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     for comp, g in out.groupby("comparison", sort=False):

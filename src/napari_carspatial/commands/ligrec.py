@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mask", help="label image (contact graph)")
     parser.add_argument("--table", help="cell table")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--cell-type-key", default="cell_type")
+    parser.add_argument("--cell-type-key", default=None,
+                        help="cell-type column (default: found by name, the adjudicated / curated copy first)")
     parser.add_argument("--cell-types", choices=["leiden"], help="type the cells first (RNA tables without cell types)")
     parser.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution (--cell-types leiden)")
     parser.add_argument("--pairs", default="cart",
@@ -101,10 +102,15 @@ def run(args) -> int:
         key = store_cell_types(adata, leiden_cell_types(adata, resolution=args.resolution, seed=args.seed,
                                                         layer=args.layer), key="cell_type_rna", overwrite=True)
         log.info("cell types from Leiden clusters: %s", ", ".join(map(str, adata.obs[key].cat.categories)))
-    if key not in adata.obs:
-        raise SampleError(f"the table has no cell-type column {key!r} (columns: "
-                          f"{', '.join(map(str, list(adata.obs.columns)[:12]))}).", path=args.sample,
-                          hint="Pass --cell-type-key, or --cell-types leiden for RNA tables.")
+    else:
+        from napari_carspatial.model.cell_types import resolve_cell_type_key
+
+        try:
+            ct = resolve_cell_type_key(adata, key, path=(sample.paths or {}).get("table") or args.sample)
+        except SampleError as err:  # RNA tables have no types yet: say how to make them here
+            raise SampleError(f"{err} Or pass --cell-types leiden (RNA tables).") from None
+        key = ct.key
+        log.info("%s: %s", sample.name, ct.describe())
     if args.regions:
         from napari_carspatial.io import read_geojson
 

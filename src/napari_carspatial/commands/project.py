@@ -46,12 +46,15 @@ def add_arguments(parser) -> None:
     a.add_argument("--samples", nargs="+", metavar="SAMPLE_OR_CODE", help="only these samples (default: all)")
     a.add_argument("--due", help="due date of these samples, YYYY-MM-DD")
     a.add_argument("--force", action="store_true", help="reassign reads that have started (working copies are kept)")
+    a.add_argument("--add-reviewer", action="store_true",
+                   help="register reader / adjudicator ids that are not in the project yet (default: refused)")
 
     e = sub.add_parser("export", help="final tables with provenance, agreement tables and report page")
     e.add_argument("project")
     e.add_argument("-o", "--out", help="export folder (default PROJECT/export)")
     e.add_argument("--samples", nargs="+", metavar="SAMPLE_OR_CODE", help="only these samples")
-    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the intervals (default 1000)")
+    e.add_argument("--n-boot", type=int, default=None,
+                   help="bootstrap resamples of the intervals (default 1000, as status and the report use)")
     e.add_argument("--seed", type=int, default=0)
 
     u = sub.add_parser("unlock", help="break a stale lock on a read or an adjudication")
@@ -116,7 +119,7 @@ def run(args) -> int:
             nxt = proj.next_for(args.reviewer)
             _out(f"next for {args.reviewer}: {nxt or 'nothing left'}")
         if args.agreement:
-            ta = proj.trial_agreement(n_boot=500, unblind=args.unblind or not proj.blinding)
+            ta = proj.trial_agreement(unblind=args.unblind or not proj.blinding)
             if ta.per_sample.empty:
                 _out("agreement: no sample has both reads done yet")
             else:
@@ -134,10 +137,11 @@ def run(args) -> int:
         if len(readers) < 2:
             raise SampleError("give two readers (--reader A --reader B), or more to balance them.")
         if len(readers) == 2:
-            proj.assign(args.samples, readers=readers, adjudicator=args.adjudicator, due=args.due, force=args.force)
+            proj.assign(args.samples, readers=readers, adjudicator=args.adjudicator, due=args.due, force=args.force,
+                        add_reviewers=args.add_reviewer)
         else:
             proj.assign_balanced(readers, adjudicator=args.adjudicator, samples=args.samples, due=args.due,
-                                 force=args.force)
+                                 force=args.force, add_reviewers=args.add_reviewer)
         proj.reload()
         _out(_fmt_status(proj.status()))
         return 0

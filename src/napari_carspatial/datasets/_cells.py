@@ -295,6 +295,161 @@ def rasterize(shape_yx: tuple[int, int], yx_px: np.ndarray, shp: dict[str, np.nd
     return lab, nuc, cnt, ncnt, my, mx
 
 
+@numba.njit(cache=True, nogil=True)
+def _stamp_tile(lab, best, ty0, tx0, cy, cx, a, b, cphi, sphi, k3, psi, ext, hy, hx, lo, hi):  # pragma: no cover
+    """:func:`_stamp` restricted to one tile (``lab``/``best`` hold rows ``ty0..`` and columns
+    ``tx0..``): the same cells in the same index order and the same arithmetic per pixel, so the
+    tiles join into exactly the mask :func:`_stamp` makes of the whole slide."""
+    th, tw = lab.shape
+    ys0 = ty0
+    ys1 = ty0 + th
+    for i in range(lo, hi):
+        yc = cy[i]
+        xc = cx[i]
+        y0 = max(ys0, int(np.floor(yc - hy[i])))
+        y1 = min(ys1, int(np.ceil(yc + hy[i])) + 1)
+        if y0 >= y1:
+            continue
+        x0 = max(tx0, int(np.floor(xc - hx[i])))
+        x1 = min(tx0 + tw, int(np.ceil(xc + hx[i])) + 1)
+        if x0 >= x1:
+            continue
+        g = np.sqrt(a[i] * b[i])
+        ia = 1.0 / a[i]
+        ib = 1.0 / b[i]
+        kk = k3[i]
+        cps = np.cos(psi[i])
+        sps = np.sin(psi[i])
+        lim = (1.0 + ext[i] / g) * (1.0 + kk)
+        lim2 = lim * lim
+        for y in range(y0, y1):
+            dy = y - yc
+            for x in range(x0, x1):
+                dx = x - xc
+                u = (dx * cphi[i] + dy * sphi[i]) * ia
+                v = (-dx * sphi[i] + dy * cphi[i]) * ib
+                r2 = u * u + v * v
+                if r2 >= lim2:
+                    continue
+                rho = np.sqrt(r2)
+                if kk > 0 and rho > 0:
+                    c = u / rho
+                    sn = v / rho
+                    c3 = 4 * c * c * c - 3 * c
+                    s3 = 3 * sn - 4 * sn * sn * sn
+                    rho = rho / (1.0 + kk * (c3 * cps - s3 * sps))
+                w = (rho - 1.0) * g
+                if w < ext[i] and w < best[y - ty0, x - tx0]:
+                    best[y - ty0, x - tx0] = w
+                    lab[y - ty0, x - tx0] = i + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_tile(lab, best, nuc, ty0, tx0, lut, lo, hi):  # pragma: no cover - numba
+    """One pass over a stamped tile: nucleus flags, per-cell stats of cells ``lo..hi-1`` (pixel
+    count, nucleus count, sum of y and x in slide coordinates) and the tile relabelled with ``lut``."""
+    th, tw = lab.shape
+    k = hi - lo
+    cnt = np.zeros(k, np.int64)
+    ncnt = np.zeros(k, np.int64)
+    sy = np.zeros(k, np.float64)
+    sx = np.zeros(k, np.float64)
+    ids = np.empty((th, tw), np.uint32)
+    for y in range(th):
+        for x in range(tw):
+            v = lab[y, x]
+            ids[y, x] = lut[v]
+            if v:
+                j = v - 1 - lo
+                cnt[j] += 1
+                sy[j] += y + ty0
+                sx[j] += x + tx0
+                if best[y, x] < 0:
+                    nuc[y, x] = True
+                    ncnt[j] += 1
+    return ids, cnt, ncnt, sy, sx
+
+
+def rasterize_tiled(shape_yx: tuple[int, int], yx_px: np.ndarray, shp: dict[str, np.ndarray], lut: np.ndarray, *,
+                    chunk: int, keep_nuc: bool, workers: int | None = None):
+    """The mask of :func:`rasterize` (relabelled with ``lut``), made and kept tile by tile.
+
+    Each ``chunk`` x ``chunk`` tile is stamped with the cells that can reach it (in index order,
+    as the whole-slide kernel), relabelled and compressed (:class:`._tiles.TileStore`), together
+    with its strided sub-samplings for the labels pyramid (``level_f = level_0[::f, ::f]``, for
+    every ``f`` dividing ``chunk``). Memory is a few tiles per worker plus the compressed mask,
+    instead of the mask, the distance buffer and the nucleus flags of the whole slide.
+
+    Returns
+    -------
+    levels, nuc, count, nuc_count, mean_y, mean_x
+        ``levels``: ``{f: TileStore}`` for ``f = 1, 2, 4, ...`` while the level is larger than
+        1024 px (only the factors dividing ``chunk``); ``nuc``: a bool TileStore of level 0 or
+        ``None`` (``keep_nuc=False``).
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._tiles import TileStore
+
+    H, W = shape_yx
+    n = len(yx_px)
+    cy = yx_px[:, 0].astype(np.float32)
+    cx = yx_px[:, 1].astype(np.float32)
+    a, b, ext, k3 = shp["a"], shp["b"], shp["ext"], shp["k3"]
+    g = np.sqrt(a * b)
+    f = (1 + ext / g) * (1 + k3)
+    A, B = a * f, b * f
+    c, sn = shp["cphi"], shp["sphi"]
+    hx = (np.sqrt((A * c) ** 2 + (B * sn) ** 2) + 1).astype(np.float32)
+    hy = (np.sqrt((A * sn) ** 2 + (B * c) ** 2) + 1).astype(np.float32)
+    reach = float(hy.max()) + 1 if n else 1.0
+    pmax = np.maximum.accumulate(cy) if n else cy
+    smin = np.minimum.accumulate(cy[::-1])[::-1] if n else cy
+    factors, fct = [1], 1
+    while max(-(-H // fct), -(-W // fct)) > 1024 and chunk % (fct * 2) == 0:
+        fct *= 2
+        factors.append(fct)
+    levels = {fc: TileStore((-(-H // fc), -(-W // fc)), np.uint32, chunk // fc) for fc in factors}
+    nuc_store = TileStore((H, W), np.bool_, chunk) if keep_nuc else None
+    lut = lut.astype(np.uint32)
+    psi = shp["psi"]
+
+    def one(t):
+        ty, tx = t
+        y0, x0 = ty * chunk, tx * chunk
+        th, tw = min(chunk, H - y0), min(chunk, W - x0)
+        lo = int(np.searchsorted(pmax, y0 - reach, side="left"))
+        hi = int(np.searchsorted(smin, y0 + chunk + reach, side="right"))
+        lab = np.zeros((th, tw), np.uint32)
+        best = np.full((th, tw), np.inf, np.float32)
+        _stamp_tile(lab, best, y0, x0, cy, cx, a, b, c, sn, k3, psi, ext, hy, hx, lo, max(lo, hi))
+        nuc = np.zeros((th, tw), np.bool_)
+        ids, cnt, ncnt, sy, sx = _finish_tile(lab, best, nuc, y0, x0, lut, lo, max(lo, hi))
+        for fc, store in levels.items():
+            store.put(ty, tx, ids[::fc, ::fc])
+        if nuc_store is not None:
+            nuc_store.put(ty, tx, nuc)
+        nz = np.flatnonzero(cnt)
+        return nz + lo, cnt[nz], ncnt[nz], sy[nz], sx[nz]
+
+    tiles = [(ty, tx) for ty in range(-(-H // chunk)) for tx in range(-(-W // chunk))]
+    cnt = np.zeros(n, np.int64)
+    ncnt = np.zeros(n, np.int64)
+    sy = np.zeros(n, np.float64)
+    sx = np.zeros(n, np.float64)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        for idx, c1, c2, s1, s2 in ex.map(one, tiles):
+            cnt[idx] += c1
+            ncnt[idx] += c2
+            sy[idx] += s1
+            sx[idx] += s2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        my, mx = sy / cnt, sx / cnt
+    return levels, nuc_store, cnt, ncnt, my, mx
+
+
 def relabel_inplace(lab: np.ndarray, lut: np.ndarray) -> None:
     """``lab[...] = lut[lab]`` without a temporary copy."""
     _relabel(lab, lut.astype(np.uint32))

@@ -141,19 +141,20 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
     if plant is not None:
         types = plant(types, info=info, layout=lay, yx_px=pts, pixel_size_um=ps)
     shp = _cells.cell_shapes(types, lay, pts, ps, np.random.default_rng([seed, 5, tpi]))
-    lab, nuc, cnt, ncnt, my, mx = _cells.rasterize((H, W), pts, shp)
     n_all = len(pts)
+    # non-consecutive cell ids (their own random stream: drawing them first changes nothing)
     ids = np.random.default_rng([seed, 7]).choice(np.arange(1, int(n_all * 1.25) + 2), size=n_all, replace=False)
     ids = ids.astype(np.uint32)
     lut = np.zeros(n_all + 1, np.uint32)
     lut[1:] = ids
-    _cells.relabel_inplace(lab, lut)
+    # the mask tile by tile, kept compressed (whole-slide arrays would cost ~5 GB at 1M cells)
+    levels, nuc, cnt, ncnt, my, mx = _cells.rasterize_tiled((H, W), pts, shp, lut, chunk=chunk, keep_nuc=image)
     id2idx = np.full(int(ids.max()) + 1, n_all, np.int32)
     id2idx[ids] = np.arange(n_all, dtype=np.int32)
     t_mask = time.perf_counter()
 
     expr = _cells.expression(types, timepoint, np.random.default_rng([seed, 6, tpi]))
-    rend = Renderer(lab, nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
+    rend = Renderer(levels[1], nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
     small: dict = {}
     if image:
         # keep the small pyramid levels (<= ~64 MB each) from the same rendering pass, so opening
@@ -171,7 +172,7 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
                    params={"seed": int(seed), "timepoint": timepoint, "n_cells_target": n_cells,
                            "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
                            "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM], **(params or {})})
-    labels = _labels_pyramid(lab, chunk)
+    labels = _labels_pyramid(levels)
     img = _image_pyramid(rend.dask_array(), small) if image else []
     rois = _rois(lay, ps, H, W)
     sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
@@ -225,13 +226,15 @@ def _table(name, order, ids, types, cnt, my, mx, X, info, ps, params):
     return adata
 
 
-def _labels_pyramid(lab: np.ndarray, chunk: int) -> list:
-    import dask.array as da
-
-    levels = [da.from_array(lab, chunks=(chunk, chunk), name=False)]
-    while max(levels[-1].shape) > 1024:
-        levels.append(levels[-1][::2, ::2])
-    return levels
+def _labels_pyramid(levels: dict) -> list:
+    """Labels pyramid from the compressed tile stores, strided ``[::2, ::2]`` down to <= 1024 px
+    (levels the tiles could not be sub-sampled for come lazily from the previous one)."""
+    out = [levels[1].dask("carspatial-demo-labels")]
+    f = 1
+    while max(out[-1].shape) > 1024:
+        f *= 2
+        out.append(levels[f].dask("carspatial-demo-labels") if f in levels else out[-1][::2, ::2])
+    return out
 
 
 def _small_factors(H: int, W: int, C: int, chunk: int, *, max_bytes: int = 64 * 2**20) -> tuple[int, ...]:

@@ -142,7 +142,7 @@ def _repair(rings_yx: list[np.ndarray], label: str, source) -> list[tuple[np.nda
     return out
 
 
-def rois_from_geojson(obj, *, source=None, problems: list | None = None) -> list[ROI]:
+def rois_from_geojson(obj, *, source=None, problems: list | None = None, map_classes: bool = True) -> list[ROI]:
     """ROIs from a parsed GeoJSON object (see the module docstring for the rules).
 
     Parameters
@@ -155,6 +155,10 @@ def rois_from_geojson(obj, *, source=None, problems: list | None = None) -> list
         When given, one dict per feature that gave no region is appended (``feature``, ``name``,
         ``cls``, ``problem``), so callers can report regions that exist in the file but hold
         nothing (e.g. the batch reports them with NaN densities).
+    map_classes
+        Map the file's class names to :data:`~napari_carspatial.model.roi.ROI_CLASSES`
+        (:func:`map_class`); ``False`` keeps them as the file spells them (results named by the
+        user's own classes), missing ones ``Other``.
     """
     out: list[ROI] = []
     where = source or "GeoJSON"
@@ -167,7 +171,7 @@ def rois_from_geojson(obj, *, source=None, problems: list | None = None) -> list
             log.info("%s: feature %d is a %s, not an annotation or TMA core; skipped", where, k + 1, otype)
             continue
         cls_obj = props.get("classification")
-        cls = map_class(_class_name(cls_obj))
+        cls = map_class(_class_name(cls_obj)) if map_classes else str(_class_name(cls_obj) or "Other")
         name = props.get("name") or _class_name(cls_obj) or f"region {k + 1}"
         label = f"feature {k + 1} ({name!r}, class {cls!r})"
         if otype.startswith("tma") and props.get("isMissing"):
@@ -239,8 +243,10 @@ def rois_to_geojson(rois) -> dict:
     return {"type": "FeatureCollection", "features": feats}
 
 
-def read_geojson(path: str | os.PathLike, *, problems: list | None = None) -> list[ROI]:
+def read_geojson(path: str | os.PathLike, *, problems: list | None = None, map_classes: bool = True) -> list[ROI]:
     """Read ROIs from a QuPath GeoJSON file (``.geojson`` / ``.json``).
+
+    ``map_classes``: see :func:`rois_from_geojson` (``False``: the file's own class names).
 
     Features without a usable polygon (null or empty geometry, points, lines) are skipped with
     a warning naming the file and the feature (and listed in ``problems`` when given); invalid
@@ -260,7 +266,7 @@ def read_geojson(path: str | os.PathLike, *, problems: list | None = None) -> li
         if not text.strip():
             raise SampleError("the GeoJSON file is empty.", path=p)
         obj = json.loads(text)
-        rois = rois_from_geojson(obj, source=p, problems=found)
+        rois = rois_from_geojson(obj, source=p, problems=found, map_classes=map_classes)
     except SampleError:
         raise
     except UnicodeDecodeError as err:

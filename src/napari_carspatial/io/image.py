@@ -63,7 +63,10 @@ def read_image(
     data = _read_levels(path)
     levels = data.levels
     if len(levels) == 1:
-        levels = strided_pyramid(levels[0])
+        # flat slides: the lower levels come from the pyramid cache once it has been built
+        from .pyramid_cache import cached_levels
+
+        levels = cached_levels(data.path, levels[0]) or strided_pyramid(levels[0])
     n_c = int(levels[0].shape[0])
     if channel_names is not None:
         names = [str(n) for n in channel_names]

@@ -35,12 +35,12 @@ import pandas as pd
 
 from ..model import SampleError, set_pixel_size_um
 from ..model.conventions import REGION_KEY, SPATIAL_KEY
+from ..model.sample import IMAGE_COLUMNS as _IMAGE_COLUMNS
 from ._util import log, require_exists, wrap_errors
 from .inform import inform_stem, prepare_inform
 
-#: columns that name the image a row belongs to, in the order they are tried
-IMAGE_COLUMNS = ("ImageName", "MaskName", "Image", "image", "image_name", "ImageFile", "FileName_Image",
-                 "Image Name", "Sample Name", "sample_id", "fov", "library_id")
+#: columns that name the image a row belongs to, in the order they are tried (one list, in model.sample)
+IMAGE_COLUMNS = _IMAGE_COLUMNS
 #: id columns tried in AnnData obs when no instance key is declared
 ID_COLUMNS = ("Object", "ObjectNumber", "CellID", "CellNb", "cell_id", "label", "instance_id", "Cell ID", "Object ID")
 #: (x, y, unit) centroid column pairs, first match wins
@@ -112,7 +112,12 @@ def read_table(
             keep = select_image_rows(adata.obs, [image, mask], image_column=image_column, source=p)
             if keep is not None:
                 adata = adata[keep].copy()
-        return normalize_anndata(adata, id_column=id_column, pixel_size_um=pixel_size_um, source=p)
+        adata = normalize_anndata(adata, id_column=id_column, pixel_size_um=pixel_size_um, source=p)
+        # where it came from, so a save that forgets paths= still never replaces it (io.write)
+        meta = dict(adata.uns.get("carspatial", {}) or {})
+        meta["read_from"] = os.fspath(p.resolve())
+        adata.uns["carspatial"] = meta
+        return adata
     if not low.endswith((".csv", ".tsv", ".txt")):
         raise SampleError(f"unsupported table format {p.suffix!r}.", path=p,
                           hint="Supported: .h5ad, AnnData .zarr, .csv (steinbock, MCMICRO, QuPath, cytomapper).")
@@ -203,9 +208,12 @@ def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = Non
                     [v[0] for v in examples.values() if len(v)], sorted(keys))
         return None
     shown = "; ".join(f"{c}: {', '.join(map(str, v[:4]))}{', ...' if len(v) > 4 else ''}" for c, v in examples.items())
+    n_images = max(len(v) for v in examples.values())
     raise SampleError(
-        f"no table row belongs to {', '.join(sorted(keys))} (image columns hold {shown}).",
-        path=source, hint="Pass image_column= naming the column that matches the image file name.",
+        f"no table row belongs to {', '.join(sorted(keys))}: the table holds rows of {n_images} images "
+        f"(image columns hold {shown}).",
+        path=source, hint="Name the image as the table does (file name without suffix), or pass image_column= "
+                          "naming the column that matches the image file name.",
     )
 
 

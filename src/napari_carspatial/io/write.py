@@ -11,8 +11,9 @@ One headless function, :func:`write_table`, is what the GUI's "Save as" and scri
   (``read_table`` / ``read_sample``), :func:`write_table`, :func:`restore_interrupted` or
   :func:`find_recovery` call puts the backup back.
 * **never overwrites by accident**: an existing target raises :class:`SampleError` unless
-  ``overwrite=True``; a source of the sample (``paths=Sample.paths``, symbolic links resolved)
-  is refused whatever ``overwrite`` says, and so is a target that is a symbolic link.
+  ``overwrite=True``; a source of the sample (``paths=Sample.paths``, else the table's own
+  record of where it was read from and its provenance; symbolic links resolved) is refused
+  whatever ``overwrite`` says, and so is a target that is a symbolic link.
 * **disk full**: the error is clean, the old file intact, and the temporary file or folder is
   removed by the same process once zarr's background chunk writes have stopped.
 * **clear errors**: an unwritable folder raises :class:`SampleError` naming it; nothing in
@@ -29,12 +30,14 @@ ids), so a different table is never offered another one's work. :func:`find_reco
 whether a recovery file newer than the source exists; :func:`recover` reads it;
 :func:`decline_recovery` sets it aside (renamed ``*.declined``, never deleted);
 :func:`discard_recovery` deletes it after a successful save.
+
+The checksums and provenance live in :mod:`.provenance`, autosave and recovery in
+:mod:`.recovery`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -51,77 +54,18 @@ log = logging.getLogger(__name__)
 
 #: suffix of recovery files
 RECOVERY_SUFFIX = ".carspatial-recovery.h5ad"
-#: bytes read per step when checksumming
-CHUNK = 4 * 2**20
 _TMP_TAG = ".carspatial-tmp-"
 _BAK_TAG = ".carspatial-bak-"
 
 
-# =========================================================================== checksums / provenance
-_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
-    """SHA-256 hex digest of a file, or of a folder (zarr: every file's relative path and bytes, sorted).
-
-    Streamed in ``chunk``-byte reads; cached by (path, size, mtime), so re-saving is free.
-    """
-    p = Path(path)
-    st = p.stat()
-    key = (os.fspath(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
-    if key in _hash_cache:
-        return _hash_cache[key]
-    h = hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    for f in files:
-        if p.is_dir():
-            h.update(os.fspath(f.relative_to(p)).encode("utf-8") + b"\0")
-        with open(f, "rb") as fh:
-            while True:
-                b = fh.read(chunk)
-                if not b:
-                    break
-                h.update(b)
-    digest = h.hexdigest()
-    _hash_cache[key] = digest
-    return digest
-
-
-def forget_checksums(paths) -> None:
-    """Drop the cached checksums of ``paths`` (the GUI calls it when their sample is closed)."""
-    gone = {os.fspath(Path(p).resolve()) for p in paths if p}
-    for key in [k for k in _hash_cache if k[0] in gone]:
-        del _hash_cache[key]
-
-
-def provenance(paths: dict) -> dict:
-    """``{part: {"path", "size", "sha256"}}`` for every existing path in ``paths`` (Sample.paths)."""
-    out = {}
-    for part, path in (paths or {}).items():
-        if not path:
-            continue
-        p = Path(path)
-        entry = {"path": os.fspath(p.resolve()) if p.exists() else os.fspath(p)}
-        if p.exists():
-            try:
-                entry["size"] = int(p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file()))
-                entry["sha256"] = sha256_file(p)
-            except OSError as err:
-                log.warning("cannot checksum %s: %s", p, err)
-                entry["sha256"] = ""
-        else:
-            entry["sha256"] = ""
-        out[str(part)] = entry
-    return out
-
-
-def store_provenance(adata, paths: dict) -> dict:
-    """Store :func:`provenance` of ``paths`` in ``adata.uns["carspatial"]["provenance"]`` and return it."""
-    prov = provenance(paths)
-    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
-    meta["provenance"] = prov
-    adata.uns[UNS_KEY] = meta
-    return prov
+# checksums and provenance: io/provenance.py
+from .provenance import (  # noqa: E402, F401 - re-exported: they lived here
+    CHUNK,
+    forget_checksums,
+    provenance,
+    sha256_file,
+    store_provenance,
+)
 
 
 # =========================================================================== atomic writing
@@ -187,7 +131,7 @@ def _busy(pid: int, target: Path) -> bool:
     if pid == os.getpid():
         with _ACTIVE_LOCK:
             return os.fspath(target) in _ACTIVE
-    return _alive(pid)
+    return pid_alive(pid)
 
 
 def _remove_path(e: Path) -> None:
@@ -302,15 +246,18 @@ def _cleanup_tmp(tmp: Path, kind: str) -> None:
                 break
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the one helper for temp folders and review locks)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # pragma: no cover
+    except PermissionError:  # pragma: no cover - another user's process
         return True
+    except OSError:  # pragma: no cover - e.g. Windows without the process
+        return False
     return True
 
 
@@ -330,7 +277,9 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     paths
         Where the sample's parts came from (``Sample.paths``): their paths, sizes and SHA-256
         are stored in ``uns["carspatial"]["provenance"]`` before writing, and none of them is
-        ever overwritten.
+        ever overwritten. Without it the table's own record is used (:func:`own_sources`: the
+        file :func:`~napari_carspatial.io.read_table` read it from and its stored provenance),
+        so forgetting ``paths=`` never replaces a source.
     record
         Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
         provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
@@ -356,7 +305,7 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     folder = target.parent if os.fspath(target.parent) else Path(".")
     if not folder.is_dir():
         raise SampleError("the folder does not exist.", path=folder, hint="Create it or choose another folder.")
-    _refuse_sources(target, paths)
+    _refuse_sources(target, {**own_sources(adata), **(paths or {})} if record else paths)
     if target.is_symlink():
         raise SampleError(f"is a symbolic link (to {os.path.realpath(target)}); saving would replace the link with "
                           "a file, so it is not written.", path=target,
@@ -368,6 +317,13 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     if record:
         if paths:
             store_provenance(adata, paths)
+        else:  # the table's own record: its earlier provenance, and the file it was read from as its source
+            own = {k.split(" ")[0]: v for k, v in own_sources(adata).items() if k.endswith("(provenance)")}
+            meta = (adata.uns.get(UNS_KEY) or {}) if hasattr(adata.uns, "get") else {}
+            if isinstance(meta.get(READ_FROM_KEY), str):
+                own["table"] = meta[READ_FROM_KEY]
+            if own:
+                store_provenance(adata, own)
         meta = dict(adata.uns.get(UNS_KEY, {}) or {})
         meta["saved"] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "path": os.fspath(target)}
         adata.uns[UNS_KEY] = meta
@@ -423,6 +379,26 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
     return target
 
 
+#: ``uns["carspatial"]`` key where :func:`~napari_carspatial.io.read_table` records the file it read
+READ_FROM_KEY = "read_from"
+
+
+def own_sources(adata) -> dict:
+    """The sources a table records itself: ``{"table (read from)": path}`` (set by ``read_table``)
+    and every path of its stored provenance (``uns["carspatial"]["provenance"]``)."""
+    meta = (getattr(adata, "uns", {}) or {}).get(UNS_KEY) or {}
+    out = {}
+    if hasattr(meta, "get"):
+        if isinstance(meta.get(READ_FROM_KEY), str):
+            out["table (read from)"] = meta[READ_FROM_KEY]
+        prov = meta.get("provenance") or {}
+        if hasattr(prov, "items"):
+            for part, entry in prov.items():
+                if hasattr(entry, "get") and isinstance(entry.get("path"), str):
+                    out[f"{part} (provenance)"] = entry["path"]
+    return out
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if os.path.samefile(a, b):
@@ -470,182 +446,17 @@ def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:
     return cand
 
 
-# =========================================================================== autosave / recovery
-#: suffix given to a recovery file the user chose not to recover (kept, never deleted)
-DECLINED_SUFFIX = ".declined"
-
-
-def cache_dir() -> Path:
-    """The folder of recovery files: ``$CARSPATIAL_CACHE_DIR/recovery`` when set, else
-    ``$XDG_CACHE_HOME/napari-carspatial/recovery`` (default ``~/.cache/...``)."""
-    env = os.environ.get("CARSPATIAL_CACHE_DIR")
-    if env:
-        return Path(env) / "recovery"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "napari-carspatial" / "recovery"
-
-
-def table_fingerprint(adata) -> str:
-    """``"<n_obs>-<hash>"``: number of cells and a SHA-1 of the instance ids (mask labels; the
-    obs names when the table has no instance-id column) and of the centroids
-    (``obsm["spatial"]``) when present. Curation changes neither."""
-    import numpy as np
-
-    from ..model.conventions import SPATIAL_KEY, instance_ids
-
-    h = hashlib.sha1()
-    try:
-        h.update(np.ascontiguousarray(instance_ids(adata), dtype="<i8").tobytes())
-    except (KeyError, ValueError, TypeError):
-        h.update("\0".join(map(str, adata.obs_names)).encode("utf-8"))
-    if SPATIAL_KEY in adata.obsm:
-        h.update(np.ascontiguousarray(np.asarray(adata.obsm[SPATIAL_KEY])[:, :2], dtype="<f8").tobytes())
-    return f"{adata.n_obs}-{h.hexdigest()[:12]}"
-
-
-def recovery_path(source: str | os.PathLike | None, *, name: str | None = None,
-                  fingerprint: str | None = None) -> Path:
-    """The recovery file of a sample, in :func:`cache_dir`.
-
-    Keyed by the resolved ``source`` path; for data never saved (``source=None``) by ``name``
-    and the table ``fingerprint`` (:func:`table_fingerprint`).
-    """
-    if source:
-        key = os.fspath(Path(source).resolve())
-        stem = Path(source).name
-    else:
-        key = f"unsaved:{name}:{fingerprint or ''}"
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in (name or "table"))
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-    return cache_dir() / f"{stem}-{digest}{RECOVERY_SUFFIX}"
-
-
-def recovery_paths(source: str | os.PathLike | None, *, name: str | None = None,
-                   fingerprint: str | None = None) -> list[Path]:
-    """Where the recovery file of ``source`` may be (a list, for compatibility: the cache folder only)."""
-    return [recovery_path(source, name=name, fingerprint=fingerprint)]
-
-
-def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None,
-             fingerprint: str | None = None) -> Path:
-    """Write ``adata`` to its recovery file in the cache folder; atomic; ``adata`` is not modified.
-
-    Safe to call from a worker thread on a snapshot (``adata.copy()`` taken by the caller).
-
-    Parameters
-    ----------
-    adata
-        The table being curated (or a snapshot of it).
-    source
-        The table (or image) the session started from; ``None`` for unsaved data.
-    name, fingerprint
-        Sample name and :func:`table_fingerprint` (computed when omitted), used when ``source``
-        is ``None``.
-
-    Returns
-    -------
-    pathlib.Path
-        Where the recovery file was written.
-    """
-    if not source and fingerprint is None:
-        fingerprint = table_fingerprint(adata)
-    target = recovery_path(source, name=name, fingerprint=fingerprint)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return write_table(adata, target, overwrite=True, record=False)
-    except OSError as err:
-        raise SampleError(f"autosave failed ({err}).", path=target,
-                          hint="Save your work with Save as.") from err
-
-
-def find_recovery(source: str | os.PathLike | None, *, name: str | None = None,
-                  fingerprint: str | None = None) -> Path | None:
-    """The recovery file of ``source`` when it is newer than ``source`` itself, or None."""
-    if source:
-        restore_interrupted(source)
-    src_m = Path(source).stat().st_mtime if source and Path(source).exists() else -1.0
-    found = [p for p in recovery_paths(source, name=name, fingerprint=fingerprint) if p.is_file()]
-    found = [p for p in found if p.stat().st_mtime > src_m]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, fingerprint: str | None = None):
-    """Read the recovery table of ``source`` (or a recovery file given directly).
-
-    Raises
-    ------
-    SampleError
-        When there is no recovery file.
-    """
-    import anndata as ad
-
-    p = Path(source_or_recovery)
-    rec = p if p.name.endswith(RECOVERY_SUFFIX) else find_recovery(p, name=name, fingerprint=fingerprint)
-    if rec is None or not rec.is_file():
-        raise SampleError("no recovery file found.", path=p)
-    try:
-        adata = ad.read_h5ad(rec)
-    except (OSError, ValueError, KeyError) as err:
-        raise SampleError(f"the recovery file cannot be read ({type(err).__name__}: {err}).", path=rec,
-                          hint="It is kept; your open table is unchanged.") from err
-    log.info("recovered the table from %s", rec)
-    return adata
-
-
-def decline_recovery(recovery: str | os.PathLike) -> Path | None:
-    """Set a recovery file aside without deleting it: renamed ``<file>.declined`` (``.declined-2``,
-    ... when that exists). It is no longer offered; the user can still open it. Returns the new path."""
-    p = Path(recovery)
-    if not p.is_file():
-        return None
-    dst = p.with_name(p.name + DECLINED_SUFFIX)
-    k = 2
-    while dst.exists():
-        dst = p.with_name(f"{p.name}{DECLINED_SUFFIX}-{k}")
-        k += 1
-    os.replace(p, dst)
-    log.info("recovery file set aside as %s", dst)
-    return dst
-
-
-def discard_recovery(source: str | os.PathLike | None, *, name: str | None = None,
-                     fingerprint: str | None = None) -> None:
-    """Delete the recovery file of ``source`` (only after the work was saved successfully)."""
-    for p in recovery_paths(source, name=name, fingerprint=fingerprint):
-        try:
-            p.unlink(missing_ok=True)
-        except OSError as err:  # pragma: no cover
-            log.warning("cannot remove recovery file %s: %s", p, err)
-
-
-class AutosavePolicy:
-    """Decide when to autosave: after ``every_edits`` edits or ``every_seconds`` since the last save.
-
-    Parameters
-    ----------
-    every_edits
-        Save after this many edits (default 5).
-    every_seconds
-        Or when this many seconds passed since the last save and there are unsaved edits.
-    """
-
-    def __init__(self, every_edits: int = 5, every_seconds: float = 120.0, clock=time.monotonic):
-        self.every_edits = int(every_edits)
-        self.every_seconds = float(every_seconds)
-        self.clock = clock
-        self.pending = 0
-        self.last = clock()
-
-    def note_edit(self) -> bool:
-        """Count one edit; True when an autosave is due."""
-        self.pending += 1
-        return self.due()
-
-    def due(self) -> bool:
-        if self.pending <= 0:
-            return False
-        return self.pending >= self.every_edits or (self.clock() - self.last) >= self.every_seconds
-
-    def saved(self) -> None:
-        self.pending = 0
-        self.last = self.clock()
+# autosave and recovery: io/recovery.py (it imports write_table from here, so it comes last)
+from .recovery import (  # noqa: E402, F401 - re-exported: they lived here
+    DECLINED_SUFFIX,
+    AutosavePolicy,
+    autosave,
+    cache_dir,
+    decline_recovery,
+    discard_recovery,
+    find_recovery,
+    recover,
+    recovery_path,
+    recovery_paths,
+    table_fingerprint,
+)

@@ -25,6 +25,23 @@ log = logging.getLogger(__name__)
 
 #: metadata keys that are clinical (hidden in blinded review)
 CLINICAL_KEYS = ("patient", "trial", "indication", "timepoint", "response", "toxicity")
+#: cell-table columns that name the image a row belongs to, in the order they are tried
+#: (``io.tables`` cuts multi-image tables with them; validation names them)
+IMAGE_COLUMNS = ("ImageName", "MaskName", "Image", "image", "image_name", "ImageFile", "FileName_Image",
+                 "Image Name", "Sample Name", "sample_id", "fov", "library_id")
+
+
+def several_images(obs) -> tuple[str, list[str]] | None:
+    """``(column, image names)`` when an image column (:data:`IMAGE_COLUMNS`) of a cell table's
+    ``obs`` names more than one image, else ``None``."""
+    import pandas as pd
+
+    for col in IMAGE_COLUMNS:
+        if col in obs.columns:
+            names = [str(v) for v in pd.unique(obs[col].astype(str))]
+            if len(names) > 1:
+                return col, names
+    return None
 
 
 def _as_dask(arr, name: str):
@@ -194,10 +211,20 @@ class Sample:
         adata.obs[key] = ids_int
         uniq, counts = np.unique(ids_int, return_counts=True)
         dup = uniq[counts > 1]
+        if dup.size and (multi := several_images(adata.obs)) is not None:
+            col, names = multi
+            shown = ", ".join(os.path.splitext(n)[0] for n in names[:3]) + (", ..." if len(names) > 3 else "")
+            raise SampleError(
+                f"the table holds the cells of {len(names)} images (column {col!r}: {shown}), so its cell ids "
+                f"in {key!r} repeat ({dup.size} ids more than once); a sample is one image.", path=where,
+                hint="Open one image with this table (the image file with --table / table= keeps that image's "
+                     "rows), or pass image_column=.")
         if dup.size:
             raise SampleError(
                 f"{dup.size} cell id(s) appear more than once in the table, e.g. {dup[:5].tolist()}; each mask label needs exactly one row.",
                 path=where,
+                hint="Is it a table of several images (a column naming the image of each row)? Open one image "
+                     "with its table.",
             )
         if link["region"] is None:
             set_table_link(adata, region=f"{self.name}_labels", instance_key=key, region_key=link["region_key"])

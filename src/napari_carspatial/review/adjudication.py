@@ -28,7 +28,7 @@ from ..model import ROI, SampleError, edit_log
 from ..model.conventions import UNS_KEY, instance_ids
 from ..model.curation import ROI_UNS_KEY, rois_from_frame, rois_to_frame
 from .agreement import region_agreement
-from .lock import FileLock
+from .lock import FileLock, LockedSession
 from .project import ADJUDICATED, IN_PROGRESS, ReviewProject, _now
 from .reads import EXCLUDED_CALL, _read_h5ad, _require_both_done, _write_wc, read_pair
 
@@ -93,7 +93,7 @@ def final_rois_of_table(adata) -> list[ROI]:
                       dict(meta.get("region_decisions") or {}), pixel_size_um=meta.get("pixel_size_um"))
 
 
-class AdjudicationSession:
+class AdjudicationSession(LockedSession):
     """The adjudication of one sample (open with :meth:`ReviewProject.start_adjudication`).
 
     Attributes
@@ -311,7 +311,7 @@ class AdjudicationSession:
                               f"(classes that differ: {', '.join(ra.disagreeing_classes) or 'none'}).")
         if choice not in (*self.readers, *REGION_CHOICES):
             raise SampleError(f"region decision {choice!r} is not one of {', '.join((*self.readers, *REGION_CHOICES))}.")
-        from .agreement import _geometry
+        from .region_agreement import _geometry
 
         r1, r2 = self.readers
         if choice in self.readers:
@@ -384,24 +384,6 @@ class AdjudicationSession:
             a.status = ADJUDICATED
             a.finished = _now()
         self._release()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.save()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        self._lock.release()
-        self.closed = True
-
-    def __enter__(self) -> AdjudicationSession:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         left = self.remaining()

@@ -36,7 +36,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .region_agreement import (  # regions: review/region_agreement.py
+    RegionAgreement,
+    region_agreement,
+)
+
 log = logging.getLogger(__name__)
+
+#: bootstrap resamples of every agreement interval (status, export, reports): one number, so one
+#: sample shows one interval wherever it is reported
+N_BOOT = 1000
 
 CELL_CI_METHOD = "percentile bootstrap over cells within the sample"
 TRIAL_CI_METHOD = "percentile bootstrap over samples"
@@ -168,7 +177,7 @@ def _ids_of(table, n: int) -> np.ndarray:
     return np.asarray(df.index)
 
 
-def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n_boot: int = 1000,
+def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n_boot: int = N_BOOT,
               ci: float = 0.95, seed: int = 0) -> Agreement:
     """Agreement of two cell-call columns of one table.
 
@@ -261,100 +270,6 @@ def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n
     return res
 
 
-# =========================================================================== regions
-def _geometry(rois, cls: str):
-    from shapely import make_valid
-    from shapely.geometry import Polygon
-    from shapely.ops import unary_union
-
-    polys = []
-    for r in rois:
-        if str(r.cls) != cls:
-            continue
-        holes = [np.asarray(h, float) for h in (getattr(r, "holes_yx", None) or []) if len(h) >= 3]
-        p = Polygon(np.asarray(r.polygon_yx, float), holes)
-        polys.append(p if p.is_valid else make_valid(p))
-    return unary_union(polys) if polys else None
-
-
-@dataclass
-class RegionAgreement:
-    """Per ROI class agreement of two readers' regions (see :func:`region_agreement`).
-
-    Attributes
-    ----------
-    per_class
-        Index class: ``area_a``, ``area_b``, ``intersection``, ``union`` (level-0 px², µm² in the
-        ``*_um2`` columns when the pixel size is known), ``dice``, ``iou``, ``note``.
-    reader_a, reader_b
-        Who drew A and B.
-    """
-
-    per_class: pd.DataFrame
-    reader_a: str = "a"
-    reader_b: str = "b"
-    pixel_size_um: float | None = None
-
-    @property
-    def disagreeing_classes(self) -> list[str]:
-        """Classes where the two readers' regions are not the same (Dice < 1, or drawn by one only)."""
-        pc = self.per_class
-        return [c for c in pc.index if not (np.isfinite(pc.loc[c, "dice"]) and pc.loc[c, "dice"] >= 1 - 1e-9)
-                and (pc.loc[c, "area_a"] > 0 or pc.loc[c, "area_b"] > 0)]
-
-
-def region_agreement(rois_a, rois_b, *, classes=None, pixel_size_um: float | None = None,
-                     reader_a: str = "a", reader_b: str = "b") -> RegionAgreement:
-    """Dice and IoU per ROI class between two readers' regions.
-
-    Parameters
-    ----------
-    rois_a, rois_b
-        Lists of :class:`~napari_carspatial.model.roi.ROI` (level-0 pixel polygons, holes kept).
-        Overlapping polygons of one class count once (their union). Self-intersecting polygons
-        are repaired with ``shapely.make_valid``.
-    classes
-        ROI classes to compare (default: every class either reader drew, sorted).
-    pixel_size_um
-        Adds areas in µm².
-
-    Returns
-    -------
-    RegionAgreement
-        A class only one reader drew has Dice = IoU = 0; a class in ``classes`` neither drew is
-        NaN with a note.
-    """
-    cls = sorted({str(r.cls) for r in [*rois_a, *rois_b]}) if classes is None else [str(c) for c in classes]
-    rows = []
-    for c in cls:
-        ga, gb = _geometry(rois_a, c), _geometry(rois_b, c)
-        aa = float(ga.area) if ga is not None else 0.0
-        ab = float(gb.area) if gb is not None else 0.0
-        if ga is not None and gb is not None:
-            inter = float(ga.intersection(gb).area)
-            union = float(ga.union(gb).area)
-        else:
-            inter, union = 0.0, aa + ab
-        note = ""
-        if aa + ab == 0:
-            dice = iou = np.nan
-            note = f"neither reader drew a {c} region"
-        else:
-            dice = 2 * inter / (aa + ab)
-            iou = inter / union if union > 0 else np.nan
-            if aa == 0 or ab == 0:
-                note = f"only {reader_b if aa == 0 else reader_a} drew a {c} region"
-        rows.append({"class": c, "area_a": aa, "area_b": ab, "intersection": inter, "union": union,
-                     "dice": dice, "iou": iou, "note": note})
-    df = pd.DataFrame(rows, columns=["class", "area_a", "area_b", "intersection", "union", "dice", "iou", "note"])
-    df = df.set_index("class")
-    if pixel_size_um:
-        f = float(pixel_size_um) ** 2
-        for k in ("area_a", "area_b", "intersection", "union"):
-            df[f"{k}_um2"] = df[k] * f
-    return RegionAgreement(per_class=df, reader_a=reader_a, reader_b=reader_b, pixel_size_um=pixel_size_um)
-
-
 # =========================================================================== one sample, the trial
 @dataclass
 class SampleAgreement:
@@ -366,7 +281,7 @@ class SampleAgreement:
     regions: RegionAgreement
 
     @classmethod
-    def of(cls, pair, *, n_boot: int = 1000, seed: int = 0, mask=None) -> SampleAgreement:
+    def of(cls, pair, *, n_boot: int = N_BOOT, seed: int = 0, mask=None) -> SampleAgreement:
         """From a :class:`~napari_carspatial.review.reads.ReadPair`."""
         r1, r2 = pair.readers
         cells = agreement(pair.table, pair.call_keys[r1], pair.call_keys[r2], n_boot=n_boot, seed=seed, mask=mask)
@@ -414,7 +329,7 @@ class TrialAgreement:
     notes: list[str] = field(default_factory=list)
 
 
-def combine_agreements(results: Mapping, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> TrialAgreement:
+def combine_agreements(results: Mapping, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> TrialAgreement:
     """Per sample and trial agreement from per-sample results.
 
     Parameters

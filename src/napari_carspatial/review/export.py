@@ -16,10 +16,12 @@ every cell and region (nothing to adjudicate). The final table is a copy of the 
     uns["carspatial"]["review"]        {"final_key": <type>_adjudicated, "provenance": JSON}
 
 Written atomically (:func:`napari_carspatial.model.atomic.atomic_write`) to
-``PROJECT/export/<sample>.h5ad`` (or ``--out``), never over a file of the manifest. Next to the
+``PROJECT/export/<sample>.h5ad`` (or ``--out``; ``<sample>`` is the sample id made file-safe
+injectively by :func:`napari_carspatial.cohort.batch.safe_name`, as the batch names its results
+folders: ``P02/post`` -> ``P02_post~<hash>``), never over a file of the manifest. Next to the
 tables: ``<sample>.provenance.json``, ``<sample>.geojson`` (final regions, QuPath flavour),
 ``manifest.csv`` (the cohort manifest pointing at the final tables and regions, ready for
-``carspatial batch``), ``agreement_samples.csv``, ``agreement_classes.csv``,
+``carspatial batch``; a sample whose readers drew no regions keeps the cohort's regions file), ``agreement_samples.csv``, ``agreement_classes.csv``,
 ``agreement_regions.csv``, ``agreement_trial.json``, ``decisions.csv`` (every adjudication audit
 row) and ``agreement.html`` (the agreement section as a page). Exports are not blinded.
 
@@ -39,12 +41,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cohort.batch import check_folder_names, safe_name
 from ..model import SampleError, edit_log
 from ..model.atomic import atomic_write, atomic_write_text
 from ..model.conventions import UNS_KEY, instance_ids
 from ..model.curation import EXCLUDE_REASON_KEY, REVIEWED_KEY, ROI_UNS_KEY, rois_to_frame
 from .adjudication import _REVIEW_UNS, _rois_json, adjudicated_key_of, final_rois_of_table
-from .agreement import SampleAgreement, combine_agreements
+from .agreement import N_BOOT, SampleAgreement, combine_agreements
 from .project import ADJUDICATED, FORMAT_VERSION, ReviewProject, _now
 from .reads import (
     EXCLUDED_CALL,
@@ -52,7 +55,6 @@ from .reads import (
     _statuses,
     read_pair,
     read_source,
-    safe_name,
     writable_obs_index,
 )
 
@@ -142,7 +144,7 @@ def _final_reason(t, readers, akey) -> np.ndarray:
     return out
 
 
-def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: int = 1000, seed: int = 0,
+def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: int = N_BOOT, seed: int = 0,
                   sources: set[str] | None = None) -> tuple[Path, SampleAgreement, list[Path], pd.DataFrame]:
     """Export one sample (see the module docstring); returns (table path, agreement, files, decisions).
 
@@ -174,8 +176,17 @@ def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: 
         final_rois = list(pair.rois.get(r1, []))
         log_rows = pd.concat([pair.logs[r1], pair.logs[r2]], ignore_index=True)
     else:
-        raise SampleError(f"{n_dis} disagreeing cell(s) and {len(reg_dis)} region class(es) not adjudicated "
-                          f"(adjudication: {entry.adjudication.status.replace('_', ' ')}, "
+        left_cells, left_regions = n_dis, list(reg_dis)
+        path = project.adjudication_path(sample)
+        if path.exists():  # an adjudication in progress: count what is still undecided
+            t_adj = _read_h5ad(path)
+            left_cells = int((t_adj.obs["review_disagreement"].to_numpy(bool)
+                              & t_adj.obs[akey].isna().to_numpy()).sum())
+            decided = json.loads(t_adj.uns[_REVIEW_UNS]["adjudication"]).get("region_decisions") or {}
+            left_regions = [c for c in reg_dis if c not in decided]
+        raise SampleError(f"not adjudicated: {left_cells} of {n_dis} disagreeing cell(s) and {len(left_regions)} of "
+                          f"{len(reg_dis)} region class(es) undecided (adjudication: "
+                          f"{entry.adjudication.status.replace('_', ' ')}, "
                           f"adjudicator: {entry.adjudication.reviewer or 'none assigned'})")
     src = read_source(project, entry)
     final = src.table.copy()
@@ -258,7 +269,8 @@ def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: 
     return target, sa, files, decisions
 
 
-def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: int = 1000, seed: int = 0) -> ExportResult:
+def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: int | None = N_BOOT,
+                   seed: int = 0) -> ExportResult:
     """Export every finished sample (or ``samples``) of a project (see the module docstring).
 
     Samples that are not finished are skipped and listed in :attr:`ExportResult.skipped` with the
@@ -268,6 +280,7 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
     from .report import agreement_page
 
     project.reload()
+    n_boot = N_BOOT if n_boot is None else n_boot
     folder = Path(out) if out is not None else project.folder / "export"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,6 +290,7 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
     sources = _source_paths(project)
     samples = [samples] if isinstance(samples, str) else samples
     entries = [project.entry(s) for s in samples] if samples is not None else list(project.samples.values())
+    check_folder_names([e.sample for e in entries], path=project.manifest_path)  # file names never collide
     results, decisions, man_rows = {}, [], []
     for e in entries:
         try:
@@ -294,7 +308,9 @@ def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: in
         row = {k: v for k, v in project.manifest.row_dict(e.sample).items() if k not in ("day", "responder")}
         row["table"] = path.name
         gj = folder / f"{safe_name(e.sample)}.geojson"
-        row["regions"] = gj.name if gj in files else ""
+        # the readers' final regions; where they drew none, the cohort's own regions file (the
+        # working copies do not carry it, and the batch on this manifest needs it)
+        row["regions"] = gj.name if gj in files else (row.get("regions") or "")
         man_rows.append(row)
     if results:
         trial = combine_agreements(results, n_boot=n_boot, seed=seed)

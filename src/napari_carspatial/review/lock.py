@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..io.write import pid_alive
 from ..model import SampleError
 
 log = logging.getLogger(__name__)
@@ -114,26 +115,12 @@ def read_lock(path: str | os.PathLike) -> LockInfo | None:
                         purpose="(unreadable lock file)")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's process
-        return True
-    except OSError:  # pragma: no cover - e.g. Windows without the process
-        return False
-    return True
-
-
 def stale_reason(info: LockInfo, *, stale_after_s: float = STALE_AFTER_S) -> str | None:
     """Why the lock looks dead (``None`` when it looks held)."""
     if info.owner == "?":
         return "the lock file cannot be read"
     if info.host == socket.gethostname():
-        if not _pid_alive(info.pid):
+        if not pid_alive(info.pid):
             return f"process {info.pid} is not running on this host"
         return None
     try:
@@ -323,3 +310,32 @@ class FileLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class LockedSession:
+    """Close / release / ``with`` for a session that holds a :class:`FileLock` (``self._lock``) and
+    saves with ``self.save()`` (the read and adjudication sessions share it).
+
+    ``close()`` saves and releases the lock (once); leaving a ``with`` block closes.
+    """
+
+    closed: bool = False
+
+    def close(self) -> None:
+        """Save and release the lock (the work stays in progress); a closed session does nothing."""
+        if self.closed:
+            return
+        try:
+            self.save()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._lock.release()
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -40,172 +40,57 @@ needed) or ``adjudicated``.
 Every change of the project file is a read-modify-write under the project lock (the file is
 re-read, changed and written atomically), so two reviewers finishing at once lose nothing.
 
+The entries and statuses are in :mod:`.entries`, assigning in :mod:`.assign`
+(:class:`~.assign.AssignmentsMixin`); their names are re-exported here.
+
 Headless: no napari, no Qt.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
-import re
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
 from ..model import SampleError
 from ..model.atomic import atomic_write_text
+from .assign import AssignmentsMixin
+from .entries import (  # noqa: F401 - re-exported: the entries and statuses lived here
+    _ID,
+    ADJUDICATED,
+    ADJUDICATION_STATUSES,
+    DONE,
+    FORMAT,
+    FORMAT_VERSION,
+    IN_PROGRESS,
+    NOT_STARTED,
+    PROJECT_FILE,
+    READ_STATUSES,
+    STATUSES,
+    AdjudicationEntry,
+    ReadEntry,
+    RevealError,
+    Reviewer,
+    SampleEntry,
+    _codes,
+    _now,
+    _parse_due,
+    _sha256,
+    check_reviewer_id,
+    sample_code,
+)
 from .lock import FileLock
 
 log = logging.getLogger(__name__)
 
-FORMAT = "napari-carspatial review project"
-FORMAT_VERSION = 1
-PROJECT_FILE = "project.yaml"
-
-NOT_STARTED, IN_PROGRESS, DONE, ADJUDICATED = "not_started", "in_progress", "done", "adjudicated"
-#: statuses of a reader's entry
-READ_STATUSES = (NOT_STARTED, IN_PROGRESS, DONE)
-#: statuses of the adjudicator's entry
-ADJUDICATION_STATUSES = (NOT_STARTED, IN_PROGRESS, ADJUDICATED)
-#: every status (per sample and reviewer)
-STATUSES = (NOT_STARTED, IN_PROGRESS, DONE, ADJUDICATED)
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    from ..io.write import sha256_file
-
-    return sha256_file(path)
-
-
-def check_reviewer_id(rid: str, *, path=None) -> str:
-    """A reviewer id is a short file-name-safe word (letters, digits, ``.``, ``_``, ``-``)."""
-    rid = str(rid).strip()
-    if not _ID.match(rid):
-        raise SampleError(f"reviewer id {rid!r} is not allowed; use letters, digits, '.', '_' or '-' "
-                          "(it names the reviewer's files).", path=path)
-    return rid
-
-
-def sample_code(sample: str, salt: str, *, length: int = 6) -> str:
-    """The blinded code of a sample: ``RV-`` + base32 of HMAC-SHA256(salt, sample id).
-
-    Stable for a project (same salt), unrelated to the sample's name, patient, arm, timepoint,
-    outcome or its position in the manifest.
-    """
-    digest = hmac.new(salt.encode("utf-8"), str(sample).encode("utf-8"), hashlib.sha256).digest()
-    n = int.from_bytes(digest[:10], "big")
-    chars = []
-    for _ in range(length):
-        n, r = divmod(n, 32)
-        chars.append(_CODE_ALPHABET[r])
-    return "RV-" + "".join(chars)
-
-
-def _codes(samples: list[str], salt: str, taken: set[str] | None = None) -> dict[str, str]:
-    taken = set(taken or ())
-    out = {}
-    for s in samples:
-        length = 6
-        code = sample_code(s, salt, length=length)
-        while code in taken:
-            length += 2
-            code = sample_code(s, salt, length=length)
-        taken.add(code)
-        out[s] = code
-    return out
-
-
-def _parse_due(value, *, path=None, where: str = "") -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    try:
-        return date.fromisoformat(str(value).strip()).isoformat()
-    except ValueError:
-        raise SampleError(f"{where}due date {value!r} is not a date (YYYY-MM-DD).", path=path) from None
-
-
-# =========================================================================== entries
-@dataclass
-class Reviewer:
-    id: str
-    name: str = ""
-
-
-@dataclass
-class ReadEntry:
-    """One read of one sample: read number (1 = first, 2 = second), reviewer and status."""
-
-    read: int
-    reviewer: str
-    status: str = NOT_STARTED
-    started: str | None = None
-    finished: str | None = None
-    progress: float | None = None
-
-
-@dataclass
-class AdjudicationEntry:
-    reviewer: str | None = None
-    status: str = NOT_STARTED
-    started: str | None = None
-    finished: str | None = None
-
-
-@dataclass
-class SampleEntry:
-    sample: str
-    code: str
-    due: str | None = None
-    reads: list[ReadEntry] = field(default_factory=list)
-    adjudication: AdjudicationEntry = field(default_factory=AdjudicationEntry)
-    source: dict | None = None
-
-    def read_of(self, reviewer: str) -> ReadEntry | None:
-        return next((r for r in self.reads if r.reviewer == reviewer), None)
-
-    @property
-    def readers(self) -> list[str]:
-        return [r.reviewer for r in sorted(self.reads, key=lambda r: r.read)]
-
-    @property
-    def reads_done(self) -> bool:
-        return len(self.reads) == 2 and all(r.status == DONE for r in self.reads)
-
-    @property
-    def status(self) -> str:
-        """Derived sample status."""
-        if self.adjudication.status == ADJUDICATED:
-            return ADJUDICATED
-        if self.reads_done:
-            return DONE
-        if any(r.status != NOT_STARTED for r in self.reads) or self.adjudication.status != NOT_STARTED:
-            return IN_PROGRESS
-        return NOT_STARTED
-
-
-class RevealError(SampleError):
-    """A read was asked for before both reads of the sample are done (independent reads)."""
-
 
 # =========================================================================== the project
-class ReviewProject:
+class ReviewProject(AssignmentsMixin):
     """A review project (see the module docstring). Create with :func:`init_project`, open with
     :func:`load_project`.
 
@@ -413,97 +298,7 @@ class ReviewProject:
     def adjudication_path(self, sample_or_code: str) -> Path:
         return self.folder / "adjudication" / f"{self.entry(sample_or_code).code}.h5ad"
 
-    # ------------------------------------------------------------------ reviewers and assignments
-    def add_reviewer(self, rid: str, name: str = "") -> Reviewer:
-        """Add a reviewer (or update the display name of one)."""
-        rid = check_reviewer_id(rid, path=self.file)
-        with self.updating():
-            r = self.reviewers.get(rid) or Reviewer(rid)
-            if name:
-                r.name = str(name)
-            self.reviewers[rid] = r
-        return self.reviewers[rid]
-
-    def assign(self, samples, *, readers, adjudicator: str | None = None, due=None, force: bool = False) -> None:
-        """Assign the first and second read (``readers = (first, second)``) and the adjudicator.
-
-        Parameters
-        ----------
-        samples
-            Sample ids or codes (``None``: every sample).
-        readers
-            Two distinct reviewer ids: read 1 and read 2. Unknown ids are added as reviewers.
-        adjudicator
-            Reviewer id (not one of the readers), or None to leave it as it is.
-        due
-            Due date (``YYYY-MM-DD``) of these samples, or None to leave it.
-        force
-            Reassign a read that has started (its working copy is kept on disk, never deleted).
-
-        Raises
-        ------
-        SampleError
-            Not two distinct readers, the adjudicator is a reader, or a started read would be
-            reassigned without ``force``.
-        """
-        samples = [samples] if isinstance(samples, str) else samples
-        readers = [check_reviewer_id(r, path=self.file) for r in readers]
-        if len(readers) != 2 or readers[0] == readers[1]:
-            raise SampleError(f"a sample needs two different readers (first and second read), got {readers}.")
-        if adjudicator is not None:
-            adjudicator = check_reviewer_id(adjudicator, path=self.file)
-            if adjudicator in readers:
-                raise SampleError(f"the adjudicator {adjudicator!r} cannot also read the sample.")
-        due = _parse_due(due)
-        with self.updating():
-            for rid in [*readers, *([adjudicator] if adjudicator else [])]:
-                self.reviewers.setdefault(rid, Reviewer(rid))
-            entries = [self.entry(s) for s in samples] if samples is not None else list(self.samples.values())
-            problems = []
-            for e in entries:
-                for k, rid in enumerate(readers, start=1):
-                    cur = next((r for r in e.reads if r.read == k), None)
-                    if cur is not None and cur.reviewer != rid and cur.status != NOT_STARTED and not force:
-                        problems.append(f"{self.label(e.sample)}: read {k} by {cur.reviewer} is {cur.status}")
-                if (adjudicator and e.adjudication.reviewer not in (None, adjudicator)
-                        and e.adjudication.status != NOT_STARTED and not force):
-                    problems.append(f"{self.label(e.sample)}: adjudication by {e.adjudication.reviewer} is "
-                                    f"{e.adjudication.status}")
-            if problems:
-                raise SampleError("not reassigned (work has started):\n  - " + "\n  - ".join(problems),
-                                  path=self.file, hint="\nPass force=True (--force) to reassign anyway; "
-                                                       "started working copies are kept.")
-            for e in entries:
-                new = []
-                for k, rid in enumerate(readers, start=1):
-                    cur = next((r for r in e.reads if r.read == k), None)
-                    new.append(cur if cur is not None and cur.reviewer == rid else ReadEntry(k, rid))
-                e.reads = new
-                if adjudicator and e.adjudication.reviewer != adjudicator:
-                    e.adjudication = AdjudicationEntry(adjudicator)
-                if due is not None:
-                    e.due = due
-
-    def assign_balanced(self, readers, *, adjudicator: str | None = None, samples=None, due=None,
-                        force: bool = False) -> None:
-        """Assign every sample two of ``readers`` so that each reader gets about the same number of
-        samples and of first reads (pairs rotate over the samples in code order)."""
-        samples = [samples] if isinstance(samples, str) else samples
-        readers = list(dict.fromkeys(check_reviewer_id(r) for r in readers))
-        if len(readers) < 2:
-            raise SampleError("balanced assignment needs at least two different readers.")
-        if adjudicator is not None and adjudicator in readers:
-            raise SampleError(f"the adjudicator {adjudicator!r} cannot also be a reader.")
-        ents = [self.entry(s) for s in samples] if samples is not None else list(self.samples.values())
-        ents = sorted(ents, key=lambda e: e.code)  # code order: unrelated to patient / timepoint
-        import itertools
-
-        pairs = list(itertools.permutations(readers, 2))
-        # order pairs so that consecutive samples move the load around all readers
-        pairs.sort(key=lambda p: ((readers.index(p[1]) - readers.index(p[0])) % len(readers), readers.index(p[0])))
-        for i, e in enumerate(ents):
-            a, b = pairs[i % len(pairs)]
-            self.assign([e.sample], readers=(a, b), adjudicator=adjudicator, due=due, force=force)
+    # reviewers and assignments: AssignmentsMixin (review/assign.py)
 
     # ------------------------------------------------------------------ status
     def status(self, *, reviewer: str | None = None, unblind: bool = False) -> pd.DataFrame:
@@ -514,7 +309,11 @@ class ReviewProject:
         """
         today = date.today().isoformat()
         rows = []
-        for e in self.samples.values():
+        blinded = self.blinding and not unblind
+        # blinded: in code order, so the order of the rows does not give away the manifest's
+        # (patient, timepoint) order
+        entries = sorted(self.samples.values(), key=lambda e: e.code) if blinded else self.samples.values()
+        for e in entries:
             if reviewer and reviewer not in e.readers and e.adjudication.reviewer != reviewer:
                 continue
             r = dict.fromkeys(("read1", "read1_status", "read1_progress", "read2", "read2_status", "read2_progress"))
@@ -582,16 +381,18 @@ class ReviewProject:
 
         return read_pair(self, sample_or_code)
 
-    def sample_agreement(self, sample_or_code: str, *, n_boot: int = 1000, seed: int = 0):
-        """Cell and region agreement of one sample's two reads (both done)."""
-        from .agreement import SampleAgreement
+    def sample_agreement(self, sample_or_code: str, *, n_boot: int | None = None, seed: int = 0):
+        """Cell and region agreement of one sample's two reads (both done); ``n_boot`` default
+        :data:`~.agreement.N_BOOT`, as everywhere the interval is reported."""
+        from .agreement import N_BOOT, SampleAgreement
 
-        return SampleAgreement.of(self.reads(sample_or_code), n_boot=n_boot, seed=seed)
+        return SampleAgreement.of(self.reads(sample_or_code), n_boot=N_BOOT if n_boot is None else n_boot, seed=seed)
 
-    def trial_agreement(self, *, n_boot: int = 2000, seed: int = 0, unblind: bool = True):
+    def trial_agreement(self, *, n_boot: int | None = None, seed: int = 0, unblind: bool = True):
         """Agreement over every sample whose reads are both done (:class:`~.agreement.TrialAgreement`)."""
-        from .agreement import combine_agreements
+        from .agreement import N_BOOT, combine_agreements
 
+        n_boot = N_BOOT if n_boot is None else n_boot
         res = {}
         for e in self.samples.values():
             if e.reads_done:
@@ -604,7 +405,7 @@ class ReviewProject:
 
         return AdjudicationSession.open(self, sample_or_code, adjudicator, break_stale=break_stale)
 
-    def export(self, out=None, *, samples=None, n_boot: int = 1000, seed: int = 0):
+    def export(self, out=None, *, samples=None, n_boot: int | None = None, seed: int = 0):
         """Write the final tables with provenance (see :func:`~.export.export_project`)."""
         from .export import export_project
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..model import SampleError, edit_log
-from ..model.conventions import UNS_KEY, colors_key, get_table_link, instance_ids
+from ..model.cell_types import EXCLUDED_CALL  # noqa: F401 - the call of an excluded cell (re-exported)
+from ..model.conventions import UNS_KEY, colors_key, instance_ids
 from ..model.curation import (
     CURATED_SUFFIX,
     EXCLUDE_REASON_KEY,
@@ -42,20 +42,12 @@ from ..model.curation import (
     curated_key_for,
     rois_from_frame,
 )
+from .blinding import CLINICAL_COLUMNS, _tokens, blind_table  # noqa: F401 - re-exported: they lived here
 from .columns import base_type_column
-from .lock import FileLock
+from .lock import FileLock, LockedSession
 from .project import DONE, IN_PROGRESS, RevealError, ReviewProject, SampleEntry, _now
 
 log = logging.getLogger(__name__)
-
-#: the call of an excluded cell in a read column (a class of its own in the agreement)
-EXCLUDED_CALL = "(excluded)"
-#: obs columns dropped from a blinded working copy whatever their content
-CLINICAL_COLUMNS = {"sample", "sample_id", "patient", "patient_id", "trial", "indication", "timepoint",
-                    "day", "response", "responder", "best_response", "crs", "crs_grade", "icans", "icans_grade",
-                    "toxicity", "arm", "outcome", "donor", "subject", "visit", "cohort", "image", "imagename",
-                    "maskname", "filename", "file", "roi_name", "acquisition"}
-
 
 def start_key_of(type_key: str) -> str:
     """The column a working copy's reads start from: the type column, or for a curated column its
@@ -69,82 +61,6 @@ def read_key(start_key: str, reviewer: str) -> str:
 
 
 #: file-name parts that say nothing about a sample (not used to find identifying columns)
-_GENERIC = {"imc", "mask", "masks", "image", "images", "img", "cell", "cells", "table", "ome", "tif", "tiff",
-            "h5ad", "csv", "zarr", "labels", "label", "seg", "segmentation", "roi", "whole", "nuclear",
-            "nuclei", "full", "crop", "stack", "data", "sample", "pre", "post"}
-
-
-def _tokens(row: dict) -> list[str]:
-    """Strings that identify a sample: its id, patient, file stems and their parts (``E34_imc`` ->
-    ``E34_imc``, ``E34``)."""
-    out = {str(row.get("sample") or ""), str(row.get("patient") or "")}
-    for k in ("image", "mask", "table", "regions"):
-        if row.get(k):
-            stem = Path(str(row[k])).name.split(".")[0]
-            out.add(stem)
-            out.update(p for p in re.split(r"[_\-. ]+", stem) if p.lower() not in _GENERIC)
-    return sorted(t for t in out if len(t) >= 3)
-
-
-def _identifying(values: pd.Series, tokens: list[str]) -> bool:
-    if not tokens:
-        return False
-    u = pd.unique(values.dropna().astype(str))
-    low = [t.lower() for t in tokens]
-    return any(any(t in str(v).lower() for t in low) for v in u[:5000])
-
-
-def blind_table(adata, *, code: str, start_key: str, tokens=(), blinding: bool = True):
-    """A working copy of a source table for one read (a new AnnData; ``adata`` is not changed).
-
-    Keeps cells, centroids, ``X``/layers and the start column; drops earlier curation state
-    (curated column, exclusions, ROIs, audit trail). With ``blinding`` also drops what identifies
-    the sample (see the module docstring) and renames the SpatialData region to ``<code>_labels``.
-    """
-    import anndata as ad
-
-    link = get_table_link(adata)
-    inst = link["instance_key"]
-    region_key = link["region_key"]
-    obs = adata.obs.copy()
-    keep_always = {inst, start_key}
-    drop = {curated_key_for(start_key), EXCLUDED_KEY, EXCLUDE_REASON_KEY, REVIEWED_KEY, ROI_KEY, ROI_CLASS_KEY}
-    drop |= {c for c in obs.columns if str(c).endswith(("_read_", "_adjudicated")) or "_read_" in str(c)}
-    if blinding:
-        for c in obs.columns:
-            if c in keep_always or c == region_key:
-                continue
-            s = obs[c]
-            if str(c).lower() in CLINICAL_COLUMNS:
-                drop.add(c)
-            elif s.nunique(dropna=False) <= 1 and len(s) > 1:
-                drop.add(c)  # constant: no per-cell information, often the sample's identity
-            elif not pd.api.types.is_numeric_dtype(s) and _identifying(s, list(tokens)):
-                drop.add(c)
-    obs = obs.drop(columns=[c for c in obs.columns if c in drop and c not in keep_always])
-    if blinding:
-        obs.index = pd.Index([str(i) for i in np.asarray(obs[inst], dtype=np.int64)])
-        obs[region_key] = pd.Categorical([f"{code}_labels"] * len(obs))
-    uns = {}
-    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
-    if blinding:
-        if "pixel_size_um" in meta:
-            uns[UNS_KEY] = {"pixel_size_um": meta["pixel_size_um"]}
-        uns["spatialdata_attrs"] = {"region": f"{code}_labels", "region_key": region_key, "instance_key": inst}
-        for c in obs.columns:
-            ck = colors_key(str(c))
-            if ck in adata.uns:
-                uns[ck] = adata.uns[ck]
-    else:
-        uns = {k: v for k, v in adata.uns.items() if k not in (ROI_UNS_KEY, edit_log.EDIT_LOG_KEY)}
-        meta.pop("curation", None)
-        uns[UNS_KEY] = meta
-    out = ad.AnnData(X=adata.X.copy() if adata.X is not None else None, obs=obs,
-                     var=adata.var.copy(), obsm={k: np.asarray(v).copy() for k, v in adata.obsm.items()},
-                     layers={k: v.copy() for k, v in adata.layers.items()}, uns=uns)
-    return out
-
-
 def _source_file(row: dict) -> str | None:
     return row.get("table") or row.get("mask") or row.get("image")
 
@@ -248,7 +164,7 @@ def _read_h5ad(path: Path):
         raise SampleError(f"cannot read the working copy ({type(err).__name__}: {err}).", path=path) from err
 
 
-class ReadSession:
+class ReadSession(LockedSession):
     """One reader's open read of one sample: the working copy, its curation and its lock.
 
     Attributes
@@ -383,25 +299,6 @@ class ReadSession:
         self._release()
         log.info("%s finished read %d of %s", self.reviewer, self.read_number, self.label)
 
-    def close(self) -> None:
-        """Save and release the lock; the read stays ``in_progress``."""
-        if self.closed:
-            return
-        try:
-            self.save()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        self._lock.release()
-        self.closed = True
-
-    def __enter__(self) -> ReadSession:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"ReadSession({self.label!r}, read {self.read_number} by {self.reviewer}, {self.table.n_obs} cells)"
 
@@ -524,9 +421,3 @@ def read_pair(project: ReviewProject, sample_or_code: str) -> ReadPair:
                     rois={r: rois_from_frame(t.uns.get(ROI_UNS_KEY)) for r, t in tabs.items()},
                     logs={r: edit_log.get_log(t) for r, t in tabs.items()},
                     pixel_size_um=pixel_size_um(a))
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a sample id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "sample"
-

@@ -123,7 +123,7 @@ def _figure(trial) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def agreement_section(source, *, title: str = "Reader agreement", n_boot: int = 2000, seed: int = 0) -> str:
+def agreement_section(source, *, title: str = "Reader agreement", n_boot: int | None = None, seed: int = 0) -> str:
     """The agreement section of the cohort report as an HTML fragment (one ``<section>``).
 
     Parameters
