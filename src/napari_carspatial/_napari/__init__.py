@@ -12,7 +12,8 @@ import-linter contract forbids them its submodules):
   :func:`samples_to_layer_data`, :func:`montage_offsets`, :func:`short_names`, ...;
 * colouring (:class:`CellColoring`, column helpers), inspection (:class:`CellIndex`,
   :func:`cell_info`, ...), Shapes-layer regions, the segmentation editing layers, the gating
-  preview and :func:`notify`.
+  preview and :func:`notify`;
+* transcripts: :class:`TranscriptsView` (density at overview, points in view), its requests.
 """
 
 from .coloring import (
@@ -81,6 +82,16 @@ from .session import (
     session_for,
 )
 from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px, shapes_region
+from .transcripts import (
+    MAX_POINTS,
+    MODES,
+    ROLE_DENSITY,
+    ROLE_POINTS,
+    DensityRequest,
+    PointsRequest,
+    TranscriptFilter,
+    TranscriptsView,
+)
 
 __all__ = [
     "META_CHANNEL", "META_ROLE", "META_SAMPLE", "N_NEIGHBORS", "NEIGHBOR_RADIUS_UM", "ROLE_IMAGE",
@@ -96,4 +107,6 @@ __all__ = [
     "tile_label_data",
     "ADJUDICATION", "ASSIGNMENT_COLUMNS", "COMPARISON", "READ", "STATUS_TEXT", "DisagreementView", "OpenItem",
     "ProjectWorkspace", "ReadTarget", "Step", "disagreement_calls", "disagreement_key", "pair_label", "workspace_for",
+    "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
+    "TranscriptsView",
 ]

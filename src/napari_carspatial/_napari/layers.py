@@ -205,6 +205,10 @@ def sample_to_layer_data(
         if feats is not None:
             meta["features"] = feats
         out.append((labels if len(labels) > 1 else labels[0], meta, "labels"))
+    if sample.points is not None and len(sample.points):   # transcripts: their density (omicsgui)
+        from .transcripts import density_layer_data
+
+        out.append(density_layer_data(sample, sid, geometry=(scale, tuple(translate), _units(sample))))
     return out
 
 

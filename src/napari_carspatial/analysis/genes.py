@@ -478,3 +478,68 @@ def store_cell_types(adata: AnnData, result: CellTypingResult, *, key: str = "ce
     meta["cell_typing"] = typing
     adata.uns[UNS_KEY] = meta
     return key
+
+
+# --------------------------------------------------------------------------- for the docks
+def is_count_table(adata, *, sample_rows: int = 2000) -> bool:
+    """Whether the table holds counts (a gene panel), not mean intensities (a protein panel).
+
+    True when it has a ``counts`` layer, or ``var`` has 10x / spatialdata-io ``feature_types``,
+    or ``X`` is sparse with only whole non-negative values in its first ``sample_rows`` rows.
+    What the gating dock uses to say "counts" and to gate on ``log1p``, and the inspector to show
+    the top genes of a cell instead of every marker.
+    """
+    import scipy.sparse as sp
+
+    if "counts" in adata.layers:
+        return True
+    if any(c in adata.var for c in ("feature_types", "feature_type")):
+        return True
+    X = adata.X
+    if X is None or not sp.issparse(X):
+        return False
+    part = X[: min(sample_rows, X.shape[0])]
+    d = np.asarray(part.data)
+    return bool(d.size) and bool(np.all(d >= 0)) and bool(np.all(np.mod(d, 1) == 0))
+
+
+def column_percentile(X, q: float) -> np.ndarray:
+    """``numpy.percentile(X, q, axis=0)`` of a dense or sparse matrix, never densifying it.
+
+    For sparse ``X`` each column's implicit zeros are counted as values (the result equals the
+    dense computation with numpy's default linear interpolation); the work is one sort of the
+    non-zeros per column (a CSC copy of the non-zeros).
+    """
+    import scipy.sparse as sp
+
+    n, m = X.shape
+    if not sp.issparse(X):
+        a = np.asarray(X, dtype=np.float64)
+        return np.percentile(a, q, axis=0) if a.size else np.zeros(m)
+    if n == 0:
+        return np.zeros(m)
+    C = sp.csc_matrix(X, dtype=np.float64, copy=True)
+    C.sum_duplicates()
+    out = np.zeros(m, dtype=np.float64)
+    pos = (n - 1) * float(q) / 100.0            # numpy's "linear" rank
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    frac = pos - lo
+    indptr, data = C.indptr, C.data
+    for j in range(m):
+        v = data[indptr[j]:indptr[j + 1]]
+        v = v[v != 0]
+        if v.size == 0:
+            continue
+        v = np.sort(v)
+        neg = int(np.searchsorted(v, 0.0))       # values below zero come first, then the zeros
+        z = n - v.size
+
+        def at(k, v=v, neg=neg, z=z):
+            if k < neg:
+                return v[k]
+            if k < neg + z:
+                return 0.0
+            return v[k - z]
+
+        out[j] = at(lo) + (at(hi) - at(lo)) * frac
+    return out

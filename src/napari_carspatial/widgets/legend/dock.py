@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 from ..._napari import camera, column_choices, guess_type_key, is_categorical, notify, session_for
 from .._common import BusyNotice, refill_sample_combo
 from .categories import CategoryPanel
-from .values import ValuePanel
+from .values import GeneSearch, ValuePanel
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ class LegendWidget(QWidget):
         mode_row.addWidget(self.mode_box)
         mode_row.addLayout(op_row, 1)
         form.addRow("style", mode_row)
+        self.gene_search = GeneSearch(self)    # gene panels: colour by a gene (omicsgui)
+        self.gene_row_label = QLabel("gene")
+        self.gene_row_label.setVisible(False)
+        form.addRow(self.gene_row_label, self.gene_search)
 
         self.categories = CategoryPanel(self)
         self.values = ValuePanel(self)
@@ -191,10 +195,13 @@ class LegendWidget(QWidget):
                 for k in ch["numeric"]:
                     self.column_box.addItem(k, k)
             if ch["markers"]:
+                from ...analysis.genes import is_count_table
+
+                kind = "gene" if is_count_table(table) else "marker"   # omicsgui: a gene panel says so
                 self.column_box.insertSeparator(self.column_box.count())
                 for k in ch["markers"]:
                     if k not in ch["numeric"] and k not in ch["categorical"]:
-                        self.column_box.addItem(f"{k} (marker)", k)
+                        self.column_box.addItem(f"{k} ({kind})", k)
         self.column_box.setCurrentIndex(-1)
         self.column_box.blockSignals(False)
 
