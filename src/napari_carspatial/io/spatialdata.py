@@ -614,12 +614,14 @@ def _one_sample(sdata, region, tname, *, src, pixel_size_um, grid, check_ids, qu
                 metadata={"element": pname, "coordinate_system": cs})
             s.paths["points"] = f"{src}::points/{pname}" if src else f"points/{pname}"
     # ---- pixel size
-    px = pixel_size_um if pixel_size_um is not None else grid.pixel_size_um
+    px, why = (pixel_size_um, "user") if pixel_size_um is not None else (grid.pixel_size_um, "the platform's grid")
     if px is None and adata is not None:
-        px = (adata.uns.get(UNS_KEY) or {}).get("pixel_size_um")
+        px, why = (adata.uns.get(UNS_KEY) or {}).get("pixel_size_um"), "cell table (uns)"
     if px is None and s.image:
-        px = _scale_to_um(sdata, grid)
+        px, why = _scale_to_um(sdata, grid), "SpatialData µm coordinate system"
     s.pixel_size_um = None if px is None else float(px)
+    if px is not None:  # a platform reader names its own source in metadata; keep it
+        s.metadata.setdefault("pixel_size_source", why)
     if adata is not None and s.points is not None:  # what `carspatial info` shows for RNA samples
         s.metadata["genes"] = int(adata.n_vars)
         s.metadata["transcripts"] = len(s.points)
