@@ -808,15 +808,49 @@ def ligrec_sample_metrics(
     pairs: Any = "cart",
     regions: Mapping[str, np.ndarray] | None = None,
     alpha: float = 0.05,
-    **spatial_kwargs,
+    **spatial_kwargs: Any,
 ) -> pd.DataFrame:
-    """Per-sample ligand-receptor metrics for a cohort table (tidy: ``region, metric, value``).
+    """Per-sample ligand-receptor metrics for a cohort table (tidy: ``region, metric, value, note``).
 
-    For every pair of the preset and every sender -> receiver type combination tested:
-    ``lr_z:<L>-<R>:<sender>-><receiver>`` (z of the neighbour test) and
-    ``lr_score:...``; per region ``lr_n_significant`` (FDR < ``alpha``) and ``lr_n_tested``.
-    ``regions`` maps region names to cell masks (default: the whole sample).
+    Parameters
+    ----------
+    adata
+        Cell table with ``obsm["spatial"]`` and the panel's genes or markers in ``var_names``.
+    cluster_key
+        Cell-type column of ``obs``.
+    pairs
+        As :func:`spatial_ligrec`: ``"cart"`` (the preset), a liana resource name, a CSV path,
+        a DataFrame or ``(ligand, receptor)`` tuples.
+    regions
+        Region name -> boolean cell mask (default: the whole sample).
+    alpha
+        FDR level of ``lr_n_significant``.
+    **spatial_kwargs
+        Passed to :func:`spatial_ligrec` (graph ``method``, ``max_distance_um``, ``min_edges``,
+        ``threshold``, ``pixel_size_um``, ``labels``, ``seed``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``region, metric, value, note``. For every pair and sender -> receiver type
+        combination tested: ``lr_z:<L>-<R>:<sender>-><receiver>`` (z of the neighbour test; grows
+        with the number of contacts, so not comparable across samples), ``lr_score:...`` (mean
+        ``(L + R) / 2`` over the contacts) and ``lr_log2_enrichment:...`` (log2 of the score over
+        its expectation under the type-matched null: comparable across samples); per region
+        ``lr_n_tested`` and ``lr_n_significant`` (FDR < ``alpha``). A region that cannot be
+        tested (fewer than 3 cells, one cell type) has ``lr_n_tested`` NaN with the reason in
+        ``note``.
+
+    Raises
+    ------
+    ValueError
+        No pair has its genes in the panel (names the pairs asked for).
     """
+    if resolve_pairs(list(map(str, adata.var_names)), pairs, aliases=spatial_kwargs.get("aliases", PROTEIN_ALIASES)
+                     ).empty:
+        what = pairs if isinstance(pairs, str) else "given"
+        raise ValueError(f"none of the ligand-receptor pairs ({what}) has its genes in the panel "
+                         f"({', '.join(map(str, adata.var_names[:8]))}{', ...' if adata.n_vars > 8 else ''})")
     regions = dict(regions) if regions else {"whole": np.ones(adata.n_obs, bool)}
     rows = []
     for name, m in regions.items():
@@ -824,12 +858,18 @@ def ligrec_sample_metrics(
         if m.sum() < 3:
             rows.append({"region": name, "metric": "lr_n_tested", "value": np.nan, "note": "fewer than 3 cells"})
             continue
-        t = spatial_ligrec(adata, cluster_key, pairs=pairs, mask=m, region=name, **spatial_kwargs).table
+        try:
+            t = spatial_ligrec(adata, cluster_key, pairs=pairs, mask=m, region=name, **spatial_kwargs).table
+        except ValueError as err:  # one cell type, no pair expressed in this region, ...
+            rows.append({"region": name, "metric": "lr_n_tested", "value": np.nan, "note": str(err)})
+            continue
         tested = t[t["z"].notna()]
         for r in tested.itertuples(index=False):
             tag = f"{r.ligand}-{r.receptor}:{r.sender}->{r.receiver}"
             rows.append({"region": name, "metric": f"lr_z:{tag}", "value": float(r.z), "note": ""})
             rows.append({"region": name, "metric": f"lr_score:{tag}", "value": float(r.score), "note": ""})
+            rows.append({"region": name, "metric": f"lr_log2_enrichment:{tag}", "value": float(r.log2_enrichment),
+                         "note": ""})
         rows.append({"region": name, "metric": "lr_n_tested", "value": float(len(tested)), "note": ""})
         sig = float((tested["pvalue_adj"] < alpha).sum()) if "pvalue_adj" in tested else np.nan
         rows.append({"region": name, "metric": "lr_n_significant", "value": sig, "note": f"FDR < {alpha}"})

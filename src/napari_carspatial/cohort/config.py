@@ -31,7 +31,10 @@ REGION_MODES = ("auto", "whole", "geojson")
 #: options of :func:`napari_carspatial.analysis.quantify.quantify` a config's ``quantify:`` may set
 QUANTIFY_OPTIONS = ("statistics", "solidity", "chunks")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
-                "quantify", "thumbnail", "seed", "pixel_size_um"}
+                "quantify", "thumbnail", "seed", "pixel_size_um", "ligrec"}
+#: options of the opt-in ``ligrec:`` section (:func:`~napari_carspatial.analysis.ligrec.ligrec_sample_metrics`)
+LIGREC_OPTIONS = ("pairs", "method", "max_distance_um", "radius_um", "n_neighs", "expand_px", "min_edges",
+                  "threshold", "alpha", "layer", "complex_policy")
 
 
 
@@ -69,7 +72,13 @@ class BatchConfig:
     thumbnail
         ``{"channels": [three channel names]}`` for the composite.
     seed
-        Passed to the metric function.
+        Passed to the metric function (and to the ligand-receptor test).
+    ligrec
+        ``None`` (default): no ligand-receptor metrics. A mapping (``ligrec: {}`` or
+        ``ligrec: true`` for the defaults) adds, per sample and region, the neighbour test's
+        metrics (:func:`~napari_carspatial.analysis.ligrec.ligrec_sample_metrics`) to
+        ``metrics.csv``; options :data:`LIGREC_OPTIONS` (``pairs``: ``cart`` (default), a liana
+        resource name, a CSV file relative to the config, or a list of ``[ligand, receptor]``).
     pixel_size_um
         µm per level-0 pixel for every sample (overrides the files'); a manifest row's
         ``pixel_size_um`` overrides this.
@@ -88,6 +97,7 @@ class BatchConfig:
     thumbnail: dict = field(default_factory=dict)
     seed: int = 0
     pixel_size_um: float | None = None
+    ligrec: dict | None = None
     source: str | None = None
 
     @property
@@ -109,6 +119,8 @@ class BatchConfig:
     def fingerprint(self) -> str:
         d = self.to_dict()
         d.pop("source", None)
+        if d.get("ligrec") is None:  # configs from before the ligrec section keep their fingerprint
+            d.pop("ligrec", None)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -188,7 +200,35 @@ def load_config(config=None) -> BatchConfig:
     return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
                        gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
                        quantify=dict(q), thumbnail=dict(data.get("thumbnail") or {}),
-                       seed=int(data.get("seed", 0)), pixel_size_um=px, source=None if src is None else os.fspath(src))
+                       seed=int(data.get("seed", 0)), pixel_size_um=px, ligrec=_ligrec_section(data.get("ligrec"), src),
+                       source=None if src is None else os.fspath(src))
+
+
+def _ligrec_section(value, src: Path | None) -> dict | None:
+    """The ``ligrec:`` section checked: ``None`` / ``false`` (off), ``true`` / a mapping (on)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise SampleError("ligrec must be a mapping of options (or true for the defaults).", path=src)
+    bad = sorted(set(value) - set(LIGREC_OPTIONS))
+    if bad:
+        raise SampleError(f"unknown ligrec option {bad[0]!r} (known: {', '.join(LIGREC_OPTIONS)}).", path=src)
+    out = dict(value)
+    pairs = out.get("pairs")
+    if isinstance(pairs, list):
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+            raise SampleError("ligrec.pairs must be a preset name, a CSV file or a list of [ligand, receptor].",
+                              path=src)
+        out["pairs"] = [[str(a), str(b)] for a, b in pairs]
+    elif pairs is not None and not isinstance(pairs, str):
+        raise SampleError("ligrec.pairs must be a preset name, a CSV file or a list of [ligand, receptor].", path=src)
+    elif isinstance(pairs, str) and pairs.lower().endswith(".csv") and src is not None and not Path(pairs).is_absolute():
+        out["pairs"] = os.fspath(src.parent / pairs)
+    if out.get("method", "delaunay") not in ("delaunay", "radius", "knn", "contact"):
+        raise SampleError(f"ligrec.method must be delaunay, radius, knn or contact, got {out['method']!r}.", path=src)
+    return out
 
 
 def metric_registry() -> dict[str, str]:

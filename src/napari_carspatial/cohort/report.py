@@ -122,6 +122,96 @@ def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
     return out.loc[[s for s in order if s in out.index]]
 
 
+def sample_pixel_sizes(results, samples) -> pd.DataFrame:
+    """Each finished sample's pixel size and its source, from its ``summary.json``.
+
+    Parameters
+    ----------
+    results
+        Folder written by :func:`~napari_carspatial.cohort.batch.run_batch`.
+    samples
+        Sample ids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample: ``pixel size (µm)`` (NaN when the summary is missing) and ``pixel size
+        source`` (``"–"`` when missing).
+    """
+    rows = {}
+    for sid in samples:
+        f = sample_dir(results, sid) / "summary.json"
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            d = {}
+        v = d.get("pixel_size_um")
+        rows[sid] = {"pixel size (µm)": float(v) if v is not None else np.nan,
+                     "pixel size source": str(d.get("pixel_size_source") or "–")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["pixel size (µm)", "pixel size source"])
+
+
+def ligrec_section(metrics: pd.DataFrame, *, top: int = 5) -> str:
+    """The report's ligand-receptor section (empty when the batch ran without ``ligrec:``).
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy ``metrics.csv``.
+    top
+        Strongest sender -> receiver pairs listed per sample and region (by z).
+
+    Returns
+    -------
+    str
+        HTML: pairs tested and significant per sample and region (with the reason where none
+        could be tested), and each sample's strongest pairs (z and log2 enrichment).
+    """
+    name = metrics["metric"].astype(str)
+    m = metrics[name.str.startswith("lr_")].copy()
+    if m.empty:
+        return ""
+    m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    note = m.get("note", pd.Series("", index=m.index)).fillna("").astype(str)
+    cnt = m[m["metric"].isin(["lr_n_tested", "lr_n_significant"])].assign(note=note)
+    wide = cnt.pivot_table(index=["sample", "region"], columns="metric", values="value", aggfunc="first",
+                           dropna=False)
+    why = cnt[cnt["metric"] == "lr_n_tested"].set_index(["sample", "region"])["note"]
+    tab = pd.DataFrame({"pairs tested": wide.get("lr_n_tested"), "FDR < 0.05": wide.get("lr_n_significant")},
+                       index=wide.index)
+    tab["note"] = why.reindex(tab.index).fillna("")
+    order = {s: i for i, s in enumerate(dict.fromkeys(metrics["sample"]))}
+    tab = tab.reset_index().sort_values(["sample", "region"], key=lambda c: c.map(order) if c.name == "sample" else c,
+                                        kind="stable")
+    parts = [("<h2>Ligand-receptor signals between neighbouring cells</h2><p class='sub'>Per sample and region: "
+             "sender → receiver type combinations × ligand-receptor pairs tested (enough contacts, both genes "
+             "expressed) and those with FDR &lt; 0.05 (exact type-matched permutation null; "
+             "napari_carspatial.analysis.spatial_ligrec). z grows with the number of contacts, so it ranks pairs "
+             "within a sample; log2 enrichment (contacts vs the type-matched expectation) is the number compared "
+             "across samples (tested in the statistics).</p>"),
+             _table_html(tab, left=("sample", "region", "note"))]
+    z = m[m["metric"].str.startswith("lr_z:")].copy()
+    if len(z):
+        z["tag"] = z["metric"].str[len("lr_z:"):]
+        enr = m[m["metric"].str.startswith("lr_log2_enrichment:")].copy()
+        enr["tag"] = enr["metric"].str[len("lr_log2_enrichment:"):]
+        z = z.merge(enr[["sample", "region", "tag", "value"]].rename(columns={"value": "log2 enrichment"}),
+                    on=["sample", "region", "tag"], how="left")
+        parts_ = z["tag"].str.split(":", n=1, expand=True)
+        z["ligand → receptor"] = parts_[0].str.replace("-", " → ", n=1, regex=False)
+        z["sender → receiver"] = parts_[1].str.replace("->", " → ", regex=False)
+        z = z.rename(columns={"value": "z"}).sort_values("z", ascending=False, kind="stable")
+        best = z.groupby(["sample", "region"], sort=False).head(top)
+        best = best.sort_values(["sample", "region"], key=lambda c: c.map(order) if c.name == "sample" else c,
+                                kind="stable")
+        parts.append(f"<details><summary>the {top} strongest pairs of each sample and region</summary>"
+                     + _table_html(best[["sample", "region", "ligand → receptor", "sender → receiver", "z",
+                                         "log2 enrichment"]],
+                                   left=("sample", "region", "ligand → receptor", "sender → receiver"))
+                     + "</details>")
+    return "\n".join(parts)
+
+
 def _group_of(df: pd.DataFrame) -> pd.Series:
     r = df["responder"] if "responder" in df else pd.Series(np.nan, index=df.index)
     return r.map(lambda v: "R" if v is True or v == "True" or v == 1 else ("NR" if v is False or v == "False" or v == 0
@@ -369,10 +459,21 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
 
     # key metric table
     parts.append("<h2>Key metrics per sample</h2>")
-    wide = wide_key_table(metrics, keys).reset_index()
-    parts.append(_table_html(wide, left=("sample", "patient", "timepoint", "response")))
+    wide = wide_key_table(metrics, keys)
+    px = sample_pixel_sizes(results, wide.index)
+    at = list(wide.columns).index("cells") + 1 if "cells" in wide.columns else len(wide.columns)
+    for i, c in enumerate(px.columns):
+        wide.insert(at + i, c, px[c].reindex(wide.index))
+    wide = wide.reset_index()
+    parts.append(_table_html(wide, left=("sample", "patient", "timepoint", "response", "pixel size source")))
     parts.append("<p class='sub'>Every metric of every region is in metrics.csv (tidy: sample, region, metric, "
-                 "value, unit + clinical columns). Definitions: docs/cohorts.md and docs/metrics.md.</p>")
+                 "value, unit + clinical columns). Definitions: docs/cohorts.md and docs/metrics.md. Densities and "
+                 "distances use each sample's pixel size; its source is where it came from (the image's metadata, "
+                 "the manifest's pixel_size_um column, the config, ...), also in samples/&lt;sample&gt;/summary.json."
+                 "</p>")
+    lr = ligrec_section(metrics)
+    if lr:
+        parts.append(lr)
 
     # paired and group figures
     b64 = _paired_figure(metrics, keys)

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 NOT_COMPARABLE = ("n_cells", "n_car_t", "n_tumor", "n_myeloid", "area_mm2", "antigen_neg_clustering_z")
 #: any metric starting with this is a count and is not tested either (``n_contacts_car_t_tumor``, ...)
 COUNT_PREFIX = "n_"
+#: ligand-receptor metrics not tested across samples: z-scores grow with the number of contacts,
+#: the tested / significant counts with the sample (``lr_log2_enrichment`` and ``lr_score`` are tested)
+NOT_COMPARABLE_PREFIXES = ("lr_z:", "lr_n_")
 
 COLUMNS = ["comparison", "region", "metric", "test", "group_a", "group_b", "n_a", "n_b", "n_eff", "median_a",
            "median_b", "effect_name", "effect", "ci_low", "ci_high", "ci_method", "p", "q", "small_n", "warning"]
@@ -207,8 +210,9 @@ def group_test(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) 
 
 
 def _values(metrics: pd.DataFrame, exclude=NOT_COMPARABLE) -> pd.DataFrame:
-    df = metrics[~metrics["metric"].isin(list(exclude or ())) & ~metrics["metric"].astype(str).str.startswith(
-        COUNT_PREFIX)].copy()
+    name = metrics["metric"].astype(str)
+    df = metrics[~name.isin(list(exclude or ())) & ~name.str.startswith(COUNT_PREFIX)
+                 & ~name.str.startswith(NOT_COMPARABLE_PREFIXES)].copy()
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     df = df.replace([np.inf, -np.inf], np.nan)
     return df
