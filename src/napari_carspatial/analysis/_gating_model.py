@@ -92,18 +92,40 @@ class Gate:
 
     @property
     def display_threshold(self) -> float:
-        """The threshold on the gate's own (transformed) scale."""
+        """The threshold on the gate's own (transformed) scale.
+
+        Returns
+        -------
+        float
+        """
         from ._gating_values import transform_values  # the values module builds on this one
 
         return float(transform_values(np.array([self.threshold]), self.transform, self.cofactor)[0])
 
     def to_dict(self) -> dict[str, Any]:
+        """The gate as JSON / h5ad-writable values.
+
+        Returns
+        -------
+        dict
+        """
         return {"marker": self.marker, "threshold": float(self.threshold), "transform": self.transform,
                 "cofactor": float(self.cofactor), "direction": self.direction,
                 "created_by": self.created_by, "created_at": self.created_at}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Gate:
+        """A gate from :meth:`to_dict`'s values.
+
+        Parameters
+        ----------
+        d
+            ``marker``, ``threshold`` and optionally ``direction``, ``transform``, ``cofactor``, ...
+
+        Returns
+        -------
+        Gate
+        """
         d = dict(d)
         missing = [k for k in ("marker", "threshold") if k not in d]
         if missing:
@@ -119,6 +141,21 @@ def parse_conditions(text: str) -> list[tuple[str, str]]:
     Each token is a marker name followed by ``+`` or ``-`` (the *last* character is the sign, so
     ``"PD-L1+"`` is PD-L1 positive). Tokens are separated by spaces or commas; quote a marker
     name that contains a space: ``'"HLA DR"+'``.
+
+    Parameters
+    ----------
+    text
+        The conditions as typed.
+
+    Returns
+    -------
+    list of tuple
+        ``(marker, sign)`` pairs.
+
+    Raises
+    ------
+    ValueError
+        Unbalanced quotes, or a token that does not end in ``+`` / ``-``.
     """
     try:
         tokens = shlex.split(str(text).replace(",", " "))
@@ -174,18 +211,46 @@ class PhenotypeRule:
 
     @property
     def text(self) -> str:
-        """Conditions as typed by a user: ``"CD3+ CAR+"``."""
+        """Conditions as typed by a user: ``"CD3+ CAR+"``.
+
+        Returns
+        -------
+        str
+        """
         return " ".join(_cond_str(m, s) for m, s in self.conditions)
 
     @property
     def markers(self) -> list[str]:
+        """The markers the rule's conditions use, in order.
+
+        Returns
+        -------
+        list of str
+        """
         return [m for m, _ in self.conditions]
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON / h5ad-writable values.
+
+        Returns
+        -------
+        dict
+        """
         return {"name": self.name, "conditions": [f"{m}{s}" for m, s in self.conditions], "order": self.order}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PhenotypeRule:
+        """A rule from :meth:`to_dict`'s values (``conditions`` as pairs or as text).
+
+        Parameters
+        ----------
+        d
+            ``name``, ``conditions`` and optionally ``order``.
+
+        Returns
+        -------
+        PhenotypeRule
+        """
         if "name" not in d or "conditions" not in d:
             raise ValueError(f"rule {d.get('name', '?')!r} lacks 'name' or 'conditions'")
         conds = d["conditions"]
@@ -224,15 +289,31 @@ class GatingScheme:
         self.default = str(self.default)
 
     def add_gate(self, gate: Gate) -> None:
-        """Add or replace the gate on ``gate.marker``."""
+        """Add or replace the gate on ``gate.marker``.
+
+        Parameters
+        ----------
+        gate
+            The gate.
+        """
         self.gates[gate.marker] = gate
 
     def ordered_rules(self) -> list[PhenotypeRule]:
-        """Rules in application order (by ``order``, ties by list position)."""
+        """Rules in application order (by ``order``, ties by list position).
+
+        Returns
+        -------
+        list of PhenotypeRule
+        """
         return [r for _, _, r in sorted((r.order, i, r) for i, r in enumerate(self.rules))]
 
     def categories(self) -> list[str]:
-        """Phenotype names in rule order, then ``default`` (each once)."""
+        """Phenotype names in rule order, then ``default`` (each once).
+
+        Returns
+        -------
+        list of str
+        """
         out: list[str] = []
         for r in self.ordered_rules():
             if r.name not in out:
@@ -242,7 +323,12 @@ class GatingScheme:
         return out
 
     def missing_gates(self) -> list[str]:
-        """Markers used by rules that have no gate."""
+        """Markers used by rules that have no gate.
+
+        Returns
+        -------
+        list of str
+        """
         out = []
         for r in self.ordered_rules():
             for m in r.markers:
@@ -252,6 +338,12 @@ class GatingScheme:
 
     # serialisation: plain, JSON/YAML/h5ad-friendly values
     def to_dict(self) -> dict[str, Any]:
+        """The scheme as JSON-able values (gates and rules as lists).
+
+        Returns
+        -------
+        dict
+        """
         return {
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
@@ -262,6 +354,17 @@ class GatingScheme:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GatingScheme:
+        """A scheme from :meth:`to_dict`'s values, or from the ``{"000": ...}`` groups an h5ad stores.
+
+        Parameters
+        ----------
+        d
+            ``gates``, ``rules`` and optionally ``default``.
+
+        Returns
+        -------
+        GatingScheme
+        """
         if not isinstance(d, dict):
             raise ValueError(f"expected a mapping with 'gates' and 'rules', got {type(d).__name__}")
         if "gates" not in d and "rules" not in d:

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from ._gating_model import (
     _whoami,
 )
 from ._gating_values import apply_rules
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,32 @@ def _category_colors(adata, cats: list[str], default: str) -> list[str]:
     return out
 
 
-def store_gating(adata, scheme: GatingScheme, *, key: str = DEFAULT_KEY, reviewer: str | None = None,
+def store_gating(adata: AnnData, scheme: GatingScheme, *, key: str = DEFAULT_KEY, reviewer: str | None = None,
                  layer: str | None = None) -> pd.Categorical:
     """Apply ``scheme`` and store the result in ``adata`` (in place).
 
     Writes ``adata.obs[key]`` (categorical phenotype), ``adata.uns[f"{key}_colors"]`` and
     ``adata.uns["carspatial"]["gating"]``: the gates and rules with who applied them (``reviewer``,
     default the OS user), when (ISO 8601) and the key; a compact ``history`` of earlier
-    applications is kept. Everything stored is h5ad-serialisable. Returns the phenotypes.
+    applications is kept. Everything stored is h5ad-serialisable.
+
+    Parameters
+    ----------
+    adata
+        Cell table (mutated).
+    scheme
+        The gates and rules.
+    key
+        ``obs`` column of the phenotypes.
+    reviewer
+        Who applied it (default: the OS user).
+    layer
+        Marker values from this layer instead of ``X``.
+
+    Returns
+    -------
+    pandas.Categorical
+        The phenotype of every cell.
     """
     pheno = apply_rules(adata, scheme, layer=layer)
     who = reviewer or _whoami()
@@ -97,8 +118,19 @@ def store_gating(adata, scheme: GatingScheme, *, key: str = DEFAULT_KEY, reviewe
     return pheno
 
 
-def load_gating(adata) -> GatingScheme | None:
-    """The gating scheme stored by :func:`store_gating`, or ``None`` when there is none."""
+def load_gating(adata: AnnData) -> GatingScheme | None:
+    """The gating scheme stored by :func:`store_gating`.
+
+    Parameters
+    ----------
+    adata
+        Cell table.
+
+    Returns
+    -------
+    GatingScheme or None
+        ``None`` when the table holds none.
+    """
     meta = adata.uns.get(UNS_KEY, {}) or {}
     d = meta.get(UNS_GATING) if isinstance(meta, dict) else None
     if not d:
@@ -123,7 +155,20 @@ def _kind(path: Path) -> str:
 
 
 def export_gating(scheme: GatingScheme, path: str | os.PathLike) -> Path:
-    """Write ``scheme`` to a JSON or YAML file (chosen by suffix), atomically. Returns the path."""
+    """Write ``scheme`` to a JSON or YAML file (chosen by suffix), atomically.
+
+    Parameters
+    ----------
+    scheme
+        The gating scheme.
+    path
+        ``.json``, ``.yaml`` or ``.yml`` file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
     kind = _kind(path)
     d = scheme.to_dict()
@@ -140,8 +185,19 @@ def export_gating(scheme: GatingScheme, path: str | os.PathLike) -> Path:
 def import_gating(path: str | os.PathLike) -> GatingScheme:
     """Read a gating file written by :func:`export_gating` (JSON or YAML, by suffix).
 
-    Raises :class:`~napari_carspatial.model.SampleError` naming the file when it is missing,
-    unreadable or not a gating scheme.
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    GatingScheme
+
+    Raises
+    ------
+    SampleError
+        Naming the file when it is missing, unreadable or not a gating scheme.
     """
     path = Path(path)
     kind = _kind(path)

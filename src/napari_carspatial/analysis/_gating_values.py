@@ -5,21 +5,36 @@ histogram. Re-exported by :mod:`.gating`.
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ._gating_model import METHODS, TRANSFORMS, Gate, GatingScheme
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from numpy.typing import ArrayLike
+
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- values and transforms
-def transform_values(x, transform: str = "linear", cofactor: float = 5.0) -> np.ndarray:
+def transform_values(x: ArrayLike, transform: str = "linear", cofactor: float = 5.0) -> np.ndarray:
     """Transform raw marker values for display and thresholding.
 
-    ``linear``: ``x``; ``asinh``: ``arcsinh(x / cofactor)``; ``log``: ``log1p(max(x, 0) / cofactor)``.
-    Returns float64; NaN stays NaN.
+    Parameters
+    ----------
+    x
+        Raw values.
+    transform
+        ``linear``: ``x``; ``asinh``: ``arcsinh(x / cofactor)``; ``log``: ``log1p(max(x, 0) / cofactor)``.
+    cofactor
+        Scale of ``asinh`` and ``log``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64; NaN stays NaN.
     """
     x = np.asarray(x, dtype=np.float64)
     if transform == "linear":
@@ -34,8 +49,21 @@ def transform_values(x, transform: str = "linear", cofactor: float = 5.0) -> np.
     raise ValueError(f"unknown transform {transform!r}; use one of {', '.join(TRANSFORMS)}")
 
 
-def inverse_transform(y, transform: str = "linear", cofactor: float = 5.0) -> np.ndarray:
-    """Inverse of :func:`transform_values` (raw units from transformed ones)."""
+def inverse_transform(y: ArrayLike, transform: str = "linear", cofactor: float = 5.0) -> np.ndarray:
+    """Inverse of :func:`transform_values` (raw units from transformed ones).
+
+    Parameters
+    ----------
+    y
+        Transformed values.
+    transform, cofactor
+        As :func:`transform_values`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Raw values (float64).
+    """
     y = np.asarray(y, dtype=np.float64)
     if transform == "linear":
         return y.copy()
@@ -46,9 +74,30 @@ def inverse_transform(y, transform: str = "linear", cofactor: float = 5.0) -> np
     raise ValueError(f"unknown transform {transform!r}; use one of {', '.join(TRANSFORMS)}")
 
 
-def marker_values(adata, marker: str, *, layer: str | None = None) -> np.ndarray:
-    """Per-cell values of ``marker`` as float64: a column of ``X`` (or ``layers[layer]``) by
-    ``var_name``, else a numeric ``obs`` column."""
+def marker_values(adata: AnnData, marker: str, *, layer: str | None = None) -> np.ndarray:
+    """Per-cell values of ``marker`` as float64.
+
+    Parameters
+    ----------
+    adata
+        Cell table.
+    marker
+        A ``var_name`` (a column of ``X`` or of ``layers[layer]``), else a numeric ``obs`` column.
+    layer
+        Layer to read instead of ``X``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per cell.
+
+    Raises
+    ------
+    KeyError
+        No such marker or layer (lists the table's markers / layers).
+    ValueError
+        ``marker`` is an ``obs`` column that is not numeric.
+    """
     if marker in adata.var_names:
         j = int(adata.var_names.get_loc(marker))
         if layer is None:
@@ -70,22 +119,61 @@ def marker_values(adata, marker: str, *, layer: str | None = None) -> np.ndarray
     raise KeyError(f"no marker {marker!r} in the table; markers: {', '.join(names[:40])}{' …' if len(names) > 40 else ''}")
 
 
-def apply_gate(adata, gate: Gate, *, layer: str | None = None) -> np.ndarray:
-    """Boolean array (one per cell): is the cell positive for ``gate``?"""
+def apply_gate(adata: AnnData, gate: Gate, *, layer: str | None = None) -> np.ndarray:
+    """Is each cell positive for ``gate``?
+
+    Parameters
+    ----------
+    adata
+        Cell table.
+    gate
+        The gate.
+    layer
+        Marker values from this layer instead of ``X``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one per cell.
+    """
     return gate_mask(marker_values(adata, gate.marker, layer=layer), gate)
 
 
-def gate_mask(values, gate: Gate) -> np.ndarray:
-    """Boolean positivity of raw ``values`` under ``gate`` (NaN is never positive)."""
+def gate_mask(values: ArrayLike, gate: Gate) -> np.ndarray:
+    """Boolean positivity of raw ``values`` under ``gate`` (NaN is never positive).
+
+    Parameters
+    ----------
+    values
+        Raw marker values.
+    gate
+        The gate.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     v = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return v > gate.threshold if gate.direction == "above" else v < gate.threshold
 
 
-def apply_rules(adata, scheme: GatingScheme, *, layer: str | None = None) -> pd.Categorical:
+def apply_rules(adata: AnnData, scheme: GatingScheme, *, layer: str | None = None) -> pd.Categorical:
     """Phenotype of every cell from the ordered rules (first match wins; else ``scheme.default``).
 
-    Categories are the rule names in order, then the default.
+    Parameters
+    ----------
+    adata
+        Cell table.
+    scheme
+        Gates and rules.
+    layer
+        Marker values from this layer instead of ``X``.
+
+    Returns
+    -------
+    pandas.Categorical
+        Categories: the rule names in order, then the default.
     """
     missing = scheme.missing_gates()
     if missing:
@@ -113,8 +201,8 @@ def _finite(values) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
-def suggest_threshold(values, *, method: str = "otsu", transform: str = "linear", cofactor: float = 5.0,
-                      seed: int = 0, max_cells: int = 200_000) -> float:
+def suggest_threshold(values: ArrayLike, *, method: str = "otsu", transform: str = "linear",
+                      cofactor: float = 5.0, seed: int = 0, max_cells: int = 200_000) -> float:
     """Suggest a threshold separating negative from positive cells, in **raw** units.
 
     Parameters
@@ -129,6 +217,11 @@ def suggest_threshold(values, *, method: str = "otsu", transform: str = "linear"
         Scale on which the suggestion is computed (see :func:`transform_values`).
     seed, max_cells
         The GMM is fitted on at most ``max_cells`` values drawn with ``seed`` (Otsu uses all).
+
+    Returns
+    -------
+    float
+        The threshold in raw units.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -176,14 +269,29 @@ class Histogram(NamedTuple):
     edges: np.ndarray
 
 
-def histogram(values, *, transform: str = "linear", cofactor: float = 5.0, bins: int = 128,
+def histogram(values: ArrayLike, *, transform: str = "linear", cofactor: float = 5.0, bins: int = 128,
               range: tuple[float, float] | None = None,  # noqa: A002 - numpy.histogram's name
               clip_percentile: float | None = None) -> Histogram:
     """Histogram of the transformed ``values`` (NaN ignored).
 
-    ``range`` is on the transformed scale; without it the range runs from the minimum to the
-    maximum, or to the ``clip_percentile`` percentile (e.g. 99.9) so a few very bright cells do not
-    squash the distribution.
+    Parameters
+    ----------
+    values
+        Raw marker values.
+    transform, cofactor
+        The scale (see :func:`transform_values`).
+    bins
+        Number of bins.
+    range
+        On the transformed scale; without it the range runs from the minimum to the maximum, or
+        to the ``clip_percentile`` percentile.
+    clip_percentile
+        E.g. 99.9, so a few very bright cells do not squash the distribution.
+
+    Returns
+    -------
+    Histogram
+        ``counts`` and ``edges`` (transformed scale).
     """
     t = transform_values(_finite(values), transform, cofactor)
     t = t[np.isfinite(t)]

@@ -8,12 +8,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ._ligrec_pairs import PROTEIN_ALIASES, SOURCE, TARGET, resolve_pairs
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +205,13 @@ class LigrecResult:
     region: str = "whole"
 
     def to_frame(self) -> pd.DataFrame:
-        """Long form: ``region, source, target, ligand, receptor, cluster_1, cluster_2, mean, pvalue, pvalue_adj``."""
+        """Long form of the result.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``region, source, target, ligand, receptor, cluster_1, cluster_2, mean, pvalue, pvalue_adj``.
+        """
         m = self.means.stack(level=[0, 1], future_stack=True).rename("mean")
         p = self.pvalues.stack(level=[0, 1], future_stack=True).rename("pvalue")
         df = pd.concat([m, p], axis=1)
@@ -225,7 +234,7 @@ def _fdr(p: np.ndarray, method: str, alpha: float) -> np.ndarray:
 
 
 def ligrec(
-    adata,
+    adata: AnnData,
     cluster_key: str,
     *,
     pairs: Any = "cart",

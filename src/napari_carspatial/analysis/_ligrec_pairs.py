@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,7 +61,17 @@ def _norm(name: str) -> str:
 
 # --------------------------------------------------------------------------- resources
 def liana_resource_file() -> Path:
-    """Path of liana's shipped ``omni_resource.csv`` (found without importing liana)."""
+    """Path of liana's shipped ``omni_resource.csv`` (found without importing liana).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ImportError
+        liana is not installed, or its resource file is missing.
+    """
     spec = importlib.util.find_spec("liana")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("ligand-receptor resources need the 'liana' package: pip install 'napari-carspatial[omics]'")
@@ -78,8 +89,21 @@ def _omni() -> pd.DataFrame:
 def ligand_receptor_pairs(resource: str = "consensus") -> pd.DataFrame:
     """``ligand``, ``receptor`` pairs of one liana resource (as ``liana.resource.select_resource``).
 
-    ``resource`` is one of liana's names (``"consensus"``, ``"cellphonedb"``, ``"cellchatdb"``,
-    ``"mouseconsensus"``, ...). Complex members are joined by ``"_"``.
+    Parameters
+    ----------
+    resource
+        One of liana's names (``"consensus"``, ``"cellphonedb"``, ``"cellchatdb"``,
+        ``"mouseconsensus"``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ligand``, ``receptor``; complex members joined by ``"_"``.
+
+    Raises
+    ------
+    KeyError
+        Unknown resource (lists the known ones).
     """
     df = _omni()
     names = sorted(df["resource"].unique())
@@ -91,7 +115,13 @@ def ligand_receptor_pairs(resource: str = "consensus") -> pd.DataFrame:
 
 
 def cart_pairs() -> pd.DataFrame:
-    """The CAR T preset with the liana resources that list each pair (``resources``; empty when none)."""
+    """The CAR T preset with the liana resources that list each pair.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ligand``, ``receptor``, ``resources`` (comma-separated; empty when none).
+    """
     df = _omni()
     rows = []
     for lig, rec in CART_PAIRS:
@@ -131,8 +161,23 @@ def _lookup(var_names: Sequence[str]) -> dict[str, str]:
 
 def resolve_names(var_names: Sequence[str] | dict, symbol: str, *,
                   aliases: Mapping[str, Sequence[str]] | None = PROTEIN_ALIASES) -> str | None:
-    """The ``var_names`` entry for a gene symbol: the symbol itself (case-insensitive), else a
-    protein alias (``PD-L1`` for ``CD274``). ``var_names`` may be a prepared :func:`_lookup`."""
+    """The ``var_names`` entry for a gene symbol.
+
+    Parameters
+    ----------
+    var_names
+        The panel's names, or a prepared lookup (``_lookup``).
+    symbol
+        A gene symbol.
+    aliases
+        Protein names per symbol (default :data:`PROTEIN_ALIASES`).
+
+    Returns
+    -------
+    str or None
+        The symbol itself (case-insensitive), else a protein alias (``PD-L1`` for ``CD274``);
+        ``None`` when the panel has neither.
+    """
     lookup = var_names if isinstance(var_names, dict) else _lookup(var_names)
     hit = lookup.get(_norm(symbol))
     if hit is not None:
@@ -144,13 +189,26 @@ def resolve_names(var_names: Sequence[str] | dict, symbol: str, *,
     return None
 
 
-def resolve_pairs(var_names: Sequence[str], pairs="cart", *, aliases: Mapping[str, Sequence[str]] | None = PROTEIN_ALIASES
-                  ) -> pd.DataFrame:
+def resolve_pairs(var_names: Sequence[str], pairs: Any = "cart", *,
+                  aliases: Mapping[str, Sequence[str]] | None = PROTEIN_ALIASES) -> pd.DataFrame:
     """Map ligand / receptor symbols (complex members too) to the panel's names.
 
-    Returns ``ligand``, ``receptor`` (symbols), ``source``, ``target`` (panel names; complexes
-    joined by ``"_"`` over the members present) and ``missing`` (members not in the panel).
-    Pairs with no member of the ligand or of the receptor in the panel are dropped.
+    Parameters
+    ----------
+    var_names
+        The panel's names.
+    pairs
+        ``"cart"`` (the preset), a liana resource name, a CSV path, a DataFrame (``ligand`` /
+        ``receptor`` or ``source`` / ``target`` columns) or ``(ligand, receptor)`` tuples.
+    aliases
+        Protein names per symbol (default :data:`PROTEIN_ALIASES`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ligand``, ``receptor`` (symbols), ``source``, ``target`` (panel names; complexes joined
+        by ``"_"`` over the members present) and ``missing`` (members not in the panel). Pairs
+        with no member of the ligand or of the receptor in the panel are dropped.
     """
     df = _as_pairs(pairs)
     lookup = _lookup(var_names)

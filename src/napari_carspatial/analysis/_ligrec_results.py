@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,32 @@ from ._ligrec_cluster import LigrecResult
 from ._ligrec_pairs import PROTEIN_ALIASES, resolve_pairs
 from ._ligrec_spatial import SpatialLigrecResult, spatial_ligrec
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+
+
 
 # --------------------------------------------------------------------------- storing, metrics, plots
-def store_ligrec(adata, result: LigrecResult | SpatialLigrecResult | Sequence, *, key: str = "ligrec") -> str:
+def store_ligrec(adata: AnnData, result: LigrecResult | SpatialLigrecResult | Sequence, *, key: str = "ligrec") -> str:
     """Keep results (one or a list, e.g. per region) in ``uns["carspatial"]["analysis"][key]``.
 
     The tidy tables are ``cluster`` (:meth:`LigrecResult.to_frame`) and ``spatial``
     (:attr:`SpatialLigrecResult.table`), with a ``region`` column; h5ad / SpatialData writable.
+
+    Parameters
+    ----------
+    adata
+        Cell table (mutated: ``uns``).
+    result
+        One result or a sequence of them.
+    key
+        Name under ``uns["carspatial"]["analysis"]``.
+
+    Returns
+    -------
+    str
+        The key the result was stored under.
     """
     from napari_carspatial.analysis.results import AnalysisResult, store_result
 
@@ -46,7 +66,7 @@ def store_ligrec(adata, result: LigrecResult | SpatialLigrecResult | Sequence, *
 
 
 def ligrec_sample_metrics(
-    adata,
+    adata: AnnData,
     cluster_key: str,
     *,
     pairs: Any = "cart",
@@ -120,13 +140,32 @@ def ligrec_sample_metrics(
     return pd.DataFrame(rows, columns=["region", "metric", "value", "note"])
 
 
-def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, fig=None, alpha: float = 0.05,
-                max_pairs: int = 30, max_columns: int = 40, title: str | None = None, theme: dict | None = None):
-    """Dot plot: rows = ligand-receptor pairs, columns = sender -> receiver types; dot size =
-    -log10 p-value, colour = mean (cluster test) or z (spatial test); red rings mark FDR < ``alpha``.
+def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, fig: Figure | None = None,
+                alpha: float = 0.05, max_pairs: int = 30, max_columns: int = 40, title: str | None = None,
+                theme: dict | None = None) -> Figure:
+    """Dot plot: rows = ligand-receptor pairs, columns = sender -> receiver types.
 
-    Draws into ``fig`` (a new :class:`matplotlib.figure.Figure` when ``None``; no pyplot, as
-    ``analysis.plotting``) and returns it. ``theme``: ``analysis.plotting.LIGHT`` (default) or ``DARK``.
+    Dot size = -log10 p-value, colour = mean (cluster test) or z (spatial test); red rings mark
+    FDR < ``alpha``. No pyplot (as ``analysis.plotting``).
+
+    Parameters
+    ----------
+    result
+        A result, or a spatial result's table.
+    fig
+        The figure to draw into (a new :class:`matplotlib.figure.Figure` when ``None``).
+    alpha
+        FDR level of the rings.
+    max_pairs, max_columns
+        The most significant pairs and sender -> receiver combinations shown.
+    title
+        Axes title (default by test).
+    theme
+        ``analysis.plotting.LIGHT`` (default) or ``DARK``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 
@@ -186,8 +225,22 @@ def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, fi
     return fig
 
 
-def save_ligrec_figure(result, path, **kwargs) -> Path:
-    """:func:`plot_ligrec` written atomically to ``path`` (PNG / SVG by suffix)."""
+def save_ligrec_figure(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """:func:`plot_ligrec` written atomically to ``path`` (PNG / SVG by suffix).
+
+    Parameters
+    ----------
+    result
+        As :func:`plot_ligrec`.
+    path
+        Output file.
+    **kwargs
+        Passed to :func:`plot_ligrec`.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     from napari_carspatial.analysis.plotting import LIGHT
     from napari_carspatial.model.atomic import atomic_write
 

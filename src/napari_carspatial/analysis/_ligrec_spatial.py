@@ -7,13 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ._ligrec_cluster import _fdr, _prepare
 from ._ligrec_pairs import PROTEIN_ALIASES, SOURCE, TARGET
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from numpy.typing import ArrayLike
 
 
 # --------------------------------------------------------------------------- spatial (neighbour) test
@@ -53,10 +57,10 @@ def _linear_perm_moments(w: np.ndarray, y_sum: np.ndarray, y_sq: np.ndarray, n: 
 
 
 def spatial_ligrec(
-    adata,
+    adata: AnnData,
     cluster_key: str,
     *,
-    graph=None,
+    graph: Any = None,
     pairs: Any = "cart",
     layer: str | None = None,
     threshold: float = 0.01,
@@ -65,7 +69,7 @@ def spatial_ligrec(
     max_distance_um: float | None = 30.0,
     radius_um: float | None = None,
     n_neighs: int = 6,
-    labels=None,
+    labels: ArrayLike | None = None,
     expand_px: int = 2,
     pixel_size_um: float | None = None,
     mask: np.ndarray | None = None,

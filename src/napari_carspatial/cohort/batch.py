@@ -40,6 +40,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,11 @@ from .samples import (  # noqa: F401 - re-exported: the per-sample helpers lived
     sample_dir,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anndata import AnnData
+
 log = logging.getLogger(__name__)
 
 
@@ -96,12 +102,28 @@ def _accepted(fn) -> set[str]:
     return set(params)
 
 
-def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
+def process_sample(row: dict, cfg: BatchConfig | dict, out: str, scheme: dict | None = None) -> dict:
     """Analyse one sample and write its results (runs on a Dask worker or in-process).
 
-    Never raises: returns ``{"sample", "status": "done" | "failed", "seconds", "n_cells", "error",
-    "stage", "traceback"}``. Dask arrays of the sample are computed in this task's thread
-    (synchronous scheduler): a sample is the unit of parallelism.
+    Dask arrays of the sample are computed in this task's thread (synchronous scheduler): a
+    sample is the unit of parallelism.
+
+    Parameters
+    ----------
+    row
+        The sample's manifest row (:meth:`~napari_carspatial.cohort.manifest.Manifest.row_dict`).
+    cfg
+        The batch config (or its mapping).
+    out
+        The batch results folder.
+    scheme
+        The gating scheme as a dict (:func:`resolve_gating`), or ``None``.
+
+    Returns
+    -------
+    dict
+        ``{"sample", "status": "done" | "failed", "seconds", "n_cells", "error", "stage",
+        "traceback"}``. Never raises: a failure is returned with the stage it happened in.
     """
     import dask
 
@@ -251,8 +273,8 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
                 "error": msg, "stage": stage, "traceback": tb}
 
 
-def ligrec_rows(adata, cell_type_key: str, regions: dict, cfg: BatchConfig, *, pixel_size_um: float,
-                labels=None) -> tuple[pd.DataFrame, str]:
+def ligrec_rows(adata: AnnData, cell_type_key: str, regions: dict, cfg: BatchConfig, *, pixel_size_um: float,
+                labels: list | None = None) -> tuple[pd.DataFrame, str]:
     """The config's ``ligrec:`` metrics of one sample, as rows of its ``metrics.csv``.
 
     Parameters
@@ -300,8 +322,18 @@ def ligrec_rows(adata, cell_type_key: str, regions: dict, cfg: BatchConfig, *, p
 
 
 def check_ligrec(cfg: BatchConfig) -> None:
-    """Fail before any sample runs when the ``ligrec:`` pairs cannot be loaded (liana missing,
-    an unknown resource, an unreadable CSV), naming the config."""
+    """Fail before any sample runs when the ``ligrec:`` pairs cannot be loaded.
+
+    Parameters
+    ----------
+    cfg
+        The batch config.
+
+    Raises
+    ------
+    SampleError
+        liana is missing, the resource name is unknown or the CSV unreadable (names the config).
+    """
     if cfg.ligrec is None:
         return
     from ..analysis.ligrec import resolve_pairs
@@ -367,7 +399,25 @@ class _Progress:
 
 
 def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
-    """The gating scheme as a dict (from the config's file or the curated sample), or ``None``."""
+    """The gating scheme the batch applies: the config's file, or the one stored in the curated sample.
+
+    Parameters
+    ----------
+    manifest
+        The cohort manifest (``from_sample`` is one of its samples).
+    cfg
+        The batch config (``gating`` or ``from_sample``).
+
+    Returns
+    -------
+    dict or None
+        The scheme as a dict (picklable, for workers), or ``None`` without gating.
+
+    Raises
+    ------
+    SampleError
+        ``from_sample`` is not in the manifest, has no table, or its table holds no gating.
+    """
     from ..analysis.gating import import_gating, load_gating
 
     if cfg.gating:
@@ -391,8 +441,21 @@ def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
     return None
 
 
-def collect_metrics(out, manifest: Manifest) -> pd.DataFrame:
-    """Concatenate the finished samples' ``metrics.csv`` and join the clinical columns."""
+def collect_metrics(out: str | os.PathLike, manifest: Manifest) -> pd.DataFrame:
+    """Concatenate the finished samples' ``metrics.csv`` and join the clinical columns.
+
+    Parameters
+    ----------
+    out
+        The batch results folder.
+    manifest
+        The cohort manifest.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample, region, metric, value, unit, note`` + the clinical columns.
+    """
     frames = []
     for sid in manifest.samples:
         d = sample_dir(out, sid)
@@ -425,8 +488,10 @@ def _client(scheduler: str | None, workers: int | None):
     return Client(cluster), cluster, f"LocalCluster({n} workers x 1 thread, processes)"
 
 
-def run_batch(manifest, config=None, out="results", *, scheduler: str | None = None, workers: int | None = None,
-              force: bool = False, progress: bool = True, samples=None, client=None) -> BatchResult:
+def run_batch(manifest: str | os.PathLike | Manifest, config: str | os.PathLike | dict | BatchConfig | None = None,
+              out: str | os.PathLike = "results", *, scheduler: str | None = None, workers: int | None = None,
+              force: bool = False, progress: bool = True, samples: Iterable[str] | None = None,
+              client: Any = None) -> BatchResult:
     """Analyse every sample of a cohort manifest; see the module docstring for the outputs.
 
     Parameters

@@ -102,21 +102,42 @@ class BatchConfig:
 
     @property
     def uses_gating(self) -> bool:
+        """Whether the config applies a gating scheme (a file or ``from_sample``)."""
         return bool(self.gating or self.from_sample)
 
     def type_key(self) -> str | None:
-        """The cell-type column the config names (the gating key with gating); ``None``: found by name."""
+        """The cell-type column the config names (the gating key with gating).
+
+        Returns
+        -------
+        str or None
+            ``None``: the column is found by name (:func:`~napari_carspatial.model.cell_types.resolve_cell_type_key`).
+        """
         if self.cell_type_key:
             return self.cell_type_key
         return self.gating_key if self.uses_gating else None
 
     def to_dict(self) -> dict:
+        """The config as a JSON-able dict (a metrics callable as ``"module:function"``).
+
+        Returns
+        -------
+        dict
+        """
         d = asdict(self)
         if callable(self.metrics):
             d["metrics"] = f"{self.metrics.__module__}:{self.metrics.__qualname__}"
         return d
 
     def fingerprint(self) -> str:
+        """Hash of what the config computes (not where it was read from): a finished sample whose
+        ``done.json`` holds another fingerprint is recomputed.
+
+        Returns
+        -------
+        str
+            16 hex digits.
+        """
         d = self.to_dict()
         d.pop("source", None)
         if d.get("ligrec") is None:  # configs from before the ligrec section keep their fingerprint
@@ -124,10 +145,19 @@ class BatchConfig:
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_config(config=None) -> BatchConfig:
+def load_config(config: str | os.PathLike | dict | BatchConfig | None = None) -> BatchConfig:
     """A :class:`BatchConfig` from a YAML/JSON file, a mapping, a config or ``None`` (defaults).
 
-    Relative ``gating`` paths are resolved against the config file's folder.
+    Relative ``gating`` paths (and a ``ligrec.pairs`` CSV) are resolved against the config file's folder.
+
+    Parameters
+    ----------
+    config
+        The config file, a mapping of its keys, a :class:`BatchConfig` (returned as is) or ``None``.
+
+    Returns
+    -------
+    BatchConfig
 
     Raises
     ------
@@ -232,11 +262,16 @@ def _ligrec_section(value, src: Path | None) -> dict | None:
 
 
 def metric_registry() -> dict[str, str]:
-    """Metric functions a config may name: ``{name: "module:function"}``.
+    """Metric functions a config may name.
 
     The project's own (:data:`BUILTIN_METRICS`) plus every entry point of the group
     ``napari_carspatial.metrics`` (in a package's ``pyproject.toml``:
     ``[project.entry-points."napari_carspatial.metrics"] my_metrics = "mypkg.metrics:region_metrics"``).
+
+    Returns
+    -------
+    dict
+        ``{name: "module:function"}``.
     """
     from importlib.metadata import entry_points
 
@@ -246,8 +281,20 @@ def metric_registry() -> dict[str, str]:
     return reg
 
 
-def resolve_metrics(spec=None, *, source=None) -> Callable:
+def resolve_metrics(spec: str | Callable | None = None, *, source: str | os.PathLike | None = None) -> Callable:
     """The metric function: a callable, a registered name or ``"module:function"``, or the default.
+
+    Parameters
+    ----------
+    spec
+        The config's ``metrics:`` (``None``: :data:`DEFAULT_METRICS`).
+    source
+        The config file (for messages).
+
+    Returns
+    -------
+    callable
+        With the ``region_metrics`` signature.
 
     Raises
     ------

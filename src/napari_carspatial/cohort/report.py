@@ -14,7 +14,9 @@ import html
 import io
 import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,9 @@ from ..model.atomic import atomic_write, atomic_write_text
 from .batch import sample_dir
 from .manifest import read_manifest
 from .stats import add_phase, cohort_statistics, post_phase_label
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +105,39 @@ def _small_banner(small: pd.DataFrame) -> str:
             + "; ".join(items) + ".")
 
 
-def key_metrics(metrics: pd.DataFrame, keys=KEY_METRICS) -> list[tuple[str, str]]:
+def key_metrics(metrics: pd.DataFrame, keys: Sequence[tuple[str, str]] = KEY_METRICS) -> list[tuple[str, str]]:
+    """The ``(region, metric)`` pairs of ``keys`` the cohort's metrics hold.
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy metrics.
+    keys
+        Candidate ``(region, metric)`` pairs, in display order.
+
+    Returns
+    -------
+    list of tuple
+    """
     have = set(zip(metrics["region"], metrics["metric"], strict=False))
     return [k for k in keys if k in have]
 
 
-def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
-    """One row per sample: clinical columns then the key metrics (columns ``metric [region]``)."""
+def wide_key_table(metrics: pd.DataFrame, keys: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """One row per sample: clinical columns, cells, then the key metrics (columns ``metric [region]``).
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy metrics.
+    keys
+        ``(region, metric)`` pairs (default :data:`KEY_METRICS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample, in the metrics' order.
+    """
     keys = key_metrics(metrics, keys or KEY_METRICS)
     m = metrics.copy()
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
@@ -122,7 +153,7 @@ def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
     return out.loc[[s for s in order if s in out.index]]
 
 
-def sample_pixel_sizes(results, samples) -> pd.DataFrame:
+def sample_pixel_sizes(results: str | os.PathLike, samples: Iterable[str]) -> pd.DataFrame:
     """Each finished sample's pixel size and its source, from its ``summary.json``.
 
     Parameters
@@ -379,8 +410,9 @@ def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
-def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,
-                 keys=KEY_METRICS, title: str | None = None, review=None) -> Path:
+def write_report(results: str | os.PathLike, *, out: str | os.PathLike | None = None, stats: pd.DataFrame | None = None,
+                 seed: int = 0, n_boot: int = 2000, keys: Sequence[tuple[str, str]] = KEY_METRICS,
+                 title: str | None = None, review: Any = None) -> Path:
     """Write ``RESULTS/report.html`` (and ``RESULTS/statistics.csv``) from a batch results folder.
 
     Parameters

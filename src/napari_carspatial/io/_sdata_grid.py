@@ -6,11 +6,15 @@ and the image / labels levels on a grid. Re-exported by :mod:`.spatialdata`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..model import SampleError
 from ._util import strided_pyramid
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 #: SpatialData puts the centre of pixel ``i`` at ``i + 0.5`` in an element's intrinsic frame
 HALF_PIXEL = 0.5
@@ -58,8 +62,21 @@ def _systems(element) -> dict:
     return get_transformation(element, get_all=True) or {}
 
 
-def to_grid_affine(element, grid: Grid) -> np.ndarray:
-    """Affine from ``element``'s intrinsic (x, y) to the grid's pixel-centre (x, y) (our level 0)."""
+def to_grid_affine(element: Any, grid: Grid) -> np.ndarray:
+    """Affine from ``element``'s intrinsic (x, y) to the grid's pixel-centre (x, y) (our level 0).
+
+    Parameters
+    ----------
+    element
+        A SpatialData element (image, labels, shapes, points).
+    grid
+        The sample's grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        3 x 3.
+    """
     m = grid.affine @ _affine(element, grid.coordinate_system)
     shift = np.eye(3)
     shift[:2, 2] = -HALF_PIXEL
@@ -79,12 +96,38 @@ def _axis_aligned(m: np.ndarray, tol: float = 1e-9) -> bool:
     return abs(m[0, 1]) < tol and abs(m[1, 0]) < tol and m[0, 0] > 0 and m[1, 1] > 0
 
 
-def resample_to_grid(arr, m: np.ndarray, shape_yx: tuple[int, int], *, what: str, fill=0, chunk: int = 1024):
+def resample_to_grid(arr: da.Array, m: np.ndarray, shape_yx: tuple[int, int], *, what: str, fill: float = 0,
+                     chunk: int = 1024) -> da.Array:
     """Lazy nearest-neighbour resampling of a (..., Y, X) dask array onto a grid.
 
-    ``m`` maps the array's intrinsic corner frame to the grid's. Only axis-aligned maps (scale
-    and translation) are supported; grid pixels that fall outside the source get ``fill``. Each
-    output block reads only the source pixels it needs (one task per block).
+    Only axis-aligned maps (scale and translation) are supported; grid pixels that fall outside
+    the source get ``fill``. Each output block reads only the source pixels it needs (one task
+    per block).
+
+    Parameters
+    ----------
+    arr
+        The source (..., Y, X).
+    m
+        3 x 3 map from the array's intrinsic corner frame to the grid's.
+    shape_yx
+        Grid size.
+    what
+        Name for messages.
+    fill
+        Value outside the source.
+    chunk
+        Output block edge.
+
+    Returns
+    -------
+    dask.array.Array
+        (..., *shape_yx).
+
+    Raises
+    ------
+    SampleError
+        A rotation or shear.
     """
     import dask.array as da
 
@@ -126,8 +169,22 @@ def resample_to_grid(arr, m: np.ndarray, shape_yx: tuple[int, int], *, what: str
     return da.block(blocks)
 
 
-def grid_from_raster(element, cs: str, *, pixel_size_um: float | None = None) -> Grid:
-    """The level-0 grid of an image or labels element."""
+def grid_from_raster(element: Any, cs: str, *, pixel_size_um: float | None = None) -> Grid:
+    """The level-0 grid of an image or labels element.
+
+    Parameters
+    ----------
+    element
+        Image or labels element (DataArray or DataTree).
+    cs
+        Coordinate system.
+    pixel_size_um
+        µm per grid pixel, when known.
+
+    Returns
+    -------
+    Grid
+    """
     from spatialdata import get_pyramid_levels
 
     lvl0 = get_pyramid_levels(element, attr="data", n=0) if _is_tree(element) else element.data

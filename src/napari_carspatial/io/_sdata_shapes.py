@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -62,15 +64,34 @@ class _ShapeRaster:
         return out
 
 
-def rasterize_shapes(gdf, ids: np.ndarray, m: np.ndarray, shape_yx: tuple[int, int], *, chunk: int = 2048,
+def rasterize_shapes(gdf: Any, ids: np.ndarray, m: np.ndarray, shape_yx: tuple[int, int], *, chunk: int = 2048,
                      min_size: int = 2048) -> list:
     """Lazy label pyramid of polygons / circles (``radius`` column) with the given ids.
 
-    ``m`` maps the shapes' coordinates to our pixel-centre grid. Each pyramid level is drawn at
-    its own resolution block by block (dask), so an overview never draws level 0. Larger cells
-    are drawn first, so a small cell overlapping a large one keeps its pixels; at level 0 a cell
-    whose outline contains no pixel centre gets the pixel under its centroid, so every id is in
-    the mask.
+    Each pyramid level is drawn at its own resolution block by block (dask), so an overview
+    never draws level 0. Larger cells are drawn first, so a small cell overlapping a large one
+    keeps its pixels; at level 0 a cell whose outline contains no pixel centre gets the pixel
+    under its centroid, so every id is in the mask.
+
+    Parameters
+    ----------
+    gdf
+        GeoDataFrame of polygons or points (circles with a ``radius`` column).
+    ids
+        Label of each shape.
+    m
+        3 x 3 map from the shapes' coordinates to our pixel-centre grid.
+    shape_yx
+        Level-0 size.
+    chunk
+        Block edge.
+    min_size
+        Levels are added until the smallest is at most this size.
+
+    Returns
+    -------
+    list of dask.array.Array
+        The label pyramid, level 0 first.
     """
     import dask
     import dask.array as da

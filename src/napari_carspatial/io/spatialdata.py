@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,11 @@ from ._sdata_grid import (  # noqa: F401 - re-exported: callers import them from
 from ._sdata_shapes import _ShapeRaster, rasterize_shapes  # noqa: F401 - re-exported
 from ._util import require_exists, strided_pyramid, wrap_errors
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from spatialdata import SpatialData
+
 log = logging.getLogger(__name__)
 
 #: name of the integer label column added to tables with non-integer instance ids
@@ -66,8 +71,14 @@ LABEL_COLUMN = "cell_label"
 EXTRA_HINT = "Install the optional readers: pip install 'napari-carspatial[omics]' (spatialdata, spatialdata-io)."
 
 
-def require_spatialdata():
-    """Import ``spatialdata`` or raise a :class:`ReaderError` naming the extra."""
+def require_spatialdata() -> ModuleType:
+    """Import ``spatialdata`` or raise a :class:`ReaderError` naming the extra.
+
+    Returns
+    -------
+    module
+        ``spatialdata``.
+    """
     try:
         import spatialdata
     except ImportError as err:
@@ -75,9 +86,20 @@ def require_spatialdata():
     return spatialdata
 
 
-def is_spatialdata(path) -> bool:
-    """A zarr group (v2 ``.zgroup`` or v3 ``zarr.json``) with ``images``, ``labels``, ``points``,
-    ``shapes`` or ``tables`` groups."""
+def is_spatialdata(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a SpatialData store.
+
+    Parameters
+    ----------
+    path
+        A folder.
+
+    Returns
+    -------
+    bool
+        A zarr group (v2 ``.zgroup`` or v3 ``zarr.json``) with ``images``, ``labels``, ``points``,
+        ``shapes`` or ``tables`` groups.
+    """
     p = Path(path)
     if not p.is_dir() or not ((p / ".zgroup").is_file() or (p / "zarr.json").is_file()):
         return False
@@ -86,7 +108,7 @@ def is_spatialdata(path) -> bool:
 
 # --------------------------------------------------------------------------- reading
 def read_spatialdata(path: str | os.PathLike, *, check_ids: bool = True, pixel_size_um: float | None = None,
-                     **kwargs) -> list[Sample]:
+                     **kwargs: Any) -> list[Sample]:
     """Read a SpatialData zarr store (``spatialdata.read_zarr``) into validated Samples.
 
     Parameters
@@ -162,7 +184,7 @@ def _points_frame_columns(ddf) -> tuple[str | None, str | None]:
 
 
 def samples_from_sdata(
-    sdata,
+    sdata: SpatialData,
     *,
     source: str | os.PathLike | None = None,
     pixel_size_um: float | None = None,
@@ -413,6 +435,17 @@ def _scale_to_um(sdata, grid: Grid) -> float | None:
     return None
 
 
-def sdata_summary(sdata) -> dict[str, Any]:
-    """Element names by kind (for logs and ``carspatial info``)."""
+def sdata_summary(sdata: SpatialData) -> dict[str, Any]:
+    """Element names by kind (for logs and ``carspatial info``).
+
+    Parameters
+    ----------
+    sdata
+        A SpatialData object.
+
+    Returns
+    -------
+    dict
+        ``{"images", "labels", "shapes", "points", "tables"}`` -> element names.
+    """
     return {k: list(getattr(sdata, k)) for k in ("images", "labels", "shapes", "points", "tables")}
