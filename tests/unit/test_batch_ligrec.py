@@ -57,7 +57,7 @@ def test_ligrec_rows_equal_the_function_on_each_sample(cytomapper_dir, tmp_path)
     assert st["metric"].str.startswith("lr_log2_enrichment:").any()
     assert not st["metric"].str.startswith(("lr_z:", "lr_n_")).any()
     html = (res.out / "report.html").read_text(encoding="utf-8")
-    assert "Ligand-receptor signals between neighbouring cells" in html and "CD99 → CD99" in html
+    assert "Ligand-receptor signals between neighbouring cells" in html and "CD99-CD99" in html
     assert "pixel size source" in html and "manifest pixel_size_um" in html
 
 
@@ -87,7 +87,7 @@ def test_cart_preset_on_two_panels_and_pixel_size_sources(cytomapper_dir, tmp_pa
         0.5, "OME-XML PhysicalSizeX")
     html = write_report(res.out, n_boot=50).read_text(encoding="utf-8")
     assert "OME-XML PhysicalSizeX" in html and "manifest pixel_size_um" in html
-    assert "has its genes in the panel" in html
+    assert "has its genes in the panel" in html and "CD274-PDCD1" in html
 
 
 def test_ligrec_config_section(tmp_path):

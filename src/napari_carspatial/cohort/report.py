@@ -229,16 +229,16 @@ def ligrec_section(metrics: pd.DataFrame, *, top: int = 5) -> str:
         z = z.merge(enr[["sample", "region", "tag", "value"]].rename(columns={"value": "log2 enrichment"}),
                     on=["sample", "region", "tag"], how="left")
         parts_ = z["tag"].str.split(":", n=1, expand=True)
-        z["ligand → receptor"] = parts_[0].str.replace("-", " → ", n=1, regex=False)
+        z["ligand-receptor"] = parts_[0]  # as the metric names it: a symbol may hold '-' itself (PD-L1, HLA-A)
         z["sender → receiver"] = parts_[1].str.replace("->", " → ", regex=False)
         z = z.rename(columns={"value": "z"}).sort_values("z", ascending=False, kind="stable")
         best = z.groupby(["sample", "region"], sort=False).head(top)
         best = best.sort_values(["sample", "region"], key=lambda c: c.map(order) if c.name == "sample" else c,
                                 kind="stable")
         parts.append(f"<details><summary>the {top} strongest pairs of each sample and region</summary>"
-                     + _table_html(best[["sample", "region", "ligand → receptor", "sender → receiver", "z",
+                     + _table_html(best[["sample", "region", "ligand-receptor", "sender → receiver", "z",
                                          "log2 enrichment"]],
-                                   left=("sample", "region", "ligand → receptor", "sender → receiver"))
+                                   left=("sample", "region", "ligand-receptor", "sender → receiver"))
                      + "</details>")
     return "\n".join(parts)
 
