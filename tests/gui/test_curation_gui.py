@@ -168,7 +168,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     assert w.autosave.last is not None
     assert w.autosave.last.parent == cache / "cache" / "recovery"
     assert {k: str(v) for k, v in s.table.uns["carspatial"].items()} == before_uns
-    out = w.saving.save(cache / "curated ü.h5ad")
+    out = w.saving.save(cache / "curated ü.h5ad", wait=True)   # (the dock's worker path: test_save_offthread.py)
     assert out is not None
     assert out.exists()
     curated = s.table.obs["cell_type_curated"].astype(str).to_numpy().copy()
@@ -409,6 +409,6 @@ def test_save_as_dialog_refuses_the_source(make_napari_viewer_proxy, qtbot, demo
     other = cache / "other.h5ad"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(other), ""))
     w.saving.save_as_dialog()
-    assert w.saving.saved_path == other
+    qtbot.waitUntil(lambda: w.saving.saved_path == other, timeout=20000)   # written in a worker
     assert other.exists()
     w.cleanup()

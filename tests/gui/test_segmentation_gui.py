@@ -54,10 +54,15 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     keys = get_dispatcher(viewer)
     assert w in keys.owners()
 
-    # "Edit current view": a region placed exactly over the slide
-    r = w.region_view.edit_view()
-    assert r is not None
+    # "Edit current view": a region placed exactly over the slide. The first region of a sample
+    # makes the editable copy of the mask in a worker (the sample is busy meanwhile)
+    assert w.region_view.edit_view() is None
+    assert w.busy and w.session.busy(sid)
+    qtbot.waitUntil(lambda: w.region is not None and not w.busy, timeout=60_000)
+    assert w.commit_view.last_thread not in (None, "MainThread")
+    r = w.region
     assert r.data.size
+    assert "µm" in w.region_view.region_label.text() and " px" not in w.region_view.region_label.text()
     slide = next(ly for ly in viewer.layers if ly.name == f"{s.name} cells")
     edit = next(ly for ly in viewer.layers if ly.name == f"{s.name} edit")
     np.testing.assert_allclose(np.asarray(edit.scale)[-2:], np.asarray(slide.scale)[-2:])
@@ -101,6 +106,9 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert c in out
     assert len(out) >= 2
     c_new = max(out)
+    # the tool's hint is gone: the status says what happened, the edit layer is active again
+    assert "Draw a line" not in w.status.text() and w.status.text().startswith("Split by line")
+    assert viewer.layers.selection.active.name == w.edit_layer.name   # (the viewer proxy wraps layers)
 
     # draw a missed cell in the background
     from scipy import ndimage as ndi
@@ -145,10 +153,10 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     w.ops.redo()
     assert (lab == paint_id).any()
 
-    # commit in a worker thread (as on big regions)
-    w.commit_view.THREAD_MIN_PIXELS = 0
-    w.commit_view.commit()
+    # commit in a worker thread
+    assert w.commit_view.commit() is None
     qtbot.waitUntil(lambda: w.commit_view.last_result is not None and not w.busy, timeout=30_000)
+    assert w.commit_view.last_thread != "MainThread"
     res = w.commit_view.last_result
     assert gone in res.removed
     assert d in res.removed
@@ -164,8 +172,8 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert shown[py, px] == new_cell
     se.check_consistency(s.labels[0], s.table)
     t = s.table.obs.set_index("cell_id")
-    assert t.loc[new_cell, "cell_type"] == "unassigned"
-    assert t.loc[c_new, "cell_type"] == "unassigned"
+    assert t.loc[new_cell, "cell_type"] == se.UNASSIGNED
+    assert t.loc[c_new, "cell_type"] == se.UNASSIGNED
     assert t.loc[kept, "cell_type"] in {types0[a], types0[b]}
     untouched = t.index.intersection(types0.index).difference(res.affected)
     assert (t.loc[untouched, "cell_type"].astype(str) == types0.loc[untouched]).all()
@@ -186,7 +194,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     np.testing.assert_array_equal(lab2, lab)
     se.check_consistency(s2.labels[0], s2.table)
     t2 = s2.table.obs.set_index("cell_id")
-    assert t2.loc[new_cell, "cell_type"] == "unassigned"
+    assert t2.loc[new_cell, "cell_type"] == se.UNASSIGNED
     assert gone not in t2.index
     assert "segmentation.merge_type" in set(get_log(s2.table)["action"])
 

@@ -74,7 +74,7 @@ def test_all_operations_on_demo(demo):
     _, res = ed.apply(r, se.split_cell_by_line, kept, line, ed.new_id)
     assert len(res.added) == 1
     assert kept in res.updated
-    assert demo.table.obs.set_index("cell_id").loc[res.added[0], "cell_type"] == "unassigned"
+    assert demo.table.obs.set_index("cell_id").loc[res.added[0], "cell_type"] == se.UNASSIGNED
     _check_rows(demo, res.affected)
     # split by seeds (watershed on the nuclear channel)
     ys, xs = np.nonzero(r.data == kept)
@@ -140,7 +140,7 @@ def test_new_cells_get_gating_call(demo):
     _, res = ed.apply(r, se.draw_cell, [(5, 5), (5, 20), (20, 20), (20, 5)], nid, overwrite=True)
     row = demo.table.obs.set_index("cell_id").loc[nid]
     assert row["gated"] == "T"
-    assert row["cell_type"] == "unassigned"
+    assert row["cell_type"] == se.UNASSIGNED
 
 
 def test_undo_delete_keeps_the_gating_call(demo):
@@ -250,3 +250,41 @@ def test_append_rows_matches_pandas():
     assert "g" in t.obsp
     out.obs["cell_type"] = out.obs["cell_type"].cat.add_categories(["z"])  # independent of t
     assert "z" not in t.obs["cell_type"].cat.categories
+
+
+def test_save_corrected_is_one_act(tmp_path):
+    """The headless "Save table and corrected mask…": the mask next to the original (never over
+    it), the table whose provenance names the corrected mask; the sample's own files refused."""
+    import anndata as ad
+
+    from napari_carspatial.datasets import write_demo
+    from napari_carspatial.io import read_sample
+    from napari_carspatial.model import SampleError
+
+    files = write_demo(tmp_path, size=256)
+    s = read_sample(files["image"], mask=files["mask"], table=files["table"])
+    mask_before = files["mask"].read_bytes()
+    ed = se.SegmentationEditor(s)
+    assert not ed.store_ready and not ed.has_edits
+    r = ed.region(0, 256, 0, 256)
+    assert ed.store_ready
+    c1, c2 = _touching_pair(r.data)
+    ed.apply(r, se.merge_cells, [c1, c2])
+    assert ed.has_edits
+    for own in (files["table"], files["mask"]):
+        with pytest.raises(SampleError, match="never overwritten"):
+            se.save_corrected(ed, own)
+    want_mask = se.corrected_mask_path(s, tmp_path / "out.h5ad")
+    assert want_mask.parent == files["mask"].parent and want_mask.name.endswith(".corrected.zarr")
+    seen = []
+    mask_out, table_out = se.save_corrected(ed, tmp_path / "out.h5ad", progress=lambda d, t: seen.append((d, t)))
+    assert mask_out == want_mask and table_out.is_file()
+    assert files["mask"].read_bytes() == mask_before            # the original mask is untouched
+    prov = ad.read_h5ad(table_out).uns["carspatial"]["provenance"]
+    assert str(mask_out) in str(prov["mask"])
+    assert seen and seen[-1][0] == seen[-1][1]                  # checksum progress reached the end
+    s2 = read_sample(files["image"], mask=mask_out, table=table_out)
+    np.testing.assert_array_equal(s2.labels[0].compute(), s.labels[0].compute())
+    se.check_consistency(s2.labels[0], s2.table)
+    with pytest.raises(SampleError):
+        se.save_corrected(ed, table_out)                        # exists, no overwrite

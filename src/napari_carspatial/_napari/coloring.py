@@ -9,10 +9,13 @@ number of cells:
   assignment over the table, milliseconds), or sorted ids + :func:`numpy.searchsorted` when the
   ids are too large for a dense array;
 * a separate **display layer** (a napari Labels layer, multiscale, same scale as the cells) holds
-  a *lazy* dask pyramid ``codes = lut[labels_tile]``, computed only for the tiles napari displays;
+  lazy levels (:class:`~.lut.LutLevel`) that compute ``codes = lut[labels_tile]`` only for the
+  slice napari displays, from label tiles kept in a small cache (:class:`~.lut.TileCache`);
 * its colormap is a ``DirectLabelColormap`` with only ``n_categories + 1`` entries, so hiding a
-  category, "show only" or a colour edit is a colormap change (instant), and switching the column
-  is a new lut plus a data swap;
+  category, "show only" or a colour edit is a colormap change (instant), and an edit of the
+  table, a new selection, the outline switch or another column is a new lut in the layer's
+  :class:`~.lut.LutState` plus ``layer.refresh()``: the layer's data are never replaced, napari
+  only re-maps the tile it shows (the label pixels are already in memory);
 * outline mode keeps the codes only on each cell's boundary pixels (a pixel that differs from
   one of its 4 neighbours, computed per tile with a 1-pixel halo), so every *cell* gets an
   outline in its type colour (napari's ``contour`` on the codes would outline category patches);
@@ -41,6 +44,8 @@ from .lut import (  # noqa: F401 - the pure half, re-exported
     DENSE_MAX_ID,
     TILE,
     LabelLut,
+    LutState,
+    TileCache,
     categories_and_codes,
     category_lut,
     codes_pyramid,
@@ -50,6 +55,7 @@ from .lut import (  # noqa: F401 - the pure half, re-exported
     in_rect,
     is_categorical,
     label_lut,
+    lut_pyramid,
     map_labels,
     numeric_values,
     outline,
@@ -135,6 +141,10 @@ class CellColoring:
         self._yx_world: np.ndarray | None = None
         self._ids: np.ndarray | None = None
         self._lut: LabelLut | None = None
+        #: label tiles shared by this sample's display layers
+        self._tiles = TileCache()
+        #: display layer key -> (LutState, the labels pyramid it reads, dtype)
+        self._states: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ sample and geometry
     @property
@@ -177,11 +187,37 @@ class CellColoring:
         }
 
     def _pyramid(self, lut: LabelLut, outline_only: bool):
+        """A lazy dask pyramid of ``lut`` (the reference path: :func:`~.lut.codes_pyramid`)."""
         labels = self.sample.labels
         if not labels:
             raise ValueError(f"sample {self.sample.name!r} has no segmentation mask to colour")
         pyr = codes_pyramid(labels, lut, outline_only=outline_only)
         return pyr if len(pyr) > 1 else pyr[0]
+
+    def _show(self, key: str, layer, lut: LabelLut, outline_only: bool):
+        """Put ``lut`` into display layer ``key``: a new lut in its :class:`~.lut.LutState` and a
+        refresh when the layer already shows this sample's labels with this dtype (nothing is
+        rebuilt), else new lazy levels. Returns the data to give a new layer (None when the
+        existing ``layer`` was updated in place)."""
+        labels = self.sample.labels
+        if not labels:
+            raise ValueError(f"sample {self.sample.name!r} has no segmentation mask to colour")
+        if labels is not getattr(self, "_tiles_for", None):
+            self._tiles.clear()          # the mask was edited: its tiles are gone
+            self._tiles_for = labels
+        rec = self._states.get(key)
+        if layer is not None and rec is not None and rec[1] is labels and rec[2] == lut.dtype:
+            rec[0].set(lut, outline_only=outline_only)
+            layer.refresh()
+            return None
+        state = LutState(lut, outline_only=outline_only)
+        self._states[key] = (state, labels, lut.dtype)
+        levels = lut_pyramid(labels, state, self._tiles)
+        data = levels if len(levels) > 1 else levels[0]
+        if layer is not None:
+            layer.data = data
+            return None
+        return data
 
     def _find(self, role: str):
         found = self.session.layers_of(self.sid, role)
@@ -235,24 +271,33 @@ class CellColoring:
         return layer
 
     def _apply_categorical(self):
-        data = self._pyramid(self._lut, self.mode == "outline")
-        cmap = direct_colormap(self._rgba())
+        colors = self._rgba()
+        cmap_key = colors.round(6).tobytes()
+        cmap = None if (getattr(self, "_cmap_key", None) == cmap_key and self.category_layer is not None) \
+            else direct_colormap(colors)
         layer = self.category_layer
         name = f"{self.sample.name}: {self.key}"
+        feats_key = (self.key, tuple(self.categories))
         if layer is None:
+            data = self._show(ROLE_CATEGORIES, None, self._lut, self.mode == "outline")
             kw = self._layer_kwargs(name, ROLE_CATEGORIES)
             kw["metadata"][META_KEY] = self.key
             layer = self.viewer.add_labels(data, colormap=cmap, opacity=self.opacity, blending="translucent", **kw)
+            self._feats_key = None
         else:
             layer.metadata[META_KEY] = self.key
-            layer.colormap = cmap   # before the data: the first draw of new codes has the right colours
-            layer.data = data
+            if cmap is not None:   # before the pixels: the first draw of new codes has the right colours
+                layer.colormap = cmap
+            self._show(ROLE_CATEGORIES, layer, self._lut, self.mode == "outline")
             if layer.name != name:
                 layer.name = name
             if layer.opacity != self.opacity:
                 layer.opacity = self.opacity
-        layer.features = pd.DataFrame({"index": np.arange(len(self.categories) + 1),
-                                       self.key: ["background", *self.categories]})
+        self._cmap_key = cmap_key
+        if getattr(self, "_feats_key", None) != feats_key:
+            layer.features = pd.DataFrame({"index": np.arange(len(self.categories) + 1),
+                                           self.key: ["background", *self.categories]})
+            self._feats_key = feats_key
         if not layer.visible:
             layer.visible = True
         vl = self.value_layer
@@ -267,20 +312,29 @@ class CellColoring:
     def _update_colormap(self) -> None:
         layer = self.category_layer
         if layer is not None and self.kind == "categorical":
-            layer.colormap = direct_colormap(self._rgba())
+            colors = self._rgba()
+            layer.colormap = direct_colormap(colors)
+            self._cmap_key = colors.round(6).tobytes()
 
     def set_mode(self, mode: str) -> None:
-        """Switch between ``"filled"`` and ``"outline"`` for the current column."""
+        """Switch between ``"filled"`` and ``"outline"`` for the current column (a flag of the
+        display layer's lut state and a refresh: the layer's data stay)."""
         if mode not in ("filled", "outline"):
             raise ValueError(f"mode must be 'filled' or 'outline', got {mode!r}")
         if mode == self.mode:
             return
+        self.mode = mode
         if self.kind == "categorical":
-            self.color_by_category(self.key, mode=mode)
-        else:
-            self.mode = mode
-            if self.kind == "numeric":
-                self.color_by_value(self.key, clim=self.clim)
+            layer = self.category_layer
+            if layer is not None and self._lut is not None:
+                self._show(ROLE_CATEGORIES, layer, self._lut, mode == "outline")
+            else:
+                self.color_by_category(self.key, mode=mode)
+                return
+        elif self.kind == "numeric":
+            self.color_by_value(self.key, clim=self.clim)
+            return
+        self.events.changed(what="mode")
 
     def set_opacity(self, opacity: float) -> None:
         """Opacity of the display layer(s), 0..1."""
@@ -363,21 +417,22 @@ class CellColoring:
             self.clim = (float(clim[0]), float(clim[1]))
         lut = label_lut(self.ids(), vals, fill=np.nan, dtype=np.float32)
         outline_only = self.mode == "outline"
-        data = self._pyramid(lut, outline_only)
         layer = self.value_layer
         name = f"{self.sample.name}: {key}"
         if layer is None:
+            data = self._show(ROLE_VALUES, None, lut, outline_only)
             kw = self._layer_kwargs(name, ROLE_VALUES)
             kw["metadata"][META_KEY] = key
             layer = self.viewer.add_image(data, colormap=self.cmap, contrast_limits=self.clim,
                                           opacity=self.opacity, blending="translucent", **kw)
         else:
             layer.metadata[META_KEY] = key
-            layer.data = data
-            layer.name = name
+            if layer.name != name:
+                layer.name = name
             layer.colormap = self.cmap
             layer.contrast_limits = self.clim
             layer.opacity = self.opacity
+            self._show(ROLE_VALUES, layer, lut, outline_only)
         if not layer.visible:
             layer.visible = True
         layer.colorbar.visible = True
@@ -438,18 +493,33 @@ class CellColoring:
         if mask.size != self.table.n_obs:
             raise ValueError(f"cell_mask has {mask.size} values for {self.table.n_obs} cells")
         lut = label_lut(self.ids(), mask.astype(np.uint8), fill=0, dtype=np.uint8)
-        data = self._pyramid(lut, mode == "outline")
-        cmap = direct_colormap(rgba([color]))
         layer = self.highlight_layer(name)
+        key = f"{ROLE_HIGHLIGHT}:{name}"
+        from matplotlib.colors import to_hex
+
+        cmap_key = to_hex(color, keep_alpha=True)
         if layer is None:
+            data = self._show(key, None, lut, mode == "outline")
             kw = self._layer_kwargs(f"{self.sample.name}: {name}", ROLE_HIGHLIGHT)
             kw["metadata"][META_KEY] = name
-            layer = self.viewer.add_labels(data, colormap=cmap, opacity=opacity, blending="translucent", **kw)
+            kw["metadata"]["carspatial_color"] = cmap_key
+            layer = self.viewer.add_labels(data, colormap=direct_colormap(rgba([color])), opacity=opacity,
+                                           blending="translucent", **kw)
         else:
-            layer.colormap = cmap
-            layer.data = data
-            layer.opacity = opacity
-            layer.visible = True
+            if layer.metadata.get("carspatial_color") != cmap_key:
+                layer.colormap = direct_colormap(rgba([color]))
+                layer.metadata["carspatial_color"] = cmap_key
+            if layer.opacity != opacity:
+                layer.opacity = opacity
+            if not mask.any():
+                # nothing to show: the lut changes, napari does not slice a hidden layer
+                rec = self._states.get(key)
+                if rec is not None and rec[1] is self.sample.labels:
+                    rec[0].set(lut, outline_only=mode == "outline")
+                    return layer
+            self._show(key, layer, lut, mode == "outline")
+            if not layer.visible:
+                layer.visible = True
         return layer
 
     def highlight_layer(self, name: str = "highlight"):
@@ -464,6 +534,7 @@ class CellColoring:
         lyr = self.highlight_layer(name)
         if lyr is not None:
             self.viewer.layers.remove(lyr)
+        self._states.pop(f"{ROLE_HIGHLIGHT}:{name}", None)
 
     # ------------------------------------------------------------------ after table edits
     def refresh(self) -> None:
@@ -472,9 +543,13 @@ class CellColoring:
         self._yx_world = None
         if self.kind == "categorical" and self.key is not None:
             old = dict(zip(self.categories, self.visible, strict=False))
+            # the same column and categories keep their visibility inside color_by_category; only
+            # a changed category list needs the old choices mapped (and the colormap again)
             self.color_by_category(self.key, mode=self.mode)
-            self.visible = np.array([old.get(c, True) for c in self.categories], dtype=bool)
-            self._update_colormap()
+            vis = np.array([old.get(c, True) for c in self.categories], dtype=bool)
+            if not np.array_equal(vis, self.visible):
+                self.visible = vis
+                self._update_colormap()
         elif self.kind == "numeric" and self.key is not None:
             self.color_by_value(self.key, clim=self.clim)
 

@@ -126,7 +126,12 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
     feats = {"index": instance_ids(t)}
     key = type_key or guess_type_key(t)
     if key is not None:
-        feats[key] = t.obs[key].astype(str).to_numpy()
+        col = t.obs[key]
+        # categorical columns stay categorical (codes, no 10^6 strings); others as text
+        feats[key] = col.array.copy() if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).to_numpy()
+    if "acquisition" in t.obs and key != "acquisition":     # a montage: which tile a cell is in
+        col = t.obs["acquisition"]
+        feats["acquisition"] = col.array.copy() if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).to_numpy()
     return pd.DataFrame(feats)
 
 
@@ -138,7 +143,8 @@ def guess_type_key(adata) -> str | None:
         if k in adata.obs:
             return k
     for k in adata.obs.columns:
-        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region",):
+        # not the montage's tile column: filling every cell of a tile with one colour hides the stains
+        if isinstance(adata.obs[k].dtype, pd.CategoricalDtype) and k not in ("region", "acquisition"):
             return k
     return None
 

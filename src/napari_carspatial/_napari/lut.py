@@ -243,6 +243,175 @@ def codes_pyramid(labels: Sequence, lut: LabelLut, *, outline_only: bool = False
     return out
 
 
+# --------------------------------------------------------------------------- lazy display levels
+class LutState:
+    """What a lazy display pyramid shows: the current lut and whether only outlines are kept.
+
+    The levels of :func:`lut_pyramid` read this at every slice, so an edit (new codes, a new
+    selection, outline on / off) is a new lut or flag here plus ``layer.refresh()``: napari
+    re-slices the tiles it shows, nothing else is rebuilt. A lut is replaced, never changed in
+    place (a slice computed in napari's slicing thread sees either the old or the new one).
+    """
+
+    def __init__(self, lut: LabelLut, *, outline_only: bool = False):
+        self.lut = lut
+        self.outline_only = bool(outline_only)
+        #: bumped at every change (tests, debugging)
+        self.version = 0
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.lut.dtype
+
+    def set(self, lut: LabelLut | None = None, *, outline_only: bool | None = None) -> None:
+        if lut is not None:
+            self.lut = lut
+        if outline_only is not None:
+            self.outline_only = bool(outline_only)
+        self.version += 1
+
+
+class TileCache:
+    """The last label tiles read from a pyramid (shared by a sample's display layers), so a
+    recolouring re-maps pixels already in memory instead of decoding the mask again."""
+
+    def __init__(self, max_bytes: int = 192 * 2**20, max_tiles: int = 16):
+        from collections import OrderedDict
+
+        self._tiles: OrderedDict = OrderedDict()
+        self.max_bytes, self.max_tiles = int(max_bytes), int(max_tiles)
+        self._lock = __import__("threading").Lock()
+        self.hits = self.misses = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tiles.clear()
+
+    def get(self, level, box: tuple) -> np.ndarray:
+        key = (id(level), box)
+        with self._lock:
+            hit = self._tiles.get(key)
+            if hit is not None and hit[0] is level:
+                self._tiles.move_to_end(key)
+                self.hits += 1
+                return hit[1]
+        (y0, y1), (x0, x1) = box
+        tile = np.asarray(level[y0:y1, x0:x1])
+        with self._lock:
+            self.misses += 1
+            self._tiles[key] = (level, tile)
+            total = sum(t.nbytes for _, t in self._tiles.values())
+            while self._tiles and (len(self._tiles) > self.max_tiles or total > self.max_bytes):
+                _, (_, old) = self._tiles.popitem(last=False)
+                total -= old.nbytes
+        return tile
+
+
+def _norm_key(key, shape) -> tuple[list[tuple[int, int, int]], list[bool]]:
+    """(start, stop, step) per axis and which axes were integers (dropped from the result)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1:]
+    key = key + (slice(None),) * (len(shape) - len(key))
+    if len(key) != len(shape):
+        raise IndexError(f"too many indices ({len(key)}) for a {len(shape)}-d display level")
+    out, drop = [], []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step < 0:
+                raise IndexError("negative steps are not supported by display levels")
+            out.append((start, max(start, stop), step))
+            drop.append(False)
+        else:
+            i = int(k)
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                raise IndexError(f"index {k} out of bounds for axis of size {n}")
+            out.append((i, i + 1, 1))
+            drop.append(True)
+    return out, drop
+
+
+class LutLevel:
+    """One level of a lazy display pyramid: ``state.lut[labels[key]]`` (and, when
+    ``state.outline_only``, only each cell's boundary pixels), computed for the slice napari asks
+    for. Implements napari's ``LayerDataProtocol`` (``shape``, ``dtype``, ``ndim``, ``size``,
+    ``__getitem__``)."""
+
+    def __init__(self, labels, state: LutState, cache: TileCache | None = None):
+        if labels.ndim != 2:
+            raise ValueError(f"display levels are 2-D, got {labels.ndim} dimensions")
+        self.labels = labels
+        self.state = state
+        self.cache = cache if cache is not None else TileCache()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.labels.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.state.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"LutLevel(shape={self.shape}, dtype={self.dtype}, outline={self.state.outline_only})"
+
+    def __getitem__(self, key) -> np.ndarray:
+        ((ys, ye, ystep), (xs, xe, xstep)), drop = _norm_key(key, self.shape)
+        state = self.state
+        lut, outline_only = state.lut, state.outline_only
+        H, W = self.shape
+        if ye <= ys or xe <= xs:
+            out = np.zeros((max(0, ye - ys), max(0, xe - xs)), dtype=lut.dtype)
+        elif not outline_only:
+            out = map_labels(self.cache.get(self.labels, ((ys, ye), (xs, xe))), lut)
+        else:
+            # a 1-pixel halo so boundaries across tiles are exact; outside the image counts as
+            # background (the image border is a boundary), as in codes_pyramid
+            y0, y1, x0, x1 = max(0, ys - 1), min(H, ye + 1), max(0, xs - 1), min(W, xe + 1)
+            tile = self.cache.get(self.labels, ((y0, y1), (x0, x1)))
+            pad = ((int(ys == y0), int(ye == y1)), (int(xs == x0), int(xe == x1)))
+            if any(any(p) for p in pad):
+                tile = np.pad(tile, pad)
+            h, w = ye - ys, xe - xs
+            edge = outline(tile)[1:1 + h, 1:1 + w]
+            core = tile[1:1 + h, 1:1 + w]
+            out = map_labels(core, lut)
+            if out.dtype.kind == "f":
+                out = np.where(edge, out, np.nan).astype(out.dtype, copy=False)
+            else:
+                out = out * edge.astype(out.dtype)
+        if ystep != 1 or xstep != 1:
+            out = out[::ystep, ::xstep]
+        if drop[0] or drop[1]:
+            out = out[(0 if drop[0] else slice(None), 0 if drop[1] else slice(None))]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:, :]
+        return out.astype(dtype) if dtype is not None else out
+
+
+def lut_pyramid(labels: Sequence, state: LutState, cache: TileCache | None = None) -> list[LutLevel]:
+    """Lazy display levels over every level of ``labels``, all showing ``state`` (one tile cache)."""
+    cache = cache if cache is not None else TileCache()
+    return [LutLevel(lvl, state, cache) for lvl in labels]
+
+
 # --------------------------------------------------------------------------- table columns
 def is_categorical(adata, key: str) -> bool:
     """Whether ``obs[key]`` is a categorical, boolean or text column (a marker never is)."""

@@ -270,7 +270,7 @@ class RegionEdit:
         if cell is None:
             pts = [np.stack(draw_line(*a, *b), axis=1) for a, b in itertools.pairwise(p)]
             cell = self.cell_under(np.concatenate(pts)) if pts else None
-        if cell is None:
+        if cell is None or int(cell) <= 0:
             raise ValueError("the line crosses no cell")
         out = self.apply("split_cell_by_line", split_cell_by_line, int(cell), line_yx, self.editor.new_id)
         self.clear_selection()
@@ -282,7 +282,7 @@ class RegionEdit:
         seeds_yx = np.asarray(seeds_yx, float)
         if cell is None:
             cell = self.selection[0] if len(self.selection) == 1 else self.cell_under(seeds_yx)
-        if cell is None:
+        if cell is None or int(cell) <= 0:
             raise ValueError("the seeds are not in a cell")
         out = self.apply("split_cell_by_seeds", split_cell_by_seeds, int(cell), seeds_yx, self.editor.new_id,
                          intensity=intensity)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ from .seg_table import (
     check_consistency,
     clear_stale,
     mark_stale,
+    set_block,
     set_category,
     zarr_source,
 )
@@ -59,6 +61,7 @@ from .seg_table import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EDITOR_CACHE_KEY", "corrected_mask_path", "save_corrected",
     "STALE_KEY", "STALE_REGIONS_KEY", "UNASSIGNED", "CommitResult", "EditRegion", "SegmentationEditor",
     "add_category", "check_consistency", "clear_stale", "delete_cells", "draw_cell", "grow_cell", "mark_stale",
     "merge_cells", "shrink_cell", "split_cell_by_line", "split_cell_by_seeds",
@@ -111,6 +114,10 @@ class CommitResult:
         return "cells: " + "; ".join(parts) if parts else "no change"
 
 
+#: key of a sample's editor in a viewer session's per-sample cache (both docks find it there)
+EDITOR_CACHE_KEY = ("segmentation_editor",)
+
+
 class SegmentationEditor:
     """Edit one sample's mask region by region and keep its table in step (no Qt).
 
@@ -121,8 +128,6 @@ class SegmentationEditor:
     store
         Its :class:`~napari_carspatial.io.mask_store.MaskStore`; default: the working copy next
         to ``sample.paths["mask"]`` (created on first use), or an in-memory store.
-    op_name
-        Name used in the audit when :meth:`commit` is called without one.
     reviewer
         Who edits (audit); default the OS user.
     """
@@ -145,15 +150,31 @@ class SegmentationEditor:
                 raise ValueError(f"sample {self.sample.name!r} has no mask to edit")
             self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=self.sample.labels[0])
             if self.sample.table is not None and self.sample.table.n_obs:
-                top = int(instance_ids(self.sample.table).max())
-                if top > self._store.max_id:
-                    self._store._set_attr("max_id", top)
+                self._store.raise_max_id(int(instance_ids(self.sample.table).max()))
             self.sample.labels = self._store.pyramid()
         return self._store
 
+    #: ids reserved in the store at a time (one attribute write per block, not per new cell)
+    ID_BLOCK = 64
+
+    @property
+    def store_ready(self) -> bool:
+        """The working copy of the mask exists (its first creation copies the whole mask)."""
+        return self._store is not None
+
+    @property
+    def has_edits(self) -> bool:
+        """The mask was edited (this session or an earlier one on the same working copy)."""
+        return self._store is not None and (self.n_commits > 0 or self._store.edit_count > 0)
+
     def new_id(self) -> int:
-        """A new unique id (max id ever used + 1)."""
-        return int(self.store.reserve_ids(1)[0])
+        """A new unique id (max id ever used + 1). Ids are reserved in the store in blocks of
+        :attr:`ID_BLOCK` (recorded before any is handed out, so none is ever reused; unused ones
+        of a block are simply never used)."""
+        pool = getattr(self, "_id_pool", None)
+        if not pool:
+            pool = self._id_pool = list(self.store.reserve_ids(self.ID_BLOCK)[::-1])
+        return int(pool.pop())
 
     # ------------------------------------------------------------------ regions
     def region(self, y0: int, y1: int, x0: int, x1: int) -> EditRegion:
@@ -376,12 +397,9 @@ class SegmentationEditor:
         if names:
             vpos = pd.Index(t.var_names).get_indexer(names)
             ok = vpos >= 0
-            X = t.X
-            if hasattr(X, "toarray"):
-                X = X.toarray()
-                t.X = X
-            sub = np.asarray(m.X)[mpos][:, ok]
-            X[np.ix_(pos, vpos[ok])] = sub.astype(X.dtype, copy=False)
+            if ok.any() and t.X is not None:
+                sub = np.asarray(m.X)[mpos][:, ok]
+                t.X = set_block(t.X, pos, vpos[ok], sub)
         # rows are updated in place (no copy of whole columns: tables have 10^5-10^6 rows)
         for c in m.obs.columns:
             if c in t.obs.columns and c != get_table_link(m)["instance_key"] and c != "region":
@@ -436,7 +454,7 @@ class SegmentationEditor:
             if b in set(ids.tolist()):
                 for c, v in chosen.items():
                     obs.loc[str(b), c] = v
-        X = np.full((n, t.n_vars), np.nan, dtype=np.float32 if t.X is None else np.asarray(t.X[:0]).dtype)
+        X = np.full((n, t.n_vars), np.nan, dtype=np.float32 if t.X is None else t.X.dtype)
         vpos = pd.Index(list(m.var_names)).get_indexer(list(t.var_names))
         ok = vpos >= 0
         if ok.any():
@@ -463,7 +481,78 @@ class SegmentationEditor:
             else:
                 rows.obsm[k] = np.full((n,) + v.shape[1:], np.nan if v.dtype.kind == "f" else 0, dtype=v.dtype)
         for k in t.layers:
-            lv = np.asarray(t.layers[k][:0])
+            lv = t.layers[k]
             rows.layers[k] = (np.asarray(m.layers[k])[sel].astype(lv.dtype) if k in m.layers
                               else np.full((n, t.n_vars), np.nan, dtype=lv.dtype if lv.dtype.kind == "f" else np.float64))
         return rows
+
+
+def corrected_mask_path(sample, table_path) -> Path:
+    """Where :func:`save_corrected` writes the mask by default: ``<mask stem>.corrected.zarr``
+    next to the original mask when that is a plain file or folder in a writable folder, else
+    ``<table stem>_mask.corrected.zarr`` next to the saved table."""
+    import os
+
+    from ..io.mask_store import corrected_path
+
+    src = sample.paths.get("mask")
+    if src and "::" not in os.fspath(src):
+        p = corrected_path(src)
+        if os.access(p.parent, os.W_OK):
+            return p
+    t = Path(table_path)
+    stem = t.name[: -len(t.suffix)] if t.suffix else t.name
+    return t.with_name(f"{stem}_mask.corrected.zarr")
+
+
+def save_corrected(editor: SegmentationEditor, table_path, *, mask_path=None, overwrite: bool = False,
+                   progress=None, note: str = "") -> tuple[Path, Path]:
+    """Save the corrected mask and the table as one act (the mask first, then the table, whose
+    provenance names the corrected mask).
+
+    Parameters
+    ----------
+    editor
+        The sample's editor (its working copy holds the edits).
+    table_path
+        The new table (``.h5ad`` / ``.zarr``); never one of the sample's own files.
+    mask_path
+        The corrected mask (default :func:`corrected_mask_path`); never the original mask.
+    overwrite
+        Replace an existing table at ``table_path`` (a corrected mask is always replaced).
+    progress
+        ``progress(done_bytes, total_bytes)`` of the provenance checksums.
+
+    Returns
+    -------
+    (pathlib.Path, pathlib.Path)
+        The corrected mask folder and the table file.
+
+    Raises
+    ------
+    SampleError
+        ``table_path`` is a source of the sample, exists without ``overwrite``, or cannot be
+        written; the mask cannot be written.
+    """
+    import os
+
+    from ..io.mask_store import save_corrected_mask
+    from ..io.write import write_table
+    from ..model import SampleError
+
+    s = editor.sample
+    for part in ("table", "image", "mask"):
+        src = s.paths.get(part)
+        if src and os.path.abspath(os.fspath(table_path)) == os.path.abspath(os.fspath(src)):
+            raise SampleError(f"is the sample's {part}; it is never overwritten.", path=table_path,
+                              hint="Choose a new name.")
+    if s.table is None:
+        raise SampleError(f"sample {s.name!r} has no cell table to save.")
+    mask_out = Path(mask_path) if mask_path is not None else corrected_mask_path(s, table_path)
+    src = s.paths.get("mask")
+    out = save_corrected_mask(editor.store, mask_out, source=src if src and "::" not in os.fspath(src) else None,
+                              pixel_size_um=s.pixel_size_um,
+                              note=note or f"napari-carspatial segmentation correction of {s.name}")
+    paths = {k: v for k, v in s.paths.items() if k in ("image", "table")}
+    paths["mask"] = out
+    return out, write_table(s.table, table_path, overwrite=overwrite, paths=paths, progress=progress)

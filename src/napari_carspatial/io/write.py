@@ -46,9 +46,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model import SampleError
 from ..model.conventions import UNS_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,9 @@ _BAK_TAG = ".carspatial-bak-"
 # checksums and provenance: io/provenance.py
 from .provenance import (  # noqa: E402, F401 - re-exported: they lived here
     CHUNK,
+    cached_checksum,
+    checksums_pending,
+    clear_checksum_cache,
     forget_checksums,
     provenance,
     sha256_file,
@@ -261,8 +270,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
-                record: bool = True) -> Path:
+def write_table(adata: AnnData, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
+                record: bool = True, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write a cell table atomically as ``.h5ad`` or AnnData ``.zarr``.
 
     Parameters
@@ -284,6 +293,9 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
         Record the save in the table: ``uns["carspatial"]["saved"]`` (time, path) and the
         provenance. ``False`` (autosave / recovery files) writes ``adata`` as it is and leaves
         it untouched.
+    progress
+        Optional ``progress(done_bytes, total_bytes)`` while the sources' checksums are
+        computed (only the first save of a file reads it; see :func:`sha256_file`).
 
     Returns
     -------
@@ -316,14 +328,14 @@ def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, path
                           hint="Choose a new name, or pass overwrite=True to replace it.")
     if record:
         if paths:
-            store_provenance(adata, paths)
+            store_provenance(adata, paths, progress=progress)
         else:  # the table's own record: its earlier provenance, and the file it was read from as its source
             own = {k.split(" ")[0]: v for k, v in own_sources(adata).items() if k.endswith("(provenance)")}
             meta = (adata.uns.get(UNS_KEY) or {}) if hasattr(adata.uns, "get") else {}
             if isinstance(meta.get(READ_FROM_KEY), str):
                 own["table"] = meta[READ_FROM_KEY]
             if own:
-                store_provenance(adata, own)
+                store_provenance(adata, own, progress=progress)
         meta = dict(adata.uns.get(UNS_KEY, {}) or {})
         meta["saved"] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "path": os.fspath(target)}
         adata.uns[UNS_KEY] = meta
@@ -430,7 +442,20 @@ def _refuse_sources(target: Path, paths: dict | None) -> None:
 
 
 def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:
-    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...)."""
+    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...).
+
+    Parameters
+    ----------
+    source
+        The file the table came from.
+    suffix
+        ``.h5ad`` or ``.zarr``.
+
+    Returns
+    -------
+    pathlib.Path
+        A path that does not exist yet.
+    """
     src = Path(source)
     stem = src.name
     for suf in (".h5ad", ".zarr", ".csv", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr"):

@@ -48,7 +48,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,9 @@ from . import edit_log
 from .conventions import SPATIAL_KEY, UNS_KEY, colors_key, instance_ids, spatial_to_yx
 from .geometry import points_in_polygon
 from .roi import ROI, ROI_CLASSES
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,18 @@ def roi_contains(roi: ROI, yx: np.ndarray) -> np.ndarray:
     return points_in_polygon(yx, roi.polygon_yx, getattr(roi, "holes_yx", []) or [])
 
 
+def _n_changed(orig: pd.Series, cur: pd.Series) -> int:
+    """Cells whose curated value differs from the original (as text), on category codes when
+    both columns are categorical (no per-cell strings at 10^6 cells)."""
+    if isinstance(orig.dtype, pd.CategoricalDtype) and isinstance(cur.dtype, pd.CategoricalDtype):
+        oc = orig.cat.codes.to_numpy()
+        cc = cur.cat.codes.to_numpy()
+        idx = pd.Index(cur.cat.categories.astype(str)).get_indexer(orig.cat.categories.astype(str))
+        mapped = np.where(oc < 0, -1, np.where(idx[np.maximum(oc, 0)] < 0, -3, idx[np.maximum(oc, 0)]))
+        return int((mapped != cc).sum())
+    return int((orig.astype(str).to_numpy() != cur.astype(str).to_numpy()).sum())
+
+
 def roi_membership(adata, rois: Iterable[ROI] | None = None) -> pd.DataFrame:
     """One boolean column per ROI (named by ROI name), one row per cell."""
     rois = list(rois) if rois is not None else rois_from_frame(adata.uns.get(ROI_UNS_KEY))
@@ -142,8 +157,22 @@ def _joined(masks: list[np.ndarray], labels: list[str], n: int) -> pd.Categorica
 
 # =========================================================================== commands
 @dataclass
-class _Change:
-    """Values of one column at some rows, before and after (codes for categoricals)."""
+class Change:
+    """Values of one column at some rows, before and after (codes for categoricals).
+
+    Attributes
+    ----------
+    column
+        The ``obs`` column.
+    rows
+        Row positions changed.
+    old
+        Values (codes for categoricals) before.
+    new
+        Values (codes for categoricals) after.
+    added_categories
+        Categories the change added to the column.
+    """
 
     column: str
     rows: np.ndarray
@@ -163,14 +192,26 @@ class Command:
         ``edit_roi``, ``mark_roi_reviewed``.
     description
         Human-readable, shown on the undo button and in notifications.
+    rows
+        Row positions of the cells the action touched.
+    column
+        The column the audit row names.
+    old_log
+        The value before, as the audit row records it.
+    new_log
+        The value after, as the audit row records it.
+    note
+        Free text of the audit row.
     changes
         Column changes (applied in order, undone in reverse).
-    roi_before, roi_after
-        For ROI actions: the ROI list before and after.
-    reviewed_rois_before, reviewed_rois_after
-        Ids of the regions marked reviewed, before and after.
-    log_row
-        The audit row written when the action was first done.
+    roi_before
+        For ROI actions: the ROI list before.
+    roi_after
+        For ROI actions: the ROI list after.
+    reviewed_rois_before
+        Ids of the regions marked reviewed, before.
+    reviewed_rois_after
+        Ids of the regions marked reviewed, after.
     """
 
     action: str
@@ -180,7 +221,7 @@ class Command:
     old_log: Any
     new_log: Any
     note: str = ""
-    changes: list[_Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     roi_before: list | None = None
     roi_after: list | None = None
     reviewed_rois_before: list | None = None
@@ -208,7 +249,7 @@ class Curation:
     after every change: the GUI refreshes the legend and highlights there.
     """
 
-    def __init__(self, adata, *, type_key: str | None = None, rois: list[ROI] | None = None,
+    def __init__(self, adata: AnnData, *, type_key: str | None = None, rois: list[ROI] | None = None,
                  reviewer: str | None = None):
         self.adata = adata
         meta = dict((adata.uns.get(UNS_KEY, {}) or {}).get("curation", {}) or {})
@@ -305,6 +346,27 @@ class Curation:
         """Boolean per row: centroid inside the ROI."""
         return roi_contains(self.roi(roi_id), self.cell_yx())
 
+    def _roi_masks(self, yx: np.ndarray) -> list[np.ndarray]:
+        """Cells inside each ROI, cached by the ROIs' geometry and a digest of the cell positions
+        (a review of 10^6 cells asks after every edit; positions change only with segmentation)."""
+        import hashlib
+
+        pos = hashlib.blake2b(np.ascontiguousarray(yx).tobytes(), digest_size=16).hexdigest()
+        cache = getattr(self, "_roi_mask_cache", None)
+        if cache is None or cache[0] != pos:
+            cache = self._roi_mask_cache = (pos, {})
+        out, used = [], {}
+        for r in self.rois:
+            geom = (np.asarray(r.polygon_yx, float).tobytes(),
+                    tuple(np.asarray(h, float).tobytes() for h in (getattr(r, "holes_yx", []) or [])))
+            hit = cache[1].get(geom)
+            if hit is None:
+                hit = roi_contains(r, yx)
+            used[geom] = hit
+            out.append(hit)
+        self._roi_mask_cache = (pos, used)   # only the current regions are kept
+        return out
+
     def progress(self) -> dict:
         """Review progress: reviewed cells overall and per ROI.
 
@@ -319,18 +381,15 @@ class Curation:
         rev = obs[REVIEWED_KEY].to_numpy(bool)
         yx = self.cell_yx()
         rows = []
-        for r in self.rois:
-            m = roi_contains(r, yx)
+        for r, m in zip(self.rois, self._roi_masks(yx), strict=True):
             n = int(m.sum())
             k = int((m & rev).sum())
             rows.append({"name": r.name, "class": r.cls, "cells": n, "reviewed": k,
                          "fraction": (k / n) if n else 0.0, "marked": r.id in self.reviewed_rois})
-        orig = obs[self.type_key].astype(str).to_numpy()
-        cur = obs[self.curated_key].astype(str).to_numpy()
         return {"n_cells": int(self.adata.n_obs), "n_reviewed": int(rev.sum()),
                 "fraction": float(rev.mean()) if rev.size else 0.0,
                 "n_excluded": int(obs[EXCLUDED_KEY].to_numpy(bool).sum()),
-                "n_changed": int((orig != cur).sum()),
+                "n_changed": _n_changed(obs[self.type_key], obs[self.curated_key]),
                 "rois": pd.DataFrame(rows, columns=["name", "class", "cells", "reviewed", "fraction", "marked"])}
 
     # ------------------------------------------------------------------ column plumbing
@@ -376,7 +435,7 @@ class Curation:
             return  # the colouring fills defaults in
         self.adata.uns[ck] = np.array([*list(cols), color_for(value, used=list(cols))], dtype=object)
 
-    def _change(self, column: str, rows: np.ndarray, value, added_out: list) -> _Change:
+    def _change(self, column: str, rows: np.ndarray, value, added_out: list) -> Change:
         added: list[str] = []
         old = self._values(column, rows)
         s = self.adata.obs[column]
@@ -384,7 +443,7 @@ class Curation:
             new = np.full(rows.size, self._code_for(column, value, added), dtype=np.int64)
         else:
             new = np.full(rows.size, value, dtype=s.to_numpy().dtype)
-        ch = _Change(column, rows, old, new, added)
+        ch = Change(column, rows, old, new, added)
         added_out.extend(added)
         return ch
 
@@ -496,7 +555,7 @@ class Curation:
             rows = np.flatnonzero(rows)
         return np.unique(rows.astype(np.int64))
 
-    def _reviewed_change(self, rows, added) -> _Change:
+    def _reviewed_change(self, rows, added) -> Change:
         return self._change(REVIEWED_KEY, rows, True, added)
 
     def assign(self, rows, cell_type: str, *, note: str = "") -> Command | None:
@@ -564,8 +623,7 @@ class Curation:
     # ------------------------------------------------------------------ ROIs
     def update_roi_membership(self) -> None:
         """Recompute ``obs["roi"]`` / ``obs["roi_class"]`` from the ROI polygons."""
-        yx = self.cell_yx()
-        masks = [roi_contains(r, yx) for r in self.rois]
+        masks = self._roi_masks(self.cell_yx())
         n = self.adata.n_obs
         self.adata.obs[ROI_KEY] = _joined(masks, [r.name for r in self.rois], n)
         self.adata.obs[ROI_CLASS_KEY] = _joined(masks, [r.cls for r in self.rois], n)

@@ -234,14 +234,16 @@ class Sample:
 
         stats = None
         if self.labels is not None and check_ids:
-            stats = label_stats(self.labels[0])
-            mask_ids = stats["id"].to_numpy()
+            from .mask_ids import mask_ids as _mask_ids
+
+            # one pass, cached by file identity (issue 14)
+            mask_ids = _mask_ids(self.labels[0], source=self.paths.get("mask"))
             if mask_ids.size and mask_ids[0] < 0:
                 raise SampleError(
                     f"mask holds negative label ids (e.g. {mask_ids[mask_ids < 0][:3].tolist()}) or ids at or above "
                     "2^63; labels are 0 (background) or positive cell ids.", path=self._where("mask"))
-            not_in_mask = np.setdiff1d(uniq, mask_ids)
-            not_in_table = np.setdiff1d(mask_ids, uniq)
+            not_in_mask = np.setdiff1d(uniq, mask_ids, assume_unique=True)
+            not_in_table = np.setdiff1d(mask_ids, uniq, assume_unique=True)
             problems = []
             if not_in_mask.size:
                 problems.append(

@@ -165,6 +165,8 @@ class InspectorWidget(QWidget):
             self._sample_changed()
 
     def _on_table_changed(self, event):
+        if event.structure and self.sample_combo.findData(event.sid) < 0:
+            self._refresh_samples()        # a sample just got its table (Measure cells)
         if event.sid != self._sid():
             return
         if event.structure or event.columns is None or self.type_key.currentText() in event.columns:
@@ -203,7 +205,8 @@ class InspectorWidget(QWidget):
             return
         col = self.session.sample(sid).table.obs[key]
         cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.astype(str).unique())
-        counts = col.astype(str).value_counts()
+        counts = col.value_counts() if hasattr(col, "cat") else col.astype(str).value_counts()
+        counts.index = counts.index.astype(str)
         for c in cats:
             self.category.addItem(f"{c} ({int(counts.get(str(c), 0)):,})", str(c))
         idx = self.category.findData(keep)

@@ -65,7 +65,8 @@ class HeaderView(QWidget):
         self.meta_label.setText(" · ".join(shown) if not core.blinded else "name and clinical data hidden")
         self.meta_label.setToolTip("\n".join(f"{k}: {v}" for k, v in meta.items()))
         p = core.progress()
-        self.progress_bar.setValue(round(1000 * p["fraction"]))
+        if self.progress_bar.value() != round(1000 * p["fraction"]):   # setValue repaints at once
+            self.progress_bar.setValue(round(1000 * p["fraction"]))
         self.progress_bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
         marked = int(p["rois"]["marked"].sum()) if len(p["rois"]) else 0
         self.progress_label.setText(f"{p['n_changed']:,} re-labelled · {p['n_excluded']:,} excluded · "

@@ -96,7 +96,8 @@ class LegendWidget(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.empty = QLabel("Open a sample with a segmentation mask and a cell table (Samples dock) "
-                            "to colour its cells.")
+                            "to colour its cells. A sample with a mask and no table: Samples dock > "
+                            "Measure cells.")
         self.empty.setWordWrap(True)
         self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData())
 
@@ -133,6 +134,8 @@ class LegendWidget(QWidget):
     # ================================================================== samples and columns
     def _on_table_changed(self, event):
         """New columns (gating, niches, curation) appear in the chooser; the choice is kept."""
+        if event.structure and self.sample_box.findData(event.sid) < 0:
+            self._on_layers_changed()      # a sample just got its table (Measure cells)
         if event.sid != self.sample_box.currentData() or self.coloring is None:
             return
         have = [self.column_box.itemData(i) for i in range(self.column_box.count())]

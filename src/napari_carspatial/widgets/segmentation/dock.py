@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..._napari import session_for
 from ...editing import RegionEdit, SegmentationEditor
+from ...editing.segmentation import EDITOR_CACHE_KEY
 from .._common import BusyNotice, refill_sample_combo
 from .._keys import get_dispatcher
 from .commit import CommitView
@@ -93,7 +94,7 @@ class SegmentationWidget(QWidget):
         s = self.sample
         if s is None:
             return None
-        return self.session.cached(self.sid, ("segmentation_editor",),
+        return self.session.cached(self.sid, EDITOR_CACHE_KEY,
                                    lambda: SegmentationEditor(s, reviewer=self.session.reviewer))
 
     @property
@@ -143,7 +144,7 @@ class SegmentationWidget(QWidget):
         if sid == self.sid:
             return
         if self.edit is not None:
-            self.region_view.close_region()
+            self.region_view.close_region(wait=True)   # the outgoing sample's edits, before switching
         self.sid = sid
         self.ops.set_channels(self.sample)
         self.update_state()

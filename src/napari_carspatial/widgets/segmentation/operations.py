@@ -35,6 +35,14 @@ SHORTCUTS = {
 NUCLEAR_NAMES = ("dapi", "hoechst", "dna", "dna1", "nuclear", "nucleus", "h3", "histone")
 
 
+def _outcome(name: str, affected) -> str:
+    """One line saying what an operation did (replaces the tool's hint in the status)."""
+    ids = ", ".join(str(i) for i in list(affected)[:6]) + (" …" if len(affected) > 6 else "")
+    what = {"split_cell_by_line": "Split by line", "split_cell_by_seeds": "Split by seeds", "merge_cells": "Merged",
+            "delete_cells": "Deleted", "draw_cell": "New cell", "grow_cell": "Grown", "shrink_cell": "Shrunk"}
+    return f"{what.get(name, name.replace('_', ' '))}: cells {ids}. Undo: {key_label(SHORTCUTS['undo'])}."
+
+
 def key_label(key: str) -> str:
     return key.replace("Control", "Ctrl").replace("-", "+")
 
@@ -144,9 +152,15 @@ class OperationsView(QGroupBox):
         if not affected:
             notify(f"{name.replace('_', ' ')}: nothing changed", "warning")
             return None
+        d = self.dock
         self.after_pixels()
-        if self.dock.commit_view.auto_box.isChecked():
-            self.dock.commit_view.commit()
+        # the tool's hint is done with: say what happened, back to the edit layer
+        d.set_status(_outcome(name, affected))
+        if d.edit_layer is not None and d.edit_layer in d.viewer.layers:
+            d.activate(d.edit_layer)
+            d.edit_layer.mode = "pan_zoom"
+        if d.commit_view.auto_box.isChecked():
+            d.commit_view.commit()
         return affected
 
     def after_pixels(self):

@@ -16,6 +16,15 @@ ROLE_EDIT_SELECTION = "seg-edit-selection"
 ROLE_EDIT_TOOL = "seg-edit-tool"
 
 
+def region_features(sample, data: np.ndarray):
+    """Hover features of the cells in an edit region only (not the table's 10^6 rows)."""
+    feats = hover_features(sample)
+    if feats is None:
+        return None
+    present = np.unique(data)
+    return feats[np.isin(feats["index"].to_numpy(), present)].reset_index(drop=True)
+
+
 class RegionView(QGroupBox):
     """Sample, "Edit current view", "Edit rectangle…", "Close region"."""
 
@@ -57,12 +66,20 @@ class RegionView(QGroupBox):
         wy0, wx0, wy1, wx1 = visible_world_rect(self.viewer)
         return self.edit_rect((wy0 - ty) / sy, (wx0 - tx) / sx, (wy1 - ty) / sy, (wx1 - tx) / sx)
 
-    def edit_rect(self, y0: float, x0: float, y1: float, x1: float):
-        """Load the level-0 pixel box (y0, x0, y1, x1) of the current sample for editing."""
+    def edit_rect(self, y0: float, x0: float, y1: float, x1: float, *, wait: bool = False):
+        """Load the level-0 pixel box (y0, x0, y1, x1) of the current sample for editing.
+
+        The first region of a sample makes the editable working copy of the mask (a copy of the
+        whole mask: seconds to a minute for 10^6 cells): that runs in a worker (the sample busy
+        meanwhile) unless ``wait``; later regions load here (a crop read). Returns the region
+        when it was loaded here, else None (``dock.region`` is set when the worker is done)."""
         d = self.dock
         ed = d.editor
         if ed is None:
             notify("Open a sample with a cell mask first.", "warning")
+            return None
+        if d.is_busy:
+            notify(f"{d.session.busy(d.sid) or 'A commit is running'}; try again in a moment.", "warning")
             return None
         y0, x0, y1, x1 = int(np.floor(y0)), int(np.floor(x0)), int(np.ceil(y1)), int(np.ceil(x1))
         cut = False
@@ -74,20 +91,53 @@ class RegionView(QGroupBox):
                 y0, x0, y1, x1 = box
                 cut = True
         if d.edit is not None:
-            self.close_region()
-        try:
-            d.edit = RegionEdit(ed, ed.region(y0, y1, x0, x1))
-        except (ValueError, SampleError, OSError) as err:
-            notify(f"Cannot load the region: {err}", "error")
-            return None
+            if d.edit.dirty:   # commit the open region first (in its worker), then load this one
+                d.commit_view.commit(then=lambda: (self.drop_region(), self.edit_rect(y0, x0, y1, x1)))
+                return None
+            self.drop_region()
         if cut:
-            notify(f"Edit regions are at most {self.MAX_REGION} px wide: zoom in to edit another part.", "warning")
+            notify(f"Edit regions are at most {self._size_text(self.MAX_REGION, self.MAX_REGION, short=True)} "
+                   "wide: zoom in to edit another part.", "warning")
+        if not ed.store_ready and not wait:
+            self.region_label.setText("Preparing the editable copy of the mask (once per sample)…")
+            d.commit_view.run_worker(lambda: ed.region(y0, y1, x0, x1),
+                               "Preparing the editable copy of the mask (once per sample)…",
+                               self._loaded, self._load_failed)
+            return None
+        try:
+            region = ed.region(y0, y1, x0, x1)
+        except (ValueError, SampleError, OSError) as err:
+            self._load_failed(err)
+            return None
+        self._loaded(region)
+        return region
+
+    def _load_failed(self, err):
+        self.region_label.setText("No region loaded")
+        notify(f"Cannot load the region: {err}", "error")
+
+    def _loaded(self, region):
+        """GUI thread: the region becomes the open edit with its layers."""
+        d = self.dock
+        d.edit = RegionEdit(d.editor, region)
         self._add_edit_layer()
         r = d.region
-        self.region_label.setText(f"Editing rows {r.y0}–{r.bbox[2]}, columns {r.x0}–{r.bbox[3]} "
-                                  f"({r.data.shape[1]} × {r.data.shape[0]} px, {d.edit.n_cells()} cells)")
+        self.region_label.setText(f"Editing {self._size_text(r.data.shape[0], r.data.shape[1])} "
+                                  f"at {self._where_text(r.y0, r.x0)}, {d.edit.n_cells():,} cells")
         d.update_state()
-        return r
+
+    def _size_text(self, h: int, w: int, *, short: bool = False) -> str:
+        """Width x height in µm (pixels when the pixel size is unknown)."""
+        px = self.dock.sample.pixel_size_um if self.dock.sample is not None else None
+        if px:
+            return f"{w * px:,.0f} µm" if short else f"{w * px:,.0f} × {h * px:,.0f} µm"
+        return f"{w:,} px" if short else f"{w:,} × {h:,} px"
+
+    def _where_text(self, y0: int, x0: int) -> str:
+        px = self.dock.sample.pixel_size_um if self.dock.sample is not None else None
+        if px:
+            return f"x {x0 * px:,.0f} µm, y {y0 * px:,.0f} µm"
+        return f"x {x0:,}, y {y0:,} px"
 
     def layer_kwargs(self) -> dict:
         """``scale``, ``translate`` and ``units`` of a layer whose data are the region's pixels."""
@@ -112,7 +162,7 @@ class RegionView(QGroupBox):
         lyr = self.viewer.add_labels(d.region.data, name=f"{s.name} edit", opacity=0.9, blending="translucent",
                                      metadata={META_SAMPLE: d.sid, META_ROLE: ROLE_EDIT}, **kw)
         lyr.contour = 1
-        feats = hover_features(s)
+        feats = region_features(s, d.region.data)
         if feats is not None:
             lyr.features = feats
         lyr.brush_size = 6
@@ -190,11 +240,15 @@ class RegionView(QGroupBox):
         return self._tool_layer(what, "points" if what == "seeds" else "shapes")
 
     # ------------------------------------------------------------------ closing
-    def close_region(self, *, commit: bool = True):
-        """Commit pending edits (synchronously) and remove the editing layers."""
+    def close_region(self, *, commit: bool = True, wait: bool = False):
+        """Commit pending edits (in a worker unless ``wait``) and remove the editing layers."""
         d = self.dock
         if d.edit is not None and commit and d.edit.dirty:
-            d.commit_view.commit(wait=True)
+            if wait:
+                d.commit_view.commit(wait=True)
+            else:
+                d.commit_view.commit(then=self.drop_region)
+                return
         self.drop_region()
 
     def drop_region(self):
