@@ -54,7 +54,9 @@ class Gate:
         Cofactor of the asinh and log transforms (> 0).
     direction
         ``"above"`` (positive when value > threshold) or ``"below"`` (value < threshold).
-    created_by, created_at
+    created_by
+        Who made the gate and when (ISO 8601); default the OS user and now.
+    created_at
         Who made the gate and when (ISO 8601); default the OS user and now.
     """
 
@@ -179,8 +181,15 @@ def _cond_str(marker: str, sign: str) -> str:
 class PhenotypeRule:
     """A phenotype defined by marker conditions, e.g. CAR T = CD3+ and CAR+.
 
-    ``conditions`` is a list of ``(marker, "+" | "-")``; a cell matches when every condition holds.
-    A string such as ``"CD3+ CAR+"`` is accepted and parsed with :func:`parse_conditions`.
+    Attributes
+    ----------
+    name
+        The phenotype written for the cells that match.
+    conditions
+        ``(marker, "+" | "-")`` pairs; a cell matches when every condition holds. A string such
+        as ``"CD3+ CAR+"`` is accepted and parsed with :func:`parse_conditions`.
+    order
+        Application order (lower first; ties by list position in the scheme).
     """
 
     name: str
@@ -271,7 +280,17 @@ class PhenotypeRule:
 
 @dataclass
 class GatingScheme:
-    """Gates (one per marker) and ordered phenotype rules."""
+    """Gates (one per marker) and ordered phenotype rules.
+
+    Attributes
+    ----------
+    gates
+        ``{marker: Gate}`` (a list of :class:`Gate` is accepted and keyed by marker).
+    rules
+        The phenotype rules (:class:`PhenotypeRule`).
+    default
+        The phenotype of cells that match no rule.
+    """
 
     gates: dict = field(default_factory=dict)
     rules: list = field(default_factory=list)

@@ -56,7 +56,9 @@ def inverse_transform(y: ArrayLike, transform: str = "linear", cofactor: float =
     ----------
     y
         Transformed values.
-    transform, cofactor
+    transform
+        As :func:`transform_values`.
+    cofactor
         As :func:`transform_values`.
 
     Returns
@@ -213,9 +215,13 @@ def suggest_threshold(values: ArrayLike, *, method: str = "otsu", transform: str
         ``"otsu"``: :func:`skimage.filters.threshold_otsu` of the transformed values.
         ``"gmm"``: a 2-component Gaussian mixture on the transformed values; the threshold is where
         the posterior of the upper component crosses 0.5 between the two means.
-    transform, cofactor
+    transform
         Scale on which the suggestion is computed (see :func:`transform_values`).
-    seed, max_cells
+    cofactor
+        Scale on which the suggestion is computed (see :func:`transform_values`).
+    seed
+        The GMM is fitted on at most ``max_cells`` values drawn with ``seed`` (Otsu uses all).
+    max_cells
         The GMM is fitted on at most ``max_cells`` values drawn with ``seed`` (Otsu uses all).
 
     Returns
@@ -278,7 +284,9 @@ def histogram(values: ArrayLike, *, transform: str = "linear", cofactor: float =
     ----------
     values
         Raw marker values.
-    transform, cofactor
+    transform
+        The scale (see :func:`transform_values`).
+    cofactor
         The scale (see :func:`transform_values`).
     bins
         Number of bins.

@@ -267,17 +267,29 @@ def ligrec(
     clusters
         Cluster names (all ordered pairs of them are tested) or explicit ``(cluster_1, cluster_2)``
         pairs; default all clusters.
-    layer, use_raw
+    layer
+        Which matrix (``X`` by default; squidpy's default is ``use_raw=True``).
+    use_raw
         Which matrix (``X`` by default; squidpy's default is ``use_raw=True``).
     threshold
         Minimum fraction of a cluster's cells expressing a gene (squidpy's ``threshold``).
-    n_perms, seed
+    n_perms
+        Permutations and seed: the permutations are those of ``squidpy.gr.ligrec(..., seed=seed,
+        n_jobs=1)`` (one ``numpy.random.RandomState(seed)`` shuffling the labels ``n_perms``
+        times).
+    seed
         Permutations and seed: the permutations are those of ``squidpy.gr.ligrec(..., seed=seed,
         n_jobs=1)`` (one ``numpy.random.RandomState(seed)`` shuffling the labels ``n_perms``
         times).
     complex_policy
         ``"min"``: a complex is its member with the lowest mean; ``"all"``: every member pair.
-    corr_method, corr_axis, alpha
+    corr_method
+        FDR correction (statsmodels ``multipletests``) per cluster pair (``"clusters"``) or per
+        interaction (``"interactions"``), as squidpy; ``None`` for none.
+    corr_axis
+        FDR correction (statsmodels ``multipletests``) per cluster pair (``"clusters"``) or per
+        interaction (``"interactions"``), as squidpy; ``None`` for none.
+    alpha
         FDR correction (statsmodels ``multipletests``) per cluster pair (``"clusters"``) or per
         interaction (``"interactions"``), as squidpy; ``None`` for none.
     mask

@@ -156,7 +156,9 @@ def plot_ligrec(result: LigrecResult | SpatialLigrecResult | pd.DataFrame, *, fi
         The figure to draw into (a new :class:`matplotlib.figure.Figure` when ``None``).
     alpha
         FDR level of the rings.
-    max_pairs, max_columns
+    max_pairs
+        The most significant pairs and sender -> receiver combinations shown.
+    max_columns
         The most significant pairs and sender -> receiver combinations shown.
     title
         Axes title (default by test).

@@ -94,16 +94,44 @@ def spatial_ligrec(
         over ``adata``'s cells; built when ``None`` (``method``: ``"delaunay"`` with
         ``max_distance_um``, ``"radius"`` with ``radius_um``, ``"knn"`` with ``n_neighs``, or
         ``"contact"`` from the mask ``labels`` with ``expand_px``).
-    pairs, layer, threshold, complex_policy, aliases
-        As :func:`ligrec` (``threshold`` applies to the sender type for L and the receiver type for R).
+    pairs
+        As :func:`ligrec`: ``"cart"``, a liana resource, a CSV path, a DataFrame or tuples.
+    layer
+        Expression from this layer instead of ``X``.
+    threshold
+        Minimum fraction of expressing cells: of the sender type for L, of the receiver type for R.
     min_edges
         Sender -> receiver combinations with fewer edges are not tested.
-    mask, region
-        Restrict to a region's cells (the graph is restricted to them too) and name it.
-    n_perms, seed
+    method
+        Graph built when ``graph`` is ``None``: ``"delaunay"``, ``"radius"``, ``"knn"`` or ``"contact"``.
+    max_distance_um
+        Longest Delaunay edge kept (µm; ``None``: all).
+    radius_um
+        Radius of ``method="radius"`` (µm).
+    n_neighs
+        Neighbours of ``method="knn"``.
+    labels
+        The mask, for ``method="contact"``.
+    expand_px
+        Pixels each cell is grown by before contacts are counted (``method="contact"``).
+    pixel_size_um
+        µm per pixel (default: the table's).
+    mask
+        Restrict to a region's cells (the graph is restricted to them too).
+    region
+        Name of that region in the result.
+    n_perms
         Also run ``n_perms`` Monte Carlo permutations (``pvalue_mc``); ``None``: analytic only.
-    corr_method, alpha
-        FDR over every tested row of the region.
+    seed
+        Seed of those permutations.
+    complex_policy
+        As :func:`ligrec` (``"min"``: the complex member with the lowest mean; ``"all"``).
+    corr_method
+        FDR method over every tested row of the region (``None``: no correction).
+    alpha
+        FDR level.
+    aliases
+        Protein names per gene symbol (default :data:`PROTEIN_ALIASES`).
 
     Returns
     -------

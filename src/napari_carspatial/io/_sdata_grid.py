@@ -38,6 +38,8 @@ class Grid:
     origin_um
         (x, y) in µm of the grid's corner, when known (kept in ``Sample.metadata`` so exports
         can place the sample back on the slide).
+    extras
+        Reader-specific facts about the grid (free-form).
     """
 
     coordinate_system: str

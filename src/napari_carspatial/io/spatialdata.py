@@ -214,7 +214,9 @@ def samples_from_sdata(
         Only these regions (default: all annotated regions).
     check_ids
         Check table ids against the mask.
-    quality_key, quality_name
+    quality_key
+        Points column holding the per-molecule quality, and what it is called (``"qv"``).
+    quality_name
         Points column holding the per-molecule quality, and what it is called (``"qv"``).
     points_extra
         ``{our_name: points_column}`` further transcript columns to keep.
