@@ -154,7 +154,8 @@ def _args_sample(p):
 def _run_open(args) -> int:
     from .io import read_sample
 
-    res = read_sample(args.path, mask=args.mask, table=args.table)
+    # layers first: a mask without a table is measured by the Samples dock in a worker
+    res = read_sample(args.path, mask=args.mask, table=args.table, measure=False)
     import napari
 
     _fit_when_shown(_open_viewer(res if isinstance(res, list) else [res], title=f"napari-carspatial: {args.path}"))

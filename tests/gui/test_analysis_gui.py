@@ -1,22 +1,18 @@
 """The Analysis dock on the demo: core and margin drawn as Shapes layers, statistics in workers,
-results stored and shown again, niche layer with its legend, exports; screenshots for the docs.
+results stored and shown again, niche layer with its legend, exports.
 
-Set ``CARSPATIAL_WRITE_DOCS=1`` to (re)write ``docs/images/analysis*.png``.
+The screenshots of the docs are made by ``scripts/screenshots_analysis.py`` (1600 x 1000 windows).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from napari_carspatial._napari import role_of, session_for
 from napari_carspatial._napari.coloring import get_coloring
 from napari_carspatial._napari.layers import add_sample_layers
 from napari_carspatial.analysis.results import load_results
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def compartment_polygons(sample, compartment: str, grid_um: float = 10.0) -> list[np.ndarray]:
@@ -63,10 +59,26 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     for name, comp, color in (("core", "Tumor core", "#ff4040"), ("margin", "Invasive margin", "#ffd400")):
         viewer.add_shapes(compartment_polygons(demo, comp), shape_type="polygon", name=name, scale=(ps, ps),
                           edge_color=color, face_color="transparent", edge_width=4, units=("um", "um"))
+    # the sample's own ROI layer (made by the curation view) is not offered as a region of its own:
+    # each of its ROIs is, once
+    session = session_for(viewer)
+    sid = session.sid_of(demo)
+    session.curation(sid).sync_roi_layer()
+    assert any(role_of(lyr) == "rois" for lyr in viewer.layers)
     w = AnalysisWidget(viewer)
     viewer.window.add_dock_widget(w, name="Analysis", area="right")
     w.setup.refresh_regions()
-    assert "Shapes: margin" in [w.setup.region_list.item(i).text() for i in range(w.setup.region_list.count())]
+    offered = [w.setup.region_list.item(i).text() for i in range(w.setup.region_list.count())]
+    assert "Shapes: margin" in offered
+    assert sorted(n for n in offered if n.startswith("ROI: ")) == sorted(f"ROI: {r.name}" for r in demo.rois)
+    assert not any("ROIs" in n for n in offered), offered
+    assert len(offered) == len(set(offered))
+    # the cell-type column is the one the CLI finds, and the dock says so
+    from napari_carspatial.model.cell_types import resolve_cell_type_key
+
+    key = resolve_cell_type_key(demo.table).key
+    assert w.cell_type_key == key == "cell_type_curated"    # the curation's copy wins, as on the CLI
+    assert "curated copy of 'cell_type'" in w.key_info.text()
     w.setup.set_checked_regions(["Shapes: core", "Shapes: margin"])
     regs = w.setup.selected_regions()
     comp = demo.table.obs["compartment"].astype(str).to_numpy()
@@ -82,6 +94,15 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert 0.05 < m.loc["area_mm2", "margin"] < 1.0
     w.results.compare_with("margin", "core")
     qtbot.wait(300)
+    # counts next to fractions, intervals, plain labels, the difference with its interval
+    tab = w.results.table
+    headers = [tab.horizontalHeaderItem(j).text() for j in range(tab.columnCount())]
+    assert headers[:4] == ["Measure", "margin", "core", "margin − core"]
+    labels = [tab.item(i, 0).text() for i in range(tab.rowCount())]
+    assert "CAR T cells (n)" in labels and "Area (mm²)" in labels and "n_car_t" not in labels
+    i = next(k for k, lab in enumerate(labels) if lab.startswith("CAR T touching myeloid"))
+    assert "/" in tab.item(i, 1).text() and "[" in tab.item(i, 1).text() and "pts" in tab.item(i, 3).text()
+    assert "Wilson" in w.results.info.text() or "bootstrap" in w.results.info.text()
     shots = {"analysis_cart.png": w.grab()}
 
     # neighbourhood enrichment: margin vs core with the difference heatmap
@@ -91,12 +112,34 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert z.loc["CAR T", "Macrophage"] > 2
     w.results.compare_with("margin", "core")
     qtbot.wait(300)
+    # compared as log2 O/E differences with intervals, never as a difference of z-scores
+    title = w.results.canvas.fig.axes[0].get_title(loc="left")
+    assert "difference of log2 obs / exp" in title
+    assert any("[95%]" in w.results.table.horizontalHeaderItem(j).text() for j in range(w.results.table.columnCount()))
     shots["analysis_nhood_compare.png"] = w.grab()
 
     w.run("cooccurrence")
     _wait_result(qtbot, w, "cooccurrence")
     w.results.compare_with("margin", "core")
     qtbot.wait(300)
+    # the lines have the legend's colours (the colouring the slide uses), one panel per type
+    from matplotlib.colors import to_hex
+
+    legend = dict(zip(demo.table.obs[key].cat.categories,
+                      [to_hex(c) for c in demo.table.uns[f"{key}_colors"]], strict=True))
+    panels = [ax for ax in w.results.canvas.fig.axes if ax.get_visible() and ax.get_lines()]
+    assert len(panels) >= 8
+    for ax in panels:
+        name = ax.get_title(loc="left").strip()
+        assert to_hex(ax.get_lines()[0].get_color()) == legend[name], name
+    # a colour changed in the legend is the plot's colour at the next redraw
+    cols = list(demo.table.uns[f"{key}_colors"])
+    k = list(legend).index("Macrophage")
+    cols[k] = "#00ffaa"
+    demo.table.uns[f"{key}_colors"] = cols
+    w.results.redraw()
+    ax = next(a for a in w.results.canvas.fig.axes if a.get_title(loc="left").strip() == "Macrophage")
+    assert to_hex(ax.get_lines()[0].get_color()) == "#00ffaa"
     shots["analysis_cooccurrence.png"] = w.grab()
 
     # niches shown on the slide with the legend's colours
@@ -147,10 +190,6 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert w.progress.format() == "cancelled"
     assert w.run_btn.isEnabled()
 
-    out = DOCS if os.environ.get("CARSPATIAL_WRITE_DOCS") else tmp_path
-    out.mkdir(parents=True, exist_ok=True)
     for name, pix in shots.items():
-        assert pix.save(str(out / name))
-    import matplotlib.pyplot as plt
-
-    plt.imsave(out / "analysis_window.png", window_png)
+        assert pix.save(str(tmp_path / name))
+    assert window_png.shape[0] > 0

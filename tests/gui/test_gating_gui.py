@@ -93,7 +93,8 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     hand = cd3 > 200.0
     assert 10 < hand.sum() < a.n_cells - 10
     np.testing.assert_array_equal(widget.preview_mask, hand)
-    assert widget.gate_view.count_label.text() == f"{hand.sum():,} positive / {a.n_cells:,} cells ({100 * hand.mean():.1f}%)"
+    assert widget.gate_view.count_label.text() == (f"CD3 > 200:  {hand.sum():,} positive / {a.n_cells:,} cells "
+                                                   f"({100 * hand.mean():.1f}%)")
     # the slide preview follows after the debounce
     assert widget._timer.isActive()
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
@@ -105,7 +106,7 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     np.testing.assert_array_equal(shown[shown > 0], np.sort(instance_ids(a.table)[hand]))
     # moving the threshold updates the same layer
     widget.gate_view.threshold_spin.setValue(1e6)
-    assert widget.gate_view.count_label.text().startswith("0 positive")
+    assert widget.gate_view.count_label.text().endswith(f"0 positive / {a.n_cells:,} cells (0.0%)")
     qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
     assert widget.preview_layer() is layer
     assert _highlighted_ids(layer, a).max(initial=0) == 0
@@ -281,7 +282,7 @@ def test_values_measured_again_in_place_are_not_stale(gating, qtbot):
     assert int(widget.preview_mask.sum()) == before          # nothing told the dock yet
     widget.session.table_changed(widget.sample_id, columns=["CD3"], reason="re-measured")
     assert int(widget.preview_mask.sum()) == a.n_cells
-    assert widget.gate_view.count_label.text().startswith(f"{a.n_cells:,} positive")
+    assert f":  {a.n_cells:,} positive" in widget.gate_view.count_label.text()
     # busy: a worker writing this sample's table disables Apply and shows who is busy
     with widget.session.busy_while(widget.sample_id, "committing segmentation edits"):
         assert not widget.rules_view.apply_button.isEnabled()

@@ -45,7 +45,7 @@ def test_export_xenium_crop(real_data_root, tmp_path):
     args = ["export", str(real_data_root / "xenium_crop"), "-o", str(tmp_path), "--format", "spatialdata",
             "--image-pixel-size-um", "1.7", "--image-origin-um", "1000", "1000"]
     assert main(args) == 0
-    sdata = spatialdata.read_zarr(tmp_path / "xenium_crop.zarr")
+    sdata = spatialdata.read_zarr(tmp_path / "xenium_crop.sdata.zarr")
     assert len(sdata.points["xenium_crop_transcripts"]) == 5260
     assert sdata.tables["table"].n_obs == 526
     assert list(sdata.images["xenium_crop_image"]["scale0"]["image"].coords["c"].values) == ["morphology_focus", "morphology_mip"]

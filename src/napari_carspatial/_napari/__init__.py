@@ -3,13 +3,17 @@
 This package's public API (what the docks in :mod:`napari_carspatial.widgets` may use; an
 import-linter contract forbids them its submodules):
 
+* the review workspace: :func:`workspace_for` (:class:`ProjectWorkspace`: the current reviewer's
+  slides of a review project, reads saved through :class:`ReadTarget`) and the disagreement layer
+  (:class:`DisagreementView`);
 * the per-viewer session: :func:`session_for`, :class:`ViewerSession` (samples, events, colouring,
   curation views, caches, key bindings, reviewer, busy state) and the layer metadata keys;
 * layers: :func:`add_sample_layers`, :func:`add_samples_layers`, :func:`sample_to_layer_data`,
   :func:`samples_to_layer_data`, :func:`montage_offsets`, :func:`short_names`, ...;
 * colouring (:class:`CellColoring`, column helpers), inspection (:class:`CellIndex`,
   :func:`cell_info`, ...), Shapes-layer regions, the segmentation editing layers, the gating
-  preview and :func:`notify`.
+  preview and :func:`notify`;
+* transcripts: :class:`TranscriptsView` (density at overview, points in view), its requests.
 """
 
 # the cell-type column: the model's one rule (known names, adjudicated / curated copies first)
@@ -23,6 +27,7 @@ from .coloring import (
     numeric_values,
     visible_world_rect,
 )
+from .disagreement import DisagreementView, Step, disagreement_calls, disagreement_key, pair_label
 from .gate_preview import POSITIVE_COLOR, PREVIEW_NAME, ColoringPreview, PointsPreview, make_preview
 from .inspect import (
     N_NEIGHBORS,
@@ -62,8 +67,20 @@ from .layers import (
     sample_to_layer_data,
     samples_to_layer_data,
     short_names,
+    tile_label_data,
 )
 from .notifications import notify
+from .project import (
+    ADJUDICATION,
+    ASSIGNMENT_COLUMNS,
+    COMPARISON,
+    READ,
+    STATUS_TEXT,
+    OpenItem,
+    ProjectWorkspace,
+    ReadTarget,
+    workspace_for,
+)
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
 from .session import (
     META_CHANNEL,
@@ -79,6 +96,16 @@ from .session import (
     session_for,
 )
 from .shapes import layer_polygons_px, selected_polygons_world, shape_polygon_px, shapes_region
+from .transcripts import (
+    MAX_POINTS,
+    MODES,
+    ROLE_DENSITY,
+    ROLE_POINTS,
+    DensityRequest,
+    PointsRequest,
+    TranscriptFilter,
+    TranscriptsView,
+)
 
 #: the former name of :func:`find_cell_type_key` (the same function), for code not yet moved
 guess_type_key = find_cell_type_key
@@ -94,4 +121,9 @@ __all__ = [
     "layer_polygons_px", "montage_offsets", "notify", "numeric_values", "prefixes", "ring_marker_layer", "safe_active_layer", "status_line",
     "role_of", "sample_id_of", "sample_to_layer_data", "samples_to_layer_data", "selected_polygons_world",
     "session_for", "shape_polygon_px", "shapes_region", "short_names", "visible_world_rect",
+    "tile_label_data",
+    "ADJUDICATION", "ASSIGNMENT_COLUMNS", "COMPARISON", "READ", "STATUS_TEXT", "DisagreementView", "OpenItem",
+    "ProjectWorkspace", "ReadTarget", "Step", "disagreement_calls", "disagreement_key", "pair_label", "workspace_for",
+    "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
+    "TranscriptsView",
 ]

@@ -122,8 +122,14 @@ def categorical_columns(adata) -> list[str]:
     return out
 
 
-def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) -> CellInfo | None:
-    """Everything the inspector shows for ``cell_id`` (None when the id has no table row)."""
+def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None,
+              markers: bool = True) -> CellInfo | None:
+    """Everything the inspector shows for ``cell_id`` (None when the id has no table row).
+
+    ``markers=False`` leaves ``CellInfo.markers`` empty: a gene panel shows the cell's top genes
+    from its sparse row (:func:`~napari_carspatial.analysis.genes.top_genes`), never a dense row
+    of every gene.
+    """
     row = index.row_of(cell_id)
     if row is None:
         return None
@@ -132,9 +138,12 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
     px = sample.pixel_size_um
     types = {k: display_value(t.obs[k].iloc[row]) for k in categorical_columns(t)}
     area = float(t.obs["area"].iloc[row]) if "area" in t.obs else None
-    x = t.X[row]
-    x = np.asarray(x.todense() if hasattr(x, "todense") else x).ravel()
-    markers = pd.Series(x.astype(float), index=list(t.var_names), name=str(cell_id))
+    if markers:
+        x = t.X[row]
+        x = np.asarray(x.todense() if hasattr(x, "todense") else x).ravel()
+        values = pd.Series(x.astype(float), index=list(t.var_names), name=str(cell_id))
+    else:
+        values = pd.Series(dtype=float, name=str(cell_id))
     xy = tuple(float(v) for v in index.xy[row])
     nb_rows = index.neighbors(row, radius_px=(NEIGHBOR_RADIUS_UM / px) if px else None)
     key = type_key or find_cell_type_key(t)
@@ -150,7 +159,7 @@ def cell_info(index: CellIndex, cell_id: int, *, type_key: str | None = None) ->
         area_um2=None if area is None or not px else area * px * px,
         centroid_um=(xy[0] * px, xy[1] * px) if px else None,
         centroid_px=xy,
-        markers=markers,
+        markers=values,
         neighbor_types=nb_types,
         neighbor_ids=[int(v) for v in index.ids[nb_rows]],
     )

@@ -140,6 +140,9 @@ def hover_features(sample: Sample, *, type_key: str | None = None) -> pd.DataFra
         col = t.obs[key]
         # categorical columns stay categorical (codes, no 10^6 strings); others as text
         feats[key] = col.array.copy() if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).to_numpy()
+    if "acquisition" in t.obs and key != "acquisition":     # a montage: which tile a cell is in
+        col = t.obs["acquisition"]
+        feats["acquisition"] = col.array.copy() if isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str).to_numpy()
     return pd.DataFrame(feats)
 
 
@@ -199,6 +202,10 @@ def sample_to_layer_data(
         if feats is not None:
             meta["features"] = feats
         out.append((labels if len(labels) > 1 else labels[0], meta, "labels"))
+    if sample.points is not None and len(sample.points):   # transcripts: their density (omicsgui)
+        from .transcripts import density_layer_data
+
+        out.append(density_layer_data(sample, sid, geometry=(scale, tuple(translate), _units(sample))))
     return out
 
 

@@ -457,13 +457,10 @@ def numeric_values(adata, key: str, *, layer: str | None = None) -> np.ndarray:
     """Per-row float32 values of numeric ``obs[key]`` or of marker ``key`` (a column of ``X``)."""
     if key in adata.obs:
         return pd.to_numeric(adata.obs[key], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
-    if key in adata.var_names:
-        j = int(np.flatnonzero(np.asarray(adata.var_names) == key)[0])
-        X = adata.layers[layer] if layer else adata.X
-        col = X[:, j]
-        if hasattr(col, "toarray"):
-            col = col.toarray()
-        return np.asarray(col, dtype=np.float32).ravel()
+    if key in adata.var_names:   # a marker or gene: one column of X read from its non-zeros (omicsgui)
+        from ..analysis.genes import gene_values
+
+        return gene_values(adata, key, layer=layer).astype(np.float32)
     raise KeyError(f"{key!r} is neither an obs column nor a marker (var_names) of the table")
 
 

@@ -4,10 +4,18 @@ Bad input never reaches the user as a traceback: the reader shows a napari error
 with the file and the problem, and returns napari's null-layer sentinel, so nothing already open
 is disturbed.
 
-The reader only returns layer-data tuples (testable without a viewer; their metadata holds the
-sample id and the layer's role, nothing else). It never looks for a viewer: the session of the
-viewer the layers land in (:mod:`.session`) claims the sample, styles the cell outlines and fits
-the view.
+The reader returns layer-data tuples for the images and the tiles, and the cell mask as a
+ready ``Labels`` layer already drawn as thin outlines (napari >= 0.5.5 adds ``Layer`` objects a
+reader returns as they are, napari/napari#7443; ``contour`` is not a ``Labels`` keyword, so a
+tuple could only give filled cells). Everything is testable without a viewer; the metadata holds
+the sample id and the layer's role, nothing else. It never looks for a viewer: the session of the
+viewer the layers land in (:mod:`.session`), when one of our docks made it, claims the sample,
+fits the view and shows the scale bar.
+
+Layers first: a sample with a mask and no cell table is read without measuring it (that can take
+minutes on a slide and would freeze napari); the Samples dock measures it in a worker with
+progress and cancel as soon as the layers are in (``widgets.progressive.CellMeasurer``), and a
+notification says so.
 """
 
 from __future__ import annotations
@@ -51,14 +59,59 @@ def read_path(path):
     if isinstance(path, list):
         path = path[0]
     try:
-        result = read_sample(path)
+        result = read_sample(path, measure=False)
     except SampleError as err:
         return _fail(str(err))
     except Exception as err:  # an unexpected failure still gets a readable message
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
     samples = result if isinstance(result, list) else [result]
-    return _layers.samples_to_layer_data(samples)
+    _tell_unmeasured(samples)
+    return outlined(tiles_first(_layers.samples_to_layer_data(samples)))
+
+
+def tiles_first(layer_data: list) -> list:
+    """The layer naming the tiles of several acquisitions first.
+
+    napari fits the view to the first layer added to an empty viewer (and nothing refits it
+    without one of our docks): first, the tiles layer spans every acquisition and its name band,
+    so the whole montage with all its names is in view, not only the first channel's first tile.
+    It then sits below the images in the layer list; the images blend additively and are black
+    outside the tissue, so the outlines and names stay visible.
+    """
+    tiles = [d for d in layer_data if len(d) == 3 and d[2] == "shapes"
+             and (d[1].get("metadata") or {}).get(_layers.META_ROLE) == _layers.ROLE_TILES]
+    return tiles + [d for d in layer_data if not any(d is t for t in tiles)]
+
+
+def _tell_unmeasured(samples) -> None:
+    from ..io.measure_job import needs_measuring
+
+    todo = [s.name for s in samples if needs_measuring(s)]
+    if todo:
+        which = todo[0] if len(todo) == 1 else f"{len(todo)} acquisitions"
+        notify(f"{which}: a mask and no cell table; the Samples dock (Plugins > CAR T Spatial > Samples) "
+               "measures the cells, with progress and cancel.", "info")
+
+
+def outlined(layer_data: list) -> list:
+    """``layer_data`` with each labels tuple replaced by a ``Labels`` layer drawn as outlines.
+
+    Without one of our docks no session styles the cells when they arrive, and the tuple's
+    keywords cannot ask for contours; the layer object can (public ``Labels.contour``).
+    """
+    from napari.layers import Labels
+
+    out = []
+    for item in layer_data:
+        if len(item) == 3 and item[2] == "labels":
+            data, meta, _ = item
+            layer = Labels(data, **meta)
+            _layers.style_labels(layer)
+            out.append(layer)
+        else:
+            out.append(item)
+    return out
 
 
 def _fail(message: str):

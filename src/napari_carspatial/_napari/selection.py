@@ -289,9 +289,10 @@ class CurationView:
     def _rename_if_blinded(self, layer) -> None:
         if not self.blinded or layer is None:
             return
-        if self.real_name in layer.name:
+        alias = getattr(self, "_alias", BLIND_ALIAS)
+        if self.real_name != alias and self.real_name in layer.name:
             self._layer_names.setdefault(hash(layer), layer.name)
-            layer.name = layer.name.replace(self.real_name, BLIND_ALIAS)
+            layer.name = layer.name.replace(self.real_name, alias)
 
     def set_blinded(self, blinded: bool, alias: str = BLIND_ALIAS) -> None:
         """Hide (or show again) the sample name in layer names; ``sample.name`` becomes ``alias``.
@@ -301,6 +302,7 @@ class CurationView:
         real = self.sample.name
         if not self.core.set_blinded(blinded, alias):
             return
+        self._alias = alias   # layers made later (colours, selection) get the same alias
         layers = self.session.layers_of(self.sid)
         if self.blinded:
             for lyr in layers:

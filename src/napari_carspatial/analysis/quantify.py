@@ -32,10 +32,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from anndata import AnnData
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +234,18 @@ def _compute(tasks: list, scheduler, progress: bool, what: str) -> list:
 
     if not tasks:
         return []
-    if scheduler is None or (isinstance(scheduler, str) and scheduler in ("threads", "processes", "synchronous", "sync")):
+    # a dask ``get`` function (callable, no ``submit``) is a local scheduler too: io.measure_job
+    # passes dask.threaded.get with its own callbacks (dask's global Callback registry is not
+    # thread-safe: a computation in another thread can drop callbacks registered meanwhile)
+    local_get = callable(scheduler) and not hasattr(scheduler, "submit")
+    if local_get or scheduler is None or (isinstance(scheduler, str) and scheduler in ("threads", "processes", "synchronous", "sync")):
         sched = scheduler or "threads"
         import contextlib
 
         # In batches of a few tiles per worker: given all tiles at once, dask's ordering reads the
         # image chunks breadth first (they hang off one shared root, e.g. ``da.from_zarr``'s
         # array), so most of the slide ended up in memory (9 GB peak on an 8.6 GB slide).
-        batch = _batch_size(sched)
+        batch = _batch_size("threads" if local_get else sched)
         out: list = []
         with (_TqdmCallback(len(tasks), what) if progress else contextlib.nullcontext()):
             for i in range(0, len(tasks), batch):
@@ -312,22 +321,22 @@ def _level0(x):
 
 # =========================================================================== public
 def quantify(
-    image,
-    labels,
+    image: np.ndarray | da.Array | list | None,
+    labels: np.ndarray | da.Array | list,
     *,
     channel_names: Sequence[str] | None = None,
     statistics: Sequence[str] = ("mean",),
-    nuclear_labels=None,
+    nuclear_labels: np.ndarray | da.Array | list | None = None,
     pixel_size_um: float | None = None,
     chunks: int | tuple[int, int] | None = None,
-    scheduler=None,
+    scheduler: str | Client | None = None,
     progress: bool = False,
     solidity: bool = True,
     cell_ids: Sequence[int] | None = None,
     origin: tuple[int, int] = (0, 0),
     instance_key: str = "cell_id",
     region: str = "labels",
-):
+) -> AnnData:
     """Measure every cell of a segmentation: intensities per channel and shape.
 
     Parameters
@@ -361,8 +370,10 @@ def quantify(
         Only report these ids (incremental re-measurement on a crop that contains them whole).
     origin
         (y, x) of ``labels[0, 0]`` in the whole slide: added to centroids and boxes.
-    instance_key, region
-        Name of the id column and of the labels element (SpatialData table link).
+    instance_key
+        Name of the id column (SpatialData table link).
+    region
+        Name of the labels element (SpatialData table link).
 
     Returns
     -------

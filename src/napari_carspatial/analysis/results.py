@@ -20,12 +20,16 @@ from collections import OrderedDict
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from napari_carspatial.model.conventions import SPATIAL_KEY, UNS_KEY
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +41,12 @@ __all__ = [
     "GRAPH_CACHE",
     "compute",
     "iter_compute",
+    "edit_role",
+    "focus_type",
     "load_results",
+    "role_table",
     "store_result",
+    "type_colors",
     "table_fingerprint",
 ]
 
@@ -52,6 +60,7 @@ STATISTICS: dict[str, str] = {
     "centrality": "Centrality scores",
     "nn_distances": "Nearest-neighbour distances",
     "niches": "Cellular neighbourhoods",
+    "ligrec": "Ligand-receptor signalling",
 }
 
 #: published definitions run by name (``carspatial analyze``; the Analysis dock lists them once
@@ -61,6 +70,26 @@ PUBLISHED: dict[str, str] = {
     "nearest": "Nearest distance per cell (phenoptr find_nearest_distance)",
     "count_within": "Cells within a radius (phenoptr count_within)",
 }
+
+
+def default_cooccurrence_interval(adata, masks: Mapping[str, np.ndarray], *, pixel_size_um=None,
+                                  max_um: float = 200.0, n: int = 21) -> np.ndarray:
+    """Co-occurrence thresholds 0..max in ``n - 1`` steps, the same for every region (so they
+    compare): up to ``max_um``, but no further than half the largest region's diagonal (beyond it
+    every type is "within d" of every other and the ratio is 1 by construction; a 100 µm IMC
+    image stops at 70 µm, not 200). In pixels when the pixel size is unknown."""
+    from napari_carspatial.analysis.graph import resolve_pixel_size
+    from napari_carspatial.model.conventions import SPATIAL_KEY
+
+    ps = resolve_pixel_size(adata, pixel_size_um)
+    xy = np.asarray(adata.obsm[SPATIAL_KEY], float)[:, :2] * (1.0 if ps is None else ps)
+    diag = 0.0
+    for m in masks.values():
+        p = xy[np.asarray(m, bool)]
+        if len(p) > 1:
+            diag = max(diag, float(np.hypot(*(p.max(0) - p.min(0)))))
+    top = max_um if diag <= 0 else min(max_um, float(np.ceil(diag / 2 / 10.0) * 10.0))
+    return np.linspace(0.0, max(top, 10.0), n)
 
 
 @dataclass
@@ -133,7 +162,13 @@ def table_fingerprint(adata, *, spatial_key: str = SPATIAL_KEY) -> str:
 
 
 class GraphCache:
-    """LRU cache of graphs per (table fingerprint, region mask, parameters)."""
+    """LRU cache of graphs per (table fingerprint, region mask, parameters).
+
+    Parameters
+    ----------
+    max_items
+        Graphs kept; the least recently used is dropped first.
+    """
 
     def __init__(self, max_items: int = 32):
         self.max_items = int(max_items)
@@ -242,7 +277,7 @@ def _as_masks(adata, regions) -> dict[str, np.ndarray]:
 
 
 def iter_compute(
-    adata,
+    adata: AnnData,
     statistic: str,
     *,
     regions: Mapping[str, Any] | None = None,
@@ -250,7 +285,7 @@ def iter_compute(
     graph: Mapping[str, Any] | None = None,
     roles: Mapping[str, Any] | None = None,
     seed: int = 0,
-    labels=None,
+    labels: np.ndarray | da.Array | None = None,
     region_areas_mm2: Mapping[str, float] | None = None,
     options: Mapping[str, Any] | None = None,
     cache: GraphCache | None = None,
@@ -286,12 +321,15 @@ def iter_compute(
         ``n_simulations``; ``k``, ``n_niches``; ``contact_radius_um``, ``near_radius_um``,
         ``bin_um``; ``touching``: ``pairs``, ``membrane_width_px``; ``count_within``:
         ``radius_um`` (default 10, 25), ``pairs``.
+    cache
+        Graphs per region kept between runs (the Analysis dock keeps one per sample).
     pixel_size_um
         µm per level-0 pixel, overriding the table's (every distance and area).
 
     Returns
     -------
     AnalysisResult
+        The generator's return value (``StopIteration.value``): per-region tables and figures' data.
     """
     if statistic not in STATISTICS and statistic not in PUBLISHED:
         raise ValueError(f"statistic must be one of {', '.join([*STATISTICS, *PUBLISHED])}, got {statistic!r}")
@@ -305,7 +343,11 @@ def iter_compute(
     total = len(names) + 1
     gp = _graph_params(graph)
     params: dict[str, Any] = {"statistic": statistic, "cluster_key": cluster_key, "seed": int(seed),
-                              "options": opts}
+                              "options": opts, "colors": type_colors(adata, cluster_key)}
+    if statistic in ("cooccurrence", "ripley"):
+        params["focus"] = focus_type(adata, cluster_key, roles)
+    iv_kw = {"tile_um": float(opts.get("tile_um", 100.0)), "n_boot": int(opts.get("n_boot", 1000)),
+             "confidence": float(opts.get("confidence", 0.95)), "seed": int(seed)}
     tables: dict[str, list[pd.DataFrame]] = {}
     extras: dict[str, Any] = {}
 
@@ -341,10 +383,25 @@ def iter_compute(
         params["metrics"] = df.attrs.get("params", {})
         params["graph"] = gp
         add("metrics", df)
+        from napari_carspatial.analysis.uncertainty import cart_intervals, poisson_interval
+
+        yield {"step": 0, "total": total, "message": "intervals"}
+        iv = cart_intervals(adata, df, regions=masks, role_cells=rm, pixel_size_um=px,
+                            contact_radius_um=float(opts.get("contact_radius_um", 12.0)), contact_graph=contact,
+                            **iv_kw)
+        add("intervals", iv)
+        for c in _comparisons(iv, masks, keys=("metric",)):
+            add("comparisons", c)
+        params["intervals"] = iv_kw
         for i, name in enumerate(names):
             yield {"step": i + 1, "total": total, "message": f"infiltration profile: {name}"}
             prof = infiltration_profile(adata, cell_type_key=cluster_key, roles=mapping, region=masks[name],
                                         bin_um=float(opts.get("bin_um", 25.0)), distance=dist, pixel_size_um=px)
+            lo, hi = poisson_interval(prof["car_t_count"].to_numpy(float), confidence=iv_kw["confidence"])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                area = prof["area_mm2"].to_numpy(float)
+                prof["density_lo"] = np.where(area > 0, lo / area, np.nan)
+                prof["density_hi"] = np.where(area > 0, hi / area, np.nan)
             prof.insert(0, "region", name)
             add("infiltration", prof)
     elif statistic == "niches":
@@ -370,6 +427,9 @@ def iter_compute(
         extras["niche_mask"] = union
         params.update(res.params)
         names = ["+".join(names)] if len(names) > 1 else names
+    elif statistic == "ligrec":
+        yield from _ligrec_steps(adata, masks, names, total, add, params, cluster_key=cluster_key, gp=gp, opts=opts,
+                                 labels=labels, cache=cache, px=px, seed=seed)
     elif statistic in PUBLISHED:
         for i, name in enumerate(names):
             yield {"step": i, "total": total, "message": f"{PUBLISHED[statistic]}: {name}"}
@@ -423,6 +483,18 @@ def iter_compute(
                                      seed=seed)
                 add("zscore", _long(r.to_frame("zscore"), name))
                 add("count", _long(r.to_frame("count"), name))
+                from napari_carspatial.analysis.regions import coords_um
+                from napari_carspatial.analysis.uncertainty import oe_intervals
+
+                col = sub.obs[cluster_key]
+                cat = col.array if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col.astype(str))
+                cat = pd.Categorical(np.asarray(cat, dtype=object), categories=[str(c) for c in r.categories]) \
+                    if [str(c) for c in cat.categories] != [str(c) for c in r.categories] else cat
+                oe = oe_intervals(np.asarray(cat.codes), r.categories, adj, coords_um(sub, pixel_size_um=px)[0],
+                                  region=name, seed=iv_kw["seed"] + 7919 * i,
+                                  **{k: v for k, v in iv_kw.items() if k != "seed"})
+                oe["zscore"] = np.asarray(r.zscore, float).ravel()
+                add("log2_oe", oe)
             elif statistic == "interactions":
                 from napari_carspatial.analysis.interactions import interaction_matrix
 
@@ -439,7 +511,11 @@ def iter_compute(
             elif statistic == "cooccurrence":
                 from napari_carspatial.analysis.cooccurrence import co_occurrence
 
-                interval = np.asarray(opts.get("interval_um", np.linspace(0, 200, 21)), float)
+                if "interval_um" in opts:
+                    interval = np.asarray(opts["interval_um"], float)
+                else:
+                    interval = default_cooccurrence_interval(adata, masks, pixel_size_um=px)
+                    params["interval_um"] = [float(x) for x in interval]
                 r = co_occurrence(sub, cluster_key=cluster_key, interval=interval, pixel_size_um=px)
                 K, _, L = r.occ.shape
                 cats = [str(c) for c in r.categories]
@@ -462,7 +538,12 @@ def iter_compute(
                 from napari_carspatial.analysis.ppatterns import nn_distances
 
                 add("nn_distance_um", _long(nn_distances(sub, cluster_key=cluster_key, pixel_size_um=px), name))
-    if statistic in ("nhood", "interactions", "centrality"):
+    if statistic == "nhood" and "log2_oe" in tables:
+        oe_all = pd.concat(tables["log2_oe"], ignore_index=True)
+        for c in _comparisons(oe_all, masks, keys=("row", "col"), value="log2_oe"):
+            add("comparisons", c)
+        params["intervals"] = iv_kw
+    if statistic in ("nhood", "interactions", "centrality", "ligrec"):
         params["graph"] = gp
     if px is not None:
         params["pixel_size_um"] = float(px)
@@ -472,8 +553,174 @@ def iter_compute(
     return AnalysisResult(statistic, out, _jsonable(params), names, extras=extras)
 
 
-def compute(adata, statistic: str, **kwargs) -> AnalysisResult:
-    """Run :func:`iter_compute` to the end (headless)."""
+def type_colors(adata, cluster_key: str) -> dict[str, str]:
+    """``{cell type: hex colour}`` as the legend and the slide show them (``uns[f"{key}_colors"]``,
+    else :func:`~napari_carspatial.model.palette.category_colors`' default; the table is not changed)."""
+    from napari_carspatial.model.palette import category_colors
+
+    try:
+        col = adata.obs[cluster_key]
+        cats = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col.astype(str)).categories
+        cats = [str(c) for c in cats]
+        return dict(zip(cats, category_colors(adata, cluster_key, cats, store_default=False), strict=True))
+    except (KeyError, ValueError, TypeError):
+        logger.debug("no colours for %r", cluster_key, exc_info=True)
+        return {}
+
+
+def focus_type(adata, cluster_key: str, roles=None) -> str | None:
+    """The type per-type figures centre on: the first type of the CAR T role (when one is mapped to
+    a type with cells), else the most frequent type."""
+    from napari_carspatial.analysis.roles import resolve_roles
+
+    counts = adata.obs[cluster_key].astype(str).value_counts()
+    try:
+        mapping = resolve_roles(adata, cell_type_key=cluster_key, roles=roles)
+        for t in mapping.types.get("car_t", []):
+            if counts.get(str(t), 0) > 0:
+                return str(t)
+    except Exception:  # noqa: BLE001 - the focus is a default, never an error
+        logger.debug("no CAR T focus for %r", cluster_key, exc_info=True)
+    return str(counts.index[0]) if len(counts) else None
+
+
+def _comparisons(table: pd.DataFrame, masks: Mapping[str, np.ndarray], *, keys, value: str = "value"):
+    """Every ordered pair of regions: differences with MOVER intervals (:func:`~napari_carspatial.analysis.uncertainty.compare_intervals`)."""
+    from napari_carspatial.analysis.uncertainty import compare_intervals
+
+    names = [n for n in masks if n in set(table["region"])]
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            overlap = int(np.count_nonzero(np.asarray(masks[a], bool) & np.asarray(masks[b], bool)))
+            yield compare_intervals(table, a, b, keys=keys, value=value, overlap=overlap)
+
+
+def _ligrec_steps(adata, masks, names, total, add, params, *, cluster_key, gp, opts, labels, cache, px, seed):
+    """``ligrec``: the neighbour test (:func:`~napari_carspatial.analysis.ligrec.spatial_ligrec`) on each
+    region's graph and, with ``test="cluster"`` / ``"both"``, the cluster test (squidpy's)."""
+    from napari_carspatial.analysis.ligrec import ligrec, resolve_pairs, spatial_ligrec
+    from napari_carspatial.model import SampleError
+
+    pairs = opts.get("lr_pairs", "cart")
+    test = str(opts.get("lr_test", "spatial"))
+    if test not in ("spatial", "cluster", "both"):
+        raise ValueError(f"ligrec test must be spatial, cluster or both, not {test!r}")
+    var = [str(v) for v in adata.var_names]
+    resolved = resolve_pairs(var, pairs)
+    if resolved.empty:
+        what = "the CAR T preset" if pairs == "cart" else f"{pairs!r}" if isinstance(pairs, str) else "the pairs given"
+        shown = ", ".join(var[:12]) + (f", ... ({len(var)} in all)" if len(var) > 12 else "")
+        raise SampleError(f"no ligand-receptor pair of {what} has both its genes in this panel ({shown}).",
+                          hint="Try another pair list (the CAR T preset, or one of liana's resources), or a "
+                               "panel with the ligand and receptor genes or proteins (PD-L1 / PD-1 are understood).")
+    params["ligrec"] = {"pairs": pairs if isinstance(pairs, str) else "custom", "test": test,
+                        "n_pairs_in_panel": int(len(resolved))}
+    for i, name in enumerate(names):
+        yield {"step": i, "total": total, "message": f"ligand-receptor: {name}"}
+        m = masks[name]
+        if m.sum() < 3:
+            logger.warning("region %s has %d cells; skipped", name, int(m.sum()))
+            continue
+        sub = adata[m]
+        if test in ("spatial", "both"):
+            adj = region_graph(adata, m, gp, labels=labels, cache=cache, pixel_size_um=px)
+            r = spatial_ligrec(sub, cluster_key, graph=adj, pairs=pairs, min_edges=int(opts.get("min_edges", 5)),
+                               region=name, seed=seed, pixel_size_um=px)
+            add("spatial", r.table)
+            params["spatial"] = r.params
+        if test in ("cluster", "both"):
+            c = ligrec(sub, cluster_key, pairs=pairs, n_perms=int(opts.get("n_perms", 1000)), seed=seed, region=name)
+            add("cluster", c.to_frame())
+            params["cluster"] = c.params
+
+
+# --------------------------------------------------------------------------- roles, as the dock shows them
+def role_table(adata, mapping) -> pd.DataFrame:
+    """The role mapping as rows (what the Analysis dock's roles editor shows).
+
+    Columns ``role``, ``title``, ``types`` (list), ``rule`` (text or ""), ``source``
+    (``inferred`` / ``stored`` / ``given``, ``derived`` for the PD-L1+ macrophages without a type),
+    ``n_cells`` (cells of the mapped types; NaN for a rule or a derived role: counted when a
+    statistic runs), ``mapped`` and ``missing`` (mapped type names absent from the column).
+    """
+    from napari_carspatial.analysis.roles import DERIVED_ROLES, ROLE_TITLES, ROLES
+
+    key = mapping.cell_type_key
+    counts = adata.obs[key].astype(str).value_counts() if key in adata.obs else pd.Series(dtype=int)
+    present = set(map(str, adata.obs[key].astype(str).unique())) if key in adata.obs else set()
+    cats = adata.obs[key].cat.categories if key in adata.obs and isinstance(
+        adata.obs[key].dtype, pd.CategoricalDtype) else []
+    known = present | {str(c) for c in cats}
+    rows = []
+    for r in (*ROLES, *DERIVED_ROLES):
+        types = list(mapping.types.get(r, []))
+        rule = mapping.rules[r].text if r in mapping.rules else ""
+        src = mapping.source.get(r, "inferred")
+        if r == "pdl1_macrophage" and not types and not rule:
+            src = "derived"
+        n = float(sum(int(counts.get(t, 0)) for t in types)) if types and not rule else np.nan
+        rows.append({"role": r, "title": ROLE_TITLES[r], "types": types, "rule": rule, "source": src,
+                     "n_cells": n, "mapped": bool(types or rule), "missing": [t for t in types if t not in known]})
+    return pd.DataFrame(rows)
+
+
+def edit_role(mapping, role: str, *, types=None, rule: str | None = None, thresholds=None, within=None,
+              adata=None):
+    """A copy of ``mapping`` with ``role`` set to these ``types`` or this marker ``rule`` (source
+    ``given``); ``types=[]`` and no rule unmaps it. The input is not changed.
+
+    With ``adata``, a rule's markers must be in the table (``var_names`` or a numeric ``obs``
+    column, compared without case and punctuation), else :class:`~napari_carspatial.model.SampleError`
+    names the missing one now rather than when a statistic runs.
+    """
+    import copy
+    import re
+
+    from napari_carspatial.analysis.roles import MarkerRule, RoleMapping, _role_name
+    from napari_carspatial.model import SampleError
+
+    r = _role_name(role)
+    out = RoleMapping(types={k: list(v) for k, v in mapping.types.items()}, rules=copy.deepcopy(mapping.rules),
+                      cell_type_key=mapping.cell_type_key, source=dict(mapping.source),
+                      unmapped=list(mapping.unmapped))
+    out.rules.pop(r, None)
+    out.types.pop(r, None)
+    if rule:
+        mr = MarkerRule(rule, dict(thresholds or {}), within)
+        if adata is not None:
+            norm = {re.sub(r"[^a-z0-9]", "", str(v).lower()) for v in [*adata.var_names, *adata.obs.columns]}
+            for marker, _ in mr.conditions:
+                if re.sub(r"[^a-z0-9]", "", marker.lower()) not in norm:
+                    raise SampleError(f"no marker {marker!r} in the table (markers: "
+                                      f"{', '.join(map(str, adata.var_names[:20]))}).")
+        out.rules[r] = mr
+    else:
+        out.types[r] = [str(t) for t in (types or [])]
+    out.source[r] = "given"
+    taken = {t for ts in out.types.values() for t in ts}
+    out.unmapped = [t for t in dict.fromkeys([*mapping.unmapped, *mapping.types.get(r, [])]) if t not in taken]
+    return out
+
+
+def compute(adata: AnnData, statistic: str, **kwargs) -> AnalysisResult:
+    """Run :func:`iter_compute` to the end (headless).
+
+    Parameters
+    ----------
+    adata
+        The table (not modified).
+    statistic
+        A key of :data:`STATISTICS`.
+    **kwargs
+        The options of :func:`iter_compute`.
+
+    Returns
+    -------
+    AnalysisResult
+        The result of every region.
+    """
     gen = iter_compute(adata, statistic, **kwargs)
     while True:
         try:
@@ -497,10 +744,23 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def store_result(adata, result: AnalysisResult, *, key: str | None = None) -> str:
+def store_result(adata: AnnData, result: AnalysisResult, *, key: str | None = None) -> str:
     """Store ``result`` in ``uns["carspatial"]["analysis"][key]`` (mutates ``adata``); returns the key.
 
-    ``key`` defaults to the statistic, so a new run replaces the previous one of the same kind.
+    Parameters
+    ----------
+    adata
+        The table (modified in place).
+    result
+        From :func:`compute`.
+    key
+        Where to store it; default the statistic, so a new run replaces the previous one of
+        the same kind.
+
+    Returns
+    -------
+    str
+        The key used.
     """
     key = key or result.statistic
     meta = dict(adata.uns.get(UNS_KEY, {}) or {})
@@ -517,8 +777,19 @@ def store_result(adata, result: AnalysisResult, *, key: str | None = None) -> st
     return key
 
 
-def load_results(adata) -> dict[str, AnalysisResult]:
-    """Results stored by :func:`store_result` (after an h5ad round trip too)."""
+def load_results(adata: AnnData) -> dict[str, AnalysisResult]:
+    """Results stored by :func:`store_result` (after an h5ad round trip too).
+
+    Parameters
+    ----------
+    adata
+        The table.
+
+    Returns
+    -------
+    dict
+        ``{key: AnalysisResult}``; empty when nothing is stored.
+    """
     meta = adata.uns.get(UNS_KEY, {}) or {}
     out = {}
     for key, rec in (meta.get("analysis", {}) or {}).items():

@@ -1,7 +1,7 @@
 """``carspatial export SAMPLE -o OUT/``: write a sample as SpatialData and its regions as QuPath GeoJSON.
 
 For every sample in ``SAMPLE`` (one file, or each acquisition / FOV of a folder) writes
-``<name>.zarr`` (SpatialData: image multiscale, labels, transcripts, ROIs, table linked; the
+``<name>.sdata.zarr`` (SpatialData: image multiscale, labels, transcripts, ROIs, table linked; the
 ``global`` coordinate system in µm via a ``Scale`` of the pixel size) and, when the sample has
 ROIs, ``<name>_rois.geojson`` (QuPath GeoJSON, level-0 pixel coordinates). ``--format`` picks
 one of them. Instrument folders take ``--pixel-size-um`` and, for a Xenium crop whose morphology
@@ -77,7 +77,8 @@ def run(args) -> int:
         if args.format in ("spatialdata", "both"):
             if s.table is None:
                 raise SampleError(f"sample {s.name!r} has no cell table; SpatialData export needs one.", path=args.sample)
-            written.append(export_spatialdata(s, out / f"{stem}.zarr", image=args.image, points=args.points,
+            # ".sdata.zarr": napari opens our stores with this plugin without asking (_napari/reader_claim.py)
+            written.append(export_spatialdata(s, out / f"{stem}.sdata.zarr", image=args.image, points=args.points,
                                               overwrite=args.overwrite))
         if args.format in ("geojson", "both"):
             if not s.rois:

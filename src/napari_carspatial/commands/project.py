@@ -1,9 +1,10 @@
-"""``carspatial project init | status | assign | export | unlock``: trial review projects (docs/review.md).
+"""``carspatial project init | status | assign | add-samples | export | unlock``: trial review projects (docs/review.md).
 
     carspatial project init PROJECT --manifest cohort/manifest.csv --reviewer alice --reviewer bob \\
         --reviewer carol --due 2025-07-01
     carspatial project assign PROJECT --reader alice --reader bob --adjudicator carol
     carspatial project status PROJECT [--reviewer alice] [--unblind] [--agreement]
+    carspatial project add-samples PROJECT        # samples appended to the manifest later
     carspatial project export PROJECT [-o OUT]
     carspatial project unlock PROJECT RV-7K3F9Q --reviewer alice     # break a stale lock
 """
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    sub = parser.add_subparsers(dest="project_command", required=True, metavar="{init,status,assign,export,unlock}")
+    sub = parser.add_subparsers(dest="project_command", required=True, metavar="{init,status,assign,add-samples,export,unlock}")
     i = sub.add_parser("init", help="create a review project from a cohort manifest")
     i.add_argument("project", help="project folder (created)")
     i.add_argument("--manifest", "-m", required=True, help="cohort manifest (CSV / YAML; see docs/cohorts.md)")
@@ -30,6 +31,8 @@ def add_arguments(parser) -> None:
     i.add_argument("--due", help="default due date, YYYY-MM-DD")
     i.add_argument("--no-blinding", action="store_true", help="show sample ids to reviewers (default: coded ids)")
     i.add_argument("--type-key", help="cell-type column the reads start from (default: detected per sample)")
+    i.add_argument("--hide-original-calls", action="store_true",
+                   help="readers start without the table's cell-type calls (they call every cell themselves)")
 
     s = sub.add_parser("status", help="samples, readers, statuses, due dates (coded ids when blinded)")
     s.add_argument("project")
@@ -48,6 +51,14 @@ def add_arguments(parser) -> None:
     a.add_argument("--force", action="store_true", help="reassign reads that have started (working copies are kept)")
     a.add_argument("--add-reviewer", action="store_true",
                    help="register reader / adjudicator ids that are not in the project yet (default: refused)")
+
+    n = sub.add_parser("add-samples", help="add samples appended to the cohort manifest, assigned like the others")
+    n.add_argument("project")
+    n.add_argument("--samples", nargs="+", metavar="SAMPLE", help="only these new samples (default: every new one)")
+    n.add_argument("--reader", action="append", metavar="ID",
+                   help="readers to balance the new samples over (repeat; default: the project's readers)")
+    n.add_argument("--adjudicator", metavar="ID", help="their adjudicator (default: the project's, least loaded)")
+    n.add_argument("--due", help="their due date, YYYY-MM-DD (default: the project's)")
 
     e = sub.add_parser("export", help="final tables with provenance, agreement tables and report page")
     e.add_argument("project")
@@ -99,7 +110,8 @@ def run(args) -> int:
             rid, _, name = r.partition("=")
             revs.append((rid.strip(), name.strip()))
         proj = init_project(args.project, args.manifest, name=args.name, reviewers=revs,
-                            blinding=not args.no_blinding, due=args.due, type_key=args.type_key)
+                            blinding=not args.no_blinding, due=args.due, type_key=args.type_key,
+                            hide_original_calls=args.hide_original_calls)
         _out(f"review project {proj.name!r}: {len(proj.samples)} samples, {len(proj.reviewers)} reviewers, "
              f"blinding {'on' if proj.blinding else 'off'}")
         _out(f"project file: {proj.file}")
@@ -144,6 +156,19 @@ def run(args) -> int:
                                  force=args.force, add_reviewers=args.add_reviewer)
         proj.reload()
         _out(_fmt_status(proj.status()))
+        return 0
+    if cmd == "add-samples":
+        res = proj.add_samples(samples=args.samples, readers=args.reader, adjudicator=args.adjudicator, due=args.due)
+        for s in res.missing:
+            _out(f"not in the manifest any more (kept): {proj.label(s)}")
+        if not res.added:
+            _out(f"{proj.name}: no new samples in {proj.manifest_path}")
+            return 0
+        _out(f"{proj.name}: {len(res.added)} sample(s) added"
+             + ("" if res.assigned else " (not assigned: carspatial project assign PROJECT --samples ...)"))
+        proj.reload()
+        df = proj.status(reviewer=None)
+        _out(_fmt_status(df[df["code"].isin(list(res.added.values()))]))
         return 0
     if cmd == "export":
         res = proj.export(args.out, samples=args.samples, n_boot=args.n_boot, seed=args.seed)

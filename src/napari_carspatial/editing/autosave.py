@@ -210,9 +210,16 @@ class Recovery:
         return src, self.session.real_name if self.session.blinded else self.session.sample.name, fp
 
     def offer(self) -> Path | None:
-        """The recovery file to offer (newer than the source, not offered or declined before), or None."""
+        """The recovery file to offer (newer than the source, not offered or declined before), or None.
+
+        Nothing is offered while the session may not write (read-only, or its save target no
+        longer holds its lock): recovering there could not be saved.
+        """
         from ..io.write import find_recovery
 
+        if not getattr(self.session, "writable", True):
+            self.offered = None
+            return None
         src, name, fp = self.key()
         try:
             rec = find_recovery(src, name=name, fingerprint=fp)

@@ -19,6 +19,18 @@ the selection the actions apply to, blinding, and the file work through :mod:`na
 Autosave and recovery (:class:`~.autosave.Autosaver`, :class:`~.autosave.Recovery`, in
 :mod:`.autosave`) are state machines with the file writes injected (``runner``): the dock runs
 them in a napari thread worker, scripts and tests run them synchronously.
+
+Two small hooks let another workflow own where the work goes (the review workspace uses them for
+a reader's locked working copy; nothing here knows about reviews):
+
+* a **save target** (:meth:`CurationSession.set_save_target`): any object with ``label`` (what the
+  Save button says), ``reviewer`` (pins the audit trail's reviewer, or None), ``save(session) ->
+  Path`` and ``holds() -> bool`` (it may still write, e.g. its lock is held). With one,
+  :meth:`~CurationSession.save_to_target` is "Save", and the recovery file is offered only while
+  ``holds()``;
+* a **read-only** mode (:meth:`CurationSession.set_read_only`) to show frozen work: every edit is
+  refused with a :class:`~napari_carspatial.model.SampleError` giving the reason, nothing is
+  autosaved and no recovery is offered.
 """
 
 from __future__ import annotations
@@ -83,6 +95,9 @@ class CurationSession:
         self.on_selection: list[Callable[[int], None]] = []
         self.blinded = False
         self.real_name = sample.name
+        #: where "Save" writes (None: only :meth:`save` to a path); see :meth:`set_save_target`
+        self.save_target = None
+        self._read_only: str | None = None
         self.curation.listeners.append(self._edited)
         self.autosaver = Autosaver(self, every_edits=autosave_edits, every_seconds=autosave_seconds,
                                    runner=runner, clock=clock, enabled=autosave)
@@ -95,7 +110,63 @@ class CurationSession:
 
     @reviewer.setter
     def reviewer(self, name: str) -> None:
+        pinned = getattr(self.save_target, "reviewer", None)
+        if pinned and str(name) != pinned:   # a save target owned by one reviewer keeps its audit name
+            log.debug("reviewer %r not applied: the save target pins %r", name, pinned)
+            return
         self.curation.reviewer = str(name)
+
+    # ------------------------------------------------------------------ save target, read-only
+    def set_save_target(self, target) -> None:
+        """Make ``target`` where "Save" writes (None: back to "Save as" only).
+
+        ``target`` has ``label`` (str), ``reviewer`` (str or None: pins the audit trail's
+        reviewer), ``save(session) -> Path`` and ``holds() -> bool`` (see the module docstring).
+        """
+        self.save_target = target
+        pinned = getattr(target, "reviewer", None)
+        if pinned:
+            self.curation.reviewer = str(pinned)
+
+    def set_read_only(self, reason: str | None) -> None:
+        """Refuse every edit (``reason`` says why, e.g. "both reads are done"), or allow them again (None)."""
+        self._read_only = str(reason) if reason else None
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only is not None
+
+    @property
+    def read_only_reason(self) -> str | None:
+        return self._read_only
+
+    @property
+    def writable(self) -> bool:
+        """Edits are allowed and the save target (if any) may still write."""
+        if self._read_only is not None:
+            return False
+        target = self.save_target
+        return target is None or bool(target.holds())
+
+    def _check_editable(self) -> None:
+        if self._read_only is not None:
+            raise SampleError(f"{self.sample.name} is read-only: {self._read_only}.")
+
+    def save_to_target(self) -> Path:
+        """"Save": write through the save target (the recovery file is discarded after it).
+
+        Raises
+        ------
+        SampleError
+            No save target, read-only, or the target refused (e.g. its lock was broken; the work
+            stays in memory and in the recovery file).
+        """
+        if self.save_target is None:
+            raise SampleError(f"{self.sample.name} has no save target; use save(path) (Save as).")
+        self._check_editable()
+        out = self.save_target.save(self)
+        self.autosaver.saved()
+        return out
 
     @property
     def table(self):
@@ -183,33 +254,38 @@ class CurationSession:
     # ------------------------------------------------------------------ edits on the selection
     def assign(self, cell_type: str, *, note: str = "") -> Command | None:
         """Set the curated type of the selected cells (new or existing type)."""
+        self._check_editable()
         return self.curation.assign(self.selected, cell_type, note=note)
 
     def exclude(self, reason: str, *, note: str = "") -> Command | None:
         """Flag the selected cells as excluded (artefact, fold, necrosis, ...)."""
+        self._check_editable()
         return self.curation.exclude(self.selected, reason, note=note)
 
     def include(self, *, note: str = "") -> Command | None:
         """Remove the exclusion flag of the selected cells."""
+        self._check_editable()
         return self.curation.include(self.selected, note=note)
 
     def confirm(self, *, note: str = "") -> Command | None:
         """The calls of the selected cells are right: mark them reviewed."""
+        self._check_editable()
         return self.curation.confirm(self.selected, note=note)
 
     def undo(self) -> Command | None:
-        return self.curation.undo()
+        """Undo the last edit (nothing while read-only)."""
+        return None if self.read_only else self.curation.undo()
 
     def redo(self) -> Command | None:
-        return self.curation.redo()
+        return None if self.read_only else self.curation.redo()
 
     @property
     def can_undo(self) -> bool:
-        return self.curation.can_undo
+        return not self.read_only and self.curation.can_undo
 
     @property
     def can_redo(self) -> bool:
-        return self.curation.can_redo
+        return not self.read_only and self.curation.can_redo
 
     def _edited(self, cmd, what: str) -> None:
         self.autosaver.note_edit()
@@ -228,6 +304,7 @@ class CurationSession:
     # ------------------------------------------------------------------ regions
     def add_roi(self, polygon_yx, *, name: str, cls: str, note: str = "") -> Command:
         """A named region from a (y, x) level-0 pixel polygon (undoable)."""
+        self._check_editable()
         poly = np.asarray(polygon_yx, float)[:, -2:]
         if len(poly) < 3:
             raise ValueError("a region needs at least 3 vertices: draw a polygon, rectangle or ellipse")
@@ -238,15 +315,18 @@ class CurationSession:
         return f"{cls} {sum(1 for r in self.curation.rois if r.cls == cls) + 1}"
 
     def remove_roi(self, roi_id: str, *, note: str = "") -> Command:
+        self._check_editable()
         return self.curation.remove_roi(roi_id, note=note)
 
     def mark_roi_reviewed(self, roi_id: str, *, note: str = "") -> Command:
+        self._check_editable()
         return self.curation.mark_roi_reviewed(roi_id, note=note)
 
     def import_geojson(self, path) -> tuple[Command, int]:
         """Add the regions of a (QuPath) GeoJSON file in one undoable step; returns (command, n)."""
         from ..io import read_geojson
 
+        self._check_editable()
         rois = read_geojson(path)
         cmd = self.curation.set_rois([*self.curation.rois, *rois], note=f"from {Path(path).name}")
         return cmd, len(rois)

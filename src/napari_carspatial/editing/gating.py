@@ -111,6 +111,10 @@ class GatingSession:
         self.key = DEFAULT_KEY
         self.on_change: list[Callable[[str], None]] = []
         self._values: dict[str, np.ndarray] = {}
+        #: the table holds counts (a gene panel: Xenium, CosMx, ...), not mean intensities
+        self.counts = False
+        #: the matrix gene values are read from (``"counts"`` when the table has that layer)
+        self.layer: str | None = None
         if sample is not None:
             self.set_sample(sample)
 
@@ -131,8 +135,18 @@ class GatingSession:
     def set_sample(self, sample: Sample | None, *, load_stored: bool = True) -> GatingScheme | None:
         """Gate ``sample`` from now on. With ``load_stored`` and no gates or rules yet, the gating
         stored in its table is loaded (returned)."""
+        from ..analysis.genes import is_count_table
+
         self.sample = sample
         self._values.clear()
+        t = None if sample is None else sample.table
+        was_counts = self.counts
+        self.counts = t is not None and is_count_table(t)
+        self.layer = "counts" if t is not None and "counts" in t.layers else None
+        if self.counts and not was_counts and not self.gates:   # counts: log(1 + n) suits zero-inflated genes
+            self.transform, self.cofactor = "log", 1.0
+        elif was_counts and not self.counts and not self.gates:
+            self.transform, self.cofactor = "asinh", 5.0
         stored = None
         if sample is not None and sample.table is not None and load_stored and not self.gates and not self.rows:
             try:
@@ -158,8 +172,36 @@ class GatingSession:
             return None
         v = self._values.get(marker)
         if v is None:
-            v = self._values[marker] = marker_values(t, marker)
+            if marker in t.var_names:   # a gene or marker: one column read from the non-zeros
+                from ..analysis.genes import gene_values
+
+                v = gene_values(t, marker, layer=self.layer)
+            else:
+                v = marker_values(t, marker)
+            v = self._values[marker] = v
         return v
+
+    def unit(self, marker: str | None = None) -> str:
+        """What the values of ``marker`` are: ``"counts"`` (gene panels), ``"mean intensity"``
+        (protein panels) or ``"value"`` (a numeric ``obs`` column)."""
+        marker = marker or self.marker
+        t = self.table
+        if t is not None and marker is not None and marker not in t.var_names:
+            return "value"
+        return "counts" if self.counts else "mean intensity"
+
+    def threshold_text(self) -> str:
+        """The gate in words: ``"IL18 ≥ 1 count"`` for counts, ``"CD3 > 212.5"`` otherwise."""
+        if self.marker is None:
+            return ""
+        t = self.threshold
+        if self.unit() == "counts":
+            if self.direction == "above":
+                k = int(np.floor(t)) + 1
+                return f"{self.marker} ≥ {max(k, 0):,} count{'s' if k != 1 else ''}"
+            k = int(np.ceil(t)) - 1
+            return f"{self.marker} ≤ {max(k, 0):,} count{'s' if k != 1 else ''}"
+        return f"{self.marker} {'>' if self.direction == 'above' else '<'} {t:.4g}"
 
     def invalidate(self, columns: Iterable[str] | None = None) -> bool:
         """The table changed (``columns``, or any when None): drop those cached values. Returns
@@ -357,10 +399,20 @@ class GatingSession:
         if not scheme.rules:
             raise ValueError("add at least one phenotype rule (for example CAR T = 'CD3+ CAR+')")
         key = self.key.strip() or DEFAULT_KEY
-        pheno = store_gating(sample.table, scheme, key=key, reviewer=self.reviewer)
+        from ..analysis.genes import is_count_table
+        from ..model import edit_log
+
+        layer = "counts" if "counts" in sample.table.layers and is_count_table(sample.table) else None
+        pheno = store_gating(sample.table, scheme, key=key, reviewer=self.reviewer, layer=layer)
         codes = np.asarray(pheno.codes)
         counts = np.bincount(codes[codes >= 0], minlength=len(pheno.categories))
-        return GatingResult(sample.name, key, {str(c): int(k) for c, k in zip(pheno.categories, counts, strict=False)})
+        res = GatingResult(sample.name, key, {str(c): int(k) for c, k in zip(pheno.categories, counts, strict=False)})
+        gates = "; ".join(f"{g.marker} {'>' if g.direction == 'above' else '<'} {g.threshold:.4g}"
+                          for g in scheme.gates.values())
+        edit_log.record(sample.table, "gating.apply", column=key, new=res.counts, reviewer=self.reviewer,
+                        note=f"gates: {gates}; rules: " + "; ".join(f"{r.name} = {r.text}" for r in scheme.ordered_rules())
+                        + (f"; values from layer {layer!r}" if layer else ""))
+        return res
 
     def export(self, path) -> Path:
         """Write the gates and rules to a JSON or YAML file."""

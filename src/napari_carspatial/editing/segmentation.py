@@ -128,8 +128,6 @@ class SegmentationEditor:
     store
         Its :class:`~napari_carspatial.io.mask_store.MaskStore`; default: the working copy next
         to ``sample.paths["mask"]`` (created on first use), or an in-memory store.
-    op_name
-        Name used in the audit when :meth:`commit` is called without one.
     reviewer
         Who edits (audit); default the OS user.
     """

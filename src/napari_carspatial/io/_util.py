@@ -16,7 +16,7 @@ log = logging.getLogger("napari_carspatial.io")
 #: a level is small enough to stop building a strided pyramid
 PYRAMID_MIN_SIZE = 2048
 
-_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".csv", ".h5ad", ".btf", ".qptiff")
+_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".sdata.zarr", ".tiff", ".tif", ".zarr", ".csv", ".h5ad", ".btf", ".qptiff")
 
 
 def stem(path: str | os.PathLike) -> str:

@@ -173,6 +173,11 @@ def read_mcd(path: str | os.PathLike, *, panel: str | os.PathLike | None = None,
         C, Y, X); pixel size from ``AblationDistanceBetweenShotsX``. ``metadata`` holds the
         acquisition id and description, slide id, panorama id, ROI corners in µm (stage
         coordinates) and ``channel_metadata`` (name, metal, mass, label per channel).
+
+    Raises
+    ------
+    ReaderError
+        The file holds no acquisition with pixel data or cannot be read.
     """
     readimc = _readimc()
     p = require_exists(path, "MCD file")
@@ -197,6 +202,7 @@ def read_mcd(path: str | os.PathLike, *, panel: str | os.PathLike | None = None,
                     "panorama_id": None if acq.panorama is None else int(acq.panorama.id),
                     "roi_coords_um": None if acq.roi_coords_um is None else [list(map(float, c)) for c in acq.roi_coords_um],
                     "channel_metadata": cmeta,
+                    "pixel_size_source": ".mcd acquisition (AblationDistanceBetweenShotsX)",
                 }
                 s = Sample(name=f"{stem(p)}_{acq.id:03d}", image=[level0], channel_names=names,
                            pixel_size_um=acq.pixel_size_x_um, metadata=meta,
@@ -223,6 +229,11 @@ def read_mcd_panorama(path: str | os.PathLike, panorama_id: int | None = None) -
         (3, Y, X) uint8 (alpha dropped) as ``readimc.MCDFile.read_panorama`` decodes it;
         ``pixel_size_um`` from the panorama's slide corners and its pixel width;
         ``metadata["corners_um"]`` = the four slide corners (x, y) in µm.
+
+    Raises
+    ------
+    ReaderError
+        The file has no panorama image (with ``panorama_id``).
     """
     readimc = _readimc()
     p = require_exists(path, "MCD file")
@@ -241,7 +252,8 @@ def read_mcd_panorama(path: str | os.PathLike, panorama_id: int | None = None) -
                 px = width_um / rgb.shape[-1] if width_um > 0 else None
                 s = Sample(name=f"{stem(p)} {pano.description or f'panorama {pano.id}'}", image=[rgb],
                            channel_names=["red", "green", "blue"], pixel_size_um=px,
-                           metadata={"platform": "IMC", "panorama_id": int(pano.id), "corners_um": corners},
+                           metadata={"platform": "IMC", "panorama_id": int(pano.id), "corners_um": corners,
+                                     "pixel_size_source": ".mcd panorama slide corners"},
                            paths={"image": os.fspath(p)})
                 return s.validate()
     raise ReaderError("the .mcd file has no panorama image" + (f" with id {panorama_id}" if panorama_id else "") + ".",
@@ -255,6 +267,25 @@ def read_imc_txt(path: str | os.PathLike, *, panel: str | os.PathLike | None = N
     Pixels as ``readimc.TXTFile.read_acquisition`` returns them (float32, C, Y, X). IMC text
     exports carry no pixel size; the instrument's 1 µm ablation spacing is assumed only when a
     matching ``.mcd`` beside it says so, otherwise the pixel size is left unknown.
+
+    Parameters
+    ----------
+    path
+        The ``.txt`` file.
+    panel
+        Panel CSV mapping metal tags to targets (default: ``panel.csv`` beside the file or one
+        folder up; else the file's own channel labels).
+
+    Returns
+    -------
+    Sample
+        One sample; ``metadata["channel_metadata"]`` holds name, metal, mass and label per
+        channel.
+
+    Raises
+    ------
+    ReaderError
+        The file cannot be read, or ``readimc`` (the ``[imc]`` extra) is not installed.
     """
     readimc = _readimc()
     p = require_exists(path, "IMC .txt file")
@@ -264,7 +295,9 @@ def read_imc_txt(path: str | os.PathLike, *, panel: str | os.PathLike | None = N
         names, cmeta = _channels(f, p, panel)
     px = _pixel_size_from_sibling_mcd(p)
     s = Sample(name=stem(p), image=[img], channel_names=names, pixel_size_um=px,
-               metadata={"platform": "IMC", "channel_metadata": cmeta}, paths={"image": os.fspath(p)})
+               metadata={"platform": "IMC", "channel_metadata": cmeta,
+                         **({"pixel_size_source": ".mcd beside the .txt export"} if px else {})},
+               paths={"image": os.fspath(p)})
     return s.validate()
 
 

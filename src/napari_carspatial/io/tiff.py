@@ -24,7 +24,24 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".qptiff")
 
 
 class ImageData(NamedTuple):
-    """What an image reader found: lazy levels and the metadata that came with them."""
+    """What an image reader found: lazy levels and the metadata that came with them.
+
+    Attributes
+    ----------
+    levels
+        The pyramid, level 0 first; dask arrays (C, Y, X).
+    channel_names
+        Channel names from the file's own metadata, or ``None`` when it has none.
+    pixel_size_um
+        µm per level-0 pixel, or ``None`` when the file does not say.
+    path
+        The file that was read.
+    channel_metadata
+        Per channel, what the file says besides the name (mass, metal, fluorophore, ...), or
+        ``None``.
+    metadata
+        File-level facts worth keeping in ``Sample.metadata`` (platform, run ids, ...), or ``None``.
+    """
 
     #: pyramid, level 0 first; dask arrays (C, Y, X)
     levels: list
@@ -108,8 +125,9 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
             from .vendor_meta import channel_metadata
 
             cmeta = channel_metadata(tif, idx, pages0, names)
+            meta = {"pixel_size_source": _pixel_size_source(tif, idx)} if px is not None else None
     log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
-    return ImageData(levels, names, px, os.fspath(p), cmeta)
+    return ImageData(levels, names, px, os.fspath(p), cmeta, meta)
 
 
 # --------------------------------------------------------------------------- structure
@@ -334,6 +352,14 @@ def _imagej_names(tif, idx, pages0):
 
 
 # --------------------------------------------------------------------------- pixel size
+def _pixel_size_source(tif, idx: int) -> str:
+    """Where :func:`_pixel_size` found the pixel size (for ``metadata["pixel_size_source"]``)."""
+    pixels = _ome_pixels(tif, idx)
+    if pixels is not None and pixels.get("PhysicalSizeX"):
+        return "OME-XML PhysicalSizeX"
+    return "TIFF resolution tag (ImageJ unit)" if (tif.imagej_metadata or {}).get("unit") else "TIFF resolution tag"
+
+
 def _pixel_size(tif, idx: int) -> float | None:
     try:
         pixels = _ome_pixels(tif, idx)

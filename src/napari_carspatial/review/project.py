@@ -54,6 +54,7 @@ import secrets
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -86,6 +87,9 @@ from .entries import (  # noqa: F401 - re-exported: the entries and statuses liv
 )
 from .lock import FileLock
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 log = logging.getLogger(__name__)
 
 
@@ -98,12 +102,27 @@ class ReviewProject(AssignmentsMixin):
     ----------
     folder
         The project folder.
-    name, created, due, blinding, type_key
+    name
+        From the project file.
+    created
+        From the project file.
+    due
+        From the project file.
+    blinding
+        From the project file.
+    type_key
         From the project file.
     reviewers
         ``{id: Reviewer}``.
     samples
         ``{sample id: SampleEntry}`` in manifest order.
+
+    Parameters
+    ----------
+    folder
+        The project folder.
+    data
+        The parsed project file (``None``: an empty project; use :func:`load_project`).
     """
 
     def __init__(self, folder: str | os.PathLike, data: dict | None = None):
@@ -158,6 +177,8 @@ class ReviewProject(AssignmentsMixin):
         self.manifest_sha256 = str(d.get("manifest_sha256") or "")
         self.type_key = d.get("type_key") or None
         self.blinding = bool(d.get("blinding", True))
+        #: the reads start without the table's cell-type calls (readers call every cell themselves)
+        self.hide_original_calls = bool(d.get("hide_original_calls", False))
         self.code_salt = str(d.get("code_salt") or "")
         if not self.code_salt:
             problems.append("no 'code_salt:' (it makes the blinded codes)")
@@ -219,7 +240,8 @@ class ReviewProject(AssignmentsMixin):
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "created": self.created,
             "manifest": self._manifest_ref, "manifest_sha256": self.manifest_sha256, "type_key": self.type_key,
-            "blinding": self.blinding, "code_salt": self.code_salt, "due": self.due,
+            "blinding": self.blinding, "hide_original_calls": self.hide_original_calls,
+            "code_salt": self.code_salt, "due": self.due,
             "reviewers": [{"id": r.id, "name": r.name} for r in self.reviewers.values()],
             "samples": [{
                 "sample": e.sample, "code": e.code, "due": e.due,
@@ -405,6 +427,13 @@ class ReviewProject(AssignmentsMixin):
 
         return AdjudicationSession.open(self, sample_or_code, adjudicator, break_stale=break_stale)
 
+    def add_samples(self, *, samples=None, readers=None, adjudicator: str | None = None, due=None):
+        """Add the manifest's samples that are not in the project yet, assigned like the others
+        (see :func:`~.additions.add_samples`)."""
+        from .additions import add_samples
+
+        return add_samples(self, samples=samples, readers=readers, adjudicator=adjudicator, due=due)
+
     def export(self, out=None, *, samples=None, n_boot: int | None = None, seed: int = 0):
         """Write the final tables with provenance (see :func:`~.export.export_project`)."""
         from .export import export_project
@@ -435,6 +464,16 @@ def _read_yaml(path: Path) -> dict:
 def load_project(path: str | os.PathLike) -> ReviewProject:
     """Open a review project (its folder or its ``project.yaml``).
 
+    Parameters
+    ----------
+    path
+        The project folder or its ``project.yaml``.
+
+    Returns
+    -------
+    ReviewProject
+        The project.
+
     Raises
     ------
     SampleError
@@ -450,7 +489,8 @@ def load_project(path: str | os.PathLike) -> ReviewProject:
 
 
 def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name: str | None = None,
-                 reviewers=(), blinding: bool = True, due=None, type_key: str | None = None) -> ReviewProject:
+                 reviewers: Iterable[str | tuple[str, str]] = (), blinding: bool = True, due: str | date | None = None,
+                 type_key: str | None = None, hide_original_calls: bool = False) -> ReviewProject:
     """Create a review project from a cohort manifest.
 
     Parameters
@@ -470,10 +510,20 @@ def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name
         Default due date (``YYYY-MM-DD``).
     type_key
         The cell-type column the reads start from (default: detected per sample).
+    hide_original_calls
+        The readers do not see the table's cell-type calls: every cell starts without a call (the
+        classes stay offered) and each reader calls the cells themselves.
 
     Returns
     -------
     ReviewProject
+        The new project, saved.
+
+    Raises
+    ------
+    SampleError
+        A project exists in ``folder`` already, the folder cannot be created, or the manifest is
+        invalid.
     """
     from ..cohort.manifest import read_manifest
 
@@ -501,7 +551,8 @@ def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": name or (", ".join(trials) + " review" if trials else folder.resolve().name),
         "created": _now(), "manifest": Path(ref).as_posix(), "manifest_sha256": _sha256(mpath),
-        "type_key": type_key, "blinding": bool(blinding), "code_salt": salt, "due": _parse_due(due),
+        "type_key": type_key, "blinding": bool(blinding), "hide_original_calls": bool(hide_original_calls),
+        "code_salt": salt, "due": _parse_due(due),
         "reviewers": revs,
         "samples": [{"sample": s, "code": codes[s], "due": None, "reads": [], "adjudication": {}, "source": None}
                     for s in man.samples],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pandas as pd
 
 from ..model import SampleError, edit_log
 from ..model.cell_types import EXCLUDED_CALL  # noqa: F401 - the call of an excluded cell (re-exported)
-from ..model.conventions import UNS_KEY, colors_key, instance_ids
+from ..model.conventions import UNS_KEY, colors_key, get_table_link, instance_ids
 from ..model.curation import (
     CURATED_SUFFIX,
     EXCLUDE_REASON_KEY,
@@ -127,12 +128,50 @@ def make_working_copy(project: ReviewProject, entry: SampleEntry, reviewer: str,
         adata.obs[skey] = adata.obs[tkey].astype(str).where(adata.obs[tkey].notna(), None)
         adata.obs = adata.obs.drop(columns=[tkey])
     wc = blind_table(adata, code=entry.code, start_key=skey, tokens=_tokens(row), blinding=project.blinding)
+    if getattr(project, "hide_original_calls", False):
+        hide_calls(wc, skey)
     if src.pixel_size_um and "pixel_size_um" not in (wc.uns.get(UNS_KEY) or {}):
         wc.uns[UNS_KEY] = {**dict(wc.uns.get(UNS_KEY) or {}), "pixel_size_um": float(src.pixel_size_um)}
     wc.uns[UNS_KEY] = {**dict(wc.uns.get(UNS_KEY) or {}),
                        "review": {"code": entry.code, "reviewer": reviewer,
                                   "read": int(read), "start_key": skey, "source_key": tkey}}
     return wc
+
+
+def hide_calls(wc, start_key: str) -> list[str]:
+    """Take the original cell-type calls out of a working copy (in place; the project's
+    ``hide_original_calls``): the start column keeps its classes (offered to the reader) but no
+    cell has a call, and other columns of calls are dropped: known cell-type or cluster names
+    (``phenotype``, ``metacluster``, ...) and any category column that is a function of the calls
+    or determines them (``CellType_original_meaning``). Returns the dropped columns."""
+    from ..model.cell_types import CELL_TYPE_KEYS, CLUSTER_KEYS
+
+    def norm(name) -> str:
+        return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+    known = {norm(k) for k in (*CELL_TYPE_KEYS, *CLUSTER_KEYS)}
+    col = wc.obs[start_key]
+    calls = col.astype(object).where(col.notna(), None)
+    cats = (list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype)
+            else sorted(map(str, pd.unique(col.dropna()))))
+    wc.obs[start_key] = pd.Categorical([None] * wc.n_obs, categories=[str(c) for c in cats])
+    from ..model.cell_types import is_type_column
+
+    tl = get_table_link(wc)
+    link = {tl["region_key"], tl["instance_key"]}
+
+    def encodes_calls(c) -> bool:
+        """A relabelling of the calls (``CellType_original_meaning``) or a finer / coarser split."""
+        s = wc.obs[c]
+        if c in link or not is_type_column(s) or not 2 <= s.nunique() < len(s):   # ids are not calls
+            return False
+        df = pd.DataFrame({"a": calls.astype(str).to_numpy(), "b": s.astype(str).to_numpy()})
+        return bool((df.groupby("a")["b"].nunique() <= 1).all() or (df.groupby("b")["a"].nunique() <= 1).all())
+
+    others = [c for c in wc.obs.columns
+              if c != start_key and (norm(c) in known or encodes_calls(c))]
+    wc.obs = wc.obs.drop(columns=others)
+    return others
 
 
 def writable_obs_index(adata) -> None:
@@ -171,8 +210,12 @@ class ReadSession(LockedSession):
     ----------
     label
         What the reader sees (the code when blinding is on).
-    reviewer, read_number, path
-        Who reads, first (1) or second (2) read, the working copy.
+    reviewer
+        Who reads.
+    read_number
+        First (1) or second (2) read.
+    path
+        The working copy.
     table
         The working copy (AnnData).
     curation
@@ -180,6 +223,8 @@ class ReadSession(LockedSession):
         audit trail's reviewer: ``assign`` / ``exclude`` / ``include`` / ``confirm`` /
         ``add_roi`` / ... / ``undo`` / ``redo``.
 
+    Notes
+    -----
     Use as a context manager (saves and releases the lock on exit), or call :meth:`save`,
     :meth:`finish` (done: saved, status ``done``, lock released) or :meth:`close`.
     """
@@ -349,8 +394,10 @@ class ReadPair:
         (read 1, read 2) reviewer ids.
     call_keys
         ``{reviewer: column}``.
-    rois, logs
-        Each reader's ROIs and audit trail.
+    rois
+        Each reader's ROIs.
+    logs
+        Each reader's audit trail.
     """
 
     sample: str

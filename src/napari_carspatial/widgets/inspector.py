@@ -6,6 +6,7 @@ import contextlib
 import logging
 
 import numpy as np
+import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -43,6 +44,9 @@ from .._napari import (
 from ._common import BusyNotice, refill_sample_combo
 
 log = logging.getLogger(__name__)
+
+#: genes listed for a cell of a gene panel (the inspector's "top genes")
+TOP_GENES = 12
 
 
 class _BarChart(QWidget):
@@ -174,6 +178,8 @@ class InspectorWidget(QWidget):
             self._sample_changed()
 
     def _on_table_changed(self, event):
+        if event.structure and self.sample_combo.findData(event.sid) < 0:
+            self._refresh_samples()        # a sample just got its table (Measure cells)
         if event.sid != self._sid():
             return
         if event.structure or event.columns is None or self.type_key.currentText() in event.columns:
@@ -272,7 +278,9 @@ class InspectorWidget(QWidget):
         if not sid:
             return False
         sample = self.session.sample(sid)
-        info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None)
+        genes = self._gene_table(sid)     # a gene panel: top genes from the sparse row, no dense row
+        info = cell_info(self.index(sid), cell_id, type_key=self.type_key.currentText() or None,
+                         markers=not genes)
         if info is None:
             self._error(f"Cell {cell_id} is not in the table of {sample.name}.")
             return False
@@ -294,22 +302,30 @@ class InspectorWidget(QWidget):
         nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbor_types.items())
         self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within "
                                f"{NEIGHBOR_RADIUS_UM:g} µm): {nb or 'none'}")
-        unit = intensity_unit(sample)
-        self.table.horizontalHeaderItem(1).setText(f"mean ({unit})")
-        ref = self._reference(sid)
-        self.table.setRowCount(len(info.markers))
-        for i, (name, val) in enumerate(info.markers.items()):
+        values, reference = info.markers, None
+        if genes:   # the cell's top genes (its sparse row only, X stays sparse)
+            from ..analysis.genes import top_genes
+
+            t = sample.table
+            top = top_genes(t, info.row, n=TOP_GENES, layer="counts" if "counts" in t.layers else None)
+            values = pd.Series(top["value"].to_numpy(), index=top["gene"].astype(str).to_numpy())
+            self.table.setHorizontalHeaderLabels([f"top {TOP_GENES} genes", "counts", ""])
+        else:
+            reference = self._reference(sid)
+            self.table.setHorizontalHeaderLabels(["marker", f"mean ({intensity_unit(sample)})", "% of p99"])
+        self.table.setRowCount(len(values))
+        for i, (name, val) in enumerate(values.items()):
             self.table.setItem(i, 0, QTableWidgetItem(str(name)))
             item = QTableWidgetItem(f"{val:,.0f}" if abs(val) >= 1000 else f"{val:.3g}")
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 1, item)
-            r = float(ref[i]) if i < len(ref) else 0.0
-            rel = QTableWidgetItem(f"{100 * val / r:.0f}" if r > 0 else "–")
+            r = float(reference[i]) if reference is not None and i < len(reference) else 0.0
+            rel = QTableWidgetItem(f"{100 * val / r:.0f}" if r > 0 else ("–" if reference is not None else ""))
             rel.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 2, rel)
         self.table.setVisible(True)
         self.chart.setVisible(True)
-        self.chart.plot(list(info.markers.index), info.markers.to_numpy(), ref)
+        self.chart.plot(list(values.index), values.to_numpy(dtype=float), reference)
         self.viewer.status = status_line(info, type_key=key)
         return True
 
@@ -318,13 +334,21 @@ class InspectorWidget(QWidget):
         self._marker = ring_marker_layer(self.viewer, labels_layer, sid, info)
 
     def _reference(self, sid) -> np.ndarray:
-        """99th percentile of every marker over the sample's cells (cached until the table changes)."""
+        """99th percentile of every marker over the sample's cells (cached until the table
+        changes); a sparse X is never densified (omicsgui: a 1M x 5,000 table was 20 GB here)."""
         def make():
-            X = self.session.sample(sid).table.X
-            X = np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=float)
-            return np.percentile(X, 99, axis=0) if X.size else np.zeros(X.shape[1])
+            from ..analysis.genes import column_percentile
+
+            return column_percentile(self.session.sample(sid).table.X, 99)
 
         return self.session.cached(sid, ("table", None, "marker_p99"), make)
+
+    def _gene_table(self, sid) -> bool:
+        """The table holds gene counts (show the top genes of a cell, not every marker)."""
+        from ..analysis.genes import is_count_table
+
+        return self.session.cached(sid, ("table", STRUCTURE, "is_gene_table"),
+                                   lambda: is_count_table(self.session.sample(sid).table))
 
     def _error(self, message: str):
         self.hint.setText(message)

@@ -1,10 +1,13 @@
 """The "Analysis" dock: region statistics (a package of small views).
 
-* :mod:`.dock`: :class:`AnalysisWidget` (sample, statistic, run / cancel in a worker, stored results);
-* :mod:`.setup`: regions, graph, roles; :mod:`.results`: plot, table, exports.
+* :mod:`.dock`: :class:`AnalysisWidget` (sample, cell-type column, statistic, run / cancel in a
+  worker, stored results, engaged cell pairs on the slide);
+* :mod:`.setup`: regions, pixel size, graph and contact definition, intervals, ligand-receptor;
+* :mod:`.roles`: the role mapping (which types are tumour, CAR T, myeloid, ...), editable, saved;
+* :mod:`.results`: figure, table in plain words with intervals, exports.
 """
 
-from .dock import AnalysisWidget
-from .setup import ROLE_NAMES, WHOLE_LABEL
+from .dock import ROLE_ENGAGED, AnalysisWidget
+from .setup import WHOLE_LABEL
 
-__all__ = ["ROLE_NAMES", "WHOLE_LABEL", "AnalysisWidget"]
+__all__ = ["ROLE_ENGAGED", "WHOLE_LABEL", "AnalysisWidget"]

@@ -1,32 +1,40 @@
 """The Analysis dock's "Results" tab: the result shown (one region, or one against another), its
-plot with the theme's colours, its table, and exports (PNG / SVG / CSV)."""
+figure in the legend's colours, its table in plain words with intervals, the engaged cell pairs
+of a ligand-receptor result on the slide, and exports (PNG / SVG / CSV)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..._napari import notify
 from ...analysis import plotting
-from ...analysis.results import STATISTICS, AnalysisResult
+from ...analysis.results import PUBLISHED, STATISTICS, AnalysisResult
 from ...model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
+
+#: statistics whose figure has one panel per type (the "Around" and "Types" choices apply)
+PER_TYPE = ("cooccurrence", "ripley")
+#: statistics drawn as type x type matrices (the "Types" choice applies)
+MATRIX = ("nhood", "interactions", "nn_distances", "touching", "count_within", "nearest", "centrality")
 
 
 class Canvas(QWidget):
@@ -38,9 +46,9 @@ class Canvas(QWidget):
         from matplotlib.figure import Figure
 
         self.theme = theme
-        self.fig = Figure(figsize=(5.2, 3.9), dpi=100, facecolor=theme["bg"], layout="constrained")
+        self.fig = Figure(figsize=(5.2, 4.6), dpi=100, facecolor=theme["bg"], layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.fig)
-        self.canvas.setMinimumHeight(360)
+        self.canvas.setMinimumHeight(330)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -48,7 +56,7 @@ class Canvas(QWidget):
 
 
 class ResultsTab(QWidget):
-    """Region (vs region), plot, table, exports, and what the result was computed with."""
+    """Region (vs region), figure choices, figure, table, engaged pairs, exports, provenance."""
 
     def __init__(self, dock, theme: dict):
         super().__init__()
@@ -56,21 +64,62 @@ class ResultsTab(QWidget):
         self.theme = theme
         #: the result shown (None before the first)
         self.current: AnalysisResult | None = None
+        #: the types shown (None: all, the most informative first)
+        self.types: list[str] | None = None
         rl = QVBoxLayout(self)
         top = QHBoxLayout()
         self.region_a = QComboBox()
         self.region_b = QComboBox()
+        self.region_b.setToolTip("compare with another region: differences with 95% intervals")
         top.addWidget(QLabel("Region"))
         top.addWidget(self.region_a, 1)
         top.addWidget(QLabel("vs"))
         top.addWidget(self.region_b, 1)
         rl.addLayout(top)
+        opts = QHBoxLayout()
+        self.view_label = QLabel("View")
+        self.view_combo = QComboBox()
+        self.focus_label = QLabel("Around")
+        self.focus_combo = QComboBox()
+        self.focus_combo.setToolTip("the cell type the co-occurrence (Ripley) panels are centred on")
+        self.types_btn = QToolButton()
+        self.types_btn.setText("Types: all")
+        self.types_btn.setPopupMode(QToolButton.InstantPopup)
+        self.test_label = QLabel("Test")
+        self.test_combo = QComboBox()
+        for w in (self.view_label, self.view_combo, self.focus_label, self.focus_combo, self.test_label,
+                  self.test_combo):
+            opts.addWidget(w)
+        opts.addWidget(self.types_btn)
+        opts.addStretch(1)
+        rl.addLayout(opts)
         self.canvas = Canvas(theme)
-        rl.addWidget(self.canvas, 3)
+        rl.addWidget(self.canvas, 4)
+
+        lr = QHBoxLayout()
+        self.pair_combo = QComboBox()
+        self.combo_combo = QComboBox()
+        self.show_btn = QPushButton("Show on slide")
+        self.show_btn.setToolTip("draw the engaged sender → receiver cells (neighbours expressing the ligand and "
+                                 "the receptor) as arrows between their centres")
+        lr.addWidget(self.pair_combo, 1)
+        lr.addWidget(self.combo_combo, 1)
+        lr.addWidget(self.show_btn)
+        self.ligrec_row = QWidget()
+        self.ligrec_row.setLayout(lr)
+        lr.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.ligrec_row)
+        self.engaged_info = QLabel("")
+        self.engaged_info.setWordWrap(True)
+        rl.addWidget(self.engaged_info)
+
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setMinimumHeight(120)
-        rl.addWidget(self.table, 1)
+        self.table.setMinimumHeight(110)
+        self.table.setWordWrap(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(False)
+        rl.addWidget(self.table, 2)
         ex = QHBoxLayout()
         self.png_btn, self.svg_btn, self.csv_btn = QPushButton("PNG"), QPushButton("SVG"), QPushButton("CSV")
         ex.addWidget(QLabel("Export"))
@@ -79,35 +128,151 @@ class ResultsTab(QWidget):
         rl.addLayout(ex)
         self.info = QLabel("")
         self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: #9aa1a9")
         rl.addWidget(self.info)
-        self.region_a.currentIndexChanged.connect(self.redraw)
-        self.region_b.currentIndexChanged.connect(self.redraw)
+        for c in (self.region_a, self.region_b, self.view_combo, self.focus_combo, self.test_combo):
+            c.currentIndexChanged.connect(self.redraw)
+        self.region_a.currentIndexChanged.connect(self._fill_pairs)
+        self.pair_combo.currentIndexChanged.connect(self._fill_combos)
+        self.pair_combo.currentIndexChanged.connect(self.redraw)
+        self.show_btn.clicked.connect(lambda: self.dock.show_engaged())
         self.png_btn.clicked.connect(lambda: self._export_dialog("png"))
         self.svg_btn.clicked.connect(lambda: self._export_dialog("svg"))
         self.csv_btn.clicked.connect(lambda: self._export_dialog("csv"))
+        self._controls(None)
 
+    # ------------------------------------------------------------------ what is shown
     def show_result(self, result: AnalysisResult | None):
         self.current = result
-        for c in (self.region_a, self.region_b):
+        combos = (self.region_a, self.region_b, self.focus_combo, self.test_combo, self.view_combo)
+        for c in combos:
             c.blockSignals(True)
             c.clear()
         if result is not None:
-            self.region_a.addItems(result.regions)
+            regions = list(result.regions)
+            self.region_a.addItems(regions)
             self.region_b.addItem("—")
-            self.region_b.addItems(result.regions)
-        for c in (self.region_a, self.region_b):
+            self.region_b.addItems(regions)
+            cats = self._categories(result)
+            self.focus_combo.addItems(cats)
+            focus = plotting.default_focus(result)
+            if focus in cats:
+                self.focus_combo.setCurrentText(focus)
+            for t in ("spatial", "cluster"):
+                if t in result.tables:
+                    self.test_combo.addItem({"spatial": "neighbours", "cluster": "cell types"}[t], t)
+            views = {"cart": plotting.CART_VIEWS, "ligrec": plotting.LIGREC_VIEWS}.get(result.statistic, {})
+            for k, t in views.items():
+                self.view_combo.addItem(t, k)
+            if result.statistic == "ligrec":
+                t = result.tables.get("spatial", result.tables.get("cluster"))
+                n = 0 if t is None else len(set(zip(t["ligand"], t["receptor"], strict=True)))
+                self.view_combo.setCurrentIndex(self.view_combo.findData("pair" if n <= 2 else "dots"))
+        for c in combos:
             c.blockSignals(False)
+        self.types = None
+        self._controls(result)
+        self._fill_pairs()
         self.redraw()
 
+    @staticmethod
+    def _categories(result) -> list[str]:
+        cols = list((result.params or {}).get("colors") or {})
+        if cols:
+            return cols
+        for name, c in (("cooccurrence", "cell_type"), ("ripley", "cell_type"), ("log2_oe", "row")):
+            if name in result.tables:
+                return [str(x) for x in dict.fromkeys(result.tables[name][c])]
+        return []
+
+    def _controls(self, r) -> None:
+        st = r.statistic if r is not None else None
+        for w in (self.view_label, self.view_combo):
+            w.setVisible(st in ("cart", "ligrec"))
+        for w in (self.focus_label, self.focus_combo):
+            w.setVisible(st in PER_TYPE)
+        for w in (self.test_label, self.test_combo):
+            w.setVisible(st == "ligrec" and self.test_combo.count() > 1)
+        self.types_btn.setVisible(st in PER_TYPE or st in MATRIX)
+        self.ligrec_row.setVisible(st == "ligrec")
+        self.engaged_info.setVisible(st == "ligrec")
+        if st in PER_TYPE or st in MATRIX:
+            self._types_menu(r)
+
+    def _types_menu(self, r) -> None:
+        menu = QMenu(self)
+        cats = self._categories(r)
+        allact = menu.addAction("All types")
+        allact.triggered.connect(lambda: self.set_types(None))
+        menu.addSeparator()
+        for c in cats:
+            a = menu.addAction(c)
+            a.setCheckable(True)
+            a.setChecked(self.types is not None and c in self.types)
+            a.toggled.connect(lambda on, c=c: self._toggle_type(c, on))
+        self.types_btn.setMenu(menu)
+        self.types_btn.setText("Types: all" if not self.types else f"Types: {len(self.types)}")
+
+    def set_types(self, types: list[str] | None) -> None:
+        """Show only these types (``None``: all, the most informative first)."""
+        self.types = list(types) if types else None
+        if self.current is not None:
+            self._types_menu(self.current)
+        self.redraw()
+
+    def _toggle_type(self, c: str, on: bool) -> None:
+        t = list(self.types or [])
+        if on and c not in t:
+            t.append(c)
+        if not on and c in t:
+            t.remove(c)
+        self.set_types(t)
+
     def compare_with(self, region_a: str, region_b: str | None) -> None:
-        self.region_a.setCurrentText(region_a)
-        self.region_b.setCurrentText(region_b or "—")
+        """Show ``region_a`` (against ``region_b``; ``None``: alone), one redraw."""
+        for c, v in ((self.region_a, region_a), (self.region_b, region_b or "—")):
+            c.blockSignals(True)
+            c.setCurrentText(v)
+            c.blockSignals(False)
+        self._fill_pairs()
         self.redraw()
 
     def _regions(self, r: AnalysisResult) -> tuple[str, str | None]:
         a = self.region_a.currentText() or r.regions[0]
         b = self.region_b.currentText()
         return a, None if b in ("", "—") else b
+
+    def plot_options(self) -> dict:
+        """The figure's options as the dock's controls set them (``plot_result`` keywords)."""
+        r = self.current
+        if r is None:
+            return {}
+        opts = {"colors": self.dock.legend_colors(), "types": self.types}
+        if r.statistic in PER_TYPE:
+            opts["focus"] = self.focus_combo.currentText() or None
+        if r.statistic == "cart":
+            opts["view"] = self.view_combo.currentData() or "all"
+        if r.statistic == "ligrec":
+            if self.test_combo.count():
+                opts["test"] = self.test_combo.currentData()
+            opts["view"] = self.view_combo.currentData()
+            opts["pair"] = self.pair_combo.currentData()
+        return opts
+
+    def replot(self) -> None:
+        """Draw the figure of the shown result again (the table is left as it is)."""
+        fig, r = self.canvas.fig, self.current
+        if r is None:
+            return
+        a, b = self._regions(r)
+        try:
+            plotting.plot_result(fig, r, a, compare=b, theme=self.theme, **self.plot_options())
+        except (KeyError, ValueError, IndexError) as err:
+            fig.clear()
+            log.warning("cannot plot %s: %s", r.statistic, err)
+            fig.text(0.5, 0.5, f"cannot draw this result: {err}", ha="center", va="center", color=self.theme["text"],
+                     wrap=True)
+        self.canvas.canvas.draw_idle()
 
     def redraw(self, *_):
         fig = self.canvas.fig
@@ -116,41 +281,118 @@ class ResultsTab(QWidget):
             fig.clear()
             self.canvas.canvas.draw_idle()
             self.table.setRowCount(0)
+            self.table.setColumnCount(0)
             self.info.setText("")
             return
         a, b = self._regions(r)
-        try:
-            plotting.plot_result(fig, r, a, compare=b, theme=self.theme)
-        except (KeyError, ValueError, IndexError) as err:
-            fig.clear()
-            log.warning("cannot plot %s: %s", r.statistic, err)
-        self.canvas.canvas.draw_idle()
-        self._fill_table(r, a)
+        self.replot()
+        self._fill_table(r, a, b)
         g = r.params.get("graph")
-        gtxt = f" · graph {g['method']}" if g else ""
-        self.info.setText(f"{STATISTICS.get(r.statistic, r.statistic)} · regions {', '.join(r.regions)} · "
-                          f"{r.time} · seed {r.params.get('seed')}{gtxt}")
+        gtxt = ""
+        if g:
+            gtxt = f" · graph {g['method']}" + (f" ({g.get('contact')})" if g.get("method") == "contact" else "")
+        px = r.params.get("pixel_size_um")
+        ivtxt = ""
+        for name in ("intervals", "log2_oe"):
+            if name in r.tables and "method" in r.tables[name]:
+                methods = sorted({str(m).split(" (")[0] for m in r.tables[name]["method"] if str(m)})
+                ivtxt = f" · 95% intervals: {', '.join(methods)}" if methods else ""
+        self.info.setText(f"{STATISTICS.get(r.statistic, PUBLISHED.get(r.statistic, r.statistic))} · cell types {r.params.get('cluster_key')} · "
+                          f"regions {', '.join(r.regions)} · pixel {px if px else 'unknown'} µm · {r.time[:16]} UTC"
+                          f" · seed {r.params.get('seed')}{gtxt}{ivtxt}")
 
-    def _fill_table(self, r: AnalysisResult, region: str):
-        name = next(iter(r.tables))
-        if r.statistic == "cart":
-            df = r.tables["metrics"].pivot(index="metric", columns="region", values="value")
-            df = df.reindex(list(dict.fromkeys(r.tables["metrics"]["metric"])))
-            df = df.reset_index()
-        else:
-            df = r.tables[name]
-            if "region" in df and region in set(df["region"]):
-                df = df[df["region"] == region]
-            df = df.head(500)
+    def _fill_table(self, r: AnalysisResult, region: str, compare: str | None):
+        opts = self.plot_options()
+        try:
+            df = plotting.display_table(r, region, compare, focus=opts.get("focus"), test=opts.get("test"),
+                                        compact=True)
+        except (KeyError, ValueError) as err:
+            log.warning("no table for %s: %s", r.statistic, err)
+            df = None
+        self.table.clear()
+        if df is None:
+            self.table.setRowCount(0)
+            self.table.setColumnCount(0)
+            return
         self.table.setColumnCount(df.shape[1])
         self.table.setRowCount(df.shape[0])
         self.table.setHorizontalHeaderLabels([str(c) for c in df.columns])
+        note_col = list(df.columns).index("Note") if "Note" in df.columns else None
+        if note_col is not None:   # the notes speak the command line; here the Roles tab maps roles
+            df = df.assign(Note=df["Note"].astype(str).str.replace(
+                "(see roles.json; map with roles= / --roles)", "(map it in the Roles tab)", regex=False))
         for i, row in enumerate(df.itertuples(index=False)):
+            note = str(row[note_col]) if note_col is not None else ""
             for j, v in enumerate(row):
-                txt = f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
-                self.table.setItem(i, j, QTableWidgetItem(txt))
+                it = QTableWidgetItem(str(v))
+                if note and j != note_col:
+                    it.setToolTip(note)
+                if j > 0:
+                    it.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter) if j != note_col else
+                                        int(Qt.AlignLeft | Qt.AlignVCenter))
+                self.table.setItem(i, j, it)
         self.table.resizeColumnsToContents()
+        first = self.table.columnWidth(0)
+        if df.shape[1] > 1 and first > 190:   # long plain labels wrap instead of pushing the values out of view
+            self.table.setColumnWidth(0, 190)
+        if note_col is not None:
+            self.table.setColumnWidth(note_col, min(self.table.columnWidth(note_col), 260))
+        self.table.resizeRowsToContents()
 
+    # ------------------------------------------------------------------ ligand-receptor
+    def _ligrec_rows(self):
+        r = self.current
+        if r is None or r.statistic != "ligrec" or "spatial" not in r.tables:
+            return None
+        a, _ = self._regions(r)
+        t = plotting.ligrec_table(r, a, "spatial")
+        return t[t["pvalue"].notna()].sort_values("pvalue", kind="stable")
+
+    def _fill_pairs(self, *_) -> None:
+        self.pair_combo.blockSignals(True)
+        self.pair_combo.clear()
+        t = self._ligrec_rows()
+        if t is not None:
+            for lig, rec in dict.fromkeys(zip(t["ligand"].astype(str), t["receptor"].astype(str), strict=True)):
+                self.pair_combo.addItem(f"{lig} → {rec}", (lig, rec))
+        self.pair_combo.blockSignals(False)
+        self._fill_combos()
+        self.ligrec_row.setVisible(self.current is not None and self.current.statistic == "ligrec"
+                                   and self.pair_combo.count() > 0)
+
+    def _fill_combos(self, *_):
+        self.combo_combo.clear()
+        t = self._ligrec_rows()
+        pair = self.pair_combo.currentData()
+        if t is None or pair is None:
+            self.show_btn.setEnabled(False)
+            return
+        d = t[(t["ligand"].astype(str) == pair[0]) & (t["receptor"].astype(str) == pair[1])]
+        for s, rcv, p in zip(d["sender"].astype(str), d["receiver"].astype(str), d["pvalue"], strict=True):
+            self.combo_combo.addItem(f"{s} → {rcv}  (p {p:.2g})", (s, rcv))
+        self.show_btn.setEnabled(self.combo_combo.count() > 0)
+
+    def engaged_choice(self) -> dict | None:
+        """The ligand, receptor, sender, receiver and region chosen for "Show on slide"."""
+        pair, combo = self.pair_combo.currentData(), self.combo_combo.currentData()
+        if self.current is None or pair is None or combo is None:
+            return None
+        a, _ = self._regions(self.current)
+        return {"ligand": pair[0], "receptor": pair[1], "sender": combo[0], "receiver": combo[1], "region": a}
+
+    def choose_engaged(self, ligand: str, receptor: str, sender: str, receiver: str) -> bool:
+        """Select this pair and sender → receiver in the combos (False when it was not tested)."""
+        i = next((k for k in range(self.pair_combo.count()) if self.pair_combo.itemData(k) == (ligand, receptor)), -1)
+        if i < 0:
+            return False
+        self.pair_combo.setCurrentIndex(i)
+        j = next((k for k in range(self.combo_combo.count()) if self.combo_combo.itemData(k) == (sender, receiver)), -1)
+        if j < 0:
+            return False
+        self.combo_combo.setCurrentIndex(j)
+        return True
+
+    # ------------------------------------------------------------------ exports
     def export(self, path, kind: str | None = None) -> list[Path]:
         """Write the shown figure (``png``/``svg``) or all tables (``csv``: one file per table)."""
         r = self.current
@@ -160,7 +402,8 @@ class ResultsTab(QWidget):
         kind = kind or path.suffix.lstrip(".").lower()
         if kind in ("png", "svg"):
             a, b = self._regions(r)
-            plotting.save_figure(r, a, path.with_suffix(f".{kind}"), compare=b)
+            opts = self.plot_options()
+            plotting.save_figure(r, a, path.with_suffix(f".{kind}"), compare=b, colors=opts.get("colors"))
             return [path.with_suffix(f".{kind}")]
         out = []
         for name, df in r.tables.items():

@@ -128,6 +128,9 @@ class CurationWidget(QWidget):
     def busy_refusal(self) -> bool:
         """True (and a notification) when a worker writes the current sample's table."""
         msg = self.session.busy(self.view.sid) if self.view is not None else None
+        if self.view is not None and self.core.read_only:   # e.g. a done review read
+            notify(f"{self.view.sample.name} is read-only: {self.core.read_only_reason}.", "warning")
+            return True
         if msg:
             notify(f"{self.view.sample.name} is busy ({msg}); edit it when that is done.", "warning")
         return bool(msg)
@@ -173,7 +176,8 @@ class CurationWidget(QWidget):
             self.autosave.now()   # the outgoing sample's pending edits
         if self.view is not None:
             for ev, cb in ((self.view.events.selection, self._on_selection),
-                           (self.view.events.edited, self._on_edited)):
+                           (self.view.events.edited, self._on_edited),
+                           (self.view.events.blinded, self._on_view_settings)):
                 with contextlib.suppress(TypeError, ValueError, RuntimeError):
                     ev.disconnect(cb)
         self.view = None
@@ -192,6 +196,7 @@ class CurationWidget(QWidget):
         self.autosave.hook(self.core)
         self.view.events.selection.connect(self._on_selection)
         self.view.events.edited.connect(self._on_edited)
+        self.view.events.blinded.connect(self._on_view_settings)
         self.view.sync_roi_layer()
         self.header.show_blinded(self.view.blinded)
         self.refresh_all()
@@ -211,6 +216,15 @@ class CurationWidget(QWidget):
 
     def _on_edited(self, event=None):
         self.refresh_all()
+
+    def _on_view_settings(self, event=None):
+        """Blinding, the save target or read-only changed (e.g. set by the Project dock)."""
+        with contextlib.suppress(RuntimeError):
+            if self.view is not None:
+                self.header.show_blinded(self.view.blinded)
+                if self.sample_box.currentIndex() >= 0:
+                    self.sample_box.setItemText(self.sample_box.currentIndex(), self.view.sample.name)
+            self.refresh_all()
 
     def _check_recovery(self, sid):
         try:

@@ -9,6 +9,9 @@ in the user cache, keyed by file identity: :func:`napari_carspatial.io.write.sha
 the atomic table write. Meanwhile the sample is busy for every dock (edits wait), the bar shows
 a progress bar and a Cancel button (cancelling stops the checksums; a table write that has
 started finishes, atomically).
+
+A sample whose curation has a save target (a review read: its working copy) shows the target's
+button instead of "Save as…" (``CurationSession.save_to_target``); a read-only one cannot save.
 """
 
 from __future__ import annotations
@@ -155,6 +158,37 @@ class SaveBar(QWidget):
         self.redo_button.setEnabled(bool(c and c.can_redo))
         self.undo_button.setToolTip(f"Undo: {c.undo_stack[-1].description} (Ctrl+Z)" if c and c.can_undo else "Nothing to undo")
         self.redo_button.setToolTip(f"Redo: {c.redo_stack[-1].description} (Ctrl+Shift+Z)" if c and c.can_redo else "Nothing to redo")
+        self.refresh_target(core)
+
+    def refresh_target(self, core) -> None:
+        """The save target's button ("Save read 1") when the curation has one, else "Save as…";
+        disabled while read-only."""
+        target = getattr(core, "save_target", None) if core is not None else None
+        if target is not None:
+            self.save_button.setText(target.label)
+            self.save_button.setToolTip("Write your working copy of this read (the project's file; the source is never written)")
+        else:
+            self.save_button.setText("Save as…")
+            self.save_button.setToolTip("Write the curated table (.h5ad or .zarr) to a new file; the source table is never overwritten")
+        ro = bool(core is not None and core.read_only)
+        self.save_button.setEnabled(not ro)
+        if ro:
+            self.save_button.setToolTip(f"Read-only: {core.read_only_reason}")
+
+    def save_to_target(self) -> Path | None:
+        """"Save" through the curation's save target; errors (a broken lock) are notifications."""
+        core = self.dock.core
+        if core is None or core.save_target is None:
+            return None
+        try:
+            out = core.save_to_target()
+        except SampleError as err:
+            notify(str(err), "error")
+            return None
+        self.saved_path = out
+        self.dock.set_status(f"Saved to {out}")
+        notify(f"{core.sample.name}: saved")
+        return out
 
     def default_dir(self, name: str) -> str:
         """``name`` next to the sample's source (the current folder for unsaved data)."""
@@ -296,6 +330,9 @@ class SaveBar(QWidget):
 
         core = self.dock.core
         if core is None:
+            return
+        if core.save_target is not None:
+            self.save_to_target()
             return
         src = core.source or os.path.join(os.path.expanduser("~"), f"{core.sample.name}.h5ad")
         path, _ = QFileDialog.getSaveFileName(self, "Save curated table as", os.fspath(proposed_name(src)),

@@ -75,12 +75,11 @@ class GatingWidget(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        # "Apply rules" pinned under the scroll area: reachable without scrolling (ux, issue 14)
-        self.rules_view.layout().removeWidget(self.rules_view.apply_button)
-        outer.addWidget(self.rules_view.apply_button)
-        inner.setMinimumWidth(420)
-        self.setMinimumWidth(450)
+        outer.setSpacing(0)
+        outer.addWidget(scroll, 1)
+        outer.addWidget(self.rules_view.footer)   # "Apply rules" and its result: always visible
+        inner.setMinimumWidth(360)                # narrower than the dock: nothing is cut off at the right
+        self.setMinimumWidth(380)
 
         self._timer = QTimer(self)       # debounce of the slide preview
         self._timer.setSingleShot(True)
@@ -202,7 +201,8 @@ class GatingWidget(QWidget):
 
     def _on_threshold(self) -> None:
         self.preview_mask = self.model.positive()
-        self.gate_view.count_label.setText(self.model.count_text())
+        text = self.model.count_text()
+        self.gate_view.count_label.setText(f"{self.model.threshold_text()}:  {text}" if text else "")
         self.gate_view.redraw()
         if self.preview_mask is not None and self.gate_view.preview_check.isChecked() and self.on_screen():
             self._timer.start()
@@ -391,7 +391,7 @@ class GatingWidget(QWidget):
         for sid in list(self._previews):
             try:
                 self._previews[sid].clear()
-            except (KeyError, ValueError, RuntimeError):   # layer or sample already gone
+            except (KeyError, ValueError, RuntimeError, AttributeError):   # layer, sample or Qt view already gone
                 log.debug("could not clear preview", exc_info=True)
 
     def _on_preview_toggled(self, on: bool):

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from ...analysis.gating import DEFAULT_KEY, TRANSFORMS, inverse_transform, transform_values
@@ -67,7 +68,8 @@ class GateView(QGroupBox):
         self.cofactor_spin.setToolTip("Cofactor of the asinh / log transform (about the noise level of the marker)")
         self.direction_combo = QComboBox()
         self.direction_combo.addItems(["above", "below"])
-        self.direction_combo.setToolTip("Cells are positive when their mean intensity is above (or below) the threshold")
+        self.direction_combo.setToolTip("Cells are positive when their value (mean intensity, or counts of a gene) is "
+                                        "above (or below) the threshold")
         self.log_counts = QCheckBox("log counts")
         self.log_counts.setToolTip("Logarithmic cell-count axis: shows a small positive population next to a large negative one")
         form = QFormLayout()
@@ -87,7 +89,8 @@ class GateView(QGroupBox):
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setDecimals(4)
         self.threshold_spin.setRange(-1e12, 1e12)
-        self.threshold_spin.setToolTip("Threshold in raw marker units (mean intensity per cell). Click or drag on the histogram to set it.")
+        self.threshold_spin.setToolTip("Threshold in raw units (mean intensity per cell; counts for a gene panel). "
+                                       "Click or drag on the histogram to set it.")
         self.method_combo = QComboBox()
         self.method_combo.addItems(["Otsu", "GMM"])
         self.method_combo.setToolTip("Otsu: maximises between-class variance. GMM: where a 2-Gaussian mixture's posterior crosses 0.5.\nBoth on the chosen scale.")
@@ -100,7 +103,8 @@ class GateView(QGroupBox):
         thr_row.addWidget(self.suggest_button, 1)
         self.count_label = QLabel("")
         self.count_label.setStyleSheet("font-weight: bold;")
-        self.count_label.setWordWrap(True)   # never cut off in a narrow dock (ux, issue 14)
+        self.count_label.setWordWrap(True)     # never cut off in a narrow dock (issue 14, item 9)
+        self.count_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.preview_check = QCheckBox("preview on slide")
         self.preview_check.setChecked(True)
         self.preview_check.setToolTip(f"Show the cells above the threshold in yellow on the slide (updates {DEBOUNCE_MS} ms after a change)")
@@ -201,15 +205,16 @@ class GateView(QGroupBox):
             return
         h, thr_x, n_beyond = got
         tr, cf, name = m.transform, m.cofactor, m.marker
+        unit = m.unit()
         if tr == "linear":
-            xlabel, secondary, raw_label = f"{name} mean intensity", None, ""
+            xlabel, secondary, raw_label = f"{name} {unit}", None, ""
         else:
             xlabel = f"asinh({name} / {cf:g})" if tr == "asinh" else f"log(1 + {name} / {cf:g})"
             secondary = (lambda y: inverse_transform(y, tr, cf), lambda x: transform_values(x, tr, cf))
-            raw_label = f"{name} mean intensity"
-        title = f"{name}: threshold {m.threshold:.4g}"
+            raw_label = f"{name} {unit}"
+        title = m.threshold_text() if unit == "counts" else f"{name}: threshold {m.threshold:.4g}"
         if n_beyond:
-            title += f"   ({n_beyond:,} brighter cells off the axis)"
+            title += f"   ({n_beyond:,} {'higher' if unit == 'counts' else 'brighter'} cells off the axis)"
         self.hist.plot(h.counts, h.edges, threshold_x=thr_x, above=m.direction == "above", xlabel=xlabel,
                        title=title, log_counts=self.log_counts.isChecked(), secondary=secondary,
                        raw_label=raw_label)
@@ -285,6 +290,7 @@ class RulesView(QGroupBox):
         self.key_edit.setToolTip("Table column (obs) the phenotypes are written to; the original cell types are kept")
         self.apply_button = QPushButton("Apply rules")
         self.apply_button.setStyleSheet("font-weight: bold;")
+        self.apply_button.setToolTip("Write the phenotypes of the rules to the column, colour the cells by them")
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -296,10 +302,18 @@ class RulesView(QGroupBox):
         lay.addLayout(row)
         f2 = QFormLayout()
         f2.addRow("otherwise", self.default_edit)
-        f2.addRow("column", self.key_edit)
         lay.addLayout(f2)
-        lay.addWidget(self.apply_button)
-        lay.addWidget(self.result_label)
+        # column + Apply + result: a footer the dock keeps below its scroll area, so "Apply rules"
+        # is always on screen (issue 14, item 10)
+        self.footer = QWidget()
+        fl = QVBoxLayout(self.footer)
+        fl.setContentsMargins(6, 4, 6, 4)
+        arow = QHBoxLayout()
+        arow.addWidget(QLabel("column"))
+        arow.addWidget(self.key_edit, 1)
+        arow.addWidget(self.apply_button)
+        fl.addLayout(arow)
+        fl.addWidget(self.result_label)
 
         self.rules_table.itemChanged.connect(self._on_item)
         self.add_rule_button.clicked.connect(lambda: self.dock.add_rule())

@@ -36,7 +36,7 @@ from ..._napari import (
 )
 from .._common import BusyNotice, refill_sample_combo
 from .categories import CategoryPanel
-from .values import ValuePanel
+from .values import GeneSearch, ValuePanel
 from .workflow import WorkflowBar
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,18 @@ class LegendWidget(QWidget):
         mode_row.addWidget(self.mode_box)
         mode_row.addLayout(op_row, 1)
         form.addRow("style", mode_row)
+        self.gene_search = GeneSearch(self)    # gene panels: colour by a gene (omicsgui)
+        self.gene_row_label = QLabel("gene")
+        self.gene_row_label.setVisible(False)
+        form.addRow(self.gene_row_label, self.gene_search)
 
         self.categories = CategoryPanel(self)
         self.values = ValuePanel(self)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.empty = QLabel("Open a sample with a segmentation mask and a cell table (Samples dock) "
-                            "to colour its cells.")
+                            "to colour its cells. A sample with a mask and no table: Samples dock > "
+                            "Measure cells.")
         self.empty.setWordWrap(True)
         self.no_types = QLabel()
         self.no_types.setWordWrap(True)
@@ -165,6 +170,8 @@ class LegendWidget(QWidget):
     # ================================================================== samples and columns
     def _on_table_changed(self, event):
         """New columns (gating, niches, curation) appear in the chooser; the choice is kept."""
+        if event.structure and self.sample_box.findData(event.sid) < 0:
+            self._on_layers_changed()      # a sample just got its table (Measure cells)
         if event.sid != self.sample_box.currentData() or self.coloring is None:
             return
         have = [self.column_box.itemData(i) for i in range(self.column_box.count())]
@@ -241,10 +248,13 @@ class LegendWidget(QWidget):
                 for k in ch["numeric"]:
                     self.column_box.addItem(k, k)
             if ch["markers"]:
+                from ...analysis.genes import is_count_table
+
+                kind = "gene" if is_count_table(table) else "marker"   # omicsgui: a gene panel says so
                 self.column_box.insertSeparator(self.column_box.count())
                 for k in ch["markers"]:
                     if k not in ch["numeric"] and k not in ch["categorical"]:
-                        self.column_box.addItem(f"{k} (marker)", k)
+                        self.column_box.addItem(f"{k} ({kind})", k)
         self.column_box.setCurrentIndex(-1)
         self.column_box.blockSignals(False)
 

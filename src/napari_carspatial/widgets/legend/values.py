@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 #: colormaps offered for numeric columns (perceptually uniform first)
 COLORMAPS = ("viridis", "magma", "inferno", "plasma", "turbo", "gray", "PiYG", "bwr")
@@ -92,3 +101,75 @@ class ValuePanel(QWidget):
         v = values[np.isfinite(values)]
         self.num_summary.setText(f"in view: median {np.median(v):.3g}, range {v.min():.3g}–{v.max():.3g}"
                                  if v.size else "no cells in view")
+
+
+class GeneSearch(QLineEdit):
+    """Type a gene of a gene panel (``var``), most abundant first, to colour the cells by it
+    (omicsgui's hunk: the values come from ``analysis.genes.gene_values``, X stays sparse).
+
+    Shown for count tables only (protein markers are in the column chooser already).
+    """
+
+    def __init__(self, dock):
+        super().__init__()
+        self.dock = dock
+        self._table_id = None
+        self.genes: list[str] = []
+        self.setPlaceholderText("type a gene…")
+        self.setToolTip("Colour the cells by a gene's counts: type to search the panel (most abundant genes first)")
+        self.setClearButtonEnabled(True)
+        self.returnPressed.connect(lambda: self.choose(self.text()))
+        self.setVisible(False)
+        later = lambda *_: QTimer.singleShot(0, self.refill)  # noqa: E731 - after the dock's own handler
+        dock.sample_box.currentIndexChanged.connect(later)
+        dock.viewer.layers.events.inserted.connect(later)
+        dock.viewer.layers.events.removed.connect(later)
+        dock.session.events.table_changed.connect(later)
+        later()   # once the dock is built (its sample chooser is filled without signals)
+
+    def focusInEvent(self, event):  # noqa: N802 - Qt API
+        self.refill()
+        super().focusInEvent(event)
+
+    def _table(self):
+        col = self.dock.coloring
+        return None if col is None else col.table
+
+    def refill(self) -> None:
+        """The genes of the dock's sample, most abundant first."""
+        from ...analysis.genes import gene_summary, is_count_table
+
+        try:
+            t = self._table()
+        except RuntimeError:   # the dock is being deleted
+            return
+        if id(t) == self._table_id and t is not None:
+            return
+        self._table_id = None if t is None else id(t)
+        gene_table = t is not None and is_count_table(t)
+        self.genes = [str(g) for g in gene_summary(t)["gene"]] if gene_table else []
+        comp = QCompleter(self.genes, self)
+        comp.setCaseSensitivity(Qt.CaseInsensitive)
+        comp.setFilterMode(Qt.MatchContains)
+        comp.setMaxVisibleItems(12)
+        comp.activated.connect(self.choose)
+        self.setCompleter(comp)
+        self.setPlaceholderText(f"type one of {len(self.genes):,} genes…" if self.genes else "no gene panel")
+        row = getattr(self.dock, "gene_row_label", None)
+        self.setVisible(gene_table)
+        if not gene_table:
+            self._table_id = None
+        if row is not None:
+            row.setVisible(gene_table)
+
+    def choose(self, gene: str) -> bool:
+        """Colour by ``gene`` (its exact name, or the only gene containing the text)."""
+        self.refill()
+        g = str(gene).strip()
+        if g not in self.genes:
+            hits = [x for x in self.genes if g.lower() in x.lower()]
+            if len(hits) != 1:
+                return False
+            g = hits[0]
+        self.dock.set_column(g)
+        return True

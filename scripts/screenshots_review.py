@@ -1,0 +1,253 @@
+"""Screenshots of the review workspace (issue 18): the Project dock (blinded), the disagreement
+layer with its stepping controls, and the cohort report's reader-agreement section.
+
+Run under a virtual display (napari's canvas needs one; the report is rendered by headless
+Chromium):
+
+    QT_API=pyqt6 NAPARI_ASYNC=0 PYTHONPATH=src xvfb-run -a -s "-screen 0 1600x1200x24" \\
+        python scripts/screenshots_review.py docs/images [--work /tmp/review-shots]
+
+A demo trial of 3 patients x (pre, post) is written, a blinded review project made from it
+(readers alice and bob, adjudicator carol) and read through the headless API with two plausible,
+spatially coherent reading styles: alice calls a share of the antigen-negative tumour cells
+"Tumor" (faint MSLN read as positive) and draws a generous tumour core; bob calls macrophages
+close to the tumour "MDSC", excludes a fold and draws a tighter core. Writes
+``review_project_dock.png``, ``review_disagreements.png`` and ``review_report_agreement.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _wait(app, seconds: float) -> None:
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.03)
+
+
+def read_like(rd, reviewer: str, *, finish: bool = True, share: float = 1.0) -> None:
+    """One reader's style on an open ReadSession (headless)."""
+    from napari_carspatial.model import ROI
+
+    t = rd.table
+    obs = t.obs
+    xy = np.asarray(t.obsm["spatial"], float)
+    types = obs[rd.start_key].astype(str).to_numpy()
+    rng = np.random.default_rng(abs(hash((rd.label, reviewer))) % 2**32)
+    cur = rd.curation
+    h, w = xy[:, 1].max(), xy[:, 0].max()
+    cy, cx = np.median(xy[:, 1][types == "Tumor"]), np.median(xy[:, 0][types == "Tumor"])
+    lim = int(len(t) * share)
+    if reviewer == "alice":
+        neg = np.flatnonzero(types == "Tumor (antigen-neg)")
+        pick = neg[rng.random(neg.size) < 0.45]
+        cur.assign(pick[pick < lim], "Tumor", note="faint MSLN, called positive")
+        other = np.flatnonzero(rng.random(len(t)) < 0.01)
+        cur.assign(other[other < lim], "Other", note="unclear")
+        r = 0.30 * min(h, w)
+        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        poly = np.column_stack([cy + r * np.sin(ang), cx + 1.1 * r * np.cos(ang)])
+        cur.add_roi(ROI("core", poly, cls="Tumor core"))
+    else:
+        dist = obs["tumor_distance_um"].to_numpy(float) if "tumor_distance_um" in obs else np.full(len(t), 0.0)
+        mac = np.flatnonzero((types == "Macrophage") & (np.abs(dist) < 40))
+        pick = mac[rng.random(mac.size) < 0.6]
+        cur.assign(pick[pick < lim], "MDSC", note="CD11b+ near tumour")
+        fold = np.flatnonzero((xy[:, 0] > 0.82 * w) & (xy[:, 1] < 0.18 * h))
+        cur.exclude(fold[fold < lim], "fold")
+        r = 0.27 * min(h, w)
+        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        poly = np.column_stack([cy + r * np.sin(ang), cx + r * np.cos(ang)])
+        cur.add_roi(ROI("core", poly, cls="Tumor core"))
+    if share >= 1.0:
+        cur.confirm(np.arange(len(t)))
+    if finish:
+        rd.finish()
+    else:
+        rd.save()
+
+
+def build_trial(work: Path):
+    from napari_carspatial.cohort import write_demo_cohort
+    from napari_carspatial.review import init_project
+
+    if work.exists():
+        shutil.rmtree(work)
+    paths = write_demo_cohort(work / "cohort", n_patients=3, size=700, image=True)
+    proj = init_project(work / "review", paths["manifest"], reviewers=[("alice", "Dr A. Example"), ("bob", "Dr B. Sample"),
+                                                                       ("carol", "Dr C. Adjudicator")],
+                        due="2026-12-20")
+    proj.assign_balanced(["alice", "bob"], adjudicator="carol")
+    samples = list(proj.samples)
+    with proj.updating():
+        proj.entry(samples[5]).due = "2026-11-25"   # overdue
+    # three samples read twice, one of them adjudicated; one read by alice only; one in progress
+    for s in samples[:3]:
+        for r in ("alice", "bob"):
+            with proj.start_read(s, r) as rd:
+                read_like(rd, r)
+    with proj.start_read(samples[3], "alice") as rd:
+        read_like(rd, "alice")
+    with proj.start_adjudication(samples[0], "carol") as adj:
+        for p in adj.pairs().itertuples(index=False):
+            adj.decide_pair(p[0], p[1], p[1] if p[0] == "Other" else p[0], note="bulk")
+        for cls in adj.region_disagreements()["class"]:
+            adj.decide_region(cls, "intersection")
+        adj.finish()
+    return paths, proj, samples
+
+
+def _docks(viewer, *names):
+    docks = {}
+    for name in names:
+        if name == "project":
+            from napari_carspatial.widgets.project import ProjectWidget as W
+        elif name == "curation":
+            from napari_carspatial.widgets.curation import CurationWidget as W
+        elif name == "legend":
+            from napari_carspatial.widgets.legend import LegendWidget as W
+        docks[name] = W(viewer)
+        viewer.window.add_dock_widget(docks[name], name=name.capitalize(), area="right")
+    return docks
+
+
+def shoot_dock(out: Path, proj, samples) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(title="napari")
+    app = QApplication.instance()
+    viewer.window.resize(1600, 1000)
+    d = _docks(viewer, "project", "curation")
+    dock = d["project"]
+    dock.open_project(proj.folder)
+    dock.set_reviewer("alice")
+    label = proj.label(samples[4])
+    dock.open_label(label, in_worker=False)
+    it = dock.current
+    core = dock.workspace.core(label)
+    t = core.table
+    types = t.obs["cell_type"].astype(str).to_numpy()
+    core.select(np.flatnonzero(types == "CAR T")[:40])
+    core.confirm(note="CAR+ CD3+")
+    core.select(np.flatnonzero(types == "Tumor (antigen-neg)")[:25])
+    core.assign("Tumor", note="faint MSLN")
+    dock.workspace.save(label)
+    dock.refresh()
+    _wait(app, 3)
+    viewer.screenshot(str(out / "review_project_dock.png"), canvas_only=False, flash=False)
+    print("dock:", it.describe(), "| title:", viewer.title)
+    print("layers:", [lyr.name for lyr in viewer.layers])
+    viewer.close()
+
+
+def shoot_disagreements(out: Path, proj, samples) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_carspatial._napari import session_for
+
+    viewer = napari.Viewer(title="napari")
+    app = QApplication.instance()
+    viewer.window.resize(1600, 1000)
+    d = _docks(viewer, "project", "legend")
+    dock = d["project"]
+    dock.open_project(proj.folder)
+    dock.set_reviewer("carol")
+    label = proj.label(samples[1])
+    dock.open_label(label, in_worker=False)
+    it = dock.current
+    dv = it.disagreements
+    legend = d["legend"]
+    idx = legend.sample_box.findData(it.sid)
+    if idx >= 0:
+        legend.sample_box.setCurrentIndex(idx)
+    # hide the image channels but two, so the colours read
+    for lyr in viewer.layers:
+        if getattr(lyr, "metadata", {}).get("carspatial_role") == "image":
+            lyr.visible = lyr.metadata.get("carspatial_channel") in ("PanCK", "CD68", "CD163")
+    panel = dock.disagreements
+    # the pair where markers decide: macrophage (alice) or MDSC (bob)
+    panel.pair_box.setCurrentIndex(max(panel.pair_box.findData("Macrophage → MDSC"), 1))
+    for _ in range(3):
+        panel.step(1)
+    panel.accept(1)                      # bob's call for that cell
+    panel.step(1)
+    # zoomed on a cell the markers matter: the pair colours as outlines (the Legend's "style")
+    session_for(viewer).coloring(it.sid).set_mode("outline")
+    _wait(app, 1)
+    viewer.screenshot(str(out / "review_disagreements.png"), canvas_only=False, flash=False)
+    print("disagreements:", dv.summary(), "|", dv.current().describe())
+    # the whole slide: where the reads differ
+    session_for(viewer).coloring(it.sid).set_mode("filled")
+    viewer.reset_view()
+    _wait(app, 2)
+    viewer.screenshot(str(out / "review_disagreements_overview.png"), canvas_only=False, flash=False)
+    viewer.close()
+
+
+def shoot_report(out: Path, paths, proj, work: Path) -> None:
+    from napari_carspatial.cohort import run_batch
+    from napari_carspatial.cohort.report import write_report
+
+    res = work / "results"
+    run_batch(paths["manifest"], paths["config"], res, scheduler="sequential", progress=False)
+    report = write_report(res, review=proj.folder)
+    html = report.read_text(encoding="utf-8")
+    if 'id="reader-agreement"' not in html:
+        raise SystemExit(f"{report} has no reader-agreement section")
+    # the report as it is, with everything but its title and the agreement section hidden (its own CSS)
+    page = work / "report_agreement.html"
+    page.write_text(html.replace("</style>", "body>:not(h1):not(#reader-agreement){display:none}</style>", 1),
+                    encoding="utf-8")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chrome is None:
+        raise SystemExit("no Chromium found (apt-get install -y chromium)")
+    target = out / "review_report_agreement.png"
+    subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--virtual-time-budget=10000", "--window-size=1600,1000", f"--screenshot={target}", page.as_uri()],
+                   check=True, capture_output=True, timeout=180)
+    print("report:", report, "->", target)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--work", default="/tmp/review-shots")
+    p.add_argument("--only", default="dock,disagreements,report")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(a.work)
+    os.environ.setdefault("CARSPATIAL_CACHE_DIR", str(work / "cache"))
+    t0 = time.time()
+    if (work / "review" / "project.yaml").exists() and os.environ.get("REUSE"):
+        from napari_carspatial.review import load_project
+
+        proj = load_project(work / "review")
+        paths = {"manifest": work / "cohort" / "manifest.csv", "config": work / "cohort" / "analysis.yaml"}
+        samples = list(proj.samples)
+    else:
+        paths, proj, samples = build_trial(work)
+    print(f"trial ready in {time.time() - t0:.0f} s")
+    only = a.only.split(",")
+    if "dock" in only:
+        shoot_dock(out, proj, samples)
+    if "disagreements" in only:
+        shoot_disagreements(out, proj, samples)
+    if "report" in only:
+        shoot_report(out, paths, proj, work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

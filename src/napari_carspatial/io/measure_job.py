@@ -1,0 +1,241 @@
+"""Measuring a loaded sample's cells with progress and cancel (the "Measure cells" action, headless).
+
+:func:`napari_carspatial.io.measure.measure_cells` runs ``analysis.quantify`` to the end. A GUI
+needs to show how far it is and to stop it; a :class:`MeasureJob` wraps the same call:
+
+* progress: quantify computes its tiles as dask tasks named ``measure-<y0>-<x0>``; dask's callback
+  tuples, passed to this job's own ``dask.threaded.get`` (not dask's global registry, which another
+  thread's computation swaps while it runs), count the ones of this job's graphs as they finish (``job.progress``, 0..1; ``job.stage``);
+* cancel: ``job.cancel()`` from any thread; the next tile of this job raises
+  :class:`MeasureCancelled` before it starts, which stops quantify (tiles already running finish,
+  nothing is stored);
+* montages (several acquisitions tiled into one sample, :mod:`napari_carspatial.model.montage`)
+  get the columns :func:`~napari_carspatial.model.montage.montage` gives a table made of the
+  acquisitions' own tables: ``acquisition``, ``source_cell_id`` (each cell's own id in its
+  acquisition) and ``<acquisition>:<id>`` row names, so measuring the montage equals measuring
+  every acquisition and tiling the tables (tested).
+
+Only the graphs started from the thread that runs the job are counted or stopped, so other dask
+work in the process (napari slicing a dask image, another quantify) is left alone.
+
+``job.run()`` returns the table and does not touch the sample; :meth:`MeasureJob.store` puts it
+in (as :func:`~napari_carspatial.io.measure.store_measured_table` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+
+import numpy as np
+
+from ..model import Sample, SampleError
+from ._util import log
+from .measure import MEASURED, measure_cells
+
+__all__ = ["MeasureCancelled", "MeasureJob", "needs_measuring"]
+
+#: dask key prefix of quantify's tile tasks (``analysis.quantify._measure``)
+_TILE_PREFIX = "measure-"
+_BORDER_PREFIX = "measure-border-"
+
+
+class MeasureCancelled(Exception):
+    """The measuring was cancelled (``MeasureJob.cancel()``); nothing was stored."""
+
+
+def needs_measuring(sample: Sample | None) -> bool:
+    """True for a sample with an image and a mask but no cell table."""
+    return sample is not None and sample.table is None and bool(sample.labels) and bool(sample.image)
+
+
+def _tile_edge() -> int:
+    from ..analysis import quantify as q
+
+    return int(getattr(q, "DEFAULT_TILE", 1024))
+
+
+class MeasureJob:
+    """Measure ``sample``'s cells with progress and cancel (see the module docstring).
+
+    Parameters
+    ----------
+    sample
+        A sample with an image and a mask (not modified by :meth:`run`).
+    solidity
+        Also compute solidity (as ``measure_cells``).
+
+    Attributes
+    ----------
+    progress
+        Fraction of the tiles measured (0..1); 1.0 once :meth:`run` returned.
+    stage
+        ``"waiting"``, ``"measuring"``, ``"border cells"``, ``"done"``, ``"cancelled"`` or ``"failed"``.
+    n_tiles
+        Tiles of the level-0 mask quantify measures.
+    seconds
+        Wall time of :meth:`run`.
+    """
+
+    def __init__(self, sample: Sample, *, solidity: bool = True):
+        if not sample.labels:
+            raise SampleError("measuring cells needs a mask; this sample has none.", path=sample.paths.get("image"))
+        if not sample.image:
+            raise SampleError("measuring cells needs an image; this sample has only a mask.",
+                              path=sample.paths.get("mask"))
+        self.sample = sample
+        self.solidity = solidity
+        edge = _tile_edge()
+        h, w = (int(v) for v in sample.labels[0].shape[-2:])
+        self.n_tiles = int(np.ceil(h / edge) * np.ceil(w / edge))
+        self._edge = edge
+        self._done = 0
+        self._cancel = threading.Event()
+        self._graphs: set[int] = set()
+        self._thread: int | None = None
+        self.stage = "waiting"
+        self.seconds: float | None = None
+        self._result = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def progress(self) -> float:
+        if self.stage == "done":
+            return 1.0
+        return min(self._done / max(self.n_tiles, 1), 0.99)
+
+    def cancel(self) -> None:
+        """Ask the job to stop (thread-safe); :meth:`run` then raises :class:`MeasureCancelled`."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def message(self) -> str:
+        """One line for a status label: what the job is doing and how far it is."""
+        name = self.sample.name
+        if self.stage == "measuring":
+            return f"Measuring the cells of {name}: {int(100 * self.progress)} % of {self.n_tiles} tile(s)…"
+        if self.stage == "border cells":
+            return f"Measuring the cells of {name}: cells on tile borders…"
+        if self.stage == "done" and self._result is not None:
+            return f"Measured {self._result.n_obs:,} cells of {name} in {self.seconds:.1f} s."
+        if self.stage == "cancelled":
+            return f"Measuring {name} was cancelled; it has no cell table."
+        if self.stage == "failed":
+            return f"Measuring the cells of {name} failed."
+        return f"Measuring the cells of {name}…"
+
+    # ------------------------------------------------------------------ dask callbacks
+    def _start(self, dsk) -> None:
+        if threading.get_ident() == self._thread:
+            self._graphs.add(id(dsk))
+
+    def _pretask(self, key, dsk, state) -> None:
+        if id(dsk) not in self._graphs:
+            return
+        if self._cancel.is_set():
+            raise MeasureCancelled(f"measuring {self.sample.name} was cancelled")
+        name = key[0] if isinstance(key, tuple) else key
+        if isinstance(name, str) and name.startswith(_BORDER_PREFIX):
+            self.stage = "border cells"
+
+    def _posttask(self, key, result, dsk, state, worker_id) -> None:
+        if id(dsk) not in self._graphs:
+            return
+        name = key[0] if isinstance(key, tuple) else key
+        if isinstance(name, str) and name.startswith(_TILE_PREFIX) and not name.startswith(_BORDER_PREFIX):
+            self._done += 1
+
+    # ------------------------------------------------------------------ run
+    def _tiled_view(self) -> Sample:
+        """The sample with dask level-0 image and mask, so quantify runs tile by tile (progress,
+        cancel) also for in-memory arrays; same pixels, nothing copied."""
+        import dask.array as da
+
+        img, lab = self.sample.image[0], self.sample.labels[0]
+        e = self._edge
+        if not hasattr(img, "dask"):
+            img = da.from_array(img, chunks=(img.shape[0], e, e), name=False)
+        if not hasattr(lab, "dask"):
+            lab = da.from_array(lab, chunks=(e, e), name=False)
+        return dataclasses.replace(self.sample, image=[img], labels=[lab], table=None)
+
+    def run(self):
+        """Measure (blocking; call it in a worker thread). Returns the table; raises
+        :class:`MeasureCancelled` when cancelled."""
+        import dask.threaded
+
+        if self._cancel.is_set():
+            self.stage = "cancelled"
+            raise MeasureCancelled(f"measuring {self.sample.name} was cancelled")
+        self._thread = threading.get_ident()
+        self._done = 0
+        self.stage = "measuring"
+        t0 = time.perf_counter()
+        try:
+            # callbacks passed to this job's own scheduler calls, not registered globally: dask's
+            # global registry is swapped per computation, so a dask computation in another thread
+            # (napari slicing a dask image) could drop them: no progress, no cancel
+            cb = (self._start, None, self._pretask, self._posttask, None)   # dask's callback tuple
+            get = functools.partial(dask.threaded.get, callbacks=[cb])
+            adata = measure_cells(self._tiled_view(), solidity=self.solidity, scheduler=get)
+        except MeasureCancelled:
+            self.stage = "cancelled"
+            raise
+        except BaseException:
+            self.stage = "failed"
+            raise
+        finally:
+            self._graphs.clear()
+        if self._cancel.is_set():          # cancelled after the last tile: still nothing stored
+            self.stage = "cancelled"
+            raise MeasureCancelled(f"measuring {self.sample.name} was cancelled")
+        if self.sample.metadata.get("tiles"):
+            add_montage_columns(self.sample, adata)
+        self.seconds = time.perf_counter() - t0
+        self._result = adata
+        self.stage = "done"
+        log.info("%s: measured %d cells x %d channels in %.2f s", self.sample.name, adata.n_obs, adata.n_vars,
+                 self.seconds)
+        return adata
+
+    def store(self, adata=None):
+        """Put the measured table (``adata``, default the one :meth:`run` returned) into the
+        sample: ``sample.table``, ``metadata["table_source"]``, no table path. Returns it."""
+        adata = adata if adata is not None else self._result
+        if adata is None:
+            raise RuntimeError("nothing measured yet: call run() first")
+        s = self.sample
+        s.table = adata
+        s.metadata["table_source"] = MEASURED
+        s.paths.pop("table", None)
+        s.validate(check_ids=False)     # ids come from this very mask
+        return adata
+
+
+def add_montage_columns(montage: Sample, adata) -> None:
+    """Give a table measured on a montage's mask the columns of :func:`model.montage.montage`:
+    ``acquisition`` (categorical, tile order), ``source_cell_id`` and ``<name>:<id>`` row names."""
+    import pandas as pd
+
+    from ..model.conventions import get_table_link
+    from ..model.montage import ACQUISITION_KEY
+
+    tiles = montage.metadata["tiles"]
+    key = get_table_link(adata)["instance_key"]
+    ids = adata.obs[key].to_numpy(np.int64)
+    order = np.argsort([t["id_offset"] for t in tiles], kind="stable")
+    offsets = np.array([tiles[i]["id_offset"] for i in order], dtype=np.int64)
+    pos = np.searchsorted(offsets, ids, side="left") - 1        # ids of tile k are > its offset
+    if (pos < 0).any():
+        raise SampleError(f"{montage.name}: cell ids {ids[pos < 0][:5].tolist()} belong to no tile")
+    tile_idx = order[pos]
+    own = ids - offsets[pos]
+    names = np.array([t["name"] for t in tiles], dtype=object)
+    adata.obs["source_cell_id"] = own
+    adata.obs[ACQUISITION_KEY] = pd.Categorical(names[tile_idx], categories=[t["name"] for t in tiles])
+    adata.obs_names = [f"{n}:{i}" for n, i in zip(names[tile_idx], own, strict=True)]
