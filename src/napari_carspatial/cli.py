@@ -110,18 +110,13 @@ def _open_viewer(samples, *, title: str, workflow: str = "Review"):
     """
     import napari
 
-    from ._napari import add_samples_layers, add_tile_names, can_tile
     from .widgets.progressive import add_samples_progressively
     from .widgets.workflows import apply_workflow
 
     viewer = napari.Viewer(title=title)
     samples = list(samples)
-    if can_tile(samples):   # many small acquisitions (a steinbock / IMC folder): one montage, tiles named
-        add_samples_layers(viewer, samples)
-    else:
-        add_samples_progressively(viewer, samples)
-        if len(samples) > 1:   # side by side: each sample outlined and named
-            add_tile_names(viewer, samples)
+    # many small acquisitions (a steinbock / IMC folder) become one montage with each tile named
+    add_samples_progressively(viewer, samples)
     apply_workflow(viewer, workflow)
     viewer.reset_view()   # fit the slide to the canvas that the docks left
     return viewer

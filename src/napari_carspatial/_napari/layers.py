@@ -329,7 +329,7 @@ def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[t
         entry = pending_entry(m)
         out = sample_to_layer_data(m, entry=entry)
         out.append(tile_label_data(_tile_names(samples), _tile_rects_of_montage(m), sid=entry.sid,
-                                   name=f"{layer_label(m)} tiles", units=_units(m)))
+                                   name=f"{m.name} tiles", units=_units(m)))
         return out
     out = []
     offsets = montage_offsets(samples)
@@ -360,7 +360,7 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
     if m is not None:
         layers = add_sample_layers(viewer, m)
         data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects_of_montage(m),
-                                        sid=session_for(viewer).register(m), name=f"{layer_label(m)} tiles",
+                                        sid=session_for(viewer).register(m), name=f"{m.name} tiles",
                                         units=_units(m))
         layers.append(viewer.add_shapes(data, **meta))
         keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
@@ -371,26 +371,11 @@ def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> l
     for s, off, pre in zip(samples, offsets, _prefixes(samples), strict=False):
         layers.extend(add_sample_layers(viewer, s, translate=off, prefix=pre))
     if len(samples) > 1:
-        layers.append(add_tile_names(viewer, samples))
+        data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, offsets), units=_units(samples[0]))
+        layers.append(viewer.add_shapes(data, **meta))
+        keep_edge_on_screen(viewer, layers[-1], TILE_EDGE_PX)
         viewer.reset_view()   # napari only fits the first layer; show the whole montage
     return layers
-
-
-def add_tile_names(viewer, samples: list[Sample]):
-    """Outline and name each of ``samples`` laid side by side at :func:`montage_offsets` (what
-    :func:`add_samples_layers` and the progressive loader place them at); returns the Shapes layer."""
-    data, meta, _ = tile_label_data(_tile_names(samples), _tile_rects(samples, montage_offsets(samples)),
-                                    units=_units(samples[0]))
-    layer = viewer.add_shapes(data, **meta)
-    keep_edge_on_screen(viewer, layer, TILE_EDGE_PX)
-    return layer
-
-
-def can_tile(samples: list[Sample]) -> bool:
-    """Whether ``samples`` are shown as one tiled montage (many small acquisitions, same channels)."""
-    from ..model.montage import can_montage
-
-    return len(samples) > 1 and can_montage(samples)
 
 
 def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: str | None = None,
