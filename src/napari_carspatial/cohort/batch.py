@@ -40,6 +40,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,11 @@ from .samples import (  # noqa: F401 - re-exported: the per-sample helpers lived
     sample_dir,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anndata import AnnData
+
 log = logging.getLogger(__name__)
 
 
@@ -96,12 +102,28 @@ def _accepted(fn) -> set[str]:
     return set(params)
 
 
-def process_sample(row: dict, cfg: dict, out: str, scheme: dict | None = None) -> dict:
+def process_sample(row: dict, cfg: BatchConfig | dict, out: str, scheme: dict | None = None) -> dict:
     """Analyse one sample and write its results (runs on a Dask worker or in-process).
 
-    Never raises: returns ``{"sample", "status": "done" | "failed", "seconds", "n_cells", "error",
-    "stage", "traceback"}``. Dask arrays of the sample are computed in this task's thread
-    (synchronous scheduler): a sample is the unit of parallelism.
+    Dask arrays of the sample are computed in this task's thread (synchronous scheduler): a
+    sample is the unit of parallelism.
+
+    Parameters
+    ----------
+    row
+        The sample's manifest row (:meth:`~napari_carspatial.cohort.manifest.Manifest.row_dict`).
+    cfg
+        The batch config (or its mapping).
+    out
+        The batch results folder.
+    scheme
+        The gating scheme as a dict (:func:`resolve_gating`), or ``None``.
+
+    Returns
+    -------
+    dict
+        ``{"sample", "status": "done" | "failed", "seconds", "n_cells", "error", "stage",
+        "traceback"}``. Never raises: a failure is returned with the stage it happened in.
     """
     import dask
 
@@ -131,12 +153,17 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         adata = sample.table
 
         stage = "pixel size"
-        from ..model.pixel_size import pixel_size_info
+        from ..model.conventions import set_pixel_size_um
+        from ..model.pixel_size import pixel_size_info, set_pixel_size_source
 
         ps, ps_source = row_pixel_size(row, cfg.pixel_size_um)
         if ps is None:
             info = pixel_size_info(sample)
             ps, ps_source = info.value, info.source
+        if ps:  # the sample and its table say the same pixel size and where it came from
+            sample.pixel_size_um = float(ps)
+            set_pixel_size_um(adata, float(ps))
+            set_pixel_size_source(sample, ps_source)
         if not ps:
             raise SampleError("unknown pixel size: densities per mm² and distances in µm need it.",
                               path=row.get("image") or row.get("table"),
@@ -197,6 +224,15 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
         df = df.copy()
         if "unit" not in df.columns:
             df["unit"] = ""
+        if cfg.ligrec is not None:
+            stage = "ligrec"
+            t1 = time.perf_counter()
+            lr, why = ligrec_rows(adata, key, regions, cfg, pixel_size_um=ps, labels=sample.labels)
+            timings["ligrec_s"] = time.perf_counter() - t1
+            if why:
+                warnings_.append(why)
+                log.warning("%s: %s", sid, why)
+            df = pd.concat([df, lr], ignore_index=True)
         df = _apply_notes(df, notes)
         df.insert(0, "sample", sid)
         df = df[["sample", "region", "metric", "value", "unit", "note"]
@@ -235,6 +271,79 @@ def _process_sample(row: dict, cfg, out: str, scheme: dict | None) -> dict:
             atomic_write_text(sdir / "error.txt", f"stage: {stage}\n{msg}\n\n{tb}")
         return {"sample": sid, "status": "failed", "seconds": time.perf_counter() - t0, "n_cells": None,
                 "error": msg, "stage": stage, "traceback": tb}
+
+
+def ligrec_rows(adata: AnnData, cell_type_key: str, regions: dict, cfg: BatchConfig, *, pixel_size_um: float,
+                labels: list | None = None) -> tuple[pd.DataFrame, str]:
+    """The config's ``ligrec:`` metrics of one sample, as rows of its ``metrics.csv``.
+
+    Parameters
+    ----------
+    adata
+        The sample's cell table (after gating and exclusions).
+    cell_type_key
+        Its cell-type column.
+    regions
+        Region name -> cell mask, as for the region metrics.
+    cfg
+        The batch config (its ``ligrec`` section and ``seed``).
+    pixel_size_um
+        The sample's pixel size (graph distances in µm).
+    labels
+        The sample's label pyramid (``method: contact`` needs it).
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        ``region, metric, value, unit, note`` (:func:`~napari_carspatial.analysis.ligrec.ligrec_sample_metrics`).
+    warning : str
+        Empty, or why no pair could be tested in this sample (its panel lacks the genes): then
+        one ``lr_n_tested`` NaN row per region says so, and the sample still finishes.
+    """
+    from ..analysis.ligrec import ligrec_sample_metrics
+
+    opts = dict(cfg.ligrec or {})
+    pairs = opts.pop("pairs", None) or "cart"
+    if isinstance(pairs, list):
+        pairs = [tuple(p) for p in pairs]
+    if opts.get("method") == "contact":
+        if not labels:
+            raise SampleError("ligrec.method is contact but the sample has no mask.")
+        opts["labels"] = labels[0]
+    try:
+        df = ligrec_sample_metrics(adata, cell_type_key, pairs=pairs, regions=regions, pixel_size_um=pixel_size_um,
+                                   seed=cfg.seed, **opts)
+        why = ""
+    except ValueError as err:  # none of the pairs in this panel
+        why = f"ligand-receptor: {err}"
+        df = pd.DataFrame([{"region": r, "metric": "lr_n_tested", "value": np.nan, "note": str(err)} for r in regions])
+    df["unit"] = ""
+    return df[["region", "metric", "value", "unit", "note"]], why
+
+
+def check_ligrec(cfg: BatchConfig) -> None:
+    """Fail before any sample runs when the ``ligrec:`` pairs cannot be loaded.
+
+    Parameters
+    ----------
+    cfg
+        The batch config.
+
+    Raises
+    ------
+    SampleError
+        liana is missing, the resource name is unknown or the CSV unreadable (names the config).
+    """
+    if cfg.ligrec is None:
+        return
+    from ..analysis.ligrec import resolve_pairs
+
+    pairs = cfg.ligrec.get("pairs") or "cart"
+    try:
+        resolve_pairs([], [tuple(p) for p in pairs] if isinstance(pairs, list) else pairs)
+    except (ImportError, KeyError, OSError, ValueError) as err:
+        raise SampleError(f"ligrec.pairs {pairs!r} cannot be loaded: {str(err).strip(chr(39))}.",
+                          path=cfg.source) from None
 
 
 #: metrics that stay defined in an empty region (counts and the area itself)
@@ -290,7 +399,25 @@ class _Progress:
 
 
 def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
-    """The gating scheme as a dict (from the config's file or the curated sample), or ``None``."""
+    """The gating scheme the batch applies: the config's file, or the one stored in the curated sample.
+
+    Parameters
+    ----------
+    manifest
+        The cohort manifest (``from_sample`` is one of its samples).
+    cfg
+        The batch config (``gating`` or ``from_sample``).
+
+    Returns
+    -------
+    dict or None
+        The scheme as a dict (picklable, for workers), or ``None`` without gating.
+
+    Raises
+    ------
+    SampleError
+        ``from_sample`` is not in the manifest, has no table, or its table holds no gating.
+    """
     from ..analysis.gating import import_gating, load_gating
 
     if cfg.gating:
@@ -314,8 +441,21 @@ def resolve_gating(manifest: Manifest, cfg: BatchConfig) -> dict | None:
     return None
 
 
-def collect_metrics(out, manifest: Manifest) -> pd.DataFrame:
-    """Concatenate the finished samples' ``metrics.csv`` and join the clinical columns."""
+def collect_metrics(out: str | os.PathLike, manifest: Manifest) -> pd.DataFrame:
+    """Concatenate the finished samples' ``metrics.csv`` and join the clinical columns.
+
+    Parameters
+    ----------
+    out
+        The batch results folder.
+    manifest
+        The cohort manifest.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample, region, metric, value, unit, note`` + the clinical columns.
+    """
     frames = []
     for sid in manifest.samples:
         d = sample_dir(out, sid)
@@ -348,8 +488,10 @@ def _client(scheduler: str | None, workers: int | None):
     return Client(cluster), cluster, f"LocalCluster({n} workers x 1 thread, processes)"
 
 
-def run_batch(manifest, config=None, out="results", *, scheduler: str | None = None, workers: int | None = None,
-              force: bool = False, progress: bool = True, samples=None, client=None) -> BatchResult:
+def run_batch(manifest: str | os.PathLike | Manifest, config: str | os.PathLike | dict | BatchConfig | None = None,
+              out: str | os.PathLike = "results", *, scheduler: str | None = None, workers: int | None = None,
+              force: bool = False, progress: bool = True, samples: Iterable[str] | None = None,
+              client: Any = None) -> BatchResult:
     """Analyse every sample of a cohort manifest; see the module docstring for the outputs.
 
     Parameters
@@ -395,6 +537,7 @@ def run_batch(manifest, config=None, out="results", *, scheduler: str | None = N
     own_client = cluster = None
     try:
         resolve_metrics(cfg.metrics, source=cfg.source)  # fail early, before any worker starts
+        check_ligrec(cfg)
         check_folder_names(man.samples, path=man.path)
         scheme = resolve_gating(man, cfg)
         ids = list(man.samples) if samples is None else [s for s in man.samples if s in set(samples)]

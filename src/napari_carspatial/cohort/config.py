@@ -31,7 +31,10 @@ REGION_MODES = ("auto", "whole", "geojson")
 #: options of :func:`napari_carspatial.analysis.quantify.quantify` a config's ``quantify:`` may set
 QUANTIFY_OPTIONS = ("statistics", "solidity", "chunks")
 _CONFIG_KEYS = {"cell_type_key", "gating", "from_sample", "gating_key", "regions", "metrics", "metric_options",
-                "quantify", "thumbnail", "seed", "pixel_size_um"}
+                "quantify", "thumbnail", "seed", "pixel_size_um", "ligrec"}
+#: options of the opt-in ``ligrec:`` section (:func:`~napari_carspatial.analysis.ligrec.ligrec_sample_metrics`)
+LIGREC_OPTIONS = ("pairs", "method", "max_distance_um", "radius_um", "n_neighs", "expand_px", "min_edges",
+                  "threshold", "alpha", "layer", "complex_policy")
 
 
 
@@ -69,7 +72,13 @@ class BatchConfig:
     thumbnail
         ``{"channels": [three channel names]}`` for the composite.
     seed
-        Passed to the metric function.
+        Passed to the metric function (and to the ligand-receptor test).
+    ligrec
+        ``None`` (default): no ligand-receptor metrics. A mapping (``ligrec: {}`` or
+        ``ligrec: true`` for the defaults) adds, per sample and region, the neighbour test's
+        metrics (:func:`~napari_carspatial.analysis.ligrec.ligrec_sample_metrics`) to
+        ``metrics.csv``; options :data:`LIGREC_OPTIONS` (``pairs``: ``cart`` (default), a liana
+        resource name, a CSV file relative to the config, or a list of ``[ligand, receptor]``).
     pixel_size_um
         µm per level-0 pixel for every sample (overrides the files'); a manifest row's
         ``pixel_size_um`` overrides this.
@@ -88,34 +97,67 @@ class BatchConfig:
     thumbnail: dict = field(default_factory=dict)
     seed: int = 0
     pixel_size_um: float | None = None
+    ligrec: dict | None = None
     source: str | None = None
 
     @property
     def uses_gating(self) -> bool:
+        """Whether the config applies a gating scheme (a file or ``from_sample``)."""
         return bool(self.gating or self.from_sample)
 
     def type_key(self) -> str | None:
-        """The cell-type column the config names (the gating key with gating); ``None``: found by name."""
+        """The cell-type column the config names (the gating key with gating).
+
+        Returns
+        -------
+        str or None
+            ``None``: the column is found by name (:func:`~napari_carspatial.model.cell_types.resolve_cell_type_key`).
+        """
         if self.cell_type_key:
             return self.cell_type_key
         return self.gating_key if self.uses_gating else None
 
     def to_dict(self) -> dict:
+        """The config as a JSON-able dict (a metrics callable as ``"module:function"``).
+
+        Returns
+        -------
+        dict
+        """
         d = asdict(self)
         if callable(self.metrics):
             d["metrics"] = f"{self.metrics.__module__}:{self.metrics.__qualname__}"
         return d
 
     def fingerprint(self) -> str:
+        """Hash of what the config computes (not where it was read from): a finished sample whose
+        ``done.json`` holds another fingerprint is recomputed.
+
+        Returns
+        -------
+        str
+            16 hex digits.
+        """
         d = self.to_dict()
         d.pop("source", None)
+        if d.get("ligrec") is None:  # configs from before the ligrec section keep their fingerprint
+            d.pop("ligrec", None)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_config(config=None) -> BatchConfig:
+def load_config(config: str | os.PathLike | dict | BatchConfig | None = None) -> BatchConfig:
     """A :class:`BatchConfig` from a YAML/JSON file, a mapping, a config or ``None`` (defaults).
 
-    Relative ``gating`` paths are resolved against the config file's folder.
+    Relative ``gating`` paths (and a ``ligrec.pairs`` CSV) are resolved against the config file's folder.
+
+    Parameters
+    ----------
+    config
+        The config file, a mapping of its keys, a :class:`BatchConfig` (returned as is) or ``None``.
+
+    Returns
+    -------
+    BatchConfig
 
     Raises
     ------
@@ -188,15 +230,48 @@ def load_config(config=None) -> BatchConfig:
     return BatchConfig(cell_type_key=data.get("cell_type_key"), gating=gating, from_sample=from_sample,
                        gating_key=gating_key, regions=regions, metrics=data.get("metrics"), metric_options=dict(mo),
                        quantify=dict(q), thumbnail=dict(data.get("thumbnail") or {}),
-                       seed=int(data.get("seed", 0)), pixel_size_um=px, source=None if src is None else os.fspath(src))
+                       seed=int(data.get("seed", 0)), pixel_size_um=px, ligrec=_ligrec_section(data.get("ligrec"), src),
+                       source=None if src is None else os.fspath(src))
+
+
+def _ligrec_section(value, src: Path | None) -> dict | None:
+    """The ``ligrec:`` section checked: ``None`` / ``false`` (off), ``true`` / a mapping (on)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise SampleError("ligrec must be a mapping of options (or true for the defaults).", path=src)
+    bad = sorted(set(value) - set(LIGREC_OPTIONS))
+    if bad:
+        raise SampleError(f"unknown ligrec option {bad[0]!r} (known: {', '.join(LIGREC_OPTIONS)}).", path=src)
+    out = dict(value)
+    pairs = out.get("pairs")
+    if isinstance(pairs, list):
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+            raise SampleError("ligrec.pairs must be a preset name, a CSV file or a list of [ligand, receptor].",
+                              path=src)
+        out["pairs"] = [[str(a), str(b)] for a, b in pairs]
+    elif pairs is not None and not isinstance(pairs, str):
+        raise SampleError("ligrec.pairs must be a preset name, a CSV file or a list of [ligand, receptor].", path=src)
+    elif isinstance(pairs, str) and pairs.lower().endswith(".csv") and src is not None and not Path(pairs).is_absolute():
+        out["pairs"] = os.fspath(src.parent / pairs)
+    if out.get("method", "delaunay") not in ("delaunay", "radius", "knn", "contact"):
+        raise SampleError(f"ligrec.method must be delaunay, radius, knn or contact, got {out['method']!r}.", path=src)
+    return out
 
 
 def metric_registry() -> dict[str, str]:
-    """Metric functions a config may name: ``{name: "module:function"}``.
+    """Metric functions a config may name.
 
     The project's own (:data:`BUILTIN_METRICS`) plus every entry point of the group
     ``napari_carspatial.metrics`` (in a package's ``pyproject.toml``:
     ``[project.entry-points."napari_carspatial.metrics"] my_metrics = "mypkg.metrics:region_metrics"``).
+
+    Returns
+    -------
+    dict
+        ``{name: "module:function"}``.
     """
     from importlib.metadata import entry_points
 
@@ -206,8 +281,20 @@ def metric_registry() -> dict[str, str]:
     return reg
 
 
-def resolve_metrics(spec=None, *, source=None) -> Callable:
+def resolve_metrics(spec: str | Callable | None = None, *, source: str | os.PathLike | None = None) -> Callable:
     """The metric function: a callable, a registered name or ``"module:function"``, or the default.
+
+    Parameters
+    ----------
+    spec
+        The config's ``metrics:`` (``None``: :data:`DEFAULT_METRICS`).
+    source
+        The config file (for messages).
+
+    Returns
+    -------
+    callable
+        With the ``region_metrics`` signature.
 
     Raises
     ------

@@ -36,11 +36,17 @@ Headless: no napari, no Qt.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model.atomic import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from ..analysis.gating import GatingScheme
+    from ..model import Sample
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,18 @@ def cohort_design(n_patients: int = 10, seed: int = 0) -> list[dict]:
 
     Half (rounded up) are responders (CR, PR alternating); the non-responders alternate
     antigen loss (PD) and myeloid barrier (SD).
+
+    Parameters
+    ----------
+    n_patients
+        Number of patients.
+    seed
+        Seed of the planted parameters.
+
+    Returns
+    -------
+    list of dict
+        One dict per patient.
     """
     if n_patients < 2:
         raise ValueError("a demo cohort needs at least 2 patients")
@@ -81,7 +99,28 @@ def cohort_design(n_patients: int = 10, seed: int = 0) -> list[dict]:
 
 def plant(types: np.ndarray, dist_um: np.ndarray, patch: np.ndarray, yx_um: np.ndarray, patient: dict,
           rng: np.random.Generator) -> np.ndarray:
-    """Apply a patient's profile to the ``post`` cell types (codes into ``CELL_TYPES``); returns new codes."""
+    """Apply a patient's profile to the ``post`` cell types.
+
+    Parameters
+    ----------
+    types
+        Cell-type codes into ``CELL_TYPES``.
+    dist_um
+        Signed distance of each cell to the tumour boundary (µm).
+    patch
+        Tumour patch index of each cell.
+    yx_um
+        Cell positions (µm).
+    patient
+        One entry of :func:`cohort_design`.
+    rng
+        Random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        The new codes.
+    """
     from ..datasets._cells import T
 
     t = types.copy()
@@ -114,11 +153,30 @@ def plant(types: np.ndarray, dist_um: np.ndarray, patch: np.ndarray, yx_um: np.n
 
 
 def cohort_sample(patient: dict, timepoint: str, *, size: int = 1000, pixel_size_um: float = 1.0,
-                  image: bool = True, chunk: int = 1024):
-    """One biopsy of a demo-cohort patient (a :class:`~napari_carspatial.model.Sample`).
+                  image: bool = True, chunk: int = 1024) -> Sample:
+    """One biopsy of a demo-cohort patient.
 
     Mirrors :func:`napari_carspatial.datasets.demo_sample` with the patient's profile planted
     into the ``post`` cell types before shapes, mask and expression are generated.
+
+    Parameters
+    ----------
+    patient
+        One entry of :func:`cohort_design`.
+    timepoint
+        ``"pre"`` or ``"post"``.
+    size
+        Slide edge in pixels.
+    pixel_size_um
+        µm per pixel.
+    image
+        Also make the image (else mask and table only).
+    chunk
+        Dask chunk edge.
+
+    Returns
+    -------
+    Sample
     """
     from ..datasets import demo_sample
 
@@ -140,8 +198,21 @@ def cohort_sample(patient: dict, timepoint: str, *, size: int = 1000, pixel_size
     )
 
 
-def write_cohort_sample(s, folder: Path) -> dict[str, Path]:
-    """Write one sample: mask TIFF, ``.h5ad`` table and (when it has one) a uint16 OME-TIFF."""
+def write_cohort_sample(s: Sample, folder: Path) -> dict[str, Path]:
+    """Write one sample: mask TIFF, ``.h5ad`` table and (when it has one) a uint16 OME-TIFF.
+
+    Parameters
+    ----------
+    s
+        A sample of :func:`cohort_sample`.
+    folder
+        Output folder.
+
+    Returns
+    -------
+    dict
+        ``{"mask", "table", "image"}`` paths (``image`` only when written).
+    """
     import tifffile
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,8 +240,13 @@ GATING_RULES = [
 ]
 
 
-def demo_gating():
-    """A gating scheme for the demo panel (thresholds at ~1/4 of a positive cell's level)."""
+def demo_gating() -> GatingScheme:
+    """A gating scheme for the demo panel (thresholds at ~1/4 of a positive cell's level).
+
+    Returns
+    -------
+    GatingScheme
+    """
     from ..analysis.gating import Gate, GatingScheme, PhenotypeRule
     from ..datasets._cells import LEVEL, C
 
@@ -180,8 +256,9 @@ def demo_gating():
     return GatingScheme(gates=gates, rules=rules, default="Other")
 
 
-def write_demo_cohort(out, *, n_patients: int = 10, size: int = 1000, pixel_size_um: float = 1.0,
-                      image: bool = True, seed: int = 0, curated: str | None = "P01-pre") -> dict[str, Path]:
+def write_demo_cohort(out: str | os.PathLike, *, n_patients: int = 10, size: int = 1000,
+                      pixel_size_um: float = 1.0, image: bool = True, seed: int = 0,
+                      curated: str | None = "P01-pre") -> dict[str, Path]:
     """Write the demo cohort: samples, ``manifest.csv``, ``analysis.yaml`` and ``gating.yaml``.
 
     Parameters

@@ -82,9 +82,21 @@ class ManifestError(SampleError):
         super().__init__(head + "\n  - " + "\n  - ".join(problems), path=path, hint="\n" + hint)
 
 
-def normalize_timepoint(value) -> tuple[str, int] | None:
-    """Canonical timepoint and its day: ``pre`` -> ("pre", 0), ``post`` -> ("post", 1),
-    ``d14`` / ``day 14`` / ``D+14`` -> ("day 14", 14). ``None`` when not recognised."""
+def normalize_timepoint(value: object) -> tuple[str, int] | None:
+    """Canonical timepoint and its day.
+
+    ``pre`` -> ("pre", 0), ``post`` -> ("post", 1), ``d14`` / ``day 14`` / ``D+14`` -> ("day 14", 14).
+
+    Parameters
+    ----------
+    value
+        The manifest's timepoint cell.
+
+    Returns
+    -------
+    tuple of (str, int) or None
+        The canonical name and its day; ``None`` when not recognised.
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     s = str(value).strip()
@@ -100,8 +112,19 @@ def normalize_timepoint(value) -> tuple[str, int] | None:
     return None
 
 
-def normalize_response(value) -> str | None | bool:
-    """``CR``/``PR``/``SD``/``PD`` (full words accepted), ``None`` when empty, ``False`` when unknown."""
+def normalize_response(value: object) -> str | None | bool:
+    """Canonical response code: ``CR``/``PR``/``SD``/``PD`` (full words accepted).
+
+    Parameters
+    ----------
+    value
+        The manifest's response cell.
+
+    Returns
+    -------
+    str, None or bool
+        The code; ``None`` when empty; ``False`` when not recognised.
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     s = str(value).strip()
@@ -148,23 +171,46 @@ class Manifest:
 
     @property
     def samples(self) -> list[str]:
+        """The sample ids in manifest order."""
         return list(self.table.index)
 
     def paths(self, sample: str) -> dict[str, str | None]:
-        """``{"image", "mask", "table", "regions"}`` absolute paths (or ``None``) of one sample."""
+        """Absolute input paths of one sample.
+
+        Parameters
+        ----------
+        sample
+            Sample id.
+
+        Returns
+        -------
+        dict
+            ``{"image", "mask", "table", "regions"}``: absolute paths, or ``None`` where not given.
+        """
         row = self.table.loc[sample]
         return {k: (row[k] if isinstance(row[k], str) and row[k] else None) for k in PATH_COLUMNS}
 
     def clinical(self) -> pd.DataFrame:
-        """Clinical columns per sample (index ``sample``), for joining onto results."""
+        """Clinical columns per sample, for joining onto results.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sample``.
+        """
         cols = [c for c in CLINICAL_COLUMNS + ("day",) if c in self.table.columns]
         return self.table[cols].copy()
 
     def pairs(self) -> pd.DataFrame:
-        """One row per patient with both a ``pre`` and a post sample: ``patient, pre, post``.
+        """One row per patient with both a ``pre`` and a post sample.
 
         The post sample is the one marked ``post``, else the earliest ``day N`` with N > 0
         (:func:`sample_phases`, the rule the cohort statistics pair by).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``patient, pre, post``.
         """
         phase = sample_phases(self.table)
         rows = []
@@ -176,7 +222,18 @@ class Manifest:
         return pd.DataFrame(rows, columns=["patient", "pre", "post"])
 
     def row_dict(self, sample: str) -> dict:
-        """Plain-Python dict of one sample's row (picklable, for workers)."""
+        """One sample's row as a plain-Python dict (picklable, for workers).
+
+        Parameters
+        ----------
+        sample
+            Sample id.
+
+        Returns
+        -------
+        dict
+            Column -> value (``sample`` included; NaN as ``None``).
+        """
         r = self.table.loc[sample].to_dict()
         r["sample"] = sample
         return {k: (None if (v is pd.NA or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()}
@@ -193,6 +250,11 @@ def sample_phases(table: pd.DataFrame) -> pd.Series:
     table
         Indexed by sample, with ``patient``, ``timepoint`` (normalised: ``pre``, ``post``,
         ``day N``) and ``day`` columns (as :attr:`Manifest.table`).
+
+    Returns
+    -------
+    pandas.Series
+        The phase of each sample, same index as ``table``.
     """
     out = pd.Series("", index=table.index, dtype=object)
     for _, g in table.groupby("patient", sort=False):
@@ -402,7 +464,20 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manif
 
 
 def write_manifest(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write manifest rows (dicts with the manifest columns) as CSV, atomically."""
+    """Write manifest rows as CSV, atomically.
+
+    Parameters
+    ----------
+    rows
+        Dicts with the manifest columns (``sample``, ``patient``, ``timepoint``, ``image``, ...).
+    path
+        The CSV to write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
     cols = list(REQUIRED_COLUMNS[:2]) + ["trial", "indication", "timepoint", "response", "crs_grade",
                                         "icans_grade"] + list(PATH_COLUMNS)

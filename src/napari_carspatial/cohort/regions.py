@@ -23,10 +23,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..model import SampleError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +40,10 @@ log = logging.getLogger(__name__)
 AUTO_DEFAULTS = {"core_depth_um": 50.0, "margin_um": 50.0, "grid_um": 10.0, "smooth_um": 15.0}
 
 
-def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pixel_size_um: float,
-                 core_depth_um: float = 50.0, margin_um: float = 50.0, grid_um: float = 10.0,
-                 smooth_um: float = 15.0, store: bool = True):
+def auto_regions(adata: AnnData, *, cell_type_key: str, roles: Mapping | None = None,
+                 tumor_types: Sequence[str] | None = None, pixel_size_um: float, core_depth_um: float = 50.0,
+                 margin_um: float = 50.0, grid_um: float = 10.0, smooth_um: float = 15.0,
+                 store: bool = True) -> tuple[dict[str, np.ndarray], Any]:
     """``whole``, ``tumor_core``, ``margin`` and ``stroma`` cell masks from the tumour boundary.
 
     Parameters
@@ -89,7 +96,8 @@ def auto_regions(adata, *, cell_type_key: str, roles=None, tumor_types=None, pix
     return regions, dist
 
 
-def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | None, problems: list | None = None):
+def geojson_regions(path: str | os.PathLike, adata: AnnData, *, pixel_size_um: float | None,
+                    problems: list | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Cell masks and areas of the polygons in a QuPath GeoJSON file, grouped by class.
 
     A region is named by its class as the file spells it (QuPath classification: ``Margin``
@@ -102,6 +110,17 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     whose features hold no usable polygon (null or empty geometry) is still a region: no cells,
     area 0, so its densities are NaN with a reason instead of silently missing. ``whole``
     (every cell) is always added.
+
+    Parameters
+    ----------
+    path
+        The GeoJSON file (QuPath export; coordinates in level-0 pixels).
+    adata
+        Cell table with ``obsm["spatial"]`` (level-0 px).
+    pixel_size_um
+        µm per pixel (areas in mm² need it; ``None``: areas NaN).
+    problems
+        A list that receives one dict per unusable feature (``feature``, ``name``, ``problem``).
 
     Returns
     -------
@@ -141,8 +160,21 @@ def geojson_regions(path: str | os.PathLike, adata, *, pixel_size_um: float | No
     return regions, areas
 
 
-def auto_empty_reasons(*, core_depth_um: float = 50.0, margin_um: float = 50.0, **_) -> dict[str, str]:
-    """Why an automatic region can hold no cells (for :func:`empty_region_notes`)."""
+def auto_empty_reasons(*, core_depth_um: float = 50.0, margin_um: float = 50.0, **_: Any) -> dict[str, str]:
+    """Why an automatic region can hold no cells (for :func:`empty_region_notes`).
+
+    Parameters
+    ----------
+    core_depth_um, margin_um
+        The automatic regions' options.
+    **_
+        Other region options (ignored).
+
+    Returns
+    -------
+    dict
+        ``{region: reason}`` for ``tumor_core``, ``margin`` and ``stroma``.
+    """
     return {
         "tumor_core": f"no cell lies deeper than {core_depth_um:g} µm inside the tumour (the tumour is smaller "
                       "than that, or thin; lower regions.core_depth_um)",
@@ -154,8 +186,20 @@ def auto_empty_reasons(*, core_depth_um: float = 50.0, margin_um: float = 50.0, 
 def empty_region_notes(regions: dict, areas: dict | None = None, reasons: dict | None = None) -> dict[str, str]:
     """``{region: reason}`` for regions whose densities and fractions are undefined: no cells, or no area.
 
-    ``reasons``: why a region may be empty, by name (automatic regions: :func:`auto_empty_reasons`);
-    other regions without cells are polygons that hold no cell centroid.
+    Parameters
+    ----------
+    regions
+        Region name -> cell mask.
+    areas
+        Region name -> area in mm² (GeoJSON regions), or ``None``.
+    reasons
+        Why a region may be empty, by name (automatic regions: :func:`auto_empty_reasons`);
+        other regions without cells are polygons that hold no cell centroid.
+
+    Returns
+    -------
+    dict
+        The regions without cells or area and why.
     """
     notes = {}
     for k, m in regions.items():

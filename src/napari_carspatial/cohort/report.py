@@ -14,7 +14,9 @@ import html
 import io
 import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,9 @@ from ..model.atomic import atomic_write, atomic_write_text
 from .batch import sample_dir
 from .manifest import read_manifest
 from .stats import add_phase, cohort_statistics, post_phase_label
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +105,39 @@ def _small_banner(small: pd.DataFrame) -> str:
             + "; ".join(items) + ".")
 
 
-def key_metrics(metrics: pd.DataFrame, keys=KEY_METRICS) -> list[tuple[str, str]]:
+def key_metrics(metrics: pd.DataFrame, keys: Sequence[tuple[str, str]] = KEY_METRICS) -> list[tuple[str, str]]:
+    """The ``(region, metric)`` pairs of ``keys`` the cohort's metrics hold.
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy metrics.
+    keys
+        Candidate ``(region, metric)`` pairs, in display order.
+
+    Returns
+    -------
+    list of tuple
+    """
     have = set(zip(metrics["region"], metrics["metric"], strict=False))
     return [k for k in keys if k in have]
 
 
-def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
-    """One row per sample: clinical columns then the key metrics (columns ``metric [region]``)."""
+def wide_key_table(metrics: pd.DataFrame, keys: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """One row per sample: clinical columns, cells, then the key metrics (columns ``metric [region]``).
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy metrics.
+    keys
+        ``(region, metric)`` pairs (default :data:`KEY_METRICS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample, in the metrics' order.
+    """
     keys = key_metrics(metrics, keys or KEY_METRICS)
     m = metrics.copy()
     m["value"] = pd.to_numeric(m["value"], errors="coerce")
@@ -120,6 +151,96 @@ def wide_key_table(metrics: pd.DataFrame, keys=None) -> pd.DataFrame:
     out = clin.join(ncell).join(w[cols])
     order = list(dict.fromkeys(metrics["sample"]))
     return out.loc[[s for s in order if s in out.index]]
+
+
+def sample_pixel_sizes(results: str | os.PathLike, samples: Iterable[str]) -> pd.DataFrame:
+    """Each finished sample's pixel size and its source, from its ``summary.json``.
+
+    Parameters
+    ----------
+    results
+        Folder written by :func:`~napari_carspatial.cohort.batch.run_batch`.
+    samples
+        Sample ids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample: ``pixel size (µm)`` (NaN when the summary is missing) and ``pixel size
+        source`` (``"–"`` when missing).
+    """
+    rows = {}
+    for sid in samples:
+        f = sample_dir(results, sid) / "summary.json"
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            d = {}
+        v = d.get("pixel_size_um")
+        rows[sid] = {"pixel size (µm)": float(v) if v is not None else np.nan,
+                     "pixel size source": str(d.get("pixel_size_source") or "–")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["pixel size (µm)", "pixel size source"])
+
+
+def ligrec_section(metrics: pd.DataFrame, *, top: int = 5) -> str:
+    """The report's ligand-receptor section (empty when the batch ran without ``ligrec:``).
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy ``metrics.csv``.
+    top
+        Strongest sender -> receiver pairs listed per sample and region (by z).
+
+    Returns
+    -------
+    str
+        HTML: pairs tested and significant per sample and region (with the reason where none
+        could be tested), and each sample's strongest pairs (z and log2 enrichment).
+    """
+    name = metrics["metric"].astype(str)
+    m = metrics[name.str.startswith("lr_")].copy()
+    if m.empty:
+        return ""
+    m["value"] = pd.to_numeric(m["value"], errors="coerce")
+    note = m.get("note", pd.Series("", index=m.index)).fillna("").astype(str)
+    cnt = m[m["metric"].isin(["lr_n_tested", "lr_n_significant"])].assign(note=note)
+    wide = cnt.pivot_table(index=["sample", "region"], columns="metric", values="value", aggfunc="first",
+                           dropna=False)
+    why = cnt[cnt["metric"] == "lr_n_tested"].set_index(["sample", "region"])["note"]
+    tab = pd.DataFrame({"pairs tested": wide.get("lr_n_tested"), "FDR < 0.05": wide.get("lr_n_significant")},
+                       index=wide.index)
+    tab["note"] = why.reindex(tab.index).fillna("")
+    order = {s: i for i, s in enumerate(dict.fromkeys(metrics["sample"]))}
+    tab = tab.reset_index().sort_values(["sample", "region"], key=lambda c: c.map(order) if c.name == "sample" else c,
+                                        kind="stable")
+    parts = [("<h2>Ligand-receptor signals between neighbouring cells</h2><p class='sub'>Per sample and region: "
+             "sender → receiver type combinations × ligand-receptor pairs tested (enough contacts, both genes "
+             "expressed) and those with FDR &lt; 0.05 (exact type-matched permutation null; "
+             "napari_carspatial.analysis.spatial_ligrec). z grows with the number of contacts, so it ranks pairs "
+             "within a sample; log2 enrichment (contacts vs the type-matched expectation) is the number compared "
+             "across samples (tested in the statistics).</p>"),
+             _table_html(tab, left=("sample", "region", "note"))]
+    z = m[m["metric"].str.startswith("lr_z:")].copy()
+    if len(z):
+        z["tag"] = z["metric"].str[len("lr_z:"):]
+        enr = m[m["metric"].str.startswith("lr_log2_enrichment:")].copy()
+        enr["tag"] = enr["metric"].str[len("lr_log2_enrichment:"):]
+        z = z.merge(enr[["sample", "region", "tag", "value"]].rename(columns={"value": "log2 enrichment"}),
+                    on=["sample", "region", "tag"], how="left")
+        parts_ = z["tag"].str.split(":", n=1, expand=True)
+        z["ligand-receptor"] = parts_[0]  # as the metric names it: a symbol may hold '-' itself (PD-L1, HLA-A)
+        z["sender → receiver"] = parts_[1].str.replace("->", " → ", regex=False)
+        z = z.rename(columns={"value": "z"}).sort_values("z", ascending=False, kind="stable")
+        best = z.groupby(["sample", "region"], sort=False).head(top)
+        best = best.sort_values(["sample", "region"], key=lambda c: c.map(order) if c.name == "sample" else c,
+                                kind="stable")
+        parts.append(f"<details><summary>the {top} strongest pairs of each sample and region</summary>"
+                     + _table_html(best[["sample", "region", "ligand-receptor", "sender → receiver", "z",
+                                         "log2 enrichment"]],
+                                   left=("sample", "region", "ligand-receptor", "sender → receiver"))
+                     + "</details>")
+    return "\n".join(parts)
 
 
 def _group_of(df: pd.DataFrame) -> pd.Series:
@@ -289,8 +410,9 @@ def _table_html(df: pd.DataFrame, *, left=(), row_class=None, digits: int = 3) -
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
-def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 2000,
-                 keys=KEY_METRICS, title: str | None = None, review=None) -> Path:
+def write_report(results: str | os.PathLike, *, out: str | os.PathLike | None = None, stats: pd.DataFrame | None = None,
+                 seed: int = 0, n_boot: int = 2000, keys: Sequence[tuple[str, str]] = KEY_METRICS,
+                 title: str | None = None, review: Any = None) -> Path:
     """Write ``RESULTS/report.html`` (and ``RESULTS/statistics.csv``) from a batch results folder.
 
     Parameters
@@ -369,10 +491,21 @@ def write_report(results, *, out=None, stats: pd.DataFrame | None = None, seed: 
 
     # key metric table
     parts.append("<h2>Key metrics per sample</h2>")
-    wide = wide_key_table(metrics, keys).reset_index()
-    parts.append(_table_html(wide, left=("sample", "patient", "timepoint", "response")))
+    wide = wide_key_table(metrics, keys)
+    px = sample_pixel_sizes(results, wide.index)
+    at = list(wide.columns).index("cells") + 1 if "cells" in wide.columns else len(wide.columns)
+    for i, c in enumerate(px.columns):
+        wide.insert(at + i, c, px[c].reindex(wide.index))
+    wide = wide.reset_index()
+    parts.append(_table_html(wide, left=("sample", "patient", "timepoint", "response", "pixel size source")))
     parts.append("<p class='sub'>Every metric of every region is in metrics.csv (tidy: sample, region, metric, "
-                 "value, unit + clinical columns). Definitions: docs/cohorts.md and docs/metrics.md.</p>")
+                 "value, unit + clinical columns). Definitions: docs/cohorts.md and docs/metrics.md. Densities and "
+                 "distances use each sample's pixel size; its source is where it came from (the image's metadata, "
+                 "the manifest's pixel_size_um column, the config, ...), also in samples/&lt;sample&gt;/summary.json."
+                 "</p>")
+    lr = ligrec_section(metrics)
+    if lr:
+        parts.append(lr)
 
     # paired and group figures
     b64 = _paired_figure(metrics, keys)

@@ -14,11 +14,19 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import SampleError
 from .config import QUANTIFY_OPTIONS, BatchConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anndata import AnnData
+
+    from ..model import Sample
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,15 @@ def safe_name(sample: str) -> str:
     Characters a file system may not take (path separators, spaces, ...) become ``_``; when
     anything was replaced, a short hash of the exact id is appended (``P02/post`` ->
     ``P02_post~1b0e7d3a``, while ``P02_post`` stays ``P02_post``).
+
+    Parameters
+    ----------
+    sample
+        Sample id.
+
+    Returns
+    -------
+    str
     """
     sid = str(sample)
     s = re.sub(r"[^\w.\-+@=]+", "_", sid, flags=re.UNICODE).strip("._")
@@ -37,13 +54,40 @@ def safe_name(sample: str) -> str:
     return s
 
 
-def sample_dir(out, sample: str) -> Path:
+def sample_dir(out: str | os.PathLike, sample: str) -> Path:
+    """The results folder of one sample: ``OUT/samples/<safe_name(sample)>``.
+
+    Parameters
+    ----------
+    out
+        The batch results folder.
+    sample
+        Sample id.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return Path(out) / "samples" / safe_name(sample)
 
 
-def check_folder_names(samples, *, path=None) -> None:
-    """Refuse sample ids whose results folders would collide on a case-insensitive file system
-    (macOS, Windows, many shares): ``P01-pre`` and ``p01-pre``. Names both."""
+def check_folder_names(samples: Iterable[str], *, path: str | os.PathLike | None = None) -> None:
+    """Refuse sample ids whose results folders would collide on a case-insensitive file system.
+
+    (macOS, Windows, many shares): ``P01-pre`` and ``p01-pre``; the error names both.
+
+    Parameters
+    ----------
+    samples
+        Sample ids.
+    path
+        The manifest (for the message).
+
+    Raises
+    ------
+    SampleError
+        Two ids differ only in case.
+    """
     seen: dict[str, str] = {}
     clashes = []
     for sid in samples:
@@ -59,7 +103,18 @@ def check_folder_names(samples, *, path=None) -> None:
 
 
 def input_fingerprint(row: dict) -> str:
-    """Hash of the sample's input paths, sizes and modification times."""
+    """Hash of the sample's input paths, sizes and modification times (and the row's pixel size).
+
+    Parameters
+    ----------
+    row
+        A manifest row (:meth:`Manifest.row_dict`).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
     parts = []
     for k in ("image", "mask", "table", "regions"):
         p = row.get(k)
@@ -74,8 +129,22 @@ def input_fingerprint(row: dict) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-def is_done(out, row: dict, cfg: BatchConfig) -> bool:
-    """Whether the sample finished with the same inputs and configuration."""
+def is_done(out: str | os.PathLike, row: dict, cfg: BatchConfig) -> bool:
+    """Whether the sample finished with the same inputs and configuration.
+
+    Parameters
+    ----------
+    out
+        The batch results folder.
+    row
+        The sample's manifest row.
+    cfg
+        The batch config.
+
+    Returns
+    -------
+    bool
+    """
     marker = sample_dir(out, row["sample"]) / "done.json"
     if not marker.is_file():
         return False
@@ -92,8 +161,21 @@ def is_done(out, row: dict, cfg: BatchConfig) -> bool:
 
 
 def row_pixel_size(row: dict, default: float | None = None) -> tuple[float | None, str | None]:
-    """The pixel size a manifest row gives (its ``pixel_size_um`` column), else ``default`` (the
-    config's), with where it came from; ``(None, None)`` when neither gives one (the files' is used)."""
+    """The pixel size a manifest row gives, else the config's, with where it came from.
+
+    Parameters
+    ----------
+    row
+        A manifest row (its ``pixel_size_um`` column).
+    default
+        The config's ``pixel_size_um``.
+
+    Returns
+    -------
+    tuple
+        ``(µm, "manifest pixel_size_um" | "config pixel_size_um")``; ``(None, None)`` when neither
+        gives one (the files' is used).
+    """
     v = row.get("pixel_size_um")
     if v is not None and not (isinstance(v, float) and np.isnan(v)):
         return float(v), "manifest pixel_size_um"
@@ -102,15 +184,26 @@ def row_pixel_size(row: dict, default: float | None = None) -> tuple[float | Non
     return None, None
 
 
-def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None, measure: bool = True):
-    """Read one manifest row (``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]) as a Sample
-    named by its sample id.
+def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None, measure: bool = True) -> Sample:
+    """Read one manifest row as a Sample named by its sample id.
 
-    Table and mask ids are checked as :func:`~napari_carspatial.io.read_sample` checks them: a
-    table of another image is refused, never analysed. The pixel size is the row's
-    ``pixel_size_um``, else ``pixel_size_um`` (the config's), else the files'. ``measure=False``:
-    a row with image + mask and no table is read without measuring its cells (the batch measures
-    them with the config's options).
+    ``image`` + ``mask`` + ``table``, or ``table`` [+ ``mask``]. Table and mask ids are checked as
+    :func:`~napari_carspatial.io.read_sample` checks them: a table of another image is refused,
+    never analysed.
+
+    Parameters
+    ----------
+    row
+        A manifest row (:meth:`Manifest.row_dict`).
+    pixel_size_um
+        The config's pixel size; the row's ``pixel_size_um`` wins over it, and either over the files'.
+    measure
+        ``False``: a row with image + mask and no table is read without measuring its cells (the
+        batch measures them with the config's options).
+
+    Returns
+    -------
+    Sample
     """
     from ..io import read_sample, read_table
     from ..model import Sample
@@ -145,9 +238,24 @@ def read_cohort_sample(row: dict, *, pixel_size_um: float | None = None, measure
     return s
 
 
-def quantify_sample(sample, options: dict):
-    """Measure a sample without a table with the config's ``quantify:`` options (in this task's
-    thread), validated as :func:`read_sample` validates a measured table."""
+def quantify_sample(sample: Sample, options: dict) -> AnnData:
+    """Measure a sample without a table with the config's ``quantify:`` options.
+
+    Runs in this task's thread; the table is validated as :func:`read_sample` validates a measured
+    table, and stored as ``sample.table``.
+
+    Parameters
+    ----------
+    sample
+        A sample with an image and a mask.
+    options
+        :data:`~napari_carspatial.cohort.config.QUANTIFY_OPTIONS`.
+
+    Returns
+    -------
+    anndata.AnnData
+        The measured table.
+    """
     from ..analysis.quantify import quantify
 
     if sample.labels is None or not sample.image:

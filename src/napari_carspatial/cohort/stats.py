@@ -31,9 +31,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +48,27 @@ log = logging.getLogger(__name__)
 NOT_COMPARABLE = ("n_cells", "n_car_t", "n_tumor", "n_myeloid", "area_mm2", "antigen_neg_clustering_z")
 #: any metric starting with this is a count and is not tested either (``n_contacts_car_t_tumor``, ...)
 COUNT_PREFIX = "n_"
+#: ligand-receptor metrics not tested across samples: z-scores grow with the number of contacts,
+#: the tested / significant counts with the sample (``lr_log2_enrichment`` and ``lr_score`` are tested)
+NOT_COMPARABLE_PREFIXES = ("lr_z:", "lr_n_")
 
 COLUMNS = ["comparison", "region", "metric", "test", "group_a", "group_b", "n_a", "n_b", "n_eff", "median_a",
            "median_b", "effect_name", "effect", "ci_low", "ci_high", "ci_method", "p", "q", "small_n", "warning"]
 
 
-def bh_fdr(p) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q), :func:`scipy.stats.false_discovery_control`;
-    NaN stays NaN and is not counted."""
+def bh_fdr(p: ArrayLike) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q), :func:`scipy.stats.false_discovery_control`.
+
+    Parameters
+    ----------
+    p
+        p-values; NaN stays NaN and is not counted.
+
+    Returns
+    -------
+    numpy.ndarray
+        q-values, same shape.
+    """
     from scipy import stats
 
     p = np.asarray(p, dtype=float)
@@ -61,7 +80,17 @@ def bh_fdr(p) -> np.ndarray:
 
 
 def min_p_mann_whitney(n_a: int, n_b: int) -> float:
-    """Smallest two-sided exact Mann-Whitney p-value with groups of n_a and n_b: 2 / C(n_a + n_b, n_a)."""
+    """Smallest two-sided exact Mann-Whitney p-value: 2 / C(n_a + n_b, n_a).
+
+    Parameters
+    ----------
+    n_a, n_b
+        Group sizes.
+
+    Returns
+    -------
+    float
+    """
     from math import comb
 
     if n_a < 1 or n_b < 1:
@@ -70,7 +99,17 @@ def min_p_mann_whitney(n_a: int, n_b: int) -> float:
 
 
 def min_p_wilcoxon(n: int) -> float:
-    """Smallest two-sided exact Wilcoxon signed-rank p-value with n non-zero differences: 2 / 2^n."""
+    """Smallest two-sided exact Wilcoxon signed-rank p-value with n non-zero differences: 2 / 2^n.
+
+    Parameters
+    ----------
+    n
+        Non-zero pair differences.
+
+    Returns
+    -------
+    float
+    """
     return float("nan") if n < 1 else min(1.0, 2.0 ** (1 - n))
 
 
@@ -81,6 +120,20 @@ def rank_biserial_ci(r: float, n_a: int, n_b: int, level: float = 0.95) -> tuple
     Hanley-McNeil (1982) variance of the Mann-Whitney AUC evaluated at theta:
     ``theta (1 - theta) / (n_a n_b) * [1 + (n_a - 1)(1 - theta)/(2 - theta) + (n_b - 1) theta/(1 + theta)]``.
     At complete separation (r = +-1) it is one-sided and non-degenerate, e.g. r = 1 with 5 vs 3: [0.14, 1].
+
+    Parameters
+    ----------
+    r
+        Rank-biserial correlation.
+    n_a, n_b
+        Group sizes.
+    level
+        Confidence level.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` on the r scale.
     """
     from scipy.optimize import brentq
     from scipy.stats import norm
@@ -101,8 +154,18 @@ def rank_biserial_ci(r: float, n_a: int, n_b: int, level: float = 0.95) -> tuple
     return 2 * lo - 1, 2 * hi - 1
 
 
-def hodges_lehmann(d) -> float:
-    """One-sample Hodges-Lehmann estimate: median of the Walsh averages ``(d_i + d_j) / 2``, i <= j."""
+def hodges_lehmann(d: ArrayLike) -> float:
+    """One-sample Hodges-Lehmann estimate: median of the Walsh averages ``(d_i + d_j) / 2``, i <= j.
+
+    Parameters
+    ----------
+    d
+        Differences (NaN dropped).
+
+    Returns
+    -------
+    float
+    """
     d = np.asarray(d, dtype=float)
     if d.size == 0:
         return float("nan")
@@ -124,8 +187,19 @@ def _ci(boot: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def rank_biserial(a, b) -> float:
-    """Rank-biserial correlation of groups a and b: P(a > b) - P(a < b) (ties count half)."""
+def rank_biserial(a: ArrayLike, b: ArrayLike) -> float:
+    """Rank-biserial correlation of groups a and b: P(a > b) - P(a < b) (ties count half).
+
+    Parameters
+    ----------
+    a, b
+        The two groups' values.
+
+    Returns
+    -------
+    float
+        In [-1, 1].
+    """
     a = np.asarray(a, float)[:, None]
     b = np.asarray(b, float)[None, :]
     if a.size == 0 or b.size == 0:
@@ -156,8 +230,21 @@ def _small_warning(n_a: int, n_b: int | None, min_n: int, n_eff: int | None = No
     return ""
 
 
-def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Wilcoxon signed-rank on ``post - pre`` with a Hodges-Lehmann effect and bootstrap CI."""
+def paired_test(pre: ArrayLike, post: ArrayLike, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Wilcoxon signed-rank on ``post - pre`` with a Hodges-Lehmann effect and bootstrap CI.
+
+    Parameters
+    ----------
+    pre, post
+        Paired values (same order, one per patient).
+    n_boot, seed, level
+        Bootstrap resamples over patients, its seed and the CI level.
+
+    Returns
+    -------
+    dict
+        ``p``, ``effect`` (HL median of post - pre), ``ci_low``, ``ci_high``, ``n_a``, ``n_eff``, ...
+    """
     from scipy import stats
 
     pre, post = np.asarray(pre, float), np.asarray(post, float)
@@ -183,9 +270,23 @@ def paired_test(pre, post, *, n_boot: int = 2000, seed: int = 0, level: float = 
     return res
 
 
-def group_test(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mann-Whitney U (two-sided) with the rank-biserial correlation and its score CI
-    (:func:`rank_biserial_ci`; ``n_boot`` and ``seed`` are accepted for API symmetry)."""
+def group_test(a: ArrayLike, b: ArrayLike, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mann-Whitney U (two-sided) with the rank-biserial correlation and its score CI.
+
+    Parameters
+    ----------
+    a, b
+        The two groups' values.
+    n_boot, seed
+        Accepted for API symmetry with :func:`paired_test` (the CI is :func:`rank_biserial_ci`).
+    level
+        CI level.
+
+    Returns
+    -------
+    dict
+        ``p``, ``effect`` (rank-biserial r), ``ci_low``, ``ci_high``, ``n_a``, ``n_b``, ...
+    """
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -207,15 +308,16 @@ def group_test(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) 
 
 
 def _values(metrics: pd.DataFrame, exclude=NOT_COMPARABLE) -> pd.DataFrame:
-    df = metrics[~metrics["metric"].isin(list(exclude or ())) & ~metrics["metric"].astype(str).str.startswith(
-        COUNT_PREFIX)].copy()
+    name = metrics["metric"].astype(str)
+    df = metrics[~name.isin(list(exclude or ())) & ~name.str.startswith(COUNT_PREFIX)
+                 & ~name.str.startswith(NOT_COMPARABLE_PREFIXES)].copy()
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     df = df.replace([np.inf, -np.inf], np.nan)
     return df
 
 
 def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post", n_boot: int = 2000,
-                 seed: int = 0, min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE,
+                 seed: int = 0, min_n: int = 5, level: float = 0.95, exclude: Sequence[str] = NOT_COMPARABLE,
                  by: str = "timepoint") -> pd.DataFrame:
     """Pre -> post per patient for every region x metric (see the module docstring).
 
@@ -260,8 +362,9 @@ def paired_tests(metrics: pd.DataFrame, *, pre: str = "pre", post: str = "post",
 
 
 def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column: str = "responder",
-                a=True, b=False, names=("responders", "non-responders"), n_boot: int = 2000, seed: int = 0,
-                min_n: int = 5, level: float = 0.95, exclude=NOT_COMPARABLE, by: str = "timepoint") -> pd.DataFrame:
+                a: Any = True, b: Any = False, names: tuple[str, str] = ("responders", "non-responders"),
+                n_boot: int = 2000, seed: int = 0, min_n: int = 5, level: float = 0.95,
+                exclude: Sequence[str] = NOT_COMPARABLE, by: str = "timepoint") -> pd.DataFrame:
     """Group a vs group b (one value per sample) for every region x metric at one timepoint.
 
     Parameters
@@ -270,12 +373,19 @@ def group_tests(metrics: pd.DataFrame, *, timepoint: str | None = "post", column
         Tidy table; ``column`` holds the grouping (default ``responder``: True / False).
     timepoint
         Only samples at this timepoint (``None``: all samples).
+    column
+        The grouping column.
     a, b
         Values of ``column`` for the two groups, or callables ``value -> bool``.
     names
         Labels of the groups.
     n_boot, seed, min_n, level, exclude, by
         As in :func:`paired_tests` (``timepoint`` is a value of column ``by``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS`; ``group_a`` / ``group_b`` = ``names``.
     """
     df = _values(metrics, exclude)
     if timepoint is not None:
@@ -315,6 +425,15 @@ def add_phase(metrics: pd.DataFrame) -> pd.DataFrame:
     :meth:`Manifest.pairs <napari_carspatial.cohort.manifest.Manifest.pairs>`): a patient's post
     sample is the one marked ``post``, else its earliest ``day N`` (N > 0). Without a ``day``
     column it is read from the timepoint text (``day 14`` -> 14).
+
+    Parameters
+    ----------
+    metrics
+        Tidy table with ``sample``, ``patient``, ``timepoint`` (and ``day``).
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     from .manifest import normalize_timepoint, sample_phases
 
@@ -336,14 +455,25 @@ def add_phase(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def post_phase_label(m: pd.DataFrame) -> str:
-    """How the post samples are called: ``post``, ``day 14``, or ``post / day 14`` when patients differ."""
+    """How the post samples are called: ``post``, ``day 14``, or ``post / day 14`` when patients differ.
+
+    Parameters
+    ----------
+    m
+        Metrics with a ``phase`` column (:func:`add_phase`).
+
+    Returns
+    -------
+    str
+    """
     tps = m.loc[m["phase"] == "post"].drop_duplicates("sample")["timepoint"].astype(str)
     order = sorted(set(tps), key=lambda t: (t != "post", int(t.split()[-1]) if t.startswith("day ") else 0, t))
     return " / ".join(order) or "post"
 
 
 def cohort_statistics(metrics: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, min_n: int = 5,
-                      level: float = 0.95, toxicity: bool = True, exclude=NOT_COMPARABLE) -> pd.DataFrame:
+                      level: float = 0.95, toxicity: bool = True,
+                      exclude: Sequence[str] = NOT_COMPARABLE) -> pd.DataFrame:
     """Every standard comparison of a cohort, FDR-corrected within each comparison.
 
     Comparisons: paired post vs pre; responders vs non-responders at post and at pre; with
@@ -351,6 +481,20 @@ def cohort_statistics(metrics: pd.DataFrame, *, n_boot: int = 2000, seed: int = 
     is the one marked ``post``, else its earliest ``day N`` (:func:`add_phase`); the comparison
     names the timepoints it holds (``day 14 vs pre (paired)``). When no patient has both a pre
     and a post sample, a warning says there is no paired test.
+
+    Parameters
+    ----------
+    metrics
+        The cohort's tidy metrics with clinical columns (``metrics.csv`` of a batch).
+    n_boot, seed, level
+        Bootstrap resamples, seed and CI level.
+    min_n
+        Groups (or pairs) smaller than this are flagged ``small_n``.
+    toxicity
+        Add the CRS comparison.
+    exclude
+        Metrics not tested (default :data:`NOT_COMPARABLE`); metrics starting with
+        :data:`COUNT_PREFIX` or :data:`NOT_COMPARABLE_PREFIXES` are never tested.
 
     Returns
     -------

@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..model.atomic import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from anndata import AnnData
+
+    from ..model import Sample
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +48,20 @@ THUMBNAIL = "thumbnail.png"
 CONTRAST_FILE = "thumbnail_contrast.json"
 
 
-def pick_channels(names: list[str], wanted=None) -> list[int]:
-    """Indices of up to three channels: tumour, T / CAR, myeloid markers (or ``wanted`` groups)."""
+def pick_channels(names: list[str], wanted: Sequence[str] | None = None) -> list[int]:
+    """Indices of up to three channels: tumour, T / CAR, myeloid markers (or ``wanted``).
+
+    Parameters
+    ----------
+    names
+        The sample's channel names.
+    wanted
+        Channel names to use instead of the marker groups.
+
+    Returns
+    -------
+    list of int
+    """
     low = [n.lower() for n in names]
     out: list[int] = []
     for group in (wanted or [("panck", "ecad", "e-cadherin", "krt", "msln"), ("car", "cd3", "cd8"),
@@ -59,7 +80,17 @@ def pick_channels(names: list[str], wanted=None) -> list[int]:
 
 
 def display_range(values: np.ndarray) -> tuple[float, float]:
-    """(black, white): 1st and 99.5th percentiles, white at least 8x the lower quartile's signal above black."""
+    """(black, white): 1st and 99.5th percentiles, white at least 8x the lower quartile's signal above black.
+
+    Parameters
+    ----------
+    values
+        Pixel values of one channel.
+
+    Returns
+    -------
+    tuple of float
+    """
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -69,8 +100,25 @@ def display_range(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def save_overview(sample, adata, type_key: str, regions: dict, sdir: Path, channels=None) -> None:
-    """Write ``overview.npz`` (when there is an image), ``celltypes.png`` and a first ``thumbnail.png``."""
+def save_overview(sample: Sample, adata: AnnData, type_key: str, regions: dict, sdir: Path,
+                  channels: Sequence[str] | None = None) -> None:
+    """Write ``overview.npz`` (when there is an image), ``celltypes.png`` and a first ``thumbnail.png``.
+
+    Parameters
+    ----------
+    sample
+        The sample (its image's smallest level is used).
+    adata
+        Its cell table (after exclusions).
+    type_key
+        Cell-type column.
+    regions
+        Region name -> cell mask.
+    sdir
+        The sample's results folder.
+    channels
+        The three channels of the composite (default: :func:`pick_channels`).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -132,8 +180,15 @@ def _load(sdir: Path):
 
 
 def render_thumbnail(sdir: Path, limits: dict | None) -> None:
-    """Draw ``thumbnail.png`` from ``overview.npz`` + ``celltypes.png``; ``limits``: ``{marker: (black, white)}``
-    (the cohort's), ``None``: the sample's own range."""
+    """Draw ``thumbnail.png`` from ``overview.npz`` + ``celltypes.png``.
+
+    Parameters
+    ----------
+    sdir
+        The sample's results folder.
+    limits
+        ``{marker: (black, white)}`` (the cohort's); ``None``: the sample's own range.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -163,8 +218,24 @@ def render_thumbnail(sdir: Path, limits: dict | None) -> None:
     atomic_write(sdir / THUMBNAIL, lambda tmp: fig.savefig(tmp, dpi=80, facecolor="white"))
 
 
-def cohort_limits(sample_dirs, *, per_sample: int = POOL_PER_SAMPLE, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """One (black, white) per marker from pixels pooled over the samples (each weighs the same)."""
+def cohort_limits(sample_dirs: Iterable[Path], *, per_sample: int = POOL_PER_SAMPLE,
+                  seed: int = 0) -> dict[str, tuple[float, float]]:
+    """One (black, white) per marker from pixels pooled over the samples (each weighs the same).
+
+    Parameters
+    ----------
+    sample_dirs
+        Results folders holding ``overview.npz``.
+    per_sample
+        Pixels drawn from each sample.
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    dict
+        ``{marker: (black, white)}``.
+    """
     rng = np.random.default_rng(seed)
     pools: dict[str, list[np.ndarray]] = {}
     for d in sample_dirs:
@@ -181,8 +252,24 @@ def cohort_limits(sample_dirs, *, per_sample: int = POOL_PER_SAMPLE, seed: int =
     return {name: display_range(np.concatenate(vs)) for name, vs in pools.items()}
 
 
-def refresh_cohort_thumbnails(out, samples, *, sample_dir) -> dict[str, tuple[float, float]]:
-    """Redraw the thumbnails of every finished sample with the cohort's display ranges; returns them."""
+def refresh_cohort_thumbnails(out: str | os.PathLike, samples: Iterable[str], *,
+                              sample_dir: Callable[[Any, str], Path]) -> dict[str, tuple[float, float]]:
+    """Redraw the thumbnails of every finished sample with the cohort's display ranges.
+
+    Parameters
+    ----------
+    out
+        The batch results folder (``thumbnail_contrast.json`` is written there).
+    samples
+        Sample ids.
+    sample_dir
+        ``(out, sample) -> folder`` (:func:`~napari_carspatial.cohort.samples.sample_dir`).
+
+    Returns
+    -------
+    dict
+        The display ranges used, ``{marker: (black, white)}``.
+    """
     dirs = [sample_dir(out, s) for s in samples]
     dirs = [d for d in dirs if (d / "done.json").is_file() and (d / CELLTYPES).is_file()]
     limits = cohort_limits(dirs)

@@ -28,6 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--statistics", default="mean", help="comma-separated: mean, median, sum")
     parser.add_argument("--tile", type=int, default=1024, help="tile edge in pixels (default 1024)")
     parser.add_argument("--panel", help="panel CSV with the channel names")
+    parser.add_argument("--pixel-size-um", type=float, default=None, metavar="UM",
+                        help="µm per pixel (overrides the image's metadata; recorded as given by the user)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
@@ -71,9 +73,15 @@ def run(args) -> int:
     from ..io import read_image, read_mask
     from ..io._util import stem
     from ..model import Sample
+    from ..model.pixel_size import PixelSize, pixel_size_info, set_pixel_size_source
 
     t0 = time.perf_counter()
-    img = read_image(args.image, panel=args.panel)
+    override = getattr(args, "pixel_size_um", None)
+    if override is not None:
+        pixel_size_info(override=override)  # a SampleError (exit 2) for 0, negative, NaN
+    img = read_image(args.image, panel=args.panel, pixel_size_um=override)
+    px_source = (img.metadata or {}).get("pixel_size_source") or "image file"
+    px_text = PixelSize(img.pixel_size_um, px_source if img.pixel_size_um is not None else "unknown").describe()
     mask0 = read_mask(args.mask)[0]
     nuc0 = read_mask(args.nuclear)[0] if args.nuclear else None
     for m in [args.mask] + ([args.nuclear] if args.nuclear else []):  # shapes, dtype: a SampleError naming the files
@@ -84,7 +92,7 @@ def run(args) -> int:
     stats = tuple(s.strip() for s in args.statistics.split(",") if s.strip())
     limit = None if args.in_process_max is None else int(args.in_process_max * 1e9)
     with pick_scheduler(work, address=args.scheduler, workers=args.workers, in_process_max_bytes=limit) as sch:
-        log.info("quantifying %s with %s: %s", args.image, args.mask, sch.description)
+        log.info("quantifying %s with %s: %s; %s", args.image, args.mask, sch.description, px_text)
         if sch.distributed:  # workers re-open the files tile by tile (no file handles in the graph)
             image = _distributable(str(args.image), level0, "image", args.tile)
             mask = _distributable(str(args.mask), mask0, "mask", args.tile)
@@ -100,6 +108,8 @@ def run(args) -> int:
                          pixel_size_um=img.pixel_size_um, chunks=chunks, scheduler=sch.scheduler,
                          progress=chunks is not None, region=f"{stem(args.mask)}_labels")
         where = sch.description
+    if img.pixel_size_um is not None:
+        set_pixel_size_source(adata, px_source)
     adata.uns.setdefault("carspatial", {})
     meta = dict(adata.uns["carspatial"])
     meta["quantify"] = {"image": str(args.image), "mask": str(args.mask), "statistics": list(stats),

@@ -186,7 +186,8 @@ def _read(p: Path, fmt: str, *, mask, table, name, panel, channel_names, pixel_s
             return read_spatialdata(p, check_ids=check_ids, pixel_size_um=pixel_size_um)
         if fmt == "anndata":
             adata = read_table(p, id_column=id_column, pixel_size_um=pixel_size_um)
-            s = Sample(name=name or stem(p), table=adata, pixel_size_um=pixel_size_um, paths={"table": os.fspath(p)})
+            s = Sample(name=name or stem(p), table=adata, pixel_size_um=pixel_size_um, paths={"table": os.fspath(p)},
+                       metadata={"pixel_size_source": "user"} if pixel_size_um is not None else {})
             return s.validate(check_ids=False)
         return _read_single(p, fmt, mask=mask, table=table, name=name, panel=panel, channel_names=channel_names,
                             pixel_size_um=pixel_size_um, id_column=id_column, image_column=image_column,
@@ -205,6 +206,7 @@ def _read_single(p: Path, fmt: str, *, mask, table, name, panel, channel_names, 
             s.channel_names = [str(n) for n in channel_names]
         if pixel_size_um is not None:
             s.pixel_size_um = pixel_size_um
+            s.metadata["pixel_size_source"] = "user"
     else:
         data = read_image(p, panel=panel, channel_names=channel_names, pixel_size_um=pixel_size_um)
         meta = dict(data.metadata or {})

@@ -189,7 +189,8 @@ def read_cosmx(path: str | os.PathLike, *, pixel_size_um: float | None = None, t
     samples = samples_from_sdata(sdata, source=p, pixel_size_um=pixel_size_um, grids=grids, regions=wanted,
                                  check_ids=check_ids, bin_px=bin_px,
                                  points_extra={"compartment": "CellComp", "z": "z_raw"},
-                                 name_prefix=did, metadata={"platform": "CosMx", "reader": "spatialdata-io"})
+                                 name_prefix=did, metadata={"platform": "CosMx", "reader": "spatialdata-io",
+                                                            **({"pixel_size_source": "user"} if pixel_size_um else {})})
     for s in samples:
         fov = s.metadata.pop("coordinate_system", None)
         s.name = f"{did}_fov{fov}"

@@ -85,7 +85,8 @@ def read_image(
                         path, n_c - 1)
             names = [f"channel_{i}" for i in range(n_c)]
     px = pixel_size_um if pixel_size_um is not None else data.pixel_size_um
+    meta = {**(data.metadata or {}), "pixel_size_source": "user"} if pixel_size_um is not None else data.metadata
     cmeta = data.channel_metadata
     if cmeta is not None:
         cmeta = [{**m, "name": n} for m, n in zip(cmeta, names, strict=False)] if len(cmeta) == len(names) else None
-    return ImageData(levels, names, px, data.path, cmeta, data.metadata)
+    return ImageData(levels, names, px, data.path, cmeta, meta)

@@ -202,6 +202,7 @@ def read_mcd(path: str | os.PathLike, *, panel: str | os.PathLike | None = None,
                     "panorama_id": None if acq.panorama is None else int(acq.panorama.id),
                     "roi_coords_um": None if acq.roi_coords_um is None else [list(map(float, c)) for c in acq.roi_coords_um],
                     "channel_metadata": cmeta,
+                    "pixel_size_source": ".mcd acquisition (AblationDistanceBetweenShotsX)",
                 }
                 s = Sample(name=f"{stem(p)}_{acq.id:03d}", image=[level0], channel_names=names,
                            pixel_size_um=acq.pixel_size_x_um, metadata=meta,
@@ -251,7 +252,8 @@ def read_mcd_panorama(path: str | os.PathLike, panorama_id: int | None = None) -
                 px = width_um / rgb.shape[-1] if width_um > 0 else None
                 s = Sample(name=f"{stem(p)} {pano.description or f'panorama {pano.id}'}", image=[rgb],
                            channel_names=["red", "green", "blue"], pixel_size_um=px,
-                           metadata={"platform": "IMC", "panorama_id": int(pano.id), "corners_um": corners},
+                           metadata={"platform": "IMC", "panorama_id": int(pano.id), "corners_um": corners,
+                                     "pixel_size_source": ".mcd panorama slide corners"},
                            paths={"image": os.fspath(p)})
                 return s.validate()
     raise ReaderError("the .mcd file has no panorama image" + (f" with id {panorama_id}" if panorama_id else "") + ".",
@@ -293,7 +295,9 @@ def read_imc_txt(path: str | os.PathLike, *, panel: str | os.PathLike | None = N
         names, cmeta = _channels(f, p, panel)
     px = _pixel_size_from_sibling_mcd(p)
     s = Sample(name=stem(p), image=[img], channel_names=names, pixel_size_um=px,
-               metadata={"platform": "IMC", "channel_metadata": cmeta}, paths={"image": os.fspath(p)})
+               metadata={"platform": "IMC", "channel_metadata": cmeta,
+                         **({"pixel_size_source": ".mcd beside the .txt export"} if px else {})},
+               paths={"image": os.fspath(p)})
     return s.validate()
 
 

@@ -100,7 +100,7 @@ def read_mcmicro(path: str | os.PathLike, *, segmentation: str | None = None, ch
             elif generic:
                 names = panel
         sample = Sample(name=name, image=data.levels, channel_names=names, pixel_size_um=data.pixel_size_um,
-                        paths={"folder": os.fspath(folder), "image": os.fspath(img)})
+                        metadata=dict(data.metadata or {}), paths={"folder": os.fspath(folder), "image": os.fspath(img)})
         mask = _pick_mask(folder, name, segmentation)
         if mask is not None:
             sample.labels = read_mask(mask, check_empty=False)

@@ -114,7 +114,8 @@ def read_mibitiff(path: str | os.PathLike) -> ImageData:
         run = {k: v for k, v in sims[0][2].items() if k.startswith("mibi.")}
         px = _pixel_size(tif, 0)
     log.debug("%s: MIBItiff, %d channels %s", p, len(names), tuple(level0.shape))
-    return ImageData([level0], names, px, os.fspath(p), meta, {"platform": "MIBI", **run})
+    return ImageData([level0], names, px, os.fspath(p), meta, {"platform": "MIBI", **run,
+                     **({"pixel_size_source": "MIBItiff resolution tag"} if px else {})})
 
 
 def _delayed_page(path: str, index: int):
@@ -256,7 +257,8 @@ def read_fov(folder: str | os.PathLike) -> ImageData:
             if i == 0:
                 px = _pixel_size(tif, 0)
     level0 = da.stack(arrays)
-    return ImageData([level0], [m["name"] for m in meta], px, os.fspath(d), meta, {"platform": "MIBI"})
+    return ImageData([level0], [m["name"] for m in meta], px, os.fspath(d), meta,
+                     {"platform": "MIBI", **({"pixel_size_source": "TIFF resolution tag"} if px else {})})
 
 
 def read_fov_folders(path: str | os.PathLike, *, check_ids: bool = True) -> list:
@@ -275,7 +277,7 @@ def read_fov_folders(path: str | os.PathLike, *, check_ids: bool = True) -> list
     for fov in fovs:
         data = read_fov(fov)
         s = Sample(name=fov.name, image=data.levels, channel_names=data.channel_names, pixel_size_um=data.pixel_size_um,
-                   metadata={"platform": "MIBI", "fov": fov.name, "channel_metadata": data.channel_metadata},
+                   metadata={**(data.metadata or {}), "fov": fov.name, "channel_metadata": data.channel_metadata},
                    paths={"folder": os.fspath(root), "image": os.fspath(fov)})
         mask = _find_mask(root, fov.name)
         if mask is not None:

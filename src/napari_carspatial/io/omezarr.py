@@ -83,7 +83,8 @@ def read_omezarr(path: str | os.PathLike) -> ImageData:
                 names = None
         px = _pixel_size(ms, axes, units)
     log.debug("%s: OME-Zarr %d level(s), shape %s", gpath, len(levels), tuple(levels[0].shape))
-    return ImageData(levels, names, px, gpath)
+    return ImageData(levels, names, px, gpath,
+                     metadata={"pixel_size_source": "OME-Zarr coordinateTransformations"} if px else None)
 
 
 def _default_axes(ndim: int) -> list[str]:

@@ -202,7 +202,8 @@ def read_merscope(path: str | os.PathLike, *, pixel_size_um: float | None = None
     m = np.genfromtxt(p / "images" / "micron_to_mosaic_pixel_transform.csv")
     px = pixel_size_um if pixel_size_um is not None else float(1.0 / np.sqrt(abs(np.linalg.det(m[:2, :2]))))
     (s,) = samples_from_sdata(sdata, source=p, pixel_size_um=px, check_ids=check_ids, bin_px=bin_px,
-                              metadata={"platform": "MERSCOPE", "reader": "spatialdata-io"})
+                              metadata={"platform": "MERSCOPE", "reader": "spatialdata-io", "pixel_size_source":
+                                        "user" if pixel_size_um is not None else "MERSCOPE micron_to_mosaic_pixel_transform.csv"})
     s.name = name or stem(p)
     return s
 
@@ -272,7 +273,9 @@ def read_visium_hd(path: str | os.PathLike, *, pixel_size_um: float | None = Non
                     break
     samples = samples_from_sdata(sdata, source=p, pixel_size_um=px, check_ids=check_ids,
                                  metadata={"platform": "Visium HD", "reader": "spatialdata-io",
-                                           "cells": "segmented cells" if use_cells else f"{bins} bins"})
+                                           "cells": "segmented cells" if use_cells else f"{bins} bins",
+                                           **({"pixel_size_source": "user" if pixel_size_um is not None else
+                                               "Visium HD scalefactors_json.json microns_per_pixel"} if px else {})})
     s = samples[0]
     s.name = name or stem(p)
     return s

@@ -23,34 +23,62 @@ order) that links it to the rasterized mask and to the transcripts' ``cell_id``;
 ids stay in their column.
 
 Needs the ``spatialdata`` package (``pip install 'napari-carspatial[omics]'``).
+
+The grid and its transformations live in :mod:`._sdata_grid`, shape rasterizing in
+:mod:`._sdata_shapes`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..model import ReaderError, Sample, SampleError
 from ..model.conventions import SPATIAL_KEY, UNS_KEY, set_pixel_size_um
+from ._sdata_grid import (  # noqa: F401 - re-exported: callers import them from here
+    HALF_PIXEL,
+    Grid,
+    _affine,
+    _axis_aligned,
+    _image_levels,
+    _is_identity,
+    _is_tree,
+    _labels_levels,
+    _levels,
+    _raster_to_grid,
+    _systems,
+    grid_from_raster,
+    resample_to_grid,
+    to_grid_affine,
+)
+from ._sdata_shapes import _ShapeRaster, rasterize_shapes  # noqa: F401 - re-exported
 from ._util import require_exists, strided_pyramid, wrap_errors
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from spatialdata import SpatialData
 
 log = logging.getLogger(__name__)
 
-#: SpatialData puts the centre of pixel ``i`` at ``i + 0.5`` in an element's intrinsic frame
-HALF_PIXEL = 0.5
 #: name of the integer label column added to tables with non-integer instance ids
 LABEL_COLUMN = "cell_label"
 EXTRA_HINT = "Install the optional readers: pip install 'napari-carspatial[omics]' (spatialdata, spatialdata-io)."
 
 
-def require_spatialdata():
-    """Import ``spatialdata`` or raise a :class:`ReaderError` naming the extra."""
+def require_spatialdata() -> ModuleType:
+    """Import ``spatialdata`` or raise a :class:`ReaderError` naming the extra.
+
+    Returns
+    -------
+    module
+        ``spatialdata``.
+    """
     try:
         import spatialdata
     except ImportError as err:
@@ -58,128 +86,29 @@ def require_spatialdata():
     return spatialdata
 
 
-def is_spatialdata(path) -> bool:
-    """A zarr group (v2 ``.zgroup`` or v3 ``zarr.json``) with ``images``, ``labels``, ``points``,
-    ``shapes`` or ``tables`` groups."""
+def is_spatialdata(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a SpatialData store.
+
+    Parameters
+    ----------
+    path
+        A folder.
+
+    Returns
+    -------
+    bool
+        A zarr group (v2 ``.zgroup`` or v3 ``zarr.json``) with ``images``, ``labels``, ``points``,
+        ``shapes`` or ``tables`` groups.
+    """
     p = Path(path)
     if not p.is_dir() or not ((p / ".zgroup").is_file() or (p / "zarr.json").is_file()):
         return False
     return any((p / g).is_dir() for g in ("images", "labels", "points", "shapes", "tables"))
 
 
-@dataclass
-class Grid:
-    """The target pixel grid of a sample: coordinate system, affine and size.
-
-    Attributes
-    ----------
-    coordinate_system
-        The SpatialData coordinate system the affine starts from.
-    affine
-        3 x 3 matrix from ``(x, y, 1)`` in ``coordinate_system`` to the grid's intrinsic
-        (SpatialData, pixel-corner) ``(x, y, 1)``.
-    shape_yx
-        Level-0 size of the grid.
-    pixel_size_um
-        µm per grid pixel, when known.
-    origin_um
-        (x, y) in µm of the grid's corner, when known (kept in ``Sample.metadata`` so exports
-        can place the sample back on the slide).
-    """
-
-    coordinate_system: str
-    affine: np.ndarray
-    shape_yx: tuple[int, int]
-    pixel_size_um: float | None = None
-    origin_um: tuple[float, float] | None = None
-    extras: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- transformations
-def _affine(element, cs: str) -> np.ndarray:
-    from spatialdata.transformations import get_transformation
-
-    t = get_transformation(element, to_coordinate_system=cs)
-    return np.asarray(t.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")), dtype=np.float64)
-
-
-def _systems(element) -> dict:
-    from spatialdata.transformations import get_transformation
-
-    return get_transformation(element, get_all=True) or {}
-
-
-def to_grid_affine(element, grid: Grid) -> np.ndarray:
-    """Affine from ``element``'s intrinsic (x, y) to the grid's pixel-centre (x, y) (our level 0)."""
-    m = grid.affine @ _affine(element, grid.coordinate_system)
-    shift = np.eye(3)
-    shift[:2, 2] = -HALF_PIXEL
-    return shift @ m
-
-
-def _raster_to_grid(element, grid: Grid) -> np.ndarray:
-    """Affine between intrinsic corner frames (raster element -> grid), no half-pixel shift."""
-    return grid.affine @ _affine(element, grid.coordinate_system)
-
-
-def _is_identity(m: np.ndarray, tol: float = 1e-6) -> bool:
-    return bool(np.allclose(m, np.eye(3), atol=tol))
-
-
-def _axis_aligned(m: np.ndarray, tol: float = 1e-9) -> bool:
-    return abs(m[0, 1]) < tol and abs(m[1, 0]) < tol and m[0, 0] > 0 and m[1, 1] > 0
-
-
-def resample_to_grid(arr, m: np.ndarray, shape_yx: tuple[int, int], *, what: str, fill=0, chunk: int = 1024):
-    """Lazy nearest-neighbour resampling of a (..., Y, X) dask array onto a grid.
-
-    ``m`` maps the array's intrinsic corner frame to the grid's. Only axis-aligned maps (scale
-    and translation) are supported; grid pixels that fall outside the source get ``fill``. Each
-    output block reads only the source pixels it needs (one task per block).
-    """
-    import dask.array as da
-
-    if not _axis_aligned(m):
-        raise SampleError(f"the {what} is rotated or sheared relative to the sample's pixel grid "
-                          f"(affine {np.round(m, 4).tolist()}); only scale and translation are supported.",
-                          hint="Transform it to an axis-aligned image first (spatialdata.transform).")
-    sx, tx, sy, ty = m[0, 0], m[0, 2], m[1, 1], m[1, 2]
-    h, w = (int(s) for s in shape_yx)
-    rows = np.floor((np.arange(h) + 0.5 - ty) / sy).astype(np.int64)
-    cols = np.floor((np.arange(w) + 0.5 - tx) / sx).astype(np.int64)
-    src_h, src_w = arr.shape[-2:]
-    lead = tuple(arr.shape[:-2])
-    fill_v = np.asarray(fill, dtype=arr.dtype)
-    blocks = []
-    for y0 in range(0, h, chunk):
-        row = []
-        for x0 in range(0, w, chunk):
-            r = rows[y0:y0 + chunk]
-            c = cols[x0:x0 + chunk]
-            rv, cv = (r >= 0) & (r < src_h), (c >= 0) & (c < src_w)
-            shape = (*lead, r.size, c.size)
-            if not rv.any() or not cv.any():
-                row.append(da.full(shape, fill_v, dtype=arr.dtype, chunks=shape))
-                continue
-            r0, r1 = int(r[rv].min()), int(r[rv].max()) + 1
-            c0, c1 = int(c[cv].min()), int(c[cv].max()) + 1
-            src = arr[..., r0:r1, c0:c1].rechunk(-1)
-            lr, lc = np.clip(r - r0, 0, r1 - r0 - 1), np.clip(c - c0, 0, c1 - c0 - 1)
-
-            def take(a, lr=lr, lc=lc, rv=rv, cv=cv):
-                out = a[..., lr, :][..., lc]
-                if not (rv.all() and cv.all()):
-                    out = np.where(rv[:, None] & cv[None, :], out, fill_v)
-                return out
-
-            row.append(src.map_blocks(take, chunks=shape, dtype=arr.dtype))
-        blocks.append(row)
-    return da.block(blocks)
-
-
 # --------------------------------------------------------------------------- reading
 def read_spatialdata(path: str | os.PathLike, *, check_ids: bool = True, pixel_size_um: float | None = None,
-                     **kwargs) -> list[Sample]:
+                     **kwargs: Any) -> list[Sample]:
     """Read a SpatialData zarr store (``spatialdata.read_zarr``) into validated Samples.
 
     Parameters
@@ -241,143 +170,6 @@ def _pick_image(names: list[str], region: str) -> str | None:
     return sorted(names)[0]
 
 
-def grid_from_raster(element, cs: str, *, pixel_size_um: float | None = None) -> Grid:
-    """The level-0 grid of an image or labels element."""
-    from spatialdata import get_pyramid_levels
-
-    lvl0 = get_pyramid_levels(element, attr="data", n=0) if _is_tree(element) else element.data
-    m = _affine(element, cs)
-    return Grid(coordinate_system=cs, affine=np.linalg.inv(m), shape_yx=tuple(int(s) for s in lvl0.shape[-2:]),
-                pixel_size_um=pixel_size_um)
-
-
-def _is_tree(element) -> bool:
-    return type(element).__name__ == "DataTree"
-
-
-def _levels(element) -> list:
-    from spatialdata import get_pyramid_levels
-
-    if _is_tree(element):
-        return list(get_pyramid_levels(element, attr="data"))
-    return [element.data]
-
-
-def _image_levels(element, name: str, grid: Grid, *, channel_prefix: bool) -> tuple[list, list[str]]:
-    from spatialdata.models import get_axes_names, get_channel_names
-
-    axes = get_axes_names(element)
-    if "z" in axes:
-        raise SampleError(f"image {name!r} is 3-D ({axes}); only 2-D images are read.")
-    names = [str(c) for c in get_channel_names(element)]
-    if all(c.isdigit() for c in names):
-        names = [name] if len(names) == 1 else [f"{name}_{c}" for c in names]
-    elif channel_prefix:
-        names = [f"{name}:{c}" for c in names]
-    m = _raster_to_grid(element, grid)
-    levels = _levels(element)
-    if _is_identity(m) and tuple(levels[0].shape[-2:]) == tuple(grid.shape_yx):
-        return levels, names
-    lvl0 = resample_to_grid(levels[0], m, grid.shape_yx, what=f"image {name!r}")
-    return strided_pyramid(lvl0), names
-
-
-def _labels_levels(element, name: str, grid: Grid) -> list:
-    m = _raster_to_grid(element, grid)
-    levels = _levels(element)
-    if _is_identity(m) and tuple(levels[0].shape[-2:]) == tuple(grid.shape_yx):
-        return levels
-    return strided_pyramid(resample_to_grid(levels[0], m, grid.shape_yx, what=f"labels {name!r}"))
-
-
-class _ShapeRaster:
-    """Polygons / circles in grid pixels, drawn block by block (an STR tree finds a block's cells)."""
-
-    def __init__(self, gdf, ids: np.ndarray, m: np.ndarray):
-        import shapely
-
-        self.ids = np.asarray(ids, dtype=np.int64)
-        geoms = np.asarray(gdf.geometry.values)
-        self.radius = gdf["radius"].to_numpy(float) if "radius" in gdf.columns else None
-        scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
-        aff = [m[0, 0], m[0, 1], m[1, 0], m[1, 1], m[0, 2], m[1, 2]]
-        from shapely import affinity
-
-        g = np.array([None if x is None else affinity.affine_transform(x, aff) for x in geoms], dtype=object)
-        if self.radius is not None:
-            self.radius = self.radius * scale
-            g = np.array([x if x is None or x.geom_type != "Point" else x.buffer(r, quad_segs=8)
-                          for x, r in zip(g, self.radius, strict=True)], dtype=object)
-        self.geoms = g
-        self.area = np.nan_to_num(shapely.area(g), nan=0.0)
-        self.centroids = shapely.get_coordinates(shapely.centroid(g))
-        self.tree = shapely.STRtree(g)
-        self.dtype = np.uint16 if self.ids.max(initial=0) < 2**16 else np.uint32
-
-    def block(self, y0: int, x0: int, h: int, w: int, factor: float = 1.0) -> np.ndarray:
-        """Labels of the block ``[y0, y0 + h) x [x0, x0 + w)`` of the grid downsampled by ``factor``."""
-        import shapely
-        from skimage.draw import polygon
-
-        out = np.zeros((h, w), dtype=self.dtype)
-        f = float(factor)
-        box = shapely.box((x0 - 1) * f, (y0 - 1) * f, (x0 + w + 1) * f, (y0 + h + 1) * f)
-        idx = self.tree.query(box)
-        if idx.size == 0:
-            return out
-        idx = idx[np.argsort(-self.area[idx], kind="stable")]
-        for i in idx:
-            g = self.geoms[i]
-            if g is None or g.is_empty:
-                continue
-            for part in getattr(g, "geoms", [g]):
-                xy = np.asarray(part.exterior.coords)
-                # level-0 pixel coords -> this level's (pixel j at level-0 j * f, as a strided pyramid
-                # and napari's multiscale place it), then block-local
-                rr, cc = polygon(xy[:, 1] / f - y0, xy[:, 0] / f - x0, shape=(h, w))
-                out[rr, cc] = self.ids[i]
-        if f == 1.0:  # level 0 keeps every cell: one whose outline holds no pixel centre gets its centroid pixel
-            lost = idx[~np.isin(self.ids[idx], np.unique(out))]
-            for i in lost:
-                r, c = int(round(self.centroids[i, 1])) - y0, int(round(self.centroids[i, 0])) - x0
-                if 0 <= r < h and 0 <= c < w:
-                    out[r, c] = self.ids[i]
-        return out
-
-
-def rasterize_shapes(gdf, ids: np.ndarray, m: np.ndarray, shape_yx: tuple[int, int], *, chunk: int = 2048,
-                     min_size: int = 2048) -> list:
-    """Lazy label pyramid of polygons / circles (``radius`` column) with the given ids.
-
-    ``m`` maps the shapes' coordinates to our pixel-centre grid. Each pyramid level is drawn at
-    its own resolution block by block (dask), so an overview never draws level 0. Larger cells
-    are drawn first, so a small cell overlapping a large one keeps its pixels; at level 0 a cell
-    whose outline contains no pixel centre gets the pixel under its centroid, so every id is in
-    the mask.
-    """
-    import dask
-    import dask.array as da
-
-    r = _ShapeRaster(gdf, ids, m)
-    h, w = (int(s) for s in shape_yx)
-    levels, f = [], 1
-    while True:
-        lh, lw = -(-h // f), -(-w // f)
-        rows = []
-        for y0 in range(0, lh, chunk):
-            row = []
-            for x0 in range(0, lw, chunk):
-                bh, bw = min(chunk, lh - y0), min(chunk, lw - x0)
-                blk = dask.delayed(r.block, pure=True)(y0, x0, bh, bw, float(f))
-                row.append(da.from_delayed(blk, shape=(bh, bw), dtype=r.dtype))
-            rows.append(row)
-        levels.append(da.block(rows))
-        if max(lh, lw) <= min_size:
-            break
-        f *= 2
-    return levels
-
-
 def _integer_ids(values) -> np.ndarray | None:
     s = pd.Series(np.asarray(values))
     v = pd.to_numeric(s, errors="coerce")
@@ -392,7 +184,7 @@ def _points_frame_columns(ddf) -> tuple[str | None, str | None]:
 
 
 def samples_from_sdata(
-    sdata,
+    sdata: SpatialData,
     *,
     source: str | os.PathLike | None = None,
     pixel_size_um: float | None = None,
@@ -422,7 +214,9 @@ def samples_from_sdata(
         Only these regions (default: all annotated regions).
     check_ids
         Check table ids against the mask.
-    quality_key, quality_name
+    quality_key
+        Points column holding the per-molecule quality, and what it is called (``"qv"``).
+    quality_name
         Points column holding the per-molecule quality, and what it is called (``"qv"``).
     points_extra
         ``{our_name: points_column}`` further transcript columns to keep.
@@ -614,12 +408,14 @@ def _one_sample(sdata, region, tname, *, src, pixel_size_um, grid, check_ids, qu
                 metadata={"element": pname, "coordinate_system": cs})
             s.paths["points"] = f"{src}::points/{pname}" if src else f"points/{pname}"
     # ---- pixel size
-    px = pixel_size_um if pixel_size_um is not None else grid.pixel_size_um
+    px, why = (pixel_size_um, "user") if pixel_size_um is not None else (grid.pixel_size_um, "the platform's grid")
     if px is None and adata is not None:
-        px = (adata.uns.get(UNS_KEY) or {}).get("pixel_size_um")
+        px, why = (adata.uns.get(UNS_KEY) or {}).get("pixel_size_um"), "cell table (uns)"
     if px is None and s.image:
-        px = _scale_to_um(sdata, grid)
+        px, why = _scale_to_um(sdata, grid), "SpatialData µm coordinate system"
     s.pixel_size_um = None if px is None else float(px)
+    if px is not None:  # a platform reader names its own source in metadata; keep it
+        s.metadata.setdefault("pixel_size_source", why)
     if adata is not None and s.points is not None:  # what `carspatial info` shows for RNA samples
         s.metadata["genes"] = int(adata.n_vars)
         s.metadata["transcripts"] = len(s.points)
@@ -641,6 +437,17 @@ def _scale_to_um(sdata, grid: Grid) -> float | None:
     return None
 
 
-def sdata_summary(sdata) -> dict[str, Any]:
-    """Element names by kind (for logs and ``carspatial info``)."""
+def sdata_summary(sdata: SpatialData) -> dict[str, Any]:
+    """Element names by kind (for logs and ``carspatial info``).
+
+    Parameters
+    ----------
+    sdata
+        A SpatialData object.
+
+    Returns
+    -------
+    dict
+        ``{"images", "labels", "shapes", "points", "tables"}`` -> element names.
+    """
     return {k: list(getattr(sdata, k)) for k in ("images", "labels", "shapes", "points", "tables")}

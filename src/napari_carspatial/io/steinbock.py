@@ -90,8 +90,10 @@ def read_steinbock(path: str | os.PathLike, *, segmentation: str | None = None, 
         meta = images_meta.get(img.name, {})
         px = _pixel_size(meta)
         data = read_image(img, panel=panel if panel.is_file() else None, pixel_size_um=px)
-        sample = Sample(name=name, image=data.levels, channel_names=data.channel_names,
-                        pixel_size_um=data.pixel_size_um, metadata={k: _py(v) for k, v in meta.items()},
+        src = "steinbock images.csv (acquisition width / width px)" if px else (data.metadata or {}).get(
+            "pixel_size_source")
+        sample = Sample(name=name, image=data.levels, channel_names=data.channel_names, pixel_size_um=data.pixel_size_um,
+                        metadata={**{k: _py(v) for k, v in meta.items()}, **({"pixel_size_source": src} if src else {})},
                         paths={"folder": os.fspath(folder), "image": os.fspath(img)})
         mdir = _sub(folder, "masks", seg) if seg is not None else None
         if mdir is not None:

@@ -125,8 +125,9 @@ def read_tiff(path: str | os.PathLike) -> ImageData:
             from .vendor_meta import channel_metadata
 
             cmeta = channel_metadata(tif, idx, pages0, names)
+            meta = {"pixel_size_source": _pixel_size_source(tif, idx)} if px is not None else None
     log.debug("%s: %d level(s), axes %s, shape %s", p, len(levels), axes, tuple(levels[0].shape))
-    return ImageData(levels, names, px, os.fspath(p), cmeta)
+    return ImageData(levels, names, px, os.fspath(p), cmeta, meta)
 
 
 # --------------------------------------------------------------------------- structure
@@ -351,6 +352,14 @@ def _imagej_names(tif, idx, pages0):
 
 
 # --------------------------------------------------------------------------- pixel size
+def _pixel_size_source(tif, idx: int) -> str:
+    """Where :func:`_pixel_size` found the pixel size (for ``metadata["pixel_size_source"]``)."""
+    pixels = _ome_pixels(tif, idx)
+    if pixels is not None and pixels.get("PhysicalSizeX"):
+        return "OME-XML PhysicalSizeX"
+    return "TIFF resolution tag (ImageJ unit)" if (tif.imagej_metadata or {}).get("unit") else "TIFF resolution tag"
+
+
 def _pixel_size(tif, idx: int) -> float | None:
     try:
         pixels = _ome_pixels(tif, idx)

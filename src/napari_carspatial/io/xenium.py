@@ -112,19 +112,24 @@ def read_xenium(
                           hint="Copy the whole Xenium output folder (outs/).")
     specs = _specs(p)
     px = pixel_size_um if pixel_size_um is not None else (specs or {}).get("pixel_size")
+    why = "user" if pixel_size_um is not None else "Xenium experiment.xenium pixel_size"
     if px is None:
-        px = XENIUM_PIXEL_SIZE_UM
+        px, why = XENIUM_PIXEL_SIZE_UM, "Xenium's documented morphology pixel (experiment.xenium missing)"
         log.warning("%s: experiment.xenium is missing; using Xenium's morphology pixel size %.4g µm "
                     "(pass pixel_size_um= to use another)", p, px)
     complete = specs is not None and (p / "cells.zarr.zip").is_file()
     name = name or stem(p)
     if complete and image_pixel_size_um is None and image_origin_um is None:
-        return _read_complete(p, px=float(px), transcripts=transcripts, check_ids=check_ids, bin_px=bin_px, name=name)
+        s = _read_complete(p, px=float(px), transcripts=transcripts, check_ids=check_ids, bin_px=bin_px, name=name)
+        s.metadata["pixel_size_source"] = why
+        return s
     if not (p / "cells.zarr.zip").is_file():
         log.warning("%s: cells.zarr.zip (the segmentation masks) is missing; cells are drawn from "
                     "cell_boundaries.parquet", p)
-    return _read_parts(p, px=float(px), image_px=image_pixel_size_um, image_origin=image_origin_um,
-                       transcripts=transcripts, check_ids=check_ids, bin_px=bin_px, name=name)
+    s = _read_parts(p, px=float(px), image_px=image_pixel_size_um, image_origin=image_origin_um,
+                    transcripts=transcripts, check_ids=check_ids, bin_px=bin_px, name=name)
+    s.metadata["pixel_size_source"] = why
+    return s
 
 
 def _read_complete(p: Path, *, px, transcripts, check_ids, bin_px, name) -> Sample:

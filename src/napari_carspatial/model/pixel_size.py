@@ -3,8 +3,8 @@
 :func:`pixel_size_info` returns the pixel size to use and its source:
 
 * ``"user"``: given on the command line (``--pixel-size-um``), in a dock or an API call;
-* a tag a reader stored in ``uns["carspatial"]["pixel_size_source"]`` (see
-  :func:`set_pixel_size_source`), used as it is;
+* a tag a reader stored in the sample's ``metadata["pixel_size_source"]`` or the table's
+  ``uns["carspatial"]["pixel_size_source"]`` (see :func:`set_pixel_size_source`), used as it is;
 * otherwise read back from the sample's files: ``"OME-XML PhysicalSizeX"`` (OME-TIFF),
   ``"TIFF resolution tag"`` (XResolution / ResolutionUnit, or ImageJ's unit), ``"OME-Zarr
   coordinateTransformations"``, ``"steinbock images.csv (acquisition width / width px)"``,
@@ -41,11 +41,29 @@ class PixelSize:
         return {"pixel_size_um": self.value, "pixel_size_source": self.source}
 
 
-def set_pixel_size_source(adata, source: str) -> None:
-    """Record where the table's pixel size came from (readers call this; mutates ``adata``)."""
-    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
+def set_pixel_size_source(target, source: str | None) -> None:
+    """Record where the pixel size came from (readers call this; mutates ``target``).
+
+    Parameters
+    ----------
+    target
+        A cell table (AnnData: ``uns["carspatial"]["pixel_size_source"]``) or a
+        :class:`~napari_carspatial.model.Sample` (``metadata["pixel_size_source"]``, and its
+        table's ``uns`` when it has one).
+    source
+        Where the pixel size came from (``"OME-XML PhysicalSizeX"``, ``"user"``, ...); ``None``
+        leaves ``target`` as it is.
+    """
+    if not source:
+        return
+    if hasattr(target, "metadata") and hasattr(target, "table") and not hasattr(target, "uns"):
+        target.metadata["pixel_size_source"] = str(source)
+        if target.table is not None:
+            set_pixel_size_source(target.table, source)
+        return
+    meta = dict(target.uns.get(UNS_KEY, {}) or {})
     meta["pixel_size_source"] = str(source)
-    adata.uns[UNS_KEY] = meta
+    target.uns[UNS_KEY] = meta
 
 
 def _close(a, b) -> bool:
@@ -93,6 +111,9 @@ def pixel_size_info(sample=None, *, adata=None, override: float | None = None) -
         value = pixel_size_um(table)
     if value is None:
         return PixelSize(None, "unknown")
+    recorded = (getattr(sample, "metadata", None) or {}).get("pixel_size_source")
+    if recorded:  # the reader's (or the user's) record wins over a table saved earlier
+        return PixelSize(float(value), str(recorded))
     meta = (table.uns.get(UNS_KEY, {}) or {}) if table is not None else {}
     if meta.get("pixel_size_source"):
         return PixelSize(float(value), str(meta["pixel_size_source"]))
