@@ -119,6 +119,7 @@ def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, 
     cur.view.select(rows)
     assert cur.assign("Macrophage") is not None
     qtbot.mouseClick(cur.saving.save_button, Qt.LeftButton)
+    assert cur.saving.wait(20)                           # "Save read 1" writes in a worker
     path = project.read_path(label, "alice")
     wc = ad.read_h5ad(path)
     assert (wc.obs["cell_type_curated"].astype(str).to_numpy()[rows] == "Macrophage").all()

@@ -11,7 +11,9 @@ a progress bar and a Cancel button (cancelling stops the checksums; a table writ
 started finishes, atomically).
 
 A sample whose curation has a save target (a review read: its working copy) shows the target's
-button instead of "Save as…" (``CurationSession.save_to_target``); a read-only one cannot save.
+button instead of "Save as…"; it writes through the target in the same worker (the steps of the
+headless ``CurationSession.save_to_target``: the read-only check here, the target's write in the
+worker, the recovery file discarded here after it succeeded). A read-only one cannot save.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -52,7 +55,7 @@ class SaveJob:
     Attributes
     ----------
     phase
-        Text for the progress bar ("Checksumming the source files…", "Writing the table…").
+        Text for the progress row ("checksumming the sources…" for the provenance record, "writing…").
     done, total
         Bytes checksummed so far / to checksum (``total`` 0: no determinate progress).
     thread
@@ -69,6 +72,8 @@ class SaveJob:
         self.total = 0
         self.thread: str | None = None
         self.cancelled = threading.Event()
+        #: the table write started: Cancel can no longer stop it (it finishes, atomically)
+        self.writing = False
 
     def report(self, done: int, total: int) -> None:
         """Progress callback of the checksums (worker thread); raises when cancelled."""
@@ -81,20 +86,25 @@ class SaveJob:
 
         self.thread = threading.current_thread().name
         sample = self.core.sample
+        if self.kind == "target":   # the read's working copy: no provenance checksums (not recorded)
+            if self.cancelled.is_set():
+                raise SaveCancelled()
+            self.phase, self.writing = "writing…", True
+            return self.core.save_target.save(self.core)
         if self.kind == "spatialdata":
             from ...io import export_spatialdata
 
-            self.phase = "Writing the SpatialData store…"
+            self.phase, self.writing = "writing…", True
             return export_spatialdata(sample, self.path, overwrite=self.overwrite)
         paths = {k: v for k, v in sample.paths.items() if k in ("image", "mask", "table")}
         pending = checksums_pending(paths)
         if pending:
-            self.phase = "Checksumming the source files for the provenance record…"
+            self.phase = "checksumming the sources…"
             self.total = pending
             provenance(paths, progress=self.report)   # cached: the save below finds them
         if self.cancelled.is_set():
             raise SaveCancelled()
-        self.phase = "Writing the table…"
+        self.phase, self.writing = "writing…", True
         self.done = self.total = 0
         return self.core.save(self.path, overwrite=self.overwrite)
 
@@ -121,8 +131,9 @@ class SaveBar(QWidget):
         self.sdata_button = QPushButton("Export SpatialData…")
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        self.progress_label = QLabel()
-        self.progress_label.setWordWrap(True)
+        self.progress.setMaximumWidth(150)
+        self.progress_label = QLabel()   # one line, clipped (full text in its tooltip): the bar keeps its height
+        self.progress_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the save before the table is written (nothing is written)")
         row = QHBoxLayout()
@@ -132,16 +143,13 @@ class SaveBar(QWidget):
         row.addStretch(1)
         row.addWidget(self.save_button)
         row.addWidget(self.sdata_button)
-        prow = QHBoxLayout()
-        prow.setContentsMargins(0, 0, 0, 0)
-        prow.addWidget(self.progress, 1)
-        prow.addWidget(self.cancel_button)
+        # while a save runs, its progress takes the buttons' place (same row: the dock does not grow)
+        row.addWidget(self.progress_label, 100)   # the stretch before Save keeps a sliver
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
         lay.addLayout(row)
-        lay.addWidget(self.progress_label)
-        lay.addLayout(prow)
         self._show_progress(False)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -175,20 +183,18 @@ class SaveBar(QWidget):
         if ro:
             self.save_button.setToolTip(f"Read-only: {core.read_only_reason}")
 
-    def save_to_target(self) -> Path | None:
-        """"Save" through the curation's save target; errors (a broken lock) are notifications."""
+    def save_to_target(self, *, wait: bool = False) -> Path | None:
+        """"Save" through the curation's save target in a worker thread (``wait``: here, and
+        return the path). Errors (read-only, a broken lock) are notifications naming the file; the
+        work stays in memory (and the recovery file is kept)."""
         core = self.dock.core
         if core is None or core.save_target is None:
             return None
-        try:
-            out = core.save_to_target()
-        except SampleError as err:
-            notify(str(err), "error")
+        if core.read_only:
+            notify(f"{core.sample.name} is read-only: {core.read_only_reason}.", "warning")
             return None
-        self.saved_path = out
-        self.dock.set_status(f"Saved to {out}")
-        notify(f"{core.sample.name}: saved")
-        return out
+        path = getattr(getattr(core.save_target, "read", None), "path", None) or core.sample.name   # for the progress text
+        return self._start(SaveJob(core, path, overwrite=True, kind="target"), wait=wait)
 
     def default_dir(self, name: str) -> str:
         """``name`` next to the sample's source (the current folder for unsaved data)."""
@@ -246,7 +252,7 @@ class SaveBar(QWidget):
 
         self.job = job
         if sid is not None:
-            self.dock.session.set_busy(sid, "saving" if job.kind == "table" else "exporting")
+            self.dock.session.set_busy(sid, "exporting" if job.kind == "spatialdata" else "saving")
         self._show_progress(True)
         self._poll()
         worker = create_worker(job.run, _start_thread=False, _ignore_errors=True)
@@ -279,6 +285,8 @@ class SaveBar(QWidget):
     def _show_progress(self, on: bool) -> None:
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(on)
+        for w in (self.undo_button, self.redo_button, self.save_button, self.sdata_button):
+            w.setVisible(not on)   # they wait for the save anyway (the sample is busy)
         self.save_button.setEnabled(not on)
         self.sdata_button.setEnabled(not on)
 
@@ -288,6 +296,10 @@ class SaveBar(QWidget):
             return
         what = "Export" if job.kind == "spatialdata" else "Save"
         self.progress_label.setText(f"{what} to {job.path.name}: {job.phase}")
+        self.progress_label.setToolTip(f"{what} to {job.path}: {job.phase}")
+        self.cancel_button.setEnabled(not job.writing)
+        self.cancel_button.setToolTip("The write has started; it finishes (atomically, never half a file)" if job.writing
+                                      else "Stop the save before the table is written (nothing is written)")
         if job.total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * job.done / max(job.total, 1)))
@@ -304,6 +316,10 @@ class SaveBar(QWidget):
             return
         self.saved_path = out
         self.dock.set_status(f"Saved to {out}")
+        if job.kind == "target":
+            job.core.autosaver.saved()   # as CurationSession.save_to_target: the recovery file goes
+            notify(f"{job.core.sample.name}: saved to {out}")
+            return
         notify(f"Curated table saved to {out}")
 
     def _failed(self, job: SaveJob, err) -> None:
@@ -312,7 +328,9 @@ class SaveBar(QWidget):
             return
         if not isinstance(err, (SampleError, OSError)):
             log.error("save failed", exc_info=err)
-        notify(str(err) if isinstance(err, SampleError) else f"Saving {job.path} failed: {err}", "error")
+        keep = " Nothing was lost: your work is still open here." if job.kind == "target" else ""
+        notify((str(err) if isinstance(err, SampleError) and err.path else f"Saving {job.path} failed: {err}") + keep,
+               "error")
         self.dock.set_status(f"Not saved: {err}")
 
     def _finished(self, job: SaveJob, sid) -> None:
@@ -321,6 +339,7 @@ class SaveBar(QWidget):
         self.job = None
         self.worker = None
         self._show_progress(False)
+        self.refresh_target(self.dock.core)   # read-only keeps Save disabled
         if sid is not None:
             self.dock.session.set_busy(sid, None)
 

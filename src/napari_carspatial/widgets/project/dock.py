@@ -350,6 +350,8 @@ class ProjectWidget(QWidget):
         from napari.qt.threading import create_worker
 
         sid = self.session.sid_of(it.sample) or it.sid
+        if self._refuse_busy(it):
+            return None
         self.session.set_busy(sid, what)
         worker = create_worker(job, _start_thread=False, _progress={"desc": f"{it.label}: {what}", "total": 0})
         worker.returned.connect(done)
@@ -422,9 +424,16 @@ class ProjectWidget(QWidget):
         self.refresh()
         return item
 
+    def _refuse_busy(self, it) -> bool:
+        """The slide is busy elsewhere (the Curation dock's Save read N is writing): say so, True."""
+        msg = self.session.busy(self.session.sid_of(it.sample) or it.sid)
+        if msg:
+            notify(f"{it.label} is busy ({msg}); try again when that is done.", "warning")
+        return bool(msg)
+
     def close_current(self):
         it = self.current
-        if it is None or self._job is not None:
+        if it is None or self._job is not None or self._refuse_busy(it):
             return
         self.workspace.close(it.label)
         self.set_status(f"{it.label} saved and closed.")
