@@ -26,6 +26,10 @@ The pure functions (:func:`~.lut.label_lut`, :func:`~.lut.category_lut`, :func:`
 :func:`~.lut.outline`, :func:`~.lut.codes_pyramid`, in :mod:`.lut`) need no viewer. :class:`CellColoring` drives the layers
 of one sample in one viewer; the viewer's session owns it (``session_for(viewer).coloring(sid)``,
 or :func:`get_coloring`).
+
+One module (583 lines) because :class:`CellColoring` is one object driving a sample's display layers
+(lut state, categorical and continuous modes, outline, visibility, colours) on shared private state;
+the pure lookup-table functions are already in :mod:`.lut`.
 """
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ reviewer's slides close the same way (nobody sees another reviewer's read in pro
 
 Headless work (reading files, making the working copy) is :meth:`ProjectWorkspace.prepare`, which
 touches no layer (a worker thread runs it); :meth:`ProjectWorkspace.show` adds the layers.
+
+One module (646 lines) because :class:`ProjectWorkspace` is one object whose opening, closing,
+locking, blinding and reviewer-change handling share its private state (the open items and their
+locks): every path that takes a read's lock and every path that releases it are in this one class.
 """
 
 from __future__ import annotations

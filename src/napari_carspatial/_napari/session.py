@@ -36,7 +36,11 @@ Samples read by the npe2 reader (File > Open, drag-and-drop, File > Open Sample)
 without a viewer: :func:`pending_entry` keeps them (a small bounded hand-off) until the session
 of the viewer that shows their layers claims them.
 
-(A little over 500 lines: the session's state and its events are one object on purpose.)
+One module (527 lines) because its state and its events are one object on purpose: the per-sample
+entries, the pending hand-off from the reader, the colouring / curation / cache views and the events
+that announce their changes share the session's private state, and the order in which
+:meth:`ViewerSession.table_changed` refreshes layers and colouring before notifying the docks only
+holds if they live together.
 """
 
 from __future__ import annotations

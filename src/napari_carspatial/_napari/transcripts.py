@@ -27,6 +27,11 @@ The work is split so a dock can run the slow part off the GUI thread:
   main thread; :meth:`TranscriptsView.refresh` does all of it synchronously (scripts, tests).
 
 The layers carry only the sample id and their role in ``metadata`` (see :mod:`.session`).
+
+One module (582 lines) because :class:`TranscriptsView` and the pure functions it calls (filters,
+density levels, in-view estimate, fetch) are one rendering strategy: the density/points switch, the
+summed-area estimate and the fetch margin must agree on the same bins and limits, and the pure half
+is kept beside the view, its only user in the package.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Every kernel works on one block (a tile of a whole slide, or a crop around edite
 labels of the block are mapped to *local* indices ``0..k-1`` (``-1`` = background) once, then
 pixel counts, coordinate moments, bounding boxes and per-channel sums are accumulated in single
 passes. No Python loop visits a cell or a pixel.
+
+One module (543 lines) because every kernel follows the same block convention (local indices
+``0..k-1``, ``-1`` = background, from :func:`local_index`) and the run-length kernels are compiled
+twice (parallel and serial) from the same Python sources; they form one algorithm with
+:mod:`napari_carspatial.analysis.quantify` and change together.
 """
 
 from __future__ import annotations

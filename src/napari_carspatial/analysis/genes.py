@@ -16,6 +16,12 @@ non-zeros, 0.4 GB; dense it would be 20 GB). Every function here reads the non-z
 Results go into a new ``obs`` column with colours in ``uns[f"{key}_colors"]`` (scanpy's
 convention) through :func:`store_cell_types`, so the curation dock and the audit trail see them
 like any other cell-type column. ``scanpy`` is imported inside the functions that need it.
+
+One module (551 lines) because every function reads the sparse count table through the same private
+helpers (the CSR matrix, the gene index lookup, :func:`sparse_columns`), and the cell-typing
+functions share the log-normalised view and the :class:`CellTypingResult` that
+:func:`store_cell_types` writes; splitting would only move those shared helpers into a second
+module.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ model the mean and variance of ``count[A, B]`` have closed forms (join-count sta
 & Ord); see :func:`join_count_moments` and ``docs/statistics.md`` for the derivation. The exact
 z-score is ``(count - E) / sqrt(Var)``; squidpy's is ``(count - mean_perm) / std_perm`` over
 1000 permutations, an estimate of the same quantity.
+
+One module (591 lines) because the graph summary, the closed-form join-count moments and the
+permutation kernels all implement the one count definition and null model above, and
+:func:`nhood_enrichment` computes the exact and the permutation z-scores from the same counts;
+splitting would separate the formula from the code it must agree with.
 """
 
 from __future__ import annotations

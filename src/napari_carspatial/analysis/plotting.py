@@ -16,6 +16,11 @@ What every figure keeps to, so that it cannot mislead:
 * labels are plain words with units (:func:`metric_label`), not column names;
 * a value that could not be computed is shown as "n/a" with its reason, never as 0; nothing is
   drawn beyond the axis limits.
+
+One module (1199 lines) because it is one figure module: every plot shares the same styling helpers
+(colours from the result, legends, small-multiple grids, metric labels, forest and difference
+panels, the n/a convention), so the rules listed above are enforced in one place;
+:func:`plot_result` dispatches to them.
 """
 
 from __future__ import annotations

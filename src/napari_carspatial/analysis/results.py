@@ -8,6 +8,11 @@
   to the cells (or another engineer's stale flag) invalidates the cached graphs.
 * :func:`store_result` / :func:`load_results`: ``uns["carspatial"]["analysis"][statistic]`` =
   ``{"params" (JSON), "regions", "time", "tables": {name: DataFrame}}``, h5ad-writable.
+
+One module (807 lines) because :func:`iter_compute` dispatches every statistic through the same
+region masks, graph cache, interval and comparison helpers, and its results are stored and loaded
+with the schema of :func:`store_result` / :func:`load_results`; the graph cache keys and the stored
+tables must change together.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@
 
 Everything is vectorised numpy / scipy (no statsmodels at run time; the tests compare with it
 and with ``scipy.stats.bootstrap``). No napari, no Qt.
+
+One module (570 lines) because all intervals rest on the same tile block bootstrap (tile codes and
+areas, resample sums, the Poisson widening), and the fraction, density and log2 O/E intervals must
+use the same tiles and the same seeds to be comparable; the helpers are private to that shared
+machinery.
 """
 
 from __future__ import annotations

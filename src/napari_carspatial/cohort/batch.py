@@ -27,6 +27,11 @@ The config lives in :mod:`.config`, one manifest row's helpers (results folder, 
 measuring) in :mod:`.samples`; their names are re-exported here.
 
 Headless: no napari, no Qt.
+
+One module (627 lines) because one sample's processing and the cohort run (skipping finished
+samples, recording failures, collecting metrics, the Dask client) share the results layout above and
+the done-marker protocol; the config and the per-sample reading helpers are already in
+:mod:`.config` and :mod:`.samples`.
 """
 
 from __future__ import annotations

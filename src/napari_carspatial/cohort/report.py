@@ -5,6 +5,9 @@ patient, group comparisons (box plots with every sample as a point), the statist
 (p, BH q, effect size with CI, small-n warnings) and failures.
 
 Headless: matplotlib with the Agg backend; no napari, no Qt.
+
+One module (583 lines) because it is one HTML document: its sections share the same formatting, PNG
+embedding, small-n banner and figure helpers, and :func:`write_report` assembles them in order.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ Metrics that are undefined for a sample (NaN, e.g. CAR T fractions before infusi
 are no CAR T cells) are left out of that metric's test (pairs need both timepoints).
 
 Headless: no napari, no Qt.
+
+One module (546 lines) because the tests, their effect sizes and intervals, the small-n flags and
+the BH correction build one table with one column schema; the low-level helpers
+(:func:`rank_biserial_ci`, :func:`hodges_lehmann`, the small-n warning) are shared by the paired and
+the group tests and by :func:`cohort_statistics`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """Cells of the synthetic demo: positions, true types, shapes, mask and marker expression.
 
 Everything is vectorised over cells; the only per-pixel loops are numba kernels.
+
+One module (529 lines) because it is one generation pipeline (lattice, types, shapes, mask,
+expression) run in that order by the demo builder; the in-memory and the tiled rasterisers are the
+same stamping algorithm in two numba variants (whole image, per tile) that must draw every cell
+identically, so they are kept side by side with the relabelling kernel they share.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ writes edits back and keeps the table in step. No napari, no Qt (the CLI and the
 * :class:`~napari_carspatial.editing.region_edit.RegionEdit` is one open region with its own undo
   stack (what the Segmentation dock drives).
 * The pixel operations are in :mod:`.seg_ops` (re-exported here).
+
+One module (563 lines) because :class:`SegmentationEditor` is one object whose commit (pixels,
+pyramid, re-measurement, table rows, categorical carry-over, audit, stale flags) must stay one
+transaction on its private state; the pixel operations and the table bookkeeping already live in
+:mod:`.seg_ops` and :mod:`.seg_table`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ zarr group (OME-Zarr / NGFF 0.5 labels multiscale) next to the original::
   source, number of edits, time and tool version. ``read_sample(image, mask=<stem>.corrected.zarr, table=...)`` reopens it.
 
 Samples whose mask has no file (generated in memory) get an in-memory store.
+
+One module (540 lines) because the working-copy writer (:class:`MaskStore`), the corrected-mask
+writer and their readers (:func:`read_provenance`, reopening) share the NGFF metadata and level
+helpers, and are kept side by side so the on-disk format is written and read in one place.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ Every action is a command on an undo stack (unlimited); undo/redo restore the ex
 values of the rows touched (stored as category codes / booleans, so 100,000 cells undo in
 milliseconds). New categories created by an action are removed again by its undo.
 
-Why one module over 500 lines: :class:`Curation` is one state machine (the actions, their
-commands, undo / redo and the column plumbing share its private state and must change together);
-the ROI <-> table helpers above it are the serialisation that state depends on. The session
-around it (selection, reviewer, saving, autosave) is :mod:`napari_carspatial.editing.curation`.
+One module (704 lines) because :class:`Curation` is one state machine (the actions, their commands,
+undo / redo and the column plumbing share its private state and must change together); the ROI <->
+table helpers above it are the serialisation that state depends on. The session around it
+(selection, reviewer, saving, autosave) is :mod:`napari_carspatial.editing.curation`.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ The entries and statuses are in :mod:`.entries`, assigning in :mod:`.assign`
 (:class:`~.assign.AssignmentsMixin`); their names are re-exported here.
 
 Headless: no napari, no Qt.
+
+One module (575 lines) because :class:`ReviewProject` is one read-modify-write object on the project
+file under its lock, and its loader and initialiser write and read the same YAML schema documented
+above; the entries and assignment logic are already in :mod:`.entries` and :mod:`.assign`.
 """
 
 from __future__ import annotations
