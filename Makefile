@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit bench install install-latest clean
+.PHONY: demo test test-unit bench docs install install-latest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
+
+# the documentation site with the API reference, into site/ (warnings fail, as in the tests)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	bash scripts/ensure_display.sh

@@ -12,6 +12,10 @@ No napari, Qt or magicgui imports here; squidpy is only imported inside tests an
   :func:`store_roles` / :func:`load_roles`.
 - Gating: :class:`Gate`, :class:`PhenotypeRule`, :class:`GatingScheme`, :func:`apply_gate`,
   :func:`apply_rules`, :func:`store_gating`, :func:`suggest_threshold` (see ``docs/gating.md``).
+
+The public API is what ``__all__`` lists (documented in the API reference, ``mkdocs.yml``); import it
+from this package. Submodules are implementation details: ``_name`` modules always, the others
+may move without notice.
 """
 
 from napari_carspatial.analysis.cart import infiltration_profile, region_metrics, tumor_distance
@@ -146,4 +150,20 @@ from napari_carspatial.analysis.ligrec import (  # noqa: E402
 __all__ += [
     "gene_counts", "gene_summary", "gene_values", "leiden_cell_types", "marker_cell_types", "store_cell_types",
     "top_genes", "CART_PAIRS", "ligrec", "ligrec_sample_metrics", "plot_ligrec", "spatial_ligrec", "store_ligrec",
+]
+
+# result and helper types that public functions take or return (API reference, issue 11)
+from napari_carspatial.analysis.genes import CellTypingResult  # noqa: E402
+from napari_carspatial.analysis.interactions import InteractionResult  # noqa: E402
+from napari_carspatial.analysis.ligrec import LigrecResult, SpatialLigrecResult  # noqa: E402
+from napari_carspatial.analysis.nhood import GraphSummary, graph_summary  # noqa: E402
+from napari_carspatial.analysis.niches import NicheResult  # noqa: E402
+from napari_carspatial.analysis.ppatterns import RipleyResult  # noqa: E402
+from napari_carspatial.analysis.results import GraphCache  # noqa: E402
+from napari_carspatial.analysis.roles import MarkerRule  # noqa: E402
+from napari_carspatial.analysis.tumor_distance import TumorDistance  # noqa: E402
+
+__all__ += [
+    "CellTypingResult", "GraphCache", "GraphSummary", "InteractionResult", "LigrecResult", "MarkerRule", "NicheResult",
+    "RipleyResult", "SpatialLigrecResult", "TumorDistance", "graph_summary",
 ]

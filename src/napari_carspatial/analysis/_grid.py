@@ -24,9 +24,13 @@ class Grid:
         Permutation sorting the points by cell id (``xy[order]`` is cell-sorted).
     cell_start
         ``(n_cells + 1,)`` offsets into ``order`` of each cell (row-major, ``iy * nx + ix``).
-    ix, iy
+    ix
         Cell column / row of every point (original order).
-    nx, ny
+    iy
+        Cell column / row of every point (original order).
+    nx
+        Grid shape.
+    ny
         Grid shape.
     cell
         Cell side length (coordinate units).

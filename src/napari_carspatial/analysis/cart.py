@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,14 @@ from napari_carspatial.analysis.tumor_distance import (  # the tumour boundary: 
     infiltration_profile,
     tumor_distance,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import scipy.sparse as sp
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.roles import RoleMapping
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +170,10 @@ def _not_mapped(roles: list[str], info: dict) -> str:
 
 
 def region_metrics(
-    adata,
+    adata: AnnData,
     *,
     cell_type_key: str | None = None,
-    roles=None,
+    roles: RoleMapping | Mapping[str, Any] | str | None = None,
     regions: dict[str, np.ndarray] | None = None,
     pixel_size_um: float | None = None,
     contact_radius_um: float = 12.0,
@@ -172,7 +181,7 @@ def region_metrics(
     markers: dict | None = None,
     seed: int = 0,
     region_areas_mm2: Mapping[str, float] | None = None,
-    contact_graph=None,
+    contact_graph: sp.spmatrix | None = None,
     pdl1_marker: str = "PD-L1",
     pdl1_threshold: float | None = None,
     distance: TumorDistance | None = None,
@@ -214,8 +223,11 @@ def region_metrics(
     contact_graph
         ``(n_obs, n_obs)`` sparse mask-contact graph (:func:`~napari_carspatial.analysis.contact.contact_graph`)
         used for the ``contact`` fractions instead of the centroid radius.
-    pdl1_marker, pdl1_threshold
-        How PD-L1+ macrophages are derived (see :func:`~napari_carspatial.analysis.roles.role_masks`).
+    pdl1_marker
+        Marker of PD-L1+ macrophages (see :func:`~napari_carspatial.analysis.roles.role_masks`).
+    pdl1_threshold
+        Raw threshold of ``pdl1_marker`` (``None``: Otsu, see
+        :func:`~napari_carspatial.analysis.roles.role_masks`).
     distance
         Precomputed :func:`tumor_distance`.
 

@@ -39,12 +39,19 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from napari_carspatial.analysis.graph import SpatialGraph
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import dask.array as da
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +215,8 @@ def _lookup(sids: np.ndarray, order: np.ndarray, v: np.ndarray):
 
 
 def contact_graph(
-    adata,
-    labels,
+    adata: AnnData,
+    labels: np.ndarray | da.Array,
     *,
     preset: str | None = None,
     expand_px: int | None = None,
@@ -226,8 +233,16 @@ def contact_graph(
         ``cell_id``) holds each row's mask label.
     labels
         Level-0 label image (numpy or dask, ``Sample.labels[0]``).
-    preset, expand_px, connectivity, membrane_width_px, tile
-        See :func:`contact_pairs`; the default is phenoptr's touching rule.
+    preset
+        A name of :data:`CONTACT_PRESETS`; the default is phenoptr's touching rule.
+    expand_px
+        Dilate each cell by this many pixels first (see :func:`contact_pairs`).
+    connectivity
+        4 or 8: which neighbouring pixels touch (see :func:`contact_pairs`).
+    membrane_width_px
+        Membrane width of the label image (see :func:`contact_pairs`).
+    tile
+        Tile edge in pixels.
 
     Returns
     -------
@@ -320,11 +335,11 @@ def _side(spec) -> tuple[str, list[str]]:
 
 
 def count_touching(
-    adata,
-    labels,
+    adata: AnnData,
+    labels: np.ndarray | da.Array,
     *,
     cluster_key: str | None = None,
-    pairs=None,
+    pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]] | None = None,
     membrane_width_px: int = 1,
     region: np.ndarray | None = None,
     tile: int = 1024,

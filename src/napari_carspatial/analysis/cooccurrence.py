@@ -45,6 +45,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -53,6 +54,9 @@ from napari_carspatial.analysis._grid import build_grid
 from napari_carspatial.analysis.graph import get_coordinates, resolve_pixel_size
 from napari_carspatial.analysis.nhood import _get_labels
 from napari_carspatial.model.conventions import SPATIAL_KEY
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +279,7 @@ def _occ_from_counts(counts: np.ndarray) -> np.ndarray:
 
 
 def co_occurrence(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str,
     interval: int | np.ndarray = 50,

@@ -20,9 +20,15 @@ the table's). phenoptr reads inForm positions in pixels and divides by ``pixels_
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +83,8 @@ def _nearest_positive(tree, q: np.ndarray, n_target: int) -> tuple[np.ndarray, n
     return best_d, best_i
 
 
-def nearest_distances(adata, *, cluster_key: str | None = None, pixel_size_um: float | None = None,
-                      types=None) -> pd.DataFrame:
+def nearest_distances(adata: AnnData, *, cluster_key: str | None = None, pixel_size_um: float | None = None,
+                      types: Sequence[str] | None = None) -> pd.DataFrame:
     """Distance from every cell to the nearest other cell of each type (phenoptr's
     ``find_nearest_distance``).
 
@@ -129,7 +135,7 @@ def nearest_distances(adata, *, cluster_key: str | None = None, pixel_size_um: f
     return df
 
 
-def count_within(adata, *, cluster_key: str | None = None, pairs=None, radius=(10.0, 25.0),
+def count_within(adata: AnnData, *, cluster_key: str | None = None, pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]] | None = None, radius: float | Sequence[float] = (10.0, 25.0),
                  pixel_size_um: float | None = None, region: np.ndarray | None = None) -> pd.DataFrame:
     """phenoptr's ``count_within``: ``to`` cells within ``radius`` µm of each ``from`` cell.
 

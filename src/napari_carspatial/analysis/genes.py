@@ -23,10 +23,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ def sparse_columns(X, cols: Sequence[int]) -> np.ndarray:
     return out
 
 
-def gene_values(adata, genes: str | Iterable[str], *, layer: str | None = None) -> np.ndarray:
+def gene_values(adata: AnnData, genes: str | Iterable[str], *, layer: str | None = None) -> np.ndarray:
     """Per-cell values of one gene (1-D float64) or several genes (cells x genes), never densifying ``X``.
 
     Parameters
@@ -116,24 +119,42 @@ def gene_values(adata, genes: str | Iterable[str], *, layer: str | None = None) 
     return v[:, 0] if isinstance(genes, str) else v
 
 
-def gene_counts(adata, gene: str) -> np.ndarray:
+def gene_counts(adata: AnnData, gene: str) -> np.ndarray:
     """Raw counts of ``gene`` per cell: the ``counts`` layer when there is one, else ``X``.
 
     The accessor gating on counts should call (a CAR transgene probe, IL18): sparse-safe.
+
+    Parameters
+    ----------
+    adata
+        The cell table.
+    gene
+        A name in ``var_names``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_cells,)`` float64 counts.
     """
     return gene_values(adata, gene, layer="counts" if "counts" in adata.layers else None)
 
 
-def top_genes(adata, cell: int | str, *, n: int = 10, layer: str | None = None, by: str = "index") -> pd.DataFrame:
+def top_genes(adata: AnnData, cell: int | str, *, n: int = 10, layer: str | None = None, by: str = "index") -> pd.DataFrame:
     """The ``n`` genes with the largest values in one cell (reads that cell's row only).
 
     Parameters
     ----------
+    adata
+        The cell table.
     cell
         Row position (``by="index"``), ``obs_names`` entry (``by="name"``) or instance id
         (``by="instance"``: the mask label).
     n
         How many.
+    layer
+        Read ``adata.layers[layer]`` instead of ``X``.
+    by
+        How ``cell`` is given: ``"index"``, ``"name"`` or ``"instance"``.
 
     Returns
     -------
@@ -170,9 +191,22 @@ def top_genes(adata, cell: int | str, *, n: int = 10, layer: str | None = None, 
                          "fraction": vals[order] / total if total > 0 else np.full(order.size, np.nan)})
 
 
-def gene_summary(adata, *, layer: str | None = None) -> pd.DataFrame:
+def gene_summary(adata: AnnData, *, layer: str | None = None) -> pd.DataFrame:
     """Per gene: ``total`` (sum over cells), ``n_cells`` (cells with a non-zero value),
-    ``fraction_cells``; ``feature_type`` when ``var`` has one (Xenium controls). Sorted by total."""
+    ``fraction_cells``; ``feature_type`` when ``var`` has one (Xenium controls). Sorted by total.
+
+    Parameters
+    ----------
+    adata
+        The cell table.
+    layer
+        Read ``adata.layers[layer]`` instead of the counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = genes, sorted by ``total`` (largest first).
+    """
     import scipy.sparse as sp
 
     X = _matrix(adata, layer)
@@ -301,9 +335,28 @@ def cell_types_from_scores(scores: pd.DataFrame, *, min_score: float = 0.0, unas
     return pd.Categorical(names, categories=cats)
 
 
-def marker_cell_types(adata, markers: Mapping[str, Sequence[str]], *, min_score: float = 0.0, layer: str | None = None,
+def marker_cell_types(adata: AnnData, markers: Mapping[str, Sequence[str]], *, min_score: float = 0.0, layer: str | None = None,
                       seed: int = 0) -> CellTypingResult:
-    """:func:`score_markers` then :func:`cell_types_from_scores`."""
+    """:func:`score_markers` then :func:`cell_types_from_scores`.
+
+    Parameters
+    ----------
+    adata
+        The cell table (not modified).
+    markers
+        ``{cell type: [marker genes]}``.
+    min_score
+        Cells whose best score is at most this are ``"Unassigned"``.
+    layer
+        Read counts from ``adata.layers[layer]`` instead of ``X``.
+    seed
+        Seed of the control genes of the scores.
+
+    Returns
+    -------
+    CellTypingResult
+        One label per cell, the scores and the parameters.
+    """
     scores = score_markers(adata, markers, layer=layer, seed=seed)
     return CellTypingResult(labels=cell_types_from_scores(scores, min_score=min_score), scores=scores, markers=None,
                             method="marker_scores",
@@ -311,7 +364,7 @@ def marker_cell_types(adata, markers: Mapping[str, Sequence[str]], *, min_score:
                                     "seed": seed})
 
 
-def leiden_cell_types(adata, *, resolution: float = 1.0, n_neighbors: int = 15, n_pcs: int = 30,
+def leiden_cell_types(adata: AnnData, *, resolution: float = 1.0, n_neighbors: int = 15, n_pcs: int = 30,
                       n_top_genes: int | None = 2000, layer: str | None = None, n_markers: int = 2,
                       seed: int = 0) -> CellTypingResult:
     """scanpy's Leiden clusters with marker ranking, each cluster named by its top markers.
@@ -319,6 +372,30 @@ def leiden_cell_types(adata, *, resolution: float = 1.0, n_neighbors: int = 15, 
     Log-normalised counts (sparse) -> highly variable genes (when the panel is larger than
     ``n_top_genes``) -> PCA -> kNN graph -> Leiden (igraph flavour) -> ``rank_genes_groups``
     (t-test). Clusters are named ``"<id>: <gene1>/<gene2>"``. The input table is not modified.
+
+    Parameters
+    ----------
+    adata
+        The cell table (counts in ``X`` or ``layer``; not modified).
+    resolution
+        Leiden resolution.
+    n_neighbors
+        Neighbours of the kNN graph.
+    n_pcs
+        Principal components.
+    n_top_genes
+        Highly variable genes kept when the panel is larger (``None``: all genes).
+    layer
+        Read counts from ``adata.layers[layer]`` instead of ``X``.
+    n_markers
+        Markers in each cluster's name.
+    seed
+        Seed of PCA and Leiden.
+
+    Returns
+    -------
+    CellTypingResult
+        One label per cell, the marker ranking and the parameters.
     """
     import scanpy as sc
 
@@ -350,10 +427,32 @@ def leiden_cell_types(adata, *, resolution: float = 1.0, n_neighbors: int = 15, 
                                     "n_top_genes": n_top_genes, "seed": seed})
 
 
-def store_cell_types(adata, result: CellTypingResult, *, key: str = "cell_type_rna", overwrite: bool = False) -> str:
+def store_cell_types(adata: AnnData, result: CellTypingResult, *, key: str = "cell_type_rna", overwrite: bool = False) -> str:
     """Write ``result.labels`` as ``obs[key]`` (categorical) with colours in ``uns[f"{key}_colors"]``,
     the markers / params in ``uns["carspatial"]["cell_typing"][key]``. Refuses to overwrite an
-    existing column unless ``overwrite`` (the original cell-type column is never replaced)."""
+    existing column unless ``overwrite`` (the original cell-type column is never replaced).
+
+    Parameters
+    ----------
+    adata
+        The cell table (modified in place).
+    result
+        From :func:`leiden_cell_types` or :func:`marker_cell_types`.
+    key
+        The ``obs`` column to write.
+    overwrite
+        Replace an existing column of that name.
+
+    Returns
+    -------
+    str
+        The column written.
+
+    Raises
+    ------
+    ValueError
+        ``obs[key]`` exists and ``overwrite`` is ``False``.
+    """
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 

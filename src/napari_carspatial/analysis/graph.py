@@ -16,13 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from napari_carspatial.model.conventions import SPATIAL_KEY
 from napari_carspatial.model.conventions import pixel_size_um as _table_pixel_size
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +386,7 @@ def _per_library(adata, library_key: str, *, spatial_key: str, pixel_size_um, **
 
 
 def store_graph(
-    adata,
+    adata: AnnData,
     graph: SpatialGraph | None = None,
     *,
     key_added: str = "spatial",

@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from napari_carspatial.analysis.nhood import _canonical_csr, _get_labels
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.graph import SpatialGraph
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ def neighbor_type_counts(graph, labels: np.ndarray, K: int) -> np.ndarray:
     return np.asarray((binary @ onehot).todense()).astype(np.int64)
 
 
-def interaction_matrix(adata, *, cluster_key: str, graph=None, connectivity_key: str = "spatial") -> InteractionResult:
+def interaction_matrix(adata: AnnData, *, cluster_key: str, graph: SpatialGraph | sp.spmatrix | None = None, connectivity_key: str = "spatial") -> InteractionResult:
     """Counts of graph entries between cell types, and their row-normalised form.
 
     Parameters
@@ -78,6 +83,9 @@ def interaction_matrix(adata, *, cluster_key: str, graph=None, connectivity_key:
     graph
         A :class:`~napari_carspatial.analysis.graph.SpatialGraph` or CSR matrix; default
         ``obsp[f"{connectivity_key}_connectivities"]``.
+    connectivity_key
+        squidpy's ``connectivity_key``: the graph is ``obsp[f"{connectivity_key}_connectivities"]``
+        when ``graph`` is ``None``.
 
     Returns
     -------
@@ -99,10 +107,10 @@ def interaction_matrix(adata, *, cluster_key: str, graph=None, connectivity_key:
 
 
 def count_interactions(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str,
-    graph=None,
+    graph: SpatialGraph | sp.spmatrix | None = None,
     group_key: str | None = None,
     method: Literal["classic", "histocat", "patch"] = "classic",
     patch_size: int = 3,
@@ -125,6 +133,9 @@ def count_interactions(
         ``"classic"``, ``"histocat"`` or ``"patch"`` (module docstring).
     patch_size
         ``patch``: minimum number of ``b`` neighbours.
+    connectivity_key
+        squidpy's ``connectivity_key``: the graph is ``obsp[f"{connectivity_key}_connectivities"]``
+        when ``graph`` is ``None``.
 
     Returns
     -------

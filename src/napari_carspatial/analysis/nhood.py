@@ -29,12 +29,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.graph import SpatialGraph
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +65,16 @@ class NhoodEnrichmentResult:
         The ``K`` categories (all categories of the column, used or not, in order).
     method
         ``"exact"`` or ``"permutation"``.
-    n_perms, seed
-        Permutation settings (``None`` for ``"exact"``).
-    pvalue_enriched, pvalue_depleted
-        Permutation only: ``(1 + #{perm >= obs}) / (n_perms + 1)`` and
-        ``(1 + #{perm <= obs}) / (n_perms + 1)``.
+    n_perms
+        Number of permutations (``None`` for ``"exact"``).
+    seed
+        Permutation seed (``None`` for ``"exact"``).
+    pvalue_enriched
+        Permutation only: ``(1 + #{perm >= obs}) / (n_perms + 1)``.
+    pvalue_depleted
+        Permutation only: ``(1 + #{perm <= obs}) / (n_perms + 1)``.
+    extras
+        Method details (``graph_summary`` for ``"exact"``).
     """
 
     zscore: np.ndarray
@@ -94,6 +104,25 @@ class GraphSummary:
     ``n`` nodes; ``s0 = sum m``; ``s_t = sum_ij m_ij m_ji``; ``r2 = sum r_i^2``;
     ``c2 = sum c_i^2``; ``x = sum r_i c_i``; ``d = sum d_i``; ``y = sum d_i (r_i + c_i)``.
     For a symmetric graph without loops: ``s_t = s0 = 2 |E|`` and ``r2 = c2 = x = sum deg^2``.
+
+    Attributes
+    ----------
+    n
+        Nodes.
+    s0
+        ``sum m``.
+    s_t
+        ``sum_ij m_ij m_ji``.
+    r2
+        ``sum r_i^2``.
+    c2
+        ``sum c_i^2``.
+    x
+        ``sum r_i c_i``.
+    d
+        ``sum d_i``.
+    y
+        ``sum d_i (r_i + c_i)``.
     """
 
     n: int
@@ -152,8 +181,19 @@ def _canonical_csr(adj) -> sp.csr_matrix:
     return adj
 
 
-def graph_summary(adj) -> GraphSummary:
-    """Compute the :class:`GraphSummary` of the stored structure of ``adj``."""
+def graph_summary(adj: sp.spmatrix | SpatialGraph) -> GraphSummary:
+    """Compute the :class:`GraphSummary` of the stored structure of ``adj``.
+
+    Parameters
+    ----------
+    adj
+        The connectivities (CSR or a :class:`~napari_carspatial.analysis.graph.SpatialGraph`).
+
+    Returns
+    -------
+    GraphSummary
+        The scalars :func:`join_count_moments` needs.
+    """
     adj = _canonical_csr(adj)
     n = adj.shape[0]
     r, c, d, sym = _summary_kernel(adj.indptr.astype(np.int64), adj.indices.astype(np.int64), n)
@@ -188,7 +228,7 @@ def _ratio(num, den):
         return np.where(den != 0, num / np.where(den != 0, den, 1.0), 0.0)
 
 
-def join_count_moments(n_per_category, g: GraphSummary) -> tuple[np.ndarray, np.ndarray]:
+def join_count_moments(n_per_category: np.ndarray, g: GraphSummary) -> tuple[np.ndarray, np.ndarray]:
     """Exact mean and variance of ``count[A, B]`` under uniform random relabelling.
 
     Parameters
@@ -411,14 +451,14 @@ def _get_connectivities(adata, connectivity_key: str, connectivities) -> sp.csr_
 
 
 def nhood_enrichment(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str,
     method: Literal["exact", "permutation"] = "exact",
     n_perms: int = 1000,
     seed: int = 0,
     connectivity_key: str = "spatial",
-    connectivities=None,
+    connectivities: sp.spmatrix | SpatialGraph | None = None,
     library_key: str | None = None,
     copy: bool = True,
 ) -> NhoodEnrichmentResult:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from napari_carspatial.analysis.nhood import _get_labels
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def _name(row: pd.Series) -> str:
 
 
 def cellular_neighborhoods(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str = "cell_type",
     k: int = 10,
@@ -93,6 +96,7 @@ def cellular_neighborhoods(
     Returns
     -------
     NicheResult
+        Each cell's niche, the niche compositions and the parameters.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
@@ -133,11 +137,22 @@ def cellular_neighborhoods(
                        {"k": int(k), "n_niches": int(n_niches), "seed": int(seed), "cluster_key": cluster_key})
 
 
-def store_niches(adata, result: NicheResult, *, key: str = "niche", mask: np.ndarray | None = None) -> None:
+def store_niches(adata: AnnData, result: NicheResult, *, key: str = "niche", mask: np.ndarray | None = None) -> None:
     """Write ``obs[key]`` (categorical) and ``uns[f"{key}_colors"]`` (mutates ``adata``).
 
     With ``mask`` (the cells the niches were computed on, e.g. a region) the other cells get
     ``"outside"`` (grey).
+
+    Parameters
+    ----------
+    adata
+        The table (modified in place).
+    result
+        From :func:`cellular_neighborhoods`.
+    key
+        The ``obs`` column to write.
+    mask
+        ``(n_obs,)`` bool: the cells ``result`` was computed on (default: all).
     """
     cats = list(result.labels.categories)
     colors = [NICHE_COLORS[i % len(NICHE_COLORS)] for i in range(len(cats))]

@@ -43,13 +43,18 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from napari_carspatial.analysis.nhood import _get_labels
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.graph import SpatialGraph
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ class RipleyResult:
         The distances (µm) at which the statistic is evaluated.
     area
         Window area (µm²).
+    pixel_size_um
+        µm per pixel used, or ``None``.
     """
 
     stat: pd.DataFrame
@@ -134,7 +141,7 @@ def _curves(mode: str, hist: np.ndarray, sizes: np.ndarray, area: float, n_obs: 
 
 
 def ripley(
-    adata,
+    adata: AnnData,
     *,
     cluster_key: str,
     mode: Literal["L", "G", "F"] = "L",
@@ -156,7 +163,10 @@ def ripley(
         Cell-type column.
     mode
         ``"L"``, ``"G"`` or ``"F"``.
-    max_dist, n_steps
+    max_dist
+        Largest distance (µm) of the support; default ``sqrt(area / 2)`` (squidpy), capped at
+        300 µm.
+    n_steps
         Support ``linspace(0, max_dist, n_steps)`` in µm; default ``max_dist`` = ``sqrt(area / 2)``
         (squidpy), capped at 300 µm.
     n_simulations
@@ -169,6 +179,8 @@ def ripley(
         simulated patterns).
     seed
         Seed of the random points (results are deterministic for a seed).
+    pixel_size_um
+        µm per pixel (overrides the table's).
     categories
         Only these types (default all with at least one cell).
 
@@ -263,12 +275,28 @@ def ripley(
     return RipleyResult(stat, mode, support, area, px)
 
 
-def nn_distances(adata, *, cluster_key: str, pixel_size_um: float | None = None,
+def nn_distances(adata: AnnData, *, cluster_key: str, pixel_size_um: float | None = None,
                  statistic: Literal["median", "mean"] = "median") -> pd.DataFrame:
     """Distance from each cell of type A (rows) to the nearest *other* cell of type B (columns).
 
-    Returns the ``statistic`` over the A cells (µm), NaN where A or B has no cell (or B = A has
+    The ``statistic`` over the A cells (µm), NaN where A or B has no cell (or B = A has
     one cell).
+
+    Parameters
+    ----------
+    adata
+        Table with ``obs[cluster_key]`` and ``obsm["spatial"]``.
+    cluster_key
+        Cell-type column.
+    pixel_size_um
+        µm per pixel (overrides the table's).
+    statistic
+        ``"median"`` or ``"mean"`` over the A cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Types x types (rows A, columns B), in µm.
     """
     from scipy.spatial import cKDTree
 
@@ -297,15 +325,20 @@ def nn_distances(adata, *, cluster_key: str, pixel_size_um: float | None = None,
     return pd.DataFrame(out, index=cats, columns=cats)
 
 
-def centrality_scores(adata, *, cluster_key: str, graph=None, connectivity_key: str = "spatial") -> pd.DataFrame:
+def centrality_scores(adata: AnnData, *, cluster_key: str, graph: SpatialGraph | sp.spmatrix | None = None, connectivity_key: str = "spatial") -> pd.DataFrame:
     """Group degree, closeness and average clustering per cell type (squidpy's definitions).
 
     Parameters
     ----------
     adata
         Table with ``obs[cluster_key]``.
+    cluster_key
+        Cell-type column.
     graph
         SpatialGraph or CSR (made undirected); default ``obsp[f"{connectivity_key}_connectivities"]``.
+    connectivity_key
+        squidpy's ``connectivity_key``: the graph is ``obsp[f"{connectivity_key}_connectivities"]``
+        when ``graph`` is ``None``.
 
     Returns
     -------

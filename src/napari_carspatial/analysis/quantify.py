@@ -32,10 +32,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from anndata import AnnData
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -312,22 +317,22 @@ def _level0(x):
 
 # =========================================================================== public
 def quantify(
-    image,
-    labels,
+    image: np.ndarray | da.Array | list | None,
+    labels: np.ndarray | da.Array | list,
     *,
     channel_names: Sequence[str] | None = None,
     statistics: Sequence[str] = ("mean",),
-    nuclear_labels=None,
+    nuclear_labels: np.ndarray | da.Array | list | None = None,
     pixel_size_um: float | None = None,
     chunks: int | tuple[int, int] | None = None,
-    scheduler=None,
+    scheduler: str | Client | None = None,
     progress: bool = False,
     solidity: bool = True,
     cell_ids: Sequence[int] | None = None,
     origin: tuple[int, int] = (0, 0),
     instance_key: str = "cell_id",
     region: str = "labels",
-):
+) -> AnnData:
     """Measure every cell of a segmentation: intensities per channel and shape.
 
     Parameters
@@ -361,8 +366,10 @@ def quantify(
         Only report these ids (incremental re-measurement on a crop that contains them whole).
     origin
         (y, x) of ``labels[0, 0]`` in the whole slide: added to centroids and boxes.
-    instance_key, region
-        Name of the id column and of the labels element (SpatialData table link).
+    instance_key
+        Name of the id column (SpatialData table link).
+    region
+        Name of the labels element (SpatialData table link).
 
     Returns
     -------

@@ -13,12 +13,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_carspatial.model.conventions import SPATIAL_KEY, spatial_to_yx
 from napari_carspatial.model.geometry import points_in_polygon, polygon_area
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anndata import AnnData
+
+    from napari_carspatial.model import ROI
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,8 @@ def cells_in_polygon(adata_or_coords: Any, polygon_yx: np.ndarray, *, spatial_ke
         AnnData with ``obsm[spatial_key]`` (x, y) or an ``(n, 2)`` array of (x, y) coordinates.
     polygon_yx
         ``(m, 2)`` vertices (y, x) in level-0 pixels (napari Shapes data order).
+    spatial_key
+        Key in ``obsm`` with the (x, y) centroids in level-0 pixels.
 
     Returns
     -------
@@ -114,8 +123,25 @@ def polygon_area_px(polygon_yx: np.ndarray) -> float:
     return polygon_area(polygon_yx)
 
 
-def regions_from_rois(adata, rois, *, spatial_key: str = SPATIAL_KEY, classes: list[str] | None = None) -> dict[str, Region]:
-    """One :class:`Region` per ROI (``Sample.rois``); ROIs of the same name get a suffix."""
+def regions_from_rois(adata: AnnData, rois: Iterable[ROI], *, spatial_key: str = SPATIAL_KEY, classes: list[str] | None = None) -> dict[str, Region]:
+    """One :class:`Region` per ROI (``Sample.rois``); ROIs of the same name get a suffix.
+
+    Parameters
+    ----------
+    adata
+        The table.
+    rois
+        The regions (``Sample.rois``).
+    spatial_key
+        Key in ``obsm`` with the (x, y) centroids in level-0 pixels.
+    classes
+        Only ROIs of these classes (default all).
+
+    Returns
+    -------
+    dict
+        ``{name: Region}`` in ROI order.
+    """
     out: dict[str, Region] = {}
     for roi in rois:
         if classes is not None and roi.cls not in classes:
@@ -131,7 +157,7 @@ def regions_from_rois(adata, rois, *, spatial_key: str = SPATIAL_KEY, classes: l
 
 
 def region_masks(
-    adata,
+    adata: AnnData,
     polygons: Mapping[str, np.ndarray] | None = None,
     *,
     include_whole: bool = False,
@@ -148,6 +174,8 @@ def region_masks(
         given as a list of arrays (their union).
     include_whole
         Add the whole sample as region ``"whole"``.
+    spatial_key
+        Key in ``obsm`` with the (x, y) centroids in level-0 pixels.
 
     Returns
     -------
@@ -167,7 +195,7 @@ def region_masks(
 
 
 def role_masks(
-    adata,
+    adata: AnnData,
     *,
     cell_type_key: str | None = None,
     roles: Mapping[str, list[str] | None] | None = None,
@@ -180,6 +208,28 @@ def role_masks(
     Kept here for callers of the earlier API. The roles are inferred from the type names (the
     demo's names give :data:`DEFAULT_ROLES`), merged with a mapping stored in the table and
     ``roles``; ``cell_type_key=None`` finds the column by name.
+
+    Parameters
+    ----------
+    adata
+        Table with the cell types.
+    cell_type_key
+        Cell-type column; ``None``: found by name.
+    roles
+        ``{role: [type names] or None}`` merged over the stored and inferred mappings.
+    pdl1_marker
+        Marker of PD-L1+ macrophages.
+    pdl1_threshold
+        Raw threshold of ``pdl1_marker`` (``None``: Otsu on asinh).
+    layer
+        Read marker values from ``adata.layers[layer]`` instead of ``X``.
+
+    Returns
+    -------
+    masks : dict
+        ``{role: (n_obs,) bool}``.
+    info : dict
+        The mapping used, thresholds and notes.
     """
     from napari_carspatial.analysis.roles import role_masks as _role_masks
 

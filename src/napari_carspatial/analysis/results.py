@@ -20,12 +20,16 @@ from collections import OrderedDict
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from napari_carspatial.model.conventions import SPATIAL_KEY, UNS_KEY
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +137,13 @@ def table_fingerprint(adata, *, spatial_key: str = SPATIAL_KEY) -> str:
 
 
 class GraphCache:
-    """LRU cache of graphs per (table fingerprint, region mask, parameters)."""
+    """LRU cache of graphs per (table fingerprint, region mask, parameters).
+
+    Parameters
+    ----------
+    max_items
+        Graphs kept; the least recently used is dropped first.
+    """
 
     def __init__(self, max_items: int = 32):
         self.max_items = int(max_items)
@@ -242,7 +252,7 @@ def _as_masks(adata, regions) -> dict[str, np.ndarray]:
 
 
 def iter_compute(
-    adata,
+    adata: AnnData,
     statistic: str,
     *,
     regions: Mapping[str, Any] | None = None,
@@ -250,7 +260,7 @@ def iter_compute(
     graph: Mapping[str, Any] | None = None,
     roles: Mapping[str, Any] | None = None,
     seed: int = 0,
-    labels=None,
+    labels: np.ndarray | da.Array | None = None,
     region_areas_mm2: Mapping[str, float] | None = None,
     options: Mapping[str, Any] | None = None,
     cache: GraphCache | None = None,
@@ -286,12 +296,15 @@ def iter_compute(
         ``n_simulations``; ``k``, ``n_niches``; ``contact_radius_um``, ``near_radius_um``,
         ``bin_um``; ``touching``: ``pairs``, ``membrane_width_px``; ``count_within``:
         ``radius_um`` (default 10, 25), ``pairs``.
+    cache
+        Graphs per region kept between runs (the Analysis dock keeps one per sample).
     pixel_size_um
         µm per level-0 pixel, overriding the table's (every distance and area).
 
     Returns
     -------
     AnalysisResult
+        The generator's return value (``StopIteration.value``): per-region tables and figures' data.
     """
     if statistic not in STATISTICS and statistic not in PUBLISHED:
         raise ValueError(f"statistic must be one of {', '.join([*STATISTICS, *PUBLISHED])}, got {statistic!r}")
@@ -472,8 +485,23 @@ def iter_compute(
     return AnalysisResult(statistic, out, _jsonable(params), names, extras=extras)
 
 
-def compute(adata, statistic: str, **kwargs) -> AnalysisResult:
-    """Run :func:`iter_compute` to the end (headless)."""
+def compute(adata: AnnData, statistic: str, **kwargs) -> AnalysisResult:
+    """Run :func:`iter_compute` to the end (headless).
+
+    Parameters
+    ----------
+    adata
+        The table (not modified).
+    statistic
+        A key of :data:`STATISTICS`.
+    **kwargs
+        The options of :func:`iter_compute`.
+
+    Returns
+    -------
+    AnalysisResult
+        The result of every region.
+    """
     gen = iter_compute(adata, statistic, **kwargs)
     while True:
         try:
@@ -497,10 +525,23 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def store_result(adata, result: AnalysisResult, *, key: str | None = None) -> str:
+def store_result(adata: AnnData, result: AnalysisResult, *, key: str | None = None) -> str:
     """Store ``result`` in ``uns["carspatial"]["analysis"][key]`` (mutates ``adata``); returns the key.
 
-    ``key`` defaults to the statistic, so a new run replaces the previous one of the same kind.
+    Parameters
+    ----------
+    adata
+        The table (modified in place).
+    result
+        From :func:`compute`.
+    key
+        Where to store it; default the statistic, so a new run replaces the previous one of
+        the same kind.
+
+    Returns
+    -------
+    str
+        The key used.
     """
     key = key or result.statistic
     meta = dict(adata.uns.get(UNS_KEY, {}) or {})
@@ -517,8 +558,19 @@ def store_result(adata, result: AnalysisResult, *, key: str | None = None) -> st
     return key
 
 
-def load_results(adata) -> dict[str, AnalysisResult]:
-    """Results stored by :func:`store_result` (after an h5ad round trip too)."""
+def load_results(adata: AnnData) -> dict[str, AnalysisResult]:
+    """Results stored by :func:`store_result` (after an h5ad round trip too).
+
+    Parameters
+    ----------
+    adata
+        The table.
+
+    Returns
+    -------
+    dict
+        ``{key: AnalysisResult}``; empty when nothing is stored.
+    """
     meta = adata.uns.get(UNS_KEY, {}) or {}
     out = {}
     for key, rec in (meta.get("analysis", {}) or {}).items():

@@ -178,7 +178,18 @@ def infer_role(name: str) -> tuple[str | None, set[str]]:
 
 
 def infer_roles(type_names: Iterable[str]) -> dict[str, list[str]]:
-    """``{role: [type names]}`` inferred from names (every role key present, maybe empty)."""
+    """``{role: [type names]}`` inferred from names (every role key present, maybe empty).
+
+    Parameters
+    ----------
+    type_names
+        The cell-type names of a table.
+
+    Returns
+    -------
+    dict
+        ``{role: [type names]}``; every role key is present, maybe with an empty list.
+    """
     out: dict[str, list[str]] = {r: [] for r in (*ROLES, *DERIVED_ROLES)}
     for name in type_names:
         name = str(name)

@@ -44,7 +44,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,9 @@ from napari_carspatial.analysis.role_names import (  # the name rules: analysis/
     name_tokens,
 )
 from napari_carspatial.model import UNS_KEY, SampleError
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +326,7 @@ def _type_column(adata, cell_type_key: str) -> tuple[np.ndarray, list[str]]:
     return np.asarray(cat.codes, np.int64), [str(c) for c in cat.categories]
 
 
-def resolve_roles(adata, *, cell_type_key: str, roles=None, use_stored: bool = True) -> RoleMapping:
+def resolve_roles(adata: AnnData, *, cell_type_key: str, roles: RoleMapping | Mapping[str, Any] | str | None = None, use_stored: bool = True) -> RoleMapping:
     """The role mapping for a table: given roles over a stored mapping over the inferred one.
 
     Parameters
@@ -336,6 +339,11 @@ def resolve_roles(adata, *, cell_type_key: str, roles=None, use_stored: bool = T
         Anything :func:`parse_roles` reads; each role it names replaces that role.
     use_stored
         Use a mapping saved by :func:`store_roles` (when it was made for the same column).
+
+    Returns
+    -------
+    RoleMapping
+        The merged mapping (with where each role came from).
     """
     if isinstance(roles, RoleMapping) and roles.cell_type_key == cell_type_key:
         return roles
@@ -451,15 +459,34 @@ def role_masks(
 
 
 # --------------------------------------------------------------------------- storage
-def store_roles(adata, mapping: RoleMapping) -> None:
-    """Save ``mapping`` in ``adata.uns["carspatial"]["roles"]`` (JSON text; mutates ``adata``)."""
+def store_roles(adata: AnnData, mapping: RoleMapping) -> None:
+    """Save ``mapping`` in ``adata.uns["carspatial"]["roles"]`` (JSON text; mutates ``adata``).
+
+    Parameters
+    ----------
+    adata
+        The table (modified in place).
+    mapping
+        From :func:`resolve_roles` or :func:`infer_roles`.
+    """
     meta = dict(adata.uns.get(UNS_KEY, {}) or {})
     meta["roles"] = json.dumps(mapping.to_dict(), sort_keys=True)
     adata.uns[UNS_KEY] = meta
 
 
-def load_roles(adata) -> RoleMapping | None:
-    """The mapping saved by :func:`store_roles`, or ``None``."""
+def load_roles(adata: AnnData) -> RoleMapping | None:
+    """The mapping saved by :func:`store_roles`, or ``None``.
+
+    Parameters
+    ----------
+    adata
+        The table.
+
+    Returns
+    -------
+    RoleMapping or None
+        The stored mapping, or ``None`` when there is none.
+    """
     raw = (adata.uns.get(UNS_KEY, {}) or {}).get("roles")
     if raw is None:
         return None

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from napari_carspatial.analysis.regions import coords_um
 from napari_carspatial.analysis.roles import role_masks
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from anndata import AnnData
+
+    from napari_carspatial.analysis.roles import RoleMapping
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +50,13 @@ class TumorDistance:
         ``(ny, nx)`` int64, index of the nearest cell of each tissue square (-1 elsewhere), or
         ``None`` until :meth:`nearest_cells` computes it (only the infiltration profile needs it).
     origin_um
-        (x0, y0) of the grid's corner in µm. ``grid_um`` is the square side.
+        (x0, y0) of the grid's corner in µm.
+    grid_um
+        The grid square side (µm).
+    params
+        The parameters used.
+    xy_um
+        ``(n_obs, 2)`` cell centroids (x, y) in µm.
     """
 
     cell_um: np.ndarray
@@ -78,11 +91,11 @@ class TumorDistance:
 
 
 def tumor_distance(
-    adata,
+    adata: AnnData,
     *,
     tumor_mask: np.ndarray | None = None,
     cell_type_key: str | None = None,
-    roles=None,
+    roles: RoleMapping | Mapping[str, Any] | str | None = None,
     pixel_size_um: float | None = None,
     grid_um: float = 10.0,
     smooth_um: float = 15.0,
@@ -96,12 +109,25 @@ def tumor_distance(
         Table with ``obsm["spatial"]`` and the cell types.
     tumor_mask
         ``(n_obs,)`` bool, the tumour cells; default: the ``tumor`` role.
-    grid_um, smooth_um, tissue_um
-        Grid square side, Gaussian sigma of the smoothing, and tissue distance, in µm.
+    cell_type_key
+        Cell-type column; ``None``: found by
+        :func:`~napari_carspatial.model.cell_types.resolve_cell_type_key`.
+    roles
+        Role mapping (see :func:`~napari_carspatial.analysis.roles.resolve_roles`); the ``tumor``
+        role gives the tumour cells.
+    pixel_size_um
+        µm per pixel (overrides the table's).
+    grid_um
+        Grid square side (µm).
+    smooth_um
+        Gaussian sigma of the smoothing (µm).
+    tissue_um
+        Grid squares farther than this from every cell are not tissue (µm).
 
     Returns
     -------
     TumorDistance
+        Per-cell signed distance (µm; negative inside the tumour) and the boundary grid.
     """
     from scipy import ndimage
 
@@ -143,10 +169,10 @@ def tumor_distance(
 
 
 def infiltration_profile(
-    adata,
+    adata: AnnData,
     *,
     cell_type_key: str | None = None,
-    roles=None,
+    roles: RoleMapping | Mapping[str, Any] | str | None = None,
     region: np.ndarray | None = None,
     pixel_size_um: float | None = None,
     bin_um: float = 25.0,
@@ -161,13 +187,27 @@ def infiltration_profile(
     ----------
     adata
         Table with cell types and ``obsm["spatial"]``.
+    cell_type_key
+        Cell-type column; ``None``: found by
+        :func:`~napari_carspatial.model.cell_types.resolve_cell_type_key`.
+    roles
+        Role mapping (see :func:`~napari_carspatial.analysis.roles.resolve_roles`); the ``tumor``
+        role gives the tumour cells.
+    pixel_size_um
+        µm per pixel (overrides the table's).
     region
         ``(n_obs,)`` bool mask of the region's cells (default: all). A grid square belongs to the
         region when its nearest cell does.
-    bin_um, range_um
-        Bin width and the range of signed distance (µm; negative = inside tumour).
+    bin_um
+        Bin width (µm).
+    range_um
+        The range of signed distance (µm; negative = inside tumour).
     distance
         A precomputed :func:`tumor_distance` (reused across regions).
+    grid_um
+        Grid square side (µm) of the boundary (see :func:`tumor_distance`).
+    smooth_um
+        Gaussian sigma (µm) of the smoothing (see :func:`tumor_distance`).
 
     Returns
     -------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from . import _cells
 from ._cells import CELL_TYPE_COLORS, CELL_TYPES, CHANNELS, COMPARTMENTS, LATTICE_UM
 from ._layout import make_layout
 from ._render import Renderer
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,8 @@ def _shape(size, n_cells, pixel_size_um) -> tuple[int, int]:
     return e, e
 
 
-def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: int = 0, size=None,
-                pixel_size_um: float = 0.5, image: bool = True, chunk: int = 1024, plant=None,
+def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: int = 0, size: int | tuple[int, int] | None = None,
+                pixel_size_um: float = 0.5, image: bool = True, chunk: int = 1024, plant: Callable[..., np.ndarray] | None = None,
                 name: str | None = None, metadata: dict | None = None, params: dict | None = None) -> Sample:
     """Generate the synthetic demo sample.
 
@@ -94,8 +99,12 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
         Optional ``plant(types, *, info, layout, yx_px, pixel_size_um) -> types``: change the cell
         types (codes into ``CELL_TYPES``) before shapes, mask and expression are generated, so mask,
         table and image agree. The demo cohort plants its per-patient effects this way.
-    name, metadata, params
-        Override the sample name, add metadata, add generator parameters stored in ``uns``.
+    name
+        Override the sample name.
+    metadata
+        Added to ``Sample.metadata``.
+    params
+        Added to the generator parameters stored in ``uns``.
 
     Returns
     -------
@@ -290,7 +299,7 @@ def _rois(lay, ps, H, W) -> list[ROI]:
     return rois
 
 
-def write_demo(path, **kw) -> dict[str, Path]:
+def write_demo(path: str | os.PathLike, **kw) -> dict[str, Path]:
     """Write the demo sample to a folder: pyramidal OME-TIFF, uint32 mask TIFF and ``.h5ad`` table.
 
     Parameters

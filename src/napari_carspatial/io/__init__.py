@@ -2,6 +2,10 @@
 steinbock and MCMICRO folders. No napari, no Qt.
 
 Start with :func:`read_sample`; :func:`detect_format` tells whether a path is readable.
+
+The public API is what ``__all__`` lists (documented in the API reference, ``mkdocs.yml``); import it
+from this package. Submodules are implementation details: ``_name`` modules always, the others
+may move without notice.
 """
 
 from ._dispatch import FORMATS, detect_format, read_sample

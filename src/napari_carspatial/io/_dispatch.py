@@ -108,12 +108,16 @@ def read_sample(
         ``image_column``) matches the image or mask file name (compared without suffixes).
     name
         Sample name (default: file stem).
-    panel, channel_names
-        Channel names from a panel CSV or given explicitly (override the file's).
+    panel
+        Channel names from a panel CSV (override the file's).
+    channel_names
+        Channel names given explicitly (override the file's and the panel's).
     pixel_size_um
         µm per level-0 pixel (overrides the file's).
-    id_column, image_column
-        See :func:`napari_carspatial.io.read_table`.
+    id_column
+        Column of the table holding each row's mask label (see :func:`napari_carspatial.io.read_table`).
+    image_column
+        Column of the table naming each row's image (see :func:`napari_carspatial.io.read_table`).
     segmentation
         Folder formats: which segmentation to use (steinbock ``masks_<segmentation>``, MCMICRO
         ``segmentation/<segmentation>-*``).

@@ -104,6 +104,16 @@ def read_cosmx(path: str | os.PathLike, *, pixel_size_um: float | None = None, t
         Check the table against the mask.
     bin_px
         Transcript bin size (level-0 pixels).
+
+    Returns
+    -------
+    list of Sample
+        One validated sample per FOV.
+
+    Raises
+    ------
+    ReaderError
+        A required file of the export is missing, or the cell masks / polygons cannot be read.
     """
     import geopandas as gpd
     import shapely

@@ -40,11 +40,15 @@ import logging
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import ROI, ROI_CLASSES, SampleError
 from ..model.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +146,7 @@ def _repair(rings_yx: list[np.ndarray], label: str, source) -> list[tuple[np.nda
     return out
 
 
-def rois_from_geojson(obj, *, source=None, problems: list | None = None, map_classes: bool = True) -> list[ROI]:
+def rois_from_geojson(obj: dict | list, *, source: str | os.PathLike | None = None, problems: list | None = None, map_classes: bool = True) -> list[ROI]:
     """ROIs from a parsed GeoJSON object (see the module docstring for the rules).
 
     Parameters
@@ -159,6 +163,11 @@ def rois_from_geojson(obj, *, source=None, problems: list | None = None, map_cla
         Map the file's class names to :data:`~napari_carspatial.model.roi.ROI_CLASSES`
         (:func:`map_class`); ``False`` keeps them as the file spells them (results named by the
         user's own classes), missing ones ``Other``.
+
+    Returns
+    -------
+    list of ROI
+        One ROI per usable polygon.
     """
     out: list[ROI] = []
     where = source or "GeoJSON"
@@ -224,8 +233,20 @@ def rois_from_geojson(obj, *, source=None, problems: list | None = None, map_cla
     return out
 
 
-def rois_to_geojson(rois) -> dict:
-    """A QuPath-style ``FeatureCollection`` (level-0 pixel (x, y), closed rings) of ``rois``."""
+def rois_to_geojson(rois: Iterable[ROI]) -> dict:
+    """A QuPath-style ``FeatureCollection`` (level-0 pixel (x, y), closed rings) of ``rois``.
+
+    Parameters
+    ----------
+    rois
+        The regions.
+
+    Returns
+    -------
+    dict
+        A GeoJSON ``FeatureCollection`` (one ``Feature`` per ROI, its class and name in
+        ``properties``).
+    """
     feats = []
     for r in rois:
         rings = [_ring_xy_closed(r.polygon_yx)] + [_ring_xy_closed(h) for h in getattr(r, "holes_yx", []) or []]
@@ -246,11 +267,25 @@ def rois_to_geojson(rois) -> dict:
 def read_geojson(path: str | os.PathLike, *, problems: list | None = None, map_classes: bool = True) -> list[ROI]:
     """Read ROIs from a QuPath GeoJSON file (``.geojson`` / ``.json``).
 
-    ``map_classes``: see :func:`rois_from_geojson` (``False``: the file's own class names).
-
     Features without a usable polygon (null or empty geometry, points, lines) are skipped with
     a warning naming the file and the feature (and listed in ``problems`` when given); invalid
     polygons are repaired with :func:`shapely.make_valid`, with a warning naming the region.
+
+    Parameters
+    ----------
+    path
+        The GeoJSON file.
+    problems
+        When given, one dict per feature that gave no region is appended (see
+        :func:`rois_from_geojson`).
+    map_classes
+        Map the file's class names to the ROI classes (see :func:`rois_from_geojson`); ``False``
+        keeps the file's own class names.
+
+    Returns
+    -------
+    list of ROI
+        One ROI per usable polygon, in file order.
 
     Raises
     ------
@@ -285,8 +320,28 @@ def read_geojson(path: str | os.PathLike, *, problems: list | None = None, map_c
     return rois
 
 
-def write_geojson(rois, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ROIs as QuPath GeoJSON (atomic: temporary file in the same folder, then rename)."""
+def write_geojson(rois: Iterable[ROI], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ROIs as QuPath GeoJSON (atomic: temporary file in the same folder, then rename).
+
+    Parameters
+    ----------
+    rois
+        The regions.
+    path
+        Target ``.geojson`` file.
+    overwrite
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    SampleError
+        The file exists (without ``overwrite``) or cannot be written.
+    """
     p = Path(path)
     if p.exists() and not overwrite:
         raise SampleError("already exists; not overwritten.", path=p, hint="Choose a new name or pass overwrite=True.")

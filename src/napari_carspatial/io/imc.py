@@ -173,6 +173,11 @@ def read_mcd(path: str | os.PathLike, *, panel: str | os.PathLike | None = None,
         C, Y, X); pixel size from ``AblationDistanceBetweenShotsX``. ``metadata`` holds the
         acquisition id and description, slide id, panorama id, ROI corners in µm (stage
         coordinates) and ``channel_metadata`` (name, metal, mass, label per channel).
+
+    Raises
+    ------
+    ReaderError
+        The file holds no acquisition with pixel data or cannot be read.
     """
     readimc = _readimc()
     p = require_exists(path, "MCD file")
@@ -223,6 +228,11 @@ def read_mcd_panorama(path: str | os.PathLike, panorama_id: int | None = None) -
         (3, Y, X) uint8 (alpha dropped) as ``readimc.MCDFile.read_panorama`` decodes it;
         ``pixel_size_um`` from the panorama's slide corners and its pixel width;
         ``metadata["corners_um"]`` = the four slide corners (x, y) in µm.
+
+    Raises
+    ------
+    ReaderError
+        The file has no panorama image (with ``panorama_id``).
     """
     readimc = _readimc()
     p = require_exists(path, "MCD file")
@@ -255,6 +265,25 @@ def read_imc_txt(path: str | os.PathLike, *, panel: str | os.PathLike | None = N
     Pixels as ``readimc.TXTFile.read_acquisition`` returns them (float32, C, Y, X). IMC text
     exports carry no pixel size; the instrument's 1 µm ablation spacing is assumed only when a
     matching ``.mcd`` beside it says so, otherwise the pixel size is left unknown.
+
+    Parameters
+    ----------
+    path
+        The ``.txt`` file.
+    panel
+        Panel CSV mapping metal tags to targets (default: ``panel.csv`` beside the file or one
+        folder up; else the file's own channel labels).
+
+    Returns
+    -------
+    Sample
+        One sample; ``metadata["channel_metadata"]`` holds name, metal, mass and label per
+        channel.
+
+    Raises
+    ------
+    ReaderError
+        The file cannot be read, or ``readimc`` (the ``[imc]`` extra) is not installed.
     """
     readimc = _readimc()
     p = require_exists(path, "IMC .txt file")

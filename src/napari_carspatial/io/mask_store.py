@@ -33,10 +33,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import SampleError
+
+if TYPE_CHECKING:
+    import zarr
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,16 @@ def working_copy_path(mask_path: str | os.PathLike) -> Path:
     Read-only is judged from the folder's permission bits as well as ``os.access``: tests and
     containers often run as root, for whom ``os.access`` always says writable, and a folder of
     shared source data must not be written even then.
+
+    Parameters
+    ----------
+    mask_path
+        The original mask file.
+
+    Returns
+    -------
+    pathlib.Path
+        The working copy's folder (it may not exist yet).
     """
     p = Path(os.fspath(mask_path).rstrip("/\\"))
     if _folder_writable(p.parent):
@@ -106,7 +120,18 @@ def _source_fingerprint(src: Path) -> list:
 
 
 def corrected_path(mask_path: str | os.PathLike) -> Path:
-    """``<stem>.corrected.zarr`` next to ``mask_path`` (the stem drops image suffixes)."""
+    """``<stem>.corrected.zarr`` next to ``mask_path`` (the stem drops image suffixes).
+
+    Parameters
+    ----------
+    mask_path
+        The original mask file.
+
+    Returns
+    -------
+    pathlib.Path
+        Where :func:`save_corrected_mask` writes by default.
+    """
     from ._util import stem
 
     p = Path(os.fspath(mask_path).rstrip("/\\"))
@@ -200,7 +225,7 @@ class MaskStore:
         Its folder, or ``None`` for an in-memory store.
     """
 
-    def __init__(self, group, path: Path | None = None):
+    def __init__(self, group: zarr.Group, path: Path | None = None):
         self.group = group
         self.path = path
         n = 0
@@ -441,6 +466,13 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
         The written folder; its root ``zarr.json`` attributes hold ``carspatial.provenance``:
         ``source``, ``source_sha256``, ``edit_count``, ``time`` (UTC ISO 8601), ``tool_version``,
         ``note``.
+
+    Raises
+    ------
+    SampleError
+        ``out`` is the original mask, or exists without ``overwrite``.
+    ValueError
+        Neither ``out`` nor a source is known.
     """
 
     from .write import sha256_file
@@ -486,7 +518,18 @@ def save_corrected_mask(store: MaskStore, out: str | os.PathLike | None = None, 
 
 
 def read_provenance(path: str | os.PathLike) -> dict:
-    """The ``carspatial.provenance`` attributes of a corrected mask (``{}`` when there are none)."""
+    """The ``carspatial.provenance`` attributes of a corrected mask (``{}`` when there are none).
+
+    Parameters
+    ----------
+    path
+        A corrected mask folder (``.zarr``).
+
+    Returns
+    -------
+    dict
+        ``source``, ``source_sha256``, ``edit_count``, ``time``, ``tool_version``, ``note``.
+    """
     import zarr
 
     g = zarr.open_group(os.fspath(path), mode="r")

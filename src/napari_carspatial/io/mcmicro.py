@@ -72,6 +72,11 @@ def read_mcmicro(path: str | os.PathLike, *, segmentation: str | None = None, ch
     list of Sample
         Channel names from the OME-XML, or from ``markers.csv`` (``marker_name``) when the file has
         none or its names are generic; table from ``quantification/*.csv`` (``CellID``).
+
+    Raises
+    ------
+    ReaderError
+        The folder has no image in ``registration/`` or a part cannot be read.
     """
     folder = require_exists(path, "MCMICRO folder")
     imgs = _glob(folder / "registration", _OME + ("*.tif", "*.tiff"))

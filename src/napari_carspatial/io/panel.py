@@ -30,6 +30,11 @@ def read_panel(path: str | os.PathLike) -> list[str]:
     -------
     list of str
         One name per image channel.
+
+    Raises
+    ------
+    SampleError
+        The file cannot be read or has no column naming the channels.
     """
     import pandas as pd
 

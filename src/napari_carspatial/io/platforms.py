@@ -81,8 +81,19 @@ def is_visium_hd(path) -> bool:
     return p.is_dir() and ((p / "binned_outputs").is_dir() or (p / "segmented_outputs").is_dir())
 
 
-def detect_platform(path) -> str | None:
-    """``"xenium"``, ``"cosmx"``, ``"merscope"``, ``"visium-hd"`` or ``None``. Never raises."""
+def detect_platform(path: str | os.PathLike) -> str | None:
+    """``"xenium"``, ``"cosmx"``, ``"merscope"``, ``"visium-hd"`` or ``None``. Never raises.
+
+    Parameters
+    ----------
+    path
+        A folder (or a file in it).
+
+    Returns
+    -------
+    str or None
+        The platform name, or ``None`` when the folder is none of them.
+    """
     from .xenium import is_xenium
 
     try:
@@ -112,6 +123,16 @@ def read_platform(path: str | os.PathLike, platform: str | None = None, *, pixel
     **options
         Platform reader options (see :func:`~napari_carspatial.io.xenium.read_xenium`,
         :func:`~napari_carspatial.io.cosmx.read_cosmx`, :func:`read_merscope`, :func:`read_visium_hd`).
+
+    Returns
+    -------
+    list of Sample
+        One validated sample per FOV (CosMx) or one.
+
+    Raises
+    ------
+    ReaderError
+        The folder is none of the platforms, or the platform reader cannot read it.
     """
     p = require_exists(path, "instrument folder")
     platform = platform or detect_platform(p)
@@ -131,7 +152,7 @@ def read_platform(path: str | os.PathLike, platform: str | None = None, *, pixel
 
 
 # --------------------------------------------------------------------------- MERSCOPE
-def read_merscope(path, *, pixel_size_um: float | None = None, z_layer: int = 3, transcripts: bool = True,
+def read_merscope(path: str | os.PathLike, *, pixel_size_um: float | None = None, z_layer: int = 3, transcripts: bool = True,
                   check_ids: bool = True, bin_px: float | None = None, name: str | None = None) -> Sample:
     """Read a Vizgen MERSCOPE region folder (``spatialdata_io.merscope``).
 
@@ -139,6 +160,33 @@ def read_merscope(path, *, pixel_size_um: float | None = None, z_layer: int = 3,
     mosaic image grid; the pixel size is the inverse scale of
     ``images/micron_to_mosaic_pixel_transform.csv`` (µm -> mosaic pixels). Blank probes stay in
     ``obsm["blank"]`` as spatialdata-io puts them.
+
+    Parameters
+    ----------
+    path
+        The MERSCOPE region folder.
+    pixel_size_um
+        µm per mosaic pixel (default: from the micron-to-mosaic transform).
+    z_layer
+        Which z plane of the mosaic images to read (``spatialdata_io.merscope(z_layers=)``).
+    transcripts
+        Read ``detected_transcripts.csv`` into ``Sample.points``.
+    check_ids
+        Check the table against the mask.
+    bin_px
+        Transcript bin size (level-0 pixels).
+    name
+        Sample name (default: the folder name).
+
+    Returns
+    -------
+    Sample
+        One validated sample.
+
+    Raises
+    ------
+    ReaderError
+        A required file is missing, or spatialdata-io (the ``[omics]`` extra) is not installed.
     """
     from .spatialdata import samples_from_sdata
 
@@ -160,7 +208,7 @@ def read_merscope(path, *, pixel_size_um: float | None = None, z_layer: int = 3,
 
 
 # --------------------------------------------------------------------------- Visium HD
-def read_visium_hd(path, *, pixel_size_um: float | None = None, bin_size_um: int = 16, cells: bool | None = None,
+def read_visium_hd(path: str | os.PathLike, *, pixel_size_um: float | None = None, bin_size_um: int = 16, cells: bool | None = None,
                    check_ids: bool = True, name: str | None = None) -> Sample:
     """Read a 10x Visium HD Space Ranger output folder (``spatialdata_io.visium_hd``).
 
@@ -169,6 +217,32 @@ def read_visium_hd(path, *, pixel_size_um: float | None = None, bin_size_um: int
     are the "cells" (one label per bin, drawn on the full-resolution microscope image). The
     pixel size is ``microns_per_pixel`` of that bin size's ``scalefactors_json.json``.
     There are no transcripts (sequencing-based).
+
+    Parameters
+    ----------
+    path
+        The Space Ranger output folder (``outs/``).
+    pixel_size_um
+        µm per pixel of the microscope image (default: from ``scalefactors_json.json``).
+    bin_size_um
+        Bin size (µm) used when the cells are bins (one present in the folder: 2, 8 or 16).
+    cells
+        ``True``: Space Ranger's segmented cells (error when absent); ``False``: bins; ``None``:
+        cells when present, else bins.
+    check_ids
+        Check the table against the mask.
+    name
+        Sample name (default: the folder name).
+
+    Returns
+    -------
+    Sample
+        One validated sample (no transcripts).
+
+    Raises
+    ------
+    ReaderError
+        The bins or the segmentation asked for are missing, or the folder cannot be read.
     """
     from .spatialdata import samples_from_sdata
 

@@ -11,8 +11,14 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model.conventions import UNS_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +161,23 @@ def provenance(paths: dict, *, progress=None) -> dict:
     return out
 
 
-def store_provenance(adata, paths: dict, *, progress=None) -> dict:
-    """Store :func:`provenance` of ``paths`` in ``adata.uns["carspatial"]["provenance"]`` and return it."""
+def store_provenance(adata: AnnData, paths: dict, *, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Store :func:`provenance` of ``paths`` in ``adata.uns["carspatial"]["provenance"]`` and return it.
+
+    Parameters
+    ----------
+    adata
+        The cell table (modified in place).
+    paths
+        ``{part: path}`` of the sample's sources (``Sample.paths``).
+    progress
+        Optional ``progress(done_bytes, total_bytes)`` while the checksums are computed.
+
+    Returns
+    -------
+    dict
+        The provenance stored: per part its path, size and SHA-256.
+    """
     prov = provenance(paths, progress=progress)
     meta = dict(adata.uns.get(UNS_KEY, {}) or {})
     meta["provenance"] = prov

@@ -15,9 +15,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model import SampleError
 from .write import RECOVERY_SUFFIX, restore_interrupted, write_table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +42,21 @@ def cache_dir() -> Path:
     return Path(base) / "napari-carspatial" / "recovery"
 
 
-def table_fingerprint(adata) -> str:
+def table_fingerprint(adata: AnnData) -> str:
     """``"<n_obs>-<hash>"``: number of cells and a SHA-1 of the instance ids (mask labels; the
     obs names when the table has no instance-id column) and of the centroids
-    (``obsm["spatial"]``) when present. Curation changes neither."""
+    (``obsm["spatial"]``) when present. Curation changes neither.
+
+    Parameters
+    ----------
+    adata
+        The cell table.
+
+    Returns
+    -------
+    str
+        ``"<n_obs>-<hash>"``.
+    """
     import numpy as np
 
     from ..model.conventions import SPATIAL_KEY, instance_ids
@@ -77,7 +94,7 @@ def recovery_paths(source: str | os.PathLike | None, *, name: str | None = None,
     return [recovery_path(source, name=name, fingerprint=fingerprint)]
 
 
-def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None,
+def autosave(adata: AnnData, source: str | os.PathLike | None, *, name: str | None = None,
              fingerprint: str | None = None) -> Path:
     """Write ``adata`` to its recovery file in the cache folder; atomic; ``adata`` is not modified.
 
@@ -89,14 +106,21 @@ def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None
         The table being curated (or a snapshot of it).
     source
         The table (or image) the session started from; ``None`` for unsaved data.
-    name, fingerprint
-        Sample name and :func:`table_fingerprint` (computed when omitted), used when ``source``
+    name
+        Sample name, used when ``source`` is ``None``.
+    fingerprint
+        :func:`table_fingerprint` of ``adata`` (computed when omitted), used when ``source``
         is ``None``.
 
     Returns
     -------
     pathlib.Path
         Where the recovery file was written.
+
+    Raises
+    ------
+    SampleError
+        The recovery file cannot be written.
     """
     if not source and fingerprint is None:
         fingerprint = table_fingerprint(adata)
@@ -111,7 +135,22 @@ def autosave(adata, source: str | os.PathLike | None, *, name: str | None = None
 
 def find_recovery(source: str | os.PathLike | None, *, name: str | None = None,
                   fingerprint: str | None = None) -> Path | None:
-    """The recovery file of ``source`` when it is newer than ``source`` itself, or None."""
+    """The recovery file of ``source`` when it is newer than ``source`` itself, or None.
+
+    Parameters
+    ----------
+    source
+        The table (or image) the session started from; ``None`` for unsaved data.
+    name
+        Sample name, used when ``source`` is ``None``.
+    fingerprint
+        :func:`table_fingerprint` of the table, used when ``source`` is ``None``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The recovery file, or ``None`` when there is none newer than ``source``.
+    """
     if source:
         restore_interrupted(source)
     src_m = Path(source).stat().st_mtime if source and Path(source).exists() else -1.0
@@ -120,8 +159,22 @@ def find_recovery(source: str | os.PathLike | None, *, name: str | None = None,
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, fingerprint: str | None = None):
+def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, fingerprint: str | None = None) -> AnnData:
     """Read the recovery table of ``source`` (or a recovery file given directly).
+
+    Parameters
+    ----------
+    source_or_recovery
+        The source table (its recovery file is looked up) or a recovery file itself.
+    name
+        Sample name, used when the source was unsaved data.
+    fingerprint
+        :func:`table_fingerprint` of the table, used when the source was unsaved data.
+
+    Returns
+    -------
+    anndata.AnnData
+        The recovered table.
 
     Raises
     ------
@@ -145,7 +198,18 @@ def recover(source_or_recovery: str | os.PathLike, *, name: str | None = None, f
 
 def decline_recovery(recovery: str | os.PathLike) -> Path | None:
     """Set a recovery file aside without deleting it: renamed ``<file>.declined`` (``.declined-2``,
-    ... when that exists). It is no longer offered; the user can still open it. Returns the new path."""
+    ... when that exists). It is no longer offered; the user can still open it.
+
+    Parameters
+    ----------
+    recovery
+        The recovery file.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The new path, or ``None`` when the file no longer exists.
+    """
     p = Path(recovery)
     if not p.is_file():
         return None
@@ -161,7 +225,17 @@ def decline_recovery(recovery: str | os.PathLike) -> Path | None:
 
 def discard_recovery(source: str | os.PathLike | None, *, name: str | None = None,
                      fingerprint: str | None = None) -> None:
-    """Delete the recovery file of ``source`` (only after the work was saved successfully)."""
+    """Delete the recovery file of ``source`` (only after the work was saved successfully).
+
+    Parameters
+    ----------
+    source
+        The table (or image) the session started from; ``None`` for unsaved data.
+    name
+        Sample name, used when ``source`` is ``None``.
+    fingerprint
+        :func:`table_fingerprint` of the table, used when ``source`` is ``None``.
+    """
     for p in recovery_paths(source, name=name, fingerprint=fingerprint):
         try:
             p.unlink(missing_ok=True)
@@ -178,9 +252,11 @@ class AutosavePolicy:
         Save after this many edits (default 5).
     every_seconds
         Or when this many seconds passed since the last save and there are unsaved edits.
+    clock
+        Seconds, monotonic (injected by tests).
     """
 
-    def __init__(self, every_edits: int = 5, every_seconds: float = 120.0, clock=time.monotonic):
+    def __init__(self, every_edits: int = 5, every_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic):
         self.every_edits = int(every_edits)
         self.every_seconds = float(every_seconds)
         self.clock = clock

@@ -31,11 +31,15 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import SampleError, get_table_link
 from ..model.conventions import SPATIAL_KEY
+
+if TYPE_CHECKING:
+    from ..model import Sample
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ def _points_frame(points):
     return dd.from_map(part, starts, meta=meta)
 
 
-def export_spatialdata(sample, path: str | os.PathLike, *, labels: bool = True, image: bool = True,
+def export_spatialdata(sample: Sample, path: str | os.PathLike, *, labels: bool = True, image: bool = True,
                        points: bool = True, overwrite: bool = False) -> Path:
     """Write ``sample`` as a SpatialData zarr store (see the module docstring).
 
@@ -118,14 +122,19 @@ def export_spatialdata(sample, path: str | os.PathLike, *, labels: bool = True, 
         A :class:`~napari_carspatial.model.Sample` with a table.
     path
         Target ``.zarr`` folder.
-    labels, image, points
-        Also write the segmentation / the image (multiscale, chunk by chunk) / the transcripts.
+    labels
+        Also write the segmentation.
+    image
+        Also write the image (multiscale, chunk by chunk).
+    points
+        Also write the transcripts.
     overwrite
         Replace an existing store (written to a temporary folder first, then swapped).
 
     Returns
     -------
     pathlib.Path
+        The written store.
 
     Raises
     ------

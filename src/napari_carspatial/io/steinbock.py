@@ -71,6 +71,11 @@ def read_steinbock(path: str | os.PathLike, *, segmentation: str | None = None, 
         ``intensities_<seg>/`` + ``regionprops_<seg>/`` (instance key ``Object``) and neighbours
         from ``neighbors_<seg>/`` as ``obsp["spatial_connectivities"]`` (CSR) and
         ``obsp["spatial_distances"]`` when distances are given.
+
+    Raises
+    ------
+    ReaderError
+        The folder has no image in ``img/`` or a part cannot be read.
     """
     folder = require_exists(path, "steinbock folder")
     imgs = sorted(list((folder / "img").glob("*.tif")) + list((folder / "img").glob("*.tiff")))

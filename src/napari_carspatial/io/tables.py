@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,11 @@ from ..model.conventions import REGION_KEY, SPATIAL_KEY
 from ..model.sample import IMAGE_COLUMNS as _IMAGE_COLUMNS
 from ._util import log, require_exists, wrap_errors
 from .inform import inform_stem, prepare_inform
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anndata import AnnData
 
 #: columns that name the image a row belongs to, in the order they are tried (one list, in model.sample)
 IMAGE_COLUMNS = _IMAGE_COLUMNS
@@ -73,7 +79,7 @@ def read_table(
     mask: str | os.PathLike | None = None,
     image_column: str | None = None,
     channel_names: list[str] | None = None,
-):
+) -> AnnData:
     """Read a cell table (AnnData or CSV) into the project's AnnData convention.
 
     Parameters
@@ -87,8 +93,10 @@ def read_table(
         µm per level-0 pixel: converts µm coordinates (QuPath) to pixels and is stored in ``uns``.
         Without it µm coordinates are kept in ``obsm["spatial_um"]`` only (warning logged) and the
         centroids are computed from the mask.
-    image, mask
-        Image / mask file this table should be restricted to (multi-image tables).
+    image
+        Image file this table should be restricted to (multi-image tables).
+    mask
+        Mask file this table should be restricted to (multi-image tables).
     image_column
         Column naming the image of each row (default: auto-detected from :data:`IMAGE_COLUMNS`).
     channel_names
@@ -97,6 +105,12 @@ def read_table(
     Returns
     -------
     anndata.AnnData
+        Rows = cells, ``obsm["spatial"]`` centroids in level-0 pixels, the mask link declared.
+
+    Raises
+    ------
+    SampleError
+        Unsupported format, no rows, no id column, or rows that do not match ``image``/``mask``.
     """
     p = require_exists(path, "cell table")
     low = os.fspath(p).lower().rstrip("/\\")
@@ -176,11 +190,27 @@ def _check_id_range(ids, column: str, source) -> None:
                           "labels are 0 (background) or positive.", path=source)
 
 
-def select_image_rows(df: pd.DataFrame, files, *, image_column: str | None = None, source=None):
+def select_image_rows(df: pd.DataFrame, files: Iterable[str | os.PathLike | None], *, image_column: str | None = None, source: str | os.PathLike | None=None) -> np.ndarray | None:
     """Boolean row mask selecting the rows of ``df`` that belong to one of ``files``.
 
     Values of the image column and ``files`` are compared as file stems (``E34_imc.tiff`` ->
     ``E34_imc``). Returns ``None`` when the table has no image column (keep every row).
+
+    Parameters
+    ----------
+    df
+        The per-cell table.
+    files
+        Image / mask files of the sample (``None`` entries are ignored).
+    image_column
+        Column naming each row's image (default: the first of :data:`IMAGE_COLUMNS` present).
+    source
+        The table file, for messages.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean mask over the rows of ``df``, or ``None`` to keep every row.
 
     Raises
     ------
@@ -223,9 +253,33 @@ def table_from_dataframe(
     id_column: str | None = None,
     pixel_size_um: float | None = None,
     channel_names: list[str] | None = None,
-    source=None,
-):
-    """Turn a per-cell DataFrame (any supported CSV flavour) into AnnData; see :func:`read_table`."""
+    source: str | os.PathLike | None=None,
+) -> AnnData:
+    """Turn a per-cell DataFrame (any supported CSV flavour) into AnnData; see :func:`read_table`.
+
+    Parameters
+    ----------
+    df
+        One row per cell (steinbock, MCMICRO, QuPath, inForm or generic columns).
+    id_column
+        Column holding the mask label of each row; needed for generic tables.
+    pixel_size_um
+        µm per level-0 pixel (converts µm coordinates to pixels; stored in ``uns``).
+    channel_names
+        When all are columns of ``df``, they are the markers (in this order).
+    source
+        The file ``df`` came from, for messages.
+
+    Returns
+    -------
+    anndata.AnnData
+        The table in the project's convention (as :func:`read_table` returns it).
+
+    Raises
+    ------
+    SampleError
+        No id column, ids that cannot be mask labels, or no marker columns.
+    """
     import anndata as ad
 
     cols = list(df.columns)

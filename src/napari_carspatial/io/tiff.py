@@ -24,7 +24,24 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".qptiff")
 
 
 class ImageData(NamedTuple):
-    """What an image reader found: lazy levels and the metadata that came with them."""
+    """What an image reader found: lazy levels and the metadata that came with them.
+
+    Attributes
+    ----------
+    levels
+        The pyramid, level 0 first; dask arrays (C, Y, X).
+    channel_names
+        Channel names from the file's own metadata, or ``None`` when it has none.
+    pixel_size_um
+        µm per level-0 pixel, or ``None`` when the file does not say.
+    path
+        The file that was read.
+    channel_metadata
+        Per channel, what the file says besides the name (mass, metal, fluorophore, ...), or
+        ``None``.
+    metadata
+        File-level facts worth keeping in ``Sample.metadata`` (platform, run ids, ...), or ``None``.
+    """
 
     #: pyramid, level 0 first; dask arrays (C, Y, X)
     levels: list

@@ -47,7 +47,9 @@ class ColumnSpec:
 
     Attributes
     ----------
-    x, y
+    x
+        Position columns (platform units).
+    y
         Position columns (platform units).
     gene
         Gene / target name column.
@@ -157,10 +159,18 @@ def build_transcripts(
         folder of large tables. ``None``: :func:`source_key` of ``source``.
     in_memory_max_rows
         Tables up to this size are sorted in memory.
+    metadata
+        Extra metadata stored with the transcripts (platform, units).
 
     Returns
     -------
     Transcripts
+
+    Raises
+    ------
+    ReaderError
+        Missing or non-numeric coordinates, genes not in ``genes``, or a table that changed while
+        it was read.
     """
     src = None if source is None else os.fspath(source)
     key = cache_key if cache_key is not None else source_key(source)

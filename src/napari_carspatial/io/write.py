@@ -46,9 +46,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model import SampleError
 from ..model.conventions import UNS_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +270,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_table(adata, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
-                record: bool = True, progress=None) -> Path:
+def write_table(adata: AnnData, path: str | os.PathLike, *, overwrite: bool = False, paths: dict | None = None,
+                record: bool = True, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write a cell table atomically as ``.h5ad`` or AnnData ``.zarr``.
 
     Parameters
@@ -436,7 +442,20 @@ def _refuse_sources(target: Path, paths: dict | None) -> None:
 
 
 def proposed_name(source: str | os.PathLike, suffix: str = ".h5ad") -> Path:
-    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...)."""
+    """A new file name next to ``source`` for "Save as": ``<stem>_curated.h5ad`` (then ``_2``, ...).
+
+    Parameters
+    ----------
+    source
+        The file the table came from.
+    suffix
+        ``.h5ad`` or ``.zarr``.
+
+    Returns
+    -------
+    pathlib.Path
+        A path that does not exist yet.
+    """
     src = Path(source)
     stem = src.name
     for suf in (".h5ad", ".zarr", ".csv", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr"):

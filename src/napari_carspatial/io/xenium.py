@@ -81,9 +81,10 @@ def read_xenium(
         The Xenium output folder (``outs/``).
     pixel_size_um
         µm per morphology pixel (default: ``experiment.xenium``, else 0.2125).
-    image_pixel_size_um, image_origin_um
-        Where the morphology image sits, when it is not the full-resolution image at the slide
-        origin: µm per image pixel and the (x, y) µm of its top-left corner.
+    image_pixel_size_um
+        µm per morphology image pixel, when the image is not the full-resolution image.
+    image_origin_um
+        The (x, y) µm of the image's top-left corner, when it is not at the slide origin.
     transcripts
         Read ``transcripts.parquet`` into ``Sample.points``.
     check_ids
@@ -98,6 +99,11 @@ def read_xenium(
     Sample
         Channels = the morphology images, cells = labels, table = the cell-feature matrix
         (sparse CSR, genes in ``var``), points = transcripts (``quality`` = ``qv``).
+
+    Raises
+    ------
+    ReaderError
+        A required file of the bundle is missing or cannot be read.
     """
     p = require_exists(path, "Xenium folder")
     missing = [f for f in REQUIRED if not (p / f).is_file()]

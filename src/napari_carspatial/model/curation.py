@@ -48,7 +48,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,9 @@ from . import edit_log
 from .conventions import SPATIAL_KEY, UNS_KEY, colors_key, instance_ids, spatial_to_yx
 from .geometry import points_in_polygon
 from .roi import ROI, ROI_CLASSES
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,22 @@ def _joined(masks: list[np.ndarray], labels: list[str], n: int) -> pd.Categorica
 
 # =========================================================================== commands
 @dataclass
-class _Change:
-    """Values of one column at some rows, before and after (codes for categoricals)."""
+class Change:
+    """Values of one column at some rows, before and after (codes for categoricals).
+
+    Attributes
+    ----------
+    column
+        The ``obs`` column.
+    rows
+        Row positions changed.
+    old
+        Values (codes for categoricals) before.
+    new
+        Values (codes for categoricals) after.
+    added_categories
+        Categories the change added to the column.
+    """
 
     column: str
     rows: np.ndarray
@@ -175,14 +192,26 @@ class Command:
         ``edit_roi``, ``mark_roi_reviewed``.
     description
         Human-readable, shown on the undo button and in notifications.
+    rows
+        Row positions of the cells the action touched.
+    column
+        The column the audit row names.
+    old_log
+        The value before, as the audit row records it.
+    new_log
+        The value after, as the audit row records it.
+    note
+        Free text of the audit row.
     changes
         Column changes (applied in order, undone in reverse).
-    roi_before, roi_after
-        For ROI actions: the ROI list before and after.
-    reviewed_rois_before, reviewed_rois_after
-        Ids of the regions marked reviewed, before and after.
-    log_row
-        The audit row written when the action was first done.
+    roi_before
+        For ROI actions: the ROI list before.
+    roi_after
+        For ROI actions: the ROI list after.
+    reviewed_rois_before
+        Ids of the regions marked reviewed, before.
+    reviewed_rois_after
+        Ids of the regions marked reviewed, after.
     """
 
     action: str
@@ -192,7 +221,7 @@ class Command:
     old_log: Any
     new_log: Any
     note: str = ""
-    changes: list[_Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     roi_before: list | None = None
     roi_after: list | None = None
     reviewed_rois_before: list | None = None
@@ -220,7 +249,7 @@ class Curation:
     after every change: the GUI refreshes the legend and highlights there.
     """
 
-    def __init__(self, adata, *, type_key: str | None = None, rois: list[ROI] | None = None,
+    def __init__(self, adata: AnnData, *, type_key: str | None = None, rois: list[ROI] | None = None,
                  reviewer: str | None = None):
         self.adata = adata
         meta = dict((adata.uns.get(UNS_KEY, {}) or {}).get("curation", {}) or {})
@@ -406,7 +435,7 @@ class Curation:
             return  # the colouring fills defaults in
         self.adata.uns[ck] = np.array([*list(cols), color_for(value, used=list(cols))], dtype=object)
 
-    def _change(self, column: str, rows: np.ndarray, value, added_out: list) -> _Change:
+    def _change(self, column: str, rows: np.ndarray, value, added_out: list) -> Change:
         added: list[str] = []
         old = self._values(column, rows)
         s = self.adata.obs[column]
@@ -414,7 +443,7 @@ class Curation:
             new = np.full(rows.size, self._code_for(column, value, added), dtype=np.int64)
         else:
             new = np.full(rows.size, value, dtype=s.to_numpy().dtype)
-        ch = _Change(column, rows, old, new, added)
+        ch = Change(column, rows, old, new, added)
         added_out.extend(added)
         return ch
 
@@ -526,7 +555,7 @@ class Curation:
             rows = np.flatnonzero(rows)
         return np.unique(rows.astype(np.int64))
 
-    def _reviewed_change(self, rows, added) -> _Change:
+    def _reviewed_change(self, rows, added) -> Change:
         return self._change(REVIEWED_KEY, rows, True, added)
 
     def assign(self, rows, cell_type: str, *, note: str = "") -> Command | None:

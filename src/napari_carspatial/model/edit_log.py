@@ -11,19 +11,28 @@ import getpass
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 EDIT_LOG_KEY = "carspatial_edit_log"
 COLUMNS = ["time", "reviewer", "action", "cell_ids", "column", "old", "new", "note"]
 
 
 def default_reviewer() -> str:
-    """The OS user name (what the GUI proposes when it asks for the reviewer once)."""
+    """Return the OS user name (what the GUI proposes when it asks for the reviewer once).
+
+    Returns
+    -------
+    str
+        The login name, or ``"unknown"`` when there is none (containers).
+    """
     try:
         return getpass.getuser()
     except (KeyError, OSError, ImportError):  # pragma: no cover - no login name (containers)
@@ -40,9 +49,37 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def record(adata, action: str, *, cell_ids: Iterable[int] = (), column: str = "", old: Any = None,
+def record(adata: AnnData, action: str, *, cell_ids: Iterable[int] = (), column: str = "", old: Any = None,
            new: Any = None, note: str = "", reviewer: str | None = None, time: str | None = None) -> dict:
-    """Append one audit row to ``adata.uns[EDIT_LOG_KEY]`` and return it."""
+    """Append one audit row to ``adata.uns[EDIT_LOG_KEY]`` and return it.
+
+    Parameters
+    ----------
+    adata
+        The cell table (its audit trail is extended in place).
+    action
+        What was done (``assign``, ``exclude``, ``add_roi``, ...).
+    cell_ids
+        Mask labels of the cells the action touched.
+    column
+        The ``obs`` column changed, if any.
+    old
+        Value before (JSON-encoded in the row).
+    new
+        Value after (JSON-encoded in the row).
+    note
+        Free text.
+    reviewer
+        Who did it; default :func:`default_reviewer`.
+    time
+        ISO timestamp; default now (UTC, seconds).
+
+    Returns
+    -------
+    dict
+        The row written (``time``, ``reviewer``, ``action``, ``cell_ids``, ``column``, ``old``,
+        ``new``, ``note``).
+    """
     ids = [int(i) for i in np.asarray(list(cell_ids) if not isinstance(cell_ids, np.ndarray) else cell_ids).ravel()]
     row = {
         "time": time or datetime.now(UTC).isoformat(timespec="seconds"),
@@ -61,8 +98,20 @@ def record(adata, action: str, *, cell_ids: Iterable[int] = (), column: str = ""
     return row
 
 
-def get_log(adata) -> pd.DataFrame:
-    """The audit trail as a DataFrame (empty with the right columns when there is none)."""
+def get_log(adata: AnnData) -> pd.DataFrame:
+    """Return the audit trail as a DataFrame.
+
+    Parameters
+    ----------
+    adata
+        The cell table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per action, all columns as strings; empty with the right columns when there is
+        no trail.
+    """
     log = adata.uns.get(EDIT_LOG_KEY)
     if log is None:
         return pd.DataFrame({c: pd.Series(dtype=str) for c in COLUMNS})

@@ -8,7 +8,17 @@ import os
 class SampleError(ValueError):
     """Bad input: names the file (when there is one), what is wrong and how to fix it.
 
-    The GUI shows ``str(err)`` in a notification; scripts see a clean one-paragraph message.
+    The GUI shows ``str(err)`` in a notification; scripts see a clean one-paragraph message
+    ``"{path}: {problem} {hint}"``.
+
+    Parameters
+    ----------
+    problem
+        What is wrong, in the user's words.
+    path
+        The file or folder at fault.
+    hint
+        How to fix it.
     """
 
     def __init__(self, problem: str, *, path: str | os.PathLike | None = None, hint: str | None = None):
@@ -25,4 +35,14 @@ class SampleError(ValueError):
 
 
 class ReaderError(SampleError):
-    """A file could not be read (missing, truncated, unsupported layout)."""
+    """A file could not be read (missing, truncated, unsupported layout).
+
+    Parameters
+    ----------
+    problem
+        What is wrong, in the user's words.
+    path
+        The file or folder at fault.
+    hint
+        How to fix it.
+    """

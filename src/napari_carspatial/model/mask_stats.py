@@ -22,11 +22,25 @@ def _block_stats(block: np.ndarray, y0: int, x0: int) -> pd.DataFrame:
     return pd.DataFrame({"id": ids.astype(np.int64), "n": counts.astype(np.int64), "sy": sy, "sx": sx})
 
 
-def label_stats(labels) -> pd.DataFrame:
+def label_stats(labels: np.ndarray) -> pd.DataFrame:
     """Per label id (> 0): pixel count ``n`` and centroid ``y``, ``x`` in pixel coordinates.
 
-    ``labels`` is a 2-D numpy or dask array; dask arrays are processed block by block so memory
-    stays bounded by one block. Returns a frame sorted by ``id``.
+    Dask arrays are processed block by block so memory stays bounded by one block.
+
+    Parameters
+    ----------
+    labels
+        A 2-D integer label image (numpy or dask); 0 is background.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id``, ``n``, ``y``, ``x``, sorted by ``id``.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` is not 2-D or not of an integer dtype.
     """
     if labels.ndim != 2:
         raise ValueError(f"expected a 2-D label image, got {labels.ndim} dimensions")

@@ -15,7 +15,27 @@ ROI_CLASSES = ("Tumor core", "Invasive margin", "Stroma", "TLS", "Exclude", "Oth
 
 @dataclass
 class ROI:
-    """A polygon in level-0 pixel coordinates, vertices as (y, x) rows (napari order)."""
+    """A polygon in level-0 pixel coordinates, vertices as (y, x) rows (napari order).
+
+    Parameters
+    ----------
+    name
+        Shown to the user.
+    polygon_yx
+        (n >= 3, 2) vertices as (y, x), finite.
+    cls
+        Region class (``Tumour``, ``Stroma``, ``Other``, ...).
+    id
+        Stable identifier; default a random 12-hex string.
+    holes_yx
+        Interior rings (holes), each an (m, 2) array of (y, x) vertices; cells in a hole are
+        outside.
+
+    Raises
+    ------
+    ValueError
+        If the polygon has fewer than 3 vertices or non-finite coordinates.
+    """
 
     name: str
     polygon_yx: np.ndarray

@@ -12,6 +12,10 @@ Headless (no napari, no Qt). See ``docs/review.md``.
 - :meth:`ReviewProject.start_adjudication` -> :class:`AdjudicationSession`: decide disagreements.
 - :func:`export_project`: final tables with provenance; :func:`agreement_section`: the report's
   HTML fragment; :func:`preferred_cell_type_column`: the adjudicated column once it exists.
+
+The public API is what ``__all__`` lists (documented in the API reference, ``mkdocs.yml``); import it
+from this package. Submodules are implementation details: ``_name`` modules always, the others
+may move without notice.
 """
 
 from .adjudication import AdjudicationSession
@@ -51,3 +55,8 @@ __all__ = [
     "kappa_from_confusion", "load_project", "preferred_cell_type_column", "read_lock", "region_agreement",
     "sample_code",
 ]
+
+# entries a project hands out (API reference, issue 11)
+from .entries import AdjudicationEntry, ReadEntry, Reviewer, SampleEntry  # noqa: E402
+
+__all__ += ["AdjudicationEntry", "ReadEntry", "Reviewer", "SampleEntry"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from .agreement import region_agreement
 from .lock import FileLock, LockedSession
 from .project import ADJUDICATED, IN_PROGRESS, ReviewProject, _now
 from .reads import EXCLUDED_CALL, _read_h5ad, _require_both_done, _write_wc, read_pair
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,22 @@ class AdjudicationSession(LockedSession):
         (read 1, read 2) reviewer ids; ``call_keys[reader]`` their call columns.
     adjudicator
         Who decides (the audit rows' reviewer).
+
+    Parameters
+    ----------
+    project
+        The review project.
+    sample
+        The sample id.
+    adjudicator
+        Who decides.
+    table
+        The working copy with both reads' columns.
+    lock
+        The held lock of the adjudication's working copy (released on close).
     """
 
-    def __init__(self, project: ReviewProject, sample: str, adjudicator: str, table, lock: FileLock):
+    def __init__(self, project: ReviewProject, sample: str, adjudicator: str, table: AnnData, lock: FileLock):
         self.project = project
         self.sample = sample
         self.label = project.label(sample)

@@ -32,6 +32,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,11 @@ from .region_agreement import (  # regions: review/region_agreement.py
     RegionAgreement,
     region_agreement,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +85,19 @@ def _class_kappas(C: np.ndarray):
     return po, kappa
 
 
-def kappa_from_confusion(confusion) -> float:
-    """Cohen's kappa of a confusion matrix (NaN when the expected agreement is 1)."""
+def kappa_from_confusion(confusion: np.ndarray | pd.DataFrame) -> float:
+    """Cohen's kappa of a confusion matrix (NaN when the expected agreement is 1).
+
+    Parameters
+    ----------
+    confusion
+        Square matrix of counts (rows: reader A's classes, columns: reader B's).
+
+    Returns
+    -------
+    float
+        Cohen's kappa, or NaN.
+    """
     return float(_kappa_parts(np.asarray(confusion))[2])
 
 
@@ -102,8 +119,10 @@ class Agreement:
 
     Attributes
     ----------
-    column_a, column_b
-        The compared columns (confusion rows / columns).
+    column_a
+        The first compared column (confusion rows).
+    column_b
+        The second compared column (confusion columns).
     classes
         Class order of the confusion matrix.
     n_cells
@@ -112,10 +131,14 @@ class Agreement:
         Cells left out (missing call in either column, or a call outside ``classes``).
     percent_agreement
         Percent of compared cells with the same call (0-100).
-    kappa, expected_agreement
-        Cohen's kappa and ``p_e``.
-    kappa_ci, percent_ci
-        Intervals (``ci_method``; NaN without a bootstrap).
+    kappa
+        Cohen's kappa.
+    expected_agreement
+        The chance agreement ``p_e``.
+    kappa_ci
+        Interval of ``kappa`` (``ci_method``; NaN without a bootstrap).
+    percent_ci
+        Interval of ``percent_agreement`` (``ci_method``; NaN without a bootstrap).
     per_class
         Index class: ``n_a``, ``n_b`` (cells each column puts there), ``n_both``,
         ``percent_agreement`` (that class vs the rest), ``kappa`` (one vs rest), ``kappa_ci_low``,
@@ -126,6 +149,12 @@ class Agreement:
         Instance ids (mask labels) of the cells the two columns call differently.
     disagreements
         DataFrame ``cell_id``, ``column_a``, ``column_b`` (the two calls) of those cells.
+    ci
+        Interval coverage.
+    ci_method
+        How the intervals were computed.
+    n_boot
+        Bootstrap replicates (0: no intervals).
     notes
         Why a value is NaN.
     """
@@ -177,7 +206,7 @@ def _ids_of(table, n: int) -> np.ndarray:
     return np.asarray(df.index)
 
 
-def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n_boot: int = N_BOOT,
+def agreement(table: AnnData | pd.DataFrame, column_a: str, column_b: str, *, classes: Sequence[str] | None = None, mask: np.ndarray | None = None, n_boot: int = N_BOOT,
               ci: float = 0.95, seed: int = 0) -> Agreement:
     """Agreement of two cell-call columns of one table.
 
@@ -185,8 +214,10 @@ def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n
     ----------
     table
         AnnData (columns in ``obs``; cell ids from its instance-id column) or a DataFrame.
-    column_a, column_b
-        The two readers' call columns.
+    column_a
+        The first reader's call column.
+    column_b
+        The second reader's call column.
     classes
         Class order (and subset) of the confusion matrix; cells with a call outside it in either
         column are left out (as ``sklearn.metrics.cohen_kappa_score(labels=...)``). Default: every
@@ -203,6 +234,7 @@ def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n
     Returns
     -------
     Agreement
+        Percent agreement, kappa, per-class values, confusion matrix and disagreeing cells.
 
     Raises
     ------
@@ -273,7 +305,19 @@ def agreement(table, column_a: str, column_b: str, *, classes=None, mask=None, n
 # =========================================================================== one sample, the trial
 @dataclass
 class SampleAgreement:
-    """Cell and region agreement of one sample's two reads."""
+    """Cell and region agreement of one sample's two reads.
+
+    Attributes
+    ----------
+    sample
+        The sample id.
+    readers
+        (read 1, read 2) reviewer ids.
+    cells
+        Agreement of the two reads' cell calls.
+    regions
+        Agreement of the two reads' regions.
+    """
 
     sample: str
     readers: tuple[str, str]
@@ -313,6 +357,17 @@ class TrialAgreement:
         Index class: ``dice, dice_ci_low, dice_ci_high, iou, n_samples`` (summed areas).
     confusion
         The pooled confusion matrix.
+
+    ci
+        Interval coverage.
+    n_boot
+        Bootstrap replicates (0: no intervals).
+    cell_ci_method
+        How the per-sample intervals (over cells) were computed.
+    trial_ci_method
+        How the trial intervals (over samples) were computed.
+    notes
+        Why a value is NaN.
     """
 
     per_sample: pd.DataFrame
@@ -336,8 +391,12 @@ def combine_agreements(results: Mapping, *, n_boot: int = N_BOOT, ci: float = 0.
     ----------
     results
         ``{sample: SampleAgreement or Agreement}``.
-    n_boot, ci, seed
-        Bootstrap over samples for the trial intervals.
+    n_boot
+        Bootstrap replicates (over samples) of the trial intervals.
+    ci
+        Interval coverage.
+    seed
+        Seed of the bootstrap.
 
     Returns
     -------

@@ -6,12 +6,18 @@ the CLI, the docks, the batch and review); these are its names in the review pac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..model.cell_types import (
     ADJUDICATED_SUFFIX,
     CURATED_SUFFIX,
     base_cell_type_key,
     find_cell_type_key,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
 
 __all__ = ["ADJUDICATED_SUFFIX", "CURATED_SUFFIX", "base_type_column", "preferred_cell_type_column"]
 
@@ -39,7 +45,7 @@ def base_type_column(table) -> str | None:
     return base_cell_type_key(_as_table(table))
 
 
-def preferred_cell_type_column(table) -> str | None:
+def preferred_cell_type_column(table: AnnData | pd.DataFrame) -> str | None:
     """The cell-type column analysis uses by default
     (:func:`~napari_carspatial.model.cell_types.find_cell_type_key`): the adjudicated column of a
     review export, any ``<type>_adjudicated`` column, the curated column, then the original one.
@@ -48,5 +54,10 @@ def preferred_cell_type_column(table) -> str | None:
     ----------
     table
         AnnData (or a DataFrame of its ``obs``).
+
+    Returns
+    -------
+    str or None
+        The column, or ``None`` when the table has no cell-type column.
     """
     return find_cell_type_key(_as_table(table))

@@ -56,6 +56,20 @@ def sample_code(sample: str, salt: str, *, length: int = 6) -> str:
 
     Stable for a project (same salt), unrelated to the sample's name, patient, arm, timepoint,
     outcome or its position in the manifest.
+
+    Parameters
+    ----------
+    sample
+        The sample id.
+    salt
+        The project's secret salt.
+    length
+        Characters after ``RV-``.
+
+    Returns
+    -------
+    str
+        ``RV-`` and ``length`` base32 characters.
     """
     digest = hmac.new(salt.encode("utf-8"), str(sample).encode("utf-8"), hashlib.sha256).digest()
     n = int.from_bytes(digest[:10], "big")
@@ -96,13 +110,38 @@ def _parse_due(value, *, path=None, where: str = "") -> str | None:
 # =========================================================================== entries
 @dataclass
 class Reviewer:
+    """A reviewer of a project.
+
+    Attributes
+    ----------
+    id
+        Short id (in file names and audit rows).
+    name
+        Full name (shown).
+    """
     id: str
     name: str = ""
 
 
 @dataclass
 class ReadEntry:
-    """One read of one sample: read number (1 = first, 2 = second), reviewer and status."""
+    """One read of one sample: read number (1 = first, 2 = second), reviewer and status.
+
+    Attributes
+    ----------
+    read
+        1 (first read) or 2 (second read).
+    reviewer
+        The reviewer id.
+    status
+        ``not_started``, ``in_progress`` or ``done``.
+    started
+        When the read started (UTC ISO 8601).
+    finished
+        When it was finished (UTC ISO 8601).
+    progress
+        Fraction of cells reviewed (0-1), or ``None``.
+    """
 
     read: int
     reviewer: str
@@ -114,6 +153,19 @@ class ReadEntry:
 
 @dataclass
 class AdjudicationEntry:
+    """The adjudication of one sample: adjudicator and status.
+
+    Attributes
+    ----------
+    reviewer
+        The adjudicator id, or ``None`` before one is assigned.
+    status
+        ``not_started``, ``in_progress`` or ``adjudicated``.
+    started
+        When it started (UTC ISO 8601).
+    finished
+        When it was finished (UTC ISO 8601).
+    """
     reviewer: str | None = None
     status: str = NOT_STARTED
     started: str | None = None
@@ -122,6 +174,23 @@ class AdjudicationEntry:
 
 @dataclass
 class SampleEntry:
+    """One sample of a project: its blinded code, due date, reads and adjudication.
+
+    Attributes
+    ----------
+    sample
+        The sample id (from the manifest).
+    code
+        The blinded code (``RV-XXXXXX``).
+    due
+        Due date (``YYYY-MM-DD``), or ``None``.
+    reads
+        The two reads.
+    adjudication
+        The adjudication.
+    source
+        The manifest row the sample came from.
+    """
     sample: str
     code: str
     due: str | None = None
@@ -130,6 +199,18 @@ class SampleEntry:
     source: dict | None = None
 
     def read_of(self, reviewer: str) -> ReadEntry | None:
+        """Return the read of ``reviewer``, or ``None``.
+
+        Parameters
+        ----------
+        reviewer
+            A reviewer id.
+
+        Returns
+        -------
+        ReadEntry or None
+            That reviewer's read of this sample.
+        """
         return next((r for r in self.reads if r.reviewer == reviewer), None)
 
     @property
@@ -153,4 +234,14 @@ class SampleEntry:
 
 
 class RevealError(SampleError):
-    """A read was asked for before both reads of the sample are done (independent reads)."""
+    """A read was asked for before both reads of the sample are done (independent reads).
+
+    Parameters
+    ----------
+    problem
+        What is wrong.
+    path
+        The file or folder at fault.
+    hint
+        How to fix it.
+    """

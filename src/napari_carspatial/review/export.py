@@ -37,6 +37,7 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,9 @@ from .reads import (
     read_source,
     writable_obs_index,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +273,35 @@ def export_sample(project: ReviewProject, sample: str, folder: Path, *, n_boot: 
     return target, sa, files, decisions
 
 
-def export_project(project: ReviewProject, out=None, *, samples=None, n_boot: int | None = N_BOOT,
+def export_project(project: ReviewProject, out: str | os.PathLike | None = None, *, samples: str | Iterable[str] | None = None, n_boot: int | None = N_BOOT,
                    seed: int = 0) -> ExportResult:
     """Export every finished sample (or ``samples``) of a project (see the module docstring).
 
     Samples that are not finished are skipped and listed in :attr:`ExportResult.skipped` with the
     reason; nothing about them is written.
+
+    Parameters
+    ----------
+    project
+        The review project.
+    out
+        The export folder (default ``<project>/export``).
+    samples
+        Only these sample ids (default: all).
+    n_boot
+        Bootstrap replicates of the agreement intervals (``None``: the default).
+    seed
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    ExportResult
+        What was written and what was skipped, with the reason.
+
+    Raises
+    ------
+    SampleError
+        The export folder cannot be created or written.
     """
     from ..cohort.manifest import write_manifest
     from .report import agreement_page

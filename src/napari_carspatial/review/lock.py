@@ -46,9 +46,23 @@ LOCK_SUFFIX = ".lock"
 
 
 class LockError(SampleError):
-    """The file is locked by another writer (``holder`` says who; ``stale`` whether it looks dead)."""
+    """The file is locked by another writer (``holder`` says who; ``stale`` whether it looks dead).
 
-    def __init__(self, problem: str, *, path, holder: LockInfo | None = None, stale: bool = False,
+    Parameters
+    ----------
+    problem
+        What is wrong.
+    path
+        The locked file.
+    holder
+        Who holds the lock.
+    stale
+        Whether the lock looks dead (its host process is gone or it was not refreshed).
+    hint
+        How to fix it.
+    """
+
+    def __init__(self, problem: str, *, path: str | os.PathLike, holder: LockInfo | None = None, stale: bool = False,
                  hint: str | None = None):
         self.holder = holder
         self.stale = stale
@@ -57,7 +71,25 @@ class LockError(SampleError):
 
 @dataclass(frozen=True)
 class LockInfo:
-    """The content of a lock file."""
+    """The content of a lock file.
+
+    Attributes
+    ----------
+    owner
+        Who holds the lock.
+    host
+        The host it was taken on.
+    pid
+        The holding process.
+    time
+        When it was taken (UTC ISO 8601).
+    refreshed
+        When it was last refreshed (UTC ISO 8601).
+    purpose
+        What for (shown to anyone refused).
+    token
+        Identifies this holder (a lock is released only by its holder).
+    """
 
     owner: str
     host: str
@@ -97,6 +129,16 @@ def read_lock(path: str | os.PathLike) -> LockInfo | None:
     """The lock on ``path`` (the protected file, or the ``.lock`` file itself), or None.
 
     An unreadable lock file is returned with owner ``"?"`` (it is reported as stale).
+
+    Parameters
+    ----------
+    path
+        The protected file, or its ``.lock`` file.
+
+    Returns
+    -------
+    LockInfo or None
+        The lock, or ``None`` when the file is not locked.
     """
     lp = Path(path) if os.fspath(path).endswith(LOCK_SUFFIX) else lock_path(path)
     try:
@@ -157,7 +199,19 @@ def _create(lp: Path, payload: dict) -> bool:
 def break_lock(path: str | os.PathLike, *, by: str | None = None) -> LockInfo | None:
     """Break the lock on ``path``: the lock file is renamed ``<lock>.broken-<time>`` (kept).
 
-    Returns the broken lock (None when there was none). Logged as a warning naming the holder.
+    Logged as a warning naming the holder.
+
+    Parameters
+    ----------
+    path
+        The protected file (or its ``.lock`` file).
+    by
+        Who breaks it (logged).
+
+    Returns
+    -------
+    LockInfo or None
+        The broken lock, or ``None`` when there was none.
     """
     lp = lock_path(path)
     info = read_lock(path)
@@ -188,6 +242,8 @@ class FileLock:
     stale_after_s
         Age after which a lock from another host counts as stale.
 
+    Notes
+    -----
     Use as a context manager or with :meth:`acquire` / :meth:`release`.
     """
 

@@ -54,6 +54,7 @@ import secrets
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -86,6 +87,9 @@ from .entries import (  # noqa: F401 - re-exported: the entries and statuses liv
 )
 from .lock import FileLock
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 log = logging.getLogger(__name__)
 
 
@@ -98,12 +102,27 @@ class ReviewProject(AssignmentsMixin):
     ----------
     folder
         The project folder.
-    name, created, due, blinding, type_key
+    name
+        From the project file.
+    created
+        From the project file.
+    due
+        From the project file.
+    blinding
+        From the project file.
+    type_key
         From the project file.
     reviewers
         ``{id: Reviewer}``.
     samples
         ``{sample id: SampleEntry}`` in manifest order.
+
+    Parameters
+    ----------
+    folder
+        The project folder.
+    data
+        The parsed project file (``None``: an empty project; use :func:`load_project`).
     """
 
     def __init__(self, folder: str | os.PathLike, data: dict | None = None):
@@ -435,6 +454,16 @@ def _read_yaml(path: Path) -> dict:
 def load_project(path: str | os.PathLike) -> ReviewProject:
     """Open a review project (its folder or its ``project.yaml``).
 
+    Parameters
+    ----------
+    path
+        The project folder or its ``project.yaml``.
+
+    Returns
+    -------
+    ReviewProject
+        The project.
+
     Raises
     ------
     SampleError
@@ -450,7 +479,7 @@ def load_project(path: str | os.PathLike) -> ReviewProject:
 
 
 def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name: str | None = None,
-                 reviewers=(), blinding: bool = True, due=None, type_key: str | None = None) -> ReviewProject:
+                 reviewers: Iterable[str | tuple[str, str]] = (), blinding: bool = True, due: str | date | None = None, type_key: str | None = None) -> ReviewProject:
     """Create a review project from a cohort manifest.
 
     Parameters
@@ -474,6 +503,13 @@ def init_project(folder: str | os.PathLike, manifest: str | os.PathLike, *, name
     Returns
     -------
     ReviewProject
+        The new project, saved.
+
+    Raises
+    ------
+    SampleError
+        A project exists in ``folder`` already, the folder cannot be created, or the manifest is
+        invalid.
     """
     from ..cohort.manifest import read_manifest
 

@@ -171,8 +171,12 @@ class ReadSession(LockedSession):
     ----------
     label
         What the reader sees (the code when blinding is on).
-    reviewer, read_number, path
-        Who reads, first (1) or second (2) read, the working copy.
+    reviewer
+        Who reads.
+    read_number
+        First (1) or second (2) read.
+    path
+        The working copy.
     table
         The working copy (AnnData).
     curation
@@ -180,6 +184,8 @@ class ReadSession(LockedSession):
         audit trail's reviewer: ``assign`` / ``exclude`` / ``include`` / ``confirm`` /
         ``add_roi`` / ... / ``undo`` / ``redo``.
 
+    Notes
+    -----
     Use as a context manager (saves and releases the lock on exit), or call :meth:`save`,
     :meth:`finish` (done: saved, status ``done``, lock released) or :meth:`close`.
     """
@@ -349,8 +355,10 @@ class ReadPair:
         (read 1, read 2) reviewer ids.
     call_keys
         ``{reviewer: column}``.
-    rois, logs
-        Each reader's ROIs and audit trail.
+    rois
+        Each reader's ROIs.
+    logs
+        Each reader's audit trail.
     """
 
     sample: str

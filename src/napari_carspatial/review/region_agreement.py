@@ -7,9 +7,15 @@ Headless: no napari, no Qt.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from ..model import ROI
 
 
 def _geometry(rois, cls: str):
@@ -36,8 +42,12 @@ class RegionAgreement:
     per_class
         Index class: ``area_a``, ``area_b``, ``intersection``, ``union`` (level-0 px², µm² in the
         ``*_um2`` columns when the pixel size is known), ``dice``, ``iou``, ``note``.
-    reader_a, reader_b
-        Who drew A and B.
+    reader_a
+        Who drew A.
+    reader_b
+        Who drew B.
+    pixel_size_um
+        µm per level-0 pixel, or ``None``.
     """
 
     per_class: pd.DataFrame
@@ -53,20 +63,26 @@ class RegionAgreement:
                 and (pc.loc[c, "area_a"] > 0 or pc.loc[c, "area_b"] > 0)]
 
 
-def region_agreement(rois_a, rois_b, *, classes=None, pixel_size_um: float | None = None,
+def region_agreement(rois_a: Iterable[ROI], rois_b: Iterable[ROI], *, classes: Sequence[str] | None = None, pixel_size_um: float | None = None,
                      reader_a: str = "a", reader_b: str = "b") -> RegionAgreement:
     """Dice and IoU per ROI class between two readers' regions.
 
     Parameters
     ----------
-    rois_a, rois_b
-        Lists of :class:`~napari_carspatial.model.roi.ROI` (level-0 pixel polygons, holes kept).
+    rois_a
+        Reader A's regions.
+    rois_b
+        Reader B's regions. Both are lists of :class:`~napari_carspatial.model.roi.ROI` (level-0 pixel polygons, holes kept).
         Overlapping polygons of one class count once (their union). Self-intersecting polygons
         are repaired with ``shapely.make_valid``.
     classes
         ROI classes to compare (default: every class either reader drew, sorted).
     pixel_size_um
         Adds areas in µm².
+    reader_a
+        Name of reader A (for the tables).
+    reader_b
+        Name of reader B (for the tables).
 
     Returns
     -------

@@ -16,9 +16,14 @@ import base64
 import html
 import io
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .agreement import TrialAgreement
+    from .project import ReviewProject
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
@@ -123,7 +128,7 @@ def _figure(trial) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def agreement_section(source, *, title: str = "Reader agreement", n_boot: int | None = None, seed: int = 0) -> str:
+def agreement_section(source: TrialAgreement | ReviewProject | str | os.PathLike, *, title: str = "Reader agreement", n_boot: int | None = None, seed: int = 0) -> str:
     """The agreement section of the cohort report as an HTML fragment (one ``<section>``).
 
     Parameters
@@ -134,8 +139,10 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int | 
         with both reads done are used).
     title
         Heading of the section.
-    n_boot, seed
-        Bootstrap of the intervals when computed here.
+    n_boot
+        Bootstrap replicates of the intervals when computed here.
+    seed
+        Seed of that bootstrap.
 
     Returns
     -------
@@ -214,8 +221,23 @@ def agreement_section(source, *, title: str = "Reader agreement", n_boot: int | 
     return "".join(parts)
 
 
-def agreement_page(source, *, title: str = "Reader agreement", **kw) -> str:
-    """:func:`agreement_section` as a whole HTML page (same style as the cohort report)."""
+def agreement_page(source: TrialAgreement | ReviewProject | str | os.PathLike, *, title: str = "Reader agreement", **kw) -> str:
+    """:func:`agreement_section` as a whole HTML page (same style as the cohort report).
+
+    Parameters
+    ----------
+    source
+        As for :func:`agreement_section`.
+    title
+        Page title and heading.
+    **kw
+        Passed to :func:`agreement_section` (``n_boot``, ``seed``).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page.
+    """
     body = agreement_section(source, title=title, **kw)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>"
             f"</head><body>{body}</body></html>")
