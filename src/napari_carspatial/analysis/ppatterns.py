@@ -23,8 +23,8 @@ p-value come with every curve.
 How it is computed (``_ppatterns_kernels``; ``docs/statistics.md`` §4)
 ----------------------------------------------------------------------
 The observed statistics come from counting, not from a distance matrix: pairs per distance bin
-on a uniform grid (float64, bins exact, so ``L`` equals squidpy's to rounding), nearest
-neighbours by grid ring search. Each simulation is *one* pattern of ``max(n_A)`` independent
+(float64, bins exact, so ``L`` equals squidpy's to rounding; on a uniform grid for a local
+support, pair by pair when the support spans the window), nearest neighbours by grid ring search. Each simulation is *one* pattern of ``max(n_A)`` independent
 uniform points in the window (a fan of hull triangles picked by area, no rejection); type A
 uses its first ``n_A`` points, which are exactly a uniform pattern of ``n_A`` points, so every
 type gets the null of its own size while one pair pass per simulation serves all types (pairs
