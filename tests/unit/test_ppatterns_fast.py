@@ -75,6 +75,44 @@ def test_prefix_buckets_equal_separate_patterns():
                 f[b], kern.empty_space_hist(x[:s].copy(), y[:s].copy(), np.array([s]), x[:50] + 0.5, y[:50], support)[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_all_pairs_kernel_equals_grid_kernel(dtype):
+    """Every pair by index (support spanning the window) == the grid kernel, prefixes and edges."""
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(0, 100, 501), rng.uniform(0, 100, 501)
+    x[:200], y[:200] = np.round(x[:200] / 5) * 5, np.round(y[:200] / 5) * 5  # distances on bin edges
+    sizes = np.array([3, 150, 151, 501])
+    bucket = np.searchsorted(sizes, np.arange(501), side="right").astype(np.int64)
+    support = np.linspace(0, 120, 25)
+    xs, ys = x.astype(dtype), y.astype(dtype)
+    par = kern.pair_params(support, dtype)
+    grid = kern.pair_hist(xs, ys, bucket, len(sizes), support, 501, par)
+    every = kern.pair_hist_all(xs, ys, bucket, len(sizes), support, 501, par)
+    np.testing.assert_array_equal(every[:, :-1], grid[:, :-1])
+    assert every.sum() == 501 * 500 // 2  # every pair counted once (beyond the support: last column)
+    if dtype is np.float64:
+        d = pdist(np.column_stack([x, y]))
+        np.testing.assert_array_equal(np.cumsum(every.sum(0)[:-1]), (d[None, :] < support[:, None]).sum(1))
+    sim = kern.simulate(0, xs[None], ys[None], bucket, sizes, support, np.zeros(0), np.zeros(0), all_pairs=True)[0]
+    np.testing.assert_array_equal(sim, every)
+    assert kern.spans_window(support, 100.0 * 100.0) and not kern.spans_window(support / 10, 100.0 * 100.0)
+
+
+def test_hull_sampler_equals_numpy_expression():
+    rng = np.random.default_rng(3)
+    hull = ConvexHull(rng.uniform(0, 50, (40, 2)))
+    s = _HullSampler(hull)
+    x, y = s.sample(np.random.default_rng(1), (3, 200))
+    u = np.random.default_rng(1).random((3, 200, 3))
+    tri = np.minimum(np.searchsorted(s.cum, u[..., 0], side="right"), len(s.cum) - 1)
+    a, b = u[..., 1], u[..., 2]
+    flip = a + b > 1
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    np.testing.assert_array_equal(x, s.a[0] + a * s.e1[tri, 0] + b * s.e2[tri, 0])
+    np.testing.assert_array_equal(y, s.a[1] + a * s.e1[tri, 1] + b * s.e2[tri, 1])
+    assert x.shape == (3, 200)
+
+
 def test_g_and_f_equal_kdtree():
     rng = np.random.default_rng(2)
     xy = np.vstack([rng.uniform(0, 300, (400, 2)), rng.normal(150, 8, (100, 2))])  # CSR + a cluster

@@ -210,6 +210,115 @@ def pair_hist(x, y, bucket, n_buckets, support, n, par):  # pragma: no cover - n
 
 
 @numba.njit(cache=True, nogil=True)
+def _flush_pairs(out, b, h2, h1, nb1):  # pragma: no cover - numba
+    """Add the two-pair table ``h2[v1 * nb1 + v2]`` and the single counts ``h1`` to ``out[b]``; zero them."""
+    for v1 in range(nb1):
+        for v2 in range(nb1):
+            c = h2[v1 * nb1 + v2]
+            if c:
+                out[b, v1] += c
+                out[b, v2] += c
+                h2[v1 * nb1 + v2] = 0
+        out[b, v1] += h1[v1]
+        h1[v1] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_hist_all(x, y, bucket, n_buckets, support, n, par):  # pragma: no cover - numba
+    """:func:`pair_hist` for a support that spans the window: every pair, by index, no grid.
+
+    Equal to :func:`pair_hist` on bins ``0 .. n_steps - 1`` (the last column, beyond the
+    support, holds every remaining pair here, only the nearby ones there). ``bucket`` must be
+    non-decreasing (prefix buckets): pair ``j < i`` belongs to ``bucket[i]``, so each point
+    counts its pairs with the points before it into one bucket, and the bins of two pairs are
+    added to a ``(n_steps + 1)^2`` table in one increment (half the scattered increments of
+    :func:`pair_hist`, whose bucket of a pair varies pair by pair; the table stays in L1).
+    Per simulated pattern of 2772 points at squidpy's default support: 5.0 -> 3.4 ms CPU.
+    """
+    n_steps = support.shape[0]
+    nb1 = n_steps + 1
+    out = np.zeros((n_buckets, nb1), np.int64)
+    if n < 2 or n_steps < 2:
+        return out
+    h2 = np.zeros(nb1 * nb1, np.int32)  # <= n^2 / 4 pairs of pairs per bucket: int32 up to n ~ 90k
+    h1 = np.zeros(nb1, np.int64)
+    buf = np.empty(n, np.int32)
+    inv_step = par[0]
+    eps = par[1]
+    one_eps = par[2]
+    fb = par[3]
+    ns_32 = np.int32(n_steps)
+    cur = bucket[0]
+    for i in range(1, n):
+        bi = bucket[i]
+        if bi != cur:
+            _flush_pairs(out, cur, h2, h1, nb1)
+            cur = bi
+        xi = x[i]
+        yi = y[i]
+        for j in range(i):  # vectorised: distance and bin, -1 near a bin edge
+            dx = xi - x[j]
+            dy = yi - y[j]
+            f = min(math.sqrt(dx * dx + dy * dy) * inv_step, fb)
+            t = np.int32(f)
+            g = f - np.float32(t)  # t < 2^24: exact in either precision
+            v = min(t + np.int32(1), ns_32)
+            buf[j] = v if (g >= eps) & (g <= one_eps) else np.int32(-1)
+        for k in range(i // 2):
+            v1 = buf[2 * k]
+            v2 = buf[2 * k + 1]
+            if (v1 | v2) < 0:  # rare: a distance near a bin edge, recomputed exactly
+                if v1 < 0:
+                    v1 = _exact_pair_bin(xi, yi, 0, x[2 * k], y[2 * k], 0, nb1, support, inv_step)
+                if v2 < 0:
+                    v2 = _exact_pair_bin(xi, yi, 0, x[2 * k + 1], y[2 * k + 1], 0, nb1, support, inv_step)
+            h2[v1 * nb1 + v2] += 1
+        if i & 1:
+            v = buf[i - 1]
+            if v < 0:
+                v = _exact_pair_bin(xi, yi, 0, x[i - 1], y[i - 1], 0, nb1, support, inv_step)
+            h1[v] += 1
+    _flush_pairs(out, cur, h2, h1, nb1)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def hull_points(u, a, e1, e2, cum):  # pragma: no cover - numba
+    """Uniform points in a fan of triangles from ``u`` (``(m, 3)`` uniform numbers): triangle
+    ``searchsorted(cum, u0, "right")`` (clipped), then ``(s, t) = (u1, u2)`` folded into it.
+    Same arithmetic as the numpy expression it replaces (one pass instead of eight temporaries)."""
+    m = u.shape[0]
+    nt = cum.shape[0]
+    x = np.empty(m, np.float64)
+    y = np.empty(m, np.float64)
+    for i in range(m):
+        u0 = u[i, 0]
+        lo = 0
+        hi = nt
+        while lo < hi:  # searchsorted(side="right")
+            mid = (lo + hi) >> 1
+            if cum[mid] <= u0:
+                lo = mid + 1
+            else:
+                hi = mid
+        tri = min(lo, nt - 1)
+        s = u[i, 1]
+        t = u[i, 2]
+        if s + t > 1:
+            s = 1 - s
+            t = 1 - t
+        x[i] = a[0] + s * e1[tri, 0] + t * e2[tri, 0]
+        y[i] = a[1] + s * e1[tri, 1] + t * e2[tri, 1]
+    return x, y
+
+
+def spans_window(support: np.ndarray, area: float) -> bool:
+    """Whether pair counting should take every pair (:func:`pair_hist_all`) rather than the grid:
+    the support's disc covers the window's area (most pairs are within the support)."""
+    return bool(np.pi * float(support[-1]) ** 2 >= float(area))
+
+
+@numba.njit(cache=True, nogil=True)
 def _nn_query(qx, qy, xs, ys, cs, nx, ny, x0, y0, cell, skip):  # pragma: no cover - numba
     """Distance from (qx, qy) to the nearest sorted point other than position ``skip``."""
     cx = min(max(int((qx - x0) / cell), 0), nx - 1)
@@ -413,7 +522,8 @@ def empty_space_hist_joint(x, y, bucket, n_buckets, qx, qy, support):  # pragma:
 
 
 def simulate(mode: int, xs: np.ndarray, ys: np.ndarray, bucket: np.ndarray, sizes: np.ndarray,
-             support: np.ndarray, qx: np.ndarray, qy: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+             support: np.ndarray, qx: np.ndarray, qy: np.ndarray, *, workers: int | None = None,
+             all_pairs: bool = False) -> np.ndarray:
     """One statistic histogram per simulated pattern ``xs[s], ys[s]``, patterns in parallel threads
     (the kernels release the GIL).
 
@@ -421,6 +531,8 @@ def simulate(mode: int, xs: np.ndarray, ys: np.ndarray, bucket: np.ndarray, size
     Returns ``(n_sims, len(sizes), n_steps + 1)`` int64 (pairs: per bucket of the pair, not cumulative).
     G and F search all prefixes at once (:func:`nn_hist_joint`); prefixes much smaller than the
     whole pattern (under 1/16 of it: their nearest neighbours are far) get their own search.
+    ``all_pairs``: pairs by :func:`pair_hist_all` (every pair; for a support spanning the window,
+    :func:`spans_window`), else by the grid (:func:`pair_hist`); equal on the support's bins.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -433,7 +545,7 @@ def simulate(mode: int, xs: np.ndarray, ys: np.ndarray, bucket: np.ndarray, size
 
     def one(s):
         if mode == 0:
-            return pair_hist(xs[s], ys[s], bucket, nb, support, n, par)
+            return (pair_hist_all if all_pairs else pair_hist)(xs[s], ys[s], bucket, nb, support, n, par)
         out = np.zeros((nb, support.size + 1), np.int64)
         x, y = xs[s], ys[s]
         if small.size:

@@ -23,8 +23,8 @@ p-value come with every curve.
 How it is computed (``_ppatterns_kernels``; ``docs/statistics.md`` §4)
 ----------------------------------------------------------------------
 The observed statistics come from counting, not from a distance matrix: pairs per distance bin
-on a uniform grid (float64, bins exact, so ``L`` equals squidpy's to rounding), nearest
-neighbours by grid ring search. Each simulation is *one* pattern of ``max(n_A)`` independent
+(float64, bins exact, so ``L`` equals squidpy's to rounding; on a uniform grid for a local
+support, pair by pair when the support spans the window), nearest neighbours by grid ring search. Each simulation is *one* pattern of ``max(n_A)`` independent
 uniform points in the window (a fan of hull triangles picked by area, no rejection); type A
 uses its first ``n_A`` points, which are exactly a uniform pattern of ``n_A`` points, so every
 type gets the null of its own size while one pair pass per simulation serves all types (pairs
@@ -109,15 +109,13 @@ class _HullSampler:
         self.cum = np.cumsum(area) / area.sum()
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        from napari_carspatial.analysis._ppatterns_kernels import hull_points
+
         u = rng.random((*shape, 3))
-        tri = np.minimum(np.searchsorted(self.cum, u[..., 0], side="right"), len(self.cum) - 1)
-        s, t = u[..., 1], u[..., 2]
-        flip = s + t > 1
-        s = np.where(flip, 1 - s, s)
-        t = np.where(flip, 1 - t, t)
-        x = self.a[0] + s * self.e1[tri, 0] + t * self.e2[tri, 0]
-        y = self.a[1] + s * self.e1[tri, 1] + t * self.e2[tri, 1]
-        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+        x, y = hull_points(u.reshape(-1, 3), np.ascontiguousarray(self.a, np.float64),
+                           np.ascontiguousarray(self.e1, np.float64), np.ascontiguousarray(self.e2, np.float64),
+                           np.ascontiguousarray(self.cum, np.float64))
+        return x.reshape(shape), y.reshape(shape)
 
 
 _MODES = {"L": 0, "G": 1, "F": 2}
@@ -216,19 +214,27 @@ def ripley(
     m = _MODES[mode]
 
     chosen = [k for k, c in enumerate(cats) if (categories is None or c in categories) and np.any(labels == k)]
-    obs_curves = {}
-    for k in chosen:
+    all_pairs = kern.spans_window(support, area)  # every pair rather than the grid (equal counts)
+
+    def observed(k):
         xa = xy[labels == k]
         one = np.array([xa.shape[0]], np.int64)
         x, y = np.ascontiguousarray(xa[:, 0]), np.ascontiguousarray(xa[:, 1])
         if m == 0:
-            h = kern.pair_hist(x, y, np.zeros(xa.shape[0], np.int64), 1, support, xa.shape[0],
-                               kern.pair_params(support, np.float64))
+            h = (kern.pair_hist_all if all_pairs else kern.pair_hist)(
+                x, y, np.zeros(xa.shape[0], np.int64), 1, support, xa.shape[0], kern.pair_params(support, np.float64))
         elif m == 1:
             h = kern.nn_hist(x, y, one, support)
         else:
             h = kern.empty_space_hist(x, y, one, qx, qy, support)
-        obs_curves[k] = _curves(mode, h, one, area, int(n_observations))[0]
+        return _curves(mode, h, one, area, int(n_observations))[0]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as ex:  # kernels release the GIL
+        obs_curves = dict(zip(chosen, ex.map(observed, chosen), strict=True))
 
     sizes_by_type = {k: int(np.sum(labels == k)) for k in chosen}
     sizes = np.array(sorted(set(sizes_by_type.values())), np.int64)
@@ -244,7 +250,7 @@ def ripley(
             xs, ys = sampler.sample(rng, (b, n_max))
             if m == 0:  # pair counting: float32 (see _ppatterns_kernels.pair_hist)
                 xs, ys = xs.astype(np.float32), ys.astype(np.float32)
-            parts.append(kern.simulate(m, xs, ys, bucket, sizes, support, qx, qy))
+            parts.append(kern.simulate(m, xs, ys, bucket, sizes, support, qx, qy, all_pairs=all_pairs))
         sims = _curves(mode, np.concatenate(parts, axis=0), sizes, area, int(n_observations))  # (S, B, T)
 
     frames = []
