@@ -6,7 +6,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QLabel
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QLabel, QSizePolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,43 @@ def refill_sample_combo(combo, session, *, where: Callable | None = None,
         combo.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
         combo.blockSignals(False)
     return combo.currentData() != current, samples
+
+
+class ElidedLabel(QLabel):
+    """One line of plain text that never widens its dock: cut with "…" to the width it gets, the
+    full text in its tooltip (and in :meth:`text`)."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setTextFormat(Qt.PlainText)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._full = str(text)
+        self.setToolTip(self._full)
+        self._elide()
+
+    def text(self) -> str:
+        """The full text (what is shown may be cut)."""
+        return self._full
+
+    def shown_text(self) -> str:
+        """What is on screen (the text cut to the label's width)."""
+        return super().text()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(0, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, Qt.ElideRight, width) if width > 0 else self._full
+        QLabel.setText(self, shown)
 
 
 class BusyNotice(QLabel):
