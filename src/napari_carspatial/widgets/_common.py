@@ -6,8 +6,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QLabel, QSizePolicy
+from qtpy.QtCore import QSize, Qt, QThread
+from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,54 @@ def refill_sample_combo(combo, session, *, where: Callable | None = None,
         combo.setCurrentIndex(idx if idx >= 0 else (0 if samples else -1))
         combo.blockSignals(False)
     return combo.currentData() != current, samples
+
+
+#: the busy notice's icon (Qt's own: renders without any icon theme or emoji font)
+BUSY_ICON = QStyle.StandardPixmap.SP_BrowserReload
+
+#: napari's notification toast (found by its class name: napari's Qt module is not public API)
+TOAST_CLASS = "NapariQtNotification"
+_one_toast_installed = False
+_SEEN = "_carspatial_seen"
+
+
+def shown_toasts() -> list:
+    """napari's notification toasts on screen now."""
+    app = QApplication.instance()
+    if app is None:
+        return []
+    return [w for w in app.allWidgets() if type(w).__name__ == TOAST_CLASS and w.isVisible()]
+
+
+def _close_shown_toasts(event=None) -> None:
+    """Close the toasts shown before this notification's (napari's own handler runs first and has
+    just shown the new one: core callbacks always precede a plugin's)."""
+    app = QApplication.instance()
+    if app is None or QThread.currentThread() is not app.thread():   # napari shows it on the GUI thread later
+        return
+    for toast in shown_toasts():
+        with contextlib.suppress(RuntimeError):   # already deleted
+            if getattr(toast, _SEEN, False):
+                toast.close()
+            else:
+                setattr(toast, _SEEN, True)   # the newest: the next notification closes it
+
+
+def one_notification_at_a_time() -> None:
+    """A new notification replaces the one on screen (issue 14, item 9).
+
+    napari puts every toast at the same spot (bottom right of the canvas), so two in quick
+    succession were drawn over each other, half-faded, unreadable. From now on (once per process;
+    every dock calls it) the toasts on screen close as napari shows the next one; each message is
+    still logged and kept in napari's notification list.
+    """
+    global _one_toast_installed
+    if _one_toast_installed:
+        return
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.notification_ready.connect(_close_shown_toasts)
+    _one_toast_installed = True
 
 
 class ElidedLabel(QLabel):
@@ -73,11 +121,13 @@ class ElidedLabel(QLabel):
         QLabel.setText(self, shown)
 
 
-class BusyNotice(QLabel):
+class BusyNotice(QWidget):
     """"<sample> is busy: <what>" while a worker writes the dock's current sample's table.
 
     ``current()`` returns the dock's sample id; ``on_change(busy)`` (optional) lets the dock
-    disable its edits. The notice follows the session's ``busy`` events.
+    disable its edits. The notice follows the session's ``busy`` events. Its icon is one of Qt's
+    standard icons (:data:`BUSY_ICON`), drawn the same on every platform: an emoji (the hourglass
+    it had) is an empty box where no emoji font is installed (Xvfb, many clinical PCs).
     """
 
     def __init__(self, session, current: Callable[[], str | None], on_change: Callable[[bool], None] | None = None,
@@ -86,18 +136,33 @@ class BusyNotice(QLabel):
         self.session = session
         self._current = current
         self._on_change = on_change
-        self.setWordWrap(True)
-        self.setStyleSheet("color: #e0a000; font-weight: bold")
+        self.icon = QLabel()
+        size = self.fontMetrics().height()
+        self.icon.setPixmap(self.style().standardIcon(BUSY_ICON).pixmap(size, size))
+        self.icon.setAlignment(Qt.AlignTop)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setStyleSheet("color: #e0a000; font-weight: bold")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        lay.addWidget(self.icon, 0, Qt.AlignTop)
+        lay.addWidget(self.label, 1)
         self.hide()
         session.events.busy.connect(self.update_state)
+        one_notification_at_a_time()   # every dock with a busy notice: one toast at a time
+
+    def text(self) -> str:
+        """The notice's text ("" when the sample is not busy)."""
+        return self.label.text()
 
     def update_state(self, event=None) -> None:
         try:
             sid = self._current()
             msg = self.session.busy(sid)
             s = self.session.sample(sid)
-            self.setText(f"⏳ {s.name if s is not None else 'sample'} is busy: {msg}. Edits wait until it is done."
-                         if msg else "")
+            self.label.setText(f"{s.name if s is not None else 'sample'} is busy: {msg}. Edits wait until it is done."
+                               if msg else "")
             self.setVisible(bool(msg))
         except RuntimeError:   # the dock is being deleted
             return

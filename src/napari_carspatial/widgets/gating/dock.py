@@ -256,8 +256,8 @@ class GatingWidget(QWidget):
             msg = err.args[0] if err.args else str(err)
             self.error(f"Gating {sample.name}: {msg}")
             return None
-        self.rules_view.result_label.setText("\n".join([f"{sample.name} → obs['{res.key}']:"]
-                                                       + [f"  {line}" for line in res.lines()]))
+        # one wrapped line, not a line per phenotype: the footer below the scroll area stays short
+        self.rules_view.result_label.setText(f"{sample.name} → obs['{res.key}']:  " + "  ·  ".join(res.lines()))
         self.session.table_changed(sid, columns=[res.key], reason="gating")
         self._show_result(sid, res.key, self.model.scheme().default)
         self._last_result = res.as_dict()
