@@ -40,8 +40,9 @@ def _first_cell_of(sample, name):
     rows = list(range(t.n_obs)) if key is None else \
         [i for i, v in enumerate(t.obs[key].astype(str)) if v == name] or list(range(t.n_obs))
     row = rows[len(rows) // 2]
-    ids = t.obs["cell_id"].to_numpy() if "cell_id" in t.obs else None
-    return row, int(ids[row]) if ids is not None else row + 1
+    from napari_carspatial.model.conventions import instance_ids
+
+    return row, int(instance_ids(t)[row])
 
 
 def shots(samples, out: Path, only: set[str], prefix: str, *, car_type="CAR T", gate=None) -> None:
@@ -78,10 +79,16 @@ def shots(samples, out: Path, only: set[str], prefix: str, *, car_type="CAR T", 
     if "curation" in only:
         workflows.apply_workflow(viewer, "Curate")
         ux._pump(1.5)
+        if workflows.find_widget(viewer, "Curation").view is None:   # no cell-type column (steinbock)
+            _shoot(viewer, out, f"{prefix}curation")
+            only = only - {"curation"}
+    if "curation" in only:
         cur = workflows.find_widget(viewer, "Curation")
         yx = np.asarray(t.obsm["spatial"])[:, ::-1]
         near = np.flatnonzero(np.hypot(yx[:, 0] - y, yx[:, 1] - x) < 40 / px)
-        ids = np.asarray(t.obs["cell_id"]) if "cell_id" in t.obs else np.arange(1, t.n_obs + 1)
+        from napari_carspatial.model.conventions import instance_ids
+
+        ids = instance_ids(t)
         cur.view.core.select_ids(ids[near])
         ux._zoom(viewer, (y * px, x * px), 6.0 if px < 1 else 3.0)
         cats = cur.core.categories
@@ -124,7 +131,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     names = {"inspector", "measurements", "busy", "curation", "gating"}
-    only = set(filter(None, a.only.split(","))) or names | {f"steinbock_{n}" for n in names}
+    only = set(filter(None, a.only.split(","))) or (names | {f"steinbock_{n}" for n in names}
+                                                     | {"cytomapper_curation", "cytomapper_inspector"})
     demo = only & names
     if demo:
         from napari_carspatial.datasets import demo_sample
@@ -132,6 +140,14 @@ def main() -> None:
         shots([demo_sample(size=a.size)], out, demo, "",
               gate=([("CD3", 0.7), ("CAR", 0.85), ("PanCK", 0.6)],
                     [("CAR T", "CD3+ CAR+"), ("T cell", "CD3+"), ("Tumor", "PanCK+")]))
+    if "cytomapper_curation" in only or "cytomapper_inspector" in only:
+        from napari_carspatial.io import read_sample
+
+        root = ux.REAL / "cytomapper_pancreas_imc"
+        s = read_sample(root / "images" / "E34_imc.tiff", mask=root / "masks" / "E34_mask.tiff",
+                        table=root / "cells.csv", panel=root / "panel.csv", pixel_size_um=1.0)
+        kinds = {n[len("cytomapper_"):] for n in only if n.startswith("cytomapper_")}
+        shots([s], out, kinds, "cytomapper_", car_type=str(s.table.obs["CellType"].astype(str).mode()[0]))
     real = {n[len("steinbock_"):] for n in only if n.startswith("steinbock_")}
     folder = ux.REAL / "steinbock_imc_testdata"
     if real and folder.exists():

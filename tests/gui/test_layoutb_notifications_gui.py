@@ -29,6 +29,18 @@ def test_a_new_notification_replaces_the_shown_one(make_napari_viewer_proxy, qtb
     assert toasts[0].parent() is canvas
     bar = QRect(0, canvas.height() - 60, 250, 60)
     assert not toasts[0].geometry().intersects(bar)
+    # a milder message does not hide a warning: the warning moves up, the two never overlap
+    notify("Gating applied to grid: CAR T 12")
+    qtbot.wait(500)                               # napari's slide-in is over
+    toasts = sorted(shown_toasts(), key=lambda t: t.y())
+    assert [("busy" in t.message.text()) for t in toasts] == [True, False]
+    assert not toasts[0].geometry().intersects(toasts[1].geometry())
+    assert toasts[0].geometry().bottom() < toasts[1].geometry().top()
+    # an error replaces them all
+    notify("Could not read panel.csv: no 'name' column.", "error")
+    qtbot.wait(300)
+    toasts = shown_toasts()
+    assert len(toasts) == 1 and "panel.csv" in toasts[0].message.text()
     for t in toasts:
         t.close()
 

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtCore import QSize, Qt, QThread
+from qtpy.QtCore import QSize, Qt, QThread, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ BUSY_ICON = QStyle.StandardPixmap.SP_BrowserReload
 TOAST_CLASS = "NapariQtNotification"
 _one_toast_installed = False
 _SEEN = "_carspatial_seen"
+_toast_seq = 0
+#: napari slides a toast in over 220 ms and re-sizes it to its text: stack again after that
+TOAST_SETTLE_MS = 350
+TOAST_GAP_PX = 4
 
 
 def shown_toasts() -> list:
@@ -53,18 +57,46 @@ def shown_toasts() -> list:
     return [w for w in app.allWidgets() if type(w).__name__ == TOAST_CLASS and w.isVisible()]
 
 
-def _close_shown_toasts(event=None) -> None:
-    """Close the toasts shown before this notification's (napari's own handler runs first and has
-    just shown the new one: core callbacks always precede a plugin's)."""
+def _severity(value) -> int:
+    """0 info (or anything milder), 1 warning, 2 error."""
+    name = str(getattr(value, "value", value) or "").lower()
+    return 2 if name in ("error", "critical", "fatal") else (1 if name == "warning" else 0)
+
+
+def _replace_shown_toasts(event=None) -> None:
+    """The toast napari has just shown for this notification replaces the earlier ones (napari's
+    own handler runs first: core callbacks always precede a plugin's). An earlier warning or error
+    is not replaced by a milder message: it stays, stacked above the new toast, until it times out."""
+    global _toast_seq
     app = QApplication.instance()
     if app is None or QThread.currentThread() is not app.thread():   # napari shows it on the GUI thread later
         return
-    for toast in shown_toasts():
-        with contextlib.suppress(RuntimeError):   # already deleted
-            if getattr(toast, _SEEN, False):
+    level = _severity(getattr(event, "severity", None))
+    toasts = shown_toasts()
+    for t in toasts:
+        if getattr(t, _SEEN, None) is None:
+            _toast_seq += 1
+            setattr(t, _SEEN, (level, _toast_seq))
+    newest = max((getattr(t, _SEEN)[1] for t in toasts), default=0)
+    for toast in toasts:
+        old_level, seq = getattr(toast, _SEEN)
+        if seq != newest and old_level <= level:
+            with contextlib.suppress(RuntimeError):   # already deleted
                 toast.close()
-            else:
-                setattr(toast, _SEEN, True)   # the newest: the next notification closes it
+    _stack_toasts()
+    QTimer.singleShot(TOAST_SETTLE_MS, _stack_toasts)   # after napari's slide-in and resizes
+
+
+def _stack_toasts() -> None:
+    """The toasts on screen one above the other, the newest at the bottom where napari put it."""
+    with contextlib.suppress(RuntimeError):
+        toasts = sorted(shown_toasts(), key=lambda t: -getattr(t, _SEEN, (0, 0))[1])
+        if not toasts:
+            return
+        top = toasts[0].y()
+        for toast in toasts[1:]:
+            top -= toast.height() + TOAST_GAP_PX
+            toast.move(toast.x(), top)
 
 
 def one_notification_at_a_time() -> None:
@@ -72,15 +104,16 @@ def one_notification_at_a_time() -> None:
 
     napari puts every toast at the same spot (bottom right of the canvas), so two in quick
     succession were drawn over each other, half-faded, unreadable. From now on (once per process;
-    every dock calls it) the toasts on screen close as napari shows the next one; each message is
-    still logged and kept in napari's notification list.
+    every dock calls it) the toast on screen closes as napari shows the next one, unless it is a
+    warning or an error and the new one is milder: then it moves up, above the new one, so it is
+    still read, never overdrawn. Each message is still logged and kept in napari's list.
     """
     global _one_toast_installed
     if _one_toast_installed:
         return
     from napari.utils.notifications import notification_manager
 
-    notification_manager.notification_ready.connect(_close_shown_toasts)
+    notification_manager.notification_ready.connect(_replace_shown_toasts)
     _one_toast_installed = True
 
 

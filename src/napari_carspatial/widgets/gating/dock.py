@@ -254,6 +254,9 @@ class GatingWidget(QWidget):
             res = self.model.apply(sample)
         except (ValueError, KeyError) as err:
             msg = err.args[0] if err.args else str(err)
+            spaced = [m for m in self.model.markers() if " " in m]
+            if spaced and "followed by + or -" in msg:   # steinbock panels: "Cytokeratin 5", "Histone H3"
+                msg += f'; quote a marker name with a space, e.g. \'"{spaced[0]}"+\''
             self.error(f"Gating {sample.name}: {msg}")
             return None
         # one wrapped line, not a line per phenotype: the footer below the scroll area stays short
