@@ -158,7 +158,7 @@ def main() -> None:
         markers = [str(m) for m in samples[0].table.var_names]
         shots(samples, out, real, "steinbock_", car_type="",
               gate=([(markers[0], 0.7), (markers[1], 0.8)],
-                    [("double+", f"{markers[0]}+ {markers[1]}+"), (f"{markers[0]}+", f"{markers[0]}+")]))
+                    [("double+", f'"{markers[0]}"+ "{markers[1]}"+'), (f"{markers[0]}+", f'"{markers[0]}"+')]))
 
 
 if __name__ == "__main__":

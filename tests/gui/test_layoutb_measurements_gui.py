@@ -19,7 +19,7 @@ def test_headers_readable_key_columns_first_markers_reachable(make_napari_viewer
     sample = grid_sample(pixel_size_um=0.5)
     obs = sample.table.obs
     obs["cell_type_curated"] = obs["cell_type"]
-    obs["roi"] = pd.Categorical([None] * len(obs), categories=["core 1"])
+    obs["roi"] = pd.Categorical([None, "core 1"] + [None] * (len(obs) - 2), categories=["core 1"])   # one Tumor cell
     obs["excluded"] = False
     add_sample_layers(viewer, sample)
     w = MeasurementsWidget(viewer)
@@ -29,8 +29,8 @@ def test_headers_readable_key_columns_first_markers_reachable(make_napari_viewer
     qtbot.waitExposed(w)
     m, table, header = w.model, w.table, w.table.horizontalHeader()
     shown = w.visible_columns()
-    assert shown[:4] == ["cell_id", "curated", "type", "area"]          # empty ROI / excluded hidden
-    assert "roi" not in shown and "excluded" not in shown
+    assert shown[:5] == ["cell_id", "curated", "type", "roi", "area"]   # excluded: no value, hidden
+    assert "excluded" not in shown
     markers = [k for k in shown if k.startswith("marker:")]
     assert markers == [f"marker:{c}" for c in sample.channel_names]
     assert shown.index(markers[0]) < shown.index("x")                   # markers before the centroid
@@ -60,6 +60,7 @@ def test_headers_readable_key_columns_first_markers_reachable(make_napari_viewer
     assert vals in (sorted(vals), sorted(vals, reverse=True))
     w.class_box.setCurrentIndex(w.class_box.findData("CAR T"))
     assert m.rowCount() == int((obs["cell_type_curated"] == "CAR T").sum())
+    assert "roi" not in w.visible_columns()                            # no CAR T cell in a ROI: out of the way
     assert w.export_csv(tmp_path / "x.csv") == m.rowCount()
     assert list(pd.read_csv(tmp_path / "x.csv").columns)[:2] == ["cell id", "type"]   # CSV keeps every column
     assert "ROI" in pd.read_csv(tmp_path / "x.csv").columns

@@ -223,6 +223,7 @@ class MeasurementsWidget(QWidget):
         n = 0 if m is None else m.n
         self.count_label.setText(f"{self.model.rowCount():,} of {n:,} cells" if m is not None
                                  else "Open a sample with a cell table.")
+        self.fit_columns()   # widths and empty columns follow the rows shown
 
     def column_order(self) -> list[int]:
         """Columns (model indices) in screen order: id, curated type, type, ROI, region, excluded,
@@ -237,22 +238,33 @@ class MeasurementsWidget(QWidget):
         return first + markers + rest
 
     def _empty(self, j: int) -> bool:
+        """Column ``j`` is ROI / region / excluded and no row shown has a value in it."""
         m = self.measurements
         c = m.columns[j]
         if c.key not in HIDE_WHEN_EMPTY:
             return False
-        v = m.values(j)
+        v = m.values(j)[self.model.rows]
         return bool((v < 0).all()) if c.kind == "category" else not bool(np.asarray(v).any())
 
     def arrange_columns(self) -> None:
-        """Key columns first, empty ROI / region / excluded columns hidden, each column as wide as its
-        header and first rows (within [MIN_COLUMN_PX, MAX_COLUMN_PX]; longer text elides)."""
+        """Key columns first (the table's own order stays for sorting and the CSV), then fit them
+        to the rows shown (:meth:`fit_columns`)."""
         m = self.measurements
         header = self.table.horizontalHeader()
         if m is None:
             return
         for visual, logical in enumerate(self.column_order()):
             header.moveSection(header.visualIndex(logical), visual)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """ROI / region / excluded columns with no value in the rows shown are hidden; each column is
+        as wide as its header and its first rows shown, within [MIN_COLUMN_PX, MAX_COLUMN_PX] (longer
+        text elides, the full text is one click away in the CSV)."""
+        m = self.measurements
+        if m is None:
+            return
+        header = self.table.horizontalHeader()
         fm, hfm = self.table.fontMetrics(), header.fontMetrics()
         rows = self.model.rows[:WIDTH_SAMPLE_ROWS]
         for j in range(len(m.columns)):
