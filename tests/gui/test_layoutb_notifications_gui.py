@@ -72,3 +72,26 @@ def test_busy_notice_icon_draws(make_napari_viewer_proxy, qtbot):
     assert all(ord(ch) < 0x2300 or ch in "µ²·–…" for ch in notice.text())   # no glyph a font may lack
     session.set_busy(sid, None)
     assert notice.isHidden() and seen[-1] is False
+
+
+def test_a_workers_notification_replaces_too(make_napari_viewer_proxy, qtbot):
+    """A message from a worker thread (a save, a measurement): napari shows it on the GUI thread,
+    and the replacement follows it there."""
+    import threading
+
+    from napari_carspatial.widgets._common import one_notification_at_a_time, shown_toasts
+
+    viewer = make_napari_viewer_proxy(show=True)
+    one_notification_at_a_time()
+    notify("first, from the GUI thread")
+    qtbot.waitUntil(lambda: len(shown_toasts()) == 1, timeout=2000)
+    th = threading.Thread(target=lambda: notify("second, from a worker"))
+    th.start()
+    th.join()
+    qtbot.waitUntil(lambda: any("worker" in t.message.text() for t in shown_toasts()), timeout=3000)
+    qtbot.wait(100)
+    toasts = shown_toasts()
+    assert [t.message.text() for t in toasts] == ["second, from a worker"]
+    for t in toasts:
+        t.close()
+    del viewer

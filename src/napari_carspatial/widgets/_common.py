@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtCore import QSize, Qt, QThread, QTimer
+from qtpy.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ TOAST_SETTLE_MS = 350
 TOAST_GAP_PX = 4
 
 
+class _ToastRelay(QObject):
+    message = Signal(object)
+
+
+_relay: _ToastRelay | None = None
+
+
 def shown_toasts() -> list:
     """napari's notification toasts on screen now."""
     app = QApplication.instance()
@@ -69,7 +76,11 @@ def _replace_shown_toasts(event=None) -> None:
     is not replaced by a milder message: it stays, stacked above the new toast, until it times out."""
     global _toast_seq
     app = QApplication.instance()
-    if app is None or QThread.currentThread() is not app.thread():   # napari shows it on the GUI thread later
+    if app is None:
+        return
+    if QThread.currentThread() is not app.thread():   # a worker's message: napari shows it on the GUI
+        if _relay is not None:                        # thread later, this runs after it there
+            _relay.message.emit(event)
         return
     level = _severity(getattr(event, "severity", None))
     toasts = shown_toasts()
@@ -113,6 +124,10 @@ def one_notification_at_a_time() -> None:
         return
     from napari.utils.notifications import notification_manager
 
+    global _relay
+    if QApplication.instance() is not None and _relay is None:
+        _relay = _ToastRelay()   # made on the GUI thread: its signal queues a worker's message there
+        _relay.message.connect(_replace_shown_toasts)
     notification_manager.notification_ready.connect(_replace_shown_toasts)
     _one_toast_installed = True
 
