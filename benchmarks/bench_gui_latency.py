@@ -261,7 +261,12 @@ def _child(store: str, out: str, *, label: str) -> None:
         total = time.perf_counter() - t0
         clock.rows[f"save_{ext}"] = {"runs": [blocked], "total_s": total, "gui_blocked_s": blocked}
         log.info("save %s: GUI blocked %.3f s, total %.3f s", ext, blocked, total)
-    # ---- segmentation: one split and closing the region
+    # ---- segmentation: one split and closing the region (CARSPATIAL_BENCH_NO_SEG=1 skips it: profiling)
+    if os.environ.get("CARSPATIAL_BENCH_NO_SEG"):
+        info["peak_rss_mb"] = peak_rss_mb()
+        write_child_result(out, {"info": info, "rows": clock.rows})
+        viewer.close()
+        return
     seg.sample_box.setCurrentIndex(max(0, seg.sample_box.findData(sid)))
     viewer.camera.zoom = viewer.camera.zoom * 2
     clock.frame()
