@@ -253,9 +253,19 @@ def _child(store: str, out: str, *, label: str) -> None:
     tmpdir = Path(tempfile.mkdtemp(prefix="carspatial-bench-save-"))
     for ext in ("h5ad", "zarr"):
         target = tmpdir / f"saved.{ext}"
+        prof_dir = os.environ.get("CARSPATIAL_BENCH_PROFILE")
+        prof = None
+        if prof_dir:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         t0 = time.perf_counter()
         cur.saving.save(target)
         blocked = time.perf_counter() - t0
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(os.path.join(prof_dir, f"save_{ext}.prof"))
         clock.frame()
         clock.wait(lambda target=target: target.exists() and not sess.busy(sid))
         total = time.perf_counter() - t0

@@ -135,3 +135,19 @@ def test_levels_with_interior_codes_equal_the_dask_reference(seed):
     st.set(outline_only=True)
     lvl[10:50, 20:70]
     assert cache2.misses == misses
+
+
+@pytest.mark.parametrize("radius", [3.0, 8.0, 40.0])
+def test_neighbors_without_the_tree_equal_the_kdtree(radius):
+    """The inspector's neighbours by an x-band search equal the KD-tree's (the reference)."""
+    from napari_carspatial._napari.inspect import CellIndex
+
+    s = _sample(n=2000, seed=3)
+    fast = CellIndex(s)
+    ref = CellIndex(s)
+    assert ref.tree is not None   # built: its neighbours come from the KD-tree
+    for row in range(0, 2000, 37):
+        got = fast.neighbors(row, radius_px=radius)
+        want = ref.neighbors(row, radius_px=radius)
+        np.testing.assert_array_equal(got, want)
+    assert fast._tree is None

@@ -372,10 +372,11 @@ class LutLevel:
         self.labels = labels
         self.state = state
         self.cache = cache if cache is not None else TileCache()
+        self._shape = tuple(int(v) for v in labels.shape)   # napari asks often; a level never changes shape
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(v) for v in self.labels.shape)
+        return self._shape
 
     @property
     def dtype(self) -> np.dtype:
