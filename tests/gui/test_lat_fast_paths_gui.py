@@ -11,17 +11,17 @@ from napari_carspatial._napari import add_sample_layers, session_for
 from napari_carspatial._napari.lut import categories_and_codes, category_lut, codes_pyramid
 
 
-def _setup(make_napari_viewer_proxy, qtbot):
-    from napari_carspatial.widgets.curation import CurationWidget
-
+def _setup(make_napari_viewer_proxy):
+    """A sample in a viewer with its curation view (what the Curation dock drives; no dock: the
+    colouring follows the session's table_changed, whoever edits)."""
     viewer = make_napari_viewer_proxy()
-    sample = grid_sample()
+    sample = grid_sample(markers=["DAPI", "CD3", "CAR"])   # few channel layers: a quick viewer
     add_sample_layers(viewer, sample)
-    w = CurationWidget(viewer)
-    qtbot.addWidget(w)
     s = session_for(viewer)
     sid = s.sid_of(sample)
-    return viewer, sample, w, s, sid, s.coloring(sid)
+    view = s.curation(sid)
+    view.core.autosaver.enabled = False
+    return viewer, sample, view, s, sid, s.coloring(sid)
 
 
 def _check_against_reference(col):
@@ -42,13 +42,12 @@ def _check_against_reference(col):
     np.testing.assert_array_equal(shown, want)
 
 
-def test_edits_recolour_like_the_reference(make_napari_viewer_proxy, qtbot, monkeypatch):
+def test_edits_recolour_like_the_reference(make_napari_viewer_proxy, monkeypatch):
     from napari_carspatial._napari import coloring
 
-    viewer, sample, w, s, sid, col = _setup(make_napari_viewer_proxy, qtbot)
+    viewer, sample, view, s, sid, col = _setup(make_napari_viewer_proxy)
     full = []
     monkeypatch.setattr(coloring, "category_lut", lambda *a, **k: full.append(1) or category_lut(*a, **k))
-    view = w.view
     # the selection layer exists (hidden) before the first selection: the first lasso adds no layer
     sel = col.highlight_layer("selection")
     assert sel is not None and not sel.visible
@@ -63,19 +62,19 @@ def test_edits_recolour_like_the_reference(make_napari_viewer_proxy, qtbot, monk
     assert sel_px[inside_sel].any() and not sel_px[~inside_sel].any()   # outlines of exactly the selected cells
     for mode in ("filled", "outline"):
         col.set_mode(mode)
-        w.assign("Tumor")   # an existing category: the fast path (only the changed cells' lut entries)
+        view.assign("Tumor")   # an existing category: the fast path (only the changed cells' lut entries)
         assert not full, "an edit of existing categories rebuilt the whole lut"
         assert (sample.table.obs[view.core.curated_key].astype(str).to_numpy()[rows] == "Tumor").all()
         _check_against_reference(col)
-        w.undo()
+        view.undo()
         np.testing.assert_array_equal(sample.table.obs[view.core.curated_key].astype(str).to_numpy(), before)
         _check_against_reference(col)
     # a new category changes the category list: the full path, same result
-    w.assign("NK cell")
+    view.assign("NK cell")
     assert full
     assert "NK cell" in col.categories
     _check_against_reference(col)
-    w.undo()
+    view.undo()
     assert "NK cell" not in col.categories
     _check_against_reference(col)
     # the in-view counts after edits equal counting the table directly
@@ -85,10 +84,10 @@ def test_edits_recolour_like_the_reference(make_napari_viewer_proxy, qtbot, monk
     np.testing.assert_array_equal(col.counts(view_mask), np.bincount(codes[view_mask], minlength=len(col.categories)))
 
 
-def test_positions_moved_in_place_are_seen(make_napari_viewer_proxy, qtbot):
+def test_positions_moved_in_place_are_seen(make_napari_viewer_proxy):
     """The cached centroids are checked after a table change: a cell moved in place (as a
     segmentation commit does) moves in the in-view counts too."""
-    viewer, sample, w, s, sid, col = _setup(make_napari_viewer_proxy, qtbot)
+    viewer, sample, view, s, sid, col = _setup(make_napari_viewer_proxy)
     first = col.cell_yx_world().copy()
     sample.table.obsm["spatial"][0] = [1e6, 1e6]    # far outside the view
     s.table_changed(sid, reason="test: a centroid moved")
@@ -97,10 +96,10 @@ def test_positions_moved_in_place_are_seen(make_napari_viewer_proxy, qtbot):
     np.testing.assert_array_equal(moved[1:], first[1:])
 
 
-def test_hover_inside_a_cell_in_outline_mode_names_it(make_napari_viewer_proxy, qtbot):
+def test_hover_inside_a_cell_in_outline_mode_names_it(make_napari_viewer_proxy):
     """Outline mode shows only the boundaries, yet the status over a cell's inside names its
     category as filled mode does (it said "background")."""
-    viewer, sample, w, s, sid, col = _setup(make_napari_viewer_proxy, qtbot)
+    viewer, sample, view, s, sid, col = _setup(make_napari_viewer_proxy)
     layer = col.category_layer
     viewer.layers.selection.active = layer
     want = f"{col.key}: {sample.table.obs[col.key].iloc[0]}"   # cell 3 covers rows 0-9, cols 0-9
