@@ -93,12 +93,16 @@ class ProjectWidget(QWidget):
         self.workspace = workspace_for(self.session)
         self._worker = None   # opening a slide
         self._job = None      # saving / finishing the open slide
+        self._adding = None   # adding samples
         self._cleaned = False
 
         self.project_label = QLabel("No review project open.")
         self.project_label.setWordWrap(True)
         self.open_project_button = QPushButton("Open project…")
         self.open_project_button.setToolTip("The folder with the review project's project.yaml")
+        self.add_samples_button = QPushButton("Add samples…")
+        self.add_samples_button.setToolTip("Add samples listed in a cohort manifest (CSV / YAML): appended to the "
+                                           "project's manifest and assigned like the others")
         self.reviewer_box = QComboBox()
         self.reviewer_box.setToolTip("Who you are in this project (written in every audit row)")
         self.blind_label = QLabel()
@@ -124,6 +128,7 @@ class ProjectWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.project_label, 1)
         top.addWidget(self.open_project_button)
+        top.addWidget(self.add_samples_button)
         form = QFormLayout()
         rev = QHBoxLayout()
         rev.addWidget(self.reviewer_box, 1)
@@ -151,6 +156,7 @@ class ProjectWidget(QWidget):
         lay.addWidget(self.status)
 
         self.open_project_button.clicked.connect(self.open_project_dialog)
+        self.add_samples_button.clicked.connect(self.add_samples_dialog)
         self.reviewer_box.activated.connect(self._on_reviewer_picked)
         self.next_button.clicked.connect(self.open_next)
         self.open_button.clicked.connect(lambda: self.open_label(self.slides.current_label()))
@@ -213,6 +219,7 @@ class ProjectWidget(QWidget):
         busy = self._worker is not None or self._job is not None
         known = self.workspace.project is not None and self.workspace.reviewer_known()
         self.next_button.setEnabled(known and not busy)
+        self.add_samples_button.setEnabled(self.workspace.project is not None and self._adding is None)
         self.open_button.setEnabled(known and not busy and self.slides.rowCount() > 0)
         self.close_button.setEnabled(it is not None and not busy)
         self.save_button.setEnabled(it is not None and it.writable and not busy)
@@ -254,6 +261,70 @@ class ProjectWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Review project folder (with project.yaml)")
         if folder:
             self.open_project(folder)
+
+    def add_samples_dialog(self):
+        proj = self.workspace.project
+        if proj is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Cohort manifest with the samples to add",
+                                              str(proj.manifest_path.parent),
+                                              "Cohort manifest (*.csv *.tsv *.yaml *.yml);;All files (*)")
+        if path:
+            self.add_samples(path)
+
+    def add_samples(self, manifest, *, in_worker: bool = True):
+        """Add the samples of the cohort manifest ``manifest`` to the open project (files read and
+        written in a worker); the outcome is one notification line. Returns the worker (None when
+        refused or run here)."""
+        try:
+            job = self.workspace.add_samples_job(manifest)
+        except SampleError as err:
+            notify(str(err), "warning")
+            return None
+        if self._adding is not None:
+            notify("Samples are being added; wait until that is done.", "warning")
+            return None
+
+        def done(res):
+            try:
+                text = self.workspace.samples_added(res)
+            except SampleError as err:
+                notify(str(err), "warning")
+                return
+            notify(text)
+            self.set_status(text)
+
+        def failed(err):
+            if isinstance(err, SampleError):
+                notify(str(err), "warning")
+            else:
+                log.error("adding samples from %s failed", manifest, exc_info=err)
+                notify(f"Samples from {manifest} were not added ({type(err).__name__}: {err}).", "error")
+
+        if not in_worker:
+            try:
+                res = job()
+            except SampleError as err:
+                failed(err)
+                return None
+            done(res)
+            return None
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(job, _start_thread=False, _progress={"desc": "Adding samples", "total": 0})
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+
+        def _end():
+            self._adding = None
+            with contextlib.suppress(RuntimeError):
+                self._refresh_current()
+
+        worker.finished.connect(_end)
+        self._adding = worker
+        self._refresh_current()
+        worker.start()
+        return worker
 
     def set_reviewer(self, rid: str) -> None:
         """Set who is reviewing (the viewer's reviewer: the Curation dock and the audit trail follow)."""
