@@ -80,6 +80,9 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     # the seg dock's question: this slide is a project slide, a sample of no project is not
     assert is_project_sample(viewer, sid) and is_project_sample(session, item.sample) and is_project_sample(viewer, label)
     assert project_item(viewer, session.labels_layer(sid)) is item
+    mask = session.labels_layer(sid)
+    mask.mode = "paint"
+    assert not mask.editable and mask.mode == "pan_zoom"   # napari's paint / fill / erase are off too
     reason = segmentation_refusal(viewer, sid)
     assert reason.startswith(f"{label} is a review project slide (read 1): segmentation edits are refused")
     assert segmentation_refusal(viewer, "P99-other") is None and not is_project_sample(viewer, "s0-nothing")

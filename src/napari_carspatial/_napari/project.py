@@ -55,7 +55,7 @@ Project slides and segmentation: a slide opened from a project must keep the cel
 and the adjudication compare, so its mask may not be edited. :func:`segmentation_refusal` (and
 :func:`project_item`, :func:`is_project_sample`, :attr:`OpenItem.segmentation_refusal`) tell a
 dock whether a sample of the viewer is a project slide and why its segmentation edits are
-refused::
+refused (the slide's mask layers are shown with napari's paint tools off)::
 
     from napari_carspatial._napari import segmentation_refusal
 
@@ -478,6 +478,7 @@ class ProjectWorkspace:
                 view.set_blinded(True, alias=item.label)
             self._settings_changed(sid)
             self._colors_on_top(sid)
+            self._lock_mask(sid)
             if item.kind in (COMPARISON, ADJUDICATION):
                 from .disagreement import DisagreementView
 
@@ -751,6 +752,15 @@ class ProjectWorkspace:
             i = layers.index(lyr)
             if i < top:
                 layers.move(i, len(layers))
+
+    def _lock_mask(self, sid: str) -> None:
+        """The slide's cell mask layers are not editable from the viewer (napari's paint, fill and
+        erase tools are off: ``Layer.editable``), as the Segmentation dock refuses edits
+        (:func:`segmentation_refusal`)."""
+        from .session import ROLE_LABELS
+
+        for lyr in self.session.layers_of(sid, ROLE_LABELS):
+            lyr.editable = False
 
     def _settings_changed(self, sid: str) -> None:
         """Tell the curation's views (the Curation dock) that its save target, read-only state or

@@ -255,6 +255,20 @@ def _new_rows(source, sids: list[str], folder) -> list[dict]:
     return rows
 
 
+def _validate(tmp) -> None:
+    """The manifest written to ``tmp`` is valid (its warnings, e.g. a patient without a pair, were
+    said when the manifests were read; they would name the temporary file here)."""
+    from ..cohort.manifest import read_manifest
+
+    mlog = logging.getLogger("napari_carspatial.cohort.manifest")
+    was = mlog.disabled
+    mlog.disabled = True
+    try:
+        read_manifest(tmp, check_files=False)
+    finally:
+        mlog.disabled = was
+
+
 def _append_rows(path, rows: list[dict]) -> None:
     """Append ``rows`` to the manifest at ``path`` (CSV / TSV / YAML), keeping its rows and column
     names as they are; the result is validated before it replaces the file."""
@@ -262,7 +276,6 @@ def _append_rows(path, rows: list[dict]) -> None:
 
     import pandas as pd
 
-    from ..cohort.manifest import read_manifest
     from ..model.atomic import atomic_write
 
     path = Path(path)
@@ -278,7 +291,7 @@ def _append_rows(path, rows: list[dict]) -> None:
 
         def write(tmp):
             tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-            read_manifest(tmp, check_files=False)   # the whole manifest stays valid
+            _validate(tmp)   # the whole manifest stays valid
     else:
         sep = "," if suf == ".csv" else "\t"
         old = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -291,7 +304,7 @@ def _append_rows(path, rows: list[dict]) -> None:
 
         def write(tmp):
             merged.to_csv(tmp, sep=sep, index=False)
-            read_manifest(tmp, check_files=False)
+            _validate(tmp)
     try:
         atomic_write(path, write)
     except SampleError as err:
