@@ -99,6 +99,7 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     assert events[0][3] is threading.main_thread()
     assert cur.saving.last_job.thread != threading.main_thread().name   # the write ran in a worker
     assert dock.slides.item(dock.slides.labels().index(label), 2).text() == "in progress"
+    assert dock.status.text() == f"{label} saved ({path.name}): 5 of {n} cells reviewed."
 
     # a save on the GUI thread (wait=True; the headless save_to_target) is announced at once, once
     cur.view.select(np.arange(5, 9))
@@ -112,6 +113,7 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     qtbot.waitUntil(lambda: _reviewed(dock, label) == percent(12 / n), timeout=4000)
     qtbot.waitUntil(lambda: dock._job is None, timeout=4000)
     assert len(events) == 3 and load_project(proj.folder).entry(label).read_of("alice").progress == round(12 / n, 4)
+    assert dock.status.text() == f"{label} saved ({path.name}): 12 of {n} cells reviewed."
 
     # Mark done: the status changes in the table (and is announced)
     dock.workspace.finish(label)

@@ -167,6 +167,7 @@ class ProjectWidget(QWidget):
         self.workspace.events.changed.connect(self._on_changed)
         self.workspace.events.project.connect(self._on_changed)
         self.session.events.reviewer_changed.connect(self._on_changed)
+        self.session.events.saved.connect(self._on_saved)
         self.refresh()
 
     # ================================================================== small shared pieces
@@ -182,6 +183,20 @@ class ProjectWidget(QWidget):
     def _on_changed(self, event=None):
         with contextlib.suppress(RuntimeError):   # the dock is being deleted
             self.refresh()
+
+    def _on_saved(self, event) -> None:
+        """A save of a project slide landed (from this dock or the Curation dock): say so with the
+        share of cells reviewed (the table itself follows the workspace's ``changed``)."""
+        it = self.workspace.item(event.sid)
+        if it is None:
+            return
+        text = f"{it.label} saved ({Path(event.path).name})"
+        if event.kind == "read":
+            with contextlib.suppress(KeyError, SampleError):   # the slide closed meanwhile
+                p = self.workspace.core(it.sid).progress()
+                text += f": {p['n_reviewed']} of {p['n_cells']} cells reviewed"
+        with contextlib.suppress(RuntimeError):
+            self.set_status(text + ".")
 
     def refresh(self) -> None:
         ws = self.workspace
@@ -453,9 +468,8 @@ class ProjectWidget(QWidget):
             return None
 
         def done(path, label=it.label):
-            with contextlib.suppress(SampleError):   # closed meanwhile
+            with contextlib.suppress(SampleError):   # closed meanwhile (the status says it via _on_saved)
                 self.workspace.saved(label, path)
-            self.set_status(f"{label} saved ({Path(path).name}).")
 
         return self._in_background(it, "saving", job, done)
 
@@ -536,7 +550,8 @@ class ProjectWidget(QWidget):
         self._cleaned = True
         for ev, cb in ((self.workspace.events.changed, self._on_changed),
                        (self.workspace.events.project, self._on_changed),
-                       (self.session.events.reviewer_changed, self._on_changed)):
+                       (self.session.events.reviewer_changed, self._on_changed),
+                       (self.session.events.saved, self._on_saved)):
             with contextlib.suppress(TypeError, ValueError, RuntimeError):
                 ev.disconnect(cb)
 
