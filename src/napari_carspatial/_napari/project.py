@@ -551,9 +551,14 @@ class ProjectWorkspace:
         """After :meth:`save_job` ran: the recovery file goes, everyone is told (the session's
         ``saved`` event, then ``changed``)."""
         it = self._item(label_or_sid)
-        if it.read is not None:
-            self.core(it.sid).autosaver.saved()
-        self._announce(it, path, "read" if it.read is not None else "adjudication")
+        if it.read is None:
+            self._announce(it, path, "adjudication")
+            return Path(path)
+        self.core(it.sid).autosaver.saved()
+        with self._pending_lock:
+            pending = self._pending_saves.pop(it.sid, None)
+        if pending is not None:   # written in a worker: say it now; on this thread ReadTarget said it already
+            self._announce(it, pending, "read")
         return Path(path)
 
     def finish(self, label_or_sid: str) -> None:
