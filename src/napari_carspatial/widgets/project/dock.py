@@ -105,8 +105,12 @@ class ProjectWidget(QWidget):
                                            "project's manifest and assigned like the others")
         self.reviewer_box = QComboBox()
         self.reviewer_box.setToolTip("Who you are in this project (written in every audit row)")
+        # sized by a short name, not by its longest entry: the "reviewer" label keeps its room
+        self.reviewer_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.reviewer_box.setMinimumContentsLength(14)
         self.blind_label = QLabel()
         self.blind_label.setStyleSheet("color: gray")
+        self.blind_label.setWordWrap(True)   # two lines rather than squeezing the "reviewer" label away
         self.slides = SlidesTable(self)
         self.next_button = QPushButton("Open next")
         self.next_button.setToolTip("Open your next slide: work in progress first, then the earliest due")
