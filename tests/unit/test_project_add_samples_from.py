@@ -122,6 +122,19 @@ def test_an_invalid_addition_changes_nothing(tmp_path, cohort6):
     assert man.read_text() == text and proj.file.read_text() == project_text
     assert not list(man.parent.glob(f".{man.name}.tmp-*")) and not list(man.parent.glob("*.lock"))
 
+    # a manifest that cannot be written: one line naming it, nothing changed
+    import napari_carspatial.model.atomic as atomic
+
+    def refuse(path, writer, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(atomic, "atomic_write", refuse)
+        with pytest.raises(SampleError, match=r"cannot write the cohort manifest \(Permission denied\)") as err:
+            proj.add_samples_from(tmp_path / "ok.csv")
+    assert str(man) in str(err.value)
+    assert man.read_text() == text and proj.file.read_text() == project_text
+
 
 def test_yaml_manifest_keeps_its_form(tmp_path, cohort6):
     import yaml

@@ -310,6 +310,9 @@ def _append_rows(path, rows: list[dict]) -> None:
     except SampleError as err:
         raise SampleError(f"the new samples would make the cohort manifest invalid ({err.problem}); nothing "
                           "was changed.", path=path) from None
+    except OSError as err:
+        raise SampleError(f"cannot write the cohort manifest ({err.strerror or err}); nothing was changed.",
+                          path=path, hint="Is its folder writable?") from None
 
 
 def add_samples_from(project, source, *, readers=None, adjudicator: str | None = None, due=None) -> AddedSamples:
@@ -367,7 +370,11 @@ def add_samples_from(project, source, *, readers=None, adjudicator: str | None =
         plan_assignments(project, todo, readers=readers, adjudicator=adjudicator)
     if todo and not same:
         lock = FileLock(target, owner="add-samples", purpose="cohort manifest update", stale_after_s=300.0)
-        lock.acquire(wait_s=10.0, break_stale=True)
+        try:
+            lock.acquire(wait_s=10.0, break_stale=True)
+        except OSError as err:   # a read-only folder: no lock file either
+            raise SampleError(f"cannot write next to the cohort manifest ({err.strerror or err}); nothing was "
+                              "changed.", path=target, hint="Is its folder writable?") from None
         try:
             in_target = set(read_manifest(target, check_files=False).samples)
             appended = [s for s in todo if s not in in_target]
