@@ -554,11 +554,14 @@ class ProjectWorkspace:
         if it.read is None:
             self._announce(it, path, "adjudication")
             return Path(path)
-        self.core(it.sid).autosaver.saved()
+        core = self.core(it.sid)
+        core.autosaver.saved()
         with self._pending_lock:
             pending = self._pending_saves.pop(it.sid, None)
         if pending is not None:   # written in a worker: say it now; on this thread ReadTarget said it already
             self._announce(it, pending, "read")
+        elif getattr(core.save_target, "on_saved", None) is None:   # a target that says nothing itself
+            self._announce(it, path, "read")
         return Path(path)
 
     def finish(self, label_or_sid: str) -> None:

@@ -311,7 +311,8 @@ class ProjectWidget(QWidget):
                 notify(str(err), "warning")
                 return
             notify(text)
-            self.set_status(text)
+            with contextlib.suppress(RuntimeError):   # the dock closed meanwhile
+                self.set_status(text)
 
         def failed(err):
             if isinstance(err, SampleError):
