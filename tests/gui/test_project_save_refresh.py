@@ -101,23 +101,11 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     assert dock.slides.item(dock.slides.labels().index(label), 2).text() == "in progress"
     assert dock.status.text() == f"{label} saved ({path.name}): 5 of {n} cells reviewed."
 
-    # a save on the GUI thread (wait=True; the headless save_to_target) is announced at once, once
-    cur.view.select(np.arange(5, 9))
-    cur.assign("Tumor")
-    assert cur.saving.save_to_target(wait=True) == path
-    assert _reviewed(dock, label) == percent(9 / n) and len(events) == 2
-    # the Project dock's own Save: announced once too
-    cur.view.select(np.arange(9, 12))
-    cur.assign("Tumor")
-    dock.save()
-    qtbot.waitUntil(lambda: _reviewed(dock, label) == percent(12 / n), timeout=4000)
-    qtbot.waitUntil(lambda: dock._job is None, timeout=4000)
-    assert len(events) == 3 and load_project(proj.folder).entry(label).read_of("alice").progress == round(12 / n, 4)
-    assert dock.status.text() == f"{label} saved ({path.name}): 12 of {n} cells reviewed."
+    # (saves on the GUI thread and the Project dock's own Save: tests/unit/test_project_saves_and_slides.py)
 
     # Mark done: the status changes in the table (and is announced)
     dock.workspace.finish(label)
-    assert dock.slides.item(dock.slides.labels().index(label), 2).text() == "done" and len(events) == 4
+    assert dock.slides.item(dock.slides.labels().index(label), 2).text() == "done" and len(events) == 2
     assert segmentation_refusal(viewer, sid).startswith(f"{label} is a review project slide (read 1)")   # done: still
     viewer.close()
     assert segmentation_refusal(session, sid) is None       # closed: no longer a project slide here
