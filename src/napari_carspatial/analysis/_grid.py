@@ -1,8 +1,10 @@
-"""Uniform-grid ("cell list") spatial index shared by the radius graph and co-occurrence.
+"""Uniform-grid ("cell list") spatial index shared by the radius graph, the kNN graph and co-occurrence.
 
 Points are bucketed into square grid cells of side ``cell``; a query of radius ``r`` scans the
-``(2 m + 1)^2`` cells around a point with ``m = ceil(r / cell)``. Everything is numba-compiled
-and parallel over points; no Python loop touches individual cells or points.
+``(2 m + 1)^2`` cells around a point with ``m = ceil(r / cell)``, a nearest-point search scans
+square rings of cells outwards. Everything is numba-compiled and parallel over points; no Python
+loop touches individual cells or points. The scan helpers (:func:`row_span`, :func:`ring_span`,
+:func:`cell_of`) also serve the Ripley kernels (``_ppatterns_kernels``).
 """
 
 from __future__ import annotations
