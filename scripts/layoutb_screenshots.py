@@ -24,7 +24,7 @@ log = logging.getLogger("layoutb_screenshots")
 
 
 def _shoot(viewer, out: Path, name: str) -> Path:
-    ux._pump(1.0)
+    ux.pump(1.0)
     path = out / f"layoutb_{name}.png"
     viewer.screenshot(str(path), canvas_only=False, flash=False)
     qt = viewer.window._qt_window
@@ -78,7 +78,7 @@ def shots(samples, out: Path, only: set[str], prefix: str, *, car_type="CAR T", 
         session.set_busy(sid, None)
     if "curation" in only:
         workflows.apply_workflow(viewer, "Curate")
-        ux._pump(1.5)
+        ux.pump(1.5)
         if workflows.find_widget(viewer, "Curation").view is None:   # no cell-type column (steinbock)
             _shoot(viewer, out, f"{prefix}curation")
             only = only - {"curation"}
@@ -100,7 +100,7 @@ def shots(samples, out: Path, only: set[str], prefix: str, *, car_type="CAR T", 
         _shoot(viewer, out, f"{prefix}curation")
     if "gating" in only:
         workflows.apply_workflow(viewer, "Analyse")
-        ux._pump(1.0)
+        ux.pump(1.0)
         g = ux._raise(viewer, "Gating")
         markers, rules = gate
         for marker, q in markers:
@@ -112,7 +112,7 @@ def shots(samples, out: Path, only: set[str], prefix: str, *, car_type="CAR T", 
         g.set_marker(markers[0][0])
         g.apply_rules()
         notify("A second message right after the first (e.g. a warning from another dock).", "warning")
-        ux._pump(0.3)
+        ux.pump(0.3)
         notify("And a third one.")
         viewer.reset_view()
         _shoot(viewer, out, f"{prefix}gating")
