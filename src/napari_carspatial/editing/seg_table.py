@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..io.mask_store import zarr_source  # noqa: F401 - re-exported (the editor reads crops with it)
 from ..model import UNS_KEY, instance_ids
 from ..model.palette import color_for
 
@@ -74,26 +75,6 @@ def set_block(X, rows: np.ndarray, cols: np.ndarray, values: np.ndarray):
 
 def _is_sparse(a) -> bool:
     return hasattr(a, "tocsr") and hasattr(a, "nnz")
-
-
-def zarr_source(arr):
-    """The zarr array a dask array is a plain ``da.from_zarr`` of (same shape and dtype), else None."""
-    if not hasattr(arr, "dask"):
-        return None
-    try:
-        graph = arr.dask
-        if len(graph.layers) > 2:  # from_zarr = the array + its getters; anything more is a computation
-            return None
-        found = None
-        for name, layer in graph.layers.items():
-            if name.startswith("original-"):
-                for v in layer.values():
-                    if type(v).__module__.startswith("zarr") and tuple(getattr(v, "shape", ())) == tuple(arr.shape) \
-                            and np.dtype(getattr(v, "dtype", None)) == arr.dtype:
-                        found = v
-        return found
-    except Exception:  # noqa: BLE001 - an unusual graph: use dask
-        return None
 
 
 class RowIndex:

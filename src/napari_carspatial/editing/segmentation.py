@@ -153,10 +153,13 @@ class SegmentationEditor:
 
             if self.sample.labels is None:
                 raise ValueError(f"sample {self.sample.name!r} has no mask to edit")
-            self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=self.sample.labels[0])
+            # copy-on-write: no pass over the mask (the sample's own pyramid is the source)
+            self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=list(self.sample.labels),
+                                                      pixel_size_um=self.sample.pixel_size_um)
             if self.sample.table is not None and self.sample.table.n_obs:
                 self._store.raise_max_id(int(instance_ids(self.sample.table).max()))
-            self.sample.labels = self._store.pyramid()
+            if self._store.edit_count:   # a reopened working copy: show its edits
+                self.sample.labels = self._store.pyramid()
         return self._store
 
     #: ids reserved in the store at a time (one attribute write per block, not per new cell)
@@ -164,7 +167,9 @@ class SegmentationEditor:
 
     @property
     def store_ready(self) -> bool:
-        """The working copy of the mask exists (its first creation copies the whole mask)."""
+        """The working copy of the mask is open (made on the first region: copy-on-write, no pass
+        over the mask, but it reads the mask's largest id, which is a pass when the sample's id
+        check is not cached)."""
         return self._store is not None
 
     @property
