@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QLabel
+from qtpy.QtWidgets import QLabel, QSizePolicy
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ class BusyNotice(QLabel):
         self._on_change = on_change
         self.setWordWrap(True)
         self.setStyleSheet("color: #e0a000; font-weight: bold")
+        # never widen the dock when shown: a wider dock resizes the canvas, and napari re-slices
+        # every layer (~1 s with a 10^6-cell mask) each time a worker starts and stops
+        sp = self.sizePolicy()
+        sp.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(sp)
         self.hide()
         session.events.busy.connect(self.update_state)
 
