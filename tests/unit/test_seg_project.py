@@ -45,8 +45,9 @@ def test_a_project_read_refuses_segmentation_edits(workspace, tmp_path):
     ed = SegmentationEditor(s)
     assert ed.read_only == reason
     mask_before = np.asarray(s.labels[0]).copy()
-    with pytest.raises(SampleError, match=f"sample '{s.name}'.*refused: it is read"):
+    with pytest.raises(SampleError, match=f"sample .{s.name}..*refused: it is read .* of a review project") as err:
         ed.region(0, 50, 0, 50)
+    assert "outside the review project" in (err.value.hint or "")
     with pytest.raises(SampleError, match="review project"):
         save_corrected(ed, tmp_path / "out.h5ad")
     assert not ed.store_ready                           # nothing was opened for editing

@@ -145,6 +145,7 @@ class SegmentationEditor:
         self._store = store
         self.reviewer = reviewer
         self._read_only = read_only
+        self._review_item = False
         #: removed rows (id -> (obs row, X row)) so an undo restores annotations
         self._graveyard: dict[int, pd.Series] = {}
         self.n_commits = 0
@@ -156,9 +157,11 @@ class SegmentationEditor:
         :meth:`set_read_only`, or a slide of a review project (:func:`review_read_only`)."""
         return self._read_only or review_read_only(self.sample)
 
-    def set_read_only(self, reason: str | None) -> None:
-        """Refuse every edit with ``reason`` (None: allow again, unless it is a review slide)."""
+    def set_read_only(self, reason: str | None, *, review: bool = False) -> None:
+        """Refuse every edit with ``reason`` (None: allow again, unless it is a review slide);
+        ``review``: it is a review project's slide (the refusal says what to do instead)."""
         self._read_only = reason or None
+        self._review_item = bool(review and reason)
 
     def check_writable(self) -> None:
         """Raise :class:`~napari_carspatial.model.SampleError` naming the sample and why, when
@@ -167,8 +170,9 @@ class SegmentationEditor:
 
         reason = self.read_only
         if reason:
-            raise SampleError(f"segmentation edits of sample {self.sample.name!r} are refused: {reason}.",
-                              path=self.sample.paths.get("table"))
+            raise SampleError(f"segmentation edits of sample {self.sample.name!r} are refused: it is {reason}.",
+                              path=self.sample.paths.get("table"),
+                              hint=REVIEW_HINT if review_read_only(self.sample) or self._review_item else None)
 
     # ------------------------------------------------------------------ store and ids
     @property
@@ -579,16 +583,20 @@ def review_read_only(sample) -> str | None:
     adj = t.uns.get(_REVIEW_UNS)
     what = None
     if isinstance(adj, dict) and "adjudication" in adj:
-        what = "it is an adjudication of a review project"
+        what = "an adjudication of a review project"
     elif isinstance(meta, dict) and meta.get("code") is not None:
         read = meta.get("read")
         who = meta.get("reviewer")
-        what = (f"it is read {read} ({who}) of a review project" if read is not None
-                else "it is a comparison of two reads of a review project")
+        what = (f"read {read} ({who}) of a review project" if read is not None
+                else "a comparison of two reads of a review project")
     if what is None:
         return None
-    return (f"{what}, whose cell mask is shared by every reader; correct the segmentation outside the review "
-            "and give the cohort manifest the corrected mask")
+    return f"{what}: its cell mask is shared by every reader"
+
+
+#: what to do instead (the hint of the refusal)
+REVIEW_HINT = ("Correct the segmentation outside the review project and give the cohort manifest the corrected "
+               "mask (a new project then reads it).")
 
 
 def corrected_mask_path(sample, table_path) -> Path:

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..._napari import session_for, workspace_for
 from ...editing import RegionEdit, SegmentationEditor
-from ...editing.segmentation import EDITOR_CACHE_KEY
+from ...editing.segmentation import EDITOR_CACHE_KEY, REVIEW_HINT
 from ...model import SampleError
 from .._common import BusyNotice, refill_sample_combo
 from .._keys import get_dispatcher
@@ -110,8 +110,8 @@ class SegmentationWidget(QWidget):
             except SampleError:
                 item = None
             if item is not None:
-                ed.set_read_only(f"{item.describe()} is a slide of the review project, whose cell mask is shared "
-                                 "by every reader; correct the segmentation outside the review")
+                ed.set_read_only(f"{item.describe()}, a slide of the review project: its cell mask is shared by "
+                                 "every reader", review=True)
         return ed.read_only
 
     def show_read_only(self) -> bool:
@@ -120,7 +120,8 @@ class SegmentationWidget(QWidget):
         label = self.region_view.read_only_label
         if reason:
             s = self.sample
-            label.setText(f"Segmentation edits are off for {s.name if s is not None else 'this sample'}: {reason}.")
+            label.setText(f"Read-only: {s.name if s is not None else 'this sample'} is {reason}.")
+            label.setToolTip(REVIEW_HINT)
         label.setVisible(bool(reason))
         return bool(reason)
 

@@ -344,6 +344,9 @@ class RegionView(QGroupBox):
             elif len(lyr.data):
                 lyr.data = [] if hasattr(lyr, "shape_type") else np.zeros((0, 2))
             lyr.visible = False
+        slide = d.session.labels_layer(d.sid) if d.sid is not None else None
+        if slide is not None and self.viewer.layers.selection.active is not slide:
+            d.activate(slide)   # not a hidden editing layer with napari's paint tools
         d.tools.pick_button.setChecked(False)
         self.region_label.setText("No region loaded")
         d.tools.update_selection_label()
