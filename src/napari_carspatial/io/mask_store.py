@@ -379,7 +379,7 @@ class MaskStore:
         The working copy's folder, or ``None`` for an in-memory store.
     """
 
-    def __init__(self, meta: dict, source, path: Path | None = None):
+    def __init__(self, meta: dict, source: list | object, path: Path | None = None):
         self.path = path
         self._meta = dict(meta)
         shapes = [tuple(lv["shape"]) for lv in self._meta["levels"]]
