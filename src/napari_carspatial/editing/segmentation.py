@@ -170,7 +170,7 @@ class SegmentationEditor:
 
         reason = self.read_only
         if reason:
-            raise SampleError(f"segmentation edits of sample {self.sample.name!r} are refused: it is {reason}.",
+            raise SampleError(f"segmentation edits of sample {self.sample.name!r} are refused: {reason.rstrip('.')}.",
                               path=self.sample.paths.get("table"),
                               hint=REVIEW_HINT if review_read_only(self.sample) or self._review_item else None)
 
@@ -591,7 +591,7 @@ def review_read_only(sample) -> str | None:
                 else "a comparison of two reads of a review project")
     if what is None:
         return None
-    return f"{what}: its cell mask is shared by every reader"
+    return f"it is {what}: its cell mask is shared by every reader"
 
 
 #: what to do instead (the hint of the refusal)

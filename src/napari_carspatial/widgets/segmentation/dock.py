@@ -14,7 +14,7 @@ import logging
 
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..._napari import session_for, workspace_for
+from ..._napari import project_item, segmentation_refusal, session_for
 from ...editing import RegionEdit, SegmentationEditor
 from ...editing.segmentation import EDITOR_CACHE_KEY, REVIEW_HINT
 from ...model import SampleError
@@ -100,28 +100,37 @@ class SegmentationWidget(QWidget):
 
     def read_only_reason(self) -> str | None:
         """Why the current sample's segmentation may not be edited here (None: it may): a slide
-        opened from a review project (its cell mask is shared by every reader)."""
+        opened from a review project (``segmentation_refusal`` of the viewer's project workspace,
+        or the review marks of its table)."""
         ed = self.editor
         if ed is None:
             return None
         if ed.read_only is None:
             try:
-                item = workspace_for(self.session).item(self.sid)
+                refusal = segmentation_refusal(self.session, self.sid)
             except SampleError:
-                item = None
-            if item is not None:
-                ed.set_read_only(f"{item.describe()}, a slide of the review project: its cell mask is shared by "
-                                 "every reader", review=True)
+                refusal = None
+            if refusal:
+                ed.set_read_only(refusal, review=True)
         return ed.read_only
 
     def show_read_only(self) -> bool:
-        """One line in the dock when the sample's segmentation may not be edited; True then."""
+        """One short line in the dock when the sample's segmentation may not be edited (the full
+        reason in its tooltip); True then."""
         reason = self.read_only_reason()
         label = self.region_view.read_only_label
         if reason:
             s = self.sample
-            label.setText(f"Read-only: {s.name if s is not None else 'this sample'} is {reason}.")
-            label.setToolTip(REVIEW_HINT)
+            try:
+                item = project_item(self.session, self.sid)
+            except SampleError:
+                item = None
+            if item is not None:
+                label.setText(f"Read-only: {item.label} is a review project slide ({item.role}); its cell mask "
+                              "is shared by every reader.")
+            else:
+                label.setText(f"Read-only: {s.name if s is not None else 'this sample'}: {reason.rstrip('.')}.")
+            label.setToolTip(f"{reason.rstrip('.')}. {REVIEW_HINT}")
         label.setVisible(bool(reason))
         return bool(reason)
 
