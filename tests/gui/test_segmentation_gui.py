@@ -57,7 +57,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     # "Edit current view": a region placed exactly over the slide. The first region of a sample
     # makes the editable copy of the mask in a worker (the sample is busy meanwhile)
     assert w.region_view.edit_view() is None
-    assert w.busy and w.session.busy(sid)
+    assert w.busy and not w.session.busy(sid)   # the crop is read in a worker; the table is not written
     qtbot.waitUntil(lambda: w.region is not None and not w.busy, timeout=60_000)
     assert w.commit_view.last_thread not in (None, "MainThread")
     r = w.region
@@ -71,7 +71,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert tuple(str(u) for u in edit.units) == tuple(str(u) for u in slide.units)
 
     # a fixed region for the rest; operations accumulate, then one commit
-    r = w.region_view.edit_rect(200, 180, 520, 500)
+    r = w.region_view.edit_rect(200, 180, 520, 500, wait=True)
     assert (r.y0, r.x0) == (200, 180)
     edit = w.edit_layer
     assert edit.data is r.data or np.shares_memory(edit.data, r.data)
@@ -199,6 +199,6 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert "segmentation.merge_type" in set(get_log(s2.table)["action"])
 
     w.region_view.close_region()
-    assert not any(ly.name.startswith(f"{s.name} edit") for ly in viewer.layers)
+    assert not any(ly.visible for ly in viewer.layers if ly.name.startswith(f"{s.name} edit"))   # hidden for reuse
     w.cleanup()
     assert w not in keys.owners()

@@ -61,14 +61,21 @@ def test_corrected_mask_is_ngff_labels_read_by_ome_zarr(tmp_path, px):
     assert s.n_cells == 3                    # measured on open from the corrected mask
 
 
-def test_working_copy_metadata_written_by_ome_zarr(tmp_path):
-    import zarr
+def test_working_copy_is_no_image_and_records_its_source(tmp_path):
+    """The copy-on-write working copy holds only edited chunks: no reader may take it for the mask
+    (one clear line instead of a partial mask); it records its source, pixel size and levels."""
+    import json
+
+    from napari_carspatial.io.masks import read_mask
+    from napari_carspatial.model import ReaderError, SampleError
 
     src = tmp_path / "m.tiff"
     tifffile.imwrite(src, _labels())
     st = MaskStore.open_working_copy(src, pixel_size_um=0.25)
-    ome = dict(zarr.open_group(str(st.path), mode="r").attrs)["ome"]
-    assert ome["version"] == "0.5" and "image-label" in ome
-    ds = ome["multiscales"][0]["datasets"]
-    assert [d["path"] for d in ds] == [str(k) for k in range(len(st.levels))]
-    assert ds[0]["coordinateTransformations"][0]["scale"] == [0.25, 0.25]
+    meta = json.loads((st.path / "carspatial.json").read_text())
+    assert meta["role"] == "working-copy" and meta["layout"] == "copy-on-write"
+    assert meta["source"] == str(src) and meta["pixel_size_um"] == 0.25
+    assert [tuple(lv["shape"]) for lv in meta["levels"]] == [tuple(a.shape) for a in st.levels]
+    assert not any(st.path.rglob("*.npy"))            # nothing copied before an edit
+    with pytest.raises((ReaderError, SampleError)):
+        read_mask(st.path)

@@ -80,6 +80,12 @@ class RegionEdit:
         #: selected cell ids (operations without explicit ids act on them)
         self.selection: list[int] = []
         self._shadow = region.data.copy()
+        #: the last change made here (an operation, undo or redo; not napari's own painting, which
+        #: napari has drawn already) as ``(y0, y1, x0, x1, old, new)`` crop pixels: a view shows it
+        #: by redrawing only that box
+        self.last_change: tuple | None = None
+        #: ids in the crop (kept up to date by :meth:`ids_after_commit`; None until counted)
+        self.present: np.ndarray | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -113,8 +119,20 @@ class RegionEdit:
         return self.redo_stack[-1].name if self.redo_stack else None
 
     def n_cells(self) -> int:
-        ids = np.unique(self.region.data)
-        return int(ids.size - (1 if ids.size and ids[0] == 0 else 0))
+        """Cells in the crop (counted once, then followed through commits)."""
+        if self.present is None:
+            ids = np.unique(self.region.data)
+            self.present = ids[ids > 0].astype(np.int64)
+        return int(self.present.size)
+
+    def ids_after_commit(self, result) -> np.ndarray:
+        """The crop's ids after ``result`` (a :class:`CommitResult`): added ones in, removed ones
+        out (a cell edited out of the crop but still outside it may stay listed: a superset)."""
+        if self.present is None:
+            self.n_cells()
+        ids = np.setdiff1d(self.present, np.asarray(result.removed, dtype=np.int64))
+        self.present = np.union1d(ids, np.asarray(result.added, dtype=np.int64))
+        return self.present
 
     # ------------------------------------------------------------------ steps
     def record_paint(self, name: str = "paint") -> bool:
@@ -129,7 +147,9 @@ class RegionEdit:
         rows = np.flatnonzero(diff.any(axis=1))
         cols = np.flatnonzero(diff.any(axis=0))
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        self.undo_stack.append(Step(name, y0, y1, x0, x1, s[y0:y1, x0:x1].copy(), d[y0:y1, x0:x1].copy()))
+        step = Step(name, y0, y1, x0, x1, s[y0:y1, x0:x1].copy(), d[y0:y1, x0:x1].copy())
+        self.undo_stack.append(step)
+        self.last_change = (y0, y1, x0, x1, step.old, step.new)
         s[y0:y1, x0:x1] = d[y0:y1, x0:x1]
         del self.undo_stack[:-self.max_undo]
         self.redo_stack.clear()
@@ -138,6 +158,8 @@ class RegionEdit:
 
     def _restore(self, step: Step, *, before: bool) -> None:
         block = step.old if before else step.new
+        self.last_change = (step.y0, step.y1, step.x0, step.x1,
+                            np.array(self.region.data[step.y0:step.y1, step.x0:step.x1]), block)
         self.region.data[step.y0:step.y1, step.x0:step.x1] = block
         self._shadow[step.y0:step.y1, step.x0:step.x1] = block
 

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..io.mask_store import zarr_source  # noqa: F401 - re-exported (the editor reads crops with it)
 from ..model import UNS_KEY, instance_ids
 from ..model.palette import color_for
 
@@ -76,26 +77,6 @@ def _is_sparse(a) -> bool:
     return hasattr(a, "tocsr") and hasattr(a, "nnz")
 
 
-def zarr_source(arr):
-    """The zarr array a dask array is a plain ``da.from_zarr`` of (same shape and dtype), else None."""
-    if not hasattr(arr, "dask"):
-        return None
-    try:
-        graph = arr.dask
-        if len(graph.layers) > 2:  # from_zarr = the array + its getters; anything more is a computation
-            return None
-        found = None
-        for name, layer in graph.layers.items():
-            if name.startswith("original-"):
-                for v in layer.values():
-                    if type(v).__module__.startswith("zarr") and tuple(getattr(v, "shape", ())) == tuple(arr.shape) \
-                            and np.dtype(getattr(v, "dtype", None)) == arr.dtype:
-                        found = v
-        return found
-    except Exception:  # noqa: BLE001 - an unusual graph: use dask
-        return None
-
-
 class RowIndex:
     """Row positions of instance ids: binary search when the ids are increasing (tables from
     :func:`quantify` are, and new ids are appended as max + 1, so they stay so), else a hash index.
@@ -142,7 +123,10 @@ def concat_obs(obs_b: pd.DataFrame, obs_r: pd.DataFrame, cat) -> pd.DataFrame | 
         if isinstance(a.dtype, pd.CategoricalDtype):
             if a.dtype != b.dtype:
                 return None
-            cols[c] = pd.Categorical.from_codes(cat(a.cat.codes.to_numpy(), b.cat.codes.to_numpy()), dtype=a.dtype)
+            # codes of two categoricals of this very dtype: valid by construction (validating them
+            # is a pass over 10^6 codes per column per commit)
+            cols[c] = pd.Categorical.from_codes(cat(a.cat.codes.to_numpy(), b.cat.codes.to_numpy()), dtype=a.dtype,
+                                                validate=False)
         elif isinstance(a.dtype, np.dtype) and isinstance(b.dtype, np.dtype):
             dt = np.result_type(a.dtype, b.dtype) if object not in (a.dtype, b.dtype) else np.dtype(object)
             cols[c] = cat(a.to_numpy(), b.to_numpy(), dtype=dt)

@@ -66,7 +66,7 @@ from .seg_table import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EDITOR_CACHE_KEY", "corrected_mask_path", "save_corrected",
+    "EDITOR_CACHE_KEY", "corrected_mask_path", "review_read_only", "save_corrected",
     "STALE_KEY", "STALE_REGIONS_KEY", "UNASSIGNED", "CommitResult", "EditRegion", "SegmentationEditor",
     "add_category", "check_consistency", "clear_stale", "delete_cells", "draw_cell", "grow_cell", "mark_stale",
     "merge_cells", "shrink_cell", "split_cell_by_line", "split_cell_by_seeds",
@@ -135,15 +135,44 @@ class SegmentationEditor:
         to ``sample.paths["mask"]`` (created on first use), or an in-memory store.
     reviewer
         Who edits (audit); default the OS user.
+    read_only
+        Why edits are refused (see :attr:`read_only`); None: allowed unless the sample is a slide
+        of a review project.
     """
 
-    def __init__(self, sample, *, store=None, reviewer: str | None = None):
+    def __init__(self, sample, *, store=None, reviewer: str | None = None, read_only: str | None = None):
         self.sample = sample
         self._store = store
         self.reviewer = reviewer
+        self._read_only = read_only
+        self._review_item = False
         #: removed rows (id -> (obs row, X row)) so an undo restores annotations
         self._graveyard: dict[int, pd.Series] = {}
         self.n_commits = 0
+
+    # ------------------------------------------------------------------ read-only
+    @property
+    def read_only(self) -> str | None:
+        """Why this sample's segmentation may not be edited here (None: it may): set by
+        :meth:`set_read_only`, or a slide of a review project (:func:`review_read_only`)."""
+        return self._read_only or review_read_only(self.sample)
+
+    def set_read_only(self, reason: str | None, *, review: bool = False) -> None:
+        """Refuse every edit with ``reason`` (None: allow again, unless it is a review slide);
+        ``review``: it is a review project's slide (the refusal says what to do instead)."""
+        self._read_only = reason or None
+        self._review_item = bool(review and reason)
+
+    def check_writable(self) -> None:
+        """Raise :class:`~napari_carspatial.model.SampleError` naming the sample and why, when
+        its segmentation may not be edited here."""
+        from ..model import SampleError
+
+        reason = self.read_only
+        if reason:
+            raise SampleError(f"segmentation edits of sample {self.sample.name!r} are refused: {reason.rstrip('.')}.",
+                              path=self.sample.paths.get("table"),
+                              hint=REVIEW_HINT if review_read_only(self.sample) or self._review_item else None)
 
     # ------------------------------------------------------------------ store and ids
     @property
@@ -153,10 +182,13 @@ class SegmentationEditor:
 
             if self.sample.labels is None:
                 raise ValueError(f"sample {self.sample.name!r} has no mask to edit")
-            self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=self.sample.labels[0])
+            # copy-on-write: no pass over the mask (the sample's own pyramid is the source)
+            self._store = MaskStore.open_working_copy(self.sample.paths.get("mask"), labels=list(self.sample.labels),
+                                                      pixel_size_um=self.sample.pixel_size_um)
             if self.sample.table is not None and self.sample.table.n_obs:
                 self._store.raise_max_id(int(instance_ids(self.sample.table).max()))
-            self.sample.labels = self._store.pyramid()
+            if self._store.edit_count:   # a reopened working copy: show its edits
+                self.sample.labels = self._store.pyramid()
         return self._store
 
     #: ids reserved in the store at a time (one attribute write per block, not per new cell)
@@ -164,7 +196,9 @@ class SegmentationEditor:
 
     @property
     def store_ready(self) -> bool:
-        """The working copy of the mask exists (its first creation copies the whole mask)."""
+        """The working copy of the mask is open (made on the first region: copy-on-write, no pass
+        over the mask, but it reads the mask's largest id, which is a pass when the sample's id
+        check is not cached)."""
         return self._store is not None
 
     @property
@@ -183,7 +217,11 @@ class SegmentationEditor:
 
     # ------------------------------------------------------------------ regions
     def region(self, y0: int, y1: int, x0: int, x1: int) -> EditRegion:
-        """Load level-0 pixels of a region (clipped to the mask) for editing."""
+        """Load level-0 pixels of a region (clipped to the mask) for editing.
+
+        Raises :class:`~napari_carspatial.model.SampleError` when the sample may not be edited
+        (:attr:`read_only`)."""
+        self.check_writable()
         H, W = self.store.shape
         y0, x0 = max(0, int(y0)), max(0, int(x0))
         y1, x1 = min(H, int(y1)), min(W, int(x1))
@@ -197,6 +235,7 @@ class SegmentationEditor:
         """Write the region's changes back, re-measure the affected cells, update the table."""
         import time
 
+        self.check_writable()
         t0 = time.perf_counter()
         res = CommitResult()
         diff = region.data != region.base
@@ -229,6 +268,30 @@ class SegmentationEditor:
         affected = op(region.data, *args, **kw)
         name = getattr(op, "__name__", "edit")
         return affected, (self.commit(region, action=f"segmentation.{name}") if commit else None)
+
+    def warm_up(self) -> None:
+        """Load the re-measurement's compiled kernels (numba's cache, ~1-2 s the first time in a
+        process) in a background thread, so the first commit does not wait for them."""
+        import threading
+
+        if getattr(self, "_warmed", False):
+            return
+        self._warmed = True
+
+        def run():
+            try:
+                from ..analysis.quantify import quantify
+
+                lab = np.zeros((4, 4), np.uint32)
+                lab[1:3, 1:3] = 1
+                n = self.sample.n_channels if self.sample.image else 0
+                img = np.zeros((n, 4, 4), np.float32) if n else None
+                quantify(img, lab, channel_names=list(self.sample.channel_names) if n else None,
+                         pixel_size_um=self.sample.pixel_size_um)
+            except Exception:  # noqa: BLE001 - only a warm-up: the commit reports real errors
+                log.debug("quantify warm-up failed", exc_info=True)
+
+        threading.Thread(target=run, name="carspatial-seg-warm-up", daemon=True).start()
 
     # ------------------------------------------------------------------ re-measurement
     #: images up to this size are kept in memory while editing (a lazily rendered or compressed
@@ -382,6 +445,13 @@ class SegmentationEditor:
                        note="the merged cell keeps the type covering most of its area", reviewer=self.reviewer)
         mark_stale(t, box)
 
+    def row_positions(self, ids) -> np.ndarray:
+        """Table rows of cell ``ids`` (-1 for ids without a row); cached per table object."""
+        t = self.sample.table
+        if t is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        return np.asarray(self._rows(t).get_indexer(np.asarray(ids, dtype=np.int64)), dtype=np.int64)
+
     def _rows(self, t) -> RowIndex:
         """Row lookup of the table's instance ids (cached per table object, ``obs`` and length)."""
         cached = getattr(self, "_rows_cache", None)  # holds the objects: their ids cannot be reused
@@ -492,6 +562,43 @@ class SegmentationEditor:
         return rows
 
 
+#: ``uns`` key of an adjudication's state (:mod:`napari_carspatial.review.adjudication`)
+_REVIEW_UNS = "carspatial_review"
+
+
+def review_read_only(sample) -> str | None:
+    """Why ``sample``'s segmentation may not be edited: it is a slide of a review project (None
+    otherwise).
+
+    A reader's working copy and the comparison of two reads carry
+    ``uns["carspatial"]["review"]["code"]``, an adjudication ``uns["carspatial_review"]
+    ["adjudication"]``; the cell mask of such a slide is the cohort's, shared by every reader
+    (an edit would change what the other reader and the adjudicator see, and the reads' tables
+    would no longer match it). A finished project export (``review.final_key``) is not a slide.
+    """
+    t = sample.table
+    if t is None:
+        return None
+    meta = (t.uns.get(UNS_KEY) or {}).get("review") if isinstance(t.uns.get(UNS_KEY), dict) else None
+    adj = t.uns.get(_REVIEW_UNS)
+    what = None
+    if isinstance(adj, dict) and "adjudication" in adj:
+        what = "an adjudication of a review project"
+    elif isinstance(meta, dict) and meta.get("code") is not None:
+        read = meta.get("read")
+        who = meta.get("reviewer")
+        what = (f"read {read} ({who}) of a review project" if read is not None
+                else "a comparison of two reads of a review project")
+    if what is None:
+        return None
+    return f"it is {what}: its cell mask is shared by every reader"
+
+
+#: what to do instead (the hint of the refusal)
+REVIEW_HINT = ("Correct the segmentation outside the review project and give the cohort manifest the corrected "
+               "mask (a new project then reads it).")
+
+
 def corrected_mask_path(sample, table_path) -> Path:
     """Where :func:`save_corrected` writes the mask by default: ``<mask stem>.corrected.zarr``
     next to the original mask when that is a plain file or folder in a writable folder, else
@@ -537,7 +644,8 @@ def save_corrected(editor: SegmentationEditor, table_path, *, mask_path=None, ov
     ------
     SampleError
         ``table_path`` is a source of the sample, exists without ``overwrite``, or cannot be
-        written; the mask cannot be written.
+        written; the mask cannot be written; the sample may not be edited
+        (:attr:`SegmentationEditor.read_only`).
     """
     import os
 
@@ -545,6 +653,7 @@ def save_corrected(editor: SegmentationEditor, table_path, *, mask_path=None, ov
     from ..io.write import write_table
     from ..model import SampleError
 
+    editor.check_writable()
     s = editor.sample
     for part in ("table", "image", "mask"):
         src = s.paths.get(part)

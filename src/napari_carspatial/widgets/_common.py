@@ -196,6 +196,11 @@ class BusyNotice(QWidget):
         lay.setSpacing(6)
         lay.addWidget(self.icon, 0, Qt.AlignTop)
         lay.addWidget(self.label, 1)
+        # never widen the dock when shown: a wider dock resizes the canvas, and napari re-slices
+        # every layer (~1 s with a 10^6-cell mask) each time a worker starts and stops
+        sp = self.sizePolicy()
+        sp.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(sp)
         self.hide()
         session.events.busy.connect(self.update_state)
         one_notification_at_a_time()   # every dock with a busy notice: one toast at a time

@@ -14,9 +14,10 @@ import logging
 
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..._napari import session_for
+from ..._napari import project_item, segmentation_refusal, session_for
 from ...editing import RegionEdit, SegmentationEditor
-from ...editing.segmentation import EDITOR_CACHE_KEY
+from ...editing.segmentation import EDITOR_CACHE_KEY, REVIEW_HINT
+from ...model import SampleError
 from .._common import BusyNotice, refill_sample_combo
 from .._keys import get_dispatcher
 from .commit import CommitView
@@ -97,6 +98,42 @@ class SegmentationWidget(QWidget):
         return self.session.cached(self.sid, EDITOR_CACHE_KEY,
                                    lambda: SegmentationEditor(s, reviewer=self.session.reviewer))
 
+    def read_only_reason(self) -> str | None:
+        """Why the current sample's segmentation may not be edited here (None: it may): a slide
+        opened from a review project (``segmentation_refusal`` of the viewer's project workspace,
+        or the review marks of its table)."""
+        ed = self.editor
+        if ed is None:
+            return None
+        if ed.read_only is None:
+            try:
+                refusal = segmentation_refusal(self.session, self.sid)
+            except SampleError:
+                refusal = None
+            if refusal:
+                ed.set_read_only(refusal, review=True)
+        return ed.read_only
+
+    def show_read_only(self) -> bool:
+        """One short line in the dock when the sample's segmentation may not be edited (the full
+        reason in its tooltip); True then."""
+        reason = self.read_only_reason()
+        label = self.region_view.read_only_label
+        if reason:
+            s = self.sample
+            try:
+                item = project_item(self.session, self.sid)
+            except SampleError:
+                item = None
+            if item is not None:
+                label.setText(f"Read-only: {item.label} is a review project slide ({item.role}); its cell mask "
+                              "is shared by every reader.")
+            else:
+                label.setText(f"Read-only: {s.name if s is not None else 'this sample'}: {reason.rstrip('.')}.")
+            label.setToolTip(f"{reason.rstrip('.')}. {REVIEW_HINT}")
+        label.setVisible(bool(reason))
+        return bool(reason)
+
     @property
     def region(self):
         """The open :class:`~napari_carspatial.editing.EditRegion` (None without one)."""
@@ -118,10 +155,16 @@ class SegmentationWidget(QWidget):
     def activate(self, layer) -> None:
         self.viewer.layers.selection.active = layer
 
-    def set_busy(self, on: bool, msg: str = ""):
-        """This dock's worker writes the sample's table: every dock sees the sample busy."""
+    def set_busy(self, on: bool, msg: str = "", *, session: bool = True):
+        """This dock's worker runs; with ``session`` it writes the sample's table: every dock sees
+        the sample busy (a region being read keeps only this dock waiting)."""
         self.busy = on
-        self.session.set_busy(self.sid, (msg.rstrip("…").rstrip(".") or "working") if on else None)
+        if on and session:
+            self._session_busy = True
+            self.session.set_busy(self.sid, msg.rstrip("…").rstrip(".") or "working")
+        elif not on and getattr(self, "_session_busy", False):
+            self._session_busy = False
+            self.session.set_busy(self.sid, None)
         for w in self.findChildren(QPushButton):
             w.setEnabled(not on)
         if self.edit_layer is not None:
@@ -133,6 +176,8 @@ class SegmentationWidget(QWidget):
 
     # ================================================================== samples
     def _on_samples(self, event=None):
+        if event is not None and getattr(event, "type", None) == "removed":
+            self.region_view.remove_orphans()
         changed, _ = refill_sample_combo(self.sample_box, self.session, where=lambda s: bool(s.labels))
         if changed:
             self._on_sample()
@@ -151,7 +196,7 @@ class SegmentationWidget(QWidget):
 
     def update_state(self):
         has = self.edit is not None
-        idle = not self.is_busy
+        idle = not self.is_busy and not self.show_read_only()
         for b in (*self.tools.buttons(), *self.ops.buttons(), self.region_view.close_button,
                   self.commit_view.undo_button, self.commit_view.commit_button):
             b.setEnabled(has and idle)

@@ -166,9 +166,28 @@ class OperationsView(QGroupBox):
     def after_pixels(self):
         d = self.dock
         if d.edit_layer is not None:
-            d.edit_layer.refresh()
+            self.show_change()
         d.tools.refresh_selection()
         d.update_state()
+
+    def show_change(self) -> None:
+        """Redraw only the box the last operation / undo / redo changed: its pixels go through
+        napari's public ``Labels.data_setitem`` (a partial refresh: outlines recomputed for that
+        box only; a full ``refresh()`` of a 4096-px region costs ~0.5 s)."""
+        d = self.dock
+        lyr, ch = d.edit_layer, d.edit.last_change if d.edit is not None else None
+        if d.edit is not None:
+            d.edit.last_change = None
+        if ch is None or lyr.data is not d.region.data:
+            lyr.refresh()
+            return
+        y0, y1, x0, x1, old, new = ch
+        diff = old != new
+        if not diff.any():
+            return
+        yy, xx = np.nonzero(diff)
+        d.region.data[y0:y1, x0:x1][diff] = old[diff]   # napari writes the new pixels itself
+        lyr.data_setitem((yy + y0, xx + x0), new[diff])
 
     def _start_tool(self, what: str, mode: str, msg: str):
         d = self.dock

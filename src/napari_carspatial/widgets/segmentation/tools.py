@@ -7,7 +7,6 @@ import numpy as np
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton
 
 from ..._napari import META_ROLE, META_SAMPLE, find_cell_type_key
-from ...model import instance_ids
 from .region import ROLE_EDIT_SELECTION
 
 
@@ -162,8 +161,9 @@ class ToolsView(QGroupBox):
         if t is None:
             return {}
         key = find_cell_type_key(t)
-        if key is None:
+        if key is None or self.dock.editor is None:
             return {}
-        pos = {int(i): k for k, i in enumerate(instance_ids(t))}
+        ids = [int(c) for c in ids]
+        rows = self.dock.editor.row_positions(ids)   # not a dict of the table's 10^6 ids
         col = t.obs[key]
-        return {int(c): str(col.iloc[pos[int(c)]]) for c in ids if int(c) in pos}
+        return {c: str(col.iloc[int(r)]) for c, r in zip(ids, rows, strict=True) if r >= 0}
