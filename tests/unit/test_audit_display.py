@@ -47,3 +47,25 @@ def test_display_rows_of_an_audit_frame():
     assert row["tip"]["cells"] == "3, 6, 9"
     assert '"' not in "".join(row["text"].values())
     assert row["cell_ids"] == [3, 6, 9]
+
+
+def test_plain_of_a_long_list_equals_the_per_value_reference():
+    """The memoised list branch gives the text of turning every value into text one by one."""
+    import json
+    from collections import Counter
+
+    from napari_carspatial.model.audit_display import MISSING
+
+    def reference(values):
+        vals = [plain(v) for v in values]
+        counts = Counter(vals)
+        if len(counts) == 1:
+            return vals[0]
+        return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in counts.most_common())
+
+    values = (["Tumor"] * 5000 + ["CAR T"] * 3000 + [None] * 10 + [True, 1, 1.0, float("nan"), ["a", "b"], "null"]
+              + ["Macrophage"] * 3000)
+    assert plain(json.dumps(values).replace("NaN", "null")) == reference(json.loads(json.dumps(values).replace("NaN", "null")))
+    assert plain(values) == reference(values)
+    assert plain(["CAR T"] * 10_000) == "CAR T"
+    assert plain([]) == MISSING

@@ -31,12 +31,21 @@ def plain(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        vals = [plain(v) for v in value]
-        if not vals:
+        if not value:
             return MISSING
-        counts = Counter(vals)
+        # an assign of 10^4 cells stores 10^4 old values, mostly a handful of distinct ones:
+        # turn each distinct value into text once (a failed json.loads per cell cost 0.17 s)
+        counts: Counter = Counter()
+        memo: dict = {}
+        for v in value:
+            try:
+                key = (type(v), v)
+                text = memo[key] if key in memo else memo.setdefault(key, plain(v))
+            except TypeError:  # an unhashable value (a nested list)
+                text = plain(v)
+            counts[text] += 1
         if len(counts) == 1:
-            return vals[0]
+            return next(iter(counts))
         return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in counts.most_common())
     if isinstance(value, float) and value != value:
         return MISSING

@@ -84,9 +84,16 @@ class HeaderView(QWidget):
         self.meta_label.setText(" · ".join(shown) if not core.blinded else "name and clinical data hidden")
         self.meta_label.setToolTip("\n".join(f"{k}: {v}" for k, v in meta.items()))
         p = core.progress()
-        if self.progress_bar.value() != round(1000 * p["fraction"]):   # setValue repaints at once
-            self.progress_bar.setValue(round(1000 * p["fraction"]))
-        self.progress_bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
+        # QProgressBar.setValue repaints at once, and under a GL canvas a repaint redraws the whole
+        # window (0.35 s per edit at 10^6 cells): update with repaints off, then schedule one paint
+        bar = self.progress_bar
+        bar.setUpdatesEnabled(False)
+        try:
+            if bar.value() != round(1000 * p["fraction"]):
+                bar.setValue(round(1000 * p["fraction"]))
+            bar.setFormat(f"{p['n_reviewed']:,} of {p['n_cells']:,} cells ({100 * p['fraction']:.1f}%)")
+        finally:
+            bar.setUpdatesEnabled(True)   # schedules one update with the next paint
         marked = int(p["rois"]["marked"].sum()) if len(p["rois"]) else 0
         self.progress_label.setText(f"{p['n_changed']:,} re-labelled · {p['n_excluded']:,} excluded · "
                                     f"{marked} of {len(p['rois'])} regions marked reviewed")
