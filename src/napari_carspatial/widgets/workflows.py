@@ -248,7 +248,8 @@ def _size_column(mw: QMainWindow, legend: QDockWidget, docks: list) -> None:
             h = max(mw.height() - 80, 400)
             inner = legend.widget()
             want = getattr(inner, "preferred_height", None)
-            top = int(want()) + 30 if callable(want) else int(CLASS_LIST_FRACTION * h)
+            frame = legend.height() - inner.height() if legend.isVisible() and inner.height() > 0 else 30
+            top = int(want()) + frame if callable(want) else int(CLASS_LIST_FRACTION * h)
             top = max(int(0.25 * h), min(top, int(0.55 * h)))
             mw.resizeDocks([legend, docks[0]], [top, h - top], Qt.Vertical)
     except RuntimeError:   # the window is closing

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 PER_TYPE = ("cooccurrence", "ripley")
 #: statistics drawn as type x type matrices (the "Types" choice applies)
 MATRIX = ("nhood", "interactions", "nn_distances", "touching", "count_within", "nearest", "centrality")
+#: smallest figure height, px: a 5-type matrix or a co-occurrence panel stays readable
+FIGURE_MIN_PX = 240
+#: smallest height of the result table, px (header and ~3 rows; the tab scrolls for more)
+TABLE_MIN_PX = 96
 
 
 class Canvas(QWidget):
@@ -48,7 +53,7 @@ class Canvas(QWidget):
         self.theme = theme
         self.fig = Figure(figsize=(5.2, 4.6), dpi=100, facecolor=theme["bg"], layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.fig)
-        self.canvas.setMinimumHeight(330)
+        self.canvas.setMinimumHeight(FIGURE_MIN_PX)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -66,7 +71,19 @@ class ResultsTab(QWidget):
         self.current: AnalysisResult | None = None
         #: the types shown (None: all, the most informative first)
         self.types: list[str] | None = None
-        rl = QVBoxLayout(self)
+        # the tab scrolls when the dock is short (the Analyse workflow at 1000 px of height shares
+        # the column with the Legend): the dock never forces the window taller than the screen
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QScrollArea.NoFrame)
+        outer.addWidget(self.scroll)
+        body = QWidget()
+        self.scroll.setWidget(body)
+        rl = QVBoxLayout(body)
+        rl.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
         self.region_a = QComboBox()
         self.region_b = QComboBox()
@@ -115,7 +132,7 @@ class ResultsTab(QWidget):
 
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setMinimumHeight(110)
+        self.table.setMinimumHeight(TABLE_MIN_PX)
         self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(False)
