@@ -6,7 +6,10 @@ its Results tab, figure and table, had no scroll area), which squeezed the Legen
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from pytestqt.exceptions import TimeoutError  # noqa: A004 - pytest-qt's
 from ux_samples import _private_user_dirs, grid_sample  # noqa: F401 - the autouse fixture
 
 from napari_carspatial._napari import add_sample_layers
@@ -62,6 +65,20 @@ def test_workflow_fits_1600_by_1000(laid_out, qtbot, name):
         assert _rows_in_view(tree) >= 8, (name, _rows_in_view(tree))
     else:
         assert _rows_in_view(tree) >= 3, (name, _rows_in_view(tree))
+    # after a window resize (shown, maximised, by the user) the Legend keeps the height of its
+    # rows, without empty rows taken from the working dock
+    mw.resize(W, H + 100)   # taller: every workflow's minimum allows it (the Xvfb screen is 1200 px)
+    qtbot.waitUntil(lambda: mw.height() == H + 100, timeout=3000)
+    mw.resize(W, H)
+    qtbot.waitUntil(lambda: mw.height() == H, timeout=3000)
+    low = 8 if name != "Segment" else 3
+
+    def sized():   # the column is sized again 50 ms after the last resize
+        return low <= _rows_in_view(tree) <= len(TYPES) + 2
+
+    with contextlib.suppress(TimeoutError):   # pytest-qt's own TimeoutError: the assert says more
+        qtbot.waitUntil(sized, timeout=3000)
+    assert sized(), (name, _rows_in_view(tree), mw.height(), legend.height())
 
 
 def test_analysis_tabs_scroll_instead_of_growing(laid_out, qtbot):

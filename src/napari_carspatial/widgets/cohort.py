@@ -8,6 +8,10 @@ key metric at a time (the "metric" chooser; sort by clicking its header). The st
 show, for each key metric, every sample of the cohort as a dot (blue responders, orange
 non-responders, grey unknown) on an axis with its values (the cohort's range at the ends), the
 sample that is open or selected ringed, with its value, so one sees where it sits in the cohort.
+
+One module (~540 lines) because the strip plot is drawn only for this dock and its text layout
+(:meth:`_StripPlot.text_boxes`, what the tests check for overlaps) belongs next to the table it
+follows.
 """
 
 from __future__ import annotations
@@ -250,7 +254,8 @@ class CohortWidget(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(20)
         # columns sized to fit the dock (:meth:`fit_columns`): no horizontal scrolling
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
-        self.table.horizontalHeader().setTextElideMode(Qt.ElideRight)
+        # Qt elides a header as one line: the key metric's two-line header would lose its region
+        self.table.horizontalHeader().setTextElideMode(Qt.ElideNone)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.table.viewport().installEventFilter(self)
         self.metric_box = QComboBox()
@@ -385,6 +390,7 @@ class CohortWidget(QWidget):
         t.resizeColumnsToContents()
         full = [h.sectionSize(i) for i in range(n)]
         floor = [min(full[i], max(t.sizeHintForColumn(i) + 10, 40)) for i in range(n)]
+        floor[-1] = full[-1]   # the key metric the user chose keeps its whole header
         avail = t.viewport().width()
         if avail <= 0:
             return
@@ -422,9 +428,11 @@ class CohortWidget(QWidget):
         want = self.table_height(min(max(n, 1), TABLE_ROWS))
         self.table.setMinimumHeight(want)
         total = sum(self.splitter.sizes()) or self.splitter.height()
-        if total > 0:   # every row when the strips keep room for two strips, never fewer than TABLE_ROWS
+        if total > 0:   # every row while two strips (three beside a long table) keep their room,
+            # never fewer than TABLE_ROWS rows
             title = self.strip_title.heightForWidth(max(self.splitter.width(), 200))
-            strips = self.strip_scroll.minimumHeight() + max(title, self.strip_title.minimumSizeHint().height()) + 8
+            keep = self.strip_scroll.minimumHeight() + (self.strip.row_height() if n > 8 else 0)
+            strips = keep + max(title, self.strip_title.minimumSizeHint().height()) + 8
             top = max(want, min(self.table_height(max(n, 1)), total - strips))
             self.splitter.setSizes([top, max(total - top, 1)])
 

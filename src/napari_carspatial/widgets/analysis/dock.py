@@ -8,6 +8,9 @@ found as the CLI and the batch find it (:func:`~napari_carspatial.model.cell_typ
 and can be changed. All computation is :mod:`napari_carspatial.analysis.results`; the workers
 never touch layers; results are stored in the table's ``uns`` and applied (plots, niche
 colouring, engaged cell pairs) on the main thread.
+
+One module (~540 lines) because the run (controls -> worker -> stored result) and the cell-type
+choice share the dock's state; the tabs are their own modules (``setup``, ``roles``, ``results``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from ...analysis.results import (
     type_colors,
 )
 from ...model import SampleError
-from ...model.cell_types import resolve_cell_type_key
+from ...model.cell_types import is_id_like, resolve_cell_type_key
 from .._common import BusyNotice, refill_sample_combo, theme_colors
 from .results import ResultsTab
 from .roles import RolesTab
@@ -194,7 +197,10 @@ class AnalysisWidget(QWidget):
         return out
 
     def _key_choices(self, adata) -> list[str]:
-        return [c for c in column_choices(adata)["categorical"] if c != "niche"]
+        """The categorical columns a user may take as cell types; identifier-like ones (``fov``,
+        ``acquisition``: :func:`~napari_carspatial.model.cell_types.is_id_like`) last."""
+        cats = [c for c in column_choices(adata)["categorical"] if c != "niche"]
+        return sorted(cats, key=is_id_like)
 
     def _fill_keys(self, keep: str | None = None) -> None:
         """The categorical columns, the one the CLI would use selected (or ``keep``), and why."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -38,6 +38,8 @@ PER_TYPE = ("cooccurrence", "ripley")
 MATRIX = ("nhood", "interactions", "nn_distances", "touching", "count_within", "nearest", "centrality")
 #: smallest figure height, px: a 5-type matrix or a co-occurrence panel stays readable
 FIGURE_MIN_PX = 240
+#: the figure's own height, px (5.2 x 4.6 in at 100 dpi)
+FIGURE_NATURAL_PX = 460
 #: smallest height of the result table, px (header and ~3 rows; the tab scrolls for more)
 TABLE_MIN_PX = 96
 
@@ -112,6 +114,9 @@ class ResultsTab(QWidget):
         rl.addLayout(opts)
         self.canvas = Canvas(theme)
         rl.addWidget(self.canvas, 4)
+        # the figure fills what the tab shows below the choices (whole, axes included, without
+        # scrolling); the table, exports and provenance follow below it
+        self.scroll.viewport().installEventFilter(self)
 
         lr = QHBoxLayout()
         self.pair_combo = QComboBox()
@@ -291,7 +296,12 @@ class ResultsTab(QWidget):
                      wrap=True)
         self.canvas.canvas.draw_idle()
 
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        super().showEvent(event)
+        QTimer.singleShot(0, self.fit_figure)   # positions are only right once the tab is laid out
+
     def redraw(self, *_):
+        QTimer.singleShot(0, self.fit_figure)   # the choices above the figure change with the statistic
         fig = self.canvas.fig
         r = self.current
         if r is None:
@@ -428,6 +438,34 @@ class ResultsTab(QWidget):
             atomic_write(p, lambda tmp, df=df: df.to_csv(tmp, index=False))
             out.append(p)
         return out
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
+        from qtpy.QtCore import QEvent
+
+        if obj is self.scroll.viewport() and event.type() == QEvent.Resize:
+            self.fit_figure()
+        return super().eventFilter(obj, event)
+
+    def fit_figure(self) -> None:
+        """The figure as tall as the visible part of the tab below the choices (at least
+        :data:`FIGURE_MIN_PX`): the whole figure is in view when the tab is scrolled to the top."""
+        try:
+            body = self.scroll.widget()
+        except RuntimeError:   # the dock is closing
+            return
+        if not self.isVisible():
+            return
+        c = self.canvas
+        top = c.mapTo(body, c.rect().topLeft()).y()
+        view = self.scroll.viewport().height()
+        rest = body.layout().minimumSize().height() - c.minimumHeight()   # choices, table, exports
+        if view >= rest + FIGURE_NATURAL_PX:   # a tall tab: no scrolling, the figure takes the room
+            lo, hi = FIGURE_MIN_PX, 16777215
+        else:   # a short tab scrolls: the figure exactly fills what is in view below the choices
+            lo = hi = max(FIGURE_MIN_PX, min(view - top - 6, FIGURE_NATURAL_PX))
+        if (c.minimumHeight(), c.maximumHeight()) != (lo, hi):
+            c.setMinimumHeight(lo)
+            c.setMaximumHeight(hi)
 
     def _export_dialog(self, kind: str):
         if self.current is None:
