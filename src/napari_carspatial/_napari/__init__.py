@@ -73,10 +73,14 @@ from .project import (
     ASSIGNMENT_COLUMNS,
     COMPARISON,
     READ,
+    SEGMENTATION_REFUSED,
     STATUS_TEXT,
     OpenItem,
     ProjectWorkspace,
     ReadTarget,
+    is_project_sample,
+    project_item,
+    segmentation_refusal,
     workspace_for,
 )
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
@@ -125,3 +129,5 @@ __all__ = [
     "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
     "TranscriptsView",
 ]
+# project slides refuse segmentation edits (the Segmentation dock asks; issue 14 round 4)
+__all__ += ["SEGMENTATION_REFUSED", "is_project_sample", "project_item", "segmentation_refusal"]
