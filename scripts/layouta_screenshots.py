@@ -8,7 +8,7 @@
 co-occurrence), ``layouta_cosmx`` (the real CosMx crop typed from its genes into
 ``cell_type_rna``), ``layouta_steinbock_gated`` (the real steinbock folder gated under a column
 named by the user), ``layouta_cohort`` (``carspatial cohort-demo OUT --run``'s results, a sample
-open), ``layouta_segment``. Uses the window helpers of ``scripts/ux_screenshots.py``.
+open), ``layouta_segment``. Uses ``scripts/_shots.py`` and the window helpers of ``scripts/ux_screenshots.py``.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ux_screenshots as ux  # noqa: E402
+from _shots import REAL, pump  # noqa: E402
 
 log = logging.getLogger("layouta_screenshots")
-REAL = ux.REAL
 
 
 def _shoot(viewer, out: Path, name: str) -> None:
     from napari_carspatial.widgets import workflows
 
-    ux._pump(1.0)
+    pump(1.0)
     path = out / f"layouta_{name}.png"
     viewer.screenshot(str(path), canvas_only=False, flash=False)
     legend = workflows.find_widget(viewer, workflows.CLASS_LIST)
@@ -45,7 +45,7 @@ def _shoot(viewer, out: Path, name: str) -> None:
 def _wait_result(w, stat, timeout=300):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        ux._pump(0.3)
+        pump(0.3)
         if w._worker is None and w.current is not None and w.current.statistic == stat:
             return
     raise TimeoutError(stat)
@@ -67,7 +67,7 @@ def analyse(out: Path, size: int) -> None:
     _shoot(viewer, out, "analyse_cooccurrence")
     for wf in ("Segment",):
         workflows.apply_workflow(viewer, wf)
-        ux._pump(1.0)
+        pump(1.0)
         _shoot(viewer, out, wf.lower())
     viewer.close()
 
@@ -135,8 +135,8 @@ def cohort(out: Path, results: Path | None) -> None:
     w.open_sample(sid)
     t0 = time.time()
     while time.time() - t0 < 120 and not any(s.name == sid for s in w.session.samples().values()):
-        ux._pump(0.5)
-    ux._pump(3.0)
+        pump(0.5)
+    pump(3.0)
     viewer.reset_view()
     log.warning("cohort: %d samples, %d rows in view", w.table.rowCount(), w.visible_rows())
     _shoot(viewer, out, "cohort")

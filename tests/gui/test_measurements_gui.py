@@ -29,7 +29,7 @@ def test_one_row_per_cell_with_units(dock):
     assert m.rowCount() == sample.table.n_obs
     from qtpy.QtCore import Qt
 
-    headers = [m.headerData(j, Qt.Horizontal) for j in range(m.columnCount())]
+    headers = [m.headerData(j, Qt.Horizontal).replace("\n", " ") for j in range(m.columnCount())]   # 2-line headers
     assert headers[:2] == ["cell id", "type"]
     assert "area (µm²)" in headers
     assert "CD3 mean" in headers

@@ -6,7 +6,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QLabel
+from qtpy.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
+from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,146 @@ def refill_sample_combo(combo, session, *, where: Callable | None = None,
     return combo.currentData() != current, samples
 
 
-class BusyNotice(QLabel):
+#: the busy notice's icon (Qt's own: renders without any icon theme or emoji font)
+BUSY_ICON = QStyle.StandardPixmap.SP_BrowserReload
+
+#: napari's notification toast (found by its class name: napari's Qt module is not public API)
+TOAST_CLASS = "NapariQtNotification"
+_one_toast_installed = False
+_SEEN = "_carspatial_seen"
+_toast_seq = 0
+#: napari slides a toast in over 220 ms and re-sizes it to its text: stack again after that
+TOAST_SETTLE_MS = 350
+TOAST_GAP_PX = 4
+
+
+class _ToastRelay(QObject):
+    message = Signal(object)
+
+
+_relay: _ToastRelay | None = None
+
+
+def shown_toasts() -> list:
+    """napari's notification toasts on screen now."""
+    app = QApplication.instance()
+    if app is None:
+        return []
+    return [w for w in app.allWidgets() if type(w).__name__ == TOAST_CLASS and w.isVisible()]
+
+
+def _severity(value) -> int:
+    """0 info (or anything milder), 1 warning, 2 error."""
+    name = str(getattr(value, "value", value) or "").lower()
+    return 2 if name in ("error", "critical", "fatal") else (1 if name == "warning" else 0)
+
+
+def _replace_shown_toasts(event=None) -> None:
+    """The toast napari has just shown for this notification replaces the earlier ones (napari's
+    own handler runs first: core callbacks always precede a plugin's). An earlier warning or error
+    is not replaced by a milder message: it stays, stacked above the new toast, until it times out."""
+    global _toast_seq
+    app = QApplication.instance()
+    if app is None:
+        return
+    if QThread.currentThread() is not app.thread():   # a worker's message: napari shows it on the GUI
+        if _relay is not None:                        # thread later, this runs after it there
+            _relay.message.emit(event)
+        return
+    level = _severity(getattr(event, "severity", None))
+    toasts = shown_toasts()
+    for t in toasts:
+        if getattr(t, _SEEN, None) is None:
+            _toast_seq += 1
+            setattr(t, _SEEN, (level, _toast_seq))
+    newest = max((getattr(t, _SEEN)[1] for t in toasts), default=0)
+    for toast in toasts:
+        old_level, seq = getattr(toast, _SEEN)
+        if seq != newest and old_level <= level:
+            with contextlib.suppress(RuntimeError):   # already deleted
+                toast.close()
+    _stack_toasts()
+    QTimer.singleShot(TOAST_SETTLE_MS, _stack_toasts)   # after napari's slide-in and resizes
+
+
+def _stack_toasts() -> None:
+    """The toasts on screen one above the other, the newest at the bottom where napari put it."""
+    with contextlib.suppress(RuntimeError):
+        toasts = sorted(shown_toasts(), key=lambda t: -getattr(t, _SEEN, (0, 0))[1])
+        if not toasts:
+            return
+        top = toasts[0].y()
+        for toast in toasts[1:]:
+            top -= toast.height() + TOAST_GAP_PX
+            toast.move(toast.x(), top)
+
+
+def one_notification_at_a_time() -> None:
+    """A new notification replaces the one on screen (issue 14, item 9).
+
+    napari puts every toast at the same spot (bottom right of the canvas), so two in quick
+    succession were drawn over each other, half-faded, unreadable. From now on (once per process;
+    every dock calls it) the toast on screen closes as napari shows the next one, unless it is a
+    warning or an error and the new one is milder: then it moves up, above the new one, so it is
+    still read, never overdrawn. Each message is still logged and kept in napari's list.
+    """
+    global _one_toast_installed
+    if _one_toast_installed:
+        return
+    from napari.utils.notifications import notification_manager
+
+    global _relay
+    if QApplication.instance() is not None and _relay is None:
+        _relay = _ToastRelay()   # made on the GUI thread: its signal queues a worker's message there
+        _relay.message.connect(_replace_shown_toasts)
+    notification_manager.notification_ready.connect(_replace_shown_toasts)
+    _one_toast_installed = True
+
+
+class ElidedLabel(QLabel):
+    """One line of plain text that never widens its dock: cut with "…" to the width it gets, the
+    full text in its tooltip (and in :meth:`text`)."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setTextFormat(Qt.PlainText)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._full = str(text)
+        self.setToolTip(self._full)
+        self._elide()
+
+    def text(self) -> str:
+        """The full text (what is shown may be cut)."""
+        return self._full
+
+    def shown_text(self) -> str:
+        """What is on screen (the text cut to the label's width)."""
+        return super().text()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(0, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, Qt.ElideRight, width) if width > 0 else self._full
+        QLabel.setText(self, shown)
+
+
+class BusyNotice(QWidget):
     """"<sample> is busy: <what>" while a worker writes the dock's current sample's table.
 
     ``current()`` returns the dock's sample id; ``on_change(busy)`` (optional) lets the dock
-    disable its edits. The notice follows the session's ``busy`` events.
+    disable its edits. The notice follows the session's ``busy`` events. Its icon is one of Qt's
+    standard icons (:data:`BUSY_ICON`), drawn the same on every platform: an emoji (the hourglass
+    it had) is an empty box where no emoji font is installed (Xvfb, many clinical PCs).
     """
 
     def __init__(self, session, current: Callable[[], str | None], on_change: Callable[[bool], None] | None = None,
@@ -48,18 +184,33 @@ class BusyNotice(QLabel):
         self.session = session
         self._current = current
         self._on_change = on_change
-        self.setWordWrap(True)
-        self.setStyleSheet("color: #e0a000; font-weight: bold")
+        self.icon = QLabel()
+        size = self.fontMetrics().height()
+        self.icon.setPixmap(self.style().standardIcon(BUSY_ICON).pixmap(size, size))
+        self.icon.setAlignment(Qt.AlignTop)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setStyleSheet("color: #e0a000; font-weight: bold")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        lay.addWidget(self.icon, 0, Qt.AlignTop)
+        lay.addWidget(self.label, 1)
         self.hide()
         session.events.busy.connect(self.update_state)
+        one_notification_at_a_time()   # every dock with a busy notice: one toast at a time
+
+    def text(self) -> str:
+        """The notice's text ("" when the sample is not busy)."""
+        return self.label.text()
 
     def update_state(self, event=None) -> None:
         try:
             sid = self._current()
             msg = self.session.busy(sid)
             s = self.session.sample(sid)
-            self.setText(f"⏳ {s.name if s is not None else 'sample'} is busy: {msg}. Edits wait until it is done."
-                         if msg else "")
+            self.label.setText(f"{s.name if s is not None else 'sample'} is busy: {msg}. Edits wait until it is done."
+                               if msg else "")
             self.setVisible(bool(msg))
         except RuntimeError:   # the dock is being deleted
             return

@@ -34,7 +34,7 @@ from .._napari import (
 )
 from ..model.channels import ALL_COLORMAPS
 from ..model.marker_panels import MarkerPanel, load_panels, save_panel
-from ._common import refill_sample_combo
+from ._common import one_notification_at_a_time, refill_sample_combo
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class ChannelsWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        one_notification_at_a_time()
         self._updating = False
 
         self.sample_combo = QComboBox()

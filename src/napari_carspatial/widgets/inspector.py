@@ -12,7 +12,6 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -21,6 +20,8 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -47,6 +48,44 @@ log = logging.getLogger(__name__)
 
 #: genes listed for a cell of a gene panel (the inspector's "top genes")
 TOP_GENES = 12
+#: height of a marker row (px): compact, still one line of the default font
+ROW_PX = 18
+
+
+class Section(QWidget):
+    """A titled part of the dock that folds away (a click on its title)."""
+
+    def __init__(self, title: str, body: QWidget, *, expanded: bool = True, parent=None):
+        super().__init__(parent)
+        self.body = body
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setChecked(expanded)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.toggle.setToolTip(f"Show or hide {title.lower()}")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        self.title_row = QHBoxLayout()
+        self.title_row.setContentsMargins(0, 0, 0, 0)
+        self.title_row.addWidget(self.toggle)
+        self.title_row.addStretch(1)
+        lay.addLayout(self.title_row)
+        lay.addWidget(body)
+        self.toggle.toggled.connect(self.set_expanded)
+        self.set_expanded(expanded)
+
+    def set_expanded(self, on: bool) -> None:
+        self.toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+        if self.toggle.isChecked() != on:
+            self.toggle.setChecked(on)
+        self.body.setVisible(on)
+
+    def expanded(self) -> bool:
+        return self.toggle.isChecked()
 
 
 class _BarChart(QWidget):
@@ -101,27 +140,44 @@ class InspectorWidget(QWidget):
         self.hint = QLabel("Click a cell on the slide to pin it here.")
         self.hint.setWordWrap(True)
 
-        nav = QGroupBox("Find cells")
+        # compact: the marker table gets the height (>= 10 rows at 1600 x 1000 in Review, issue 14);
+        # "Find cells" and the cell's details fold away, the bar chart is a tab beside the table
         self.id_edit = QLineEdit()
         self.id_edit.setPlaceholderText("cell id")
         self.go_button = QPushButton("Go")
+        self.go_button.setToolTip("Centre the slide on this cell and pin it")
         self.type_key = QComboBox()
+        self.type_key.setToolTip("The column to step through (a cell type, a region, …)")
         self.category = QComboBox()
-        self.prev_button = QPushButton("◀ Previous")
-        self.next_button = QPushButton("Next ▶")
+        self.category.setToolTip("Step through the cells of this category")
+        for combo in (self.type_key, self.category):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+        self.prev_button = QPushButton("◀")
+        self.prev_button.setToolTip("Previous cell of this category")
+        self.next_button = QPushButton("▶")
+        self.next_button.setToolTip("Next cell of this category")
+        for b in (self.prev_button, self.next_button):
+            b.setStyleSheet("QPushButton { padding-left: 6px; padding-right: 6px; }")
         self.step_label = QLabel("")
+        self.step_label.setToolTip("Position of the pinned cell among the cells of this category")
+        nav = QWidget()
         nl = QFormLayout(nav)
+        nl.setContentsMargins(0, 0, 0, 0)
+        nl.setVerticalSpacing(4)
         r1 = QHBoxLayout()
         r1.addWidget(self.id_edit, 1)
         r1.addWidget(self.go_button)
         nl.addRow("Jump to", r1)
-        nl.addRow("Column", self.type_key)
-        nl.addRow("Step through", self.category)
         r2 = QHBoxLayout()
+        r2.setSpacing(4)
+        r2.addWidget(self.type_key, 1)
+        r2.addWidget(self.category, 1)
         r2.addWidget(self.prev_button)
         r2.addWidget(self.next_button)
-        r2.addWidget(self.step_label, 1)
-        nl.addRow(r2)
+        nl.addRow("Step", r2)
+        self.nav_section = Section("Find cells", nav)
+        self.nav_section.title_row.addWidget(self.step_label)
 
         self.header = QLabel("")
         self.header.setTextFormat(Qt.RichText)
@@ -129,10 +185,19 @@ class InspectorWidget(QWidget):
         self.header.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.neighbors = QLabel("")
         self.neighbors.setWordWrap(True)
+        details = QWidget()
+        dl = QVBoxLayout(details)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.setSpacing(2)
+        dl.addWidget(self.header)
+        dl.addWidget(self.neighbors)
+        self.details_section = Section("Cell", details)
+        self.details_section.setVisible(False)   # shown once a cell is pinned
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["marker", "mean", "% of p99"])
         self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(18)     # compact rows: 14 markers fit
+        self.table.verticalHeader().setMinimumSectionSize(ROW_PX)
+        self.table.verticalHeader().setDefaultSectionSize(ROW_PX)     # compact rows
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         for c in (1, 2):
@@ -140,24 +205,27 @@ class InspectorWidget(QWidget):
         self.table.horizontalHeaderItem(2).setToolTip("the cell's mean relative to the 99th percentile of that "
                                                       "marker over the sample's cells")
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setMinimumHeight(6 * ROW_PX)
         self.chart = _BarChart()
-        self.chart.setFixedHeight(170)
-        self.chart.setVisible(False)   # shown once a cell is pinned
-        self.table.setVisible(False)
+        self.values_tabs = QTabWidget()
+        self.values_tabs.addTab(self.table, "Markers")
+        self.values_tabs.addTab(self.chart, "Chart")
+        self.values_tabs.setTabToolTip(1, "The cell's marker means as bars, relative to the sample's 99th percentile")
+        self.values_tabs.setVisible(False)   # shown once a cell is pinned
 
         self.busy_notice = BusyNotice(self.session, self._sid)
         lay = QVBoxLayout(self)
+        lay.setSpacing(4)
         top = QHBoxLayout()
         top.addWidget(QLabel("Sample"))
         top.addWidget(self.sample_combo, 1)
         lay.addLayout(top)
         lay.addWidget(self.busy_notice)
-        lay.addWidget(nav)
+        lay.addWidget(self.nav_section)
         lay.addWidget(self.hint)
-        lay.addWidget(self.header)
-        lay.addWidget(self.neighbors)
-        lay.addWidget(self.table, 1)
-        lay.addWidget(self.chart, 1)
+        lay.addWidget(self.details_section)
+        lay.addWidget(self.values_tabs, 1)
+        lay.addStretch(0)
 
         self.go_button.clicked.connect(self._jump)
         self.id_edit.returnPressed.connect(self._jump)
@@ -292,13 +360,13 @@ class InspectorWidget(QWidget):
             self._mark(sid, lyr, info)
         key = self.type_key.currentText() or None
         shown = ([key] if key in info.types else []) + [k for k in info.types if k != key]
-        types = "".join(f"<br><b>{k}</b>: {info.types[k]}" for k in shown)
+        types = "".join(f" · <b>{k}</b>: {info.types[k]}" for k in shown)   # wrapped lines, not one per field
         where = (f"{info.centroid_um[0]:.1f}, {info.centroid_um[1]:.1f} µm" if info.centroid_um
                  else f"{info.centroid_px[0]:.1f}, {info.centroid_px[1]:.1f} px")
         area = (f"{info.area_um2:.1f} µm²" if info.area_um2 is not None
                 else (f"{info.area_px:.0f} px" if info.area_px is not None else "—"))
         self.header.setText(f"<b>Cell {info.cell_id}</b>{types}<br><b>area</b>: {area}"
-                            f"<br><b>centroid (x, y)</b>: {where}")
+                            f" · <b>centroid (x, y)</b>: {where}")
         nb = ", ".join(f"{k} ×{v}" for k, v in info.neighbor_types.items())
         self.neighbors.setText(f"<b>Neighbours</b> ({len(info.neighbor_ids)} nearest within "
                                f"{NEIGHBOR_RADIUS_UM:g} µm): {nb or 'none'}")
@@ -323,8 +391,9 @@ class InspectorWidget(QWidget):
             rel = QTableWidgetItem(f"{100 * val / r:.0f}" if r > 0 else ("–" if reference is not None else ""))
             rel.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(i, 2, rel)
-        self.table.setVisible(True)
-        self.chart.setVisible(True)
+        self.values_tabs.setVisible(True)
+        self.details_section.setVisible(True)
+        self.hint.setVisible(False)
         self.chart.plot(list(values.index), values.to_numpy(dtype=float), reference)
         self.viewer.status = status_line(info, type_key=key)
         return True
@@ -352,6 +421,7 @@ class InspectorWidget(QWidget):
 
     def _error(self, message: str):
         self.hint.setText(message)
+        self.hint.setVisible(True)
         notify(message, "warning")
 
     def closeEvent(self, event):  # noqa: N802 - Qt API

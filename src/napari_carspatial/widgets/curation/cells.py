@@ -11,7 +11,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,6 +38,11 @@ def _compact(combo: QComboBox, chars: int = 10) -> None:
     combo.setMinimumContentsLength(chars)
 
 
+def _slim(button: QPushButton) -> None:
+    """Less side padding than napari's theme gives a button (the label still fits: no fixed width)."""
+    button.setStyleSheet("QPushButton { padding-left: 6px; padding-right: 6px; }")
+
+
 class CellsTab(QWidget):
     """Selection tools and the re-annotation of the selection."""
 
@@ -49,72 +53,88 @@ class CellsTab(QWidget):
         self._click_cb = None
         self._draw_purpose = "select"
         self._connected: set[int] = set()   # drawing layers whose new shapes reach this tab
+        # short labels (the tooltips say the rest), no fixed widths: the tab fits the ~370 px
+        # column beside the canvas at 1600 x 1000 with Assign / Exclude on screen (issue 14)
         self.click_button = QPushButton("Click")
         self.click_button.setCheckable(True)
         self.click_button.setToolTip("Click a cell to select it, Shift+click to add or remove one")
         self.lasso_button = QPushButton("Lasso")
         self.polygon_button = QPushButton("Polygon")
-        self.rect_button = QPushButton("Rectangle")
+        self.rect_button = QPushButton("Rect")
         self.clear_button = QPushButton("Clear")
-        for b, tip in ((self.lasso_button, "Draw freehand around cells"),
-                       (self.polygon_button, "Click the corners, double-click to close"),
-                       (self.rect_button, "Drag a rectangle")):
+        self.clear_button.setToolTip("Clear the selection")
+        for b, tip in ((self.lasso_button, "Lasso: draw freehand around cells"),
+                       (self.polygon_button, "Polygon: click the corners, double-click to close"),
+                       (self.rect_button, "Rectangle: drag a rectangle")):
             b.setToolTip(tip + " (cells whose centre is inside are selected)")
-        tools = QGridLayout()   # two rows: the tab fits the narrow column beside the canvas
-        for i, b in enumerate((self.click_button, self.lasso_button, self.polygon_button, self.rect_button,
-                               self.clear_button)):
-            tools.addWidget(b, i // 3, i % 3)
+        tools = QHBoxLayout()   # one row: the Re-annotate buttons stay above the fold
+        tools.setSpacing(4)
+        for b in (self.click_button, self.lasso_button, self.polygon_button, self.rect_button, self.clear_button):
+            _slim(b)
+            tools.addWidget(b, 1)
         self.only_type = QComboBox()
-        _compact(self.only_type)
+        _compact(self.only_type, 6)
         self.only_type.setToolTip("Restrict selections to one curated type (e.g. all CAR T cells in a region)")
-        self.add_box = QCheckBox("add to selection")
-        self.add_box.setToolTip("New shapes add to the selection instead of replacing it")
+        self.add_box = QCheckBox("add")
+        self.add_box.setToolTip("Add to the selection: new shapes add cells instead of replacing the selection")
         self.sel_label = QLabel("No cells selected")
         self.sel_label.setWordWrap(True)
         self.sel_label.setStyleSheet("font-weight: bold")
         self.type_box = QComboBox()
-        _compact(self.type_box)
+        _compact(self.type_box, 6)
         self.type_box.setEditable(True)
         self.type_box.setInsertPolicy(QComboBox.NoInsert)
-        self.type_box.setToolTip("An existing type, or type a new name")
+        self.type_box.setToolTip("The curated type to assign: an existing type, or type a new name")
         self.assign_button = QPushButton("Assign")
         self.assign_button.setToolTip("Set the curated type of the selected cells (Alt+1 … Alt+9: the first nine types)")
         self.reason_box = QComboBox()
-        _compact(self.reason_box)
+        _compact(self.reason_box, 6)
         self.reason_box.addItems(list(EXCLUDE_REASONS))
         self.reason_box.setEditable(True)
+        self.reason_box.setToolTip("Why the selected cells are excluded from the analysis (pick or type a reason)")
         self.exclude_button = QPushButton("Exclude")
+        self.exclude_button.setToolTip("Exclude the selected cells from the analysis, with the reason beside")
         self.include_button = QPushButton("Include")
         self.include_button.setToolTip("Remove the exclusion flag of the selected cells")
         self.confirm_button = QPushButton("Confirm")
         self.confirm_button.setToolTip("The calls are right: mark the selected cells reviewed")
+        for b in (self.assign_button, self.exclude_button, self.include_button, self.confirm_button):
+            _slim(b)
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note for the audit trail (optional)")
         self.keys_label = QLabel()
         self.keys_label.setWordWrap(True)
         self.keys_label.setStyleSheet("color: gray; font-size: 10px")
         sel_group = QGroupBox("Select cells")
-        sg = QFormLayout(sel_group)
-        sg.addRow(tools)
+        sg = QVBoxLayout(sel_group)
+        sg.setSpacing(4)
+        sg.addLayout(tools)
         opt = QHBoxLayout()
+        opt.addWidget(QLabel("only type"))
         opt.addWidget(self.only_type, 1)
         opt.addWidget(self.add_box)
-        sg.addRow("only type", opt)
-        sg.addRow(self.sel_label)
+        sg.addLayout(opt)
+        sg.addWidget(self.sel_label)
         ann_group = QGroupBox("Re-annotate the selection")
         ag = QGridLayout(ann_group)
-        ag.addWidget(QLabel("cell type"), 0, 0)
+        ag.setVerticalSpacing(4)
+        ag.addWidget(QLabel("type"), 0, 0)
         ag.addWidget(self.type_box, 0, 1)
         ag.addWidget(self.assign_button, 0, 2)
-        ag.addWidget(QLabel("exclude as"), 1, 0)
+        ag.addWidget(QLabel("reason"), 1, 0)
         ag.addWidget(self.reason_box, 1, 1)
         ag.addWidget(self.exclude_button, 1, 2)
-        ag.addWidget(self.confirm_button, 2, 2)
-        ag.addWidget(self.include_button, 2, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.include_button)
+        row.addWidget(self.confirm_button)
+        ag.addLayout(row, 2, 0, 1, 3)
         ag.addWidget(self.note_edit, 3, 0, 1, 3)
         ag.addWidget(self.keys_label, 4, 0, 1, 3)
         ag.setColumnStretch(1, 1)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
         lay.addWidget(sel_group)
         lay.addWidget(ann_group)
         lay.addStretch(1)

@@ -11,13 +11,14 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QLabel,
+    QHBoxLayout,
     QLineEdit,
     QProgressBar,
     QWidget,
 )
 
 from ...model.user_settings import remember_reviewer
+from .._common import ElidedLabel
 
 
 class HeaderView(QWidget):
@@ -33,20 +34,22 @@ class HeaderView(QWidget):
         self.reviewer_edit.setPlaceholderText("your name for the audit trail")
         self.blind_box = QCheckBox("Blinded review")
         self.blind_box.setToolTip("Hide the sample name and clinical metadata (timepoint, response) while reviewing")
-        self.meta_label = QLabel()
+        self.meta_label = ElidedLabel()   # one line, cut to the column (full text in its tooltip)
         self.meta_label.setStyleSheet("color: gray")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setTextVisible(True)
         self.progress_bar.setToolTip("Cells reviewed: re-annotated, excluded, confirmed, or in a region marked reviewed")
-        self.progress_label = QLabel()
+        self.progress_label = ElidedLabel()
         self.progress_label.setStyleSheet("color: gray; font-size: 10px")
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("sample", self.sample_box)
         form.addRow("reviewer", self.reviewer_edit)
-        form.addRow("case", self.meta_label)
-        form.addRow("", self.blind_box)
+        case = QHBoxLayout()   # case line and "Blinded review" on one row: the Cells tab keeps the height
+        case.addWidget(self.meta_label, 1)
+        case.addWidget(self.blind_box)
+        form.addRow("case", case)
         form.addRow("reviewed", self.progress_bar)
         form.addRow("", self.progress_label)
         self.reviewer_edit.editingFinished.connect(self._reviewer_typed)

@@ -254,10 +254,13 @@ class GatingWidget(QWidget):
             res = self.model.apply(sample)
         except (ValueError, KeyError) as err:
             msg = err.args[0] if err.args else str(err)
+            spaced = [m for m in self.model.markers() if " " in m]
+            if spaced and "followed by + or -" in msg:   # steinbock panels: "Cytokeratin 5", "Histone H3"
+                msg += f'; quote a marker name with a space, e.g. \'"{spaced[0]}"+\''
             self.error(f"Gating {sample.name}: {msg}")
             return None
-        self.rules_view.result_label.setText("\n".join([f"{sample.name} → obs['{res.key}']:"]
-                                                       + [f"  {line}" for line in res.lines()]))
+        # one wrapped line, not a line per phenotype: the footer below the scroll area stays short
+        self.rules_view.result_label.setText(f"{sample.name} → obs['{res.key}']:  " + "  ·  ".join(res.lines()))
         self.session.table_changed(sid, columns=[res.key], reason="gating")
         self._show_result(sid, res.key, self.model.scheme().default)
         self._last_result = res.as_dict()

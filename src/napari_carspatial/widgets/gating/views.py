@@ -279,7 +279,8 @@ class RulesView(QGroupBox):
         self.rules_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.rules_table.setMinimumHeight(110)
         self.rules_table.setMaximumHeight(170)
-        self.rules_table.setToolTip("Conditions: markers with + or -, e.g. 'CD3+ CAR+' or 'PanCK+ MSLN-'")
+        self.rules_table.setToolTip("Conditions: markers with + or -, e.g. 'CD3+ CAR+' or 'PanCK+ MSLN-'; "
+                                    "quote a name with a space: '\"Cytokeratin 5\"+'")
         self.add_rule_button = QPushButton("Add")
         self.remove_rule_button = QPushButton("Remove")
         self.up_button = QPushButton("Up")

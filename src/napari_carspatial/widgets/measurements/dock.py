@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -38,12 +39,20 @@ from ..._napari import (
     session_for,
 )
 from ...model.measurements import CellMeasurements, format_number, region_measurements
-from .._common import refill_sample_combo
+from .._common import one_notification_at_a_time, refill_sample_combo
 from .table_model import CellTableModel
 
 log = logging.getLogger(__name__)
 
 ANY = "any"
+#: columns first on screen, in this order (then the markers, then the rest); CSV keeps the table's order
+KEY_COLUMNS = ("cell_id", "curated", "type", "roi", "region", "excluded", "area")
+#: shown only when some cell has a value (an all-"–" column is noise beside the markers)
+HIDE_WHEN_EMPTY = ("roi", "region", "excluded")
+#: column widths fit the header and the first rows, within these bounds (px)
+MIN_COLUMN_PX, MAX_COLUMN_PX = 36, 120
+#: rows measured for the width of a column
+WIDTH_SAMPLE_ROWS = 200
 
 
 def _compact(combo: QComboBox, chars: int = 8) -> QComboBox:
@@ -72,6 +81,7 @@ class MeasurementsWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        one_notification_at_a_time()
         self.measurements: CellMeasurements | None = None
 
         self.sample_box = QComboBox()
@@ -86,7 +96,9 @@ class MeasurementsWidget(QWidget):
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicatorShown(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
-        self.table.horizontalHeader().setDefaultSectionSize(78)
+        self.table.horizontalHeader().setDefaultSectionSize(64)
+        self.table.horizontalHeader().setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        self.table.horizontalHeader().setHighlightSections(False)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)   # no per-row sizing at 1M rows
@@ -175,6 +187,7 @@ class MeasurementsWidget(QWidget):
         self._fill_filters()
         self.model.set_measurements(self.measurements)
         self._apply_filter()
+        self.arrange_columns()
         self.refresh_regions()
 
     def _class_key(self) -> str | None:
@@ -210,6 +223,68 @@ class MeasurementsWidget(QWidget):
         n = 0 if m is None else m.n
         self.count_label.setText(f"{self.model.rowCount():,} of {n:,} cells" if m is not None
                                  else "Open a sample with a cell table.")
+        self.fit_columns()   # widths and empty columns follow the rows shown
+
+    def column_order(self) -> list[int]:
+        """Columns (model indices) in screen order: id, curated type, type, ROI, region, excluded,
+        area, the markers, then the rest (centroid)."""
+        m = self.measurements
+        if m is None:
+            return []
+        keys = [c.key for c in m.columns]
+        first = [keys.index(k) for k in KEY_COLUMNS if k in keys]
+        markers = [j for j, k in enumerate(keys) if k.startswith("marker:")]
+        rest = [j for j in range(len(keys)) if j not in first and j not in markers]
+        return first + markers + rest
+
+    def _empty(self, j: int) -> bool:
+        """Column ``j`` is ROI / region / excluded and no row shown has a value in it."""
+        m = self.measurements
+        c = m.columns[j]
+        if c.key not in HIDE_WHEN_EMPTY:
+            return False
+        v = m.values(j)[self.model.rows]
+        return bool((v < 0).all()) if c.kind == "category" else not bool(np.asarray(v).any())
+
+    def arrange_columns(self) -> None:
+        """Key columns first (the table's own order stays for sorting and the CSV), then fit them
+        to the rows shown (:meth:`fit_columns`)."""
+        m = self.measurements
+        header = self.table.horizontalHeader()
+        if m is None:
+            return
+        for visual, logical in enumerate(self.column_order()):
+            header.moveSection(header.visualIndex(logical), visual)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """ROI / region / excluded columns with no value in the rows shown are hidden; each column is
+        as wide as its header and its first rows shown, within [MIN_COLUMN_PX, MAX_COLUMN_PX] (longer
+        text elides, the full text is one click away in the CSV)."""
+        m = self.measurements
+        if m is None:
+            return
+        header = self.table.horizontalHeader()
+        fm, hfm = self.table.fontMetrics(), header.fontMetrics()
+        rows = self.model.rows[:WIDTH_SAMPLE_ROWS]
+        for j in range(len(m.columns)):
+            hidden = self._empty(j)
+            self.table.setColumnHidden(j, hidden)
+            if hidden:
+                continue
+            title = self.model.headerData(j, Qt.Horizontal)
+            head = max(hfm.horizontalAdvance(line) for line in str(title).split("\n")) + 18   # + sort arrow
+            body = max((fm.horizontalAdvance(m.text(int(r), j)) for r in rows), default=0) + 12
+            self.table.setColumnWidth(j, int(min(MAX_COLUMN_PX, max(MIN_COLUMN_PX, head, body))))
+
+    def visible_columns(self) -> list[str]:
+        """Keys of the columns on screen (not hidden), in screen order."""
+        m = self.measurements
+        if m is None:
+            return []
+        header = self.table.horizontalHeader()
+        shown = [j for j in range(len(m.columns)) if not self.table.isColumnHidden(j)]
+        return [m.columns[j].key for j in sorted(shown, key=header.visualIndex)]
 
     # ------------------------------------------------------------------ actions
     def _on_clicked(self, index):

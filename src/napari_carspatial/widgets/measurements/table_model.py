@@ -8,6 +8,23 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 from ...model.measurements import CellMeasurements
 
+#: titles longer than this break at their last space: two short header lines ("curated / type",
+#: "CD8 / mean", "area / (µm²)") keep columns narrow and every header readable
+WRAP_CHARS = 7
+
+_TIPS = {"cell_id": "The cell's id in the mask", "type": "Cell type as read from the table",
+         "curated": "Cell type after curation (the reviewer's call)", "roi": "Region of interest the cell is in",
+         "region": "Class of that region", "excluded": "Excluded from the analysis by a reviewer",
+         "area": "Cell area", "x": "Centroid, x", "y": "Centroid, y"}
+
+
+def header_text(title: str) -> str:
+    """A column title as the header shows it (long titles on two lines)."""
+    if len(title) <= WRAP_CHARS or " " not in title:
+        return title
+    head, _, tail = title.rpartition(" ")
+    return f"{head}\n{tail}"
+
 
 class CellTableModel(QAbstractTableModel):
     """Rows = the cells passing the filter (table rows in ``self.rows``), in the chosen order."""
@@ -82,8 +99,12 @@ class CellTableModel(QAbstractTableModel):
         return None
 
     def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802, D102 - Qt API
-        if role != Qt.DisplayRole or self.meas is None:
+        if self.meas is None or orientation != Qt.Horizontal or not 0 <= section < len(self.meas.columns):
             return None
-        if orientation == Qt.Horizontal:
-            return self.meas.columns[section].title if section < len(self.meas.columns) else None
+        col = self.meas.columns[section]
+        if role == Qt.DisplayRole:
+            return header_text(col.title)
+        if role == Qt.ToolTipRole:
+            what = "Mean intensity of the marker in the cell" if col.key.startswith("marker:") else _TIPS.get(col.key, "")
+            return f"{col.title}{': ' + what if what else ''}. Click to sort."
         return None
