@@ -626,6 +626,7 @@ def _forest(ax, rows: pd.DataFrame, keys: Sequence[str], *, compare: bool, color
             lo, hi = (pos.min() / 1.6, pos.max() * 1.6) if pos.size else (1, 10)
             ax.set_xscale("log")
             ax.set_xlim(lo, hi)
+            _plain_log_ticks(ax)
         else:
             hi = float(allv.max()) if allv.size else 1.0
             ax.set_xlim(min(0.0, float(allv.min()) if allv.size else 0.0), hi * 1.08 if hi > 0 else 1.0)
@@ -633,6 +634,20 @@ def _forest(ax, rows: pd.DataFrame, keys: Sequence[str], *, compare: bool, color
     ax.set_ylim(len(keys) - 0.5, -0.5)
     ax.grid(axis="x", color=th["fg"], lw=0.5, alpha=0.6)
     _style(ax, th)
+
+
+def _plain_log_ticks(ax) -> None:
+    """A log x axis labelled in plain numbers (600, 1,000, 2,000), at most ~5 labels: matplotlib's
+    ``2×10³ 3×10³ 4×10³`` minor labels ran into each other in a dock-wide figure."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_xlim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = ((1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 0.8 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+            if decades > 0.3 else tuple(float(k) for k in range(1, 10)))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _diff_panel(ax, rows: pd.DataFrame, keys, *, scale: float, color: str, th, title: str | None):

@@ -7,9 +7,15 @@ table, in this order:
 2. the adjudicated copy ``<key>_adjudicated`` of a cell-type column (review adjudication);
 3. the curated column recorded by the curation (``uns["carspatial"]["curation"]["curated_key"]``),
    else the curated copy ``<key>_curated`` (the pathologist's corrections);
-4. the original column: the first whose name is a known cell-type name (:data:`CELL_TYPE_KEYS`,
-   then :data:`CLUSTER_KEYS`), compared without case and punctuation (``Cell Type``,
-   ``cell.type`` and ``CellType`` are the same name).
+4. the original column: the first whose name is a known cell-type name (:data:`CELL_TYPE_KEYS`),
+   then a known name with a suffix (``cell_type_rna``, the RNA typing's column beside the
+   original; ``CellType_major``, ``phenotype_2``), then a cluster name (:data:`CLUSTER_KEYS`);
+   names are compared without case and punctuation (``Cell Type``, ``cell.type`` and
+   ``CellType`` are the same name).
+
+An identifier-like column (a field of view ``fov``, ``fov_labels``, ``cell_ID``, the SpatialData
+``region`` column, a montage's ``acquisition``: :func:`is_id_like`) is never a cell-type column,
+whatever it holds (a CosMx table's categorical ``fov`` has one value per field of view).
 
 The choice says which it is (:meth:`CellTypeKey.describe`). A column counts only when it holds
 categories (categorical, text, or integer cluster ids with fewer distinct values than a tenth of
@@ -44,6 +50,7 @@ __all__ = [
     "base_cell_type_key",
     "excluded_cells",
     "find_cell_type_key",
+    "is_id_like",
     "is_type_column",
     "resolve_cell_type_key",
 ]
@@ -74,6 +81,41 @@ _HOW_TO_MAKE = ("Make one by gating (the Gating dock, or a gating file in the ba
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+#: known names that may carry a suffix (``cell_type_rna``, ``CellType_major``, ``phenotype_2``)
+_PREFIXED = re.compile(r"^(cell[\s_.\-]?types?|cell[\s_.\-]?phenotypes?|phenotypes?)[\s_.\-]+\S", re.IGNORECASE)
+#: identifier-like names (normalised): fields of view, ids, the SpatialData table link, tiles
+_ID_NAMES = frozenset({"fov", "fovs", "fovid", "fovlabels", "fovname", "field", "fieldofview", "cellid", "cellids",
+                       "objectid", "object", "instanceid", "labelid", "label", "labels", "region", "cellsregion",
+                       "acquisition", "acquisitionid", "acquisitionname", "imageid", "image", "imagename",
+                       "sample", "sampleid", "slide", "slideid", "roi", "roiid", "tile", "tileid", "id", "index",
+                       "barcode", "cellbarcode"})
+
+
+def is_id_like(name: str) -> bool:
+    """Whether a column's name says it identifies cells, fields of view, images or tiles.
+
+    ``fov``, ``fov_labels``, ``cell_ID``, ``cells_region``, ``acquisition``, ``ImageNumber``,
+    ``*_id`` / ``*ID``: never a cell-type column (compared without case and punctuation).
+
+    Parameters
+    ----------
+    name
+        The column name.
+
+    Returns
+    -------
+    bool
+    """
+    raw = str(name)
+    n = _norm(raw)
+    if not n or n in _ID_NAMES:
+        return True
+    for suffix in ("labels", "region", "number", "name"):
+        if n.endswith(suffix) and n[: -len(suffix)] in _ID_NAMES | {"cell", "cells"}:
+            return True
+    return bool(re.search(r"(^|[_.\s\-])ids?$", raw, re.IGNORECASE) or re.search(r"[a-z]IDs?$", raw))
 
 
 @dataclass(frozen=True)
@@ -122,17 +164,25 @@ def is_type_column(col: pd.Series) -> bool:
 
 
 def _candidates(adata) -> list[tuple[str, str]]:
-    """Columns whose names are known cell-type names, in :data:`CELL_TYPE_KEYS` order."""
+    """Columns whose names are known cell-type names, in :data:`CELL_TYPE_KEYS` order, then known
+    names with a suffix (in table order), then :data:`CLUSTER_KEYS`; never an id-like column."""
     cols = [str(c) for c in adata.obs.columns]
     by_norm: dict[str, str] = {}
     for c in cols:
         by_norm.setdefault(_norm(c), c)
     out: list[tuple[str, str]] = []
-    for name in (*CELL_TYPE_KEYS, *CLUSTER_KEYS):
-        c = name if name in cols else by_norm.get(_norm(name))
-        if c is None or any(c == o for o, _ in out):
-            continue
-        out.append((c, "found"))
+
+    def add(c):
+        if c is not None and not any(c == o for o, _ in out) and (c == "cluster_id" or not is_id_like(c)):
+            out.append((c, "found"))
+
+    for name in CELL_TYPE_KEYS:
+        add(name if name in cols else by_norm.get(_norm(name)))
+    for c in cols:
+        if _PREFIXED.match(c):
+            add(c)
+    for name in CLUSTER_KEYS:
+        add(name if name in cols else by_norm.get(_norm(name)))
     return out
 
 

@@ -8,6 +8,10 @@ key metric at a time (the "metric" chooser; sort by clicking its header). The st
 show, for each key metric, every sample of the cohort as a dot (blue responders, orange
 non-responders, grey unknown) on an axis with its values (the cohort's range at the ends), the
 sample that is open or selected ringed, with its value, so one sees where it sits in the cohort.
+
+One module (~540 lines) because the strip plot is drawn only for this dock and its text layout
+(:meth:`_StripPlot.text_boxes`, what the tests check for overlaps) belongs next to the table it
+follows.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -41,6 +47,8 @@ from .._napari import notify, session_for
 log = logging.getLogger(__name__)
 
 R_COLOR, NR_COLOR, NA_COLOR = "#0072b2", "#d55e00", "#9a9a9a"
+#: the sample table shows at least this many rows (all of a smaller cohort) without scrolling
+TABLE_ROWS = 6
 _SHORT = {
     "car_t_density_per_mm2": "CAR T /mm²",
     "antigen_neg_fraction": "Ag-neg frac",
@@ -76,10 +84,14 @@ def axis_value(v: float) -> str:
 
 
 class _StripPlot(QWidget):
-    """One horizontal strip per key metric: every sample a dot, the current one ringed with its
-    value; each strip's ends are labelled with the cohort's minimum and maximum."""
+    """One horizontal strip per key metric: every sample a dot. Above the axis the metric's name
+    (left) and the current sample's value (right); below it the cohort's minimum and maximum at
+    the ends. The texts of a strip never overlap (:meth:`text_boxes` is what is drawn)."""
 
-    ROW = 36
+    #: space above and below the axis (the current sample's ring is 7 px in radius), px
+    GAP = 9
+    #: space at the left and right of the axis, px
+    PAD = 10
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -91,7 +103,7 @@ class _StripPlot(QWidget):
     def set_data(self, samples: list[str], rows) -> None:
         self.samples = list(samples)
         self.rows = list(rows)
-        self.setMinimumHeight(self.ROW * max(len(self.rows), 1) + 8)
+        self.setFixedHeight(self.row_height() * max(len(self.rows), 1) + 6)
         self.update()
 
     def set_current(self, sample: str | None) -> None:
@@ -108,63 +120,100 @@ class _StripPlot(QWidget):
         cur_text = axis_value(float(vals[cur])) if cur is not None and np.isfinite(vals[cur]) else None
         return axis_value(float(fin.min())), axis_value(float(fin.max())), cur_text
 
+    def _fonts(self) -> tuple[QFont, QFont, QFont]:
+        font = QFont(self.font())
+        small = QFont(font)
+        small.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+        bold = QFont(font)
+        bold.setBold(True)
+        return font, small, bold
+
+    def row_height(self) -> int:
+        """Height of one strip: the name line, the axis with the dots, the range line."""
+        from qtpy.QtGui import QFontMetricsF
+
+        font, small, bold = self._fonts()
+        name_h = max(QFontMetricsF(font).height(), QFontMetricsF(bold).height())
+        return int(np.ceil(name_h + 2 * self.GAP + QFontMetricsF(small).height() + 4))
+
+    def axis_span(self) -> tuple[float, float]:
+        """x of the axis' two ends, px."""
+        return float(self.PAD), float(max(self.width() - self.PAD, self.PAD + 1))
+
+    def text_boxes(self, k: int) -> list[tuple[str, QRectF, str]]:
+        """The texts of strip ``k`` as ``(text, rectangle, role)`` (role ``name``, ``value``,
+        ``min``, ``max``): the metric's name elided so that it never runs into the value."""
+        from qtpy.QtGui import QFontMetricsF
+
+        label, _vals, _groups = self.rows[k]
+        font, small, bold = self._fonts()
+        top = 3 + k * self.row_height()
+        x0, x1 = self.axis_span()
+        lo_t, hi_t, cur_t = self.axis_texts(k)
+        fm, fs, fb = QFontMetricsF(font), QFontMetricsF(small), QFontMetricsF(bold)
+        out = []
+        vw = 0.0
+        if cur_t is not None:
+            vt = f"this sample {cur_t}"
+            vw = fb.horizontalAdvance(vt) + 2
+            out.append((vt, QRectF(x1 - vw, top, vw, fb.height()), "value"))
+        room = max(x1 - x0 - vw - 12, 20)
+        name = fm.elidedText(label, Qt.ElideRight, room)
+        out.append((name, QRectF(x0, top, min(fm.horizontalAdvance(name) + 2, room), fm.height()), "name"))
+        ytxt = self.axis_y(k) + self.GAP
+        lw, hw = fs.horizontalAdvance(lo_t) + 2, fs.horizontalAdvance(hi_t) + 2
+        out.append((lo_t, QRectF(x0, ytxt, lw, fs.height()), "min"))
+        out.append((hi_t, QRectF(x1 - hw, ytxt, hw, fs.height()), "max"))
+        return out
+
+    def axis_y(self, k: int) -> float:
+        """y of strip ``k``'s axis, px (between the name line and the range line)."""
+        from qtpy.QtGui import QFontMetricsF
+
+        font, _small, bold = self._fonts()
+        name_h = max(QFontMetricsF(font).height(), QFontMetricsF(bold).height())
+        return 3 + k * self.row_height() + name_h + self.GAP
+
     def paintEvent(self, event):  # noqa: N802 - Qt API
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         pal = self.palette()
         fg = pal.windowText().color()
-        dim = QColor(fg.red(), fg.green(), fg.blue(), 150)
-        w = self.width()
-        label_w = min(190, int(w * 0.42))
-        x0, x1 = label_w + 14, w - 14
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        small = QFont(font)
-        small.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
+        dim = QColor(fg.red(), fg.green(), fg.blue(), 160)
+        font, small, bold = self._fonts()
+        x0, x1 = self.axis_span()
         cur = self.samples.index(self.current) if self.current in self.samples else None
-        for k, (label, vals, groups) in enumerate(self.rows):
-            top = 4 + k * self.ROW
-            y = top + self.ROW * 0.42
-            p.setFont(font)
-            p.setPen(fg)
-            text = p.fontMetrics().elidedText(label, Qt.ElideLeft, label_w)
-            p.drawText(QRectF(0, top, label_w, self.ROW * 0.84), Qt.AlignRight | Qt.AlignVCenter, text)
+        for k, (_label, vals, groups) in enumerate(self.rows):
+            y = self.axis_y(k)
+            for text, rect, role in self.text_boxes(k):
+                p.setFont({"name": font, "value": bold}.get(role, small))
+                p.setPen(fg if role in ("name", "value") else dim)
+                align = Qt.AlignRight if role in ("value", "max") else Qt.AlignLeft
+                p.drawText(rect, align | Qt.AlignVCenter, text)
             p.setPen(QPen(QColor(fg.red(), fg.green(), fg.blue(), 90), 1))
             p.drawLine(QPointF(x0, y), QPointF(x1, y))
             for xt in (x0, x1):   # end ticks
-                p.drawLine(QPointF(xt, y - 3), QPointF(xt, y + 3))
+                p.drawLine(QPointF(xt, y - 4), QPointF(xt, y + 4))
             fin = np.isfinite(vals)
             if not fin.any():
                 continue
             lo, hi = float(np.min(vals[fin])), float(np.max(vals[fin]))
             span = hi - lo or 1.0
-            lo_t, hi_t, cur_t = self.axis_texts(k)
-            p.setFont(small)
-            p.setPen(dim)
-            band = QRectF(x0 - 12, y + 4, x1 - x0 + 24, self.ROW * 0.5)
-            p.drawText(band, Qt.AlignLeft | Qt.AlignTop, lo_t)
-            p.drawText(band, Qt.AlignRight | Qt.AlignTop, hi_t)
             for i, (v, g) in enumerate(zip(vals, groups, strict=False)):
                 if not np.isfinite(v):
                     continue
                 x = x0 + (v - lo) / span * (x1 - x0)
                 c = QColor({"R": R_COLOR, "NR": NR_COLOR}.get(g, NA_COLOR))
-                c.setAlpha(200)
+                c.setAlpha(210)
                 p.setPen(Qt.NoPen)
                 p.setBrush(c)
-                jitter = ((i * 7919) % 7 - 3) * 0.8
+                jitter = ((i * 7919) % 5 - 2) * 1.2
                 p.drawEllipse(QPointF(x, y + jitter), 3.5, 3.5)
             if cur is not None and np.isfinite(vals[cur]):
                 x = x0 + (vals[cur] - lo) / span * (x1 - x0)
                 p.setBrush(Qt.NoBrush)
                 p.setPen(QPen(fg, 2))
                 p.drawEllipse(QPointF(x, y), 7, 7)
-                if cur_t is not None:
-                    p.setFont(small)
-                    p.setPen(fg)
-                    tw = p.fontMetrics().horizontalAdvance(cur_t) + 4
-                    tx = min(max(x - tw / 2, x0 + 22), x1 - 22 - tw)   # clear of the end labels
-                    p.drawText(QRectF(tx, y + 4, tw, self.ROW * 0.5), Qt.AlignHCenter | Qt.AlignTop, cur_t)
         p.end()
 
 
@@ -203,8 +252,12 @@ class CohortWidget(QWidget):
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # columns sized to fit the dock (:meth:`fit_columns`): no horizontal scrolling
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        # Qt elides a header as one line: the key metric's two-line header would lose its region
+        self.table.horizontalHeader().setTextElideMode(Qt.ElideNone)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+        self.table.viewport().installEventFilter(self)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("The key metric shown in the table's last column (click its header to sort)")
         self.metric_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -212,6 +265,24 @@ class CohortWidget(QWidget):
         self.strip = _StripPlot()
         self.strip_title = QLabel("")
         self.strip_title.setWordWrap(True)
+        # the strips scroll on their own: the sample table keeps its rows (>= TABLE_ROWS visible)
+        self.strip_scroll = QScrollArea()
+        self.strip_scroll.setWidgetResizable(True)
+        self.strip_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.strip_scroll.setFrameShape(QScrollArea.NoFrame)
+        self.strip_scroll.setWidget(self.strip)
+        self.strip_scroll.setMinimumHeight(2 * self.strip.row_height() + 8)
+        strips = QWidget()
+        sl = QVBoxLayout(strips)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(self.strip_title)
+        sl.addWidget(self.strip_scroll, 1)
+        self.splitter = QSplitter(Qt.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(strips)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
 
         lay = QVBoxLayout(self)
         lay.addLayout(top)
@@ -220,9 +291,7 @@ class CohortWidget(QWidget):
         mrow.addWidget(QLabel("metric"))
         mrow.addWidget(self.metric_box, 1)
         lay.addLayout(mrow)
-        lay.addWidget(self.table, 1)
-        lay.addWidget(self.strip_title)
-        lay.addWidget(self.strip)
+        lay.addWidget(self.splitter, 1)
 
         browse.clicked.connect(self._browse)
         self.load_button.clicked.connect(lambda: self.load(self.path.text().strip()))
@@ -281,6 +350,10 @@ class CohortWidget(QWidget):
         self.table.clear()
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels(cols)
+        for j, (r, m) in enumerate(shown, start=5):   # the metric on two lines: the table fits the dock
+            head = self.table.horizontalHeaderItem(j)
+            head.setText(f"{_SHORT.get(m, m)}\n({_REGION.get(r, r)})")
+            head.setToolTip(f"{short_label(r, m)}: {m} in region {r!r}; click to sort")
         self.table.setRowCount(len(man.samples))
         for i, sid in enumerate(man.samples):
             row = man.table.loc[sid]
@@ -304,6 +377,91 @@ class CohortWidget(QWidget):
                     item.setForeground(QColor(R_COLOR if _group(row["responder"]) == "R" else NR_COLOR))
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
+        self.fit_columns()
+        self._size_table()
+
+    def fit_columns(self) -> None:
+        """Columns as wide as their header and values; in a narrow dock the headers give way first
+        (elided, the full name in their tooltip), then the values, so no column is off-screen."""
+        t, h = self.table, self.table.horizontalHeader()
+        n = h.count()
+        if not n:
+            return
+        t.resizeColumnsToContents()
+        full = [h.sectionSize(i) for i in range(n)]
+        floor = [min(full[i], max(t.sizeHintForColumn(i) + 10, 40)) for i in range(n)]
+        floor[-1] = full[-1]   # the key metric the user chose keeps its whole header
+        avail = t.viewport().width()
+        if avail <= 0:
+            return
+        total = sum(full)
+        if total <= avail:
+            widths = full[:-1] + [full[-1] + avail - total]
+        else:
+            slack = sum(f - m for f, m in zip(full, floor, strict=True))
+            cut = total - avail
+            if slack >= cut:
+                widths = [f - int(np.ceil((f - m) * cut / slack)) for f, m in zip(full, floor, strict=True)]
+            else:   # even the values do not fit: shrink all in proportion (values elided)
+                widths = [max(24, int(m * avail / max(sum(floor), 1))) for m in floor]
+            over = sum(widths) - avail
+            if over > 0:
+                widths[int(np.argmax(widths))] -= over
+        for i, wd in enumerate(widths):
+            h.resizeSection(i, wd)
+        for i in range(n):
+            item = t.horizontalHeaderItem(i)
+            if item is not None and not item.toolTip():
+                item.setToolTip(item.text())
+
+    def table_height(self, rows: int) -> int:
+        """Height of the sample table showing ``rows`` rows (header, frame, horizontal scroll bar)."""
+        t = self.table
+        t.resizeRowsToContents()
+        row = max([t.rowHeight(i) for i in range(min(t.rowCount(), rows))] or [t.verticalHeader().defaultSectionSize()])
+        hbar = t.horizontalScrollBar().sizeHint().height() if t.horizontalScrollBar().isVisible() else 0
+        return int(rows * row + t.horizontalHeader().sizeHint().height() + 2 * t.frameWidth() + hbar + 6)
+
+    def _size_table(self) -> None:
+        """The table keeps ``TABLE_ROWS`` rows (all of a smaller cohort) in view; the strips give way."""
+        n = self.table.rowCount()
+        want = self.table_height(min(max(n, 1), TABLE_ROWS))
+        self.table.setMinimumHeight(want)
+        total = sum(self.splitter.sizes()) or self.splitter.height()
+        if total > 0:   # every row while two strips (three beside a long table) keep their room,
+            # never fewer than TABLE_ROWS rows
+            title = self.strip_title.heightForWidth(max(self.splitter.width(), 200))
+            keep = self.strip_scroll.minimumHeight() + (self.strip.row_height() if n > 8 else 0)
+            strips = keep + max(title, self.strip_title.minimumSizeHint().height()) + 8
+            top = max(want, min(self.table_height(max(n, 1)), total - strips))
+            self.splitter.setSizes([top, max(total - top, 1)])
+
+    def visible_rows(self) -> int:
+        """Rows of the sample table fully in view now."""
+        t = self.table
+        h = t.viewport().height()
+        return sum(1 for i in range(t.rowCount())
+                   if t.rowViewportPosition(i) >= 0 and t.rowViewportPosition(i) + t.rowHeight(i) <= h)
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
+        from qtpy.QtCore import QEvent
+
+        if (obj is self.table.viewport() and event.type() == QEvent.Resize and self.manifest is not None
+                and event.size().width() != event.oldSize().width()):
+            self.fit_columns()
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self.manifest is not None:   # sizes computed while hidden are not the dock's
+            self.fit_columns()
+            self._size_table()
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if self.manifest is not None:
+            self.fit_columns()
+            self._size_table()
 
     def _update_strip(self):
         if not self.keys or self.wide is None or self.wide.empty:
@@ -318,9 +476,9 @@ class CohortWidget(QWidget):
             col = f"{m} [{r}]"
             rows.append((short_label(r, m), pd.to_numeric(self.wide[col], errors="coerce").to_numpy(float), groups))
         self.strip.set_data(samples, rows)
-        self.strip_title.setText(f"Where the sample sits in the cohort: <span style='color:{R_COLOR}'>●</span> "
-                                 f"responder, <span style='color:{NR_COLOR}'>●</span> non-responder, ring = "
-                                 "current sample (with its value); each strip runs from the cohort's lowest to its highest value.")
+        self.strip_title.setText(f"Where the sample sits: <span style='color:{R_COLOR}'>●</span> responder, "
+                                 f"<span style='color:{NR_COLOR}'>●</span> non-responder, ○ this sample; "
+                                 "each strip runs from the cohort's lowest to its highest value.")
 
     # -------------------------------------------------------------- selection and opening
     def sample_at(self, row: int) -> str | None:

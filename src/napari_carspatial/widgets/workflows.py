@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,46 @@ def apply_workflow(viewer, name: str, *, napari_layers: bool = False) -> dict[st
     if bar is not None:
         bar.sync()
     _size_column(mw, legend, docks)
-    # the window may get its final size later (shown, maximised): size the column again then
+    # the window may get its final size later (shown, maximised, resized by the user): Qt then
+    # shares the new height among the docks in proportion, which gave the Legend ~100 px of empty
+    # rows and took them from the working dock; size the column again after each window resize
+    _ColumnSizer.on(mw).follow(legend, docks)
     QTimer.singleShot(0, lambda: _size_column(mw, legend, docks))
     return {CLASS_LIST: legend, **wanted}
+
+
+class _ColumnSizer(QObject):
+    """Sizes the right column again (:func:`_size_column`) after the main window is resized."""
+
+    def __init__(self, mw: QMainWindow):
+        super().__init__(mw)
+        self.mw = mw
+        self.legend, self.docks = None, []
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(50)
+        self.timer.timeout.connect(self._apply)
+        mw.installEventFilter(self)
+
+    @classmethod
+    def on(cls, mw: QMainWindow) -> _ColumnSizer:
+        have = mw.findChild(cls, "carspatial_column_sizer")
+        if have is None:
+            have = cls(mw)
+            have.setObjectName("carspatial_column_sizer")
+        return have
+
+    def follow(self, legend: QDockWidget, docks: list) -> None:
+        self.legend, self.docks = legend, list(docks)
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
+        if obj is self.mw and event.type() == QEvent.Resize and self.legend is not None:
+            self.timer.start()
+        return False
+
+    def _apply(self) -> None:
+        if self.legend is not None:
+            _size_column(self.mw, self.legend, self.docks)
 
 
 def _keep_size(mw: QMainWindow, size, name: str, only_if=None) -> None:
@@ -248,7 +285,8 @@ def _size_column(mw: QMainWindow, legend: QDockWidget, docks: list) -> None:
             h = max(mw.height() - 80, 400)
             inner = legend.widget()
             want = getattr(inner, "preferred_height", None)
-            top = int(want()) + 30 if callable(want) else int(CLASS_LIST_FRACTION * h)
+            frame = legend.height() - inner.height() if legend.isVisible() and inner.height() > 0 else 30
+            top = int(want()) + frame if callable(want) else int(CLASS_LIST_FRACTION * h)
             top = max(int(0.25 * h), min(top, int(0.55 * h)))
             mw.resizeDocks([legend, docks[0]], [top, h - top], Qt.Vertical)
     except RuntimeError:   # the window is closing

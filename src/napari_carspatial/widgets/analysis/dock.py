@@ -8,6 +8,9 @@ found as the CLI and the batch find it (:func:`~napari_carspatial.model.cell_typ
 and can be changed. All computation is :mod:`napari_carspatial.analysis.results`; the workers
 never touch layers; results are stored in the table's ``uns`` and applied (plots, niche
 colouring, engaged cell pairs) on the main thread.
+
+One module (~540 lines) because the run (controls -> worker -> stored result) and the cell-type
+choice share the dock's state; the tabs are their own modules (``setup``, ``roles``, ``results``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import logging
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -39,7 +41,7 @@ from ...analysis.results import (
     type_colors,
 )
 from ...model import SampleError
-from ...model.cell_types import resolve_cell_type_key
+from ...model.cell_types import is_id_like, resolve_cell_type_key
 from .._common import BusyNotice, refill_sample_combo, theme_colors
 from .results import ResultsTab
 from .roles import RolesTab
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 ROLE_ENGAGED = "ligrec_pairs"
 #: statistics that need the segmentation mask
 NEEDS_MASK = ("touching",)
+#: the dock's smallest width, px (the figures stay readable beside a 60 % canvas)
+MIN_WIDTH_PX = 500
 
 
 def _tell_error(what: str, err: BaseException) -> None:
@@ -84,18 +88,25 @@ class AnalysisWidget(QWidget):
         self._cancelled = False
         self._engaged_worker = None
 
+        # wide enough for a readable figure; the canvas keeps >= 60 % of a 1600 px window
+        self.setMinimumWidth(MIN_WIDTH_PX)
         root = QVBoxLayout(self)
-        form = QFormLayout()
         self.sample_combo = QComboBox()
         self.key_combo = QComboBox()
         self.key_combo.setToolTip("the cell-type column; found by name as the command line and the batch find it")
+        for c in (self.sample_combo, self.key_combo):   # long names must not widen the dock
+            c.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            c.setMinimumContentsLength(12)
         self.key_info = QLabel("")
         self.key_info.setWordWrap(True)
         self.key_info.setStyleSheet("color: #9aa1a9")
-        form.addRow("Sample", self.sample_combo)
-        form.addRow("Cell types", self.key_combo)
-        form.addRow(self.key_info)
-        root.addLayout(form)
+        head = QHBoxLayout()   # one row for both choices: the height goes to the figure
+        head.addWidget(QLabel("Sample"))
+        head.addWidget(self.sample_combo, 1)
+        head.addWidget(QLabel("Cell types"))
+        head.addWidget(self.key_combo, 1)
+        root.addLayout(head)
+        root.addWidget(self.key_info)
         self.busy_notice = BusyNotice(self.session, lambda: self.sample_combo.currentData(),
                                       on_change=lambda busy: self.run_btn.setEnabled(not busy and self._worker is None))
         root.addWidget(self.busy_notice)
@@ -115,6 +126,12 @@ class AnalysisWidget(QWidget):
         self.stat_combo.insertSeparator(self.stat_combo.count())
         for k, t in PUBLISHED.items():
             self.stat_combo.addItem(t, k)
+        # the longest name (a published method) must not widen the dock: the column would take
+        # the canvas' width (the full name is the tooltip and the popup)
+        self.stat_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.stat_combo.setMinimumContentsLength(24)
+        self.stat_combo.currentIndexChanged.connect(
+            lambda *_: self.stat_combo.setToolTip(self.stat_combo.currentText()))
         self.run_btn = QPushButton("Run")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -180,7 +197,10 @@ class AnalysisWidget(QWidget):
         return out
 
     def _key_choices(self, adata) -> list[str]:
-        return [c for c in column_choices(adata)["categorical"] if c != "niche"]
+        """The categorical columns a user may take as cell types; identifier-like ones (``fov``,
+        ``acquisition``: :func:`~napari_carspatial.model.cell_types.is_id_like`) last."""
+        cats = [c for c in column_choices(adata)["categorical"] if c != "niche"]
+        return sorted(cats, key=is_id_like)
 
     def _fill_keys(self, keep: str | None = None) -> None:
         """The categorical columns, the one the CLI would use selected (or ``keep``), and why."""
@@ -219,7 +239,8 @@ class AnalysisWidget(QWidget):
         if key is None:
             return
         if found is not None and found.key == key:
-            self.key_info.setText(found.describe() + "; the command line and the batch use the same.")
+            self.key_info.setText(found.describe())
+            self.key_info.setToolTip("the command line and the batch use the same column")
         else:
             self.key_info.setText(f"cell types from obs[{key!r}] (chosen here"
                                   + (f"; by name it would be {found.key!r})" if found is not None else ")"))

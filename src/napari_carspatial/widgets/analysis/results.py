@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 PER_TYPE = ("cooccurrence", "ripley")
 #: statistics drawn as type x type matrices (the "Types" choice applies)
 MATRIX = ("nhood", "interactions", "nn_distances", "touching", "count_within", "nearest", "centrality")
+#: smallest figure height, px: a 5-type matrix or a co-occurrence panel stays readable
+FIGURE_MIN_PX = 240
+#: the figure's own height, px (5.2 x 4.6 in at 100 dpi)
+FIGURE_NATURAL_PX = 460
+#: smallest height of the result table, px (header and ~3 rows; the tab scrolls for more)
+TABLE_MIN_PX = 96
 
 
 class Canvas(QWidget):
@@ -48,7 +55,7 @@ class Canvas(QWidget):
         self.theme = theme
         self.fig = Figure(figsize=(5.2, 4.6), dpi=100, facecolor=theme["bg"], layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.fig)
-        self.canvas.setMinimumHeight(330)
+        self.canvas.setMinimumHeight(FIGURE_MIN_PX)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -66,7 +73,19 @@ class ResultsTab(QWidget):
         self.current: AnalysisResult | None = None
         #: the types shown (None: all, the most informative first)
         self.types: list[str] | None = None
-        rl = QVBoxLayout(self)
+        # the tab scrolls when the dock is short (the Analyse workflow at 1000 px of height shares
+        # the column with the Legend): the dock never forces the window taller than the screen
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QScrollArea.NoFrame)
+        outer.addWidget(self.scroll)
+        body = QWidget()
+        self.scroll.setWidget(body)
+        rl = QVBoxLayout(body)
+        rl.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
         self.region_a = QComboBox()
         self.region_b = QComboBox()
@@ -95,6 +114,9 @@ class ResultsTab(QWidget):
         rl.addLayout(opts)
         self.canvas = Canvas(theme)
         rl.addWidget(self.canvas, 4)
+        # the figure fills what the tab shows below the choices (whole, axes included, without
+        # scrolling); the table, exports and provenance follow below it
+        self.scroll.viewport().installEventFilter(self)
 
         lr = QHBoxLayout()
         self.pair_combo = QComboBox()
@@ -115,7 +137,7 @@ class ResultsTab(QWidget):
 
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setMinimumHeight(110)
+        self.table.setMinimumHeight(TABLE_MIN_PX)
         self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(False)
@@ -274,7 +296,12 @@ class ResultsTab(QWidget):
                      wrap=True)
         self.canvas.canvas.draw_idle()
 
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        super().showEvent(event)
+        QTimer.singleShot(0, self.fit_figure)   # positions are only right once the tab is laid out
+
     def redraw(self, *_):
+        QTimer.singleShot(0, self.fit_figure)   # the choices above the figure change with the statistic
         fig = self.canvas.fig
         r = self.current
         if r is None:
@@ -411,6 +438,34 @@ class ResultsTab(QWidget):
             atomic_write(p, lambda tmp, df=df: df.to_csv(tmp, index=False))
             out.append(p)
         return out
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
+        from qtpy.QtCore import QEvent
+
+        if obj is self.scroll.viewport() and event.type() == QEvent.Resize:
+            self.fit_figure()
+        return super().eventFilter(obj, event)
+
+    def fit_figure(self) -> None:
+        """The figure as tall as the visible part of the tab below the choices (at least
+        :data:`FIGURE_MIN_PX`): the whole figure is in view when the tab is scrolled to the top."""
+        try:
+            body = self.scroll.widget()
+        except RuntimeError:   # the dock is closing
+            return
+        if not self.isVisible():
+            return
+        c = self.canvas
+        top = c.mapTo(body, c.rect().topLeft()).y()
+        view = self.scroll.viewport().height()
+        rest = body.layout().minimumSize().height() - c.minimumHeight()   # choices, table, exports
+        if view >= rest + FIGURE_NATURAL_PX:   # a tall tab: no scrolling, the figure takes the room
+            lo, hi = FIGURE_MIN_PX, 16777215
+        else:   # a short tab scrolls: the figure exactly fills what is in view below the choices
+            lo = hi = max(FIGURE_MIN_PX, min(view - top - 6, FIGURE_NATURAL_PX))
+        if (c.minimumHeight(), c.maximumHeight()) != (lo, hi):
+            c.setMinimumHeight(lo)
+            c.setMaximumHeight(hi)
 
     def _export_dialog(self, kind: str):
         if self.current is None:

@@ -181,10 +181,29 @@ class LegendWidget(QWidget):
             self._fill_columns(self.coloring.table)
             self._sync_from_coloring()
         if self.coloring.key is None:   # nothing coloured yet: a type column made since (gating) is shown
-            key = find_cell_type_key(self.coloring.table)
+            key = self.new_type_column(event, before=have)
             if key is not None and self.column_box.findData(key) >= 0:
                 self.show_no_types_hint(False)
                 self.set_column(key)
+
+    def new_type_column(self, event, before=()) -> str | None:
+        """The column to colour by after ``table_changed``: the table's cell-type column by the
+        project's rule (:func:`~napari_carspatial.model.cell_types.find_cell_type_key`), else a
+        categorical column the change made (a gating result named by the user, a clustering),
+        never an identifier-like one (``fov``, ``acquisition``)."""
+        from ...model.cell_types import is_id_like
+
+        table = self.coloring.table if self.coloring is not None else None
+        if table is None:
+            return None
+        key = find_cell_type_key(table)
+        if key is not None:
+            return key
+        cats = column_choices(table)["categorical"]
+        named = [str(c) for c in (event.columns or ())] if event is not None else []
+        made = [c for c in cats if c in named] or [c for c in cats if c not in set(before)]
+        made = [c for c in made if not is_id_like(c)]
+        return made[0] if made else None
 
     def _on_layers_changed(self, event=None):
         for layer in self.viewer.layers:
@@ -301,7 +320,11 @@ class LegendWidget(QWidget):
         tree = self.categories.tree
         n = tree.topLevelItemCount() or (len(self.coloring.categories) if self.coloring is not None else 6)
         row = tree.sizeHintForRow(0) if tree.topLevelItemCount() else 18
-        rows_h = min(max(n, 4), max_rows) * max(row, 16) + tree.header().height() + 6
+        rows_h = min(max(n, 4), max_rows) * max(row, 16) + tree.header().sizeHint().height() + 2 * tree.frameWidth()
+        if self.isVisible() and tree.isVisible() and tree.height() > 0:
+            # laid out: everything but the rows keeps its height (exact; the size hints of the
+            # other rows and of napari's dock stretch are not)
+            return self.height() - tree.height() + rows_h
         return self.sizeHint().height() - tree.sizeHint().height() + rows_h
 
     def _fade(self) -> None:
