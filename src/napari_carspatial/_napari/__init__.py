@@ -79,6 +79,9 @@ from .project import (
     ReadTarget,
     workspace_for,
 )
+
+# the reader's slow after-open work (the full id check of a large mask) runs where the widgets say
+from .reader import background_runner, set_background_runner
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
 from .session import (
     META_CHANNEL,
@@ -124,4 +127,5 @@ __all__ = [
     "ProjectWorkspace", "ReadTarget", "Step", "disagreement_calls", "disagreement_key", "pair_label", "workspace_for",
     "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
     "TranscriptsView",
+    "background_runner", "set_background_runner",
 ]

@@ -12,6 +12,9 @@
   measures its cells in a napari thread worker (:class:`napari_carspatial.io.measure_job.MeasureJob`:
   progress, cancel) and hands the table to the session (``table_changed``), so the legend, the
   inspector and the hover pick it up.
+* A large mask opened with File > Open shows first and gets its full table-vs-mask id check
+  afterwards (:func:`install_background_runner`: a napari thread worker shown in napari's activity
+  indicator, a mismatch reported as an error naming the files).
 * A slide stored without a pyramid shows its lazy strided levels first; :class:`SampleJobs`
   writes its multiscale cache in a worker (:mod:`napari_carspatial.io.pyramid_job` over
   :mod:`napari_carspatial.io.pyramid_cache`) and then switches the sample's image layers to the
@@ -30,11 +33,13 @@ from .._napari import (
     META_CHANNEL,
     ROLE_IMAGE,
     add_sample_layers,
+    background_runner,
     channel_plan,
     montage_offsets,
     notify,
     prefixes,
     session_for,
+    set_background_runner,
     tile_label_data,
 )
 
@@ -356,3 +361,51 @@ def switch_image_levels(session, sid: str) -> list:
         lyr.data = levels if len(levels) > 1 else levels[0]
         done.append(lyr)
     return done
+
+
+# =========================================================================== the reader's after-open work
+#: workers of :func:`run_after_open` still running (kept alive until they finish)
+_after_open: set = set()
+
+
+def run_after_open(sid: str, job) -> None:
+    """The reader's background runner: start ``job`` (an
+    :class:`~napari_carspatial.io.measure_job.IdCheckJob`) in a napari thread worker once the
+    layers of sample ``sid`` are in (next event-loop turn), shown in napari's activity indicator
+    (bottom right) meanwhile. The sample is not marked busy (nothing writes its table: edits and
+    saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``)."""
+
+    def start():
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(job.run, _progress={"desc": f"Checking the cell ids of {job.sample.name}", "total": 0},
+                               _ignore_errors=True)
+
+        def done(problem):
+            job.sample.metadata["id_check"] = problem or "ok"
+            if problem:
+                notify(problem + " The cells shown are not this table's: close the sample and open the matching "
+                       "table and mask.", "error")
+
+        def failed(err):
+            log.error("id check of %s failed", job.sample.name, exc_info=err)
+            notify(f"{job.sample.name}: the cell ids could not be checked against the mask "
+                   f"({type(err).__name__}: {err}).", "warning")
+
+        def finished():
+            _after_open.discard(worker)
+
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        _after_open.add(worker)
+        worker.start()
+
+    QTimer.singleShot(0, start)
+
+
+def install_background_runner() -> None:
+    """Make :func:`run_after_open` the reader's background runner (once; done when the widgets
+    package is imported, i.e. when any of our docks is opened)."""
+    if background_runner() is None:
+        set_background_runner(run_after_open)
