@@ -30,8 +30,11 @@ def _real(sub):
     return p
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stores(tmp_path_factory):
+    """A store whose table and mask agree, one with a table row the mask has no cell for (only the
+    full check sees it), one with 3 mask cells without rows (the smallest level shows them)."""
+    import anndata as ad
     import spatialdata
 
     from napari_carspatial.datasets import demo_sample
@@ -39,13 +42,25 @@ def stores(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("stores")
     good = export_spatialdata(demo_sample(n_cells=300, image=False, seed=2), d / "good.sdata.zarr")
-    sd = spatialdata.read_zarr(good)
-    name = next(iter(sd.tables))
-    t = sd.tables[name]
-    sd.tables[name] = t[t.obs.index[:-3]].copy()        # 3 cells of the mask lose their rows
-    bad = d / "bad.sdata.zarr"
-    sd.write(bad)
-    return good, bad
+    out = {"good": good}
+    for kind in ("extra", "dropped"):
+        sd = spatialdata.read_zarr(good)
+        name = next(iter(sd.tables))
+        t = sd.tables[name]
+        if kind == "dropped":
+            t2 = t[t.obs.index[:-3]].copy()
+        else:
+            key = t.uns["spatialdata_attrs"]["instance_key"]
+            row = t[-1:].copy()
+            row.obs_names = ["ghost"]
+            row.obs[key] = 999_999
+            t2 = ad.concat([t, row], merge="first", uns_merge="first")
+            t2.uns = t.uns
+        del sd.tables[name]
+        sd.tables[name] = t2
+        sd.write(d / f"{kind}.sdata.zarr")
+        out[kind] = d / f"{kind}.sdata.zarr"
+    return out
 
 
 def _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path):
@@ -67,7 +82,7 @@ def _wait_check(qtbot, sample):
 def test_id_check_after_the_first_frame(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path, stores):
     from napari_carspatial._napari import background_runner
 
-    good, _ = stores
+    good = stores["good"]
     viewer = _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path)
     assert background_runner() is not None       # a dock installed it
     viewer.open(str(good), plugin="napari-carspatial")
@@ -82,16 +97,26 @@ def test_id_check_after_the_first_frame(make_napari_viewer_proxy, qtbot, monkeyp
 def test_a_wrong_table_is_an_error_naming_the_counts(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path, stores):
     from napari_carspatial.widgets import progressive
 
-    _, bad = stores
     said = []
     monkeypatch.setattr(progressive, "notify", lambda msg, level="info": said.append((level, msg)))
     viewer = _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path)
-    viewer.open(str(bad), plugin="napari-carspatial")
+    viewer.open(str(stores["extra"]), plugin="napari-carspatial")
     session = session_for(viewer)
     (sid,) = session.samples()
     problem = _wait_check(qtbot, session.sample(sid))
-    assert "3 of " in problem and "mask ids have no table row" in problem
+    assert problem.startswith("1 of ") and "table ids are not in the mask (e.g. [999999])" in problem
     assert [lvl for lvl, msg in said if problem in msg] == ["error"]
+
+
+def test_cells_without_rows_are_refused_at_once(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path, stores):
+    from napari_carspatial._napari import reader
+
+    said = []
+    monkeypatch.setattr(reader, "notify", lambda msg, level="info": said.append((level, msg)))
+    viewer = _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path)
+    viewer.open(str(stores["dropped"]), plugin="napari-carspatial")
+    assert not session_for(viewer).samples() and not [ly for ly in viewer.layers if ly.metadata.get(META_ROLE)]
+    assert [lvl for lvl, msg in said if "3 of " in msg and "have no table row" in msg] == ["error"]
 
 
 def test_mcd_scale_bar_in_um_without_docks(make_napari_viewer_proxy):

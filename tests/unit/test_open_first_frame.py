@@ -130,3 +130,24 @@ def test_read_spatialdata_keeps_the_table_it_read(store, monkeypatch):
     monkeypatch.setattr(spatialdata, "read_zarr", spy)
     (s,) = read_spatialdata(store)
     assert s.table is seen["table"] and s.n_cells > 250
+
+
+def test_job_cancelled_stops_at_the_next_block():
+    s = _sample(_mask(), [3, 7, 11, 12], chunks=8)          # 64 blocks
+    job = mj.IdCheckJob(s)
+    seen = []
+    orig = job._progress
+
+    def first_block_then_cancel(done, total):
+        seen.append(done)
+        job.cancel()            # the sample left the viewer while its check ran
+        orig(done, total)
+
+    job._progress = first_block_then_cancel
+    with pytest.raises(mj.MeasureCancelled):
+        job.run()
+    assert job.stage == "cancelled" and job.problem is None and len(seen) < 64
+    again = mj.IdCheckJob(s)
+    again.cancel()
+    with pytest.raises(mj.MeasureCancelled):
+        again.run()

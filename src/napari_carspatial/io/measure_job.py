@@ -364,7 +364,7 @@ class IdCheckJob:
     progress
         Fraction of the mask's blocks read (0..1).
     stage
-        ``"waiting"``, ``"checking"``, ``"done"`` or ``"failed"``.
+        ``"waiting"``, ``"checking"``, ``"done"``, ``"cancelled"`` or ``"failed"``.
     problem
         The problem line :meth:`run` found (None: the ids agree or not run yet).
     """
@@ -377,6 +377,16 @@ class IdCheckJob:
         self.progress = 0.0
         self.stage = "waiting"
         self.problem: str | None = None
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the check (thread-safe; the sample left the viewer): :meth:`run` raises
+        :class:`MeasureCancelled` at the next block and caches nothing."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     def quick(self) -> None:
         """Ids visible in the smallest level must be table ids (a few ms).
@@ -408,6 +418,8 @@ class IdCheckJob:
         return f"Checking the cell ids of {name} against its mask…"
 
     def _progress(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
         self.progress = done / max(total, 1)
 
     def run(self) -> str | None:
@@ -415,10 +427,16 @@ class IdCheckJob:
         worker. Returns the problem line, or None when the ids agree."""
         from ..model.mask_ids import mask_ids
 
+        if self._cancel.is_set():
+            self.stage = "cancelled"
+            raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
         self.stage = "checking"
         try:
             ids = mask_ids(self.sample.labels[0], source=self.sample.paths.get("mask"), progress=self._progress)
             self.problem = table_id_problem(self.sample, ids, self.table_ids)
+        except MeasureCancelled:
+            self.stage = "cancelled"
+            raise
         except BaseException:
             self.stage = "failed"
             raise

@@ -373,11 +373,20 @@ def run_after_open(sid: str, job) -> None:
     :class:`~napari_carspatial.io.measure_job.IdCheckJob`) in a napari thread worker once the
     layers of sample ``sid`` are in (next event-loop turn), shown in napari's activity indicator
     (bottom right) meanwhile. The sample is not marked busy (nothing writes its table: edits and
-    saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``)."""
+    saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``).
+    The check stops when the sample leaves the viewer."""
 
     def start():
         from napari.qt.threading import create_worker
 
+        sessions = _sessions_showing(sid)
+
+        def removed(event):
+            if event.sid == sid:
+                job.cancel()
+
+        for sess in sessions:
+            sess.events.sample_removed.connect(removed)
         worker = create_worker(job.run, _progress={"desc": f"Checking the cell ids of {job.sample.name}", "total": 0},
                                _ignore_errors=True)
 
@@ -388,12 +397,17 @@ def run_after_open(sid: str, job) -> None:
                        "table and mask.", "error")
 
         def failed(err):
+            if job.cancelled:
+                return
             log.error("id check of %s failed", job.sample.name, exc_info=err)
             notify(f"{job.sample.name}: the cell ids could not be checked against the mask "
                    f"({type(err).__name__}: {err}).", "warning")
 
         def finished():
             _after_open.discard(worker)
+            for sess in sessions:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    sess.events.sample_removed.disconnect(removed)
 
         worker.returned.connect(done)
         worker.errored.connect(failed)
@@ -402,6 +416,17 @@ def run_after_open(sid: str, job) -> None:
         worker.start()
 
     QTimer.singleShot(0, start)
+
+
+def _sessions_showing(sid: str) -> list:
+    """The session of the current viewer when it shows sample ``sid`` (File > Open lands there)."""
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return []
+    session = session_for(viewer)
+    return [session] if session.sample(sid) is not None else []
 
 
 def install_background_runner() -> None:
