@@ -151,3 +151,20 @@ def test_inform_source_is_not_claimed_for_another_pixel_size(tmp_path):
     assert t.uns["carspatial"]["inform_field"]["microns_per_pixel"] == pytest.approx(MPP, rel=1e-6)
     info = pixel_size_info(adata=t)
     assert info.value == pytest.approx(0.5) and "inForm" not in info.source
+
+
+def test_a_sibling_that_is_no_mask_leaves_the_image_openable(tmp_path, cytomapper_dir, monkeypatch):
+    from napari_carspatial._napari import reader
+
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    img = tmp_path / "images" / "E34_imc.tiff"
+    shutil.copy(cytomapper_dir / "images" / "E34_imc.tiff", img)
+    tifffile.imwrite(tmp_path / "masks" / "E34_mask.tiff", np.full((100, 100), 0.5, np.float32))  # a probability map
+    said = []
+    monkeypatch.setattr(reader, "notify", lambda msg, level="info": said.append((level, msg)))
+    layers = reader.read_path(str(img))
+    assert layers and layers[0][0] is not None
+    assert all(isinstance(ly, tuple) and ly[2] == "image" for ly in layers)
+    assert [lvl for lvl, msg in said if "is not its mask" in msg and "float32" in msg] == ["warning"]

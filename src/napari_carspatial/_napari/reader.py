@@ -123,7 +123,12 @@ def _read_with_siblings(path):
             log.info("%s: %s not used (%s)", path, table, err)
             result, table = None, None
     if result is None:
-        result = read_sample(path, mask=mask, measure=False, check_ids=False)
+        try:
+            result = read_sample(path, mask=mask, measure=False, check_ids=False)
+        except SampleError as err:   # a file that only looks like its mask: the image alone, and why
+            notify(f"{os.path.basename(path)}: {mask} beside it is not its mask ({err}); opened without cells.",
+                   "warning")
+            return read_sample(path, measure=False, check_ids=False)
     here = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     found = " + ".join(os.path.relpath(f, here) for f in (mask, table) if f)
     notify(f"cells from {found} (found beside {os.path.basename(path)}).", "info")
