@@ -99,6 +99,7 @@ def test_reader_hands_the_check_to_the_runner(store, monkeypatch, tmp_path):
     assert len(got) == 1 and len(labels) == 1
     sid, job = got[0]
     assert labels[0].metadata["carspatial_sample"] == sid
+    assert job.n_layers == 1         # the runner waits for this many layers of the sample (the mask)
     assert job.sample.n_cells == int(job.table_ids.size) and job.run() is None
 
 

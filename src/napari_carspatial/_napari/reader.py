@@ -97,7 +97,11 @@ def read_path(path):
         _scale_bar_now()
     if later:
         for job in later:   # the entry samples_to_layer_data made: the sid the layers carry
-            runner(_layers.pending_entry(job.sample).sid, job)
+            sid = _layers.pending_entry(job.sample).sid
+            # how many layers carry it: the runner waits until all of them are in (the first frame)
+            job.n_layers = sum(1 for d in data if ((d[1].get("metadata") if isinstance(d, tuple) and len(d) > 1
+                                                    else getattr(d, "metadata", None)) or {}).get(_layers.META_SAMPLE) == sid)
+            runner(sid, job)
     return data
 
 

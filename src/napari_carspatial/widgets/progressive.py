@@ -364,6 +364,10 @@ def switch_image_levels(session, sid: str) -> list:
 
 
 # =========================================================================== the reader's after-open work
+#: the after-open work starts this long after the last layer of its sample is in (the first frame is drawn)
+FIRST_FRAME_MS = 500
+#: how often (ms) and how many times it looks for the sample's layers before starting anyway
+WAIT_STEP_MS, WAIT_TRIES = 50, 200
 #: workers of :func:`run_after_open` still running (kept alive until they finish)
 _after_open: set = set()
 
@@ -371,10 +375,25 @@ _after_open: set = set()
 def run_after_open(sid: str, job) -> None:
     """The reader's background runner: start ``job`` (an
     :class:`~napari_carspatial.io.measure_job.IdCheckJob`) in a napari thread worker once the
-    layers of sample ``sid`` are in (next event-loop turn), shown in napari's activity indicator
+    layers of sample ``sid`` are in and the frame drawn (:data:`FIRST_FRAME_MS` after the last one),
+    shown in napari's activity indicator
     (bottom right) meanwhile. The sample is not marked busy (nothing writes its table: edits and
     saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``).
     The check stops when the sample leaves the viewer."""
+
+    tries = [0]
+
+    def when_shown():
+        # viewer.open inserts the layers one by one and napari's progress bar turns the event loop
+        # meanwhile: wait until every layer of the sample is in, then for the frame to be drawn, so
+        # the worker never competes with the open itself for the CPU
+        sessions = _sessions_showing(sid)
+        want = getattr(job, "n_layers", 0) or 1
+        if tries[0] < WAIT_TRIES and (not sessions or len(sessions[0].layers_of(sid)) < want):
+            tries[0] += 1
+            QTimer.singleShot(WAIT_STEP_MS, when_shown)
+            return
+        QTimer.singleShot(FIRST_FRAME_MS, start)
 
     def start():
         from napari.qt.threading import create_worker
@@ -415,7 +434,7 @@ def run_after_open(sid: str, job) -> None:
         _after_open.add(worker)
         worker.start()
 
-    QTimer.singleShot(0, start)
+    QTimer.singleShot(0, when_shown)
 
 
 def _sessions_showing(sid: str) -> list:
