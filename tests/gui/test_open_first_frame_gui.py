@@ -159,3 +159,18 @@ def test_cytomapper_tiff_opens_with_its_mask(make_napari_viewer_proxy):
     (sid,) = session.samples()
     s = session.sample(sid)
     assert s.n_cells == 122 and "CellType" in s.table.obs
+
+
+def test_no_check_for_a_sample_closed_before_it_began(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path, stores):
+    from napari_carspatial.io import measure_job as mj
+
+    started = []
+    real_run = mj.IdCheckJob.run
+    monkeypatch.setattr(mj.IdCheckJob, "run", lambda self: started.append(1) or real_run(self))
+    viewer = _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path)
+    viewer.open(str(stores["good"]), plugin="napari-carspatial")
+    qtbot.waitUntil(lambda: bool(session_for(viewer).samples()), timeout=5000)
+    qtbot.wait(100)
+    viewer.layers.clear()           # closed within the first-frame wait
+    qtbot.wait(1500)
+    assert not started

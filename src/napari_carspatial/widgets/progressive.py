@@ -381,13 +381,17 @@ def run_after_open(sid: str, job) -> None:
     saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``).
     The check stops when the sample leaves the viewer."""
 
-    tries = [0]
+    tries, seen = [0], [False]
 
     def when_shown():
         # viewer.open inserts the layers one by one and napari's progress bar turns the event loop
         # meanwhile: wait until every layer of the sample is in, then for the frame to be drawn, so
         # the worker never competes with the open itself for the CPU
         sessions = _sessions_showing(sid)
+        if sessions:
+            seen[0] = True
+        elif seen[0]:
+            return          # shown, then closed before its check began: nothing left to check
         want = getattr(job, "n_layers", 0) or 1
         if tries[0] < WAIT_TRIES and (not sessions or len(sessions[0].layers_of(sid)) < want):
             tries[0] += 1
@@ -399,6 +403,8 @@ def run_after_open(sid: str, job) -> None:
         from napari.qt.threading import create_worker
 
         sessions = _sessions_showing(sid)
+        if seen[0] and not sessions:
+            return          # closed during the last wait
 
         def removed(event):
             if event.sid == sid:
