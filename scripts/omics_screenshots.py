@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-import napari
 import numpy as np
+from _shots import REAL, new_viewer
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
@@ -23,7 +23,6 @@ from napari_carspatial._napari import camera, session_for
 
 OUT = Path(os.environ.get("OUT_DIR", "/tmp/omics_shots"))
 OUT.mkdir(parents=True, exist_ok=True)
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 which = sys.argv[1]
 genes = sys.argv[2].split(",")
 color_gene = sys.argv[3]
@@ -34,8 +33,7 @@ def pump(n=20):
         QApplication.processEvents()
 
 
-v = napari.Viewer(show=True)
-v.window.resize(1600, 1000)
+v = new_viewer(show=True)
 pump()
 v.open(str(REAL / which), plugin="napari-carspatial")
 pump()

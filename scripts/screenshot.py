@@ -6,7 +6,8 @@ Options: --timepoint post|pre, --size N, --canvas-only, --zoom Z (camera zoom), 
 from __future__ import annotations
 
 import argparse
-import time
+
+from _shots import add_docks, new_viewer, pump
 
 
 def main() -> None:
@@ -21,34 +22,15 @@ def main() -> None:
     p.add_argument("--inspect", type=int, default=None, help="cell id to pin in the inspector")
     a = p.parse_args()
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     from napari_carspatial._napari.inspect import camera
     from napari_carspatial._napari.layers import add_sample_layers
     from napari_carspatial.datasets import demo_sample
 
-    viewer = napari.Viewer(title="napari-carspatial demo")
-    viewer.window.resize(1600, 1000)
+    viewer = new_viewer(title="napari-carspatial demo")
     sample = demo_sample(timepoint=a.timepoint, size=a.size)
     add_sample_layers(viewer, sample)
-    docks = {}
-    for name in a.widgets.split(","):
-        name = name.strip()
-        if name == "samples":
-            from napari_carspatial.widgets.sample_widget import SampleWidget
-
-            docks[name] = SampleWidget(viewer)
-        elif name == "channels":
-            from napari_carspatial.widgets.channels import ChannelsWidget
-
-            docks[name] = ChannelsWidget(viewer)
-        elif name == "inspector":
-            from napari_carspatial.widgets.inspector import InspectorWidget
-
-            docks[name] = InspectorWidget(viewer)
-        if name in docks:
-            viewer.window.add_dock_widget(docks[name], name=name.capitalize(), area="right")
+    names = [n.strip() for n in a.widgets.split(",")]
+    docks = add_docks(viewer, *(n for n in names if n in ("samples", "channels", "inspector")))
     cam = camera(viewer)
     if a.center:
         cam.center = tuple(a.center)
@@ -56,11 +38,7 @@ def main() -> None:
         cam.zoom = a.zoom
     if a.inspect is not None and "inspector" in docks:
         docks["inspector"].show_cell(a.inspect, center=True)
-    app = QApplication.instance()
-    t0 = time.time()
-    while time.time() - t0 < 4:
-        app.processEvents()
-        time.sleep(0.05)
+    pump(4, step=0.05)
     viewer.screenshot(a.out, canvas_only=a.canvas_only, flash=False)
     viewer.close()
 

@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
+from _shots import REAL, SIZE, add_docks, pump, shoot
 
 
 def compartment_polygons(sample, compartment: str, grid_um: float = 10.0) -> list[np.ndarray]:
@@ -45,40 +43,37 @@ def compartment_polygons(sample, compartment: str, grid_um: float = 10.0) -> lis
     return polys
 
 
-def _wait(app, w, stat, timeout=180):
+def _run(app, w, stat, compare=None, timeout=180):
+    """Run ``stat`` in the Analysis dock, wait for its result, then compare the regions ``compare``."""
+    w.run(stat)
     t = time.perf_counter()
-    while time.perf_counter() - t < timeout:
+    while True:
         app.processEvents()
         if w._worker is None and w.current is not None and w.current.statistic == stat:
-            return
+            break
+        if time.perf_counter() - t > timeout:
+            raise TimeoutError(stat)
         time.sleep(0.05)
-    raise TimeoutError(stat)
-
-
-def _settle(app, n=20):
-    for _ in range(n):
-        app.processEvents()
-        time.sleep(0.03)
+    if compare is not None:
+        w.results.compare_with(*compare)
 
 
 def _viewer():
     import napari
 
     from napari_carspatial.widgets.analysis import AnalysisWidget
-    from napari_carspatial.widgets.legend import LegendWidget
 
     viewer = napari.Viewer(show=True)
     # the legend beside the analysis: the figures' colours are the legend's
-    viewer.window.add_dock_widget(LegendWidget(viewer), name="Legend", area="left")
+    add_docks(viewer, "legend", area="left")
     w = AnalysisWidget(viewer)
     viewer.window.add_dock_widget(w, name="Analysis", area="right")
-    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window.resize(*SIZE)
     return viewer, w
 
 
-def shoot(viewer, path: Path, app) -> None:
-    _settle(app)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+def _shot(viewer, path: Path) -> None:
+    shoot(viewer, path, settle=0.6)
     sys.stdout.write(f"wrote {path}\n")
 
 
@@ -97,22 +92,14 @@ def demo(out: Path, app) -> None:
     w.setup.set_checked_regions(["Shapes: core", "Shapes: margin"])
     viewer.reset_view()
     w.tabs.setCurrentWidget(w.roles)
-    shoot(viewer, out / "analysis_roles.png", app)
-    w.run("cart")
-    _wait(app, w, "cart")
-    w.results.compare_with("margin", "core")
-    shoot(viewer, out / "analysis_cart.png", app)
-    w.run("nhood")
-    _wait(app, w, "nhood")
-    w.results.compare_with("margin", "core")
-    shoot(viewer, out / "analysis_nhood_compare.png", app)
-    w.run("cooccurrence")
-    _wait(app, w, "cooccurrence")
-    w.results.compare_with("margin", "core")
-    shoot(viewer, out / "analysis_cooccurrence.png", app)
-    w.run("ligrec")
-    _wait(app, w, "ligrec")
-    w.results.compare_with("margin", None)
+    _shot(viewer, out / "analysis_roles.png")
+    _run(app, w, "cart", compare=("margin", "core"))
+    _shot(viewer, out / "analysis_cart.png")
+    _run(app, w, "nhood", compare=("margin", "core"))
+    _shot(viewer, out / "analysis_nhood_compare.png")
+    _run(app, w, "cooccurrence", compare=("margin", "core"))
+    _shot(viewer, out / "analysis_cooccurrence.png")
+    _run(app, w, "ligrec", compare=("margin", None))
     worker = w.show_engaged("CD274", "PDCD1", "Macrophage", "CAR T")
     t = time.perf_counter()
     while worker is not None and not worker.is_running and time.perf_counter() - t < 2:
@@ -120,14 +107,14 @@ def demo(out: Path, app) -> None:
     while worker is not None and worker.is_running:
         app.processEvents()
         time.sleep(0.05)
-    _settle(app)
+    pump(0.6)
     # zoom on the margin so the arrows between cells are visible
     lyr = w.engaged_layer if hasattr(w, "engaged_layer") else None
     if lyr is not None:
         c = np.median(lyr.data[:, 0], axis=0) * np.asarray(lyr.scale)
         viewer.camera.center = tuple(c)
         viewer.camera.zoom = viewer.camera.zoom * 4
-    shoot(viewer, out / "analysis_ligrec.png", app)
+    _shot(viewer, out / "analysis_ligrec.png")
     viewer.close()
 
 
@@ -141,16 +128,14 @@ def cytomapper(out: Path, app) -> None:
     add_sample_layers(viewer, s)
     viewer.reset_view()
     w.tabs.setCurrentWidget(w.roles)
-    shoot(viewer, out / "analysis_cytomapper_roles.png", app)
+    _shot(viewer, out / "analysis_cytomapper_roles.png")
     # IMC is 1 µm per pixel (the README); the TIFF does not say so
     w.setup.px_override.setChecked(True)
     w.setup.px_spin.setValue(1.0)
-    w.run("cart")
-    _wait(app, w, "cart")
-    shoot(viewer, out / "analysis_cytomapper_cart.png", app)
-    w.run("nhood")
-    _wait(app, w, "nhood")
-    shoot(viewer, out / "analysis_cytomapper_nhood.png", app)
+    _run(app, w, "cart")
+    _shot(viewer, out / "analysis_cytomapper_cart.png")
+    _run(app, w, "nhood")
+    _shot(viewer, out / "analysis_cytomapper_nhood.png")
     viewer.close()
 
 
@@ -167,18 +152,17 @@ def xenium(out: Path, app) -> None:
         if lyr.name == "morphology_mip":   # the DAPI focus image is enough under the cells
             lyr.visible = False
     viewer.reset_view()
-    _settle(app)
-    shoot(viewer, out / "analysis_xenium_no_types.png", app)   # cell_type_rna is not a name the rule knows
+    pump(0.6)
+    _shot(viewer, out / "analysis_xenium_no_types.png")   # cell_type_rna is not a name the rule knows
     w.set_cell_type_key("cell_type_rna")
     for pairs in ("cart", "consensus"):
         w.setup.pairs_combo.setCurrentIndex(w.setup.pairs_combo.findData(pairs))
         w.run("ligrec")
-        _settle(app, 60)
+        pump(1.8)
     w.tabs.setCurrentWidget(w.setup)
-    shoot(viewer, out / "analysis_xenium_ligrec.png", app)
-    w.run("cooccurrence")
-    _wait(app, w, "cooccurrence")
-    shoot(viewer, out / "analysis_xenium_cooccurrence.png", app)
+    _shot(viewer, out / "analysis_xenium_ligrec.png")
+    _run(app, w, "cooccurrence")
+    _shot(viewer, out / "analysis_xenium_cooccurrence.png")
     viewer.close()
 
 
@@ -197,14 +181,13 @@ def cosmx(out: Path, app) -> None:
     w.set_cell_type_key("cell_type_rna")
     w.setup.pairs_combo.setCurrentIndex(w.setup.pairs_combo.findData("mouseconsensus"))
     w.setup.min_edges_spin.setValue(3)
-    w.run("ligrec")
-    _wait(app, w, "ligrec")
+    _run(app, w, "ligrec")
     lyr = next(iter(w.session.layers_of(w.sample_id, "labels")), None)
     if lyr is not None:   # the FOV is a corner of a large frame: centre on its cells
         yx = np.asarray(s.table.obsm["spatial"], float)[:, ::-1]
         viewer.camera.center = tuple(np.median(yx, axis=0) * np.asarray(lyr.scale[-2:]))
         viewer.camera.zoom = viewer.camera.zoom * 4
-    shoot(viewer, out / "analysis_cosmx_ligrec.png", app)
+    _shot(viewer, out / "analysis_cosmx_ligrec.png")
     viewer.close()
 
 
@@ -242,13 +225,12 @@ def cytomapper_regions(out: Path, app) -> None:
                              "empty corner": np.array([[0, W - 1], [0, W - 3], [2, W - 1]])})
     viewer.reset_view()
     w.tabs.setCurrentWidget(w.roles)
-    shoot(viewer, out / "analysis_cytomapper_roles.png", app)
+    _shot(viewer, out / "analysis_cytomapper_roles.png")
     for st in ("cart", "nhood", "cooccurrence", "touching"):
-        w.run(st)
-        _wait(app, w, st)
+        _run(app, w, st)
         if st != "touching":
             w.results.compare_with("upper left", "lower right")
-        shoot(viewer, out / f"analysis_cytomapper_{st}.png", app)
+        _shot(viewer, out / f"analysis_cytomapper_{st}.png")
     viewer.close()
 
 
@@ -271,7 +253,7 @@ def steinbock(out: Path, app) -> None:
     viewer, w = _viewer()
     add_sample_layers(viewer, s)
     viewer.reset_view()
-    shoot(viewer, out / "analysis_steinbock_no_types.png", app)
+    _shot(viewer, out / "analysis_steinbock_no_types.png")
     a = s.table
     scheme = GatingScheme(gates={}, rules=[])
     for m in ("Cytokeratin 5", "Laminin"):
@@ -285,9 +267,8 @@ def steinbock(out: Path, app) -> None:
     w.setup.px_override.setChecked(True)
     w.setup.px_spin.setValue(1.0)
     for st in ("nhood", "cooccurrence", "touching"):
-        w.run(st)
-        _wait(app, w, st)
-        shoot(viewer, out / f"analysis_steinbock_{st}.png", app)
+        _run(app, w, st)
+        _shot(viewer, out / f"analysis_steinbock_{st}.png")
     viewer.close()
 
 

@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
+from _shots import REAL, add_docks, new_viewer, pump, shoot
 
 DATASETS = {
     "cytomapper": REAL / "cytomapper_pancreas_imc" / "images" / "E34_imc.tiff",
@@ -33,15 +32,15 @@ DATASETS = {
 }
 
 
-def _settle(app, seconds: float = 0.6) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.02)
+def _samples_and_legend():
+    """A viewer with the Legend and Samples docks (tabbed); ``(viewer, samples dock)``."""
+    viewer = new_viewer(show=True)
+    dock = add_docks(viewer, "legend", "samples", tabify=True)["samples"]
+    pump(0.3)
+    return viewer, dock
 
 
 def main(outdir: str, docks: bool = False, only: list[str] | None = None) -> int:
-    import napari
     from qtpy.QtWidgets import QApplication
 
     out = Path(outdir)
@@ -49,26 +48,19 @@ def main(outdir: str, docks: bool = False, only: list[str] | None = None) -> int
     for key, path in DATASETS.items():
         if only and key not in only:
             continue
-        viewer = napari.Viewer(show=True)
-        viewer.window.resize(1600, 1000)
+        viewer = new_viewer(show=True)
         app = QApplication.instance()
         if docks:
-            from napari_carspatial.widgets.legend import LegendWidget
-            from napari_carspatial.widgets.sample_widget import SampleWidget
-
-            viewer.window.add_dock_widget(SampleWidget(viewer), name="Samples", area="right")
-            viewer.window.add_dock_widget(LegendWidget(viewer), name="Legend", area="right", tabify=True)
-        _settle(app, 0.3)
+            add_docks(viewer, "samples", "legend", tabify=True)
+        pump(0.3)
         t = time.perf_counter()
         viewer.open(str(path), plugin="napari-carspatial")
         app.processEvents()
         viewer.window._qt_viewer.canvas.native.repaint()
         app.processEvents()
         dt = time.perf_counter() - t
-        _settle(app, 1.0)
         suffix = "_docks" if docks else ""
-        shot = out / f"fileopen_{key}{suffix}.png"
-        viewer.screenshot(str(shot), canvas_only=False)
+        shot = shoot(viewer, out / f"fileopen_{key}{suffix}.png", settle=1.0)
         labels = [ly for ly in viewer.layers if ly.__class__.__name__ == "Labels"]
         sys.stdout.write(f"{key}: {dt:.2f} s to layers + first frame, {len(viewer.layers)} layers, "
                          f"visible {[ly.name for ly in viewer.layers if ly.visible]}, "
@@ -81,11 +73,7 @@ def measure(outdir: str) -> int:
     import shutil
     import tempfile
 
-    import napari
     from qtpy.QtWidgets import QApplication
-
-    from napari_carspatial.widgets.legend import LegendWidget
-    from napari_carspatial.widgets.sample_widget import SampleWidget
 
     out = Path(outdir)
     src = REAL / "steinbock_imc_testdata"
@@ -96,19 +84,14 @@ def measure(outdir: str) -> int:
             shutil.copytree(src / part, folder / part)
         for f in ("panel.csv", "images.csv"):
             shutil.copy(src / f, folder / f)
-        viewer = napari.Viewer(show=True)
-        viewer.window.resize(1600, 1000)
+        viewer, dock = _samples_and_legend()
         app = QApplication.instance()
-        viewer.window.add_dock_widget(LegendWidget(viewer), name="Legend", area="right")
-        dock = SampleWidget(viewer)
-        viewer.window.add_dock_widget(dock, name="Samples", area="right", tabify=True)
-        _settle(app, 0.3)
         shots = []
 
         def running_shot():
             if dock.jobs.running and not shots:     # the first frame with the job running
                 shots.append(time.perf_counter() - t)
-                viewer.screenshot(str(out / "measure_cells_running.png"), canvas_only=False)
+                shoot(viewer, out / "measure_cells_running.png")
 
         dock.jobs.changed.connect(running_shot)
         t = time.perf_counter()
@@ -119,8 +102,7 @@ def measure(outdir: str) -> int:
             app.processEvents()
             time.sleep(0.02)
         t_table = time.perf_counter() - t
-        _settle(app, 0.5)
-        viewer.screenshot(str(out / "measure_cells_done.png"), canvas_only=False)
+        shoot(viewer, out / "measure_cells_done.png", settle=0.5)
         sys.stdout.write(f"steinbock without tables: layers in {t_layers:.2f} s, table in {t_table:.2f} s: "
                          f"{dock.measure_status.text()}\n")
         viewer.close()
@@ -130,20 +112,12 @@ def measure(outdir: str) -> int:
 def image_and_mask(outdir: str) -> int:
     """cytomapper's E34 image + mask opened in the Samples dock (no table: measured in a worker);
     writes ``fileopen_cytomapper_mask.png``."""
-    import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_carspatial.widgets.legend import LegendWidget
-    from napari_carspatial.widgets.sample_widget import SampleWidget
-
     root = REAL / "cytomapper_pancreas_imc"
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1600, 1000)
+    viewer, dock = _samples_and_legend()
     app = QApplication.instance()
-    viewer.window.add_dock_widget(LegendWidget(viewer), name="Legend", area="right")
-    dock = SampleWidget(viewer)
-    viewer.window.add_dock_widget(dock, name="Samples", area="right", tabify=True)
-    _settle(app, 0.5)
+    pump(0.2)
     t = time.perf_counter()
     dock.image_path.edit.setText(str(root / "images" / "E34_imc.tiff"))
     dock.mask_path.edit.setText(str(root / "masks" / "E34_mask.tiff"))
@@ -151,9 +125,7 @@ def image_and_mask(outdir: str) -> int:
     while not dock.measure_status.text().startswith("Measured") and time.perf_counter() - t < 120:
         app.processEvents()
         time.sleep(0.02)
-    _settle(app, 1.0)
-    shot = Path(outdir) / "fileopen_cytomapper_mask.png"
-    viewer.screenshot(str(shot), canvas_only=False)
+    shot = shoot(viewer, Path(outdir) / "fileopen_cytomapper_mask.png", settle=1.0)
     sys.stdout.write(f"cytomapper image + mask: {time.perf_counter() - t:.2f} s, {dock.measure_status.text()} -> {shot}\n")
     viewer.close()
     return 0

@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
+from _shots import REAL, SIZE, shoot
 
 DATASETS = {
     "cytomapper": (REAL / "cytomapper_pancreas_imc" / "images" / "E34_imc.tiff",
@@ -36,7 +35,7 @@ def main(outdir: str) -> int:
         from napari_carspatial._napari import session_for
 
         session_for(viewer)   # the plugin's session of this viewer (the docks make it; none are open here)
-        viewer.window._qt_window.resize(1600, 1000)
+        viewer.window._qt_window.resize(*SIZE)
         QApplication.processEvents()
         t = time.perf_counter()
         if extra:
@@ -50,8 +49,7 @@ def main(outdir: str) -> int:
         dt = time.perf_counter() - t
         viewer.reset_view()
         QApplication.processEvents()
-        shot = out / f"open_{key}.png"
-        viewer.screenshot(str(shot), canvas_only=False)
+        shot = shoot(viewer, out / f"open_{key}.png")
         sys.stdout.write(f"{key}: {dt:.2f} s, {len(viewer.layers)} layers, "
                          f"visible {[lyr.name for lyr in viewer.layers if lyr.visible]} -> {shot}\n")
         viewer.close()

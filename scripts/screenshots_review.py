@@ -17,7 +17,6 @@ close to the tumour "MDSC", excludes a fold and draws a tighter core. Writes
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -25,13 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _wait(app, seconds: float) -> None:
-    t0 = time.time()
-    while time.time() - t0 < seconds:
-        app.processEvents()
-        time.sleep(0.03)
+from _shots import (
+    new_project,
+    only_channels,
+    open_in_project,
+    review_command_line,
+    shoot,
+    show_in_legend,
+)
 
 
 def read_like(rd, reviewer: str, *, finish: bool = True, share: float = 1.0) -> None:
@@ -70,22 +70,16 @@ def read_like(rd, reviewer: str, *, finish: bool = True, share: float = 1.0) -> 
         cur.add_roi(ROI("core", poly, cls="Tumor core"))
     if share >= 1.0:
         cur.confirm(np.arange(len(t)))
-    if finish:
-        rd.finish()
-    else:
-        rd.save()
+    (rd.finish if finish else rd.save)()
 
 
 def build_trial(work: Path):
     from napari_carspatial.cohort import write_demo_cohort
-    from napari_carspatial.review import init_project
 
     if work.exists():
         shutil.rmtree(work)
     paths = write_demo_cohort(work / "cohort", n_patients=3, size=700, image=True)
-    proj = init_project(work / "review", paths["manifest"], reviewers=[("alice", "Dr A. Example"), ("bob", "Dr B. Sample"),
-                                                                       ("carol", "Dr C. Adjudicator")],
-                        due="2026-12-20")
+    proj = new_project(work, paths["manifest"])
     proj.assign_balanced(["alice", "bob"], adjudicator="carol")
     samples = list(proj.samples)
     with proj.updating():
@@ -106,33 +100,9 @@ def build_trial(work: Path):
     return paths, proj, samples
 
 
-def _docks(viewer, *names):
-    docks = {}
-    for name in names:
-        if name == "project":
-            from napari_carspatial.widgets.project import ProjectWidget as W
-        elif name == "curation":
-            from napari_carspatial.widgets.curation import CurationWidget as W
-        elif name == "legend":
-            from napari_carspatial.widgets.legend import LegendWidget as W
-        docks[name] = W(viewer)
-        viewer.window.add_dock_widget(docks[name], name=name.capitalize(), area="right")
-    return docks
-
-
 def shoot_dock(out: Path, proj, samples) -> None:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    viewer = napari.Viewer(title="napari")
-    app = QApplication.instance()
-    viewer.window.resize(1600, 1000)
-    d = _docks(viewer, "project", "curation")
+    viewer, d, label = open_in_project(proj, "alice", samples[4], "curation")
     dock = d["project"]
-    dock.open_project(proj.folder)
-    dock.set_reviewer("alice")
-    label = proj.label(samples[4])
-    dock.open_label(label, in_worker=False)
     it = dock.current
     core = dock.workspace.core(label)
     t = core.table
@@ -143,38 +113,21 @@ def shoot_dock(out: Path, proj, samples) -> None:
     core.assign("Tumor", note="faint MSLN")
     dock.workspace.save(label)
     dock.refresh()
-    _wait(app, 3)
-    viewer.screenshot(str(out / "review_project_dock.png"), canvas_only=False, flash=False)
+    shoot(viewer, out / "review_project_dock.png", settle=3)
     print("dock:", it.describe(), "| title:", viewer.title)
     print("layers:", [lyr.name for lyr in viewer.layers])
     viewer.close()
 
 
 def shoot_disagreements(out: Path, proj, samples) -> None:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     from napari_carspatial._napari import session_for
 
-    viewer = napari.Viewer(title="napari")
-    app = QApplication.instance()
-    viewer.window.resize(1600, 1000)
-    d = _docks(viewer, "project", "legend")
+    viewer, d, _label = open_in_project(proj, "carol", samples[1], "legend")
     dock = d["project"]
-    dock.open_project(proj.folder)
-    dock.set_reviewer("carol")
-    label = proj.label(samples[1])
-    dock.open_label(label, in_worker=False)
     it = dock.current
     dv = it.disagreements
-    legend = d["legend"]
-    idx = legend.sample_box.findData(it.sid)
-    if idx >= 0:
-        legend.sample_box.setCurrentIndex(idx)
-    # hide the image channels but two, so the colours read
-    for lyr in viewer.layers:
-        if getattr(lyr, "metadata", {}).get("carspatial_role") == "image":
-            lyr.visible = lyr.metadata.get("carspatial_channel") in ("PanCK", "CD68", "CD163")
+    show_in_legend(d["legend"], it.sid)
+    only_channels(viewer, ("PanCK", "CD68", "CD163"))   # the colours read over three channels
     panel = dock.disagreements
     # the pair where markers decide: macrophage (alice) or MDSC (bob)
     panel.pair_box.setCurrentIndex(max(panel.pair_box.findData("Macrophage → MDSC"), 1))
@@ -184,14 +137,12 @@ def shoot_disagreements(out: Path, proj, samples) -> None:
     panel.step(1)
     # zoomed on a cell the markers matter: the pair colours as outlines (the Legend's "style")
     session_for(viewer).coloring(it.sid).set_mode("outline")
-    _wait(app, 1)
-    viewer.screenshot(str(out / "review_disagreements.png"), canvas_only=False, flash=False)
+    shoot(viewer, out / "review_disagreements.png", settle=1)
     print("disagreements:", dv.summary(), "|", dv.current().describe())
     # the whole slide: where the reads differ
     session_for(viewer).coloring(it.sid).set_mode("filled")
     viewer.reset_view()
-    _wait(app, 2)
-    viewer.screenshot(str(out / "review_disagreements_overview.png"), canvas_only=False, flash=False)
+    shoot(viewer, out / "review_disagreements_overview.png", settle=2)
     viewer.close()
 
 
@@ -220,15 +171,7 @@ def shoot_report(out: Path, paths, proj, work: Path) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
-    p.add_argument("--work", default="/tmp/review-shots")
-    p.add_argument("--only", default="dock,disagreements,report")
-    a = p.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(a.work)
-    os.environ.setdefault("CARSPATIAL_CACHE_DIR", str(work / "cache"))
+    out, work, a = review_command_line("/tmp/review-shots", only="dock,disagreements,report")
     t0 = time.time()
     if (work / "review" / "project.yaml").exists() and os.environ.get("REUSE"):
         from napari_carspatial.review import load_project

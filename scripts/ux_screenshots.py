@@ -20,25 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _shots import REAL, SIZE, pump, shoot
+
 log = logging.getLogger("ux_screenshots")
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
-
-
-def _pump(seconds: float) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    t0 = time.time()
-    while time.time() - t0 < seconds:
-        app.processEvents()
-        time.sleep(0.03)
 
 
 def _shoot(viewer, out: Path, name: str) -> Path:
-    _pump(1.0)
-    path = out / f"ux_{name}.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    path = shoot(viewer, out / f"ux_{name}.png", settle=1.0)
     log.warning("wrote %s (canvas %s)", path, tuple(viewer.canvas.size))
     return path
 
@@ -48,10 +36,10 @@ def _viewer(samples, *, workflow="Review"):
 
     viewer = cli._open_viewer(samples, title="napari-carspatial", workflow=workflow)
     viewer.window.show()
-    _pump(1.0)
+    pump(1.0)
     # after show: napari may restore a window size saved by another session on this machine
-    viewer.window.resize(1600, 1000)
-    _pump(3.0)
+    viewer.window.resize(*SIZE)
+    pump(3.0)
     viewer.reset_view()
     return viewer
 
@@ -62,7 +50,7 @@ def _raise(viewer, name):
     d = workflows.find_dock(viewer, name)
     d.show()
     d.raise_()
-    _pump(0.5)
+    pump(0.5)
     return workflows.find_widget(viewer, name)
 
 
@@ -106,7 +94,7 @@ def demo_shots(out: Path, only: set[str], size: int) -> None:
         _shoot(viewer, out, "inspector")
     if {"curation", "audit", "regions"} & only:
         workflows.apply_workflow(viewer, "Curate")
-        _pump(1.5)
+        pump(1.5)
         cur = workflows.find_widget(viewer, "Curation")
         view = cur.view
         yx = np.asarray(t.obsm["spatial"])[:, ::-1]
@@ -117,7 +105,7 @@ def demo_shots(out: Path, only: set[str], size: int) -> None:
         view.core.select_ids(np.asarray(t.obs["cell_id"])[near[:5]])
         cur.exclude("fold")
         view.core.select_ids(np.asarray(t.obs["cell_id"])[near[5:12]])
-        _pump(0.5)
+        pump(0.5)
         if "curation" in only:
             _shoot(viewer, out, "curation")
         if "audit" in only:
@@ -130,7 +118,7 @@ def demo_shots(out: Path, only: set[str], size: int) -> None:
             _shoot(viewer, out, "regions")
     if {"measurements", "measurement_regions"} & only:
         workflows.apply_workflow(viewer, "Analyse")
-        _pump(1.0)
+        pump(1.0)
         m = _raise(viewer, "Measurements")
         m.refresh()
         m.class_box.setCurrentIndex(max(m.class_box.findData("CAR T"), 0))
@@ -148,7 +136,7 @@ def demo_shots(out: Path, only: set[str], size: int) -> None:
     for wf in ("Segment", "Analyse"):
         if wf.lower() in only:
             workflows.apply_workflow(viewer, wf)
-            _pump(1.5)
+            pump(1.5)
             viewer.reset_view()
             _shoot(viewer, out, wf.lower())
     viewer.close()
@@ -195,9 +183,9 @@ def cohort_shot(out: Path) -> None:
     worker = w.open_sample("P02-post")
     t0 = time.time()
     while time.time() - t0 < 60 and not any(s.name == "P02-post" for s in w.session.samples().values()):
-        _pump(0.5)
+        pump(0.5)
     del worker
-    _pump(3.0)
+    pump(3.0)
     viewer.reset_view()
     _shoot(viewer, out, "cohort")
     viewer.close()

@@ -73,10 +73,14 @@ from .project import (
     ASSIGNMENT_COLUMNS,
     COMPARISON,
     READ,
+    SEGMENTATION_REFUSED,
     STATUS_TEXT,
     OpenItem,
     ProjectWorkspace,
     ReadTarget,
+    is_project_sample,
+    project_item,
+    segmentation_refusal,
     workspace_for,
 )
 
@@ -129,3 +133,5 @@ __all__ = [
     "TranscriptsView",
     "background_runner", "set_background_runner",
 ]
+# project slides refuse segmentation edits (the Segmentation dock asks; issue 14 round 4)
+__all__ += ["SEGMENTATION_REFUSED", "is_project_sample", "project_item", "segmentation_refusal"]

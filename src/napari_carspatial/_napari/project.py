@@ -44,9 +44,29 @@ reviewer's slides close the same way (nobody sees another reviewer's read in pro
 Headless work (reading files, making the working copy) is :meth:`ProjectWorkspace.prepare`, which
 touches no layer (a worker thread runs it); :meth:`ProjectWorkspace.show` adds the layers.
 
-One module (646 lines) because :class:`ProjectWorkspace` is one object whose opening, closing,
-locking, blinding and reviewer-change handling share its private state (the open items and their
-locks): every path that takes a read's lock and every path that releases it are in this one class.
+Saving: whoever saves a read ("Save read N" in the Curation dock, Save in the Project dock, or the
+headless :meth:`~napari_carspatial.editing.CurationSession.save_to_target`) goes through
+:class:`ReadTarget`; once the file is written the viewer session emits ``saved`` (``sid``,
+``path``, ``kind``) on the main thread (a save in a worker thread is announced when the sample
+stops being busy: every worker save marks it busy) and the workspace emits ``changed``, so the
+Project dock shows the new share of cells reviewed and the read's status at once.
+
+Project slides and segmentation: a slide opened from a project must keep the cells both reads
+and the adjudication compare, so its mask may not be edited. :func:`segmentation_refusal` (and
+:func:`project_item`, :func:`is_project_sample`, :attr:`OpenItem.segmentation_refusal`) tell a
+dock whether a sample of the viewer is a project slide and why its segmentation edits are
+refused (the slide's mask layers are shown with napari's paint tools off)::
+
+    from napari_carspatial._napari import segmentation_refusal
+
+    reason = segmentation_refusal(viewer, sid)   # sid, Sample, layer or sample name
+    if reason is not None:
+        notify(reason, "warning")                # "RV-7K3F9Q is a review project slide (read 1): ..."
+
+One module (~850 lines) because :class:`ProjectWorkspace` is one object whose opening, closing,
+saving, locking, blinding and reviewer-change handling share its private state (the open items, their
+locks and their pending save announcements): every path that takes a read's lock, writes it and
+releases it is in this one class; the project-slide queries at the end read that same state.
 """
 
 from __future__ import annotations
@@ -55,6 +75,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +93,10 @@ READ, COMPARISON, ADJUDICATION = "read", "comparison", "adjudication"
 #: how statuses are written for people
 STATUS_TEXT = {"not_started": "not started", "in_progress": "in progress", "done": "done",
                "adjudicated": "adjudicated", "waiting": "waiting for reads"}
+#: why segmentation edits are refused on a project slide (:func:`segmentation_refusal`)
+SEGMENTATION_REFUSED = ("segmentation edits are refused on review project slides. Both reads and the adjudication "
+                        "compare the same cells, cell by cell, so a changed mask would make them incomparable; "
+                        "correct the mask before the sample is added to the project.")
 #: the columns of :meth:`ProjectWorkspace.assignments`
 ASSIGNMENT_COLUMNS = ["label", "role", "status", "status_text", "ready", "due", "overdue", "progress", "open"]
 
@@ -82,14 +107,19 @@ class ReadTarget:
     reader's working copy through :meth:`ReadSession.save` (atomic, lock refreshed, progress
     recorded) and pins the audit trail's reviewer to the reader."""
 
-    def __init__(self, read):
+    def __init__(self, read, on_saved: Callable[[Path], None] | None = None):
         self.read = read
         self.reviewer = read.reviewer
         self.label = f"Save read {read.read_number}"
+        #: called with the path once the working copy is written (in the thread that saved)
+        self.on_saved = on_saved
 
     def save(self, core) -> Path:
         self.read.table = core.table   # a recovered table replaces the one the read opened with
-        return self.read.save()
+        path = self.read.save()
+        if self.on_saved is not None:
+            self.on_saved(path)
+        return path
 
     def holds(self) -> bool:
         """The read is open and its lock file is this process's (nobody broke or took it)."""
@@ -165,6 +195,12 @@ class OpenItem:
         what = {READ: f"{self.role}", COMPARISON: "both reads", ADJUDICATION: "adjudication"}[self.kind]
         return f"{self.label} ({what}{', read-only' if self.read_only else ''})"
 
+    @property
+    def segmentation_refusal(self) -> str:
+        """Why the segmentation of this slide may not be edited (always refused on a project slide:
+        see :data:`SEGMENTATION_REFUSED`)."""
+        return f"{self.label} is a review project slide ({self.role}): {SEGMENTATION_REFUSED}"
+
 
 class ProjectWorkspace:
     """The review project of one viewer (see the module docstring). Use :func:`workspace_for`.
@@ -182,9 +218,14 @@ class ProjectWorkspace:
         self.items: dict[str, OpenItem] = {}
         self._title: str | None = None
         self.events = EmitterGroup(source=self, project=None, opened=None, closed=None, changed=None)
+        #: saves written in a worker thread, announced when the sample stops being busy: {sid: path}
+        self._pending_saves: dict[str, str] = {}
+        self._pending_lock = threading.Lock()
         session.events.sample_removed.connect(self._on_removed)
         session.events.table_changed.connect(self._on_table_changed)
         session.events.reviewer_changed.connect(self._on_reviewer)
+        session.events.busy.connect(self._on_busy)
+        session.events.saved.connect(self._on_saved)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -273,6 +314,56 @@ class ProjectWorkspace:
         if label_or_sid in self.items:
             return self.items[label_or_sid]
         return next((it for it in self.items.values() if it.label == label_or_sid), None)
+
+    def item_of(self, what) -> OpenItem | None:
+        """The open project slide ``what`` is (None when it is not one): a sample id of the viewer
+        session, a :class:`~napari_carspatial.model.Sample`, one of its layers, or a sample name
+        (the slide's label: its code with blinding on). Give the id, sample or layer where you have
+        it: a name is matched last (another sample opened under the same name would match)."""
+        if isinstance(what, Sample):
+            return next((it for it in self.items.values() if it.sample is what), None)
+        if not isinstance(what, str):
+            from .session import sample_id_of
+
+            sid = sample_id_of(what)
+            return None if sid is None else self.items.get(sid)
+        if what in self.items:
+            return self.items[what]
+        return next((it for it in self.items.values() if what in (it.label, it.sample.name)), None)
+
+    # ------------------------------------------------------------------ adding samples
+    def add_samples_job(self, manifest) -> Callable[[], object]:
+        """The file work of "Add samples…" as a function (worker safe: it touches no layer and
+        emits nothing): :meth:`~napari_carspatial.review.ReviewProject.add_samples_from` with
+        ``manifest``; give its result to :meth:`samples_added` on the main thread."""
+        proj = self._require_project()
+        return lambda: proj.add_samples_from(manifest)
+
+    def samples_added(self, res) -> str:
+        """After :meth:`add_samples_job` ran: the project is re-read, everyone is told; returns the
+        line to show (:meth:`~napari_carspatial.review.additions.AddedSamples.summary`, and with
+        blinding on a note when the current reviewer reads one of the new samples)."""
+        proj = self._require_project()
+        proj.reload()
+        text = res.summary()
+        mine = [s for s in res.added if s in proj.samples and self.reviewer in proj.samples[s].readers]
+        if proj.blinding and mine:
+            text += (f" You read {len(mine)} of them: you know their codes are the new ones, so the read is not "
+                     "blind to which samples were added late.")
+        self.events.changed()
+        return text
+
+    def add_samples_from(self, manifest) -> str:
+        """Add the samples of another cohort manifest to the open project (:meth:`add_samples_job`
+        and :meth:`samples_added` in one; scripts and tests). Returns the line to show.
+
+        Raises
+        ------
+        SampleError
+            No project is open, the manifest is invalid (every problem listed) or would make the
+            project's manifest invalid (nothing is written).
+        """
+        return self.samples_added(self.add_samples_job(manifest)())
 
     # ------------------------------------------------------------------ opening
     def prepare(self, label: str) -> OpenItem:
@@ -380,13 +471,14 @@ class ProjectWorkspace:
         try:
             view = session.curation(sid, reviewer=item.read.reviewer if item.read is not None else self.reviewer)
             if item.read is not None:
-                view.core.set_save_target(ReadTarget(item.read))
+                view.core.set_save_target(self._target(item.read, sid))
             else:
                 view.core.set_read_only(item.curation_read_only)
             if self.project.blinding:
                 view.set_blinded(True, alias=item.label)
             self._settings_changed(sid)
             self._colors_on_top(sid)
+            self._lock_mask(sid)
             if item.kind in (COMPARISON, ADJUDICATION):
                 from .disagreement import DisagreementView
 
@@ -456,11 +548,20 @@ class ProjectWorkspace:
         return lambda: target.save(core)
 
     def saved(self, label_or_sid: str, path) -> Path:
-        """After :meth:`save_job` ran: the recovery file goes, everyone is told."""
+        """After :meth:`save_job` ran: the recovery file goes, everyone is told (the session's
+        ``saved`` event, then ``changed``)."""
         it = self._item(label_or_sid)
-        if it.read is not None:
-            self.core(it.sid).autosaver.saved()
-        self.events.changed()
+        if it.read is None:
+            self._announce(it, path, "adjudication")
+            return Path(path)
+        core = self.core(it.sid)
+        core.autosaver.saved()
+        with self._pending_lock:
+            pending = self._pending_saves.pop(it.sid, None)
+        if pending is not None:   # written in a worker: say it now; on this thread ReadTarget said it already
+            self._announce(it, pending, "read")
+        elif getattr(core.save_target, "on_saved", None) is None:   # a target that says nothing itself
+            self._announce(it, path, "read")
         return Path(path)
 
     def finish(self, label_or_sid: str) -> None:
@@ -502,18 +603,25 @@ class ProjectWorkspace:
         return job
 
     def finished(self, label_or_sid: str) -> None:
-        """After :meth:`finish_job` ran: the slide becomes read-only, everyone is told."""
+        """After :meth:`finish_job` ran: the slide becomes read-only, everyone is told (the
+        session's ``saved`` event, then ``changed``)."""
         it = self._item(label_or_sid)
+        path, kind = None, "read"
         if it.adjudication is not None:
             it.read_only = "the adjudication is finished"
+            path, kind = it.adjudication.path, "adjudication"
         elif it.read is not None:
             core = self.core(it.sid)
             core.autosaver.saved()
             it.read_only = f"your read {it.read.read_number} is done"
             core.set_read_only(it.read_only)
+            path = it.read.path
             it.read = None
             self._settings_changed(it.sid)
-        self.events.changed()
+        if path is None:
+            self.events.changed()
+        else:
+            self._announce(it, path, kind)
 
     def reopen(self, label_or_sid: str) -> OpenItem:
         """Reopen the reviewer's done read for writing (allowed while the other read is not done)."""
@@ -554,6 +662,48 @@ class ProjectWorkspace:
                 self.items.pop(it.sid, None)
                 self._release(it)
 
+    # ------------------------------------------------------------------ saves landing
+    def _target(self, read, sid: str) -> ReadTarget:
+        return ReadTarget(read, on_saved=lambda path, sid=sid: self._target_saved(sid, path))
+
+    def _target_saved(self, sid: str, path) -> None:
+        """A read's working copy was written through its :class:`ReadTarget` (any thread)."""
+        if threading.current_thread() is threading.main_thread():
+            it = self.items.get(sid)
+            if it is not None:
+                self._announce(it, path, "read")
+            return
+        with self._pending_lock:   # a worker: announced on the main thread when the sample is idle again
+            self._pending_saves[sid] = os.fspath(path)
+
+    def _announce(self, it: OpenItem, path, kind: str) -> None:
+        """The session's ``saved`` event (which makes :meth:`_on_saved` emit ``changed``)."""
+        with self._pending_lock:
+            self._pending_saves.pop(it.sid, None)
+        session = self.session
+        if it.sid is not None and session.entry(it.sid) is not None:
+            session.announce_saved(it.sid, path, kind=kind)
+        else:
+            self.events.changed()
+
+    def _on_busy(self, event) -> None:
+        if event.busy:
+            return
+        with self._pending_lock:
+            path = self._pending_saves.pop(event.sid, None)
+        it = self.items.get(event.sid)
+        if path is not None and it is not None:
+            self._announce(it, path, "read")
+
+    def _on_saved(self, event) -> None:
+        """A save of a project slide landed (announced by anyone): the statuses and the share of
+        cells reviewed are new."""
+        if event.sid not in self.items:
+            return
+        with self._pending_lock:
+            self._pending_saves.pop(event.sid, None)
+        self.events.changed()
+
     # ------------------------------------------------------------------ session events
     def _release(self, it: OpenItem) -> None:
         """Save and release the lock of a slide leaving the viewer."""
@@ -576,6 +726,8 @@ class ProjectWorkspace:
 
     def _on_removed(self, event) -> None:
         it = self.items.pop(event.sid, None)
+        with self._pending_lock:
+            self._pending_saves.pop(event.sid, None)
         if it is not None:
             self._release(it)
 
@@ -589,7 +741,7 @@ class ProjectWorkspace:
         if it.read is not None:
             it.read.table = it.sample.table
             if core.save_target is None:
-                core.set_save_target(ReadTarget(it.read))
+                core.set_save_target(self._target(it.read, it.sid))
         elif not core.read_only:
             core.set_read_only(it.curation_read_only)
 
@@ -608,6 +760,15 @@ class ProjectWorkspace:
             i = layers.index(lyr)
             if i < top:
                 layers.move(i, len(layers))
+
+    def _lock_mask(self, sid: str) -> None:
+        """The slide's cell mask layers are not editable from the viewer (napari's paint, fill and
+        erase tools are off: ``Layer.editable``), as the Segmentation dock refuses edits
+        (:func:`segmentation_refusal`)."""
+        from .session import ROLE_LABELS
+
+        for lyr in self.session.layers_of(sid, ROLE_LABELS):
+            lyr.editable = False
 
     def _settings_changed(self, sid: str) -> None:
         """Tell the curation's views (the Curation dock) that its save target, read-only state or
@@ -642,5 +803,64 @@ def workspace_for(viewer_or_session) -> ProjectWorkspace:
     return ws
 
 
-__all__ = ["ADJUDICATION", "ASSIGNMENT_COLUMNS", "COMPARISON", "READ", "STATUS_TEXT", "OpenItem", "ProjectWorkspace",
-           "ReadTarget", "workspace_for"]
+def _existing_workspace(viewer_or_session) -> ProjectWorkspace | None:
+    """The workspace of a viewer (or its session) if one was made; never makes one."""
+    from .session import ViewerSession, session_for
+
+    session = viewer_or_session if isinstance(viewer_or_session, ViewerSession) else session_for(viewer_or_session)
+    return _workspaces.get(session)
+
+
+def project_item(viewer_or_session, sample) -> OpenItem | None:
+    """The review-project slide ``sample`` is in this viewer, or None.
+
+    Parameters
+    ----------
+    viewer_or_session
+        The napari viewer or its :class:`~napari_carspatial._napari.ViewerSession`.
+    sample
+        A sample id of the session, a :class:`~napari_carspatial.model.Sample`, one of its layers,
+        or a sample name (matched last; see :meth:`ProjectWorkspace.item_of`).
+
+    Returns
+    -------
+    OpenItem or None
+        The open slide (its ``label``, ``role``, ``kind``, ``read_only``), None for any other sample.
+    """
+    ws = _existing_workspace(viewer_or_session)
+    return None if ws is None else ws.item_of(sample)
+
+
+def is_project_sample(viewer_or_session, sample) -> bool:
+    """Whether ``sample`` is a review-project slide open in this viewer (see :func:`project_item`)."""
+    return project_item(viewer_or_session, sample) is not None
+
+
+def segmentation_refusal(viewer_or_session, sample) -> str | None:
+    """Why segmentation edits of ``sample`` are refused, or None when they are allowed.
+
+    Every slide opened from a review project refuses them (a read, both reads, an adjudication,
+    done or not): the reads and the adjudication compare the same cells, cell by cell. The
+    Segmentation dock shows the text and opens no edit region.
+
+    Parameters
+    ----------
+    viewer_or_session
+        The napari viewer or its :class:`~napari_carspatial._napari.ViewerSession`.
+    sample
+        A sample id, :class:`~napari_carspatial.model.Sample`, layer or sample name (see
+        :func:`project_item`).
+
+    Returns
+    -------
+    str or None
+        One line naming the slide (its code with blinding on) and the reason; None for a sample
+        that is not a project slide.
+    """
+    it = project_item(viewer_or_session, sample)
+    return None if it is None else it.segmentation_refusal
+
+
+__all__ = ["ADJUDICATION", "ASSIGNMENT_COLUMNS", "COMPARISON", "READ", "SEGMENTATION_REFUSED", "STATUS_TEXT", "OpenItem",
+           "ProjectWorkspace", "ReadTarget", "is_project_sample", "project_item", "segmentation_refusal",
+           "workspace_for"]

@@ -26,6 +26,10 @@ Events (``session.events.<name>.connect(callback)``; napari ``Event`` objects wi
 ``busy``             ``sid``, ``busy`` (bool), ``message``: a worker started / stopped writing the
                      sample's table; docks disable their edits on that sample meanwhile
 ``reviewer_changed`` ``reviewer``
+``saved``            ``sid``, ``path``, ``kind`` (``"read"``, ``"adjudication"``, ``"table"``, ...):
+                     a save of the sample's work landed on disk (emitted on the main thread by
+                     :meth:`ViewerSession.announce_saved`; a project read's "Save read N" from the
+                     Curation dock or the Project dock, the adjudication's save)
 ===================  ==============================================================================
 
 Whoever changes a table calls :meth:`ViewerSession.table_changed` (the curation, gating and
@@ -36,7 +40,7 @@ Samples read by the npe2 reader (File > Open, drag-and-drop, File > Open Sample)
 without a viewer: :func:`pending_entry` keeps them (a small bounded hand-off) until the session
 of the viewer that shows their layers claims them.
 
-One module (527 lines) because its state and its events are one object on purpose: the per-sample
+One module (540 lines) because its state and its events are one object on purpose: the per-sample
 entries, the pending hand-off from the reader, the colouring / curation / cache views and the events
 that announce their changes share the session's private state, and the order in which
 :meth:`ViewerSession.table_changed` refreshes layers and colouring before notifying the docks only
@@ -175,7 +179,7 @@ class ViewerSession:
         self.viewer = viewer
         self.events = EmitterGroup(
             source=self, sample_added=None, sample_removed=None, table_changed=None,
-            labels_changed=None, selection_changed=None, busy=None, reviewer_changed=None,
+            labels_changed=None, selection_changed=None, busy=None, reviewer_changed=None, saved=None,
         )
         self._entries: dict[str, SampleEntry] = {}
         self._shown: set[str] = set()          # sids with a layer in the viewer
@@ -423,6 +427,13 @@ class ViewerSession:
                 lyr.features = feats
             except (ValueError, TypeError) as err:   # pragma: no cover
                 log.warning("hover features of %s not refreshed: %s", lyr.name, err)
+
+    def announce_saved(self, sid: str, path, *, kind: str = "table") -> None:
+        """Tell everyone that a save of sample ``sid``'s work landed at ``path`` (the ``saved``
+        event; call it on the main thread, after the file is written)."""
+        if self.entry(sid) is None:
+            return
+        self.events.saved(sid=sid, path=os.fspath(path), kind=str(kind))
 
     # ------------------------------------------------------------------ busy
     def set_busy(self, sid: str, message: str | None) -> None:

@@ -1,8 +1,10 @@
-"""Uniform-grid ("cell list") spatial index shared by the radius graph and co-occurrence.
+"""Uniform-grid ("cell list") spatial index shared by the radius graph, the kNN graph and co-occurrence.
 
 Points are bucketed into square grid cells of side ``cell``; a query of radius ``r`` scans the
-``(2 m + 1)^2`` cells around a point with ``m = ceil(r / cell)``. Everything is numba-compiled
-and parallel over points; no Python loop touches individual cells or points.
+``(2 m + 1)^2`` cells around a point with ``m = ceil(r / cell)``, a nearest-point search scans
+square rings of cells outwards. Everything is numba-compiled and parallel over points; no Python
+loop touches individual cells or points. The scan helpers (:func:`row_span`, :func:`ring_span`,
+:func:`cell_of`) also serve the Ripley kernels (``_ppatterns_kernels``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,46 @@ def n_rings(radius: float, cell: float) -> int:
     return max(1, int(math.ceil(radius / cell)))
 
 
+# Scanning a cell-sorted grid (``cell_start`` of :class:`Grid`, or the counting sort of
+# ``_ppatterns_kernels``): the cells of one grid row are contiguous in cell order, so the points
+# of a run of cells in a row are one range of positions. Inlined into the numba kernels.
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def cell_of(v, v0, cell, n):  # pragma: no cover - numba
+    """Grid column (or row) of coordinate ``v``, clipped to ``0 .. n - 1``."""
+    return min(max(int((v - v0) / cell), 0), n - 1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def row_span(cell_start, nx, gy, gx0, gx1):  # pragma: no cover - numba
+    """Positions ``p0 .. p1 - 1`` (cell order) of the points in cells ``gx0 .. gx1`` of row ``gy``,
+    the columns clipped to the grid (empty when none is inside)."""
+    a = max(gx0, 0)
+    b = min(gx1, nx - 1)
+    if a > b:
+        return 0, 0
+    return cell_start[gy * nx + a], cell_start[gy * nx + b + 1]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def ring_span(cell_start, nx, ny, cx, cy, r, t):  # pragma: no cover - numba
+    """Run ``t`` (``0 <= t < 4 r + 2``) of the points of ring ``r`` around cell ``(cx, cy)``: the cells
+    at Chebyshev cell distance ``r``, row by row (``cy - r + t // 2``). The first and last rows of
+    the ring are whole (even ``t``; odd ``t`` is empty), the rows between hold two cells, at
+    ``cx - r`` (even ``t``) and ``cx + r`` (odd ``t``). Positions ``p0 .. p1 - 1`` in cell order;
+    visiting the runs in order of ``t`` visits the ring's points in cell order."""
+    gy = cy - r + (t >> 1)
+    if gy < 0 or gy >= ny:
+        return 0, 0
+    if gy == cy - r or gy == cy + r:
+        if t & 1:
+            return 0, 0
+        return row_span(cell_start, nx, gy, cx - r, cx + r)
+    gx = cx + r if t & 1 else cx - r
+    return row_span(cell_start, nx, gy, gx, gx)
+
+
 @numba.njit(parallel=True, cache=True)
 def _radius_count(xs, ys, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: no cover - numba
     # points visited in cell order (xs[pos] is point order[pos]): neighbouring cells stay in cache
@@ -93,9 +135,8 @@ def _radius_count(xs, ys, order, cell_start, ix, iy, nx, ny, m, r2):  # pragma: 
         yi = ys[pos]
         c = 0
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
-            a = cell_start[gy * nx + max(cx - m, 0)]
-            e = cell_start[gy * nx + min(cx + m, nx - 1) + 1]
-            for p in range(a, e):  # the cells of one grid row are contiguous
+            a, e = row_span(cell_start, nx, gy, cx - m, cx + m)
+            for p in range(a, e):
                 dx = xi - xs[p]
                 dy = yi - ys[p]
                 if dx * dx + dy * dy <= r2:
@@ -118,8 +159,7 @@ def _radius_fill(xs, ys, order, cell_start, ix, iy, nx, ny, m, r2, indptr):  # p
         s = indptr[i]
         k = s
         for gy in range(max(cy - m, 0), min(cy + m, ny - 1) + 1):
-            a = cell_start[gy * nx + max(cx - m, 0)]
-            e = cell_start[gy * nx + min(cx + m, nx - 1) + 1]
+            a, e = row_span(cell_start, nx, gy, cx - m, cx + m)
             for p in range(a, e):
                 dx = xi - xs[p]
                 dy = yi - ys[p]
@@ -181,41 +221,28 @@ def _knn_kernel(xs, ys, order, cell_start, ix, iy, nx, ny, cell, k):  # pragma: 
         bd = np.full(k, np.inf)  # sorted squared distances of the best k so far
         bi = np.full(k, -1, dtype=np.int64)
         cx, cy = ix[i], iy[i]
-        r = 0
-        while r <= max_ring:
-            # visit the cells of ring r (the square annulus at Chebyshev cell distance r)
-            for gy in range(cy - r, cy + r + 1):
-                if gy < 0 or gy >= ny:
-                    continue
-                edge_row = gy == cy - r or gy == cy + r
-                gx = cx - r
-                while gx <= cx + r:
-                    if 0 <= gx < nx:
-                        g = gy * nx + gx
-                        for p in range(cell_start[g], cell_start[g + 1]):
-                            if p == pos:
-                                continue
-                            j = order[p]
-                            dx = xi - xs[p]
-                            dy = yi - ys[p]
-                            d2 = dx * dx + dy * dy
-                            if d2 < bd[k - 1] or (d2 == bd[k - 1] and j < bi[k - 1]):
-                                q = k - 1
-                                while q > 0 and (bd[q - 1] > d2 or (bd[q - 1] == d2 and bi[q - 1] > j)):
-                                    bd[q] = bd[q - 1]
-                                    bi[q] = bi[q - 1]
-                                    q -= 1
-                                bd[q] = d2
-                                bi[q] = j
-                    if edge_row or r == 0:
-                        gx += 1
-                    else:
-                        gx += 2 * r  # interior rows: only the two end cells belong to the ring
+        for r in range(max_ring + 1):  # the square rings of cells around point i's cell
+            for t in range(4 * r + 2):
+                p0, p1 = ring_span(cell_start, nx, ny, cx, cy, r, t)
+                for p in range(p0, p1):
+                    if p == pos:
+                        continue
+                    j = order[p]
+                    dx = xi - xs[p]
+                    dy = yi - ys[p]
+                    d2 = dx * dx + dy * dy
+                    if d2 < bd[k - 1] or (d2 == bd[k - 1] and j < bi[k - 1]):
+                        q = k - 1
+                        while q > 0 and (bd[q - 1] > d2 or (bd[q - 1] == d2 and bi[q - 1] > j)):
+                            bd[q] = bd[q - 1]
+                            bi[q] = bi[q - 1]
+                            q -= 1
+                        bd[q] = d2
+                        bi[q] = j
             # everything not yet visited is farther than r * cell from point i
             lim = r * cell
             if bi[k - 1] >= 0 and bd[k - 1] < lim * lim:
                 break
-            r += 1
         for q in range(k):
             out_i[i, q] = bi[q]
             out_d[i, q] = math.sqrt(bd[q])

@@ -29,6 +29,8 @@ import math
 import numba
 import numpy as np
 
+from napari_carspatial.analysis._grid import cell_of, ring_span, row_span
+
 
 @numba.njit(cache=True, nogil=True)
 def _bin_right(d, support, inv_step):  # pragma: no cover - numba
@@ -196,11 +198,9 @@ def pair_hist(x, y, bucket, n_buckets, support, n, par):  # pragma: no cover - n
         gy = cy[i]
         for dyc in range(min(m, ny - 1 - gy) + 1):
             w = halfw[dyc]
-            row = (gy + dyc) * nx
-            p0 = cs[row + max(gx - w, 0)]
+            p0, p1 = row_span(cs, nx, gy + dyc, gx - w, gx + w)
             if dyc == 0:
                 p0 = pos + 1
-            p1 = cs[row + min(gx + w, nx - 1) + 1]
             if p1 > p0:
                 _pair_run(xi, yi, bi, xs[p0:p1], ys[p0:p1], bs[p0:p1], buf, h4, kk, nb1_32, ns_32,
                           inv_step, eps, one_eps, fb, nb1, support)
@@ -319,99 +319,33 @@ def spans_window(support: np.ndarray, area: float) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _nn_query(qx, qy, xs, ys, cs, nx, ny, x0, y0, cell, skip):  # pragma: no cover - numba
-    """Distance from (qx, qy) to the nearest sorted point other than position ``skip``."""
-    cx = min(max(int((qx - x0) / cell), 0), nx - 1)
-    cy = min(max(int((qy - y0) / cell), 0), ny - 1)
-    best = np.inf
-    r = 0
-    max_ring = max(nx, ny)
-    while r <= max_ring:
-        for gy in range(cy - r, cy + r + 1):
-            if gy < 0 or gy >= ny:
-                continue
-            edge = gy == cy - r or gy == cy + r
-            gx = cx - r
-            while gx <= cx + r:
-                if 0 <= gx < nx:
-                    g = gy * nx + gx
-                    for p in range(cs[g], cs[g + 1]):
-                        if p == skip:
-                            continue
-                        dx = qx - xs[p]
-                        dy = qy - ys[p]
-                        d2 = dx * dx + dy * dy
-                        if d2 < best:
-                            best = d2
-                if edge or r == 0:
-                    gx += 1
-                else:
-                    gx += 2 * r
-        lim = r * cell
-        if best <= lim * lim:
-            break
-        r += 1
-    return math.sqrt(best)
+def _inv_step(support):  # pragma: no cover - numba
+    """``(n_steps - 1) / max_dist`` (0 for a degenerate support)."""
+    n_steps = support.shape[0]
+    return (n_steps - 1) / support[n_steps - 1] if n_steps > 1 and support[n_steps - 1] > 0 else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
 def nn_hist(x, y, sizes, support):  # pragma: no cover - numba
-    """``(len(sizes), n_steps + 1)``: per prefix, nearest-other-point distances binned (left)."""
-    n_steps = support.shape[0]
-    nb = sizes.shape[0]
-    out = np.zeros((nb, n_steps + 1), np.int64)
-    inv_step = (n_steps - 1) / support[n_steps - 1] if n_steps > 1 and support[n_steps - 1] > 0 else 0.0
-    for b in range(nb):
+    """``(len(sizes), n_steps + 1)``: per prefix, nearest-other-point distances binned (left).
+
+    Each prefix on its own: :func:`nn_hist_joint` of its points as one bucket."""
+    out = np.zeros((sizes.shape[0], support.shape[0] + 1), np.int64)
+    for b in range(sizes.shape[0]):
         n = sizes[b]
-        if n < 2:
-            continue
-        span = 0.0
-        xmin, xmax, ymin, ymax = np.inf, -np.inf, np.inf, -np.inf
-        for i in range(n):
-            xmin = min(xmin, x[i])
-            xmax = max(xmax, x[i])
-            ymin = min(ymin, y[i])
-            ymax = max(ymax, y[i])
-        span = max(xmax - xmin, ymax - ymin, 1e-300)
-        order, cs, _cx, _cy, nx, ny, x0, y0, cell = _grid(x, y, n, span / max(1.0, math.sqrt(n / 2.0)))
-        xs = np.empty(n, np.float64)
-        ys = np.empty(n, np.float64)
-        for p in range(n):
-            xs[p] = x[order[p]]
-            ys[p] = y[order[p]]
-        for p in range(n):
-            d = _nn_query(xs[p], ys[p], xs, ys, cs, nx, ny, x0, y0, cell, p)
-            out[b, _bin_left(d, support, inv_step)] += 1
+        out[b] = nn_hist_joint(x[:n], y[:n], np.zeros(n, np.int64), 1, support)[0]
     return out
 
 
 @numba.njit(cache=True, nogil=True)
 def empty_space_hist(x, y, sizes, qx, qy, support):  # pragma: no cover - numba
-    """``(len(sizes), n_steps + 1)``: per prefix, query-to-nearest-point distances binned (left)."""
-    n_steps = support.shape[0]
-    nb = sizes.shape[0]
-    out = np.zeros((nb, n_steps + 1), np.int64)
-    inv_step = (n_steps - 1) / support[n_steps - 1] if n_steps > 1 and support[n_steps - 1] > 0 else 0.0
-    for b in range(nb):
+    """``(len(sizes), n_steps + 1)``: per prefix, query-to-nearest-point distances binned (left).
+
+    Each prefix on its own: :func:`empty_space_hist_joint` of its points as one bucket."""
+    out = np.zeros((sizes.shape[0], support.shape[0] + 1), np.int64)
+    for b in range(sizes.shape[0]):
         n = sizes[b]
-        if n < 1:
-            continue
-        xmin, xmax, ymin, ymax = np.inf, -np.inf, np.inf, -np.inf
-        for i in range(n):
-            xmin = min(xmin, x[i])
-            xmax = max(xmax, x[i])
-            ymin = min(ymin, y[i])
-            ymax = max(ymax, y[i])
-        span = max(xmax - xmin, ymax - ymin, 1e-300)
-        order, cs, _cx, _cy, nx, ny, x0, y0, cell = _grid(x, y, n, span / max(1.0, math.sqrt(n / 2.0)))
-        xs = np.empty(n, np.float64)
-        ys = np.empty(n, np.float64)
-        for p in range(n):
-            xs[p] = x[order[p]]
-            ys[p] = y[order[p]]
-        for q in range(qx.shape[0]):
-            d = _nn_query(qx[q], qy[q], xs, ys, cs, nx, ny, x0, y0, cell, -1)
-            out[b, _bin_left(d, support, inv_step)] += 1
+        out[b] = empty_space_hist_joint(x[:n], y[:n], np.zeros(n, np.int64), 1, qx, qy, support)[0]
     return out
 
 
@@ -426,41 +360,30 @@ def _nn_joint(qx, qy, qb, xs, ys, bs, cs, nx, ny, x0, y0, cell, skip, best):  # 
     nb = best.shape[0]
     for b in range(qb, nb):
         best[b] = np.inf
-    cx = min(max(int((qx - x0) / cell), 0), nx - 1)
-    cy = min(max(int((qy - y0) / cell), 0), ny - 1)
-    r = 0
-    max_ring = max(nx, ny)
-    while r <= max_ring:
-        for gy in range(cy - r, cy + r + 1):
-            if gy < 0 or gy >= ny:
-                continue
-            edge = gy == cy - r or gy == cy + r
-            gx = cx - r
-            while gx <= cx + r:
-                if 0 <= gx < nx:
-                    g = gy * nx + gx
-                    for p in range(cs[g], cs[g + 1]):
-                        if p == skip:
-                            continue
-                        dx = qx - xs[p]
-                        dy = qy - ys[p]
-                        d2 = dx * dx + dy * dy
-                        b = max(qb, bs[p])
-                        while b < nb and d2 < best[b]:
-                            best[b] = d2
-                            b += 1
-                if edge or r == 0:
-                    gx += 1
-                else:
-                    gx += 2 * r
+    cx = cell_of(qx, x0, cell, nx)
+    cy = cell_of(qy, y0, cell, ny)
+    for r in range(max(nx, ny) + 1):
+        for t in range(4 * r + 2):
+            p0, p1 = ring_span(cs, nx, ny, cx, cy, r, t)
+            for p in range(p0, p1):
+                if p == skip:
+                    continue
+                dx = qx - xs[p]
+                dy = qy - ys[p]
+                d2 = dx * dx + dy * dy
+                b = max(qb, bs[p])
+                while b < nb and d2 < best[b]:
+                    best[b] = d2
+                    b += 1
         lim = r * cell
         if best[qb] <= lim * lim:
             break
-        r += 1
 
 
 @numba.njit(cache=True, nogil=True)
 def _joint_grid(x, y, bucket, n):  # pragma: no cover - numba
+    """Grid of the first ``n`` points for the nearest-point search (about 2 points per cell):
+    ``xs, ys, bs, cell_start, nx, ny, x0, y0, cell``, coordinates (float64) and buckets in cell order."""
     xmin, xmax, ymin, ymax = np.inf, -np.inf, np.inf, -np.inf
     for i in range(n):
         xmin = min(xmin, x[i])
@@ -472,13 +395,11 @@ def _joint_grid(x, y, bucket, n):  # pragma: no cover - numba
     xs = np.empty(n, np.float64)
     ys = np.empty(n, np.float64)
     bs = np.empty(n, np.int64)
-    pos = np.empty(n, np.int64)
     for p in range(n):
         xs[p] = x[order[p]]
         ys[p] = y[order[p]]
         bs[p] = bucket[order[p]]
-        pos[order[p]] = p
-    return xs, ys, bs, pos, cs, nx, ny, x0, y0, cell
+    return xs, ys, bs, cs, nx, ny, x0, y0, cell
 
 
 @numba.njit(cache=True, nogil=True)
@@ -486,13 +407,12 @@ def nn_hist_joint(x, y, bucket, n_buckets, support):  # pragma: no cover - numba
     """:func:`nn_hist` of every prefix in one pass over the whole pattern (``bucket`` of each
     point; the pattern is all points): each point searches once for the nearest point of every
     prefix it belongs to."""
-    n_steps = support.shape[0]
-    out = np.zeros((n_buckets, n_steps + 1), np.int64)
+    out = np.zeros((n_buckets, support.shape[0] + 1), np.int64)
     n = x.shape[0]
     if n < 2:
         return out
-    inv_step = (n_steps - 1) / support[n_steps - 1]
-    xs, ys, bs, _pos, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
+    inv_step = _inv_step(support)
+    xs, ys, bs, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
     best = np.empty(n_buckets, np.float64)
     for p in range(n):
         qb = bs[p]
@@ -506,13 +426,12 @@ def nn_hist_joint(x, y, bucket, n_buckets, support):  # pragma: no cover - numba
 @numba.njit(cache=True, nogil=True)
 def empty_space_hist_joint(x, y, bucket, n_buckets, qx, qy, support):  # pragma: no cover - numba
     """:func:`empty_space_hist` of every prefix in one pass (one ring search per query point)."""
-    n_steps = support.shape[0]
-    out = np.zeros((n_buckets, n_steps + 1), np.int64)
+    out = np.zeros((n_buckets, support.shape[0] + 1), np.int64)
     n = x.shape[0]
     if n < 1:
         return out
-    inv_step = (n_steps - 1) / support[n_steps - 1]
-    xs, ys, bs, _pos, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
+    inv_step = _inv_step(support)
+    xs, ys, bs, cs, nx, ny, x0, y0, cell = _joint_grid(x, y, bucket, n)
     best = np.empty(n_buckets, np.float64)
     for q in range(qx.shape[0]):
         _nn_joint(qx[q], qy[q], 0, xs, ys, bs, cs, nx, ny, x0, y0, cell, -1, best)

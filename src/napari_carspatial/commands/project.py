@@ -5,6 +5,7 @@
     carspatial project assign PROJECT --reader alice --reader bob --adjudicator carol
     carspatial project status PROJECT [--reviewer alice] [--unblind] [--agreement]
     carspatial project add-samples PROJECT        # samples appended to the manifest later
+    carspatial project add-samples PROJECT --from new.csv   # ... or listed in another manifest
     carspatial project export PROJECT [-o OUT]
     carspatial project unlock PROJECT RV-7K3F9Q --reviewer alice     # break a stale lock
 """
@@ -55,6 +56,9 @@ def add_arguments(parser) -> None:
     n = sub.add_parser("add-samples", help="add samples appended to the cohort manifest, assigned like the others")
     n.add_argument("project")
     n.add_argument("--samples", nargs="+", metavar="SAMPLE", help="only these new samples (default: every new one)")
+    n.add_argument("--from", dest="from_manifest", metavar="MANIFEST",
+                   help="take the new samples from this cohort manifest: its rows are appended to the project's "
+                        "manifest (validated first) and added; samples in the project already are named, not added")
     n.add_argument("--reader", action="append", metavar="ID",
                    help="readers to balance the new samples over (repeat; default: the project's readers)")
     n.add_argument("--adjudicator", metavar="ID", help="their adjudicator (default: the project's, least loaded)")
@@ -158,6 +162,18 @@ def run(args) -> int:
         _out(_fmt_status(proj.status()))
         return 0
     if cmd == "add-samples":
+        if args.from_manifest:
+            if args.samples:
+                raise SampleError("give either --samples or --from (the samples of that manifest), not both.")
+            res = proj.add_samples_from(args.from_manifest, readers=args.reader, adjudicator=args.adjudicator,
+                                        due=args.due)
+            _out(f"{proj.name}: {res.summary()}")
+            if not res.added:
+                return 0
+            proj.reload()
+            df = proj.status(reviewer=None)
+            _out(_fmt_status(df[df["code"].isin(list(res.added.values()))]))
+            return 0
         res = proj.add_samples(samples=args.samples, readers=args.reader, adjudicator=args.adjudicator, due=args.due)
         for s in res.missing:
             _out(f"not in the manifest any more (kept): {proj.label(s)}")

@@ -438,6 +438,14 @@ class ReviewProject(AssignmentsMixin):
 
         return add_samples(self, samples=samples, readers=readers, adjudicator=adjudicator, due=due)
 
+    def add_samples_from(self, source, *, readers=None, adjudicator: str | None = None, due=None):
+        """Add the samples of another cohort manifest: appended to the project's manifest (validated)
+        and assigned like the others; those in the project already are named, not added (see
+        :func:`~.additions.add_samples_from`)."""
+        from .additions import add_samples_from
+
+        return add_samples_from(self, source, readers=readers, adjudicator=adjudicator, due=due)
+
     def export(self, out=None, *, samples=None, n_boot: int | None = None, seed: int = 0):
         """Write the final tables with provenance (see :func:`~.export.export_project`)."""
         from .export import export_project

@@ -93,16 +93,24 @@ class ProjectWidget(QWidget):
         self.workspace = workspace_for(self.session)
         self._worker = None   # opening a slide
         self._job = None      # saving / finishing the open slide
+        self._adding = None   # adding samples
         self._cleaned = False
 
         self.project_label = QLabel("No review project open.")
         self.project_label.setWordWrap(True)
         self.open_project_button = QPushButton("Open project…")
         self.open_project_button.setToolTip("The folder with the review project's project.yaml")
+        self.add_samples_button = QPushButton("Add samples…")
+        self.add_samples_button.setToolTip("Add samples listed in a cohort manifest (CSV / YAML): appended to the "
+                                           "project's manifest and assigned like the others")
         self.reviewer_box = QComboBox()
         self.reviewer_box.setToolTip("Who you are in this project (written in every audit row)")
+        # sized by a short name, not by its longest entry: the "reviewer" label keeps its room
+        self.reviewer_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.reviewer_box.setMinimumContentsLength(14)
         self.blind_label = QLabel()
         self.blind_label.setStyleSheet("color: gray")
+        self.blind_label.setWordWrap(True)   # two lines rather than squeezing the "reviewer" label away
         self.slides = SlidesTable(self)
         self.next_button = QPushButton("Open next")
         self.next_button.setToolTip("Open your next slide: work in progress first, then the earliest due")
@@ -124,6 +132,7 @@ class ProjectWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.project_label, 1)
         top.addWidget(self.open_project_button)
+        top.addWidget(self.add_samples_button)
         form = QFormLayout()
         rev = QHBoxLayout()
         rev.addWidget(self.reviewer_box, 1)
@@ -151,6 +160,7 @@ class ProjectWidget(QWidget):
         lay.addWidget(self.status)
 
         self.open_project_button.clicked.connect(self.open_project_dialog)
+        self.add_samples_button.clicked.connect(self.add_samples_dialog)
         self.reviewer_box.activated.connect(self._on_reviewer_picked)
         self.next_button.clicked.connect(self.open_next)
         self.open_button.clicked.connect(lambda: self.open_label(self.slides.current_label()))
@@ -161,6 +171,7 @@ class ProjectWidget(QWidget):
         self.workspace.events.changed.connect(self._on_changed)
         self.workspace.events.project.connect(self._on_changed)
         self.session.events.reviewer_changed.connect(self._on_changed)
+        self.session.events.saved.connect(self._on_saved)
         self.refresh()
 
     # ================================================================== small shared pieces
@@ -176,6 +187,20 @@ class ProjectWidget(QWidget):
     def _on_changed(self, event=None):
         with contextlib.suppress(RuntimeError):   # the dock is being deleted
             self.refresh()
+
+    def _on_saved(self, event) -> None:
+        """A save of a project slide landed (from this dock or the Curation dock): say so with the
+        share of cells reviewed (the table itself follows the workspace's ``changed``)."""
+        it = self.workspace.item(event.sid)
+        if it is None:
+            return
+        text = f"{it.label} saved ({Path(event.path).name})"
+        if event.kind == "read":
+            with contextlib.suppress(KeyError, SampleError):   # the slide closed meanwhile
+                p = self.workspace.core(it.sid).progress()
+                text += f": {p['n_reviewed']} of {p['n_cells']} cells reviewed"
+        with contextlib.suppress(RuntimeError):
+            self.set_status(text + ".")
 
     def refresh(self) -> None:
         ws = self.workspace
@@ -213,6 +238,7 @@ class ProjectWidget(QWidget):
         busy = self._worker is not None or self._job is not None
         known = self.workspace.project is not None and self.workspace.reviewer_known()
         self.next_button.setEnabled(known and not busy)
+        self.add_samples_button.setEnabled(self.workspace.project is not None and self._adding is None)
         self.open_button.setEnabled(known and not busy and self.slides.rowCount() > 0)
         self.close_button.setEnabled(it is not None and not busy)
         self.save_button.setEnabled(it is not None and it.writable and not busy)
@@ -254,6 +280,71 @@ class ProjectWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Review project folder (with project.yaml)")
         if folder:
             self.open_project(folder)
+
+    def add_samples_dialog(self):
+        proj = self.workspace.project
+        if proj is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Cohort manifest with the samples to add",
+                                              str(proj.manifest_path.parent),
+                                              "Cohort manifest (*.csv *.tsv *.yaml *.yml);;All files (*)")
+        if path:
+            self.add_samples(path)
+
+    def add_samples(self, manifest, *, in_worker: bool = True):
+        """Add the samples of the cohort manifest ``manifest`` to the open project (files read and
+        written in a worker); the outcome is one notification line. Returns the worker (None when
+        refused or run here)."""
+        try:
+            job = self.workspace.add_samples_job(manifest)
+        except SampleError as err:
+            notify(str(err), "warning")
+            return None
+        if self._adding is not None:
+            notify("Samples are being added; wait until that is done.", "warning")
+            return None
+
+        def done(res):
+            try:
+                text = self.workspace.samples_added(res)
+            except SampleError as err:
+                notify(str(err), "warning")
+                return
+            notify(text)
+            with contextlib.suppress(RuntimeError):   # the dock closed meanwhile
+                self.set_status(text)
+
+        def failed(err):
+            if isinstance(err, SampleError):
+                notify(str(err), "warning")
+            else:
+                log.error("adding samples from %s failed", manifest, exc_info=err)
+                notify(f"Samples from {manifest} were not added ({type(err).__name__}: {err}).", "error")
+
+        if not in_worker:
+            try:
+                res = job()
+            except SampleError as err:
+                failed(err)
+                return None
+            done(res)
+            return None
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(job, _start_thread=False, _progress={"desc": "Adding samples", "total": 0})
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+
+        def _end():
+            self._adding = None
+            with contextlib.suppress(RuntimeError):
+                self._refresh_current()
+
+        worker.finished.connect(_end)
+        self._adding = worker
+        self._refresh_current()
+        worker.start()
+        return worker
 
     def set_reviewer(self, rid: str) -> None:
         """Set who is reviewing (the viewer's reviewer: the Curation dock and the audit trail follow)."""
@@ -382,9 +473,8 @@ class ProjectWidget(QWidget):
             return None
 
         def done(path, label=it.label):
-            with contextlib.suppress(SampleError):   # closed meanwhile
+            with contextlib.suppress(SampleError):   # closed meanwhile (the status says it via _on_saved)
                 self.workspace.saved(label, path)
-            self.set_status(f"{label} saved ({Path(path).name}).")
 
         return self._in_background(it, "saving", job, done)
 
@@ -465,7 +555,8 @@ class ProjectWidget(QWidget):
         self._cleaned = True
         for ev, cb in ((self.workspace.events.changed, self._on_changed),
                        (self.workspace.events.project, self._on_changed),
-                       (self.session.events.reviewer_changed, self._on_changed)):
+                       (self.session.events.reviewer_changed, self._on_changed),
+                       (self.session.events.saved, self._on_saved)):
             with contextlib.suppress(TypeError, ValueError, RuntimeError):
                 ev.disconnect(cb)
 
