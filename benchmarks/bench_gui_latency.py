@@ -253,15 +253,30 @@ def _child(store: str, out: str, *, label: str) -> None:
     tmpdir = Path(tempfile.mkdtemp(prefix="carspatial-bench-save-"))
     for ext in ("h5ad", "zarr"):
         target = tmpdir / f"saved.{ext}"
+        prof_dir = os.environ.get("CARSPATIAL_BENCH_PROFILE")
+        prof = None
+        if prof_dir:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         t0 = time.perf_counter()
         cur.saving.save(target)
         blocked = time.perf_counter() - t0
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(os.path.join(prof_dir, f"save_{ext}.prof"))
         clock.frame()
         clock.wait(lambda target=target: target.exists() and not sess.busy(sid))
         total = time.perf_counter() - t0
         clock.rows[f"save_{ext}"] = {"runs": [blocked], "total_s": total, "gui_blocked_s": blocked}
         log.info("save %s: GUI blocked %.3f s, total %.3f s", ext, blocked, total)
-    # ---- segmentation: one split and closing the region
+    # ---- segmentation: one split and closing the region (CARSPATIAL_BENCH_NO_SEG=1 skips it: profiling)
+    if os.environ.get("CARSPATIAL_BENCH_NO_SEG"):
+        info["peak_rss_mb"] = peak_rss_mb()
+        write_child_result(out, {"info": info, "rows": clock.rows})
+        viewer.close()
+        return
     seg.sample_box.setCurrentIndex(max(0, seg.sample_box.findData(sid)))
     viewer.camera.zoom = viewer.camera.zoom * 2
     clock.frame()

@@ -143,6 +143,9 @@ class CellColoring:
         self.cmap = "viridis"
         self.clim: tuple[float, float] | None = None
         self._yx_world: np.ndarray | None = None
+        self._yx_src: np.ndarray | None = None   # the positions _yx_world was made from
+        self._yx_geom = None
+        self._yx_check = False                    # compare them with the table's before the next use
         self._ids: np.ndarray | None = None
         self._lut: LabelLut | None = None
         #: label tiles shared by this sample's display layers
@@ -171,11 +174,26 @@ class CellColoring:
         return self._ids
 
     def cell_yx_world(self) -> np.ndarray:
-        """Cell centroids in world (y, x) coordinates (µm when the pixel size is known)."""
+        """Cell centroids in world (y, x) coordinates (µm when the pixel size is known).
+
+        Kept between calls with a copy of the positions they came from: after a table edit
+        (:meth:`refresh`) they are compared with the table's (a few ms at 10^6 cells) and only
+        recomputed when a cell moved (segmentation re-measures centroids in place)."""
+        src = self.table.obsm[SPATIAL_KEY]
+        geom = self.session.geometry(self.sid)
+        if self._yx_world is not None and self._yx_check:
+            same = (len(self._yx_world) == self.table.n_obs and self._yx_geom == geom
+                    and np.shape(src) == self._yx_src.shape and np.array_equal(np.asarray(src), self._yx_src))
+            if not same:
+                self._yx_world = None
+            self._yx_check = False
         if self._yx_world is None or len(self._yx_world) != self.table.n_obs:
-            (sy, sx), (ty, tx), _ = self.session.geometry(self.sid)
-            yx = spatial_to_yx(np.asarray(self.table.obsm[SPATIAL_KEY], dtype=float))
+            (sy, sx), (ty, tx), _ = geom
+            self._yx_src = np.array(src, dtype=float, copy=True)
+            yx = spatial_to_yx(self._yx_src)
             self._yx_world = yx * np.asarray((sy, sx)) + np.asarray((ty, tx))
+            self._yx_geom = geom
+            self._yx_check = False
         return self._yx_world
 
     def _layer_kwargs(self, name: str, role: str) -> dict:
@@ -190,19 +208,19 @@ class CellColoring:
             "metadata": {META_SAMPLE: self.sid, META_ROLE: role},
         }
 
-    def _pyramid(self, lut: LabelLut, outline_only: bool):
+    def _pyramid(self, lut: LabelLut, outline_only: bool, interior: int = 0):
         """A lazy dask pyramid of ``lut`` (the reference path: :func:`~.lut.codes_pyramid`)."""
         labels = self.sample.labels
         if not labels:
             raise ValueError(f"sample {self.sample.name!r} has no segmentation mask to colour")
-        pyr = codes_pyramid(labels, lut, outline_only=outline_only)
+        pyr = codes_pyramid(labels, lut, outline_only=outline_only, interior=interior)
         return pyr if len(pyr) > 1 else pyr[0]
 
-    def _show(self, key: str, layer, lut: LabelLut, outline_only: bool):
+    def _show(self, key: str, layer, lut: LabelLut, outline_only: bool, interior: int = 0):
         """Put ``lut`` into display layer ``key``: a new lut in its :class:`~.lut.LutState` and a
         refresh when the layer already shows this sample's labels with this dtype (nothing is
         rebuilt), else new lazy levels. Returns the data to give a new layer (None when the
-        existing ``layer`` was updated in place)."""
+        existing ``layer`` was updated in place). ``interior``: see :class:`~.lut.LutState`."""
         labels = self.sample.labels
         if not labels:
             raise ValueError(f"sample {self.sample.name!r} has no segmentation mask to colour")
@@ -211,10 +229,10 @@ class CellColoring:
             self._tiles_for = labels
         rec = self._states.get(key)
         if layer is not None and rec is not None and rec[1] is labels and rec[2] == lut.dtype:
-            rec[0].set(lut, outline_only=outline_only)
+            rec[0].set(lut, outline_only=outline_only, interior=interior)
             layer.refresh()
             return None
-        state = LutState(lut, outline_only=outline_only)
+        state = LutState(lut, outline_only=outline_only, interior=interior)
         self._states[key] = (state, labels, lut.dtype)
         levels = lut_pyramid(labels, state, self._tiles)
         data = levels if len(levels) > 1 else levels[0]
@@ -269,7 +287,7 @@ class CellColoring:
             self.visible = np.ones(len(cats), dtype=bool)
         self.categories, self.codes = cats, codes
         self.colors = category_colors(t, key, cats)
-        self._lut = category_lut(self.ids(), codes)
+        self._lut = category_lut(self.ids(), codes, n_codes=2 * len(cats) + 1)
         layer = self._apply_categorical()
         self.events.changed(what="column")
         return layer
@@ -283,7 +301,7 @@ class CellColoring:
         name = f"{self.sample.name}: {self.key}"
         feats_key = (self.key, tuple(self.categories))
         if layer is None:
-            data = self._show(ROLE_CATEGORIES, None, self._lut, self.mode == "outline")
+            data = self._show(ROLE_CATEGORIES, None, self._lut, self.mode == "outline", len(self.categories))
             kw = self._layer_kwargs(name, ROLE_CATEGORIES)
             kw["metadata"][META_KEY] = self.key
             layer = self.viewer.add_labels(data, colormap=cmap, opacity=self.opacity, blending="translucent", **kw)
@@ -292,15 +310,18 @@ class CellColoring:
             layer.metadata[META_KEY] = self.key
             if cmap is not None:   # before the pixels: the first draw of new codes has the right colours
                 layer.colormap = cmap
-            self._show(ROLE_CATEGORIES, layer, self._lut, self.mode == "outline")
+            self._show(ROLE_CATEGORIES, layer, self._lut, self.mode == "outline", len(self.categories))
             if layer.name != name:
                 layer.name = name
             if layer.opacity != self.opacity:
                 layer.opacity = self.opacity
         self._cmap_key = cmap_key
         if getattr(self, "_feats_key", None) != feats_key:
-            layer.features = pd.DataFrame({"index": np.arange(len(self.categories) + 1),
-                                           self.key: ["background", *self.categories]})
+            # codes 1..n are the categories, n+1..2n the insides of their cells in outline mode
+            # (transparent, but hovering there names the category as in filled mode)
+            n = len(self.categories)
+            layer.features = pd.DataFrame({"index": np.arange(2 * n + 1),
+                                           self.key: ["background", *self.categories, *self.categories]})
             self._feats_key = feats_key
         if not layer.visible:
             layer.visible = True
@@ -331,7 +352,7 @@ class CellColoring:
         if self.kind == "categorical":
             layer = self.category_layer
             if layer is not None and self._lut is not None:
-                self._show(ROLE_CATEGORIES, layer, self._lut, mode == "outline")
+                self._show(ROLE_CATEGORIES, layer, self._lut, mode == "outline", len(self.categories))
             else:
                 self.color_by_category(self.key, mode=mode)
                 return
@@ -542,9 +563,20 @@ class CellColoring:
 
     # ------------------------------------------------------------------ after table edits
     def refresh(self) -> None:
-        """Re-read the current column (after the table was edited) and redraw."""
-        self._ids = None
-        self._yx_world = None
+        """Re-read the current column (after the table was edited) and redraw.
+
+        When the cells are the same (same ids in the same rows) and so is the column's category
+        list, only the cells whose code changed get a new lookup-table entry (the lut is copied,
+        never changed in place) and the layer re-maps the tiles it shows: an edit of 10^4 of
+        10^6 cells does not rebuild the whole lut, the counts' positions or the colormap.
+        :func:`~.lut.category_lut` of the whole column is the reference (a test compares them).
+        """
+        ids = instance_ids(self.table)
+        same_cells = self._ids is not None and np.array_equal(ids, self._ids)
+        self._ids = ids
+        self._yx_check = True   # positions may have moved (segmentation): checked at their next use
+        if same_cells and self._refresh_categorical_rows():
+            return
         if self.kind == "categorical" and self.key is not None:
             old = dict(zip(self.categories, self.visible, strict=False))
             # the same column and categories keep their visibility inside color_by_category; only
@@ -556,6 +588,36 @@ class CellColoring:
                 self._update_colormap()
         elif self.kind == "numeric" and self.key is not None:
             self.color_by_value(self.key, clim=self.clim)
+
+    def _refresh_categorical_rows(self) -> bool:
+        """The fast path of :meth:`refresh` (same cells): True when it applied the edit."""
+        if self.kind != "categorical" or self.key is None or self._lut is None or self._lut.dense is None:
+            return False
+        t = self.table
+        if self.key not in t.obs or self.category_layer is None:
+            return False
+        cats, codes = categories_and_codes(t, self.key)
+        if cats != self.categories or codes.shape != self.codes.shape:
+            return False
+        if category_colors(t, self.key, cats) != self.colors:
+            return False
+        rows = np.flatnonzero(codes != self.codes)
+        self.codes = codes
+        if rows.size:
+            dense = self._lut.dense
+            ids = self._ids[rows]
+            new = dense.copy()
+            inside = ids < new.size
+            val = codes[rows] + 1   # -1 (missing) -> 0
+            if 2 * len(cats) + 1 > np.iinfo(new.dtype).max or not inside.all():
+                self._lut = category_lut(self._ids, codes, n_codes=2 * len(cats) + 1)
+            else:
+                new[ids] = val.astype(new.dtype)
+                new[0] = 0
+                self._lut = LabelLut(dense=new, keys=None, values=None, fill=self._lut.fill)
+            self._show(ROLE_CATEGORIES, self.category_layer, self._lut, self.mode == "outline", len(cats))
+        self.events.changed(what="column")
+        return True
 
     # ------------------------------------------------------------------ counts
     def counts(self, where: np.ndarray | None = None) -> np.ndarray:

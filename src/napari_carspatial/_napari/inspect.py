@@ -63,11 +63,33 @@ class CellIndex:
             self._tree = cKDTree(self.xy)
         return self._tree
 
+    def _x_sorted(self):
+        if getattr(self, "_xs", None) is None:
+            self._xorder = np.argsort(self.xy[:, 0], kind="stable")
+            self._xs = self.xy[self._xorder, 0]
+        return self._xorder, self._xs
+
     def neighbors(self, row: int, *, k: int = N_NEIGHBORS, radius_px: float | None = None) -> np.ndarray:
-        """Rows of up to ``k`` nearest other cells (within ``radius_px`` when given)."""
+        """Rows of up to ``k`` nearest other cells (within ``radius_px`` when given), nearest first.
+
+        With a radius, the cells of the band ``|x - x0| < radius`` (cells sorted by x once, ~0.1 s
+        at 10^6 cells) are searched directly: the first pin no longer waits ~1 s for a KD-tree
+        of every cell. Without one, the KD-tree (:attr:`tree`, the reference; a test compares
+        both).
+        """
         n = len(self.ids)
         if n <= 1:
             return np.empty(0, int)
+        if radius_px is not None and self._tree is None:
+            order, xs = self._x_sorted()
+            x0, y0 = self.xy[row]
+            lo, hi = np.searchsorted(xs, [x0 - radius_px, x0 + radius_px], side="left")
+            cand = order[lo:hi]
+            d = np.hypot(self.xy[cand, 0] - x0, self.xy[cand, 1] - y0)
+            keep = (cand != row) & (d < radius_px)
+            cand, d = cand[keep], d[keep]
+            pick = np.argsort(d, kind="stable")[:k]
+            return cand[pick]
         dist, idx = self.tree.query(self.xy[row], k=min(k + 1, n),
                                     distance_upper_bound=np.inf if radius_px is None else radius_px)
         idx = np.atleast_1d(idx)
@@ -280,8 +302,10 @@ def ring_marker_layer(viewer, labels_layer, sid: str, info: CellInfo):
         )
     else:
         layer.data = [yx]
-        layer.size = diameter_px
-        layer.visible = True
+        if not np.allclose(np.asarray(layer.size, float), diameter_px):   # each change redraws the layer
+            layer.size = diameter_px
+        if not layer.visible:
+            layer.visible = True
     safe_active_layer(viewer, sid, before)
     return layer
 

@@ -88,7 +88,8 @@ def label_lut(ids: np.ndarray, values: np.ndarray, *, fill=0, dtype=None, dense_
     return LabelLut(dense=None, keys=ids[order], values=values[order].astype(dtype, copy=False), fill=fill)
 
 
-def category_lut(ids: np.ndarray, codes: np.ndarray, *, visible: np.ndarray | None = None, **kw) -> LabelLut:
+def category_lut(ids: np.ndarray, codes: np.ndarray, *, visible: np.ndarray | None = None,
+                 n_codes: int | None = None, **kw) -> LabelLut:
     """Lookup table ``mask id -> category code + 1`` (0 = background / missing / not shown).
 
     Parameters
@@ -99,14 +100,18 @@ def category_lut(ids: np.ndarray, codes: np.ndarray, *, visible: np.ndarray | No
         Category code of each row as in :attr:`pandas.Categorical.codes` (``-1`` = missing).
     visible
         Optional per-row boolean: rows where it is False map to 0 (used for highlights).
+    n_codes
+        Codes the lut's dtype must hold besides these (e.g. ``2 * n_categories + 1`` when the
+        outline display gives cell interiors codes of their own, :class:`LutState`).
 
     Returns
     -------
     LabelLut
-        uint8 values when there are fewer than 255 categories, else uint16/uint32.
+        uint8 values when there are fewer than 255 codes, else uint16/uint32.
     """
     codes = np.asarray(codes)
     n = int(codes.max()) + 1 if codes.size else 0
+    n = max(n, int(n_codes or 0))
     dtype = np.uint8 if n < 255 else (np.uint16 if n < 65535 else np.uint32)
     out = (codes.astype(np.int64) + 1).astype(dtype)
     if visible is not None:
@@ -183,9 +188,10 @@ def outline(labels_tile: np.ndarray) -> np.ndarray:
 class _TileMapper:
     """Callable applied to each tile by dask; tokenised by a fresh id (never by hashing the lut)."""
 
-    def __init__(self, lut: LabelLut, outline_only: bool):
+    def __init__(self, lut: LabelLut, outline_only: bool, interior: int = 0):
         self.lut = lut
         self.outline_only = outline_only
+        self.interior = int(interior)
         self.token = uuid.uuid4().hex
 
     def __dask_tokenize__(self):
@@ -194,12 +200,19 @@ class _TileMapper:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         out = map_labels(block, self.lut)
         if self.outline_only:
-            edge = outline(block)
-            if out.dtype.kind == "f":
-                out = np.where(edge, out, np.nan).astype(out.dtype, copy=False)
-            else:
-                out = out * edge.astype(out.dtype)
+            out = _keep_outline(out, outline(block), self.interior)
         return out
+
+
+def _keep_outline(codes: np.ndarray, edge: np.ndarray, interior: int = 0) -> np.ndarray:
+    """``codes`` on the boundary pixels ``edge``; inside a cell 0 (NaN for floats), or, with
+    ``interior`` > 0, the cell's code + ``interior`` (a code of its own that the colormap leaves
+    transparent, so the pixel still says which category the cell under the cursor is)."""
+    if codes.dtype.kind == "f":
+        return np.where(edge, codes, np.nan).astype(codes.dtype, copy=False)
+    if interior:
+        return np.where(edge | (codes == 0), codes, codes + codes.dtype.type(interior))
+    return codes * edge.astype(codes.dtype)
 
 
 def _display_chunks(arr):
@@ -211,7 +224,7 @@ def _display_chunks(arr):
     return arr
 
 
-def codes_pyramid(labels: Sequence, lut: LabelLut, *, outline_only: bool = False) -> list:
+def codes_pyramid(labels: Sequence, lut: LabelLut, *, outline_only: bool = False, interior: int = 0) -> list:
     """Lazy pyramid of ``lut`` applied to each level of ``labels`` (nothing is computed here).
 
     Parameters
@@ -224,6 +237,9 @@ def codes_pyramid(labels: Sequence, lut: LabelLut, *, outline_only: bool = False
         Keep values only on cell boundary pixels (others: 0, or NaN for float luts); tiles get a
         1-pixel halo so boundaries across tiles are exact, and the image border counts as a
         boundary.
+    interior
+        With ``outline_only``: 0 leaves cell interiors at 0; > 0 gives them their code +
+        ``interior`` (see :class:`LutState`).
 
     Returns
     -------
@@ -232,7 +248,7 @@ def codes_pyramid(labels: Sequence, lut: LabelLut, *, outline_only: bool = False
     """
     import dask.array as da
 
-    mapper = _TileMapper(lut, outline_only)
+    mapper = _TileMapper(lut, outline_only, interior)
     out = []
     for lvl in labels:
         lvl = _display_chunks(lvl)
@@ -251,11 +267,17 @@ class LutState:
     selection, outline on / off) is a new lut or flag here plus ``layer.refresh()``: napari
     re-slices the tiles it shows, nothing else is rebuilt. A lut is replaced, never changed in
     place (a slice computed in napari's slicing thread sees either the old or the new one).
+
+    ``interior`` > 0 (the category layer): in outline mode a cell's inside pixels hold its code
+    + ``interior`` instead of 0; the colormap has no colour for those codes (transparent), so
+    only the outlines are drawn, while napari's hover status over a cell's inside still names
+    its category (the layer's features list each category at both codes).
     """
 
-    def __init__(self, lut: LabelLut, *, outline_only: bool = False):
+    def __init__(self, lut: LabelLut, *, outline_only: bool = False, interior: int = 0):
         self.lut = lut
         self.outline_only = bool(outline_only)
+        self.interior = int(interior)
         #: bumped at every change (tests, debugging)
         self.version = 0
 
@@ -263,11 +285,14 @@ class LutState:
     def dtype(self) -> np.dtype:
         return self.lut.dtype
 
-    def set(self, lut: LabelLut | None = None, *, outline_only: bool | None = None) -> None:
+    def set(self, lut: LabelLut | None = None, *, outline_only: bool | None = None,
+            interior: int | None = None) -> None:
         if lut is not None:
             self.lut = lut
         if outline_only is not None:
             self.outline_only = bool(outline_only)
+        if interior is not None:
+            self.interior = int(interior)
         self.version += 1
 
 
@@ -347,10 +372,11 @@ class LutLevel:
         self.labels = labels
         self.state = state
         self.cache = cache if cache is not None else TileCache()
+        self._shape = tuple(int(v) for v in labels.shape)   # napari asks often; a level never changes shape
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(v) for v in self.labels.shape)
+        return self._shape
 
     @property
     def dtype(self) -> np.dtype:
@@ -373,28 +399,26 @@ class LutLevel:
     def __getitem__(self, key) -> np.ndarray:
         ((ys, ye, ystep), (xs, xe, xstep)), drop = _norm_key(key, self.shape)
         state = self.state
-        lut, outline_only = state.lut, state.outline_only
+        lut, outline_only, interior = state.lut, state.outline_only, state.interior
         H, W = self.shape
         if ye <= ys or xe <= xs:
             out = np.zeros((max(0, ye - ys), max(0, xe - xs)), dtype=lut.dtype)
-        elif not outline_only:
-            out = map_labels(self.cache.get(self.labels, ((ys, ye), (xs, xe))), lut)
         else:
-            # a 1-pixel halo so boundaries across tiles are exact; outside the image counts as
-            # background (the image border is a boundary), as in codes_pyramid
+            # one read with a 1-pixel halo in both modes (the same cached tile: switching filled /
+            # outline or re-colouring re-maps pixels in memory); the halo makes boundaries across
+            # tiles exact, outside the image counts as background (as in codes_pyramid)
             y0, y1, x0, x1 = max(0, ys - 1), min(H, ye + 1), max(0, xs - 1), min(W, xe + 1)
             tile = self.cache.get(self.labels, ((y0, y1), (x0, x1)))
-            pad = ((int(ys == y0), int(ye == y1)), (int(xs == x0), int(xe == x1)))
-            if any(any(p) for p in pad):
-                tile = np.pad(tile, pad)
             h, w = ye - ys, xe - xs
-            edge = outline(tile)[1:1 + h, 1:1 + w]
-            core = tile[1:1 + h, 1:1 + w]
+            oy, ox = ys - y0, xs - x0
+            core = tile[oy:oy + h, ox:ox + w]
             out = map_labels(core, lut)
-            if out.dtype.kind == "f":
-                out = np.where(edge, out, np.nan).astype(out.dtype, copy=False)
-            else:
-                out = out * edge.astype(out.dtype)
+            if outline_only:
+                pad = ((int(ys == y0), int(ye == y1)), (int(xs == x0), int(xe == x1)))
+                if any(any(p) for p in pad):
+                    tile = np.pad(tile, pad)
+                edge = outline(tile)[1:1 + h, 1:1 + w]
+                out = _keep_outline(out, edge, interior)
         if ystep != 1 or xstep != 1:
             out = out[::ystep, ::xstep]
         if drop[0] or drop[1]:
