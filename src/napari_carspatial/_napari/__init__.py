@@ -83,6 +83,9 @@ from .project import (
     segmentation_refusal,
     workspace_for,
 )
+
+# the reader's slow after-open work (the full id check of a large mask) runs where the widgets say
+from .reader import background_runner, set_background_runner
 from .selection import ROLE_ROIS, ROLE_SELECT_SHAPES, CurationView
 from .session import (
     META_CHANNEL,
@@ -128,6 +131,7 @@ __all__ = [
     "ProjectWorkspace", "ReadTarget", "Step", "disagreement_calls", "disagreement_key", "pair_label", "workspace_for",
     "MAX_POINTS", "MODES", "ROLE_DENSITY", "ROLE_POINTS", "DensityRequest", "PointsRequest", "TranscriptFilter",
     "TranscriptsView",
+    "background_runner", "set_background_runner",
 ]
 # project slides refuse segmentation edits (the Segmentation dock asks; issue 14 round 4)
 __all__ += ["SEGMENTATION_REFUSED", "is_project_sample", "project_item", "segmentation_refusal"]

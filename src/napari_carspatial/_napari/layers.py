@@ -226,11 +226,13 @@ def montage_offsets(samples: list[Sample], *, gap_fraction: float = 0.12) -> lis
         shp = s.shape_yx or (0, 0)
         sy, sx = _scale(s)
         sizes.append((shp[0] * sy, shp[1] * sx))
+    from ..model.montage import row_gap
+
     cell_h = max(h for h, _ in sizes)
     cell_w = max(w for _, w in sizes)
-    gap = gap_fraction * max(cell_h, cell_w)
+    gap_y, gap = row_gap(cell_h, cell_w, len(samples), gap_fraction=gap_fraction)
     ncol = int(np.ceil(np.sqrt(len(samples))))
-    return [((i // ncol) * (cell_h + gap), (i % ncol) * (cell_w + gap)) for i in range(len(samples))]
+    return [((i // ncol) * (cell_h + gap_y), (i % ncol) * (cell_w + gap)) for i in range(len(samples))]
 
 
 def short_names(names: list[str]) -> list[str]:
@@ -262,17 +264,25 @@ def tile_label_data(names: list[str], rects: list[tuple[float, float, float, flo
 
     ``rects`` are (y0, x0, y1, x1) in world units (µm when the pixel size is known).
     """
+    from ..model.montage import LABEL_BAND_FRACTION
+
     extent = max(max(r[2] - r[0], r[3] - r[1]) for r in rects) if rects else 1.0
-    band = 0.06 * extent   # a title band above each tile holds its name (inside the layer's extent, so
-    #                        fitting the view never cuts the first row's names off)
+    total = (max(max(r[2] for r in rects) - min(r[0] for r in rects), max(r[3] for r in rects) - min(r[1] for r in rects))
+             if rects else 1.0)
+    # a title band above each tile holds its name, inside the tile's own outline (so it never runs into
+    # the tile above: the rows' gap is made for it, model.montage.row_gap) and inside the layer's
+    # extent (fitting the view never cuts the first row's names off); sized for the default zoom
+    band = max(0.06 * extent, LABEL_BAND_FRACTION * total)
     data = [np.array([[y0 - band, x0], [y0 - band, x1], [y1, x1], [y1, x0]], dtype=float)
             for y0, x0, y1, x1 in rects]
     meta = {
         "name": name,
         "shape_type": "rectangle",
         "features": {"acquisition": list(names)},
-        "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 9,
-                 "translation": [0.004 * extent, 0.015 * extent]},
+        # napari centres an "upper_left" text vertically on that corner: moved half the band down,
+        # the name sits in the band, between the outline and the tile's image
+        "text": {"string": "{acquisition}", "anchor": "upper_left", "color": "white", "size": 10,
+                 "translation": [0.5 * band, 0.015 * extent]},
         "face_color": "transparent",
         "edge_color": "#9a9a9a",
         "edge_width": max(extent * 0.006, 1e-6),

@@ -12,6 +12,13 @@ the sample id and the layer's role, nothing else. It never looks for a viewer: t
 viewer the layers land in (:mod:`.session`), when one of our docks made it, claims the sample,
 fits the view and shows the scale bar.
 
+First frame first: a large mask's full id check (every pixel of level 0, ~7 s at 10^6 cells the
+first time a file is opened) runs after the layers are in, in a worker, when the widgets installed
+a background runner (:func:`set_background_runner`; any of our docks does): the cheap part (the
+smallest level's ids must be table ids) still refuses a wrong table at once, the full check marks
+the sample busy while it runs and reports a mismatch as an error naming the files. Small masks
+and masks whose ids are cached are checked while they are read, as before.
+
 Layers first: a sample with a mask and no cell table is read without measuring it (that can take
 minutes on a slide and would freeze napari); the Samples dock measures it in a worker with
 progress and cancel as soon as the layers are in (``widgets.progressive.CellMeasurer``), and a
@@ -28,6 +35,23 @@ from . import layers as _layers
 from .notifications import notify
 
 log = logging.getLogger(__name__)
+
+#: ``runner(sid, job)`` runs an :class:`~napari_carspatial.io.measure_job.IdCheckJob` after the
+#: layers are in (installed by the widgets: ``widgets.progressive``); None: check while reading
+_background = None
+
+
+def set_background_runner(runner) -> None:
+    """Install (or with None remove) what runs the reader's slow after-open work off the GUI thread:
+    ``runner(sid, job)`` with the sample id its layers carry and a job with ``run()`` (blocking),
+    ``message()`` and ``sample``. Without one the reader does all of it before returning."""
+    global _background
+    _background = runner
+
+
+def background_runner():
+    """The installed runner (see :func:`set_background_runner`) or None."""
+    return _background
 
 
 def _detect(path) -> str | None:
@@ -54,20 +78,96 @@ def get_reader(path):
 
 def read_path(path):
     """Read ``path`` into layer-data tuples (images per channel, then cell labels)."""
-    from ..io import read_sample
 
     if isinstance(path, list):
         path = path[0]
+    runner = _background
     try:
-        result = read_sample(path, measure=False)
+        result = _read_with_siblings(path)
+        samples = result if isinstance(result, list) else [result]
+        later = _check_ids(samples, deferred=runner is not None)
     except SampleError as err:
         return _fail(str(err))
     except Exception as err:  # an unexpected failure still gets a readable message
         log.exception("could not read %s", path)
         return _fail(f"{path}: could not be read ({type(err).__name__}: {err})")
-    samples = result if isinstance(result, list) else [result]
     _tell_unmeasured(samples)
-    return outlined(tiles_first(_layers.samples_to_layer_data(samples)))
+    data = outlined(tiles_first(_layers.samples_to_layer_data(samples)))
+    if any(s.pixel_size_um for s in samples):
+        _scale_bar_now()
+    if later:
+        for job in later:   # the entry samples_to_layer_data made: the sid the layers carry
+            sid = _layers.pending_entry(job.sample).sid
+            # how many layers carry it: the runner waits until all of them are in (the first frame)
+            job.n_layers = sum(1 for d in data if ((d[1].get("metadata") if isinstance(d, tuple) and len(d) > 1
+                                                    else getattr(d, "metadata", None)) or {}).get(_layers.META_SAMPLE) == sid)
+            runner(sid, job)
+    return data
+
+
+def _read_with_siblings(path):
+    """``read_sample`` of ``path`` (ids checked by :func:`_check_ids`); a single TIFF image also gets
+    the mask beside it (``../masks/<name>_mask.tiff``, ``../masks_<segmentation>/<name>.tiff``, see
+    :func:`napari_carspatial.io.masks.find_sibling_mask`) and, when it has this image's rows, the
+    cell table ``../cells.csv``. A notification names what was found."""
+    from ..io import detect_format, read_sample
+    from ..io.masks import find_sibling_mask, find_sibling_table
+
+    fmt = detect_format(path)
+    mask = find_sibling_mask(path) if fmt in ("tiff", "ome-tiff") and os.path.isfile(path) else None
+    if mask is None:
+        return read_sample(path, measure=False, check_ids=False)
+    table = find_sibling_table(path)
+    result = None
+    if table is not None:
+        try:
+            result = read_sample(path, mask=mask, table=table, measure=False, check_ids=False)
+            _check_ids([result], deferred=False)
+        except SampleError as err:   # not this image's table: the mask alone, measured later
+            log.info("%s: %s not used (%s)", path, table, err)
+            result, table = None, None
+    if result is None:
+        try:
+            result = read_sample(path, mask=mask, measure=False, check_ids=False)
+        except SampleError as err:   # a file that only looks like its mask: the image alone, and why
+            notify(f"{os.path.basename(path)}: {mask} beside it is not its mask ({err}); opened without cells.",
+                   "warning")
+            return read_sample(path, measure=False, check_ids=False)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    found = " + ".join(os.path.relpath(f, here) for f in (mask, table) if f)
+    notify(f"cells from {found} (found beside {os.path.basename(path)}).", "info")
+    return result
+
+
+def _scale_bar_now() -> None:
+    """Show the scale bar of the viewer opening the file (µm: the layers are scaled to µm), also
+    when no mask is there to be styled (a raw ``.mcd``) and without any of our docks."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            _layers.show_scale_bar(viewer)
+    except Exception:  # noqa: BLE001 - a courtesy: never fail the read
+        log.debug("no scale bar", exc_info=True)
+
+
+def _check_ids(samples, *, deferred: bool) -> list:
+    """The table-vs-mask id check of each sample (read with ``check_ids=False``): now, or (large
+    masks whose ids are not cached, with a runner) the cheap part now and the jobs for later."""
+    from ..io.measure_job import IdCheckJob, check_table_ids, defer_id_check
+
+    later = []
+    for s in samples:
+        if s.table is None or not s.labels:
+            continue
+        if deferred and defer_id_check(s):
+            job = IdCheckJob(s)
+            job.quick()
+            later.append(job)
+        else:
+            check_table_ids(s)
+    return later
 
 
 def tiles_first(layer_data: list) -> list:

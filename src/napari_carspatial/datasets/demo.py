@@ -169,7 +169,14 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
         # keep the small pyramid levels (<= ~64 MB each) from the same rendering pass, so opening
         # the demo (contrast limits, overview) never renders level 0 again
         keep = _small_factors(H, W, len(CHANNELS), chunk)
-        X, small = rend.cell_means(keep_factors=keep)
+        ckey = None if plant is not None else _means_key(seed=seed, timepoint=timepoint, shape=(H, W), ps=ps,
+                                                         chunk=chunk, n_cells=n_cells, keep=keep)
+        hit = _cached_means(ckey, n_all, keep)
+        if hit is not None:
+            X, small = hit
+        else:
+            X, small = rend.cell_means(keep_factors=keep)
+            _store_means(ckey, X, small)
     else:
         X = rend.model_means(cnt, ncnt)
     t_x = time.perf_counter()
@@ -244,6 +251,72 @@ def _labels_pyramid(levels: dict) -> list:
         f *= 2
         out.append(levels[f].dask("carspatial-demo-labels") if f in levels else out[-1][::2, ::2])
     return out
+
+
+# ------------------------------------------------------------------ demo cache
+#: what the cache of rendered cell means is called in the user cache (``model.file_identity``)
+MEANS_CACHE_KIND = "demo-means"
+
+
+def _code_hash() -> str:
+    """Hash of this package's sources: a changed generator never reads an old cache entry."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _means_key(**params) -> str:
+    from ..model.file_identity import identity_key
+
+    return identity_key(MEANS_CACHE_KIND, _code_hash(), {k: (list(v) if isinstance(v, tuple) else v)
+                                                         for k, v in params.items()})
+
+
+def _cached_means(key: str | None, n_all: int, keep) -> tuple[np.ndarray, dict] | None:
+    """The cell means and small levels a previous run rendered for the same demo, or None.
+
+    Rendering the whole image to get each cell's mean is most of the demo's cost (~30 s of ~40 s
+    at the default 4000 x 4000 px): the second ``carspatial demo`` reads it back instead.
+    """
+    if key is None:
+        return None
+    from ..model.file_identity import user_cache_dir
+
+    f = user_cache_dir() / MEANS_CACHE_KIND / f"{key}.npz"
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            X = z["X"]
+            small = {int(k[6:]): z[k] for k in z.files if k.startswith("level_")}
+    except (OSError, ValueError, KeyError):
+        return None
+    if X.shape != (n_all, len(CHANNELS)) or set(small) != set(keep):
+        return None
+    log.info("demo: cell means and %d small levels from the cache (%s)", len(small), f)
+    return X, small
+
+
+def _store_means(key: str | None, X: np.ndarray, small: dict) -> None:
+    if key is None:
+        return
+    import os
+    import tempfile
+
+    from ..model.file_identity import _prune, user_cache_dir
+
+    folder = user_cache_dir() / MEANS_CACHE_KIND
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, X=X, **{f"level_{k}": v for k, v in small.items()})
+        os.replace(tmp, folder / f"{key}.npz")
+        _prune(folder, keep=8)
+    except OSError as err:    # a read-only cache: the next run renders again
+        log.debug("demo cache not written: %s", err)
 
 
 def _small_factors(H: int, W: int, C: int, chunk: int, *, max_bytes: int = 64 * 2**20) -> tuple[int, ...]:

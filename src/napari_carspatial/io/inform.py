@@ -115,6 +115,8 @@ def prepare_inform(df, *, image=None, pixel_size_um: float | None = None, source
         df[c] = v
     info = field_info(image)
     mpp = info["microns_per_pixel"] if info else pixel_size_um
+    mpp_source = (f"inForm component image resolution tag ({os.path.basename(os.fspath(image))})" if info
+                  else "user" if pixel_size_um is not None else None)
     loc = info["location_um"] if info else None
     if loc is None and image is not None:
         m = _CENTER.search(os.path.basename(os.fspath(image)))
@@ -128,6 +130,40 @@ def prepare_inform(df, *, image=None, pixel_size_um: float | None = None, source
         return df
     df[POSITION_COLUMNS[0]] = (um[0] - loc[0]) / mpp
     df[POSITION_COLUMNS[1]] = (um[1] - loc[1]) / mpp
-    df.attrs["inform_field"] = {"location_um": tuple(map(float, loc)), "microns_per_pixel": float(mpp)}
+    df.attrs["inform_field"] = {"location_um": tuple(map(float, loc)), "microns_per_pixel": float(mpp),
+                                "pixel_size_source": mpp_source}
     log.debug("%s: inForm positions converted from µm (field at %s µm, %.4f µm/px)", source, loc, mpp)
     return df
+
+
+def record_inform_field(adata, df) -> None:
+    """Keep what :func:`prepare_inform` used to turn micron positions into pixels in the table
+    (``uns["carspatial"]["inform_field"]``: the field's position, ``microns_per_pixel`` and where
+    that came from), and record the pixel size's source
+    (:func:`~napari_carspatial.model.pixel_size.set_pixel_size_source`) as the other readers do.
+    A table with no pixel size of its own takes the field's. Other tables are left as they are.
+
+    Parameters
+    ----------
+    adata
+        The cell table made from ``df``.
+    df
+        The data frame :func:`prepare_inform` returned.
+    """
+    from ..model.conventions import UNS_KEY, pixel_size_um, set_pixel_size_um
+    from ..model.pixel_size import set_pixel_size_source
+
+    field = (getattr(df, "attrs", None) or {}).get("inform_field")
+    if not field:
+        return
+    meta = dict(adata.uns.get(UNS_KEY, {}) or {})
+    meta["inform_field"] = {"location_um": [float(v) for v in field["location_um"]],
+                            "microns_per_pixel": float(field["microns_per_pixel"]),
+                            "pixel_size_source": field.get("pixel_size_source") or "unknown"}
+    adata.uns[UNS_KEY] = meta
+    own = pixel_size_um(adata)
+    if own is None:
+        set_pixel_size_um(adata, float(field["microns_per_pixel"]))
+        own = float(field["microns_per_pixel"])
+    if field.get("pixel_size_source") and abs(own - float(field["microns_per_pixel"])) <= 1e-9 * own:
+        set_pixel_size_source(adata, field["pixel_size_source"])

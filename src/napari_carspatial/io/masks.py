@@ -107,3 +107,112 @@ def _has_cells(native) -> bool:
         return bool((native[0] != 0).any().compute())
     log.debug("mask too large to check for emptiness on open; skipped")
     return True
+
+
+#: name endings of an image file that its mask's name does not carry (cytomapper ``E34_imc.tiff``
+#: -> ``E34_mask.tiff``; inForm ``<field>_component_data.tif`` -> ``<field>_binary_seg_maps.tif``)
+IMAGE_NAME_ENDINGS = ("_imc", "_image", "_img", "_full", "_component_data", "_composite_image")
+#: name endings of a mask file, tried after the image's base name
+MASK_NAME_ENDINGS = ("_mask", "_masks", "_labels", "_label", "_seg", "_segmentation", "_cells", "_binary_seg_maps", "")
+_TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
+
+
+def _split_tiff_name(name: str) -> tuple[str, str] | None:
+    low = name.lower()
+    for suf in _TIFF_SUFFIXES:
+        if low.endswith(suf):
+            return name[: -len(suf)], suf
+    return None
+
+
+def _tiff_yx(path) -> tuple[int, int] | None:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+    except Exception:  # noqa: BLE001 - a file we cannot read is no candidate
+        return None
+    return (int(shape[-2]), int(shape[-1])) if len(shape) >= 2 else None
+
+
+def find_sibling_mask(image: str | os.PathLike) -> str | None:
+    """The mask file that belongs to a single image file, by the layouts pipelines write.
+
+    The image's folder's sibling ``masks`` folder first (cytomapper: ``images/E34_imc.tiff`` ->
+    ``masks/E34_mask.tiff``), then ``masks_*`` folders (steinbock: ``img/X.tiff`` ->
+    ``masks_deepcell/X.tiff``, the first in name order), then the image's own folder. A name matches
+    when it is the image's name, or its base (without :data:`IMAGE_NAME_ENDINGS`) followed by one
+    of :data:`MASK_NAME_ENDINGS`; the candidate must be a TIFF of the image's height and width.
+
+    Parameters
+    ----------
+    image
+        The image file (TIFF / OME-TIFF).
+
+    Returns
+    -------
+    str or None
+        The mask's path, or None when no file fits.
+    """
+    p = os.fspath(image)
+    split = _split_tiff_name(os.path.basename(p))
+    if split is None or not os.path.isfile(p):
+        return None
+    stem, _suf = split
+    base = stem
+    for end in IMAGE_NAME_ENDINGS:
+        if base.lower().endswith(end) and len(base) > len(end):
+            base = base[: -len(end)]
+            break
+    want = {stem.lower()} | {(base + end).lower() for end in MASK_NAME_ENDINGS}
+    folder = os.path.dirname(os.path.abspath(p))
+    parent = os.path.dirname(folder)
+    try:
+        siblings = sorted(d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d)))
+    except OSError:
+        siblings = []
+    dirs = [os.path.join(parent, d) for d in siblings if d.lower() == "masks"]
+    dirs += [os.path.join(parent, d) for d in siblings if d.lower().startswith("masks_")]
+    dirs.append(folder)
+    yx = None
+    for d in dirs:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for n in names:
+            cand = os.path.join(d, n)
+            sp = _split_tiff_name(n)
+            if sp is None or os.path.samefile(cand, p) or sp[0].lower() not in want:
+                continue
+            if d == folder and sp[0].lower() == stem.lower():
+                continue   # the image itself under another suffix
+            if yx is None:
+                yx = _tiff_yx(p)
+            if yx is not None and _tiff_yx(cand) == yx:
+                return cand
+    return None
+
+
+def find_sibling_table(image: str | os.PathLike) -> str | None:
+    """A cell table beside a single image's folder (``cells.csv`` in the image folder's parent, as
+    cytomapper's and steinbock's layouts keep it), or None. Whether it has rows of this image is
+    for :func:`~napari_carspatial.io.read_table` (``image=``) to say.
+
+    Parameters
+    ----------
+    image
+        The image file.
+
+    Returns
+    -------
+    str or None
+        The table's path, or None.
+    """
+    folder = os.path.dirname(os.path.abspath(os.fspath(image)))
+    for d in (os.path.dirname(folder), folder):
+        cand = os.path.join(d, "cells.csv")
+        if os.path.isfile(cand):
+            return cand
+    return None

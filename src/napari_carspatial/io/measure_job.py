@@ -35,7 +35,8 @@ from ..model import Sample, SampleError
 from ._util import log
 from .measure import MEASURED, measure_cells
 
-__all__ = ["MeasureCancelled", "MeasureJob", "needs_measuring"]
+__all__ = ["IdCheckJob", "MeasureCancelled", "MeasureJob", "check_table_ids", "defer_id_check", "needs_measuring",
+           "table_id_problem"]
 
 #: dask key prefix of quantify's tile tasks (``analysis.quantify._measure``)
 _TILE_PREFIX = "measure-"
@@ -239,3 +240,205 @@ def add_montage_columns(montage: Sample, adata) -> None:
     adata.obs["source_cell_id"] = own
     adata.obs[ACQUISITION_KEY] = pd.Categorical(names[tile_idx], categories=[t["name"] for t in tiles])
     adata.obs_names = [f"{n}:{i}" for n, i in zip(names[tile_idx], own, strict=True)]
+
+
+# =========================================================================== table ids vs mask ids
+#: a mask of more pixels than this has its full id check run after the first frame, in a worker
+#: (reading every pixel of a 21836 x 21836 mask takes ~7 s on 2 cores); smaller masks are checked
+#: while they are read, as before
+DEFER_ID_CHECK_PIXELS = 64_000_000
+
+
+def _table_ids(sample: Sample) -> np.ndarray:
+    from ..model.conventions import get_table_link
+
+    key = get_table_link(sample.table)["instance_key"]
+    ids = np.sort(sample.table.obs[key].to_numpy(np.int64))
+    # sorted and deduplicated without np.unique: numpy 2's hash-based unique takes seconds at 10^6 ids
+    return ids[np.r_[True, ids[1:] != ids[:-1]]] if ids.size else ids
+
+
+def table_id_problem(sample: Sample, mask_ids: np.ndarray, table_ids: np.ndarray | None = None) -> str | None:
+    """What is wrong between ``sample``'s table ids and ``mask_ids`` (the ids its mask holds), in
+    :meth:`~napari_carspatial.model.Sample.validate`'s words, or None when every mask id has
+    exactly one table row and vice versa.
+
+    Parameters
+    ----------
+    sample
+        A sample with a table (its instance-id column is read).
+    mask_ids
+        Sorted unique ids of the mask (:func:`napari_carspatial.model.mask_ids.mask_ids`).
+    table_ids
+        Sorted unique table ids, when already known.
+
+    Returns
+    -------
+    str or None
+        One line naming the counts and example ids, or None.
+    """
+    uniq = _table_ids(sample) if table_ids is None else table_ids
+    if mask_ids.size and mask_ids[0] < 0:
+        return (f"mask holds negative label ids (e.g. {mask_ids[mask_ids < 0][:3].tolist()}) or ids at or above "
+                "2^63; labels are 0 (background) or positive cell ids.")
+    not_in_mask = np.setdiff1d(uniq, mask_ids, assume_unique=True)
+    not_in_table = np.setdiff1d(mask_ids, uniq, assume_unique=True)
+    problems = []
+    if not_in_mask.size:
+        problems.append(f"{not_in_mask.size} of {uniq.size} table ids are not in the mask (e.g. {not_in_mask[:5].tolist()})")
+    if not_in_table.size:
+        problems.append(f"{not_in_table.size} of {mask_ids.size} mask ids have no table row "
+                        f"(e.g. {not_in_table[:5].tolist()})")
+    if not problems:
+        return None
+    where = sample.paths.get("mask") or sample.paths.get("folder") or "in memory"
+    return "; ".join(problems) + f" [mask: {where}]."
+
+
+def _raise_problem(sample: Sample, problem: str | None) -> None:
+    if problem is not None:
+        raise SampleError(problem, path=sample.paths.get("table") or sample.paths.get("folder"),
+                          hint="Are the table and mask from the same image and segmentation?")
+
+
+def check_table_ids(sample: Sample) -> None:
+    """The full check :meth:`~napari_carspatial.model.Sample.validate` makes with ``check_ids=True``
+    (every pixel of level 0; cached by the mask file's identity). Nothing to do without a table or
+    a mask.
+
+    Parameters
+    ----------
+    sample
+        The sample to check.
+
+    Raises
+    ------
+    SampleError
+        Table ids and mask ids disagree (counts and examples), or the mask holds negative ids.
+    """
+    from ..model.mask_ids import mask_ids
+
+    if sample.table is None or not sample.labels:
+        return
+    _raise_problem(sample, table_id_problem(sample, mask_ids(sample.labels[0], source=sample.paths.get("mask"))))
+
+
+def _ids_cached(sample: Sample) -> bool:
+    from ..model.file_identity import cached_array, file_identity, identity_key
+    from ..model.mask_ids import CACHE_KIND
+
+    lab = sample.labels[0]
+    name = getattr(lab, "name", None) if hasattr(lab, "dask") else None
+    source = sample.paths.get("mask")
+    ident = file_identity(source) if (source and name) else None
+    if ident is None:
+        return False
+    key = identity_key(CACHE_KIND, ident, [list(map(int, lab.shape)), str(lab.dtype), str(name)])
+    return cached_array(CACHE_KIND, key) is not None
+
+
+def defer_id_check(sample: Sample) -> bool:
+    """True when ``sample``'s full id check is worth running after the first frame: it has a table
+    and a lazy mask of more than :data:`DEFER_ID_CHECK_PIXELS` pixels whose ids are not cached."""
+    if sample.table is None or not sample.labels or not hasattr(sample.labels[0], "dask"):
+        return False
+    h, w = (int(v) for v in sample.labels[0].shape[-2:])
+    return h * w > DEFER_ID_CHECK_PIXELS and not _ids_cached(sample)
+
+
+class IdCheckJob:
+    """The full table-vs-mask id check of a sample, off the GUI thread (see :func:`check_table_ids`).
+
+    Made on the GUI thread (it copies the table's ids there: the worker never reads the table,
+    which an edit may change meanwhile); :meth:`quick` is the cheap part to run at once (the ids
+    of the pyramid's smallest level must be table ids); :meth:`run` reads every mask pixel (in a
+    worker) and returns the problem line or None.
+
+    Parameters
+    ----------
+    sample
+        A sample with a table and a mask.
+
+    Attributes
+    ----------
+    progress
+        Fraction of the mask's blocks read (0..1).
+    stage
+        ``"waiting"``, ``"checking"``, ``"done"``, ``"cancelled"`` or ``"failed"``.
+    problem
+        The problem line :meth:`run` found (None: the ids agree or not run yet).
+    """
+
+    def __init__(self, sample: Sample):
+        if sample.table is None or not sample.labels:
+            raise SampleError("the id check needs a table and a mask.", path=sample.paths.get("mask"))
+        self.sample = sample
+        self.table_ids = _table_ids(sample)
+        self.progress = 0.0
+        self.stage = "waiting"
+        self.problem: str | None = None
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the check (thread-safe; the sample left the viewer): :meth:`run` raises
+        :class:`MeasureCancelled` at the next block and caches nothing."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def quick(self) -> None:
+        """Ids visible in the smallest level must be table ids (a few ms).
+
+        Raises
+        ------
+        SampleError
+            Some of them are not (the table is not this mask's).
+        """
+        from ..model.mask_ids import small_level_ids
+
+        small = small_level_ids(self.sample.labels)
+        if small.size and small[0] < 0:
+            _raise_problem(self.sample, table_id_problem(self.sample, small, self.table_ids))
+        extra = np.setdiff1d(small, self.table_ids, assume_unique=True)
+        if extra.size:
+            where = self.sample.paths.get("mask") or "in memory"
+            _raise_problem(self.sample, f"{extra.size} of {small.size} mask ids in the smallest pyramid level have no "
+                                        f"table row (e.g. {extra[:5].tolist()}) [mask: {where}].")
+
+    def message(self) -> str:
+        name = self.sample.name
+        if self.stage == "checking":
+            return f"Checking the cell ids of {name} against its mask: {int(100 * self.progress)} %…"
+        if self.stage == "done":
+            return self.problem or f"The cell ids of {name} match its mask."
+        if self.stage == "failed":
+            return f"Checking the cell ids of {name} failed."
+        return f"Checking the cell ids of {name} against its mask…"
+
+    def _progress(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
+        self.progress = done / max(total, 1)
+
+    def run(self) -> str | None:
+        """Read every mask pixel (cached by file identity) and compare. Blocking; call it in a
+        worker. Returns the problem line, or None when the ids agree."""
+        from ..model.mask_ids import mask_ids
+
+        if self._cancel.is_set():
+            self.stage = "cancelled"
+            raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
+        self.stage = "checking"
+        try:
+            ids = mask_ids(self.sample.labels[0], source=self.sample.paths.get("mask"), progress=self._progress)
+            self.problem = table_id_problem(self.sample, ids, self.table_ids)
+        except MeasureCancelled:
+            self.stage = "cancelled"
+            raise
+        except BaseException:
+            self.stage = "failed"
+            raise
+        self.stage = "done"
+        return self.problem

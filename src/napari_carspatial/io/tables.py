@@ -38,7 +38,7 @@ from ..model import SampleError, set_pixel_size_um
 from ..model.conventions import REGION_KEY, SPATIAL_KEY
 from ..model.sample import IMAGE_COLUMNS as _IMAGE_COLUMNS
 from ._util import log, require_exists, wrap_errors
-from .inform import inform_stem, prepare_inform
+from .inform import inform_stem, prepare_inform, record_inform_field
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -144,8 +144,10 @@ def read_table(
         if keep is not None:
             df = df.loc[keep].reset_index(drop=True)
     df = prepare_inform(df, image=image, pixel_size_um=pixel_size_um, source=p)
-    return table_from_dataframe(df, id_column=id_column, pixel_size_um=pixel_size_um,
-                                channel_names=channel_names, source=p)
+    adata = table_from_dataframe(df, id_column=id_column, pixel_size_um=pixel_size_um,
+                                 channel_names=channel_names, source=p)
+    record_inform_field(adata, df)   # inForm: the field and where its µm per pixel came from
+    return adata
 
 
 def _read_csv(p, sep: str) -> pd.DataFrame:

@@ -30,18 +30,41 @@ MONTAGE_MIN_SAMPLES = 4
 MONTAGE_MAX_TILE = 2048
 #: gap between tiles, as a fraction of the larger tile side
 GAP_FRACTION = 0.12
+#: height of the name band above each tile, as a fraction of the whole montage's larger side: a 10-pt
+#: name fits in it at the default zoom (napari fits the montage to the canvas: ~25 px at 1600 x 1000)
+LABEL_BAND_FRACTION = 0.035
 #: obs column naming each cell's acquisition
 ACQUISITION_KEY = "acquisition"
 
 
+def row_gap(cell_h: float, cell_w: float, n: int, *, gap_fraction: float = GAP_FRACTION) -> tuple[float, float]:
+    """(vertical, horizontal) gap between the tiles of a near-square grid of ``n`` cells.
+
+    The horizontal gap is ``gap_fraction`` of the larger cell side; the vertical one also holds
+    each tile's name band (:data:`LABEL_BAND_FRACTION` of the whole grid's larger side, plus a
+    margin), so a name never runs into the tile above it at the default zoom.
+    """
+    gap = gap_fraction * max(cell_h, cell_w)
+    ncol = int(np.ceil(np.sqrt(max(n, 1))))
+    nrow = int(np.ceil(max(n, 1) / ncol))
+    gap_y = gap
+    if nrow > 1:
+        for _ in range(8):   # the band grows with the grid, the grid with the gap: a few fixed-point steps
+            total = max(nrow * (cell_h + gap_y), ncol * (cell_w + gap))
+            gap_y = max(gap, 1.25 * LABEL_BAND_FRACTION * total)
+    return gap_y, gap
+
+
 def grid(shapes: list[tuple[int, int]], *, gap_fraction: float = GAP_FRACTION) -> tuple[list[tuple[int, int]], tuple[int, int], int]:
-    """Top-left (y, x) of each tile in a near-square grid, the cell size and the column count."""
+    """Top-left (y, x) of each tile in a near-square grid, the cell size and the column count
+    (gaps: :func:`row_gap`)."""
     cell_h = max(h for h, _ in shapes)
     cell_w = max(w for _, w in shapes)
-    gap = int(round(gap_fraction * max(cell_h, cell_w)))
+    gy, gx = row_gap(cell_h, cell_w, len(shapes), gap_fraction=gap_fraction)
+    gap_y, gap = int(np.ceil(gy)), int(round(gx))
     ncol = int(np.ceil(np.sqrt(len(shapes))))
-    offs = [((i // ncol) * (cell_h + gap), (i % ncol) * (cell_w + gap)) for i in range(len(shapes))]
-    return offs, (cell_h + gap, cell_w + gap), ncol
+    offs = [((i // ncol) * (cell_h + gap_y), (i % ncol) * (cell_w + gap)) for i in range(len(shapes))]
+    return offs, (cell_h + gap_y, cell_w + gap), ncol
 
 
 def can_montage(samples: list[Sample], *, max_pixels: int = MONTAGE_MAX_PIXELS,

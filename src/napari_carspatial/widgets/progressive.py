@@ -12,6 +12,9 @@
   measures its cells in a napari thread worker (:class:`napari_carspatial.io.measure_job.MeasureJob`:
   progress, cancel) and hands the table to the session (``table_changed``), so the legend, the
   inspector and the hover pick it up.
+* A large mask opened with File > Open shows first and gets its full table-vs-mask id check
+  afterwards (:func:`install_background_runner`: a napari thread worker shown in napari's activity
+  indicator, a mismatch reported as an error naming the files).
 * A slide stored without a pyramid shows its lazy strided levels first; :class:`SampleJobs`
   writes its multiscale cache in a worker (:mod:`napari_carspatial.io.pyramid_job` over
   :mod:`napari_carspatial.io.pyramid_cache`) and then switches the sample's image layers to the
@@ -30,11 +33,13 @@ from .._napari import (
     META_CHANNEL,
     ROLE_IMAGE,
     add_sample_layers,
+    background_runner,
     channel_plan,
     montage_offsets,
     notify,
     prefixes,
     session_for,
+    set_background_runner,
     tile_label_data,
 )
 
@@ -356,3 +361,101 @@ def switch_image_levels(session, sid: str) -> list:
         lyr.data = levels if len(levels) > 1 else levels[0]
         done.append(lyr)
     return done
+
+
+# =========================================================================== the reader's after-open work
+#: the after-open work starts this long after the last layer of its sample is in (the first frame is drawn)
+FIRST_FRAME_MS = 500
+#: how often (ms) and how many times it looks for the sample's layers before starting anyway
+WAIT_STEP_MS, WAIT_TRIES = 50, 200
+#: workers of :func:`run_after_open` still running (kept alive until they finish)
+_after_open: set = set()
+
+
+def run_after_open(sid: str, job) -> None:
+    """The reader's background runner: start ``job`` (an
+    :class:`~napari_carspatial.io.measure_job.IdCheckJob`) in a napari thread worker once the
+    layers of sample ``sid`` are in and the frame drawn (:data:`FIRST_FRAME_MS` after the last one),
+    shown in napari's activity indicator
+    (bottom right) meanwhile. The sample is not marked busy (nothing writes its table: edits and
+    saves go on); a problem is an error notification (also kept in ``sample.metadata["id_check"]``).
+    The check stops when the sample leaves the viewer."""
+
+    tries, seen = [0], [False]
+
+    def when_shown():
+        # viewer.open inserts the layers one by one and napari's progress bar turns the event loop
+        # meanwhile: wait until every layer of the sample is in, then for the frame to be drawn, so
+        # the worker never competes with the open itself for the CPU
+        sessions = _sessions_showing(sid)
+        if sessions:
+            seen[0] = True
+        elif seen[0]:
+            return          # shown, then closed before its check began: nothing left to check
+        want = getattr(job, "n_layers", 0) or 1
+        if tries[0] < WAIT_TRIES and (not sessions or len(sessions[0].layers_of(sid)) < want):
+            tries[0] += 1
+            QTimer.singleShot(WAIT_STEP_MS, when_shown)
+            return
+        QTimer.singleShot(FIRST_FRAME_MS, start)
+
+    def start():
+        from napari.qt.threading import create_worker
+
+        sessions = _sessions_showing(sid)
+        if seen[0] and not sessions:
+            return          # closed during the last wait
+
+        def removed(event):
+            if event.sid == sid:
+                job.cancel()
+
+        for sess in sessions:
+            sess.events.sample_removed.connect(removed)
+        worker = create_worker(job.run, _progress={"desc": f"Checking the cell ids of {job.sample.name}", "total": 0},
+                               _ignore_errors=True)
+
+        def done(problem):
+            job.sample.metadata["id_check"] = problem or "ok"
+            if problem:
+                notify(problem + " The cells shown are not this table's: close the sample and open the matching "
+                       "table and mask.", "error")
+
+        def failed(err):
+            if job.cancelled:
+                return
+            log.error("id check of %s failed", job.sample.name, exc_info=err)
+            notify(f"{job.sample.name}: the cell ids could not be checked against the mask "
+                   f"({type(err).__name__}: {err}).", "warning")
+
+        def finished():
+            _after_open.discard(worker)
+            for sess in sessions:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    sess.events.sample_removed.disconnect(removed)
+
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        _after_open.add(worker)
+        worker.start()
+
+    QTimer.singleShot(0, when_shown)
+
+
+def _sessions_showing(sid: str) -> list:
+    """The session of the current viewer when it shows sample ``sid`` (File > Open lands there)."""
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return []
+    session = session_for(viewer)
+    return [session] if session.sample(sid) is not None else []
+
+
+def install_background_runner() -> None:
+    """Make :func:`run_after_open` the reader's background runner (once; done when the widgets
+    package is imported, i.e. when any of our docks is opened)."""
+    if background_runner() is None:
+        set_background_runner(run_after_open)
