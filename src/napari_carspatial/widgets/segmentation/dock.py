@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from ..._napari import project_item, segmentation_refusal, session_for
 from ...editing import RegionEdit, SegmentationEditor
@@ -65,11 +66,26 @@ class SegmentationWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: gray")
         self.busy_notice = BusyNotice(self.session, lambda: self.sid, on_change=lambda _b: self.update_state())
+        # the sections scroll: their full height (~620 px) as the dock's minimum would squeeze the
+        # Legend beside it to ~4 rows in the Segment workflow at 1000 px
+        body = QWidget()
+        body_lay = QVBoxLayout(body)
+        body_lay.setContentsMargins(0, 0, 0, 0)
+        for w in (self.region_view, self.tools, self.ops, self.commit_view, self.status):
+            body_lay.addWidget(w)
+        body_lay.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.NoFrame)
+        self.scroll.setWidget(body)
+        # scroll up and down only: the sections take the column's width (as without the scroll area)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        sp = body.sizePolicy()
+        sp.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        body.setSizePolicy(sp)
         lay = QVBoxLayout(self)
         lay.addWidget(self.busy_notice)
-        for w in (self.region_view, self.tools, self.ops, self.commit_view, self.status):
-            lay.addWidget(w)
-        lay.addStretch(1)
+        lay.addWidget(self.scroll, 1)
         self.setMinimumWidth(380)
 
         self.sample_box.currentIndexChanged.connect(self._on_sample)
