@@ -469,7 +469,22 @@ class ViewerSession:
             return
         if role_of(layer) == ROLE_LABELS and hash(layer) not in self._styled:
             self._style(layer, e)
+        elif role_of(layer) == ROLE_IMAGE:
+            self._below_cells(layer, sid)
         self._sync()
+
+    def _below_cells(self, layer, sid: str) -> None:
+        """Move an image layer of sample ``sid`` inserted above the sample's cell layers (outlines,
+        class colours, values, ...) under the lowest of them: File > Open appends the channels one
+        by one, and a dock colouring the cells as soon as the first layer arrived put the class
+        layer below the later channels (additive stains tinted the class colours). The tiles of a
+        montage stay below the images on purpose (:func:`.reader.tiles_first`)."""
+        layers = self.viewer.layers
+        i = layers.index(layer)
+        cells = [j for j, lyr in enumerate(layers)
+                 if j < i and sample_id_of(lyr) == sid and role_of(lyr) not in (ROLE_IMAGE, "tiles", None)]
+        if cells:
+            layers.move(i, min(cells))
 
     def mark_styled(self, layer) -> None:
         """``layer`` got its style where it was made (the API path): leave it as it is."""
