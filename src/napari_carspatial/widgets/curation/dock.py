@@ -183,7 +183,8 @@ class CurationWidget(QWidget):
         self.view = None
         self.busy_notice.update_state()
         sample = self.session.sample(sid)
-        if sample is None:
+        if sample is None:   # no sample left: "Saved to …" / the last edit belonged to the one gone
+            self.set_status("")
             self.refresh_all()
             return
         try:

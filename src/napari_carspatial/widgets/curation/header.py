@@ -75,9 +75,12 @@ class HeaderView(QWidget):
     def refresh(self, core) -> None:
         """Reviewer, case line (hidden while blinded) and progress of ``core`` (None: empty)."""
         self.show_reviewer(self.dock.reviewer)
-        if core is None:
+        if core is None:   # no sample: nothing of the last one stays (its progress, its case)
             self.meta_label.setText("")
+            self.meta_label.setToolTip("")
             self.progress_bar.setValue(0)
+            self.progress_bar.setFormat("")
+            self.progress_label.setText("")
             return
         meta = core.public_metadata()
         shown = [f"{k}: {meta[k]}" for k in ("patient", "timepoint", "response") if k in meta]
