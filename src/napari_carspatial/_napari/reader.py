@@ -71,9 +71,22 @@ def get_reader(path):
             return None
         path = path[0]
     path = os.fspath(path)
+    from .reader_claim import working_copy_message
+
+    if working_copy_message(path) is not None:   # claimed by name (reader_claim): one clear line
+        return read_working_copy
     if _detect(path) is None:
         return None
     return read_path
+
+
+def read_working_copy(path):
+    """A segmentation working copy opened by File > Open: no layers, one line saying what to do."""
+    from .reader_claim import working_copy_message
+
+    if isinstance(path, list):
+        path = path[0]
+    return _fail(working_copy_message(path) or f"{path}: is not a sample this plugin can open.")
 
 
 def read_path(path):

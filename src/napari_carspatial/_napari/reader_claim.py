@@ -11,12 +11,18 @@ the most specific matching pattern wins (``napari.plugins.utils.get_preferred_re
 
 So the stores this plugin writes are named so a pattern can recognise them
 (:data:`STORE_SUFFIXES`: the SpatialData export ``*.sdata.zarr``, the corrected masks
-``*.corrected.zarr`` (OME-Zarr labels) and the working mask store ``*.carspatial-edit.zarr``),
-and :func:`claim_our_stores` maps those patterns to this plugin when the plugin is activated
+``*.corrected.zarr`` (OME-Zarr labels) and the segmentation working copy
+``*.carspatial-edit.zarr``), and :func:`claim_our_stores` maps those patterns to this plugin when the plugin is activated
 (npe2 ``on_activate``: the first time any of its docks, its reader or its sample data runs). A
 choice the user made for the same pattern is kept. :func:`claim_store` adds one store's absolute
 path, the most specific pattern there is (e.g. a store written under another name). Any other
 ``.zarr`` (someone else's SpatialData store) still lets the user choose.
+
+The working copy keeps its ``.zarr`` name but is no zarr (a folder of ``carspatial.json`` and
+``.npy`` chunks, :mod:`napari_carspatial.io.mask_store`), and it is no sample either: it holds
+only the edited chunks of a mask. It stays claimed so no other plugin fails on it with its own
+error; our reader answers it with one line (:func:`working_copy_message`): open its sample and
+use the Segmentation dock, or save the corrected mask.
 """
 
 from __future__ import annotations
@@ -37,6 +43,34 @@ def store_patterns() -> list[str]:
     """The ``extension2reader`` patterns of our stores (folders: a trailing separator, as napari
     matches folders)."""
     return [f"*{suf}{os.sep}" for suf in STORE_SUFFIXES]
+
+
+def working_copy_message(path) -> str | None:
+    """The one line File > Open shows for a segmentation working copy at ``path`` (None: not one).
+
+    A working copy is recognised by its ``carspatial.json`` role (a copy moved aside,
+    ``...carspatial-edit.<time>.zarr``, included) or, when that is unreadable, by its name.
+    """
+    import json
+
+    from ..io.mask_store import ROLE_WORKING, WORKING_SUFFIX
+
+    p = Path(os.fspath(path).rstrip("/\\"))
+    if not p.is_dir():
+        return None
+    meta: dict = {}
+    try:
+        with open(p / "carspatial.json", encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    if meta.get("role") != ROLE_WORKING and not p.name.endswith(WORKING_SUFFIX):
+        return None
+    source = f" (the unsaved edits of {Path(str(meta['source'])).name})" if meta.get("source") else ""
+    return (f"{p}: is a segmentation working copy{source}, not a sample; open its sample and use the "
+            "Segmentation dock, or save the corrected mask there (Save table and corrected mask…).")
 
 
 def _settings(settings=None):
