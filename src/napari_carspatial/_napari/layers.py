@@ -350,19 +350,6 @@ def samples_to_layer_data(samples: list[Sample], *, tile: bool = True) -> list[t
     return out
 
 
-def _below_outlines(viewer, sid: str, added: list) -> None:
-    """Move newly added image layers under the sample's labels layer(s)."""
-    lab = [i for i, lyr in enumerate(viewer.layers)
-           if lyr.metadata.get(META_SAMPLE) == sid and lyr.metadata.get(META_ROLE) != "image"
-           and lyr not in added]
-    if not lab:
-        return
-    target = min(lab)
-    idx = [viewer.layers.index(lyr) for lyr in added]
-    if min(idx) > target:
-        viewer.layers.move_multiple(idx, target)
-
-
 def add_samples_layers(viewer, samples: list[Sample], *, tile: bool = True) -> list:
     """Add several samples: one tiled montage sample when they fit one (see
     :func:`samples_to_layer_data`), else side by side; the tiles are outlined and named."""
@@ -403,9 +390,8 @@ def add_sample_layers(viewer, sample: Sample, *, translate=(0.0, 0.0), prefix: s
                                                  channels=channels, labels=labels):
         if kind == "image":
             added = viewer.add_image(data, **meta)
-            added = added if isinstance(added, list) else [added]
-            _below_outlines(viewer, sid, added)
-            layers.extend(added)
+            # the session puts an image inserted above the sample's cell layers under them
+            layers.extend(added if isinstance(added, list) else [added])
         elif kind == "labels":
             lbl = viewer.add_labels(data, **meta)
             style_labels(lbl)
