@@ -119,7 +119,8 @@ def test_the_workspace_adds_samples_from_a_manifest(cohort, tmp_path):
     full.iloc[[1, 2, 3]].to_csv(tmp_path / "new.csv", index=False)
     proj = init_project(tmp_path / "proj", tmp_path / "manifest.csv", reviewers=["alice", "bob", "carol"])
     proj.assign(None, readers=("alice", "bob"), adjudicator="carol")
-    ws = workspace_for(ViewerModel())
+    viewer = ViewerModel()          # held: the workspace lives only as long as its viewer's session
+    ws = workspace_for(viewer)
     with pytest.raises(SampleError, match="no review project is open"):
         ws.add_samples_from(tmp_path / "new.csv")
     ws.open_project(proj.folder)
