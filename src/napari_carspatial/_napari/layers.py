@@ -648,3 +648,56 @@ def apply_outline_fade(viewer, sid: str) -> float:
             if abs(layer.opacity - want) > 1e-3:
                 layer.opacity = want
     return f
+
+
+# =========================================================================== warming napari's kernels
+#: dtypes of the labels data our layers hand napari: uint8 class codes (colouring, selection,
+#: below 255 classes) and uint32 cell ids (the mask); napari compiles (numba) a typed dictionary per
+#: data dtype the first time it draws one, ~1-3 s each, not cached on disk
+WARM_DTYPES = (np.uint8, np.uint32)
+_warm: dict = {"thread": None, "seconds": None}
+
+
+def warm_label_kernels() -> float:
+    """Compile, once per process, what napari draws our labels layers with, through its public
+    colormap API (``DirectLabelColormap.map`` / ``label_colormap(n).map`` of a 2 x 2 array per
+    dtype of :data:`WARM_DTYPES`): the first colouring of a sample then draws at once instead of
+    compiling (~3 s at 10^6 cells, most of it numba's typed dictionary). Returns the seconds spent."""
+    import time
+
+    from napari.utils.colormaps import DirectLabelColormap, label_colormap
+
+    t0 = time.perf_counter()
+    tiny = np.array([[0, 1], [2, 3]])
+    colors = {None: np.zeros(4), 0: np.zeros(4), 1: np.array([1.0, 0, 0, 1]), 2: np.array([0, 0, 1.0, 1])}
+    for dt in WARM_DTYPES:
+        try:
+            DirectLabelColormap(color_dict=colors, background_value=0).map(tiny.astype(dt))
+            label_colormap(49).map(tiny.astype(dt))
+        except Exception:  # noqa: BLE001 - a warm-up: napari compiles on first use as before
+            log.debug("warming napari's label kernels for %s failed", np.dtype(dt).name, exc_info=True)
+    return time.perf_counter() - t0
+
+
+def start_kernel_warm_up() -> bool:
+    """Run :func:`warm_label_kernels` in a daemon thread, once per process (our docks start it
+    when the widgets load, while the user picks a file). Returns True when this call started it.
+    numba compiles under its own lock and LLVM runs without the GIL: a layer drawn meanwhile waits
+    for the kernel it needs at most, never compiles it twice."""
+    import atexit
+    import threading
+
+    if _warm["thread"] is not None:
+        return False
+
+    def run():
+        _warm["seconds"] = warm_label_kernels()
+        log.debug("napari's label kernels warmed in %.2f s", _warm["seconds"])
+
+    th = threading.Thread(target=run, name="carspatial-warm-label-kernels", daemon=True)
+    _warm["thread"] = th
+    th.start()
+    # never let the interpreter shut down under a numba compile (napari closed within seconds)
+    atexit.register(th.join, 60.0)
+    return True
+

@@ -117,7 +117,8 @@ def scan_ids(labels, *, progress: Callable[[int, int], None] | None = None) -> n
     return pres.ids()
 
 
-def mask_ids(labels, *, source=None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def mask_ids(labels, *, source=None, progress: Callable[[int, int], None] | None = None,
+             scan: Callable[..., np.ndarray] | None = None) -> np.ndarray:
     """The ids of ``labels`` (level 0 of a mask), cached by the identity of the file it was read from.
 
     Parameters
@@ -129,6 +130,11 @@ def mask_ids(labels, *, source=None, progress: Callable[[int, int], None] | None
         ``"store::labels/name"`` works). Without one (a mask in memory) nothing is cached.
     progress
         See :func:`scan_ids`.
+    scan
+        What reads the pixels on a cache miss, called as ``scan(labels, progress=progress)``
+        (default :func:`scan_ids`; the deferred id check passes one that runs it in a separate
+        process, :class:`napari_carspatial.io.measure_job.IdCheckJob`). Must return what
+        :func:`scan_ids` returns.
 
     Returns
     -------
@@ -147,7 +153,7 @@ def mask_ids(labels, *, source=None, progress: Callable[[int, int], None] | None
         if hit is not None:
             log.debug("mask ids of %s from the cache", source)
             return hit.astype(np.int64, copy=False)
-    ids = scan_ids(labels, progress=progress)
+    ids = (scan or scan_ids)(labels, progress=progress)
     # the file may have changed while it was read: store only under the identity it still has
     if key is not None and file_identity(source) == ident:
         store_array(CACHE_KIND, key, ids)

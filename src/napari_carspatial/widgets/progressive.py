@@ -40,6 +40,7 @@ from .._napari import (
     prefixes,
     session_for,
     set_background_runner,
+    start_kernel_warm_up,
     tile_label_data,
 )
 
@@ -456,6 +457,9 @@ def _sessions_showing(sid: str) -> list:
 
 def install_background_runner() -> None:
     """Make :func:`run_after_open` the reader's background runner (once; done when the widgets
-    package is imported, i.e. when any of our docks is opened)."""
+    package is imported, i.e. when any of our docks is opened), and warm napari's label kernels in
+    a background thread meanwhile (``_napari.start_kernel_warm_up``: the first sample opened then
+    draws without compiling them, ~3 s at 10^6 cells)."""
     if background_runner() is None:
         set_background_runner(run_after_open)
+    start_kernel_warm_up()
