@@ -42,6 +42,7 @@ def test_full_check_in_a_process_reports_the_mismatch(make_napari_viewer_proxy, 
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(mj, "DEFER_ID_CHECK_PIXELS", 0)      # this small mask takes the large masks' path
     monkeypatch.setattr(mj, "PROCESS_ID_CHECK_PIXELS", 0)
+    monkeypatch.setattr(mj, "ID_CHECK_NICE", 0)     # a loaded test machine must not starve the check
     in_process = []
     real = mj.IdCheckJob._scan_in_process
     monkeypatch.setattr(mj.IdCheckJob, "_scan_in_process",

@@ -481,7 +481,7 @@ class IdCheckJob:
         env = dict(os.environ)
         # the same code and packages as this process (a worktree's src first, as here)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE.format(nice=int(ID_CHECK_NICE))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=env, close_fds=True)
         self._proc = proc
         try:
@@ -540,18 +540,19 @@ def process_payload(sample: Sample) -> bytes | None:
 
 
 #: what the id check's process runs (``python -c``)
-_CHILD_CODE = "from napari_carspatial.io.measure_job import _scan_main; _scan_main()"
+_CHILD_CODE = "from napari_carspatial.io.measure_job import _scan_main; _scan_main({nice})"
 
 
-def _scan_main() -> None:
-    """The id check's process: lower its priority (:data:`ID_CHECK_NICE`), read the pickled mask
+def _scan_main(nice: int = ID_CHECK_NICE) -> None:
+    """The id check's process: lower its priority by ``nice`` (:data:`ID_CHECK_NICE`), read the pickled mask
     from stdin (unpickling the dask graph opens the zarr / TIFF file it names), read every block,
     and write pickled ``("progress", done, total)`` now and then and ``("ids", ids)`` at the end
     (``("error", line)`` on failure) to stdout."""
     import sys
 
     with contextlib.suppress(OSError, AttributeError):   # no os.nice on Windows
-        os.nice(ID_CHECK_NICE)
+        if nice:
+            os.nice(nice)
     out = sys.stdout.buffer
     lock = threading.Lock()     # dask's threads call progress(): one message at a time on the pipe
 

@@ -160,6 +160,13 @@ def mask_ids(labels, *, source=None, progress: Callable[[int, int], None] | None
     return ids
 
 
+#: a smallest level up to this many bytes is read at once and scanned in numpy (no dask graph)
+SMALL_LEVEL_BYTES = 64 << 20
+
+
 def small_level_ids(levels) -> np.ndarray:
     """Ids visible in the smallest level of a label pyramid (a subset of the mask's ids)."""
-    return scan_ids(levels[-1] if isinstance(levels, (list, tuple)) else levels)
+    small = levels[-1] if isinstance(levels, (list, tuple)) else levels
+    if hasattr(small, "dask") and small.nbytes <= SMALL_LEVEL_BYTES:
+        small = np.asarray(small)
+    return scan_ids(small)
