@@ -97,7 +97,7 @@ def test_a_mask_in_memory_stays_in_the_thread(monkeypatch):
     monkeypatch.setattr(mj, "PROCESS_ID_CHECK_PIXELS", 0)
     d = da.from_array(_mask(), chunks=16)
     s = Sample(name="s", labels=[d, d[::2, ::2]], table=_table([3, 7, 11, 12]))
-    assert mj.process_payload(s) is None                 # no file behind it
+    assert mj.process_source(s) is None                 # no file behind it
     s.paths["mask"] = "/nonexistent/mask.zarr"
-    assert mj.process_payload(s) is None
+    assert mj.process_source(s) is None
     assert mj.IdCheckJob(s).run() is None

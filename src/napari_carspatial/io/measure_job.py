@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
-import pickle
 import threading
 import time
 
@@ -256,8 +256,6 @@ DEFER_ID_CHECK_PIXELS = 64_000_000
 PROCESS_ID_CHECK_PIXELS = DEFER_ID_CHECK_PIXELS
 #: how much the check's process lowers its own priority (``os.nice``): the GUI's process comes first
 ID_CHECK_NICE = 10
-#: a mask whose pickled dask graph is larger than this holds pixels in memory, not a file's: in-thread
-_MAX_GRAPH_BYTES = 1 << 20
 #: the check's process sends its progress at most this often (s)
 _PROGRESS_EVERY_S = 0.1
 
@@ -391,14 +389,15 @@ class IdCheckJob:
         self.stage = "waiting"
         self.problem: str | None = None
         self._cancel = threading.Event()
-        #: the pickled level-0 mask when :meth:`run` reads it in a separate process (None: in this thread)
-        self.payload = process_payload(sample)
+        #: where the level-0 mask's pixels are when :meth:`run` reads them in a separate process
+        #: (:func:`process_source`; None: in this thread)
+        self.source = process_source(sample)
         self._proc = None
 
     @property
     def in_process(self) -> bool:
         """True when :meth:`run` reads the pixels in a separate process (a large mask read from a file)."""
-        return self.payload is not None
+        return self.source is not None
 
     def cancel(self) -> None:
         """Stop the check (thread-safe; the sample left the viewer): :meth:`run` raises
@@ -459,7 +458,7 @@ class IdCheckJob:
         self.stage = "checking"
         try:
             ids = mask_ids(self.sample.labels[0], source=self.sample.paths.get("mask"), progress=self._progress,
-                           scan=self._scan_in_process if self.payload is not None else None)
+                           scan=self._scan_in_process if self.source is not None else None)
             self.problem = table_id_problem(self.sample, ids, self.table_ids)
         except MeasureCancelled:
             self.stage = "cancelled"
@@ -471,41 +470,41 @@ class IdCheckJob:
         return self.problem
 
     def _scan_in_process(self, labels, *, progress) -> np.ndarray:
-        """:func:`~napari_carspatial.model.mask_ids.scan_ids` of :attr:`payload` in a separate,
-        lower-priority process (:func:`_scan_main`, started as ``python -c``: no ``__main__``
-        re-import as multiprocessing's spawn does, so any script or notebook can open a sample);
-        this thread only waits on the pipe (no GIL held). Cancel terminates the process."""
+        """:func:`~napari_carspatial.model.mask_ids.scan_ids` of the zarr array :attr:`source`
+        names, in a separate, lower-priority process (:func:`_scan_main`, started as
+        ``python -c``: no ``__main__`` re-import as multiprocessing's spawn does, so any script or
+        notebook can open a sample). It opens the array from its file itself, writes progress
+        lines to its stdout and the ids to an ``.npy`` file (no pickle); this thread only waits
+        on the pipe (no GIL held). Cancel terminates the process."""
+        import shutil
         import subprocess
         import sys
+        import tempfile
 
         env = dict(os.environ)
         # the same code and packages as this process (a worktree's src first, as here)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE.format(nice=int(ID_CHECK_NICE))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        tmp = tempfile.mkdtemp(prefix="carspatial-id-check-")
+        out = os.path.join(tmp, "ids.npy")
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(self.source), out, str(int(ID_CHECK_NICE))],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                close_fds=True, text=True)
         self._proc = proc
         try:
             if self._cancel.is_set():   # cancelled while it started: cancel() may have missed it
                 raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
-            try:
-                proc.stdin.write(self.payload)
-                proc.stdin.close()
-            except OSError:          # terminated (cancelled) or died at once: told below
-                pass
-            while True:
-                try:
-                    kind, *rest = pickle.load(proc.stdout)   # blocks without the GIL
-                except (EOFError, pickle.UnpicklingError, OSError):
-                    if self._cancel.is_set():
-                        raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled") from None
-                    raise RuntimeError(f"the id check's process ended without an answer "
-                                       f"(exit code {proc.wait()})") from None
+            for line in proc.stdout:      # blocks without the GIL
+                kind, _, rest = line.strip().partition(" ")
                 if kind == "progress":
-                    progress(*rest)           # raises MeasureCancelled once cancelled
+                    done, total = (int(v) for v in rest.split())
+                    progress(done, total)     # raises MeasureCancelled once cancelled
                 elif kind == "ids":
-                    return np.asarray(rest[0], dtype=np.int64)
-                else:
-                    raise RuntimeError(f"the id check's process failed: {rest[0]}")
+                    return np.load(out, allow_pickle=False).astype(np.int64, copy=False)
+                elif kind == "error":
+                    raise RuntimeError(f"the id check's process failed: {rest}")
+            if self._cancel.is_set():
+                raise MeasureCancelled(f"the id check of {self.sample.name} was cancelled")
+            raise RuntimeError(f"the id check's process ended without an answer (exit code {proc.wait()})")
         finally:
             self._proc = None
             if proc.poll() is None:
@@ -514,66 +513,88 @@ class IdCheckJob:
                 proc.wait(timeout=10)
             with contextlib.suppress(Exception):
                 proc.stdout.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def process_payload(sample: Sample) -> bytes | None:
-    """The pickled level-0 mask of ``sample`` when its deferred id check reads it in a separate
-    process, else None: a lazy mask of more than :data:`PROCESS_ID_CHECK_PIXELS` pixels, read from
-    a file that exists, whose dask graph refers to that file (a few kB pickled) rather than holding
-    pixels (an in-memory mask, a rasterized shapes mask, a segmentation working copy keep the
-    in-thread path)."""
-    from ..model.file_identity import resolve_source
-
+def process_source(sample: Sample) -> dict | None:
+    """Where ``sample``'s level-0 mask is, for its deferred id check in a separate process, or None
+    (the in-thread path): a lazy mask of more than :data:`PROCESS_ID_CHECK_PIXELS` pixels that is
+    exactly one zarr array in a local store (``dask.array.from_zarr``, what the SpatialData and
+    OME-Zarr readers give), as ``{"root", "path", "chunks"}``. Masks in memory, rasterized shapes,
+    resampled or edited masks keep the in-thread path."""
     lab = sample.labels[0] if sample.labels else None
-    source = sample.paths.get("mask")
-    if lab is None or not hasattr(lab, "dask") or not source:
+    if lab is None or not hasattr(lab, "dask") or not sample.paths.get("mask"):
         return None
     h, w = (int(v) for v in lab.shape[-2:])
-    if h * w <= PROCESS_ID_CHECK_PIXELS or not resolve_source(source).exists():
+    if h * w <= PROCESS_ID_CHECK_PIXELS or lab.ndim != 2:
         return None
     try:
-        payload = pickle.dumps(lab, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - not picklable: the in-thread path
-        log.debug("%s: mask not picklable; id check in a thread", sample.name, exc_info=True)
+        import zarr
+
+        layers = list(lab.dask.layers)
+        if len(layers) != 2 or not all(n.split("-")[-1] == lab.name.split("-")[-1] for n in layers) \
+                or not lab.name.startswith("from-zarr-"):
+            return None          # more than a plain from_zarr (resampled, edited, computed)
+        arrays = [getattr(v, "value", v) for v in lab.dask.layers[f"original-{lab.name}"].values()]
+        arrays = [a for a in arrays if isinstance(a, zarr.Array)]
+        if len(arrays) != 1:
+            return None
+        a = arrays[0]
+        root = getattr(a.store, "root", None)           # zarr's LocalStore
+        fs = getattr(a.store, "fs", None)               # an fsspec store on the local file system
+        if root is None and fs is not None:
+            proto = getattr(getattr(fs, "sync_fs", fs), "protocol", ())
+            if "file" in ((proto,) if isinstance(proto, str) else tuple(proto)):
+                root = getattr(a.store, "path", None)
+        if root is None or not os.path.isdir(root) or tuple(a.shape) != tuple(lab.shape) or a.dtype != lab.dtype:
+            return None
+        return {"root": os.path.abspath(os.fspath(root)), "path": str(a.path),
+                "chunks": [list(map(int, c)) for c in lab.chunks]}
+    except Exception:  # noqa: BLE001 - anything unexpected: the in-thread path
+        log.debug("%s: mask not described; id check in a thread", sample.name, exc_info=True)
         return None
-    return payload if len(payload) <= _MAX_GRAPH_BYTES else None
 
 
-#: what the id check's process runs (``python -c``)
-_CHILD_CODE = "from napari_carspatial.io.measure_job import _scan_main; _scan_main({nice})"
+#: what the id check's process runs (``python -c``; argv: the source as JSON, the ``.npy`` path, niceness)
+_CHILD_CODE = "from napari_carspatial.io.measure_job import _scan_main; _scan_main()"
 
 
-def _scan_main(nice: int = ID_CHECK_NICE) -> None:
-    """The id check's process: lower its priority by ``nice`` (:data:`ID_CHECK_NICE`), read the pickled mask
-    from stdin (unpickling the dask graph opens the zarr / TIFF file it names), read every block,
-    and write pickled ``("progress", done, total)`` now and then and ``("ids", ids)`` at the end
-    (``("error", line)`` on failure) to stdout."""
+def _scan_main() -> None:
+    """The id check's process: lower its priority, open the zarr array ``sys.argv[1]`` names
+    (:func:`process_source`), read every block, write ``progress <done> <total>`` lines now and
+    then to stdout, save the ids to ``sys.argv[2]`` (``.npy``) and write ``ids`` (``error <line>``
+    on failure)."""
     import sys
 
-    with contextlib.suppress(OSError, AttributeError):   # no os.nice on Windows
-        if nice:
+    src, out, nice = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    if nice:
+        with contextlib.suppress(OSError, AttributeError):   # no os.nice on Windows
             os.nice(nice)
-    out = sys.stdout.buffer
-    lock = threading.Lock()     # dask's threads call progress(): one message at a time on the pipe
+    lock = threading.Lock()     # dask's threads call progress(): one line at a time on the pipe
 
-    def send(msg) -> None:
+    def send(line: str) -> None:
         with lock:
-            pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     try:
+        import dask.array as da
+        import zarr
+
         from ..model.mask_ids import scan_ids
 
-        labels = pickle.loads(sys.stdin.buffer.read())
+        arr = zarr.open_array(store=src["root"], path=src["path"], mode="r")
+        labels = da.from_zarr(arr, chunks=tuple(tuple(c) for c in src["chunks"]))
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
             now = time.monotonic()
             if done == 1 or done == total or now - last[0] >= _PROGRESS_EVERY_S:
                 last[0] = now
-                send(("progress", done, total))
+                send(f"progress {done} {total}")
 
-        send(("ids", scan_ids(labels, progress=progress)))
+        np.save(out, scan_ids(labels, progress=progress), allow_pickle=False)
+        send("ids")
     except BaseException as err:  # noqa: BLE001 - reported to the GUI's process as one line
         with contextlib.suppress(Exception):
-            send(("error", f"{type(err).__name__}: {err}"))
+            send(f"error {type(err).__name__}: {err}".replace("\n", " "))
