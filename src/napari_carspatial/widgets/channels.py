@@ -72,6 +72,12 @@ class ChannelsWidget(QWidget):
         # AlternateBase, so every other row was white text on white (issue 14)
         self.list.setAlternatingRowColors(False)
         self.list.setUniformItemSizes(True)
+        # channels of the sample without a layer (yet): hidden channels are added after the first
+        # frame, so the list says what is still missing instead of looking complete
+        self.pending = QLabel("")
+        self.pending.setWordWrap(True)
+        self.pending.setStyleSheet("color: gray")
+        self.pending.hide()
 
         self.cmap = QComboBox()
         self.cmap.addItems(COLORMAPS)
@@ -96,6 +102,7 @@ class ChannelsWidget(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.search)
         lay.addWidget(self.list, 1)
+        lay.addWidget(self.pending)
         row = QHBoxLayout()
         row.addWidget(self.all_on)
         row.addWidget(self.all_off)
@@ -169,10 +176,28 @@ class ChannelsWidget(QWidget):
             lyr.events.visible.connect(self._sync_from_layers)
             lyr.events.colormap.connect(self._sync_from_layers)
         self._updating = False
+        self._show_pending()
         self._filter(self.search.text())
         if self.list.count():
             self.list.setCurrentRow(0)
         self._rank_panels()
+
+    def missing_channels(self) -> list[str]:
+        """Channels of the current sample that have no layer (yet): still being added, or closed."""
+        sid = self.sample_combo.currentData()
+        sample = self.session.sample(sid) if sid else None
+        if sample is None:
+            return []
+        shown = {lyr.metadata.get(META_CHANNEL) for lyr in self.image_layers()}
+        return [str(c) for c in (sample.channel_names or []) if str(c) not in shown]
+
+    def _show_pending(self) -> None:
+        missing = self.missing_channels()
+        if missing:
+            names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+            self.pending.setText(f"{len(missing)} more channel{'s' if len(missing) > 1 else ''} not open as "
+                                 f"layers yet: {names} (hidden channels are added after the first frame)")
+        self.pending.setVisible(bool(missing))
 
     def _sync_from_layers(self, event=None):
         if self._updating:
