@@ -197,6 +197,8 @@ class ChannelsWidget(QWidget):
             names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
             self.pending.setText(f"{len(missing)} more channel{'s' if len(missing) > 1 else ''} not open as "
                                  f"layers yet: {names} (hidden channels are added after the first frame)")
+        else:
+            self.pending.setText("")
         self.pending.setVisible(bool(missing))
 
     def _sync_from_layers(self, event=None):
