@@ -73,11 +73,9 @@ class ChannelsWidget(QWidget):
         self.list.setAlternatingRowColors(False)
         self.list.setUniformItemSizes(True)
         # channels of the sample without a layer (yet): hidden channels are added after the first
-        # frame, so the list says what is still missing instead of looking complete
-        self.pending = QLabel("")
-        self.pending.setWordWrap(True)
-        self.pending.setStyleSheet("color: gray")
-        self.pending.hide()
+        # frame, so the list's last row says what is still missing instead of the list looking
+        # complete (a row, not a label under the list: the list keeps its height)
+        self.pending_item: QListWidgetItem | None = None
 
         self.cmap = QComboBox()
         self.cmap.addItems(COLORMAPS)
@@ -102,7 +100,6 @@ class ChannelsWidget(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.search)
         lay.addWidget(self.list, 1)
-        lay.addWidget(self.pending)
         row = QHBoxLayout()
         row.addWidget(self.all_on)
         row.addWidget(self.all_off)
@@ -192,14 +189,18 @@ class ChannelsWidget(QWidget):
         return [str(c) for c in (sample.channel_names or []) if str(c) not in shown]
 
     def _show_pending(self) -> None:
+        """The last row names the channels without a layer (none: no such row)."""
+        self.pending_item = None
         missing = self.missing_channels()
-        if missing:
-            names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-            self.pending.setText(f"{len(missing)} more channel{'s' if len(missing) > 1 else ''} not open as "
-                                 f"layers yet: {names} (hidden channels are added after the first frame)")
-        else:
-            self.pending.setText("")
-        self.pending.setVisible(bool(missing))
+        if not missing:
+            return
+        names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        item = QListWidgetItem(f"+ {len(missing)} more not open yet: {names}")
+        item.setFlags(Qt.NoItemFlags)          # not a channel: no check box, not selectable
+        item.setToolTip("Channels of this sample without a layer yet: hidden channels are added "
+                        "after the first frame (or the layer was closed)")
+        self.list.addItem(item)
+        self.pending_item = item
 
     def _sync_from_layers(self, event=None):
         if self._updating:
