@@ -421,6 +421,18 @@ class CurationSession:
             meta = {k: v for k, v in meta.items() if k not in BLIND_HIDDEN}
         return meta
 
+    def follow_table(self) -> None:
+        """Curate the sample's new table object (a segmentation commit appended or dropped rows):
+        a new Curation of the same type column, an empty selection and undo; edits not yet
+        autosaved stay pending (they are in the new table too)."""
+        listeners = [cb for cb in self.curation.listeners if cb != self._edited]
+        self.curation = Curation(self.sample.table, rois=self.sample.rois, reviewer=self.curation.reviewer,
+                                 type_key=self.curation.type_key)
+        self.curation.listeners.append(self._edited)
+        self.curation.listeners.extend(listeners)
+        self.selected = np.zeros(self.sample.table.n_obs, bool)
+        self._selection_changed()
+
     def _restart(self) -> None:
         """Start over on the sample's (new) table: a new Curation, empty selection and undo."""
         listeners = [cb for cb in self.curation.listeners if cb != self._edited]
