@@ -69,6 +69,10 @@ def test_commits_append_and_drop_rows_incrementally(make_napari_viewer_proxy, mo
                         rows=upd[upd >= 0], reason="test")
         return res
 
+    # a region over the first two cells and one curation edit before the commits
+    view.core.add_roi(np.array([[-1, -1], [-1, 21], [11, 21], [11, -1]], float), name="R1", cls="Tumor")
+    view.select(np.array([1]))
+    view.assign("CAR T")
     # split cell 3 (rows 0-9, cols 0-9) by a vertical line: one row appended
     n0 = sample.table.n_obs
     res = commit(split_cell_by_line, 3, [(-1, 4.5), (11, 4.5)], ed.new_id)
@@ -83,9 +87,14 @@ def test_commits_append_and_drop_rows_incrementally(make_napari_viewer_proxy, mo
     assert s.hover_stale(sid)
     # the curation follows the new table: a new cell can be selected and assigned
     assert view.core.curation.adata is sample.table
+    assert sample.table.obs["roi"].iloc[n0] == "R1"        # the new cell's region
+    assert len(view.core.curation.undo_stack) == 2          # an append keeps the undo stack
     view.select(np.array([n0]))
     view.assign("Tumor")
     assert sample.table.obs[view.core.curated_key].iloc[n0] == "Tumor"
+    view.undo()
+    view.undo()                                             # the edit made before the split
+    assert sample.table.obs[view.core.curated_key].iloc[1] == sample.table.obs["cell_type"].iloc[1]
     _check_against_reference(col)
     col.set_mode("outline")
     # merge two cells (6 and 9 sit side by side): a row dropped, the kept cell re-measured

@@ -394,7 +394,8 @@ class ViewerSession:
             # a segmentation commit replaced the table: the curation session follows it (its edits
             # went to the old table object, its selection had the old length); the undo stack of
             # row edits starts over, as with a new curation view
-            e.curation.core.follow_table()
+            e.curation.core.follow_table(rows_added=rows_added if incremental else None,
+                                         rows_removed=rows_removed if incremental else None)
         if incremental:
             # napari rebuilds a labels layer's {label: row} index (a Python dict of 10^6 ints,
             # 0.1-0.4 s) whenever its features are set: after an append only the new cells
