@@ -217,7 +217,9 @@ class RegionView(QGroupBox):
         else:
             self.unpark(frame)
             frame.translate = kw["translate"]
-            frame.data = rect
+            # the shape type with the data: an emptied Shapes layer would take the vertices as a
+            # polygon (a diagonal line across the view)
+            frame.data = [(rect[0], "rectangle")]
             frame.visible = True
         frame.editable = False
         lyr = self._own_layer(ROLE_EDIT)
