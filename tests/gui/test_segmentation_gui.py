@@ -177,9 +177,9 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert t.loc[kept, "cell_type"] in {types0[a], types0[b]}
     untouched = t.index.intersection(types0.index).difference(res.affected)
     assert (t.loc[untouched, "cell_type"].astype(str) == types0.loc[untouched]).all()
-    feats = slide.features
-    assert new_cell in set(feats["index"].tolist())
-    assert gone not in set(feats["index"].tolist())
+    # the edit layer's hover has the new cells now; the slide's (10^6 rows) follows at the close
+    assert new_cell in set(w.edit_layer.features["index"].tolist())
+    assert w.session.hover_stale(w.sid)
     audit = get_log(s.table)
     assert {"segmentation.edit", "segmentation.merge_type"} <= set(audit["action"])
 
@@ -200,5 +200,17 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
 
     w.region_view.close_region()
     assert not any(ly.visible for ly in viewer.layers if ly.name.startswith(f"{s.name} edit"))   # hidden for reuse
+    assert not w.session.hover_stale(w.sid)
+    parked = [ly for ly in viewer.layers if ly.metadata.get("parked")]
+    assert parked and all(not ly.visible and ly.name.endswith(w.region_view.PARKED) for ly in parked)
+    assert list(viewer.layers)[: len(parked)] == parked          # at the bottom of the layer list
+    # a second region takes them back: own names, on top, the frame still a rectangle
+    w.region_view.edit_rect(200, 180, 300, 280, wait=True)
+    frame = next(ly for ly in viewer.layers if ly.metadata.get("tool") == "frame")
+    assert frame.shape_type == ["rectangle"] and frame.visible and not frame.metadata.get("parked")
+    assert w.edit_layer.name == f"{s.name} edit" and viewer.layers[-1] in (w.edit_layer, frame)
+    feats = slide.features
+    assert new_cell in set(feats["index"].tolist())
+    assert gone not in set(feats["index"].tolist())
     w.cleanup()
     assert w not in keys.owners()

@@ -48,6 +48,7 @@ from .lut import (  # noqa: F401 - the pure half, re-exported
     DENSE_MAX_ID,
     TILE,
     LabelLut,
+    LutLevel,
     LutState,
     TileCache,
     categories_and_codes,
@@ -147,6 +148,7 @@ class CellColoring:
         self._yx_geom = None
         self._yx_check = False                    # compare them with the table's before the next use
         self._ids: np.ndarray | None = None
+        self._lut_ids: np.ndarray | None = None   # the rows (their ids) of the categorical lut
         self._lut: LabelLut | None = None
         #: label tiles shared by this sample's display layers
         self._tiles = TileCache()
@@ -182,9 +184,16 @@ class CellColoring:
         src = self.table.obsm[SPATIAL_KEY]
         geom = self.session.geometry(self.sid)
         if self._yx_world is not None and self._yx_check:
-            same = (len(self._yx_world) == self.table.n_obs and self._yx_geom == geom
-                    and np.shape(src) == self._yx_src.shape and np.array_equal(np.asarray(src), self._yx_src))
-            if not same:
+            same_shape = (len(self._yx_world) == self.table.n_obs and self._yx_geom == geom
+                          and np.shape(src) == self._yx_src.shape)
+            if same_shape:   # re-measured cells moved: only their rows are computed again
+                a = np.asarray(src, dtype=float)
+                moved = np.flatnonzero((a != self._yx_src).any(axis=1))
+                if moved.size:
+                    (sy, sx), (ty, tx), _ = geom
+                    self._yx_src[moved] = a[moved]
+                    self._yx_world[moved] = spatial_to_yx(a[moved]) * np.asarray((sy, sx)) + np.asarray((ty, tx))
+            else:
                 self._yx_world = None
             self._yx_check = False
         if self._yx_world is None or len(self._yx_world) != self.table.n_obs:
@@ -228,6 +237,11 @@ class CellColoring:
             self._tiles.clear()          # the mask was edited: its tiles are gone
             self._tiles_for = labels
         rec = self._states.get(key)
+        if layer is not None and rec is not None and rec[2] == lut.dtype and rec[1] is not labels \
+                and self._swap_levels(layer, rec, labels):
+            # the mask was edited (a segmentation commit): the layer's levels read the new
+            # pyramid, one re-slice (``layer.data = ...`` re-slices at once and again at the draw)
+            rec = self._states[key] = (rec[0], labels, rec[2])
         if layer is not None and rec is not None and rec[1] is labels and rec[2] == lut.dtype:
             rec[0].set(lut, outline_only=outline_only, interior=interior)
             layer.refresh()
@@ -240,6 +254,19 @@ class CellColoring:
             layer.data = data
             return None
         return data
+
+    @staticmethod
+    def _swap_levels(layer, rec, labels) -> bool:
+        """Point the layer's own display levels (made for ``rec``'s pyramid) at ``labels``, a
+        pyramid of the same shapes; False when the layer shows something else."""
+        data = layer.data if isinstance(layer.data, (list, tuple)) else [layer.data]
+        if len(data) != len(labels) or not all(isinstance(lv, LutLevel) and lv.state is rec[0] for lv in data):
+            return False
+        if any(tuple(int(v) for v in new.shape) != lv.shape for lv, new in zip(data, labels, strict=True)):
+            return False
+        for lv, new in zip(data, labels, strict=True):
+            lv.labels = new
+        return True
 
     def _find(self, role: str):
         found = self.session.layers_of(self.sid, role)
@@ -287,7 +314,8 @@ class CellColoring:
             self.visible = np.ones(len(cats), dtype=bool)
         self.categories, self.codes = cats, codes
         self.colors = category_colors(t, key, cats)
-        self._lut = category_lut(self.ids(), codes, n_codes=2 * len(cats) + 1)
+        self._lut_ids = self.ids()
+        self._lut = category_lut(self._lut_ids, codes, n_codes=2 * len(cats) + 1)
         layer = self._apply_categorical()
         self.events.changed(what="column")
         return layer
@@ -562,8 +590,15 @@ class CellColoring:
         self._states.pop(f"{ROLE_HIGHLIGHT}:{name}", None)
 
     # ------------------------------------------------------------------ after table edits
-    def refresh(self) -> None:
+    def refresh(self, *, rows_added=None, rows_removed=None, rows=None) -> None:
         """Re-read the current column (after the table was edited) and redraw.
+
+        ``rows_added`` / ``rows_removed`` (a segmentation commit, see
+        :meth:`~.session.ViewerSession.table_changed`): the new table is the old one without
+        the rows ``rows_removed`` (old positions) with rows appended at its end; the lut then
+        gets entries for the new cells (and loses the removed ones) instead of being rebuilt
+        from the whole column, when the column's categories only grew at their end. ``rows``
+        (with them): the rows whose values changed (re-measured cells: their centroids).
 
         When the cells are the same (same ids in the same rows) and so is the column's category
         list, only the cells whose code changed get a new lookup-table entry (the lut is copied,
@@ -571,6 +606,9 @@ class CellColoring:
         10^6 cells does not rebuild the whole lut, the counts' positions or the colormap.
         :func:`~.lut.category_lut` of the whole column is the reference (a test compares them).
         """
+        if (rows_added is not None or rows_removed is not None) and self._refresh_appended(rows_added, rows_removed,
+                                                                                           rows):
+            return
         ids = instance_ids(self.table)
         same_cells = self._ids is not None and np.array_equal(ids, self._ids)
         self._ids = ids
@@ -618,6 +656,94 @@ class CellColoring:
             self._show(ROLE_CATEGORIES, self.category_layer, self._lut, self.mode == "outline", len(cats))
         self.events.changed(what="column")
         return True
+
+    @staticmethod
+    def _full_refresh_needed(where) -> bool:
+        log.debug("row append: the colouring is rebuilt (%s)", where)
+        return False
+
+    def _refresh_appended(self, rows_added, rows_removed, rows=None) -> bool:
+        """The row-append path of :meth:`refresh`: True when it applied the change (else the
+        caller rebuilds). :func:`~.lut.category_lut` of the whole column is the reference (a
+        test compares them)."""
+        if self.kind != "categorical" or self.key is None or self._lut is None or self._lut.dense is None:
+            return self._full_refresh_needed("not a categorical lut")
+        t = self.table
+        old_ids = self._lut_ids    # the rows the lut was made for (``ids()`` follows the table)
+        if self.key not in t.obs or self.category_layer is None or old_ids is None or len(old_ids) != len(self.codes):
+            return self._full_refresh_needed("no layer or codes")
+        removed = np.asarray([] if rows_removed is None else rows_removed, dtype=np.int64).ravel()
+        added = np.asarray([] if rows_added is None else rows_added, dtype=np.int64).ravel()
+        if removed.size and (removed.min() < 0 or removed.max() >= len(old_ids)):
+            return self._full_refresh_needed("removed rows out of range")
+        removed = np.unique(removed)
+        n_keep = len(old_ids) - removed.size
+        ids = instance_ids(t)
+        if len(ids) != n_keep + added.size or not np.array_equal(added, np.arange(n_keep, len(ids))):
+            return self._full_refresh_needed("rows not appended at the end")
+        # np.delete copies the runs between the removed rows (a boolean mask of 10^6 rows is
+        # ~10x slower)
+        kept_ids = np.delete(old_ids, removed) if removed.size else old_ids
+        if not np.array_equal(ids[:n_keep], kept_ids):
+            return self._full_refresh_needed("kept rows differ")
+        cats, codes = categories_and_codes(t, self.key)
+        n_old = len(self.categories)
+        if cats[:n_old] != self.categories:
+            return self._full_refresh_needed("categories renamed or reordered")   # the old codes mean other things
+        colors = category_colors(t, self.key, cats)
+        if colors[:n_old] != self.colors:
+            return self._full_refresh_needed("colours changed")
+        dense = self._lut.dense
+        if 2 * len(cats) + 1 > np.iinfo(dense.dtype).max:
+            return self._full_refresh_needed("too many codes for the lut dtype")
+        # rows whose code changed (a merged cell takes the type of most of its area) + new rows
+        kept_codes = np.delete(self.codes, removed) if removed.size else self.codes
+        upd = np.concatenate([np.flatnonzero(codes[:n_keep] != kept_codes), added])
+        size = max(dense.size, int(ids[upd].max()) + 1 if upd.size else 0)
+        new = np.zeros(size, dtype=dense.dtype)
+        new[:dense.size] = dense
+        gone = old_ids[removed]
+        new[gone[(gone >= 0) & (gone < size)]] = 0
+        new[ids[upd]] = (codes[upd] + 1).astype(new.dtype)   # -1 (missing) -> 0
+        new[0] = 0
+        self._lut = LabelLut(dense=new, keys=None, values=None, fill=self._lut.fill)
+        self._ids, self._lut_ids, self.codes = ids, ids, codes
+        self._append_positions(t, removed, n_keep, rows)
+        if len(cats) > n_old:
+            self.visible = np.concatenate([self.visible, np.ones(len(cats) - n_old, dtype=bool)])
+        self.categories, self.colors = cats, colors
+        self._apply_categorical()
+        self.events.changed(what="column")
+        return True
+
+    def _append_positions(self, t, removed: np.ndarray, n_keep: int, rows=None) -> None:
+        """World centroids after a row append: the kept rows', the new rows' and, when ``rows``
+        names the re-measured rows, theirs (else moved cells are found by
+        :meth:`cell_yx_world`'s row-wise check at their next use)."""
+        yx, src0 = self._yx_world, self._yx_src
+        if yx is None or src0 is None or len(yx) != n_keep + removed.size or SPATIAL_KEY not in t.obsm:
+            self._yx_world = None
+            return
+        src = np.asarray(t.obsm[SPATIAL_KEY])
+        geom = self.session.geometry(self.sid)
+        if src.shape[1:] != src0.shape[1:] or geom != self._yx_geom or len(src) < n_keep:
+            self._yx_world = None
+            return
+        n = len(src)
+        redo = np.arange(n_keep, n)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64).ravel()
+            redo = np.union1d(rows[(rows >= 0) & (rows < n)], redo)
+        new_src = np.empty((n,) + src0.shape[1:], dtype=src0.dtype)
+        new_yx = np.empty((n, 2), dtype=yx.dtype)
+        new_src[:n_keep] = np.delete(src0, removed, axis=0) if removed.size else src0
+        new_yx[:n_keep] = np.delete(yx, removed, axis=0) if removed.size else yx
+        (sy, sx), (ty, tx), _ = geom
+        a = np.asarray(src[redo], dtype=float)
+        new_src[redo] = a
+        new_yx[redo] = spatial_to_yx(a) * np.asarray((sy, sx)) + np.asarray((ty, tx))
+        self._yx_src, self._yx_world = new_src, new_yx
+        self._yx_check = rows is None
 
     # ------------------------------------------------------------------ counts
     def counts(self, where: np.ndarray | None = None) -> np.ndarray:

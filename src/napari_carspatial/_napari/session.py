@@ -20,7 +20,11 @@ Events (``session.events.<name>.connect(callback)``; napari ``Event`` objects wi
 ``sample_removed``   ``sid``, ``sample``: its last layer left; colouring, caches and views are gone
 ``table_changed``    ``sid``, ``columns`` (tuple of ``obs``/``var`` names, or None = any),
                      ``rows`` (int array of table rows, or None = any), ``structure`` (rows were
-                     added, removed or reordered, or the table was replaced), ``reason`` (text)
+                     added, removed or reordered, or the table was replaced), ``reason`` (text),
+                     ``rows_added`` / ``rows_removed`` (None, or with ``structure``: the change
+                     only dropped these rows of the old table, keeping the others' order, and
+                     appended ``rows_added`` (their positions in the new table, at its end); a
+                     dock that ignores them does a full refresh, as for any ``structure``)
 ``labels_changed``   ``sid``, ``box`` ((y0, x0, y1, x1) level-0 px, or None): the mask was edited
 ``selection_changed`` ``sid``, ``n``: the curation selection changed
 ``busy``             ``sid``, ``busy`` (bool), ``message``: a worker started / stopped writing the
@@ -109,7 +113,8 @@ class SampleEntry:
         Made by the npe2 reader (its layers get styled and fitted when they arrive).
     """
 
-    __slots__ = ("sid", "sample", "cache", "busy", "from_reader", "coloring", "curation", "__weakref__")
+    __slots__ = ("sid", "sample", "cache", "busy", "from_reader", "coloring", "curation", "hover_stale",
+                 "__weakref__")
 
     def __init__(self, sid: str, sample: Sample, *, from_reader: bool = False):
         self.sid = sid
@@ -119,6 +124,9 @@ class SampleEntry:
         self.from_reader = from_reader
         self.coloring = None
         self.curation = None
+        #: the labels layers' hover features predate a row append / removal (rebuilt by
+        #: :meth:`ViewerSession.refresh_hover`, or by the next table change that touches them)
+        self.hover_stale = False
 
     def __repr__(self) -> str:
         return f"SampleEntry({self.sid!r})"
@@ -348,7 +356,7 @@ class ViewerSession:
 
     # ------------------------------------------------------------------ changes
     def table_changed(self, sid: str, *, columns: Iterable[str] | None = None, rows=None,
-                      structure: bool = False, reason: str = "") -> None:
+                      structure: bool = False, reason: str = "", rows_added=None, rows_removed=None) -> None:
         """Tell everyone that sample ``sid``'s table changed.
 
         Parameters
@@ -361,24 +369,67 @@ class ViewerSession:
             Rows were added, removed or reordered, or the table object was replaced.
         reason
             What happened (for logs and docks).
+        rows_added
+            A row append (a segmentation commit): positions in the new table of the rows
+            appended at its end. Given (or ``rows_removed``), ``structure`` is implied, and the
+            colouring and hover follow incrementally; docks that ignore it refresh fully.
+        rows_removed
+            Positions in the old table of the rows dropped (the others keep their order).
         """
         e = self.entry(sid)
         if e is None:
             return
+        incremental = rows_added is not None or rows_removed is not None
+        if incremental:
+            structure = True
+            rows_added = np.asarray([] if rows_added is None else rows_added, dtype=np.int64).ravel()
+            rows_removed = np.asarray([] if rows_removed is None else rows_removed, dtype=np.int64).ravel()
         cols = None if columns is None else tuple(str(c) for c in columns)
         rows = None if rows is None else np.asarray(rows, dtype=np.int64).ravel()
         for k in [k for k in e.cache if isinstance(k, tuple) and k and k[0] == "table"]:
             dep = k[1] if len(k) > 1 else None
             if structure or dep is None or (dep != STRUCTURE and (cols is None or dep in cols)):
                 del e.cache[k]
-        self._refresh_hover(sid, cols, structure)
+        if structure and e.curation is not None and e.curation.core.curation.adata is not e.sample.table:
+            # a segmentation commit replaced the table: the curation session follows it (its edits
+            # went to the old table object, its selection had the old length); the undo stack of
+            # row edits starts over, as with a new curation view
+            e.curation.core.follow_table(rows_added=rows_added if incremental else None,
+                                         rows_removed=rows_removed if incremental else None)
+        if incremental:
+            # napari rebuilds a labels layer's {label: row} index (a Python dict of 10^6 ints,
+            # 0.1-0.4 s) whenever its features are set: after an append only the new cells
+            # lack hover text, and the features wait for :meth:`refresh_hover` (the Segmentation
+            # dock calls it when the region closes) or the next change that touches them
+            e.hover_stale = True
+        else:
+            self._refresh_hover(sid, cols, structure)
         if e.coloring is not None and e.coloring.key is not None and (
                 structure or cols is None or e.coloring.key in cols):
             try:
-                e.coloring.refresh()
+                if incremental:
+                    e.coloring.refresh(rows_added=rows_added, rows_removed=rows_removed, rows=rows)
+                else:
+                    e.coloring.refresh()
             except (KeyError, ValueError) as err:
                 log.warning("colouring of %s not refreshed: %s", sid, err)
-        self.events.table_changed(sid=sid, columns=cols, rows=rows, structure=bool(structure), reason=reason)
+        self.events.table_changed(sid=sid, columns=cols, rows=rows, structure=bool(structure), reason=reason,
+                                  rows_added=rows_added if incremental else None,
+                                  rows_removed=rows_removed if incremental else None)
+
+    def hover_stale(self, sid: str) -> bool:
+        """The labels layers' hover features wait for :meth:`refresh_hover` (after a row append)."""
+        e = self.entry(sid)
+        return bool(e is not None and e.hover_stale)
+
+    def refresh_hover(self, sid: str) -> bool:
+        """Rebuild the labels layers' hover features now if a row append left them behind
+        (True when it did)."""
+        e = self.entry(sid)
+        if e is None or not e.hover_stale:
+            return False
+        self._refresh_hover(sid, None, True)
+        return True
 
     def replace_table(self, sid: str, adata, *, reason: str = "table replaced") -> None:
         """Put ``adata`` in place of the sample's table (a recovered or re-read table)."""
@@ -406,8 +457,11 @@ class ViewerSession:
         from .layers import hover_features
 
         s = self.sample(sid)
-        if s is None or s.table is None:
+        e = self.entry(sid)
+        if s is None or s.table is None or e is None:
             return
+        if e.hover_stale:      # rows were appended / dropped since the features were made
+            structure, e.hover_stale = True, False
         key = find_cell_type_key(s.table)
         if not structure and cols is not None and key not in cols:
             return

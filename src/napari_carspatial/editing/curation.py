@@ -421,6 +421,60 @@ class CurationSession:
             meta = {k: v for k, v in meta.items() if k not in BLIND_HIDDEN}
         return meta
 
+    def follow_table(self, rows_added=None, rows_removed=None) -> None:
+        """Curate the sample's new table object (a segmentation commit appended or dropped rows):
+        a new Curation of the same type column, an empty selection and undo; edits not yet
+        autosaved stay pending (they are in the new table too).
+
+        When the change only appended ``rows_added`` (positions at the new table's end), the
+        Curation keeps its undo stack (every row keeps its position) and only the new rows get
+        their regions (a new Curation recomputes every cell's: ~1.8 s at 10^6 cells)."""
+        if self._follow_append(rows_added, rows_removed):
+            return
+        listeners = [cb for cb in self.curation.listeners if cb != self._edited]
+        self.curation = Curation(self.sample.table, rois=self.sample.rois, reviewer=self.curation.reviewer,
+                                 type_key=self.curation.type_key)
+        self.curation.listeners.append(self._edited)
+        self.curation.listeners.extend(listeners)
+        self.selected = np.zeros(self.sample.table.n_obs, bool)
+        self._selection_changed()
+
+    def _follow_append(self, rows_added, rows_removed) -> bool:
+        import pandas as pd
+
+        from ..model.conventions import instance_ids
+        from ..model.curation import ROI_CLASS_KEY, ROI_KEY, ROI_SEP
+
+        c, t = self.curation, self.sample.table
+        if rows_added is None or (rows_removed is not None and len(rows_removed)):
+            return False
+        added = np.asarray(rows_added, dtype=np.int64).ravel()
+        n_old = c.adata.n_obs
+        if n_old + added.size != t.n_obs or not np.array_equal(added, np.arange(n_old, t.n_obs)) \
+                or self.selected.shape != (n_old,):
+            return False
+        cols = (ROI_KEY, ROI_CLASS_KEY)
+        if any(k not in t.obs or not isinstance(t.obs[k].dtype, pd.CategoricalDtype) for k in cols):
+            return False
+        yx = spatial_to_yx(np.asarray(t.obsm[SPATIAL_KEY], float)[added])
+        inside = [roi_contains(r, yx) for r in c.rois]
+        for k, attr in zip(cols, ("name", "cls"), strict=True):
+            vals = []
+            for i in range(added.size):
+                hit = [getattr(r, attr) for r, m in zip(c.rois, inside, strict=True) if m[i]]
+                vals.append(ROI_SEP.join(dict.fromkeys(hit)) if hit else None)
+            new = [v for v in dict.fromkeys(vals) if v is not None and v not in t.obs[k].cat.categories]
+            if new:
+                t.obs[k] = t.obs[k].cat.add_categories(new)
+            t.obs.iloc[added, t.obs.columns.get_loc(k)] = pd.Categorical(vals, dtype=t.obs[k].dtype)
+        c.adata = t
+        c.ids = instance_ids(t)
+        had = bool(self.selected.any())
+        self.selected = np.concatenate([self.selected, np.zeros(added.size, bool)])
+        if had:   # an empty selection stays empty: nothing to redraw (~0.5 s at 10^6 cells)
+            self._selection_changed()
+        return True
+
     def _restart(self) -> None:
         """Start over on the sample's (new) table: a new Curation, empty selection and undo."""
         listeners = [cb for cb in self.curation.listeners if cb != self._edited]

@@ -152,7 +152,7 @@ def instance_ids(adata: AnnData) -> np.ndarray:
     key = get_table_link(adata)["instance_key"]
     if key not in adata.obs:
         raise KeyError(f"the table has no instance-id column {key!r}")
-    return np.asarray(adata.obs[key], dtype=np.int64)
+    return np.asarray(adata.obs[key].to_numpy(), dtype=np.int64)   # np.asarray(Series) hashes obs_names (getattr)
 
 
 def pixel_size_um(adata: AnnData, default: float | None = None) -> float | None:

@@ -100,6 +100,7 @@ class CurationWidget(QWidget):
         self.session.events.sample_added.connect(self._on_samples)
         self.session.events.sample_removed.connect(self._on_samples)
         self.session.events.reviewer_changed.connect(self._on_reviewer_changed)
+        self.session.events.table_changed.connect(self._on_table_changed)
         self._timer = QTimer(self)
         self._timer.setInterval(AUTOSAVE_TICK_MS)
         self._timer.timeout.connect(self.autosave.tick)
@@ -211,6 +212,11 @@ class CurationWidget(QWidget):
         self.audit.refresh(self.core)
         self.header.refresh(self.core)
         self.saving.refresh_undo(self.core)
+
+    def _on_table_changed(self, event=None):
+        """Rows added or removed (a segmentation commit): the progress counts follow."""
+        if event is not None and event.structure and self.view is not None and event.sid == self.view.sid:
+            self.header.refresh(self.core)
 
     def _on_selection(self, event=None):
         self.cells.show_selection(self.view, busy=bool(self.view and self.session.busy(self.view.sid)))

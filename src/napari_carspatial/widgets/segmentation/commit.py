@@ -197,7 +197,14 @@ class CommitView(QWidget):
         if s is None:
             return
         d.session.labels_changed(d.sid, res.bbox)
-        d.session.table_changed(d.sid, structure=bool(res.added or res.removed), reason=f"segmentation: {res.message()}")
+        if res.rows_added or res.rows_removed:   # rows appended / dropped: docks may follow incrementally
+            upd = d.editor.row_positions(res.updated) if d.editor is not None else None
+            d.session.table_changed(d.sid, structure=True, rows_added=res.rows_added, rows_removed=res.rows_removed,
+                                    rows=None if upd is None else upd[upd >= 0],
+                                    reason=f"segmentation: {res.message()}")
+        else:
+            d.session.table_changed(d.sid, structure=bool(res.added or res.removed),
+                                    reason=f"segmentation: {res.message()}")
         if d.edit_layer is not None and d.edit is not None and (res.added or res.removed):
             # hover features of the region's cells only (looked up by row, not the 10^6-row table)
             ids = d.edit.ids_after_commit(res)

@@ -215,8 +215,11 @@ class RegionView(QGroupBox):
                                            opacity=0.8, metadata={META_SAMPLE: d.sid, META_ROLE: ROLE_EDIT_TOOL,
                                                                   "tool": "frame"}, **kw)
         else:
+            self.unpark(frame)
             frame.translate = kw["translate"]
-            frame.data = rect
+            # the shape type with the data: an emptied Shapes layer would take the vertices as a
+            # polygon (a diagonal line across the view)
+            frame.data = [(rect[0], "rectangle")]
             frame.visible = True
         frame.editable = False
         lyr = self._own_layer(ROLE_EDIT)
@@ -232,6 +235,7 @@ class RegionView(QGroupBox):
             for key, fn in (("Control-Z", lambda _l: d.ops.undo()), ("Control-Shift-Z", lambda _l: d.ops.redo())):
                 lyr.bind_key(key, fn, overwrite=True)
         else:
+            self.unpark(lyr)
             lyr.translate = kw["translate"]
             lyr.data = d.region.data
             lyr.visible = True
@@ -286,6 +290,35 @@ class RegionView(QGroupBox):
         lyr.events.data.connect(_done)
         return lyr
 
+    # ------------------------------------------------------------------ parking closed layers
+    #: suffix of a closed region's layer name in the layer list (kept, hidden, for the next region)
+    PARKED = " (closed region: kept for the next one)"
+
+    def park(self, lyr) -> None:
+        """A closed region's layer: hidden, named as such and moved to the bottom of the layer
+        list, out of the way of the slide's layers (removing it would cost napari's full garbage
+        collection, seconds with a 10^6-cell table in memory; see :meth:`_add_edit_layer`)."""
+        md = lyr.metadata
+        if not md.get("parked"):
+            md["parked"] = True
+            md["name"] = lyr.name
+            lyr.name = f"{lyr.name}{self.PARKED}"
+        layers = self.viewer.layers
+        i = layers.index(lyr)
+        if i != 0:
+            layers.move(i, 0)
+
+    def unpark(self, lyr) -> None:
+        """A parked layer back in use: its own name, on top of the layer list."""
+        md = lyr.metadata
+        if not md.pop("parked", False):
+            return
+        lyr.name = md.pop("name", lyr.name.removesuffix(self.PARKED))
+        layers = self.viewer.layers
+        i = layers.index(lyr)
+        if i != len(layers) - 1:
+            layers.move(i, len(layers))
+
     # ------------------------------------------------------------------ helper layers
     def _tool_layer(self, what: str, kind: str, **kw):
         """The helper layer ``what`` (line, seeds, polygon, region) of this sample, created on demand
@@ -295,6 +328,7 @@ class RegionView(QGroupBox):
         if not kw:
             kw = self.layer_kwargs()
         if lyr is not None:
+            self.unpark(lyr)
             if not np.allclose(np.asarray(lyr.translate)[-2:], kw["translate"]):
                 lyr.translate = kw["translate"]
             if not lyr.visible:
@@ -344,6 +378,10 @@ class RegionView(QGroupBox):
             elif len(lyr.data):
                 lyr.data = [] if hasattr(lyr, "shape_type") else np.zeros((0, 2))
             lyr.visible = False
+            self.park(lyr)
+        if d.sid is not None:
+            # the slide's hover features after rows were appended: once per region, not per commit
+            d.session.refresh_hover(d.sid)
         slide = d.session.labels_layer(d.sid) if d.sid is not None else None
         if slide is not None and self.viewer.layers.selection.active is not slide:
             d.activate(slide)   # not a hidden editing layer with napari's paint tools

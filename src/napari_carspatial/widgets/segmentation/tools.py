@@ -140,6 +140,7 @@ class ToolsView(QGroupBox):
             if active is not None:
                 d.activate(active)
         else:
+            d.region_view.unpark(lyr)
             lyr.data = mask
             lyr.translate = kw["translate"]
             lyr.visible = True
