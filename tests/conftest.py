@@ -104,3 +104,33 @@ def _check_no_skips(session):
         for rep in skipped[:20]:
             reporter.write_line(f"  {rep.nodeid}: {rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else rep.longrepr}")
         session.exitstatus = 1
+
+
+# napari runs a full gc.collect() every time a layer leaves a viewer that has a canvas
+# (napari/_vispy/canvas.py, _clean_and_update_scenegraph), so closing a viewer of N layers costs
+# N full collections of the whole test process's heap (napari, Qt, dask, squidpy, every module
+# fixture): seconds per GUI test. Objects that existed before the test are frozen (moved out of
+# the collector's reach) for its duration; everything the test makes is collected as before.
+# Every _GC_EVERY-th such test first runs one full collection unfrozen, so garbage left by earlier
+# tests never piles up.
+_GC_FIXTURES = {"make_napari_viewer", "make_napari_viewer_proxy", "qtbot"}
+_GC_EVERY = 25
+_gc_tests = 0
+
+
+@pytest.fixture(autouse=True)
+def _frozen_gc_for_viewers(request):
+    import gc
+
+    if not _GC_FIXTURES.intersection(request.fixturenames):
+        yield
+        return
+    global _gc_tests
+    _gc_tests += 1
+    if _gc_tests % _GC_EVERY == 0:
+        gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
