@@ -72,7 +72,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     layer.add([poly], shape_type="polygon")
     xy = s.table.obsm["spatial"]
     inside = (xy[:, 0] > 50) & (xy[:, 0] < 300) & (xy[:, 1] > 50) & (xy[:, 1] < 300)
-    qtbot.waitUntil(lambda: sess.n_selected == int(inside.sum()), timeout=3000)
+    qtbot.waitUntil(lambda: sess.n_selected == int(inside.sum()), timeout=20_000)
     assert f"{inside.sum():,} cells selected" in w.cells.sel_label.text()
     assert col.highlight_layer("selection") is not None
 
@@ -128,7 +128,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
         w.regions.roi_class.setCurrentText(cls)
         lyr = w.cells.start_drawing(mode, "roi")
         lyr.add([shape], shape_type="polygon" if mode == "add_polygon" else "rectangle")
-        qtbot.waitUntil(lambda name=name: any(r.name == name for r in s.rois), timeout=3000)
+        qtbot.waitUntil(lambda name=name: any(r.name == name for r in s.rois), timeout=20_000)
     roi_names = [r.name for r in s.rois]
     assert "core A" in roi_names
     assert "margin A" in roi_names
@@ -251,7 +251,7 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     col2 = get_coloring(viewer2, sid2)
     w2 = _widget(viewer2, qtbot)
     assert w2.recovery.isHidden()          # not while the dock is being built
-    qtbot.waitUntil(lambda: not w2.recovery.isHidden(), timeout=3000)
+    qtbot.waitUntil(lambda: not w2.recovery.isHidden(), timeout=20_000)
     assert w2.recovery.recovery_file == rec
     assert "Recover" in w2.recovery.recover_button.text()
     assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() != expected).any()
@@ -298,7 +298,7 @@ def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_f
     viewer2 = make_napari_viewer_proxy()
     s2, _ = _open(viewer2, demo_files)
     w2 = _widget(viewer2, qtbot, show=True)
-    qtbot.waitUntil(lambda: w2.recovery.isVisible(), timeout=3000)
+    qtbot.waitUntil(lambda: w2.recovery.isVisible(), timeout=20_000)
     if os.environ.get("CARSPATIAL_SHOTS"):   # the screenshot in docs/curation.md
         w2.grab().save(os.path.join(os.environ["CARSPATIAL_SHOTS"], "curation_recovery.png"))
     w2.recovery.not_now_button.click()
@@ -362,7 +362,7 @@ def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_vie
     viewer3 = make_napari_viewer_proxy()
     open_unsaved(viewer3, a)
     w3 = _widget(viewer3, qtbot)
-    qtbot.waitUntil(lambda: not w3.recovery.isHidden(), timeout=3000)
+    qtbot.waitUntil(lambda: not w3.recovery.isHidden(), timeout=20_000)
     assert w3.recovery.recovery_file == rec
     w3.cleanup()
 
