@@ -60,8 +60,27 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _private_user_dirs(config) -> None:
+    """The run's own cache and config folders (recovery files, demo and pyramid caches, working
+    copies, remembered settings) unless the caller chose some: a test never reads what another run,
+    or the developer's own napari, left in ``~/.cache`` / ``~/.config`` (a stale recovery file there
+    would offer itself to a test that expects none). Tests that need their own folder still set
+    ``CARSPATIAL_CACHE_DIR`` / ``CARSPATIAL_CONFIG_DIR`` (monkeypatch) as before. Subprocesses of
+    the tests inherit the variables."""
+    import tempfile
+
+    made = []
+    for var in ("CARSPATIAL_CACHE_DIR", "CARSPATIAL_CONFIG_DIR"):
+        if not os.environ.get(var):
+            d = tempfile.mkdtemp(prefix=f"carspatial-tests-{var[11:-4].lower()}-")
+            os.environ[var] = d
+            made.append(d)
+    config._carspatial_private_dirs = made
+
+
 def pytest_sessionstart(session):
     session.config._carspatial_real_snapshot = _snapshot(REAL)
+    _private_user_dirs(session.config)
 
 
 def _check_real_data_untouched(session) -> None:
@@ -87,6 +106,10 @@ def _check_real_data_untouched(session) -> None:
 def pytest_sessionfinish(session, exitstatus):
     _check_real_data_untouched(session)
     _check_no_skips(session)
+    import shutil
+
+    for d in getattr(session.config, "_carspatial_private_dirs", []):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _check_no_skips(session):
