@@ -69,12 +69,17 @@ def _private_user_dirs(config) -> None:
     the tests inherit the variables."""
     import tempfile
 
-    made = []
+    # a pytest-xdist worker inherits the controller's environment: it makes its own folders for
+    # the variables the controller made (named in _CARSPATIAL_TESTS_OWN_DIRS), never shares them
+    inherited = set(filter(None, os.environ.get("_CARSPATIAL_TESTS_OWN_DIRS", "").split(",")))
+    made, names = [], []
     for var in ("CARSPATIAL_CACHE_DIR", "CARSPATIAL_CONFIG_DIR"):
-        if not os.environ.get(var):
+        if var in inherited or not os.environ.get(var):
             d = tempfile.mkdtemp(prefix=f"carspatial-tests-{var[11:-4].lower()}-")
             os.environ[var] = d
             made.append(d)
+            names.append(var)
+    os.environ["_CARSPATIAL_TESTS_OWN_DIRS"] = ",".join(names)
     config._carspatial_private_dirs = made
 
 
