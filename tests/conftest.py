@@ -162,3 +162,38 @@ def _frozen_gc_for_viewers(request):
         yield
     finally:
         gc.unfreeze()
+
+
+# Under pytest-xdist (``-n 2``) each worker gets its own virtual display: GUI tests on one shared
+# display take each other's keyboard focus and window activation (tests/gui/test_keys.py checks
+# that focus activates a dock). The worker starts Xvfb before anything imports Qt (test modules are
+# imported after pytest_configure) and stops it at the end.
+_worker_xvfb = None
+
+
+def pytest_configure(config):
+    global _worker_xvfb
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not os.environ.get("DISPLAY"):
+        return
+    import shutil
+    import subprocess
+
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        return                                    # the shared display (xvfb-run's) then
+    proc = subprocess.Popen([xvfb, "-displayfd", "1", "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    number = proc.stdout.readline().decode().strip()
+    if not number.isdigit():
+        proc.kill()
+        raise pytest.UsageError(f"pytest-xdist worker: Xvfb did not start ({number!r})")
+    _worker_xvfb = proc
+    os.environ["DISPLAY"] = f":{number}"
+
+
+def pytest_unconfigure(config):
+    global _worker_xvfb
+    if _worker_xvfb is not None:
+        _worker_xvfb.terminate()
+        _worker_xvfb.wait(timeout=10)
+        _worker_xvfb = None
