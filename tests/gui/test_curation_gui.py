@@ -24,6 +24,15 @@ def demo_files(tmp_path_factory):
     return write_demo(tmp_path_factory.mktemp("demo ü"), size=768, seed=2)
 
 
+@pytest.fixture(scope="module")
+def two_demos(tmp_path_factory):
+    """Two other demo slides (read only: tests open them and save elsewhere)."""
+    from napari_carspatial.datasets import write_demo
+
+    return (write_demo(tmp_path_factory.mktemp("a"), size=512, seed=3),
+            write_demo(tmp_path_factory.mktemp("b"), size=512, seed=4))
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
@@ -318,17 +327,14 @@ def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_f
     w3.cleanup()
 
 
-def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_viewer_proxy, qtbot, tmp_path_factory,
+def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_viewer_proxy, qtbot, two_demos,
                                                                  cache, monkeypatch):
     """Data without a source (the demo): the recovery key holds a fingerprint of the table."""
     import os
     import time
 
-    from napari_carspatial.datasets import write_demo
-
     _no_modal(monkeypatch)
-    a = write_demo(tmp_path_factory.mktemp("a"), size=512, seed=3)
-    b = write_demo(tmp_path_factory.mktemp("b"), size=512, seed=4)
+    a, b = two_demos
 
     def open_unsaved(viewer, files):
         s = read_sample(files["image"], mask=files["mask"], table=files["table"])
@@ -367,12 +373,10 @@ def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_vie
     w3.cleanup()
 
 
-def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, qtbot, demo_files, tmp_path_factory,
+def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, qtbot, demo_files, two_demos,
                                                      cache, monkeypatch):
-    from napari_carspatial.datasets import write_demo
-
     _no_modal(monkeypatch)
-    other = write_demo(tmp_path_factory.mktemp("other"), size=512, seed=5)
+    other = two_demos[0]   # any slide other than demo_files
     viewer = make_napari_viewer_proxy()
     s, _sid = _open(viewer, demo_files)
     w = _widget(viewer, qtbot)
