@@ -93,7 +93,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert m.loc["log2_oe_car_t_myeloid", "margin"] > 0
     assert 0.05 < m.loc["area_mm2", "margin"] < 1.0
     w.results.compare_with("margin", "core")
-    qtbot.wait(300)
+    qtbot.wait(10)   # the posted fit_figure and draw_idle run (compare_with fills the table and plot at once)
     # counts next to fractions, intervals, plain labels, the difference with its interval
     tab = w.results.table
     headers = [tab.horizontalHeaderItem(j).text() for j in range(tab.columnCount())]
@@ -111,7 +111,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     z = w.current.matrix("zscore", "margin")
     assert z.loc["CAR T", "Macrophage"] > 2
     w.results.compare_with("margin", "core")
-    qtbot.wait(300)
+    qtbot.wait(10)   # the posted fit_figure and draw_idle run (compare_with fills the table and plot at once)
     # compared as log2 O/E differences with intervals, never as a difference of z-scores
     title = w.results.canvas.fig.axes[0].get_title(loc="left")
     assert "difference of log2 obs / exp" in title
@@ -121,7 +121,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     w.run("cooccurrence")
     _wait_result(qtbot, w, "cooccurrence")
     w.results.compare_with("margin", "core")
-    qtbot.wait(300)
+    qtbot.wait(10)   # the posted fit_figure and draw_idle run (compare_with fills the table and plot at once)
     # the lines have the legend's colours (the colouring the slide uses), one panel per type
     from matplotlib.colors import to_hex
 
@@ -150,12 +150,12 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     assert len(t.uns["niche_colors"]) == len(t.obs["niche"].cat.categories)
     col = get_coloring(viewer, w.sample_id)
     assert col.key == "niche"
-    qtbot.wait(300)
+    qtbot.wait(10)   # the posted redraws run
     shots["analysis_niches.png"] = w.grab()
     viewer.window.resize(1600, 1000)
-    qtbot.wait(300)
+    qtbot.wait(10)   # the resize is handled
     viewer.reset_view()
-    qtbot.wait(300)
+    qtbot.wait(10)   # the posted redraws run
     window_png = viewer.screenshot(canvas_only=False, flash=False)
 
     # stored in uns with params, region and time; shown again by a fresh dock

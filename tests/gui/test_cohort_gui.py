@@ -47,9 +47,9 @@ def test_cohort_widget_opens_sample(make_napari_viewer_proxy, qtbot, results):
 
     assert (lo, hi) == (axis_value(float(vals[vals == vals].min())), axis_value(float(vals[vals == vals].max())))
     row = next(i for i in range(8) if w.sample_at(i) == "P02-post")
-    with qtbot.waitSignal(w.table.cellDoubleClicked, timeout=1000):
+    with qtbot.waitSignal(w.table.cellDoubleClicked, timeout=20_000):
         w.table.cellDoubleClicked.emit(row, 0)
-    qtbot.waitUntil(lambda: w._worker is not None, timeout=2000)
+    qtbot.waitUntil(lambda: w._worker is not None, timeout=20_000)
     qtbot.waitUntil(lambda: any(s.name == "P02-post" for s in session_for(viewer).samples().values()),
                     timeout=20000)
     names = [lyr.name for lyr in viewer.layers]

@@ -24,6 +24,15 @@ def demo_files(tmp_path_factory):
     return write_demo(tmp_path_factory.mktemp("demo ü"), size=768, seed=2)
 
 
+@pytest.fixture(scope="module")
+def two_demos(tmp_path_factory):
+    """Two other demo slides (read only: tests open them and save elsewhere)."""
+    from napari_carspatial.datasets import write_demo
+
+    return (write_demo(tmp_path_factory.mktemp("a"), size=512, seed=3),
+            write_demo(tmp_path_factory.mktemp("b"), size=512, seed=4))
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
@@ -72,7 +81,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     layer.add([poly], shape_type="polygon")
     xy = s.table.obsm["spatial"]
     inside = (xy[:, 0] > 50) & (xy[:, 0] < 300) & (xy[:, 1] > 50) & (xy[:, 1] < 300)
-    qtbot.waitUntil(lambda: sess.n_selected == int(inside.sum()), timeout=3000)
+    qtbot.waitUntil(lambda: sess.n_selected == int(inside.sum()), timeout=20_000)
     assert f"{inside.sum():,} cells selected" in w.cells.sel_label.text()
     assert col.highlight_layer("selection") is not None
 
@@ -128,7 +137,7 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
         w.regions.roi_class.setCurrentText(cls)
         lyr = w.cells.start_drawing(mode, "roi")
         lyr.add([shape], shape_type="polygon" if mode == "add_polygon" else "rectangle")
-        qtbot.waitUntil(lambda name=name: any(r.name == name for r in s.rois), timeout=3000)
+        qtbot.waitUntil(lambda name=name: any(r.name == name for r in s.rois), timeout=20_000)
     roi_names = [r.name for r in s.rois]
     assert "core A" in roi_names
     assert "margin A" in roi_names
@@ -251,7 +260,7 @@ def test_blinded_review_and_recovery(make_napari_viewer_proxy, qtbot, demo_files
     col2 = get_coloring(viewer2, sid2)
     w2 = _widget(viewer2, qtbot)
     assert w2.recovery.isHidden()          # not while the dock is being built
-    qtbot.waitUntil(lambda: not w2.recovery.isHidden(), timeout=3000)
+    qtbot.waitUntil(lambda: not w2.recovery.isHidden(), timeout=20_000)
     assert w2.recovery.recovery_file == rec
     assert "Recover" in w2.recovery.recover_button.text()
     assert (s2.table.obs["cell_type_curated"].astype(str).to_numpy() != expected).any()
@@ -298,7 +307,7 @@ def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_f
     viewer2 = make_napari_viewer_proxy()
     s2, _ = _open(viewer2, demo_files)
     w2 = _widget(viewer2, qtbot, show=True)
-    qtbot.waitUntil(lambda: w2.recovery.isVisible(), timeout=3000)
+    qtbot.waitUntil(lambda: w2.recovery.isVisible(), timeout=20_000)
     if os.environ.get("CARSPATIAL_SHOTS"):   # the screenshot in docs/curation.md
         w2.grab().save(os.path.join(os.environ["CARSPATIAL_SHOTS"], "curation_recovery.png"))
     w2.recovery.not_now_button.click()
@@ -318,17 +327,14 @@ def test_recovery_not_now_keeps_the_file(make_napari_viewer_proxy, qtbot, demo_f
     w3.cleanup()
 
 
-def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_viewer_proxy, qtbot, tmp_path_factory,
+def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_viewer_proxy, qtbot, two_demos,
                                                                  cache, monkeypatch):
     """Data without a source (the demo): the recovery key holds a fingerprint of the table."""
     import os
     import time
 
-    from napari_carspatial.datasets import write_demo
-
     _no_modal(monkeypatch)
-    a = write_demo(tmp_path_factory.mktemp("a"), size=512, seed=3)
-    b = write_demo(tmp_path_factory.mktemp("b"), size=512, seed=4)
+    a, b = two_demos
 
     def open_unsaved(viewer, files):
         s = read_sample(files["image"], mask=files["mask"], table=files["table"])
@@ -362,17 +368,15 @@ def test_unsaved_sample_recovery_never_offered_for_another_table(make_napari_vie
     viewer3 = make_napari_viewer_proxy()
     open_unsaved(viewer3, a)
     w3 = _widget(viewer3, qtbot)
-    qtbot.waitUntil(lambda: not w3.recovery.isHidden(), timeout=3000)
+    qtbot.waitUntil(lambda: not w3.recovery.isHidden(), timeout=20_000)
     assert w3.recovery.recovery_file == rec
     w3.cleanup()
 
 
-def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, qtbot, demo_files, tmp_path_factory,
+def test_switching_sample_autosaves_the_outgoing_one(make_napari_viewer_proxy, qtbot, demo_files, two_demos,
                                                      cache, monkeypatch):
-    from napari_carspatial.datasets import write_demo
-
     _no_modal(monkeypatch)
-    other = write_demo(tmp_path_factory.mktemp("other"), size=512, seed=5)
+    other = two_demos[0]   # any slide other than demo_files
     viewer = make_napari_viewer_proxy()
     s, _sid = _open(viewer, demo_files)
     w = _widget(viewer, qtbot)

@@ -65,7 +65,7 @@ def test_mcd_with_samples_dock_shows_every_acquisition(make_napari_viewer_proxy,
         return (corners[:, 0].min() >= y0 - 1e-6 and corners[:, 0].max() <= y1 + 1e-6
                 and corners[:, 1].min() >= x0 - 1e-6 and corners[:, 1].max() <= x1 + 1e-6)
 
-    qtbot.waitUntil(fitted, timeout=3000)
+    qtbot.waitUntil(fitted, timeout=20_000)
     assert list(tiles.features["acquisition"]) == ["ROI_001", "ROI_002", "ROI_003"]
     names = [dock.tree.topLevelItem(i).text(0) for i in range(dock.tree.topLevelItemCount())]
     assert [n.rsplit("_", 1)[1] for n in names] == ["001", "002", "003"]   # the acquisitions' ids

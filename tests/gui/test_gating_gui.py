@@ -97,7 +97,7 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
                                                    f"({100 * hand.mean():.1f}%)")
     # the slide preview follows after the debounce
     assert widget._timer.isActive()
-    qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
+    qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=20_000)
     layer = widget.preview_layer()
     assert layer.visible
     assert sample_id_of(layer) == session_for(viewer).register(a)
@@ -107,14 +107,14 @@ def test_threshold_preview_count_and_cells_equal_hand(gating, qtbot):
     # moving the threshold updates the same layer
     widget.gate_view.threshold_spin.setValue(1e6)
     assert widget.gate_view.count_label.text().endswith(f"0 positive / {a.n_cells:,} cells (0.0%)")
-    qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=3000)
+    qtbot.waitUntil(lambda: not widget._timer.isActive(), timeout=20_000)
     assert widget.preview_layer() is layer
     assert _highlighted_ids(layer, a).max(initial=0) == 0
     # switching to another tab (the panel is hidden) takes the preview off the slide
     widget.hide()
     assert widget.preview_layer() is None or not widget.preview_layer().visible
     widget.show()
-    qtbot.waitUntil(lambda: widget.preview_layer() is not None and widget.preview_layer().visible, timeout=3000)
+    qtbot.waitUntil(lambda: widget.preview_layer() is not None and widget.preview_layer().visible, timeout=20_000)
 
     # unticking the preview removes it
     widget.gate_view.preview_check.setChecked(False)

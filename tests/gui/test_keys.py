@@ -54,7 +54,7 @@ def test_most_recent_dock_on_screen_gets_the_key(make_napari_viewer_proxy, qtbot
     b.setFocusPolicy(Qt.StrongFocus)
     b.activateWindow()
     b.setFocus()
-    qtbot.waitUntil(lambda: d.owners()[-1] is b, timeout=2000)   # focus activates a dock
+    qtbot.waitUntil(lambda: d.owners()[-1] is b, timeout=20_000)   # focus activates a dock
     assert _press(viewer, "Control-Z")
     assert log[-1] == ("segmentation", "undo")
 
@@ -90,7 +90,7 @@ def test_background_tab_is_not_on_screen(make_napari_viewer_proxy, qtbot):
     win.show()
     qtbot.waitExposed(win)
     da.raise_()
-    qtbot.waitUntil(lambda: on_screen(a), timeout=3000)
+    qtbot.waitUntil(lambda: on_screen(a), timeout=20_000)
     assert a.isVisible()
     assert b.isVisible()   # Qt says both are visible...
     assert not on_screen(b)                          # ...but b is a background tab
@@ -99,7 +99,7 @@ def test_background_tab_is_not_on_screen(make_napari_viewer_proxy, qtbot):
     assert _press(viewer, "Control-Z")
     assert log[-1] == ("curation", "undo")
     db.raise_()
-    qtbot.waitUntil(lambda: on_screen(b) and not on_screen(a), timeout=3000)
+    qtbot.waitUntil(lambda: on_screen(b) and not on_screen(a), timeout=20_000)
     assert _press(viewer, "Control-Z")
     assert log[-1] == ("segmentation", "undo")
     d.unregister(a)
@@ -118,9 +118,9 @@ def test_alt_digit_reaches_the_dock_from_the_canvas_with_labels_active(make_napa
     canvas = _qt_viewer(viewer).canvas.native
     canvas.setFocus()
     qtbot.keyClick(canvas, Qt.Key_2, Qt.AltModifier)
-    qtbot.waitUntil(lambda: log == ["alt2"], timeout=2000)
+    qtbot.waitUntil(lambda: log == ["alt2"], timeout=20_000)
     assert lab.mode == "pan_zoom"
     qtbot.keyClick(canvas, Qt.Key_2)               # napari's own digit is untouched
-    qtbot.waitUntil(lambda: lab.mode == "paint", timeout=2000)
+    qtbot.waitUntil(lambda: lab.mode == "paint", timeout=20_000)
     assert log == ["alt2"]
     get_dispatcher(viewer).unregister(w)

@@ -62,7 +62,7 @@ def _cohort(viewer, qtbot):
     docks = workflows.apply_workflow(viewer, "Cohort")
     mw = workflows.main_window(docks[workflows.CLASS_LIST])
     mw.resize(1600, 1000)
-    qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (1600, 1000), timeout=3000)
+    qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (1600, 1000), timeout=20_000)
     return workflows.find_widget(viewer, "Cohort")
 
 

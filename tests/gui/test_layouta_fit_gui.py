@@ -46,7 +46,7 @@ def test_workflow_fits_1600_by_1000(laid_out, qtbot, name):
     docks = workflows.apply_workflow(viewer, name)
     mw = workflows.main_window(docks[workflows.CLASS_LIST])
     mw.resize(W, H)
-    qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (W, H), timeout=3000)
+    qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (W, H), timeout=20_000)
     qtbot.wait(50)
     # no dock forces the window taller or wider than the screen: Qt's own minimum of the window
     assert mw.minimumSizeHint().height() <= H, (name, mw.minimumSizeHint())
@@ -65,16 +65,16 @@ def test_workflow_fits_1600_by_1000(laid_out, qtbot, name):
     # after a window resize (shown, maximised, by the user) the Legend keeps the height of its
     # rows, without empty rows taken from the working dock
     mw.resize(W, H + 100)   # taller: every workflow's minimum allows it (the Xvfb screen is 1200 px)
-    qtbot.waitUntil(lambda: mw.height() == H + 100, timeout=3000)
+    qtbot.waitUntil(lambda: mw.height() == H + 100, timeout=20_000)
     mw.resize(W, H)
-    qtbot.waitUntil(lambda: mw.height() == H, timeout=3000)
+    qtbot.waitUntil(lambda: mw.height() == H, timeout=20_000)
     low = 8
 
     def sized():   # the column is sized again 50 ms after the last resize
         return low <= _rows_in_view(tree) <= len(TYPES) + 2
 
     with contextlib.suppress(TimeoutError):   # pytest-qt's own TimeoutError: the assert says more
-        qtbot.waitUntil(sized, timeout=3000)
+        qtbot.waitUntil(sized, timeout=20_000)
     assert sized(), (name, _rows_in_view(tree), mw.height(), legend.height())
 
 

@@ -48,7 +48,7 @@ def test_review_inspector_shows_ten_marker_rows_and_a_click_keeps_paint_away(mak
     qtbot.wait(50)
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.mouseClick(canvas, Qt.LeftButton, pos=QPoint(canvas.width() // 2, canvas.height() // 2))
-    qtbot.waitUntil(lambda: insp._current is not None, timeout=2000)
+    qtbot.waitUntil(lambda: insp._current is not None, timeout=20_000)
     assert insp._current[1] == 30
     active = viewer.layers.selection.active
     assert active is not labels

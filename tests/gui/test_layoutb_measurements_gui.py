@@ -70,4 +70,4 @@ def test_headers_readable_key_columns_first_markers_reachable(make_napari_viewer
     view = session.curation(session.sid_of(sample))
     view.core.select_ids(obs["cell_id"].to_numpy()[:2])
     view.core.exclude("fold")
-    qtbot.waitUntil(lambda: "excluded" in w.visible_columns(), timeout=2000)
+    qtbot.waitUntil(lambda: "excluded" in w.visible_columns(), timeout=20_000)

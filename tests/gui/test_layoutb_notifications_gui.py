@@ -18,7 +18,7 @@ def test_a_new_notification_replaces_the_shown_one(make_napari_viewer_proxy, qtb
     one_notification_at_a_time()
     one_notification_at_a_time()                  # idempotent: one handler however many docks call it
     notify("Gating applied to grid: CAR T 12, Tumor 12, Macrophage 12")
-    qtbot.waitUntil(lambda: len(shown_toasts()) == 1, timeout=2000)
+    qtbot.waitUntil(lambda: len(shown_toasts()) == 1, timeout=20_000)
     notify("grid is busy (measuring cells); edit it when that is done.", "warning")
     qtbot.wait(300)
     toasts = shown_toasts()
@@ -84,11 +84,11 @@ def test_a_workers_notification_replaces_too(make_napari_viewer_proxy, qtbot):
     viewer = make_napari_viewer_proxy(show=True)
     one_notification_at_a_time()
     notify("first, from the GUI thread")
-    qtbot.waitUntil(lambda: len(shown_toasts()) == 1, timeout=2000)
+    qtbot.waitUntil(lambda: len(shown_toasts()) == 1, timeout=20_000)
     th = threading.Thread(target=lambda: notify("second, from a worker"))
     th.start()
     th.join()
-    qtbot.waitUntil(lambda: any("worker" in t.message.text() for t in shown_toasts()), timeout=3000)
+    qtbot.waitUntil(lambda: any("worker" in t.message.text() for t in shown_toasts()), timeout=20_000)
     qtbot.wait(100)
     toasts = shown_toasts()
     assert [t.message.text() for t in toasts] == ["second, from a worker"]

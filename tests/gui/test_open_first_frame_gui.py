@@ -169,7 +169,7 @@ def test_no_check_for_a_sample_closed_before_it_began(make_napari_viewer_proxy, 
     monkeypatch.setattr(mj.IdCheckJob, "run", lambda self: started.append(1) or real_run(self))
     viewer = _open_with_legend(make_napari_viewer_proxy, qtbot, monkeypatch, tmp_path)
     viewer.open(str(stores["good"]), plugin="napari-carspatial")
-    qtbot.waitUntil(lambda: bool(session_for(viewer).samples()), timeout=5000)
+    qtbot.waitUntil(lambda: bool(session_for(viewer).samples()), timeout=20_000)
     qtbot.wait(100)
     viewer.layers.clear()           # closed within the first-frame wait
     qtbot.wait(1500)

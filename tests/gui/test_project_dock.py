@@ -34,17 +34,6 @@ def cohort(tmp_path_factory):
 
 
 @pytest.fixture
-def frozen_gc():
-    """napari runs gc.collect() on every layer removal: keep the test session's heap out of it."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture
 def project(tmp_path, cohort, monkeypatch):
     monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
     proj = init_project(tmp_path / "proj", cohort, reviewers=[("alice", "Dr A"), "bob", "carol"], due="2099-12-31")
@@ -91,7 +80,7 @@ def _shown_texts(viewer, dock, cur) -> list[str]:
     return out
 
 
-def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, project, notes, frozen_gc):
+def test_read_through_the_dock_then_adjudicate(make_napari_viewer_proxy, qtbot, project, notes):
     viewer = make_napari_viewer_proxy()
     viewer.window.resize(1600, 1000)
     dock, cur = _docks(viewer)

@@ -6,7 +6,6 @@ tells the Segmentation dock why its mask may not be edited."""
 
 from __future__ import annotations
 
-import gc
 import threading
 
 import numpy as np
@@ -30,15 +29,6 @@ def cohort(tmp_path_factory):
 
 
 @pytest.fixture
-def frozen_gc():
-    """napari runs gc.collect() on every layer removal: keep the test session's heap out of it."""
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture
 def notes(monkeypatch):
     import napari.utils.notifications as notifications
 
@@ -57,7 +47,7 @@ def _reviewed(dock, label):
 
 
 def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbot, cohort, tmp_path, monkeypatch,
-                                                  notes, frozen_gc):
+                                                  notes):
     from napari_carspatial.widgets.curation import CurationWidget
     from napari_carspatial.widgets.project import ProjectWidget
     from napari_carspatial.widgets.project.slides import percent
@@ -93,7 +83,7 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     assert cur.assign("CAR T") is not None
     assert cur.saving.save_button.text() == "Save read 1"
     cur.saving.save_to_target()
-    qtbot.waitUntil(lambda: _reviewed(dock, label) == percent(5 / n), timeout=4000)
+    qtbot.waitUntil(lambda: _reviewed(dock, label) == percent(5 / n), timeout=20_000)
     path = proj.read_path(label, "alice")
     assert [(e[0], e[1], e[2]) for e in events] == [(sid, str(path), "read")]
     assert events[0][3] is threading.main_thread()
@@ -111,7 +101,7 @@ def test_curation_save_refreshes_the_project_dock(make_napari_viewer_proxy, qtbo
     assert segmentation_refusal(session, sid) is None       # closed: no longer a project slide here
 
 
-def test_add_samples_from_the_dock(make_napari_viewer_proxy, qtbot, cohort, tmp_path, notes, frozen_gc):
+def test_add_samples_from_the_dock(make_napari_viewer_proxy, qtbot, cohort, tmp_path, notes):
     from napari_carspatial.widgets.project import ProjectWidget
 
     full = pd.read_csv(cohort, dtype=str, keep_default_na=False)
@@ -131,7 +121,7 @@ def test_add_samples_from_the_dock(make_napari_viewer_proxy, qtbot, cohort, tmp_
     assert dock.add_samples_button.isEnabled() and dock.slides.rowCount() == 2
 
     dock.add_samples(new)                               # in a worker
-    qtbot.waitUntil(lambda: dock._adding is None, timeout=4000)
+    qtbot.waitUntil(lambda: dock._adding is None, timeout=20_000)
     assert dock.slides.rowCount() == 4                  # carol adjudicates the two new samples too
     line = f"2 samples added, assigned like the others; {full['sample'][1]} is in the project already; not added."
     assert notes["info"][-1] == line and dock.status.text() == line

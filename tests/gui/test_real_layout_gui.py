@@ -63,7 +63,7 @@ def test_class_list_fills_its_dock(make_napari_viewer_proxy, qtbot):
     assert w.sizePolicy().verticalPolicy() == QSizePolicy.Expanding   # napari adds no stretch under it
     viewer.window.add_dock_widget(w, area="right", name="Legend")
     w.resize(380, 420)
-    qtbot.waitUntil(lambda: w.categories.tree.topLevelItemCount() == 3, timeout=3000)
+    qtbot.waitUntil(lambda: w.categories.tree.topLevelItemCount() == 3, timeout=20_000)
     tree = w.categories.tree
     last = tree.visualItemRect(tree.topLevelItem(2))
     assert last.bottom() <= tree.viewport().height()   # the last class row is fully visible

@@ -79,12 +79,12 @@ def _save_while_blocked(w, qtbot, target, seen, release):
     from qtpy.QtCore import QTimer
 
     QTimer.singleShot(0, lambda: ticks.append(1))   # the event loop runs while the write waits
-    qtbot.waitUntil(lambda: bool(ticks), timeout=2000)
+    qtbot.waitUntil(lambda: bool(ticks), timeout=20_000)
     assert w.assign("CAR T") is None                # edits wait while the table is written
     assert not target.exists()
     release.set()
     qtbot.waitUntil(lambda: w.saving.saved_path == target, timeout=20000)
-    qtbot.waitUntil(lambda: not w.saving.busy, timeout=5000)
+    qtbot.waitUntil(lambda: not w.saving.busy, timeout=20_000)
     assert seen["thread"] is not threading.main_thread()
     assert w.saving.last_job.thread != threading.main_thread().name
     assert target.exists() and w.session.busy(sid) is None
@@ -119,7 +119,7 @@ def test_cancel_during_the_checksums_writes_nothing(make_napari_viewer_proxy, qt
     target = cache / "never.h5ad"
     w.saving.save(target)
     assert started.wait(10)
-    qtbot.waitUntil(lambda: "of" in w.saving.progress.format(), timeout=5000)   # MB done of MB
+    qtbot.waitUntil(lambda: "of" in w.saving.progress.format(), timeout=20_000)   # MB done of MB
     w.saving.cancel_button.click()
     qtbot.waitUntil(lambda: not w.saving.busy, timeout=10000)
     assert not target.exists()

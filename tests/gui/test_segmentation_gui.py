@@ -147,7 +147,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     edit.paint((py, px + 8), paint_id, refresh=True)
     assert (lab == paint_id).any()
     # each napari stroke is one step of the region's own undo stack (no napari private history)
-    qtbot.waitUntil(lambda: w.edit.undo_name == "paint", timeout=2000)
+    qtbot.waitUntil(lambda: w.edit.undo_name == "paint", timeout=20_000)
     w.ops.undo()
     assert not (lab == paint_id).any()
     w.ops.redo()

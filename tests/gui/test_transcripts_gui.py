@@ -107,7 +107,7 @@ def test_file_open_xenium_crop_cells_genes_transcripts(make_napari_viewer_proxy,
     assert w.view.state.mode == "density" and density.visible
     w.set_mode("auto")
     _zoom_to(viewer, s, 1000, 1000, 60.0)
-    qtbot.waitUntil(lambda: w.view.state.mode == "points" and w._worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: w.view.state.mode == "points" and w._worker is None, timeout=20_000)
     (pts,) = _by_role(viewer, ROLE_POINTS)
     st = w.view.state
     assert len(pts.data) == st.n_shown == _brute(s, st.bbox) > 0
@@ -225,7 +225,7 @@ def test_rna_cell_types_legend_gene_inspector_top_genes(make_napari_viewer_proxy
     t = s.table
     # Legend: colour the cells by a gene typed in the gene search (values from the sparse counts)
     legend = _dock(viewer, "Legend")
-    qtbot.waitUntil(lambda: legend.gene_search.isVisibleTo(legend), timeout=3000)
+    qtbot.waitUntil(lambda: legend.gene_search.isVisibleTo(legend), timeout=20_000)
     assert legend.gene_search.genes[0] == "LEF1"             # most abundant gene first (7,019 counts)
     assert legend.gene_search.choose("cd3d")
     col = sess.coloring(sid)
@@ -252,7 +252,7 @@ def test_rna_cell_types_legend_gene_inspector_top_genes(make_napari_viewer_proxy
     worker = ct.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
-    qtbot.waitUntil(lambda: ct.last_outcome is not None, timeout=5000)
+    qtbot.waitUntil(lambda: ct.last_outcome is not None, timeout=20_000)
     assert "cell_type" in t.obs and set(t.obs["cell_type"].cat.categories) >= {"T cell", "B cell"}
     assert events and events[-1].columns == ("cell_type",)
     assert sess.coloring(sid).key == "cell_type"
@@ -311,6 +311,6 @@ def test_transcripts_stay_above_a_cell_colouring_added_later(make_napari_viewer_
     (dens,) = _by_role(viewer, ROLE_DENSITY)
     viewer.add_image(np.zeros((8, 8), np.float32), name="cells coloured by a gene", opacity=0.7)
     top2 = lambda: {viewer.layers[-1].name, viewer.layers[-2].name} == {pts.name, dens.name}  # noqa: E731
-    qtbot.waitUntil(top2, timeout=3000)
+    qtbot.waitUntil(top2, timeout=20_000)
     assert viewer.layers.index(pts) > viewer.layers.index(dens)       # their own order kept
     assert not w.view.raise_layers()                                   # nothing left to move

@@ -64,7 +64,7 @@ def test_switching_workflows_keeps_the_window_size(laid_out, qtbot):
     viewer = laid_out
     mw = workflows.main_window(workflows.apply_workflow(viewer, "Review")[workflows.CLASS_LIST])
     mw.resize(1600, 1000)
-    qtbot.waitUntil(lambda: mw.height() == 1000, timeout=3000)
+    qtbot.waitUntil(lambda: mw.height() == 1000, timeout=20_000)
     for name in ("Curate", "Review", "Analyse", "Review"):
         workflows.apply_workflow(viewer, name)
         qtbot.wait(100)

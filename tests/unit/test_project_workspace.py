@@ -80,7 +80,7 @@ def test_assignments_are_blinded_and_next_is_in_progress_first(project):
         rd.save()
     assert ws.next_label() == project.label("P02-pre")
     # carol: adjudications wait for the reads
-    _, wc = _workspace(project, "carol")
+    vc, wc = _workspace(project, "carol")   # the viewer held: the workspace lives as long as its viewer
     a = wc.assignments()
     assert set(a["role"]) == {"adjudication"} and set(a["status"]) == {"waiting"} and not a["ready"].any()
     assert wc.next_label() is None
@@ -140,7 +140,7 @@ def test_a_second_writer_is_refused_with_the_holder(project):
     v1, ws1 = _workspace(project, "alice")
     label = ws1.next_label()
     ws1.open(label)
-    _, ws2 = _workspace(project, "alice")   # the same reviewer in a second window
+    v2, ws2 = _workspace(project, "alice")   # the same reviewer in a second window (its viewer held)
     with pytest.raises(LockError, match=r"locked by alice on host .* \(pid \d+\).*a second writer is refused"):
         ws2.open(label)
     assert not ws2.items
@@ -170,7 +170,7 @@ def test_recovery_is_keyed_by_the_read_and_offered_only_while_the_lock_is_held(p
         ws.save(label)
     ws.items.pop(item.sid)   # do not save on the way out: the lock is gone
     # saving through the target discards the recovery file
-    _, ws2 = _workspace(project, "bob")
+    v2, ws2 = _workspace(project, "bob")   # the viewer held: the workspace lives as long as its viewer
     lab2 = ws2.next_label()
     ws2.open(lab2)
     c2 = ws2.core(lab2)
@@ -207,7 +207,7 @@ def test_done_read_is_read_only_until_reopened_and_the_other_read_stays_hidden(p
     assert item.writable and ws.core(label).save_target is not None
     ws.finish(label)
     # bob sees only his own read; nothing of alice's
-    _, wb = _workspace(project, "bob")
+    vb, wb = _workspace(project, "bob")   # the viewer held: the workspace lives as long as its viewer
     ib = wb.open(label)
     assert ib.kind == READ and ib.writable
     obs = ib.sample.table.obs
