@@ -130,7 +130,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     panels = [ax for ax in w.results.canvas.fig.axes if ax.get_visible() and ax.get_lines()]
     assert len(panels) >= 8
     for ax in panels:
-        name = ax.get_title(loc="left").strip()
+        name = _panel_name(ax)
         assert to_hex(ax.get_lines()[0].get_color()) == legend[name], name
     # a colour changed in the legend is the plot's colour at the next redraw
     cols = list(demo.table.uns[f"{key}_colors"])
@@ -138,7 +138,7 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     cols[k] = "#00ffaa"
     demo.table.uns[f"{key}_colors"] = cols
     w.results.redraw()
-    ax = next(a for a in w.results.canvas.fig.axes if a.get_title(loc="left").strip() == "Macrophage")
+    ax = next(a for a in w.results.canvas.fig.axes if _panel_name(a) == "Macrophage")
     assert to_hex(ax.get_lines()[0].get_color()) == "#00ffaa"
     shots["analysis_cooccurrence.png"] = w.grab()
 
@@ -193,3 +193,8 @@ def test_analysis_dock_core_vs_margin(make_napari_viewer_proxy, qtbot, demo, tmp
     for name, pix in shots.items():
         assert pix.save(str(tmp_path / name))
     assert window_png.shape[0] > 0
+
+
+def _panel_name(ax) -> str:
+    """The type a small-multiple panel shows: its title's full text (the drawn one may end in "…")."""
+    return next((t.full_text for t in ax.texts if hasattr(t, "full_text")), "").strip()

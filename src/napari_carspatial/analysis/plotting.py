@@ -356,10 +356,60 @@ def _grid(fig, n: int):
     return flat[:n], nrows, ncols
 
 
+_FIT_TITLE = None
+
+
+def _fit_title_class():
+    """A text that shortens itself with "…" to its axes' width whenever it is drawn or laid out,
+    so a long type name never runs into the next panel (the full name is in the legend)."""
+    global _FIT_TITLE
+    if _FIT_TITLE is None:
+        from matplotlib.text import Text
+
+        class FitTitle(Text):
+            def __init__(self, ax, full: str, **kw):
+                super().__init__(0.0, 1.0, full, transform=ax.transAxes, ha="left", va="bottom", **kw)
+                self._ax, self.full_text = ax, full
+
+            def _fit(self, renderer) -> None:
+                avail = self._ax.get_window_extent(renderer).width
+                self.set_text(self.full_text)
+                if avail <= 0 or super().get_window_extent(renderer).width <= avail:
+                    return
+                lo, hi = 0, len(self.full_text)      # the longest prefix + "…" that fits
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    self.set_text(self.full_text[:mid].rstrip() + "…")
+                    if super().get_window_extent(renderer).width <= avail:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                self.set_text(self.full_text[:lo].rstrip() + "…")
+
+            def get_window_extent(self, renderer=None, dpi=None):
+                r = renderer or self.get_figure(root=True)._get_renderer()
+                self._fit(r)
+                return super().get_window_extent(r, dpi)
+
+            def draw(self, renderer):
+                self._fit(renderer)
+                super().draw(renderer)
+
+        _FIT_TITLE = FitTitle
+    return _FIT_TITLE
+
+
 def _panel_title(ax, name: str, color: str, th) -> None:
-    """The panel's type name, with a square of its legend colour in front."""
-    ax.set_title(f"     {name}", fontsize=6.8, loc="left", pad=2, color=th["text"])
-    ax.text(0.0, 1.0, "■", transform=ax.transAxes, fontsize=8, color=color, ha="left", va="bottom")
+    """The panel's type name, with a square of its legend colour in front; a name longer than the
+    panel is shortened with "…" so it never runs into its neighbour."""
+    from matplotlib.transforms import offset_copy
+
+    t = _fit_title_class()(ax, f"     {name}", fontsize=6.8, color=th["text"])
+    t.set_transform(offset_copy(ax.transAxes, fig=ax.figure, y=2, units="points"))
+    ax.add_artist(t)
+    t.set_clip_on(False)                  # add_artist clips to the axes; the title sits above them
+    ax.text(0.0, 1.0, "■", transform=offset_copy(ax.transAxes, fig=ax.figure, y=2, units="points"), fontsize=8,
+            color=color, ha="left", va="bottom")
 
 
 def default_focus(result) -> str | None:

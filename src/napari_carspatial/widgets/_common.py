@@ -7,7 +7,15 @@ import logging
 from collections.abc import Callable
 
 from qtpy.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
-from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QStyle,
+    QWidget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,20 @@ def one_notification_at_a_time() -> None:
         _relay.message.connect(_replace_shown_toasts)
     notification_manager.notification_ready.connect(_replace_shown_toasts)
     _one_toast_installed = True
+
+
+def vertical_scroll(body: QWidget | None = None, *, frame: bool = False, horizontal: bool = False) -> QScrollArea:
+    """A scroll area for a dock's sections: it scrolls up and down (``horizontal=True``: also
+    sideways when needed), the body takes the viewport's width, no frame unless ``frame``."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    if not horizontal:
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    if not frame:
+        scroll.setFrameShape(QScrollArea.NoFrame)
+    if body is not None:
+        scroll.setWidget(body)
+    return scroll
 
 
 class ElidedLabel(QLabel):

@@ -33,7 +33,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSplitter,
     QTableWidget,
@@ -43,6 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import notify, session_for
+from ._common import vertical_scroll
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +266,7 @@ class CohortWidget(QWidget):
         self.strip_title = QLabel("")
         self.strip_title.setWordWrap(True)
         # the strips scroll on their own: the sample table keeps its rows (>= TABLE_ROWS visible)
-        self.strip_scroll = QScrollArea()
-        self.strip_scroll.setWidgetResizable(True)
-        self.strip_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.strip_scroll.setFrameShape(QScrollArea.NoFrame)
-        self.strip_scroll.setWidget(self.strip)
+        self.strip_scroll = vertical_scroll(self.strip)
         self.strip_scroll.setMinimumHeight(2 * self.strip.row_height() + 8)
         strips = QWidget()
         sl = QVBoxLayout(strips)

@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -29,6 +28,7 @@ from ..._napari import notify
 from ...analysis import plotting
 from ...analysis.results import PUBLISHED, STATISTICS, AnalysisResult
 from ...model.atomic import atomic_write
+from .._common import vertical_scroll
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,9 @@ class ResultsTab(QWidget):
         # the column with the Legend): the dock never forces the window taller than the screen
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.scroll.setFrameShape(QScrollArea.NoFrame)
-        outer.addWidget(self.scroll)
         body = QWidget()
-        self.scroll.setWidget(body)
+        self.scroll = vertical_scroll(body)
+        outer.addWidget(self.scroll)
         rl = QVBoxLayout(body)
         rl.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()

@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -25,6 +24,7 @@ from ..._napari import layer_polygons_px, role_of
 from ...analysis.contact import CONTACT_PRESETS, DEFAULT_CONTACT
 from ...analysis.regions import Region, cells_in_polygon, polygon_area_px
 from ...model.pixel_size import PixelSize, pixel_size_info
+from .._common import vertical_scroll
 
 WHOLE_LABEL = "Whole sample"
 #: ligand-receptor pair lists offered (key passed to ``analysis.ligrec``, label)
@@ -87,12 +87,8 @@ class SetupTab(QWidget):
         self.dock = dock
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        outer.addWidget(scroll)
         body = QWidget()
-        scroll.setWidget(body)
+        outer.addWidget(vertical_scroll(body, frame=True))
         sl = QVBoxLayout(body)
 
         rg = QGroupBox("Regions (cells by centroid in polygon)")

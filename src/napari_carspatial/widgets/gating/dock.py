@@ -12,14 +12,14 @@ import contextlib
 import logging
 from pathlib import Path
 
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QVBoxLayout, QWidget
 
 from ..._napari import PREVIEW_NAME, make_preview, notify, session_for
 from ...analysis.gating import Gate, GatingScheme
 from ...editing.gating import GatingSession
 from ...model import SampleError
-from .._common import BusyNotice, refill_sample_combo, theme_colors
+from .._common import BusyNotice, refill_sample_combo, theme_colors, vertical_scroll
 from .views import DEBOUNCE_MS, GatesView, GateView, RulesView, ShareView
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ class GatingWidget(QWidget):
         for w in (self.gate_view, self.gates_view, self.rules_view, self.share_view):
             il.addWidget(w)
         il.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll = vertical_scroll(inner, frame=True)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from ..._napari import (
     ROLE_DENSITY,
@@ -27,7 +27,7 @@ from ..._napari import (
     notify,
     session_for,
 )
-from .._common import BusyNotice, refill_sample_combo
+from .._common import BusyNotice, refill_sample_combo, vertical_scroll
 from .celltypes import CellTypesView
 from .display import DisplayView
 from .genes import GeneListView
@@ -97,10 +97,7 @@ class TranscriptsWidget(QWidget):
         il.addWidget(self.display_view)
         il.addWidget(self.genes_view, 1)
         il.addWidget(self.celltypes_view)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll = vertical_scroll(inner, frame=True)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
