@@ -113,6 +113,29 @@ class TileStore:
         a = self.read(0, self.shape[0], 0, self.shape[1])
         return a if dtype is None else a.astype(dtype)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The compressed tiles as two arrays (for a cache file): ``blob`` (uint8, every tile's
+        bytes in row-major tile order) and ``offsets`` (int64, ``ny * nx + 1``)."""
+        with self._lock:
+            blobs = [self._blobs[(ty, tx)] for ty in range(self.ny) for tx in range(self.nx)]
+        offsets = np.zeros(len(blobs) + 1, np.int64)
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        return {"blob": np.frombuffer(b"".join(blobs), np.uint8), "offsets": offsets}
+
+    @classmethod
+    def from_arrays(cls, shape: tuple[int, int], dtype, tile: int, blob: np.ndarray, offsets: np.ndarray) -> TileStore:
+        """The store :meth:`to_arrays` wrote (raises ``ValueError`` when the arrays do not fit ``shape``)."""
+        store = cls(shape, dtype, tile)
+        if offsets.shape != (store.ny * store.nx + 1,) or int(offsets[-1]) != blob.size or offsets[0] != 0:
+            raise ValueError("tile arrays do not match the store's shape")
+        raw = blob.tobytes()
+        k = 0
+        for ty in range(store.ny):
+            for tx in range(store.nx):
+                store._blobs[(ty, tx)] = raw[int(offsets[k]): int(offsets[k + 1])]
+                k += 1
+        return store
+
     def dask(self, name: str = "carspatial-demo-tiles"):
         """Lazy dask array, one chunk per tile."""
         import dask.array as da

@@ -16,6 +16,7 @@ chunk from the mask, so huge slides cost memory only for the mask.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -126,7 +127,48 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
     H, W = _shape(size, n_cells, ps)
     if min(H, W) < 64:
         raise ValueError(f"size {H} x {W} px is too small for a tissue demo (at least 64 px)")
+    # the whole generated demo (mask tiles, cells, means, small levels, ROIs) is cached in the user
+    # cache, keyed by every parameter that changes it and the generator's code (never a planted one)
+    ckey = None if (plant is not None or not image) else _cache_key(
+        seed=int(seed), timepoint=timepoint, size=[H, W], n_cells=n_cells, ps=ps, chunk=int(chunk))
+    st = _cached_state(ckey)
+    if st is None:
+        st = _generate(H, W, ps, n_cells=n_cells, size=size, seed=seed, timepoint=timepoint, image=image,
+                       chunk=chunk, plant=plant)
+        _store_state(ckey, st)
+    H, W = st["H"], st["W"]
+    levels, nuc, ids, types, cnt = st["levels"], st["nuc"], st["ids"], st["types"], st["cnt"]
+    my, mx, X, small, info, expr = st["my"], st["mx"], st["X"], st["small"], st["info"], st["expr"]
+    n_all = len(ids)
+    id2idx = np.full(int(ids.max()) + 1 if n_all else 1, n_all, np.int32)
+    id2idx[ids] = np.arange(n_all, dtype=np.int32)
+    rend = Renderer(levels[1], nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
+    if X is None:
+        X = rend.model_means(cnt, st["ncnt"])
+    t_x = time.perf_counter()
 
+    name = name or f"DEMO-001_{timepoint}"
+    present = np.flatnonzero(cnt > 0)
+    order = present[np.argsort(ids[present], kind="stable")]
+    table = _table(name, order, ids, types, cnt, my, mx, X, info, ps,
+                   params={"seed": int(seed), "timepoint": timepoint, "n_cells_target": n_cells,
+                           "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
+                           "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM], **(params or {})})
+    labels = _labels_pyramid(levels)
+    img = _image_pyramid(rend.dask_array(), small) if image else []
+    rois = [ROI(name=r.name, polygon_yx=r.polygon_yx.copy(), cls=r.cls, id=r.id) for r in st["rois"]]
+    sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
+                    table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint, **(metadata or {})})
+    sample.validate(check_ids=False)
+    log.info("demo %s: %d x %d px, %d cells; %s %.2f s, table and layers %.2f s",
+             name, H, W, table.n_obs, "cache" if st.get("cached") else "generated", t_x - t0, time.perf_counter() - t_x)
+    return sample
+
+
+def _generate(H, W, ps, *, n_cells, size, seed, timepoint, image, chunk, plant) -> dict:
+    """Everything :func:`demo_sample` draws: the tiled mask, the cells, their means, the ROIs."""
+    t0 = time.perf_counter()
+    tpi = TIMEPOINTS.index(timepoint)
     # layout and candidate positions (timepoint-independent); grow the slide if n_cells needs it
     for _attempt in range(4):
         lay = make_layout(np.random.default_rng([seed, 1]), H * ps, W * ps)
@@ -163,40 +205,18 @@ def demo_sample(*, timepoint: str = "post", n_cells: int | None = None, seed: in
     t_mask = time.perf_counter()
 
     expr = _cells.expression(types, timepoint, np.random.default_rng([seed, 6, tpi]))
-    rend = Renderer(levels[1], nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
-    small: dict = {}
+    X, small = None, {}
     if image:
         # keep the small pyramid levels (<= ~64 MB each) from the same rendering pass, so opening
         # the demo (contrast limits, overview) never renders level 0 again
-        keep = _small_factors(H, W, len(CHANNELS), chunk)
-        ckey = None if plant is not None else _means_key(seed=seed, timepoint=timepoint, shape=(H, W), ps=ps,
-                                                         chunk=chunk, n_cells=n_cells, keep=keep)
-        hit = _cached_means(ckey, n_all, keep)
-        if hit is not None:
-            X, small = hit
-        else:
-            X, small = rend.cell_means(keep_factors=keep)
-            _store_means(ckey, X, small)
-    else:
-        X = rend.model_means(cnt, ncnt)
-    t_x = time.perf_counter()
-
-    name = name or f"DEMO-001_{timepoint}"
-    present = np.flatnonzero(cnt > 0)
-    order = present[np.argsort(ids[present], kind="stable")]
-    table = _table(name, order, ids, types, cnt, my, mx, X, info, ps,
-                   params={"seed": int(seed), "timepoint": timepoint, "n_cells_target": n_cells,
-                           "size": [int(H), int(W)], "x_source": "pixels" if image else "model",
-                           "margin_um": [-_cells.MARGIN_IN_UM, _cells.MARGIN_OUT_UM], **(params or {})})
-    labels = _labels_pyramid(levels)
-    img = _image_pyramid(rend.dask_array(), small) if image else []
-    rois = _rois(lay, ps, H, W)
-    sample = Sample(name=name, image=img, channel_names=list(CHANNELS), pixel_size_um=ps, labels=labels,
-                    table=table, rois=rois, metadata={"sample": name, **METADATA, "timepoint": timepoint, **(metadata or {})})
-    sample.validate(check_ids=False)
-    log.info("demo %s: %d x %d px, %d cells; layout %.2f s, mask %.2f s, table X %.2f s, total %.2f s",
-             name, H, W, table.n_obs, t_layout - t0, t_mask - t_layout, t_x - t_mask, time.perf_counter() - t0)
-    return sample
+        rend = Renderer(levels[1], nuc, id2idx, expr, (seed, tpi), ps, chunk=chunk)
+        X, small = rend.cell_means(keep_factors=_small_factors(H, W, len(CHANNELS), chunk))
+    log.info("demo generated: layout %.2f s, mask %.2f s, means %.2f s", t_layout - t0, t_mask - t_layout,
+             time.perf_counter() - t_mask)
+    return {"H": H, "W": W, "levels": levels, "nuc": nuc, "ids": ids, "types": types, "cnt": cnt, "ncnt": ncnt,
+            "my": my, "mx": mx, "X": X, "small": small, "expr": expr,
+            "info": {"compartment": info["compartment"], "dist_um": info["dist_um"]},
+            "rois": _rois(lay, ps, H, W)}
 
 
 def demo_pair(**kw) -> tuple[Sample, Sample]:
@@ -254,8 +274,13 @@ def _labels_pyramid(levels: dict) -> list:
 
 
 # ------------------------------------------------------------------ demo cache
-#: what the cache of rendered cell means is called in the user cache (``model.file_identity``)
-MEANS_CACHE_KIND = "demo-means"
+#: what the cache of generated demos is called in the user cache (``model.file_identity``)
+CACHE_KIND = "demo-sample"
+#: bump when the layout of a cache entry changes
+CACHE_LAYOUT = 2
+#: entries kept (each ~70 MB at the default 4000 x 4000 px, most of it the small image levels)
+CACHE_ENTRIES = 6
+_STATE_ARRAYS = ("ids", "types", "cnt", "ncnt", "my", "mx", "expr")
 
 
 def _code_hash() -> str:
@@ -269,54 +294,108 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def _means_key(**params) -> str:
+def _cache_key(**params) -> str:
     from ..model.file_identity import identity_key
 
-    return identity_key(MEANS_CACHE_KIND, _code_hash(), {k: (list(v) if isinstance(v, tuple) else v)
-                                                         for k, v in params.items()})
+    return identity_key(CACHE_KIND, _code_hash(), {"layout": CACHE_LAYOUT, **params})
 
 
-def _cached_means(key: str | None, n_all: int, keep) -> tuple[np.ndarray, dict] | None:
-    """The cell means and small levels a previous run rendered for the same demo, or None.
+def cache_path(key: str) -> Path:
+    """Where the cache entry ``key`` lives: the user cache folder
+    (``model.file_identity.user_cache_dir``), never the repository or the package."""
+    from ..model.file_identity import user_cache_dir
 
-    Rendering the whole image to get each cell's mean is most of the demo's cost (~30 s of ~40 s
-    at the default 4000 x 4000 px): the second ``carspatial demo`` reads it back instead.
+    return user_cache_dir() / CACHE_KIND / f"{key}.npz"
+
+
+def _cached_state(key: str | None) -> dict | None:
+    """What a previous run generated for the same demo (see :func:`_generate`), or None.
+
+    Generating the mask and rendering the whole image for each cell's mean is all of the demo's
+    cost (~20 s at the default 4000 x 4000 px under load); the second ``carspatial demo`` reads
+    it back in well under a second. An entry that cannot be read, or does not fit, is ignored.
     """
     if key is None:
         return None
-    from ..model.file_identity import user_cache_dir
+    import zipfile
 
-    f = user_cache_dir() / MEANS_CACHE_KIND / f"{key}.npz"
+    from ._tiles import TileStore
+
+    f = cache_path(key)
     try:
         with np.load(f, allow_pickle=False) as z:
-            X = z["X"]
-            small = {int(k[6:]): z[k] for k in z.files if k.startswith("level_")}
-    except (OSError, ValueError, KeyError):
+            H, W, chunk = (int(v) for v in z["shape"])
+            st: dict = {"H": H, "W": W, "cached": True}
+            for k in _STATE_ARRAYS:
+                st[k] = z[k]
+            st["X"] = z["X"]
+            st["info"] = {"compartment": z["compartment"], "dist_um": z["dist_um"]}
+            st["small"] = {int(k[6:]): z[k] for k in z.files if k.startswith("level_")}
+            st["levels"] = {}
+            for fc in (int(v) for v in z["factors"]):
+                st["levels"][fc] = TileStore.from_arrays((-(-H // fc), -(-W // fc)), np.uint32, chunk // fc,
+                                                         z[f"mask_{fc}_blob"], z[f"mask_{fc}_offsets"])
+            st["nuc"] = TileStore.from_arrays((H, W), np.bool_, chunk, z["nuc_blob"], z["nuc_offsets"])
+            meta = json.loads(str(z["rois"]))
+            off = z["roi_offsets"]
+            poly = z["roi_polygons"]
+            st["rois"] = [ROI(name=m["name"], cls=m["cls"], id=m["id"], polygon_yx=poly[off[i]: off[i + 1]].copy())
+                          for i, m in enumerate(meta)]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        if not isinstance(err, FileNotFoundError):
+            log.info("demo cache entry %s not used: %s", f, err)
         return None
-    if X.shape != (n_all, len(CHANNELS)) or set(small) != set(keep):
+    n = len(st["ids"])
+    if st["X"].shape != (n, len(CHANNELS)) or 1 not in st["levels"] or any(len(st[k]) != n for k in _STATE_ARRAYS):
+        log.info("demo cache entry %s does not fit; generating again", f)
         return None
-    log.info("demo: cell means and %d small levels from the cache (%s)", len(small), f)
-    return X, small
+    log.info("demo: read back from the cache (%s)", f)
+    return st
 
 
-def _store_means(key: str | None, X: np.ndarray, small: dict) -> None:
-    if key is None:
+def _store_state(key: str | None, st: dict) -> None:
+    """Write what :func:`_generate` made to the user cache (atomically; a failure only logs)."""
+    if key is None or st.get("X") is None or st.get("nuc") is None:
         return
     import os
     import tempfile
 
-    from ..model.file_identity import _prune, user_cache_dir
+    from ..model.file_identity import _prune
 
-    folder = user_cache_dir() / MEANS_CACHE_KIND
+    f = cache_path(key)
+    arrays = {k: st[k] for k in _STATE_ARRAYS}
+    arrays["X"] = st["X"]
+    arrays["compartment"] = st["info"]["compartment"]
+    arrays["dist_um"] = st["info"]["dist_um"]
+    arrays.update({f"level_{k}": v for k, v in st["small"].items()})
+    levels = st["levels"]
+    arrays["shape"] = np.array([st["H"], st["W"], levels[1].tile], np.int64)
+    arrays["factors"] = np.array(sorted(levels), np.int64)
+    for fc, store in levels.items():
+        t = store.to_arrays()
+        arrays[f"mask_{fc}_blob"], arrays[f"mask_{fc}_offsets"] = t["blob"], t["offsets"]
+    t = st["nuc"].to_arrays()
+    arrays["nuc_blob"], arrays["nuc_offsets"] = t["blob"], t["offsets"]
+    rois = st["rois"]
+    arrays["rois"] = np.array(json.dumps([{"name": r.name, "cls": r.cls, "id": r.id} for r in rois]))
+    off = np.zeros(len(rois) + 1, np.int64)
+    np.cumsum([len(r.polygon_yx) for r in rois], out=off[1:])
+    arrays["roi_offsets"] = off
+    arrays["roi_polygons"] = (np.concatenate([np.asarray(r.polygon_yx, float) for r in rois])
+                              if rois else np.zeros((0, 2)))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, X=X, **{f"level_{k}": v for k, v in small.items()})
-        os.replace(tmp, folder / f"{key}.npz")
-        _prune(folder, keep=8)
-    except OSError as err:    # a read-only cache: the next run renders again
-        log.debug("demo cache not written: %s", err)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, f)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _prune(f.parent, keep=CACHE_ENTRIES)
+    except OSError as err:    # a read-only cache: the next run generates again
+        log.info("demo cache not written: %s", err)
 
 
 def _small_factors(H: int, W: int, C: int, chunk: int, *, max_bytes: int = 64 * 2**20) -> tuple[int, ...]:

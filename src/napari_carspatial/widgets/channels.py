@@ -72,6 +72,10 @@ class ChannelsWidget(QWidget):
         # AlternateBase, so every other row was white text on white (issue 14)
         self.list.setAlternatingRowColors(False)
         self.list.setUniformItemSizes(True)
+        # channels of the sample without a layer (yet): hidden channels are added after the first
+        # frame, so the list's last row says what is still missing instead of the list looking
+        # complete (a row, not a label under the list: the list keeps its height)
+        self.pending_item: QListWidgetItem | None = None
 
         self.cmap = QComboBox()
         self.cmap.addItems(COLORMAPS)
@@ -169,10 +173,34 @@ class ChannelsWidget(QWidget):
             lyr.events.visible.connect(self._sync_from_layers)
             lyr.events.colormap.connect(self._sync_from_layers)
         self._updating = False
+        self._show_pending()
         self._filter(self.search.text())
         if self.list.count():
             self.list.setCurrentRow(0)
         self._rank_panels()
+
+    def missing_channels(self) -> list[str]:
+        """Channels of the current sample that have no layer (yet): still being added, or closed."""
+        sid = self.sample_combo.currentData()
+        sample = self.session.sample(sid) if sid else None
+        if sample is None:
+            return []
+        shown = {lyr.metadata.get(META_CHANNEL) for lyr in self.image_layers()}
+        return [str(c) for c in (sample.channel_names or []) if str(c) not in shown]
+
+    def _show_pending(self) -> None:
+        """The last row names the channels without a layer (none: no such row)."""
+        self.pending_item = None
+        missing = self.missing_channels()
+        if not missing:
+            return
+        names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        item = QListWidgetItem(f"+ {len(missing)} more not open yet: {names}")
+        item.setFlags(Qt.NoItemFlags)          # not a channel: no check box, not selectable
+        item.setToolTip("Channels of this sample without a layer yet: hidden channels are added "
+                        "after the first frame (or the layer was closed)")
+        self.list.addItem(item)
+        self.pending_item = item
 
     def _sync_from_layers(self, event=None):
         if self._updating:
