@@ -11,6 +11,23 @@ inspector and Segmentation docks open (added through the npe2 manifest, as a use
 clock stops after ``viewer.screenshot(canvas_only=True)``, i.e. after a frame with the result
 was rendered (the same in every row; ``frame_s`` is that floor: a frame with nothing changed).
 
+Where a row's time goes (round 5; the row's time itself is unchanged): per repetition
+``gui_s`` is the GUI thread's time from the action until the Qt event loop is idle again
+(nothing handled for :data:`QUIET_S`; the quiet wait is not counted), before the frame is
+forced: our handlers, napari's response, and any canvas repaint the event loop runs meanwhile
+(``paint_s`` of it, measured in vispy's ``paintGL``); ``forced_frame_s`` is the screenshot after
+it; the row's time is their sum. ``floor_s`` (in ``info`` and in every row's note) is the frame
+floor of the same run (median of 3 screenshots with nothing changed, just before the
+interaction rows; ``floor_end_s`` after the saves). The interaction rows run ``--reps`` times
+(default :data:`REPS`: select, assign, undo, clear in turn) and report the median.
+
+The open's background work: after each open the child waits for every job the reader handed
+to its background runner (the deferred mask-id check) to finish (``after_open`` in the open
+rows: jobs, seconds waited, not part of any row), so no interaction row runs beside it, and the
+second open finds the first one's check cached. A napari activity spinner left running with no
+progress alive (seen after the second open: each of its frames repaints the whole window) is
+measured (share of the GUI thread over 1 s) and stopped before the rows (``stuck_activity_spinner``).
+
 Rows (target: < 0.2 s per interaction, first frame < 5 s):
 
 * ``open_first_frame``: ``viewer.open(store, plugin="napari-carspatial")`` until the first
@@ -101,14 +118,103 @@ def make_store(n_cells: int) -> Path:
 
 
 # --------------------------------------------------------------------------- GUI child
+#: the event loop counts as idle once it has handled nothing for this long (s): a pass that does
+#: nothing takes microseconds; anything a handler posts (0-ms timers, queued signals, the canvas
+#: repaint napari asks for) runs inside the window and counts as our GUI-thread time
+QUIET_S = 0.03
+#: a pass of processEvents shorter than this did nothing (s)
+EMPTY_PASS_S = 0.001
+#: repetitions of each interaction row (median reported); CARSPATIAL_BENCH_REPS overrides
+REPS = 3
+
+
 class _Clock:
+    """Row clocks. Each row records, per repetition:
+
+    * ``runs`` (the row's time, as before): from the action until a frame showing it was rendered
+      (``viewer.screenshot``), i.e. ``gui_s + forced_frame_s``;
+    * ``gui_s``: from the action until the Qt event loop is idle again (:meth:`idle`), before the
+      frame is forced: our handlers plus whatever napari / Qt do on the GUI thread in response,
+      including any canvas repaint that runs in the event loop (``paint_s`` of it);
+    * ``forced_frame_s``: the screenshot after that (napari draws the canvas in software GL under
+      Xvfb; compare with the run's ``floor_s``, a frame with nothing changed).
+    """
+
     def __init__(self, viewer, app):
         self.viewer, self.app = viewer, app
         self.rows: dict[str, dict] = {}
+        self.paint_s = 0.0
+        self.idle_timeouts = 0
+        self._hook_paint()
+
+    def _hook_paint(self):
+        # time spent painting the canvas (vispy's QOpenGLWidget.paintGL) inside the event loop;
+        # a benchmark-only probe of the canvas' Qt widget, product code never does this
+        try:
+            native = self.viewer.window._qt_viewer.canvas._scene_canvas.native
+        except AttributeError:
+            try:
+                native = self.viewer.window._qt_viewer.canvas.native
+            except AttributeError:
+                return
+        cls = type(native)
+        orig = cls.paintGL
+        clock = self
+
+        def paintGL(this, *a):
+            t = time.perf_counter()
+            try:
+                return orig(this, *a)
+            finally:
+                clock.paint_s += time.perf_counter() - t
+
+        cls.paintGL = paintGL
 
     def frame(self):
         self.app.processEvents()
         return self.viewer.screenshot(canvas_only=True, flash=False)
+
+    def idle(self, timeout: float = 10.0) -> float:
+        """Turn the event loop until it has been idle for :data:`QUIET_S`; return the
+        ``perf_counter`` time its last busy pass ended (now, when nothing was pending)."""
+        busy_end = time.perf_counter()
+        t0 = busy_end
+        while True:
+            a = time.perf_counter()
+            self.app.processEvents()
+            b = time.perf_counter()
+            if b - a >= EMPTY_PASS_S:
+                busy_end = b
+            elif b - busy_end >= QUIET_S:
+                return busy_end
+            if b - t0 > timeout:
+                self.idle_timeouts += 1
+                log.warning("the event loop was not idle within %.0f s; busy indicators shown: %s", timeout,
+                            self._busy_widgets())
+                return busy_end
+            time.sleep(0.0005)
+
+    def _busy_widgets(self) -> list[str]:
+        """Animated progress bars on screen (they repaint the window continuously)."""
+        from qtpy.QtWidgets import QProgressBar
+
+        out = []
+        for w in self.app.allWidgets():
+            if isinstance(w, QProgressBar) and w.isVisible():
+                p = w.parent()
+                out.append(f"{w.objectName() or type(w).__name__}[{w.minimum()}..{w.maximum()}] in "
+                           f"{type(p).__name__ if p is not None else None}")
+        return out
+
+    def floor(self, n: int = 3) -> float:
+        """The frame floor of this run: median of ``n`` screenshots with nothing changed."""
+        self.idle()
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.viewer.screenshot(canvas_only=True, flash=False)
+            out.append(time.perf_counter() - t)
+        return statistics.median(out)
 
     def wait(self, cond, timeout=600.0):
         t0 = time.perf_counter()
@@ -127,20 +233,35 @@ class _Clock:
 
             prof = cProfile.Profile()
             prof.enable()
+        paint0 = self.paint_s
         t0 = time.perf_counter()
         box: dict = {}
         yield box
-        self.frame()
-        dt = time.perf_counter() - t0
+        call = time.perf_counter() - t0
+        timeouts = self.idle_timeouts
+        busy_end = self.idle()
+        gui = busy_end - t0
+        paint = self.paint_s - paint0
+        t1 = time.perf_counter()
+        self.viewer.screenshot(canvas_only=True, flash=False)
+        forced = time.perf_counter() - t1
+        dt = gui + forced
         if prof is not None:
             prof.disable()
             n = len(self.rows.get(name, {}).get("runs", []))
             prof.dump_stats(os.path.join(prof_dir, f"{name}.{n}.prof"))
-        row = self.rows.setdefault(name, {"runs": []})
+        row = self.rows.setdefault(name, {"runs": [], "gui_s": [], "paint_s": [], "forced_frame_s": [],
+                                          "call_s": [], "idle_timeouts": 0})
+        row["call_s"].append(call)
+        row["idle_timeouts"] += self.idle_timeouts - timeouts
         row["runs"].append(dt)
+        row["gui_s"].append(gui)
+        row["paint_s"].append(paint)
+        row["forced_frame_s"].append(forced)
         row.update(extra)
         row.update(box)
-        log.info("%s: %.3f s", name, dt)
+        log.info("%s: %.3f s (GUI thread %.3f s, of it painting %.3f s; forced frame %.3f s)",
+                 name, dt, gui, paint, forced)
 
 
 def _dock(viewer, name):
@@ -179,6 +300,8 @@ def _child(store: str, out: str, *, label: str) -> None:
     def opened():
         return bool(sess.samples(where=lambda s: s.table is not None))
 
+    jobs = _track_after_open()
+
     # ---- open twice: first open of this file, then again (caches keyed by file identity)
     for k in range(2):
         name = "open_first_frame" if k == 0 else "open_first_frame_again"
@@ -186,6 +309,9 @@ def _child(store: str, out: str, *, label: str) -> None:
             viewer.open(store, plugin="napari-carspatial")
             clock.wait(opened)
             clock.wait(lambda: cur.view is not None)
+        # the open's work after its first frame (the deferred id check) finishes before anything
+        # else is timed, so no later row runs beside it (and the second open finds it cached)
+        clock.rows[name]["after_open"] = _wait_after_open(clock, jobs)
         if k == 0:
             sid = next(iter(sess.samples()))
             sample = sess.sample(sid)
@@ -199,6 +325,8 @@ def _child(store: str, out: str, *, label: str) -> None:
     col = sess.coloring(sid)
     info["coloring_key"] = col.key
     info["rss_after_open_mb"] = _rss()
+    reps = max(1, int(os.environ.get("CARSPATIAL_BENCH_REPS", REPS)))
+    info["reps"] = reps
 
     # ---- select ~10k cells by a lasso near the centre
     xy = np.asarray(sample.table.obsm["spatial"], float)
@@ -214,23 +342,29 @@ def _child(store: str, out: str, *, label: str) -> None:
     viewer.camera.center = tuple(center_world)
     viewer.camera.zoom = min(viewer.canvas.size) / (3.0 * r * float(lab.scale[-1]))
     clock.frame()
-    layer = cur.cells.start_drawing("add_polygon_lasso")
-    with clock.time("select_lasso_10k") as box:
-        layer.add([poly], shape_type="polygon")
-        clock.wait(lambda: view.n_selected > 0)
-        box["n_selected"] = int(view.n_selected)
+    info["floor_s"] = clock.floor()
     curated = view.core.curated_key
     before = sample.table.obs[curated].astype(str).to_numpy()
     new_type = "B cell" if "B cell" in set(before) else str(before[0])
-    with clock.time("assign") as box:
-        cur.assign(new_type)
-    box_ok = bool((sample.table.obs[curated].astype(str).to_numpy()[view.selected] == new_type).all())
-    clock.rows["assign"]["assigned_ok"] = box_ok
-    with clock.time("undo"):
-        cur.undo()
-    clock.rows["undo"]["restored_ok"] = bool((sample.table.obs[curated].astype(str).to_numpy() == before).all())
-    with clock.time("clear_selection"):
-        cur.cells.clear_selection()
+    assigned_ok = restored_ok = True
+    for _rep in range(reps):   # select, assign, undo, clear: each repetition starts where the last began
+        layer = cur.cells.start_drawing("add_polygon_lasso")
+        clock.idle()
+        with clock.time("select_lasso_10k") as box:
+            layer.add([poly], shape_type="polygon")
+            clock.wait(lambda: view.n_selected > 0)
+            box["n_selected"] = int(view.n_selected)
+        with clock.time("assign"):
+            cur.assign(new_type)
+        assigned_ok &= bool((sample.table.obs[curated].astype(str).to_numpy()[view.selected] == new_type).all())
+        with clock.time("undo"):
+            cur.undo()
+        restored_ok &= bool((sample.table.obs[curated].astype(str).to_numpy() == before).all())
+        with clock.time("clear_selection"):
+            cur.cells.clear_selection()
+        clock.rows["clear_selection"]["cleared_ok"] = int(view.n_selected) == 0
+    clock.rows["assign"]["assigned_ok"] = assigned_ok
+    clock.rows["undo"]["restored_ok"] = restored_ok
     # ---- pan, legend in-view counts
     for k in range(3):
         with clock.time("legend_in_view_after_pan") as box:
@@ -241,10 +375,11 @@ def _child(store: str, out: str, *, label: str) -> None:
     # ---- inspector pin
     ids = sample.table.obs[sample.instance_key].to_numpy()
     near = np.flatnonzero((np.abs(xy[:, 1] - cy) < side / 4) & (np.abs(xy[:, 0] - cx) < side / 4))
-    for k in range(3):
+    for k in range(max(3, reps)):   # the first pin of a sample may build caches: also kept as first_s
         cid = int(ids[near[k * 7 % len(near)]])
         with clock.time("inspector_pin"):
             insp.show_cell(cid)
+    clock.rows["inspector_pin"]["first_s"] = clock.rows["inspector_pin"]["runs"][0]
     # ---- outline toggle (legend's mode switch)
     for mode in ("outline", "filled", "outline", "filled"):
         with clock.time("outline_toggle"):
@@ -252,25 +387,32 @@ def _child(store: str, out: str, *, label: str) -> None:
     # ---- save (Curation dock) as .h5ad and .zarr
     tmpdir = Path(tempfile.mkdtemp(prefix="carspatial-bench-save-"))
     for ext in ("h5ad", "zarr"):
-        target = tmpdir / f"saved.{ext}"
-        prof_dir = os.environ.get("CARSPATIAL_BENCH_PROFILE")
-        prof = None
-        if prof_dir:
-            import cProfile
+        runs, totals = [], []
+        for rep in range(reps):
+            target = tmpdir / f"saved{rep}.{ext}"
+            prof_dir = os.environ.get("CARSPATIAL_BENCH_PROFILE")
+            prof = None
+            if prof_dir:
+                import cProfile
 
-            prof = cProfile.Profile()
-            prof.enable()
-        t0 = time.perf_counter()
-        cur.saving.save(target)
-        blocked = time.perf_counter() - t0
-        if prof is not None:
-            prof.disable()
-            prof.dump_stats(os.path.join(prof_dir, f"save_{ext}.prof"))
-        clock.frame()
-        clock.wait(lambda target=target: target.exists() and not sess.busy(sid))
-        total = time.perf_counter() - t0
-        clock.rows[f"save_{ext}"] = {"runs": [blocked], "total_s": total, "gui_blocked_s": blocked}
-        log.info("save %s: GUI blocked %.3f s, total %.3f s", ext, blocked, total)
+                prof = cProfile.Profile()
+                prof.enable()
+            t0 = time.perf_counter()
+            cur.saving.save(target)
+            blocked = time.perf_counter() - t0
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.path.join(prof_dir, f"save_{ext}.{rep}.prof"))
+            clock.frame()
+            clock.wait(lambda target=target: target.exists() and not sess.busy(sid))
+            total = time.perf_counter() - t0
+            runs.append(blocked)
+            totals.append(total)
+            log.info("save %s: GUI blocked %.3f s, total %.3f s", ext, blocked, total)
+            clock.idle()
+        clock.rows[f"save_{ext}"] = {"runs": runs, "total_s": statistics.median(totals), "totals_s": totals,
+                                     "gui_blocked_s": statistics.median(runs), "gui_s": runs}
+    info["floor_end_s"] = clock.floor()
     # ---- segmentation: one split and closing the region (CARSPATIAL_BENCH_NO_SEG=1 skips it: profiling)
     if os.environ.get("CARSPATIAL_BENCH_NO_SEG"):
         info["peak_rss_mb"] = peak_rss_mb()
@@ -304,6 +446,91 @@ def _child(store: str, out: str, *, label: str) -> None:
     info["peak_rss_mb"] = peak_rss_mb()
     write_child_result(out, {"info": info, "rows": clock.rows})
     viewer.close()
+
+
+def _track_after_open() -> list:
+    """Jobs the reader hands to its background runner after the first frame (the deferred id
+    check), recorded so the rows after an open can wait for them; [] when the source has no
+    runner (before round 4 the open checked everything before its first frame)."""
+    try:
+        from napari_carspatial._napari import reader as _reader
+    except ImportError:
+        return []
+    get = getattr(_reader, "background_runner", None)
+    runner = get() if get is not None else None
+    jobs: list = []
+    if runner is None:
+        return jobs
+
+    def tracked(*args, **kwargs):
+        jobs.extend(a for a in args if hasattr(a, "sample"))
+        return runner(*args, **kwargs)
+
+    _reader.set_background_runner(tracked)
+    return jobs
+
+
+def _wait_after_open(clock, jobs, timeout: float = 900.0) -> dict:
+    """Wait until every job handed to the background runner has reported
+    (``sample.metadata["id_check"]`` set, or cancelled); say how long that took."""
+    def done(job):
+        stage = getattr(job, "stage", None)
+        if isinstance(stage, str):
+            return stage in ("done", "cancelled", "failed")
+        return "id_check" in (getattr(job.sample, "metadata", None) or {}) or bool(getattr(job, "cancelled", False))
+
+    pending = [j for j in jobs if not done(j)]
+    t0 = time.perf_counter()
+    state = "none pending"
+    if pending:
+        try:
+            clock.wait(lambda: all(done(j) for j in pending), timeout=timeout)
+            state = "finished"
+        except TimeoutError:
+            state = f"not finished after {timeout:.0f} s: later rows ran beside it"
+    spinner = _stuck_spinner(clock)
+    clock.idle()
+    out = {"jobs": len(jobs), "waited_for": len(pending), "wait_s": time.perf_counter() - t0, "state": state,
+           "stuck_activity_spinner": spinner,
+           "stages": [str(getattr(j, "stage", "?")) for j in jobs],
+           "results": [str((getattr(j.sample, "metadata", None) or {}).get("id_check")) for j in pending]}
+    jobs.clear()
+    log.info("after the open: %s", out)
+    return out
+
+
+def _stuck_spinner(clock) -> dict | None:
+    """napari's activity indicator (status bar, bottom right) can keep spinning after every
+    progress has closed (seen after the second open of the 1M store: no progress alive, no worker,
+    the QMovie still running). Each of its frames repaints the whole main window (~40 ms in
+    software under Xvfb, ~25 frames/s), which keeps the GUI thread busy all the time. It is a
+    leftover of the open's background work, not the interaction: measure how busy it keeps the
+    GUI thread for 1 s, then stop it (as napari does once its last progress bar closes) and say so."""
+    try:
+        from napari.utils import progress
+
+        alive = list(getattr(progress, "_all_instances", []))
+        from napari._qt.dialogs.qt_activity_dialog import ActivityToggleItem
+    except (ImportError, AttributeError):   # another napari: nothing to look at
+        return None
+    items = [w for w in clock.app.allWidgets() if isinstance(w, ActivityToggleItem)]
+    running = [it for it in items if it._inProgressIndicator.isVisible() and it._inProgressIndicator.movie() is not None
+               and it._inProgressIndicator.movie().state() == it._inProgressIndicator.movie().MovieState.Running]
+    if alive or not running:
+        return None
+    busy, t0 = 0.0, time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        a = time.perf_counter()
+        clock.app.processEvents()
+        d = time.perf_counter() - a
+        busy += d if d >= EMPTY_PASS_S else 0.0
+        time.sleep(0.0005)
+    for it in running:
+        it._inProgressIndicator.movie().stop()
+        it._inProgressIndicator.hide()
+    log.warning("napari's activity spinner was still running with no progress alive: it kept the GUI thread "
+                "busy %.0f %% of 1 s; stopped before the interaction rows", 100 * busy)
+    return {"gui_busy_fraction": busy, "stopped": True}
 
 
 def _rss() -> float:
@@ -379,9 +606,31 @@ TARGETS = {
 }
 
 
-def run(quick: bool, *, baseline: str | None = BASELINE_REF) -> list[dict]:
+def _med(r: dict, key: str):
+    v = r.get(key)
+    return statistics.median(v) if isinstance(v, list) and v else None
+
+
+def _breakdown(r: dict, info: dict) -> str:
+    """Where a row's time went: the GUI thread (and its canvas painting), the forced frame, the floor."""
+    gui, paint, forced = _med(r, "gui_s"), _med(r, "paint_s"), _med(r, "forced_frame_s")
+    parts = [f"median of {len(r['runs'])}"]
+    if gui is not None and forced is not None:
+        parts.append(f"GUI thread until idle {gui * 1e3:.0f} ms (canvas painting in it {(paint or 0) * 1e3:.0f} ms), "
+                     f"then the forced frame {forced * 1e3:.0f} ms")
+    if info.get("floor_s") is not None:
+        parts.append(f"frame floor of this run {info['floor_s'] * 1e3:.0f} ms")
+    wait = r.get("after_open")
+    if wait:
+        parts.append(f"after-open work: {wait.get('state')} ({wait.get('wait_s', 0):.1f} s waited, not in the row)")
+    return "; ".join(parts)
+
+
+def run(quick: bool, *, baseline: str | None = BASELINE_REF, seg: bool = True, reference: bool = True) -> list[dict]:
     n = 100_000 if quick else 1_000_000
     store = make_store(n)
+    if not seg:
+        os.environ["CARSPATIAL_BENCH_NO_SEG"] = "1"
     after = _gui_run(store, src=None, label="after")
     before = None
     if baseline:
@@ -397,22 +646,32 @@ def run(quick: bool, *, baseline: str | None = BASELINE_REF) -> list[dict]:
         target = TARGETS.get(name, TARGET_S)
         ref_s = None
         extra = {k: v for k, v in r.items() if k != "runs"}
+        for key in ("gui_s", "paint_s", "forced_frame_s"):
+            if _med(r, key) is not None:
+                extra[f"median_{key}"] = _med(r, key)
+        extra["floor_s"] = ai.get("floor_s")
+        note = _breakdown(r, ai)
         if before and "rows" in before and name in before["rows"]:
-            ref_s = statistics.median(before["rows"][name]["runs"])
-            extra["before"] = dict(before["rows"][name])
+            br = before["rows"][name]
+            ref_s = statistics.median(br["runs"])
+            extra["before"] = dict(br)
+            if _med(br, "gui_s") is not None:
+                note += f"; before: GUI thread {_med(br, 'gui_s') * 1e3:.0f} ms"
         rows.append(result(
             f"gui_latency.{name}", ours_s=ours, reference=f"main {baseline}" if ref_s is not None else None,
             reference_s=ref_s, agreement="same docks, same cells, frame rendered after each" if ref_s is not None
             else f"no baseline row ({(before or {}).get('error') or 'not measured'})",
             target=f"< {target:g} s", met=ours < target, runs_s=r["runs"], details=extra,
-            data=f"{ai.get('n_cells', 0):,} cells, {ai.get('shape')}",
+            data=f"{ai.get('n_cells', 0):,} cells, {ai.get('shape')}; {note}",
         ))
     rows.append(result("gui_latency.peak_rss", ours_s=None, reference=None, reference_s=None,
                        agreement="n/a", target="report", met=True, peak_mb=ai.get("peak_rss_mb"),
                        reference_peak_mb=(before or {}).get("info", {}).get("peak_rss_mb"),
                        details={"after": ai, "before": (before or {}).get("info")}))
-    ref = _gui_run(store, src=None, label="reference", mode="reference")
-    if "rows" in ref:
+    ref = _gui_run(store, src=None, label="reference", mode="reference") if reference else {"skipped": True}
+    if ref.get("skipped"):
+        pass
+    elif "rows" in ref:
         r = ref["rows"]["reference.napari_direct_colormap"]
         ref_s = statistics.median(r["runs"])
         ours = statistics.median(after["rows"]["assign"]["runs"]) if "assign" in after["rows"] else None
@@ -435,6 +694,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--baseline", default=BASELINE_REF, help="git ref measured in the same run as the 'before' "
                    f"(default {BASELINE_REF}: main before issue 14's latency work; '' for none)")
+    p.add_argument("--no-seg", action="store_true", help="skip the segmentation rows")
+    p.add_argument("--no-reference", action="store_true", help="skip napari's DirectLabelColormap reference")
+    p.add_argument("--reps", type=int, default=None, help=f"repetitions per interaction row (default {REPS})")
     p.add_argument("--child")
     p.add_argument("--out")
     p.add_argument("--store")
@@ -450,7 +712,9 @@ def main(argv=None) -> int:
         else:
             _child_reference(a.store, a.out)
         return 0
-    rows = run(a.quick, baseline=a.baseline or None)
+    if a.reps:
+        os.environ["CARSPATIAL_BENCH_REPS"] = str(a.reps)
+    rows = run(a.quick, baseline=a.baseline or None, seg=not a.no_seg, reference=not a.no_reference)
     sys.stdout.write(json.dumps(rows, indent=1, default=str) + "\n")
     return 0
 

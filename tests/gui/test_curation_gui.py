@@ -157,11 +157,13 @@ def test_curation_done_means(make_napari_viewer_proxy, qtbot, demo_files, cache)
     from napari_carspatial.widgets.curation.regions import ROI_COLUMNS
 
     row = roi_names.index("core A")   # the Regions table gained an area column: columns by name
+    w.tabs.setCurrentWidget(w.regions)   # a tab behind another is refreshed when brought to the front
     assert w.regions.roi_table.item(row, ROI_COLUMNS.index("done")).text() == "✓"
     assert w.regions.roi_table.item(row, ROI_COLUMNS.index("reviewed")).text() == "100%"
 
     # 4. audit trail: one table row per action, naming the reviewer
     log = get_log(s.table)
+    w.tabs.setCurrentWidget(w.audit)
     assert w.audit.audit_table.rowCount() == len(log) >= 10
     assert set(log["reviewer"]) == {REVIEWER}
     assert {"assign", "undo", "redo", "exclude", "add_roi", "confirm", "mark_roi_reviewed"} <= set(log["action"])

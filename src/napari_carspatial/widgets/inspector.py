@@ -50,6 +50,12 @@ log = logging.getLogger(__name__)
 TOP_GENES = 12
 #: height of a marker row (px): compact, still one line of the default font
 ROW_PX = 18
+#: cache dependency of the marker 99th percentiles: no ``obs`` column (an edit of named columns,
+#: e.g. a curation, keeps them); any change that may touch ``X`` (``columns=None``, rows) drops them
+X_DEP = "<X>"
+#: tables of at least this many cells get their marker 99th percentiles in a worker when the
+#: sample is chosen (smaller ones take milliseconds on the first pin)
+PREFETCH_MIN_CELLS = 50_000
 
 
 class Section(QWidget):
@@ -105,18 +111,38 @@ class _BarChart(QWidget):
         self.ax = self.figure.add_subplot(111)
 
     def plot(self, names, values, reference=None):
+        """Draw one cell's bars. The axes are laid out once per marker panel: the next cell of the
+        same panel only moves the bars' ends (and the x range), which looks the same as drawing
+        it afresh (``tests/gui/test_interact_inspector_gui.py`` compares the two)."""
+        names = [str(n) for n in names]
+        values = np.asarray(values, dtype=float)
+        if reference is not None:
+            # the cell's mean relative to the 99th percentile of that marker in the sample
+            rel = np.divide(values, reference, out=np.zeros_like(values, dtype=float), where=reference > 0)
+            widths = np.clip(rel, 0, 1.5)
+        else:
+            widths = values
+        layout = (tuple(names), reference is not None)
+        bars = getattr(self, "_bars", None)
+        if bars is not None and getattr(self, "_layout", None) == layout:
+            for rect, w in zip(bars, widths, strict=True):
+                rect.set_width(float(w))
+            if reference is None:
+                self.ax.relim()
+                self.ax.autoscale_view()
+            self.canvas.draw_idle()
+            return
         ax = self.ax
         ax.clear()
         ax.set_facecolor("#262930")
         y = np.arange(len(names))
         if reference is not None:
-            # the cell's mean relative to the 99th percentile of that marker in the sample
-            rel = np.divide(values, reference, out=np.zeros_like(values, dtype=float), where=reference > 0)
-            ax.barh(y, np.clip(rel, 0, 1.5), color="#6fb3ff")
+            self._bars = ax.barh(y, widths, color="#6fb3ff")
             ax.set_xlim(0, 1.5)
             ax.set_xlabel("mean / sample 99th pct", color="#ddd", fontsize=8)
         else:
-            ax.barh(y, values, color="#6fb3ff")
+            self._bars = ax.barh(y, widths, color="#6fb3ff")
+        self._layout = layout
         ax.set_yticks(y)
         ax.set_yticklabels(names, fontsize=7, color="#ddd")
         ax.invert_yaxis()
@@ -135,6 +161,7 @@ class InspectorWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._current: tuple[str, int] | None = None
+        self._prefetching: dict = {}   # (sid, id(X)) -> the worker computing its marker p99
 
         self.sample_combo = QComboBox()
         self.hint = QLabel("Click a cell on the slide to pin it here.")
@@ -252,6 +279,8 @@ class InspectorWidget(QWidget):
             return
         if event.structure or event.columns is None or self.type_key.currentText() in event.columns:
             self._fill_categories()   # the counts per category follow
+        if event.structure or event.columns is None:
+            self._prefetch_reference(event.sid)   # X may have changed: its percentiles were dropped
 
     def _sid(self) -> str | None:
         return self.sample_combo.currentData()
@@ -266,6 +295,7 @@ class InspectorWidget(QWidget):
     def _sample_changed(self, *_):
         sid = self._sid()
         self.busy_notice.update_state()
+        self._prefetch_reference(sid)
         self.type_key.blockSignals(True)
         self.type_key.clear()
         if sid and self.session.sample(sid) is not None:
@@ -403,14 +433,46 @@ class InspectorWidget(QWidget):
         self._marker = ring_marker_layer(self.viewer, labels_layer, sid, info)
 
     def _reference(self, sid) -> np.ndarray:
-        """99th percentile of every marker over the sample's cells (cached until the table
-        changes); a sparse X is never densified (omicsgui: a 1M x 5,000 table was 20 GB here)."""
+        """99th percentile of every marker over the sample's cells (cached until ``X`` may have
+        changed: a curation edit keeps it); a sparse X is never densified (omicsgui: a 1M x 5,000
+        table was 20 GB here). Usually made ahead in a worker (:meth:`_prefetch_reference`)."""
         def make():
             from ..analysis.genes import column_percentile
 
             return column_percentile(self.session.sample(sid).table.X, 99)
 
-        return self.session.cached(sid, ("table", None, "marker_p99"), make)
+        return self.session.cached(sid, ("table", X_DEP, "marker_p99"), make)
+
+    def _prefetch_reference(self, sid) -> None:
+        """Compute the marker 99th percentiles of ``sid`` in a thread worker (at 10^6 cells ~2 s
+        that the first pin would otherwise spend on the GUI thread). The worker only reads
+        ``X``; its result is kept only if the table still holds that ``X`` and nothing cached one
+        meanwhile. A pin before it is done computes the same value itself."""
+        sample = self.session.sample(sid) if sid else None
+        if (sample is None or sample.table is None or sample.table.n_obs < PREFETCH_MIN_CELLS
+                or ("table", X_DEP, "marker_p99") in self.session.cache(sid)):
+            return
+        if self._gene_table(sid):
+            return
+        if (sid, id(sample.table.X)) in self._prefetching:
+            return
+        from napari.qt.threading import create_worker
+
+        from ..analysis.genes import column_percentile
+
+        X = sample.table.X
+        key = (sid, id(X))
+        worker = create_worker(column_percentile, X, 99, _ignore_errors=True)
+
+        def done(ref):
+            s = self.session.sample(sid)
+            if s is not None and s.table is not None and s.table.X is X:
+                self.session.cache(sid).setdefault(("table", X_DEP, "marker_p99"), ref)
+
+        worker.returned.connect(done)
+        worker.finished.connect(lambda: self._prefetching.pop(key, None))
+        self._prefetching[key] = worker
+        worker.start()
 
     def _gene_table(self, sid) -> bool:
         """The table holds gene counts (show the top genes of a cell, not every marker)."""

@@ -164,6 +164,14 @@ class RegionsTab(QWidget):
         self.counts_label.setText(_class_counts_line(meas.set_index("region") if not meas.empty else None,
                                                      self.current_roi_name()))
 
+    def lists_rois_of(self, core) -> bool:
+        """The table lists exactly ``core``'s regions, in order (only its counts may be stale)."""
+        rois = core.curation.rois if core is not None else []
+        if self.roi_table.rowCount() != len(rois):
+            return False
+        items = (self.roi_table.item(i, 0) for i in range(len(rois)))
+        return all(it is not None and it.data(Qt.UserRole) == r.id for it, r in zip(items, rois, strict=True))
+
     def current_roi(self) -> str | None:
         row = self.roi_table.currentRow()
         it = self.roi_table.item(row, 0) if row >= 0 else None
@@ -181,6 +189,7 @@ class RegionsTab(QWidget):
         return cmd
 
     def _roi_action(self, fn):
+        self.dock.ensure_fresh(self)
         rid = self.current_roi()
         if self.dock.view is None or rid is None:
             notify("Pick a region in the table first.", "warning")
