@@ -44,6 +44,25 @@ def test_legend_first_view_is_outlines(make_napari_viewer_proxy, qtbot):
     assert sum(lyr.visible for lyr in session_for(viewer).layers_of(session_for(viewer).sid_of(sample), "image")) >= 3
 
 
+def test_first_view_of_a_mask_without_image_is_filled(make_napari_viewer_proxy, qtbot):
+    """A mask and a table only (no stain to keep in view): the classes are filled, since outlines
+    over black are barely visible at slide zoom; the user's later choice is kept."""
+    from napari_carspatial.model import Sample
+    from napari_carspatial.widgets.legend import LegendWidget
+
+    g = grid_sample()
+    sample = Sample("mask only", labels=g.labels, table=g.table, pixel_size_um=1.0).validate()
+    viewer = make_napari_viewer_proxy()
+    add_sample_layers(viewer, sample)
+    w = LegendWidget(viewer)
+    qtbot.addWidget(w)
+    col = w.coloring
+    assert col.key == "cell_type" and col.mode == "filled" and w.mode_box.currentText() == "filled"
+    assert not _inside_clear(col.category_layer, 5, 5)       # the inside carries its class colour
+    w.mode_box.setCurrentText("outline")
+    assert col.mode == "outline" and _inside_clear(col.category_layer, 5, 5)
+
+
 def test_curation_first_keeps_outlines(make_napari_viewer_proxy, qtbot):
     """The Curation dock made first colours by the curated column, still as outlines."""
     from napari_carspatial.widgets.curation import CurationWidget

@@ -417,9 +417,14 @@ FIRST_VIEW_OPACITY = 0.85
 
 def first_view_style(coloring) -> dict:
     """``mode`` / ``opacity`` for colouring by a category: the user's current choice once a column is
-    shown, else the first-view style (outlines, :data:`FIRST_VIEW_OPACITY`)."""
+    shown, else the first-view style: outlines over the stain (:data:`FIRST_VIEW_MODE`,
+    :data:`FIRST_VIEW_OPACITY`), or filled cells when the sample has no image (a mask and a table
+    only: outlines over black are barely visible at slide zoom, and there is no stain to keep in view)."""
     if coloring.key is not None:
         return {"mode": coloring.mode, "opacity": coloring.opacity}
+    sample = coloring.session.sample(coloring.sid)
+    if sample is not None and not sample.image:
+        return {"mode": "filled", "opacity": FIRST_VIEW_OPACITY}
     return {"mode": FIRST_VIEW_MODE, "opacity": FIRST_VIEW_OPACITY}
 
 

@@ -24,12 +24,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..._napari import (
-    FIRST_VIEW_MODE,
     FIRST_VIEW_OPACITY,
     apply_outline_fade,
     camera,
     column_choices,
     find_cell_type_key,
+    first_view_style,
     is_categorical,
     notify,
     session_for,
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: debounce of camera / shape changes before the counts are recomputed, ms
 DEBOUNCE_MS = 200
-#: the first view is the stain: cells as thin outlines in their class colour, not a filled class map
-FIRST_MODE = FIRST_VIEW_MODE
 #: opacity of the class outlines in the first view, %
 FIRST_OPACITY = int(round(100 * FIRST_VIEW_OPACITY))
 
@@ -237,7 +235,7 @@ class LegendWidget(QWidget):
             self.show_no_types_hint(key is None)
             if key is not None:
                 self.mode_box.blockSignals(True)
-                self.mode_box.setCurrentText(FIRST_MODE)
+                self.mode_box.setCurrentText(first_view_style(self.coloring)["mode"])
                 self.mode_box.blockSignals(False)
                 self.set_column(key)
                 return
