@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from qtpy.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, QThread, QTimer, Signal
 from qtpy.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -191,6 +191,49 @@ class ElidedLabel(QLabel):
         QLabel.setText(self, shown)
 
 
+def _take_from_layout(layout, widget) -> tuple | None:
+    """Take ``widget`` out of ``layout`` (or one of its sub-layouts), leaving it a child of its parent.
+
+    Returns ``(layout it was in, objects after it, objects before it nearest first)``: the widgets
+    and sub-layouts around its slot, to place it there again. None when it is in no layout.
+    """
+    if layout is None:
+        return None
+    for i in range(layout.count()):
+        item = layout.itemAt(i)
+        if item.widget() is widget:
+            around = [layout.itemAt(j) for j in range(layout.count())]
+            objs = [it.widget() or it.layout() for it in around]
+            after = [o for o in objs[i + 1:] if o is not None]
+            before = [o for o in reversed(objs[:i]) if o is not None]
+            layout.takeAt(i)
+            layout.invalidate()
+            return layout, after, before
+        found = _take_from_layout(item.layout(), widget)
+        if found is not None:
+            return found
+    return None
+
+
+def _top_in(obj, host) -> int | None:
+    """Top (in ``host``'s coordinates) of a widget or layout on screen; None when it takes no space."""
+    with contextlib.suppress(RuntimeError):   # deleted meanwhile
+        if isinstance(obj, QWidget):
+            return None if obj.isHidden() else obj.mapTo(host, QPoint(0, 0)).y()
+        if not obj.isEmpty():
+            return obj.geometry().top()
+    return None
+
+
+def _bottom_in(obj, host) -> int | None:
+    with contextlib.suppress(RuntimeError):
+        if isinstance(obj, QWidget):
+            return None if obj.isHidden() else obj.mapTo(host, QPoint(0, obj.height())).y()
+        if not obj.isEmpty():
+            return obj.geometry().bottom() + 1
+    return None
+
+
 class BusyNotice(QWidget):
     """"<sample> is busy: <what>" while a worker writes the dock's current sample's table.
 
@@ -198,7 +241,17 @@ class BusyNotice(QWidget):
     disable its edits. The notice follows the session's ``busy`` events. Its icon is one of Qt's
     standard icons (:data:`BUSY_ICON`), drawn the same on every platform: an emoji (the hourglass
     it had) is an empty box where no emoji font is installed (Xvfb, many clinical PCs).
+
+    The dock adds it to its layout where it should appear; the notice then floats there, over
+    the dock's next row, as a framed banner, without taking layout space: showing or hiding it
+    changes no dock's size or size hint, so the window and the canvas keep their size. (When it
+    took a row, each dock grew as a save began and shrank as it ended, the canvas was resized, and
+    napari re-sliced and repainted every layer once per dock: 0.9-1.6 s of a ~20 ms save with a
+    10^6-cell mask.) Idle docks look as they would without it: no strip is reserved.
     """
+
+    #: padding inside the banner's frame (px)
+    PAD = (8, 5, 8, 5)
 
     def __init__(self, session, current: Callable[[], str | None], on_change: Callable[[bool], None] | None = None,
                  parent=None):
@@ -206,20 +259,24 @@ class BusyNotice(QWidget):
         self.session = session
         self._current = current
         self._on_change = on_change
+        self._host: QWidget | None = None
+        self._slot: tuple | None = None
+        self.setObjectName("carspatialBusyNotice")
+        self.setAttribute(Qt.WA_StyledBackground, True)
         self.icon = QLabel()
         size = self.fontMetrics().height()
         self.icon.setPixmap(self.style().standardIcon(BUSY_ICON).pixmap(size, size))
         self.icon.setAlignment(Qt.AlignTop)
         self.label = QLabel()
         self.label.setWordWrap(True)
-        self.label.setStyleSheet("color: #e0a000; font-weight: bold")
+        self.label.setStyleSheet("color: #e0a000; font-weight: bold; background: transparent")
+        self.icon.setStyleSheet("background: transparent")
         lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setContentsMargins(*self.PAD)
         lay.setSpacing(6)
         lay.addWidget(self.icon, 0, Qt.AlignTop)
         lay.addWidget(self.label, 1)
-        # never widen the dock when shown: a wider dock resizes the canvas, and napari re-slices
-        # every layer (~1 s with a 10^6-cell mask) each time a worker starts and stops
+        # never widen the dock (nor make it taller): it is taken out of the dock's layout
         sp = self.sizePolicy()
         sp.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
         self.setSizePolicy(sp)
@@ -230,6 +287,84 @@ class BusyNotice(QWidget):
     def text(self) -> str:
         """The notice's text ("" when the sample is not busy)."""
         return self.label.text()
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802 - Qt API
+        if visible:
+            self._float()   # out of the layout before it is shown: the layout never sees it
+            self._style()
+        super().setVisible(visible)
+        if visible:
+            self._place()
+            self.raise_()
+
+    def _float(self) -> None:
+        """Take the notice out of its dock's layout (once, and again after a new parent)."""
+        host = self.parentWidget()
+        if host is None:
+            return
+        if host is not self._host:
+            if self._host is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._host.removeEventFilter(self)
+            self._host = host
+            self._slot = None
+            host.installEventFilter(self)
+        found = _take_from_layout(host.layout(), self)
+        if found is not None:
+            self._slot = found
+
+    def _style(self) -> None:
+        bg = self.palette().color(self.backgroundRole()).name()
+        with contextlib.suppress(Exception):   # the napari theme's panel colour, when there is one
+            from napari.utils.theme import get_theme
+
+            bg = get_theme(self.session.viewer.theme).background.as_hex()
+        self.setStyleSheet(f"#carspatialBusyNotice {{ background-color: {bg}; border: 1px solid #e0a000; "
+                           "border-radius: 3px; }")
+
+    def _place(self) -> None:
+        """Over the row that follows its slot in the dock's layout, the slot's width."""
+        host = self._host
+        if host is None or self.isHidden():
+            return
+        area = host.rect()
+        top = None
+        if self._slot is not None:
+            layout, after, before = self._slot
+            with contextlib.suppress(RuntimeError):
+                area = layout.contentsRect() if layout.geometry().isValid() else area
+            top = next((t for o in after if (t := _top_in(o, host)) is not None), None)
+            if top is None:
+                bottom = next((b for o in before if (b := _bottom_in(o, host)) is not None), None)
+                top = None if bottom is None else bottom + max(layout.spacing(), 0)
+        width = max(area.width(), 1)
+        height = self.heightForWidth(width) if self.hasHeightForWidth() else -1
+        height = max(height, self.sizeHint().height())
+        top = area.top() if top is None else top
+        top = max(0, min(top, host.height() - height))
+        height = self._to_row_end(host, area.left(), top, width, height)
+        self.setGeometry(area.left(), top, width, height)
+
+    #: a banner ends where a row under it ends (none shows half, cut at its middle) if that is near
+    SNAP_PX = 24
+
+    def _to_row_end(self, host, left: int, top: int, width: int, height: int) -> int:
+        """``height``, made a little taller so that no small control (a field, a header) peeks out
+        half covered under the banner's lower edge."""
+        bottom = top + height
+        for w in host.findChildren(QWidget):
+            if w is self or self.isAncestorOf(w) or not w.isVisible() or w.height() > 2 * self.SNAP_PX:
+                continue
+            r = QRect(w.mapTo(host, QPoint(0, 0)), w.size())
+            if r.top() < bottom < r.bottom() + 1 and r.left() < left + width and r.right() > left:
+                bottom = max(bottom, min(r.bottom() + 1 + 2, top + height + self.SNAP_PX))
+        return min(bottom, host.height()) - top
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if obj is self._host and event.type() in (QEvent.Type.Resize, QEvent.Type.LayoutRequest) \
+                and not self.isHidden():
+            QTimer.singleShot(0, self._place)   # after the layout has placed the rows
+        return False
 
     def update_state(self, event=None) -> None:
         try:
