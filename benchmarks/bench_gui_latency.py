@@ -33,7 +33,11 @@ Rows (target: < 0.2 s per interaction, first frame < 5 s):
 * ``open_first_frame``: ``viewer.open(store, plugin="napari-carspatial")`` until the first
   frame shows the cells (mask + table; the docks react to the new sample, the cells are
   coloured by the curated type). Measured twice: the first open of the file in this user cache
-  and the second (file checks cached by file identity);
+  and the second (file checks cached by file identity). The clock stops at the first frame once
+  the cells are coloured and the Curation dock shows the sample, without waiting for the event
+  loop to go idle: the work the open hands on (the deferred id check and napari's activity
+  spinner shown for it) keeps the loop busy by design, and waiting for idle there only measured
+  the idle wait's 10 s timeout (round 5, both children);
 * ``select_lasso_10k``: a lasso of ~10,000 cells drawn on the Curation dock's drawing layer,
   until the selection outlines are drawn;
 * ``assign``: "Assign" of those cells to another type (the colouring follows);
@@ -225,7 +229,7 @@ class _Clock:
                 raise TimeoutError("condition not met")
 
     @contextlib.contextmanager
-    def time(self, name: str, **extra):
+    def time(self, name: str, *, until_idle: bool = True, **extra):
         prof_dir = os.environ.get("CARSPATIAL_BENCH_PROFILE")
         prof = None
         if prof_dir:
@@ -239,7 +243,9 @@ class _Clock:
         yield box
         call = time.perf_counter() - t0
         timeouts = self.idle_timeouts
-        busy_end = self.idle()
+        # an open's first frame: the background work it hands on (the id check, napari's activity
+        # spinner shown for it) keeps the event loop busy on purpose, so the frame is forced at once
+        busy_end = self.idle() if until_idle else time.perf_counter()
         gui = busy_end - t0
         paint = self.paint_s - paint0
         t1 = time.perf_counter()
@@ -253,6 +259,7 @@ class _Clock:
         row = self.rows.setdefault(name, {"runs": [], "gui_s": [], "paint_s": [], "forced_frame_s": [],
                                           "call_s": [], "idle_timeouts": 0})
         row["call_s"].append(call)
+        row["until_idle"] = until_idle
         row["idle_timeouts"] += self.idle_timeouts - timeouts
         row["runs"].append(dt)
         row["gui_s"].append(gui)
@@ -305,7 +312,7 @@ def _child(store: str, out: str, *, label: str) -> None:
     # ---- open twice: first open of this file, then again (caches keyed by file identity)
     for k in range(2):
         name = "open_first_frame" if k == 0 else "open_first_frame_again"
-        with clock.time(name):
+        with clock.time(name, until_idle=False):
             viewer.open(store, plugin="napari-carspatial")
             clock.wait(opened)
             clock.wait(lambda: cur.view is not None)
@@ -616,7 +623,8 @@ def _breakdown(r: dict, info: dict) -> str:
     gui, paint, forced = _med(r, "gui_s"), _med(r, "paint_s"), _med(r, "forced_frame_s")
     parts = [f"median of {len(r['runs'])}"]
     if gui is not None and forced is not None:
-        parts.append(f"GUI thread until idle {gui * 1e3:.0f} ms (canvas painting in it {(paint or 0) * 1e3:.0f} ms), "
+        what = "GUI thread until idle" if r.get("until_idle", True) else "GUI thread until the sample is shown"
+        parts.append(f"{what} {gui * 1e3:.0f} ms (canvas painting in it {(paint or 0) * 1e3:.0f} ms), "
                      f"then the forced frame {forced * 1e3:.0f} ms")
     if info.get("floor_s") is not None:
         parts.append(f"frame floor of this run {info['floor_s'] * 1e3:.0f} ms")
