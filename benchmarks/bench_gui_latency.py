@@ -174,8 +174,20 @@ class _Clock:
 
         cls.paintGL = paintGL
 
-    def frame(self):
+    def pump(self):
+        """One turn of the event loop as a running loop takes it: pending events, then the deferred
+        deletes. ``processEvents`` alone never delivers deletes posted outside any event handler
+        (``viewer.open`` called from this script: napari hides its activity indicator only when a
+        closed progress bar's widget is deleted, so it kept spinning; a user's File > Open runs
+        inside the loop and never sees that)."""
+        from qtpy.QtCore import QCoreApplication, QEvent
+
         self.app.processEvents()
+        dd = QEvent.Type.DeferredDelete
+        QCoreApplication.sendPostedEvents(None, getattr(dd, "value", dd))
+
+    def frame(self):
+        self.pump()
         return self.viewer.screenshot(canvas_only=True, flash=False)
 
     def idle(self, timeout: float = 10.0) -> float:
@@ -185,7 +197,7 @@ class _Clock:
         t0 = busy_end
         while True:
             a = time.perf_counter()
-            self.app.processEvents()
+            self.pump()
             b = time.perf_counter()
             if b - a >= EMPTY_PASS_S:
                 busy_end = b
@@ -223,7 +235,7 @@ class _Clock:
     def wait(self, cond, timeout=600.0):
         t0 = time.perf_counter()
         while not cond():
-            self.app.processEvents()
+            self.pump()
             time.sleep(0.002)
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError("condition not met")
