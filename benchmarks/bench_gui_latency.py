@@ -24,9 +24,13 @@ interaction rows; ``floor_end_s`` after the saves). The interaction rows run ``-
 The open's background work: after each open the child waits for every job the reader handed
 to its background runner (the deferred mask-id check) to finish (``after_open`` in the open
 rows: jobs, seconds waited, not part of any row), so no interaction row runs beside it, and the
-second open finds the first one's check cached. A napari activity spinner left running with no
-progress alive (seen after the second open: each of its frames repaints the whole window) is
-measured (share of the GUI thread over 1 s) and stopped before the rows (``stuck_activity_spinner``).
+second open finds the first one's check cached. The child turns the event loop with
+``_Clock.pump`` (``processEvents`` plus the deferred deletes a running loop delivers): with bare
+``processEvents`` after a top-level ``viewer.open``, napari's progress bars are never deleted and
+its activity spinner kept spinning (each frame repainting the whole window) — an artefact of
+driving Qt that way, not something a user sees (File > Open runs inside the event loop;
+``tests/gui/test_spinner_activity_gui.py``). A spinner still running with no progress alive is
+measured and stopped before the rows as a guard (``stuck_activity_spinner``; None since the pump).
 
 Rows (target: < 0.2 s per interaction, first frame < 5 s):
 
@@ -522,9 +526,9 @@ def _stuck_spinner(clock) -> dict | None:
     """napari's activity indicator (status bar, bottom right) can keep spinning after every
     progress has closed (seen after the second open of the 1M store: no progress alive, no worker,
     the QMovie still running). Each of its frames repaints the whole main window (~40 ms in
-    software under Xvfb, ~25 frames/s), which keeps the GUI thread busy all the time. It is a
-    leftover of the open's background work, not the interaction: measure how busy it keeps the
-    GUI thread for 1 s, then stop it (as napari does once its last progress bar closes) and say so."""
+    software under Xvfb, ~25 frames/s), which keeps the GUI thread busy all the time. The cause
+    was this child's own event pumping (progress bars never deleted; see ``_Clock.pump``), so it
+    is a guard now: measure how busy it keeps the GUI thread for 1 s, then stop it and say so."""
     try:
         from napari.utils import progress
 
