@@ -52,27 +52,25 @@ def _sizes(viewer, mw, docks) -> dict:
 def busy_window(qtbot):
     """A 1600 x 1000 window (a plain viewer, closed at the end, as test_layouta_fit_gui has it: the
     leak check of napari's fixture flags any test that opens these docks from the plugin manifest)."""
-    import napari
+    from plain_viewer import plain_viewer
 
     from napari_carspatial._napari import add_sample_layers, session_for
     from napari_carspatial.datasets import demo_sample
     from napari_carspatial.widgets import workflows
 
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(W, H)
-    sample = demo_sample(size=256, seed=0, image=False)   # the mask and table: 1 layer, not 15
-    add_sample_layers(viewer, sample)
-    docks = {}
-    for name in DOCKS:   # stacked, all visible: each one's notice used to grow the column
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-carspatial", name)
-        docks[name] = (dock, getattr(widget, "native", widget))
-    mw = workflows.main_window(docks["Legend"][0])
-    mw.resize(W, H)
-    qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (W, H), timeout=20_000)
-    _settle()
-    session = session_for(viewer)
-    yield viewer, mw, docks, session, session.sid_of(sample), sample.name
-    viewer.close()
+    with plain_viewer(width=W, height=H) as viewer:
+        sample = demo_sample(size=256, seed=0, image=False)   # the mask and table: 1 layer, not 15
+        add_sample_layers(viewer, sample)
+        docks = {}
+        for name in DOCKS:   # stacked, all visible: each one's notice used to grow the column
+            dock, widget = viewer.window.add_plugin_dock_widget("napari-carspatial", name)
+            docks[name] = (dock, getattr(widget, "native", widget))
+        mw = workflows.main_window(docks["Legend"][0])
+        mw.resize(W, H)
+        qtbot.waitUntil(lambda: (mw.width(), mw.height()) == (W, H), timeout=20_000)
+        _settle()
+        session = session_for(viewer)
+        yield viewer, mw, docks, session, session.sid_of(sample), sample.name
 
 
 def test_busy_notice_moves_nothing(busy_window, qtbot):

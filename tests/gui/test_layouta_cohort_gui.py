@@ -47,13 +47,11 @@ def _results(folder, n_patients: int, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def cohort_viewer():
-    import napari
+    from plain_viewer import plain_viewer
 
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1600, 1000)
-    add_sample_layers(viewer, grid_sample(types=TYPES))
-    yield viewer
-    viewer.close()
+    with plain_viewer() as viewer:
+        add_sample_layers(viewer, grid_sample(types=TYPES))
+        yield viewer
 
 
 def _cohort(viewer, qtbot):

@@ -23,15 +23,13 @@ W, H = 1600, 1000
 @pytest.fixture(scope="module")
 def laid_out(request):
     """One viewer for the module (a viewer costs ~1 s): 1600 x 1000, ten classes."""
-    import napari
+    from plain_viewer import plain_viewer
     from qtpy.QtWidgets import QApplication
 
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(W, H)
-    add_sample_layers(viewer, grid_sample(types=TYPES))
-    QApplication.processEvents()
-    yield viewer
-    viewer.close()
+    with plain_viewer(width=W, height=H) as viewer:
+        add_sample_layers(viewer, grid_sample(types=TYPES))
+        QApplication.processEvents()
+        yield viewer
 
 
 def _rows_in_view(tree) -> float:
