@@ -60,6 +60,13 @@ def test_workflow_fits_1600_by_1000(laid_out, qtbot, name):
     tree = legend.categories.tree
     assert tree.topLevelItemCount() == len(TYPES)
     assert _rows_in_view(tree) >= 8, (name, _rows_in_view(tree))   # Segment too: its sections scroll
+    # no button or check box of a working dock is cut off ("dit current viev", "mmit (Shift+Ente")
+    from qtpy.QtWidgets import QAbstractButton
+
+    for dock_name, d in docks.items():
+        for b in d.findChildren(QAbstractButton):
+            if b.isVisibleTo(d) and b.text():
+                assert b.width() >= b.sizeHint().width() - 2, (name, dock_name, b.text(), b.width(), b.sizeHint())
     # after a window resize (shown, maximised, by the user) the Legend keeps the height of its
     # rows, without empty rows taken from the working dock
     mw.resize(W, H + 100)   # taller: every workflow's minimum allows it (the Xvfb screen is 1200 px)

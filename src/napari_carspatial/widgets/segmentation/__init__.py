@@ -3,7 +3,7 @@
 
 Workflow:
 
-1. **Edit region** (:mod:`.region`): "Edit current view" or "Edit rectangle…" loads that part of
+1. **Edit region** (:mod:`.region`): "Edit view" or "Edit rectangle…" loads that part of
    the mask at full resolution into an editable labels layer ``"<sample> edit"`` placed exactly
    over the slide. napari's paint, erase, fill and picker work on it.
 2. **Cells** (:mod:`.tools`): "Pick cells" (or Alt+click in any mode) adds / removes the cell

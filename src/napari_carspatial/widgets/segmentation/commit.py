@@ -47,10 +47,14 @@ class CommitView(QWidget):
         self.last_thread: str | None = None
         self._worker = None
         self._progress = (0, 0)
-        self.undo_button = QPushButton(f"Undo ({key_label(SHORTCUTS['undo'])})")
-        self.redo_button = QPushButton(f"Redo ({key_label(SHORTCUTS['redo'])})")
-        self.commit_button = QPushButton(f"Commit ({key_label(SHORTCUTS['commit'])})")
-        self.commit_button.setToolTip("Write the edits to the mask and re-measure the affected cells")
+        # short names (they must fit a 300 px column side by side); the shortcut is in the tooltip
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip(f"Undo the last operation ({key_label(SHORTCUTS['undo'])})")
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.setToolTip(f"Redo the operation undone last ({key_label(SHORTCUTS['redo'])})")
+        self.commit_button = QPushButton("Commit")
+        self.commit_button.setToolTip("Write the edits to the mask and re-measure the affected cells "
+                                      f"({key_label(SHORTCUTS['commit'])})")
         self.auto_box = QCheckBox("Commit after each operation")
         self.auto_box.setChecked(True)
         self.auto_box.setToolTip("The table follows every operation at once; painting is committed with Commit")

@@ -58,14 +58,14 @@ def nuclear_index(names) -> int:
 
 
 class OperationsView(QGroupBox):
-    """The operation buttons, N (px), "New cell overwrites neighbours", the nuclear channel."""
+    """The operation buttons, N (px), "Overwrite neighbours" (for a new cell), the nuclear channel."""
 
     def __init__(self, dock):
         super().__init__("Operations")
         self.dock = dock
 
         def op_button(text, key, tip):
-            b = QPushButton(f"{text}  ({key_label(SHORTCUTS[key])})")
+            b = QPushButton(f"{text} ({key_label(SHORTCUTS[key])})")
             b.setToolTip(tip)
             return b
 
@@ -83,7 +83,8 @@ class OperationsView(QGroupBox):
         self.n_spin.setRange(1, 50)
         self.n_spin.setValue(2)
         self.n_spin.setSuffix(" px")
-        self.overwrite_box = QCheckBox("New cell overwrites neighbours")
+        self.overwrite_box = QCheckBox("Overwrite neighbours")
+        self.overwrite_box.setToolTip("A new cell drawn over its neighbours takes their pixels (off: only background)")
         self.nuclear_box = QComboBox()
         self.nuclear_box.setToolTip("Channel used by the seeded watershed")
         ol = QGridLayout(self)
@@ -135,7 +136,7 @@ class OperationsView(QGroupBox):
     def _ready(self) -> bool:
         d = self.dock
         if d.region is None:
-            notify("Load an edit region first (Edit current view / Edit rectangle).", "warning")
+            notify("Load an edit region first (Edit view / Edit rectangle).", "warning")
             return False
         if d.is_busy:
             notify(f"{d.session.busy(d.sid) or 'A commit is running'}; try again in a moment.", "warning")

@@ -45,7 +45,7 @@ def region_features(sample, ids, rows=None):
 
 
 class RegionView(QGroupBox):
-    """Sample, "Edit current view", "Edit rectangle…", "Close region"."""
+    """Sample, "Edit view", "Edit rectangle…", "Close region"."""
 
     #: longest side (pixels) of an edit region; larger views are cut around their centre
     MAX_REGION = 4096
@@ -55,7 +55,7 @@ class RegionView(QGroupBox):
         self.dock = dock
         self.viewer = dock.viewer
         self.sample_box = QComboBox()
-        self.view_button = QPushButton("Edit current view")
+        self.view_button = QPushButton("Edit view")
         self.view_button.setToolTip("Load the part of the mask shown on screen at full resolution for editing")
         self.rect_button = QPushButton("Edit rectangle…")
         self.rect_button.setToolTip("Draw a rectangle on the slide; it is loaded at full resolution for editing")
@@ -63,6 +63,9 @@ class RegionView(QGroupBox):
         self.close_button.setToolTip("Commit pending edits and remove the editing layers")
         self.region_label = QLabel("No region loaded")
         self.region_label.setWordWrap(True)
+        # two lines always fit ("Editing 80 x 80 µm at x …, 42 cells" wraps in a narrow dock and
+        # the scroll area's layout does not grow a wrapped label's row by itself)
+        self.region_label.setMinimumHeight(2 * self.region_label.fontMetrics().lineSpacing() + 4)
         #: why the sample's segmentation may not be edited here (a review project's slide)
         self.read_only_label = QLabel()
         self.read_only_label.setWordWrap(True)
