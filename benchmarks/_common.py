@@ -178,3 +178,20 @@ def _json_default(obj):
     except ImportError:  # pragma: no cover
         pass
     return str(obj)
+
+
+def baseline_src(ref: str) -> Path | None:
+    """``git archive ref src`` unpacked in ``benchmarks/_data/baseline-<ref>`` (made once; None
+    when git cannot): the "before" side of a benchmark measured in the same run."""
+    dest = DATA_DIR / f"baseline-{ref}"
+    if (dest / "src" / "napari_carspatial" / "__init__.py").is_file():
+        return dest / "src"
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        arch = subprocess.run(["git", "-C", str(BENCH_DIR.parent), "archive", ref, "src"], check=True,
+                              capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        log.warning("no baseline source for %s: %s", ref, err)
+        return None
+    return dest / "src"

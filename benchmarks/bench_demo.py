@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, result, run_child, write_child_result  # noqa: E402
+from _common import baseline_src, peak_rss_mb, result, run_child, write_child_result  # noqa: E402
 
 
 def child(n_cells: int) -> dict:
@@ -172,23 +172,6 @@ def _first_frame_runs(src: Path | None, shots: str | None) -> list[dict]:
     return out
 
 
-def _baseline_src(ref: str) -> Path | None:
-    import subprocess
-
-    from _common import DATA_DIR
-
-    dest = DATA_DIR / f"baseline-{ref}"
-    if (dest / "src" / "napari_carspatial" / "__init__.py").is_file():
-        return dest / "src"
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return dest / "src"
-
-
 def _breakdown(r: dict) -> str:
     keys = ("imports", "demo_sample_s", "samples_ready", "window_built", "first_frame")
     return ", ".join(f"{k} {r[k]:.2f} s" for k in keys if isinstance(r.get(k), (int, float)))
@@ -196,7 +179,7 @@ def _breakdown(r: dict) -> str:
 
 def run_first_frame(baseline: str | None = BASELINE_REF, shots: str | None = None) -> list[dict]:
     ours = _first_frame_runs(None, shots)
-    base = _first_frame_runs(_baseline_src(baseline), None) if baseline else [{"error": "no baseline"}] * 2
+    base = _first_frame_runs(baseline_src(baseline), None) if baseline else [{"error": "no baseline"}] * 2
     rows = []
     for k, (name, target) in enumerate((("first_run", "report"), ("second_run", f"< {TARGET_SECOND_S:.0f} s"))):
         r, b = ours[k], base[k]

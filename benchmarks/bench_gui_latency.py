@@ -77,7 +77,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,7 +85,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR, peak_rss_mb, result, run_child, write_child_result  # noqa: E402
+from _common import DATA_DIR, baseline_src, peak_rss_mb, result, run_child, write_child_result  # noqa: E402
 
 log = logging.getLogger("benchmarks.gui_latency")
 
@@ -591,22 +590,6 @@ def _child_reference(store: str, out: str) -> None:
                                                        **dict(zip(ids.tolist(), palette[codes].tolist(), strict=True))})
     write_child_result(out, {"info": {"n_cells": int(s.table.n_obs), "peak_rss_mb": peak_rss_mb()}, "rows": clock.rows})
     viewer.close()
-
-
-# --------------------------------------------------------------------------- baseline source
-def baseline_src(ref: str) -> Path | None:
-    """``git archive ref src`` unpacked in ``benchmarks/_data`` (None when git cannot)."""
-    dest = DATA_DIR / f"baseline-{ref}"
-    if (dest / "src" / "napari_carspatial" / "__init__.py").is_file():
-        return dest / "src"
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
-    except (OSError, subprocess.CalledProcessError) as err:
-        log.warning("no baseline source for %s: %s", ref, err)
-        return None
-    return dest / "src"
 
 
 def _gui_run(store: Path, *, src: Path | None, label: str, mode: str = "gui") -> dict:
