@@ -431,19 +431,14 @@ class CurationSession:
         their regions (a new Curation recomputes every cell's: ~1.8 s at 10^6 cells)."""
         if self._follow_append(rows_added, rows_removed):
             return
-        listeners = [cb for cb in self.curation.listeners if cb != self._edited]
-        self.curation = Curation(self.sample.table, rois=self.sample.rois, reviewer=self.curation.reviewer,
-                                 type_key=self.curation.type_key)
-        self.curation.listeners.append(self._edited)
-        self.curation.listeners.extend(listeners)
-        self.selected = np.zeros(self.sample.table.n_obs, bool)
+        self._new_curation(type_key=self.curation.type_key)
         self._selection_changed()
 
     def _follow_append(self, rows_added, rows_removed) -> bool:
         import pandas as pd
 
         from ..model.conventions import instance_ids
-        from ..model.curation import ROI_CLASS_KEY, ROI_KEY, ROI_SEP
+        from ..model.curation import ROI_CLASS_KEY, ROI_KEY, _joined
 
         c, t = self.curation, self.sample.table
         if rows_added is None or (rows_removed is not None and len(rows_removed)):
@@ -459,14 +454,13 @@ class CurationSession:
         yx = spatial_to_yx(np.asarray(t.obsm[SPATIAL_KEY], float)[added])
         inside = [roi_contains(r, yx) for r in c.rois]
         for k, attr in zip(cols, ("name", "cls"), strict=True):
-            vals = []
-            for i in range(added.size):
-                hit = [getattr(r, attr) for r, m in zip(c.rois, inside, strict=True) if m[i]]
-                vals.append(ROI_SEP.join(dict.fromkeys(hit)) if hit else None)
-            new = [v for v in dict.fromkeys(vals) if v is not None and v not in t.obs[k].cat.categories]
+            # the model's own join (as Curation.update_roi_membership), for the new rows only
+            vals = _joined(inside, [getattr(r, attr) for r in c.rois], added.size)
+            new = [v for v in vals.categories if v not in t.obs[k].cat.categories]
             if new:
                 t.obs[k] = t.obs[k].cat.add_categories(new)
-            t.obs.iloc[added, t.obs.columns.get_loc(k)] = pd.Categorical(vals, dtype=t.obs[k].dtype)
+            t.obs.iloc[added, t.obs.columns.get_loc(k)] = pd.Categorical(np.asarray(vals, dtype=object),
+                                                                         dtype=t.obs[k].dtype)
         c.adata = t
         c.ids = instance_ids(t)
         had = bool(self.selected.any())
@@ -475,13 +469,17 @@ class CurationSession:
             self._selection_changed()
         return True
 
-    def _restart(self) -> None:
-        """Start over on the sample's (new) table: a new Curation, empty selection and undo."""
+    def _new_curation(self, **kw) -> None:
+        """A new Curation of the sample's table (same reviewer and listeners), an empty selection."""
         listeners = [cb for cb in self.curation.listeners if cb != self._edited]
-        self.curation = Curation(self.sample.table, rois=self.sample.rois, reviewer=self.curation.reviewer)
+        self.curation = Curation(self.sample.table, rois=self.sample.rois, reviewer=self.curation.reviewer, **kw)
         self.curation.listeners.append(self._edited)
         self.curation.listeners.extend(listeners)
         self.selected = np.zeros(self.sample.table.n_obs, bool)
+
+    def _restart(self) -> None:
+        """Start over on the sample's (new) table: a new Curation, empty selection and undo."""
+        self._new_curation()
         self.autosaver.policy.saved()
         self._selection_changed()
 
