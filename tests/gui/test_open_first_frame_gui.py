@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from napari_carspatial._napari import META_ROLE, session_for
+from napari_carspatial._napari.inspect import camera
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("CARSPATIAL_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
@@ -140,7 +141,7 @@ def test_montage_names_readable_at_the_default_zoom(make_napari_viewer_proxy, qt
     viewer.reset_view()
     tiles = next(ly for ly in viewer.layers if ly.metadata.get(META_ROLE) == "tiles")
     band_world = 2 * tiles.text.translation[0]
-    band_px = band_world * tiles.scale[0] * viewer.camera.zoom
+    band_px = band_world * tiles.scale[0] * camera(viewer).zoom
     # a 10-pt name is ~14 px high: its band holds it with a margin, at the zoom the user gets
     assert tiles.text.size == 10 and band_px >= 18, band_px
 
