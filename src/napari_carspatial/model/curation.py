@@ -348,7 +348,7 @@ class Curation:
         (a review of 10^6 cells asks after every edit; positions change only with segmentation)."""
         import hashlib
 
-        pos = hashlib.blake2b(np.ascontiguousarray(yx).tobytes(), digest_size=16).hexdigest()
+        pos = hashlib.blake2b(memoryview(np.ascontiguousarray(yx)), digest_size=16).hexdigest()   # no 16 MB copy
         cache = getattr(self, "_roi_mask_cache", None)
         if cache is None or cache[0] != pos:
             cache = self._roi_mask_cache = (pos, {})
