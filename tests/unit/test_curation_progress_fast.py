@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from napari_carspatial.model import ROI
-from napari_carspatial.model.curation import Curation, _n_changed, roi_contains
+from napari_carspatial.model.curation import Curation, _n_changed, _positions_key, roi_contains
 
 
 def _table(n=3000, seed=0):
@@ -63,3 +63,22 @@ def test_n_changed_on_codes_equals_text_comparison():
     want = int((a.astype(str).to_numpy() != b.astype(str).to_numpy()).sum())
     assert _n_changed(a, b) == want
     assert _n_changed(a.astype(str), b.astype(object)) == int((a.astype(str).to_numpy() != b.astype(str).to_numpy()).sum())
+
+
+def test_positions_key_changes_with_any_move_and_not_with_a_copy():
+    """The ROI masks are kept while this fingerprint is equal: any change a segmentation edit or
+    a caller could make in place must change it (one ulp, two rows swapped, a row added)."""
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 5000, (70_001, 2))
+    k0 = _positions_key(xy)
+    assert _positions_key(xy.copy()) == k0
+    moved = xy.copy()
+    moved[12_345, 1] = np.nextafter(moved[12_345, 1], np.inf)
+    swapped = xy.copy()
+    swapped[[5, 6]] = swapped[[6, 5]]
+    tail = xy.copy()
+    tail[-1, 0] += 1.0
+    xy_swapped = xy.copy()
+    xy_swapped[:, [0, 1]] = xy_swapped[:, [1, 0]]
+    for other in (moved, swapped, tail, xy_swapped, xy[:-1], np.vstack([xy, xy[:1]])):
+        assert _positions_key(other) != k0

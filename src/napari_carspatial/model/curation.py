@@ -44,6 +44,7 @@ table helpers above it are the serialisation that state depends on. The session 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -124,9 +125,30 @@ def _n_changed(orig: pd.Series, cur: pd.Series) -> int:
         oc = orig.cat.codes.to_numpy()
         cc = cur.cat.codes.to_numpy()
         idx = pd.Index(cur.cat.categories.astype(str)).get_indexer(orig.cat.categories.astype(str))
-        mapped = np.where(oc < 0, -1, np.where(idx[np.maximum(oc, 0)] < 0, -3, idx[np.maximum(oc, 0)]))
-        return int((mapped != cc).sum())
+        if np.array_equal(idx, np.arange(idx.size)):   # the usual case: curated = original + added
+            return int(np.count_nonzero(oc != cc))     # (NaN is -1 in both)
+        # original code -> curated code (-1 NaN stays -1; a category the curated column lacks: -3)
+        lut = np.concatenate([[-1], np.where(idx < 0, -3, idx)]).astype(np.int64)
+        return int(np.count_nonzero(lut[oc.astype(np.intp) + 1] != cc))
     return int((orig.astype(str).to_numpy() != cur.astype(str).to_numpy()).sum())
+
+
+@functools.lru_cache(maxsize=8)
+def _weights(n: int) -> np.ndarray:
+    return np.random.default_rng(n).random(n) + 0.5
+
+
+def _positions_key(xy: np.ndarray) -> tuple:
+    """A cheap fingerprint of a float64 position array (~1 ms at 10^6 cells, where a blake2b
+    digest of all 16 MB takes ~20): the shape; the wrapping sum and the xor of the raw 64-bit
+    words (any one changed coordinate changes both); and a random bilinear form of the values
+    (rows swapped in place change it)."""
+    flat = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1)
+    w = flat.view(np.uint64)
+    k = flat.size // 1024
+    form = float(_weights(k) @ (flat[: k * 1024].reshape(k, 1024) @ _weights(1024))) if k else 0.0
+    form += float(flat[k * 1024:] @ _weights(flat.size - k * 1024)) if flat.size > k * 1024 else 0.0
+    return (xy.shape, int(w.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(w)) if w.size else 0, form)
 
 
 def roi_membership(adata, rois: Iterable[ROI] | None = None) -> pd.DataFrame:
@@ -343,21 +365,22 @@ class Curation:
         """Boolean per row: centroid inside the ROI."""
         return roi_contains(self.roi(roi_id), self.cell_yx())
 
-    def _roi_masks(self, yx: np.ndarray) -> list[np.ndarray]:
-        """Cells inside each ROI, cached by the ROIs' geometry and a digest of the cell positions
-        (a review of 10^6 cells asks after every edit; positions change only with segmentation)."""
-        import hashlib
-
-        pos = hashlib.blake2b(memoryview(np.ascontiguousarray(yx)), digest_size=16).hexdigest()   # no 16 MB copy
+    def _roi_masks(self) -> list[np.ndarray]:
+        """Cells inside each ROI, cached by the ROIs' geometry and a fingerprint of the cell
+        positions (a review of 10^6 cells asks after every edit; positions change only with
+        segmentation, which writes a new ``obsm["spatial"]``)."""
+        xy = np.ascontiguousarray(np.asarray(self.adata.obsm[SPATIAL_KEY], float))
+        pos = _positions_key(xy)
         cache = getattr(self, "_roi_mask_cache", None)
         if cache is None or cache[0] != pos:
             cache = self._roi_mask_cache = (pos, {})
-        out, used = [], {}
+        out, used, yx = [], {}, None
         for r in self.rois:
             geom = (np.asarray(r.polygon_yx, float).tobytes(),
                     tuple(np.asarray(h, float).tobytes() for h in (getattr(r, "holes_yx", []) or [])))
             hit = cache[1].get(geom)
             if hit is None:
+                yx = spatial_to_yx(xy) if yx is None else yx
                 hit = roi_contains(r, yx)
             used[geom] = hit
             out.append(hit)
@@ -376,16 +399,16 @@ class Curation:
         """
         obs = self.adata.obs
         rev = obs[REVIEWED_KEY].to_numpy(bool)
-        yx = self.cell_yx()
         rows = []
-        for r, m in zip(self.rois, self._roi_masks(yx), strict=True):
-            n = int(m.sum())
-            k = int((m & rev).sum())
+        for r, m in zip(self.rois, self._roi_masks(), strict=True):
+            n = int(np.count_nonzero(m))
+            k = int(np.count_nonzero(m & rev))
             rows.append({"name": r.name, "class": r.cls, "cells": n, "reviewed": k,
                          "fraction": (k / n) if n else 0.0, "marked": r.id in self.reviewed_rois})
-        return {"n_cells": int(self.adata.n_obs), "n_reviewed": int(rev.sum()),
-                "fraction": float(rev.mean()) if rev.size else 0.0,
-                "n_excluded": int(obs[EXCLUDED_KEY].to_numpy(bool).sum()),
+        n_rev = int(np.count_nonzero(rev))
+        return {"n_cells": int(self.adata.n_obs), "n_reviewed": n_rev,
+                "fraction": n_rev / rev.size if rev.size else 0.0,
+                "n_excluded": int(np.count_nonzero(obs[EXCLUDED_KEY].to_numpy(bool))),
                 "n_changed": _n_changed(obs[self.type_key], obs[self.curated_key]),
                 "rois": pd.DataFrame(rows, columns=["name", "class", "cells", "reviewed", "fraction", "marked"])}
 
@@ -620,7 +643,7 @@ class Curation:
     # ------------------------------------------------------------------ ROIs
     def update_roi_membership(self) -> None:
         """Recompute ``obs["roi"]`` / ``obs["roi_class"]`` from the ROI polygons."""
-        masks = self._roi_masks(self.cell_yx())
+        masks = self._roi_masks()
         n = self.adata.n_obs
         self.adata.obs[ROI_KEY] = _joined(masks, [r.name for r in self.rois], n)
         self.adata.obs[ROI_CLASS_KEY] = _joined(masks, [r.cls for r in self.rois], n)
