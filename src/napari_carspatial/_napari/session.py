@@ -409,8 +409,8 @@ class ViewerSession:
             try:
                 if incremental:
                     e.coloring.refresh(rows_added=rows_added, rows_removed=rows_removed, rows=rows)
-                else:
-                    e.coloring.refresh()
+                else:   # named columns without a structure change: values only, no cell moved
+                    e.coloring.refresh(moved=structure or cols is None)
             except (KeyError, ValueError) as err:
                 log.warning("colouring of %s not refreshed: %s", sid, err)
         self.events.table_changed(sid=sid, columns=cols, rows=rows, structure=bool(structure), reason=reason,

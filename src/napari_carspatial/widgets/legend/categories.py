@@ -140,6 +140,30 @@ class CategoryPanel(QWidget):
         self.tree.blockSignals(False)
         self.dock.update_counts()
 
+    def update_counts_in_place(self) -> bool:
+        """New counts in the rows shown (an edit of the shown column changed some cells' types);
+        False, changing nothing, when the rows are not exactly the coloring's categories."""
+        col = self.coloring
+        if col is None or col.kind != "categorical" or self.tree.topLevelItemCount() != len(col.categories):
+            return False
+        items = [self.tree.topLevelItem(k) for k in range(self.tree.topLevelItemCount())]
+        index = [it.data(COL_NAME, Qt.UserRole + 1) for it in items]
+        if sorted(index) != list(range(len(items))) or any(
+                it.data(COL_NAME, Qt.UserRole) != col.categories[i] for it, i in zip(items, index, strict=True)):
+            return False
+        total = max(int(col.codes.size), 1)
+        counts = col.counts()
+        self.tree.blockSignals(True)
+        for it, i in zip(items, index, strict=True):
+            it.setText(COL_N, _fmt(counts[i]))
+            it.setData(COL_N, Qt.UserRole + 1, int(counts[i]))
+            it.setText(COL_PCT, f"{100 * counts[i] / total:.1f}")
+            it.setData(COL_PCT, Qt.UserRole + 1, int(counts[i]))
+        self.tree.blockSignals(False)
+        self.refresh_rows()
+        self.dock.update_counts()   # in view / in region, then the sort
+        return True
+
     def refresh_rows(self) -> None:
         """Visibility and colours in place (a row may be the sender of this very change)."""
         col = self.coloring

@@ -340,6 +340,8 @@ class LegendWidget(QWidget):
         if what in ("visibility", "color") and self.categories.tree.topLevelItemCount() == len(self.coloring.categories):
             self.categories.refresh_rows()  # in place: a row may be the sender of this very change
             return
+        if what == "values" and self.categories.update_counts_in_place():
+            return   # an edit of the shown column: the same rows, new counts (no rebuild)
         self._sync_from_coloring()
 
     def _sync_from_coloring(self):
