@@ -99,6 +99,31 @@ def test_inspector_steps_through_every_cell_of_a_type(viewer_with_sample, qtbot)
     assert w.step_label.text() == f"{len(expected)} / {len(expected)}"
 
 
+def test_inspector_category_counts_follow_an_edit_and_the_choice_stays(viewer_with_sample, qtbot):
+    """An edit of the stepped column updates the counts in the category list in place; the
+    reviewer's category stays chosen (it fell back to the first after every edit)."""
+    from napari_carspatial._napari import session_for
+    from napari_carspatial.widgets.inspector import InspectorWidget
+
+    viewer, sample = viewer_with_sample
+    w = InspectorWidget(viewer)
+    qtbot.addWidget(w)
+    w.type_key.setCurrentText("cell_type")
+    w.category.setCurrentIndex(w.category.findData("Tumor"))
+    obs = sample.table.obs
+    obs.loc[obs.index[:3], "cell_type"] = "Tumor"
+    s = session_for(viewer)
+    s.table_changed(s.sid_of(sample), columns=["cell_type"], reason="test: an edit")
+    assert w.category.currentData() == "Tumor"
+    want = obs["cell_type"].value_counts()
+    assert [w.category.itemText(i) for i in range(w.category.count())] == [
+        f"{c} ({int(want[c]):,})" for c in obs["cell_type"].cat.categories]
+    obs["cell_type"] = obs["cell_type"].cat.add_categories(["NK"])
+    obs.loc[obs.index[:1], "cell_type"] = "NK"
+    s.table_changed(s.sid_of(sample), columns=["cell_type"], reason="test: a new type")
+    assert w.category.findData("NK") >= 0 and w.category.currentData() == "Tumor"
+
+
 def test_inspector_click_pins_cell(viewer_with_sample, qtbot):
     from napari_carspatial.widgets.inspector import InspectorWidget
 

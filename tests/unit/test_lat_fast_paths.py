@@ -157,3 +157,43 @@ def test_neighbors_without_the_tree_equal_the_kdtree(radius):
         want = ref.neighbors(row, radius_px=radius)
         np.testing.assert_array_equal(got, want)
     assert fast._tree is None
+
+
+def test_kept_median_cell_diameter_follows_area_changes():
+    """The outline fade asks for the median cell diameter on every zoom step and edit; the kept
+    median equals a fresh one after the areas change in place, get NaNs or the table changes."""
+    from napari_carspatial._napari.layers import cell_diameter_world
+
+    s = _sample()
+    rng = np.random.default_rng(4)
+    s.table.obs["area"] = rng.uniform(20, 200, s.table.n_obs)
+
+    def fresh():
+        a = s.table.obs["area"].to_numpy(float)
+        a = a[np.isfinite(a) & (a > 0)]
+        return float(2 * np.sqrt(np.median(a) / np.pi) * 0.5)
+
+    assert cell_diameter_world(s, 0.5) == fresh()
+    assert cell_diameter_world(s, 0.5) == fresh()   # kept
+    s.table.obs.iloc[: s.table.n_obs // 2, s.table.obs.columns.get_loc("area")] = 900.0   # in place
+    assert cell_diameter_world(s, 0.5) == fresh()
+    s.table.obs.iloc[:5, s.table.obs.columns.get_loc("area")] = np.nan
+    assert cell_diameter_world(s, 0.5) == fresh()
+    s.table.obs.iloc[5:9, s.table.obs.columns.get_loc("area")] = 1.0
+    assert cell_diameter_world(s, 0.5) == fresh()
+    s.table = s.table[: 100].copy()
+    assert cell_diameter_world(s, 0.5) == fresh()
+
+
+def test_selection_summary_on_codes_equals_value_counts():
+    s = _sample(n=600, seed=2)
+    cs = CurationSession(s, reviewer="t", autosave=False)
+    col = cs.curation.curated_key
+    s.table.obs.iloc[::11, s.table.obs.columns.get_loc(col)] = np.nan   # some cells without a type
+    rng = np.random.default_rng(7)
+    for frac in (0.0, 0.05, 0.5, 1.0):
+        cs.select(np.flatnonzero(rng.random(s.table.n_obs) < frac))
+        got = cs.selection_summary()
+        want = s.table.obs[col][cs.selected].astype(str).value_counts()
+        assert got == {str(k): int(v) for k, v in want.items() if v}
+        assert list(got.values()) == sorted(got.values(), reverse=True)   # most first

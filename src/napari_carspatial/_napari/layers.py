@@ -588,14 +588,32 @@ def outline_fade(cell_diameter_screen_px: float) -> float:
     return float(min(1.0, max(FADE_MIN, FADE_MIN + (1 - FADE_MIN) * t)))
 
 
+#: (table id, number of rows, sum of the areas) -> median area of the last table asked about
+_MEDIAN_AREA: dict = {}
+
+
+def _median_area(t) -> float | None:
+    """Median of the table's positive finite ``obs["area"]`` (None without one), kept while the
+    column sums to the same: every zoom step and edit asks (a median of 10^6 values: ~15 ms)."""
+    area = pd.to_numeric(t.obs["area"], errors="coerce").to_numpy(dtype=float)
+    total = float(np.sum(area))
+    if total != total:   # NaN areas (unmeasured cells): their count and the sum of the others
+        total = (float(np.nansum(area)), int(np.count_nonzero(np.isnan(area))))
+    key = (id(t), area.size, total)
+    if key not in _MEDIAN_AREA:
+        ok = area[np.isfinite(area) & (area > 0)]
+        _MEDIAN_AREA.clear()
+        _MEDIAN_AREA[key] = float(np.median(ok)) if ok.size else None
+    return _MEDIAN_AREA[key]
+
+
 def cell_diameter_world(sample: Sample, scale: float) -> float:
     """Median cell diameter in world units (from ``obs["area"]`` in px², else 10 µm)."""
     t = sample.table
     if t is not None and "area" in t.obs and t.n_obs:
-        area = pd.to_numeric(t.obs["area"], errors="coerce").to_numpy(dtype=float)
-        area = area[np.isfinite(area) & (area > 0)]
-        if area.size:
-            return float(2 * np.sqrt(np.median(area) / np.pi) * scale)
+        med = _median_area(t)
+        if med is not None:
+            return float(2 * np.sqrt(med / np.pi) * scale)
     return 10.0 if sample.pixel_size_um else 20.0 * scale
 
 

@@ -453,7 +453,12 @@ def column_choices(adata) -> dict[str, list[str]]:
             continue
         s = adata.obs[k]
         if is_categorical(adata, k):
-            n = s.nunique(dropna=True) if not isinstance(s.dtype, pd.CategoricalDtype) else len(s.cat.categories)
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                n = len(s.cat.categories)
+            elif s.dtype == bool:
+                n = min(len(s), 2)   # True and/or False: 1 or 2 values (no pass over 10^6 cells)
+            else:
+                n = s.nunique(dropna=True)
             if 0 < n <= 1000:
                 cat.append(str(k))
         elif pd.api.types.is_numeric_dtype(s.dtype):

@@ -244,7 +244,18 @@ class CurationSession:
         """Selected cells per curated type, most first."""
         if not self.selected.any():
             return {}
-        vc = self.table.obs[self.curated_key][self.selected].astype(str).value_counts()
+        col = self.table.obs[self.curated_key]
+        if hasattr(col, "cat"):   # on codes: no boolean Series index and no strings of 10^6 cells
+            cats = [str(c) for c in col.cat.categories]
+            n = np.bincount(col.cat.codes.to_numpy()[self.selected].astype(np.intp) + 1, minlength=len(cats) + 1)
+            names, counts = ["nan", *cats], n   # a missing type reads "nan", as astype(str) gives
+            order = np.argsort(-counts, kind="stable")
+            out: dict[str, int] = {}
+            for i in order:
+                if counts[i]:
+                    out[names[i]] = out.get(names[i], 0) + int(counts[i])
+            return out
+        vc = col[self.selected].astype(str).value_counts()
         return {str(k): int(v) for k, v in vc.items() if v}
 
     def _selection_changed(self) -> None:

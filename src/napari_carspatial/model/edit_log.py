@@ -80,7 +80,8 @@ def record(adata: AnnData, action: str, *, cell_ids: Iterable[int] = (), column:
         The row written (``time``, ``reviewer``, ``action``, ``cell_ids``, ``column``, ``old``,
         ``new``, ``note``).
     """
-    ids = [int(i) for i in np.asarray(list(cell_ids) if not isinstance(cell_ids, np.ndarray) else cell_ids).ravel()]
+    ids = np.asarray(list(cell_ids) if not isinstance(cell_ids, np.ndarray) else cell_ids).ravel()
+    ids = ids.astype(np.int64).tolist() if ids.size else []   # Python ints, without a per-cell int() call
     row = {
         "time": time or datetime.now(UTC).isoformat(timespec="seconds"),
         "reviewer": reviewer or default_reviewer(),

@@ -309,20 +309,36 @@ class InspectorWidget(QWidget):
         self._fill_categories()
 
     def _fill_categories(self, *_):
-        self.category.clear()
-        sid, key = self._sid(), self.type_key.currentText()
+        """The categories of the chosen column with their counts; after an edit of the column
+        (the same categories) only the counts change, in place, and the choice stays."""
         keep = self.category.currentData()
+        sid, key = self._sid(), self.type_key.currentText()
         if not sid or not key or self.session.sample(sid) is None or key not in self.session.sample(sid).table.obs:
+            self.category.clear()
             return
         col = self.session.sample(sid).table.obs[key]
-        cats = list(col.cat.categories) if hasattr(col, "cat") else sorted(col.astype(str).unique())
-        counts = col.value_counts() if hasattr(col, "cat") else col.astype(str).value_counts()
-        counts.index = counts.index.astype(str)
-        for c in cats:
-            self.category.addItem(f"{c} ({int(counts.get(str(c), 0)):,})", str(c))
+        if hasattr(col, "cat"):   # counts on the codes (no strings of 10^6 cells)
+            cats = [str(c) for c in col.cat.categories]
+            codes = col.cat.codes.to_numpy()
+            n = np.bincount(codes[codes >= 0].astype(np.intp), minlength=len(cats))
+            counts = dict(zip(cats, (int(v) for v in n), strict=True))
+        else:
+            text = col.astype(str)
+            cats = sorted(text.unique())
+            counts = {str(k): int(v) for k, v in text.value_counts().items()}
+        labels = [f"{c} ({counts.get(c, 0):,})" for c in cats]
+        if [self.category.itemData(i) for i in range(self.category.count())] == cats:
+            for i, text in enumerate(labels):
+                if self.category.itemText(i) != text:
+                    self.category.setItemText(i, text)
+            return
+        self.category.blockSignals(True)
+        self.category.clear()
+        for c, text in zip(cats, labels, strict=True):
+            self.category.addItem(text, c)
+        self.category.blockSignals(False)
         idx = self.category.findData(keep)
-        if idx >= 0:
-            self.category.setCurrentIndex(idx)
+        self.category.setCurrentIndex(idx if idx >= 0 else 0 if cats else -1)
 
     # ------------------------------------------------------------------ actions
     def _on_click(self, viewer, event):

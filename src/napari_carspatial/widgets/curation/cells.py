@@ -160,6 +160,10 @@ class CellsTab(QWidget):
     def fill_types(self, core) -> None:
         """The curated types in the type box, the "only type" filter and the Alt+digit legend."""
         cats = core.categories if core else []
+        listed = [self.type_box.itemData(i) for i in range(self.type_box.count())]
+        only_listed = [self.only_type.itemData(i) for i in range(1, self.only_type.count())]
+        if listed == cats and only_listed == cats and self.only_type.count() == len(cats) + 1:
+            return   # after most edits: the same types (refilling would re-lay out and repaint both lists)
         cur, only = self.type_box.currentText(), self.only_type.currentData()
         self.type_box.blockSignals(True)
         self.type_box.clear()

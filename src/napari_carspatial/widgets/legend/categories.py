@@ -38,6 +38,15 @@ def _swatch(hex_color: str, visible: bool = True, size: int = 14) -> QIcon:
     return QIcon(pm)
 
 
+def _set(item, column: int, text: str, value: int) -> None:
+    """A count cell's text and sort value, only when they changed (each set repaints its row:
+    ~0.25 ms, and an edit or a pan changes the counts of a few classes only)."""
+    if item.text(column) != text:
+        item.setText(column, text)
+    if item.data(column, Qt.UserRole + 1) != value:
+        item.setData(column, Qt.UserRole + 1, value)
+
+
 def _fmt(n: int) -> str:
     return f"{int(n):,}"
 
@@ -154,13 +163,10 @@ class CategoryPanel(QWidget):
         total = max(int(col.codes.size), 1)
         counts = col.counts()
         self.tree.blockSignals(True)
-        for it, i in zip(items, index, strict=True):
-            it.setText(COL_N, _fmt(counts[i]))
-            it.setData(COL_N, Qt.UserRole + 1, int(counts[i]))
-            it.setText(COL_PCT, f"{100 * counts[i] / total:.1f}")
-            it.setData(COL_PCT, Qt.UserRole + 1, int(counts[i]))
+        for it, i in zip(items, index, strict=True):   # (colours and visibility: unchanged by an edit)
+            _set(it, COL_N, _fmt(counts[i]), int(counts[i]))
+            _set(it, COL_PCT, f"{100 * counts[i] / total:.1f}", int(counts[i]))
         self.tree.blockSignals(False)
-        self.refresh_rows()
         self.dock.update_counts()   # in view / in region, then the sort
         return True
 
@@ -186,11 +192,9 @@ class CategoryPanel(QWidget):
         for k in range(self.tree.topLevelItemCount()):
             it = self.tree.topLevelItem(k)
             i = it.data(COL_NAME, Qt.UserRole + 1)
-            it.setText(COL_VIEW, _fmt(in_view[i]))
-            it.setData(COL_VIEW, Qt.UserRole + 1, int(in_view[i]))
+            _set(it, COL_VIEW, _fmt(in_view[i]), int(in_view[i]))
             if in_region is not None:
-                it.setText(COL_REGION, _fmt(in_region[i]))
-                it.setData(COL_REGION, Qt.UserRole + 1, int(in_region[i]))
+                _set(it, COL_REGION, _fmt(in_region[i]), int(in_region[i]))
         self.tree.blockSignals(False)
         self._apply_sort()
 
