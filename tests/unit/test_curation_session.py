@@ -307,3 +307,36 @@ def test_autosaver_reports_failures(saved, cache, monkeypatch):
     assert "disk full" in str(cs.autosaver.last_error)
     assert not cs.autosaver.busy
     assert isinstance(cs.autosaver, Autosaver)
+
+
+def test_autosave_snapshot_equals_a_copy_and_later_edits_do_not_reach_it(saved, cache):
+    """The snapshot (copied parts, the AnnData made where the write runs) writes the same file
+    contents as ``AnnData.copy()`` would, and nothing done to the live table after it, in place
+    or not, reaches it."""
+    runner = Deferred()
+    cs = CurationSession(saved, autosave_edits=1, runner=runner)
+    t = saved.table
+    t.layers["raw_counts"] = np.asarray(t.X).copy()
+    t.obsp["adj"] = np.eye(t.n_obs, dtype=np.float32)[:, : t.n_obs]
+    cs.select_ids([1, 2, 3])
+    cs.assign("CAR T")                    # due: a snapshot is taken, its write held
+    want = t.copy()
+    # after the snapshot: edits in place and not (a segmentation re-measure, a centroid moved,
+    # the type column and the audit trail by the next edit)
+    np.asarray(t.X)[:5] = -1.0
+    t.obsm["spatial"][:5] = -1.0
+    t.layers["raw_counts"][:5] = -1.0
+    t.obs.iloc[:5, t.obs.columns.get_loc("cell_id")] = -1
+    cs.autosaver.enabled = False
+    cs.assign("Stroma")
+    runner.finish()
+    back = ad.read_h5ad(cs.autosaver.last_path)
+    np.testing.assert_array_equal(np.asarray(back.X), np.asarray(want.X))
+    np.testing.assert_array_equal(back.obsm["spatial"], want.obsm["spatial"])
+    np.testing.assert_array_equal(back.layers["raw_counts"], want.layers["raw_counts"])
+    np.testing.assert_array_equal(np.asarray(back.obsp["adj"].todense() if hasattr(back.obsp["adj"], "todense")
+                                             else back.obsp["adj"]), want.obsp["adj"])
+    pd.testing.assert_frame_equal(back.obs, want.obs, check_categorical=False)
+    assert list(back.obs_names) == list(want.obs_names) and list(back.var_names) == list(want.var_names)
+    assert len(get_log(back)) == len(get_log(want))          # the second edit's audit row is not in it
+    assert (back.obs.loc[back.obs["cell_id"].isin([1, 2, 3]), "cell_type_curated"] == "CAR T").all()
