@@ -121,3 +121,41 @@ def test_commits_append_and_drop_rows_incrementally(make_napari_viewer_proxy, mo
     s.table_changed(sid, structure=True, reason="test: a dock replaced the table")
     assert events[-1].structure and events[-1].rows_added is None and events[-1].rows_removed is None
     _check_against_reference(col)
+
+
+def test_a_commit_on_a_multiscale_mask_swaps_the_levels_and_shows_the_reference(make_napari_viewer_proxy):
+    """napari hands a multiscale layer's levels back as a ``MultiScaleData``, not a list: the
+    colouring's level swap after a commit failed on it and every commit replaced the layer's data
+    (napari then slices twice). Now the layer keeps its level objects, which read the new mask,
+    and every level shows what the whole-column reference computes."""
+    viewer = make_napari_viewer_proxy()
+    sample = grid_sample(markers=["DAPI", "CD3"], n_side=8)
+    lab = sample.labels[0]
+    sample.labels = [lab, lab[::2, ::2].copy()]
+    add_sample_layers(viewer, sample)
+    s = session_for(viewer)
+    sid = s.sid_of(sample)
+    view = s.curation(sid)
+    view.core.autosaver.enabled = False
+    col = s.coloring(sid)
+    layer = col.category_layer
+    assert layer.multiscale
+    levels = list(layer.data)
+    data_events = []
+    layer.events.data.connect(lambda e: data_events.append(e))
+    ed = SegmentationEditor(sample)
+    region = ed.region(0, 40, 0, 40)
+    _, res = ed.apply(region, split_cell_by_line, 3, [(-1, 4.5), (11, 4.5)], ed.new_id)
+    s.labels_changed(sid, res.bbox)
+    upd = ed.row_positions(res.updated)
+    s.table_changed(sid, structure=True, rows_added=res.rows_added, rows_removed=res.rows_removed,
+                    rows=upd[upd >= 0], reason="test")
+    assert res.added
+    assert not data_events and all(a is b for a, b in zip(layer.data, levels, strict=True))
+    cats, codes = categories_and_codes(col.table, col.key)
+    ref = category_lut(col.ids(), codes, n_codes=2 * len(cats) + 1)
+    want = codes_pyramid(col.sample.labels, ref, outline_only=col.mode == "outline", interior=len(cats))
+    for k in range(2):
+        np.testing.assert_array_equal(np.asarray(layer.data[k]), np.asarray(want[k]))
+    new_px = np.isin(np.asarray(col.sample.labels[0]), res.added)
+    assert new_px.any() and (np.asarray(layer.data[0])[new_px] > 0).all()   # the new cell is coloured

@@ -262,7 +262,9 @@ class CellColoring:
     def _swap_levels(layer, rec, labels) -> bool:
         """Point the layer's own display levels (made for ``rec``'s pyramid) at ``labels``, a
         pyramid of the same shapes; False when the layer shows something else."""
-        data = layer.data if isinstance(layer.data, (list, tuple)) else [layer.data]
+        # napari hands a multiscale layer's levels back as a MultiScaleData (a sequence, not a
+        # list: the test for a list made every swap fail, and each commit replaced the data)
+        data = list(layer.data) if layer.multiscale else [layer.data]
         if len(data) != len(labels) or not all(isinstance(lv, LutLevel) and lv.state is rec[0] for lv in data):
             return False
         if any(tuple(int(v) for v in new.shape) != lv.shape for lv, new in zip(data, labels, strict=True)):
