@@ -55,3 +55,12 @@ def test_gating_phenotypes_use_the_policy():
     pheno = store_gating(t, scheme, key="pheno")
     cols = dict(zip(pheno.categories, t.uns["pheno_colors"], strict=True))
     assert cols == {"CAR T": semantic_color("CAR T"), "Other": REST_COLOR}
+
+
+def test_hex_fast_path_equals_matplotlib():
+    from matplotlib.colors import to_hex
+
+    from napari_carspatial.model.palette import _hex
+
+    for c in ["#1F77B4", "#ff7f0e", "#abcdef", "#ABCDEF80", "red", "C3", (0.1, 0.2, 0.3), (1, 0, 0, 0.5), "#abc"]:
+        assert _hex(c) == to_hex(c, keep_alpha=False), c

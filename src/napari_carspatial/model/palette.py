@@ -150,7 +150,14 @@ def roi_color(cls: str) -> str:
     return ROI_CLASS_COLORS.get(str(cls), ROI_DEFAULT_COLOR)
 
 
+_HEX6 = re.compile(r"#[0-9a-fA-F]{6}")
+
+
 def _hex(c) -> str:
+    """``matplotlib.colors.to_hex(c)``; a ``#rrggbb`` string (what tables store) without importing
+    matplotlib (~0.15 s, in the first segmentation commit of a session)."""
+    if isinstance(c, str) and _HEX6.fullmatch(c):
+        return c.lower()
     from matplotlib.colors import to_hex
 
     return to_hex(c, keep_alpha=False)
