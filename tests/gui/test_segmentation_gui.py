@@ -75,6 +75,7 @@ def test_segmentation_dock_workflow(make_napari_viewer_proxy, qtbot, demo_files,
     assert (r.y0, r.x0) == (200, 180)
     edit = w.edit_layer
     assert edit.data is r.data or np.shares_memory(edit.data, r.data)
+    assert edit.visible and edit.contour == 1   # shown as outlines (added hidden, then shown once)
     w.commit_view.auto_box.setChecked(False)
     lab = r.data
 
