@@ -82,3 +82,51 @@ def test_positions_key_changes_with_any_move_and_not_with_a_copy():
     xy_swapped[:, [0, 1]] = xy_swapped[:, [1, 0]]
     for other in (moved, swapped, tail, xy_swapped, xy[:-1], np.vstack([xy, xy[:1]])):
         assert _positions_key(other) != k0
+
+
+def test_the_curated_column_from_codes_equals_the_column_through_objects():
+    """The curated copy of the type column (made on the first curation of a table) is built from
+    the codes; it equals the copy made through Python objects, missing values, unused and
+    non-text categories included."""
+    rng = np.random.default_rng(9)
+    for values, cats in ((rng.choice(["T", "B", None], 500), ["T", "B", "unused"]),
+                         (rng.choice([1, 2, 3], 500), None)):
+        t = _table(500)
+        t.obs["cell_type"] = pd.Categorical(values, categories=cats)
+        src = t.obs["cell_type"].copy()
+        cur = Curation(t)
+        cat = src.cat.rename_categories([str(c) for c in src.cat.categories])
+        want = pd.Categorical(cat.astype(object).where(cat.notna(), None), categories=list(cat.cat.categories))
+        got = t.obs[cur.curated_key].array
+        assert list(got.categories) == list(want.categories) and got.ordered == want.ordered
+        np.testing.assert_array_equal(got.codes, want.codes)
+        pd.testing.assert_series_equal(t.obs["cell_type"], src)   # the original is untouched
+
+
+def test_joined_region_labels_equal_unique_over_rows():
+    """The per-cell region labels (``obs["roi"]``) from bit-packed masks equal those from
+    ``np.unique(axis=0)`` over the boolean matrix (the reference), overlaps, repeated names and
+    cells in no region included; more than 63 regions take the reference path itself."""
+    from napari_carspatial.model.curation import ROI_SEP, _joined
+
+    def reference(masks, labels, n):
+        combos, inv = np.unique(np.column_stack(masks), axis=0, return_inverse=True)
+        names = []
+        for c in combos:
+            hit = [labels[j] for j in np.flatnonzero(c)]
+            names.append(ROI_SEP.join(dict.fromkeys(hit)) if hit else None)
+        cats = list(dict.fromkeys(x for x in names if x is not None))
+        code_of = {c: i for i, c in enumerate(cats)}
+        codes = np.array([code_of[x] if x is not None else -1 for x in names], np.int64)[np.asarray(inv).ravel()]
+        return pd.Categorical.from_codes(codes, categories=cats)
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    for k in (1, 2, 5, 63, 70):
+        masks = [rng.random(n) < rng.uniform(0.05, 0.6) for _ in range(k)]
+        labels = [f"r{j % 4}" for j in range(k)]     # repeated names, as two ROIs of one class
+        got, want = _joined(masks, labels, n), reference(masks, labels, n)
+        assert list(got.categories) == list(want.categories), k
+        np.testing.assert_array_equal(got.codes, want.codes)
+    empty = _joined([], [], 5)
+    assert empty.isna().all() and len(empty.categories) == 0

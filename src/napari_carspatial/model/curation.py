@@ -161,10 +161,20 @@ def roi_membership(adata, rois: Iterable[ROI] | None = None) -> pd.DataFrame:
 
 def _joined(masks: list[np.ndarray], labels: list[str], n: int) -> pd.Categorical:
     """Per cell, the labels of the masks it is in, joined with :data:`ROI_SEP` (NaN when none)."""
-    if not masks:
-        return pd.Categorical([np.nan] * n, categories=[])
-    m = np.column_stack(masks)
-    combos, inv = np.unique(m, axis=0, return_inverse=True)
+    if not masks:   # (a list of 10^6 NaN made this ~0.25 s on every open of a table)
+        return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype=object))
+    k = len(masks)
+    if k <= 63:
+        # each cell's regions as the bits of one integer (mask 0 the highest, so the combinations
+        # come in np.unique(axis=0)'s order): ~0.1 s at 10^6 cells, where unique over the rows
+        # of the boolean matrix took 0.7 s for one region and 4 s for seven
+        key = np.zeros(n, dtype=np.uint64)
+        for j, mk in enumerate(masks):
+            key |= np.asarray(mk, dtype=bool).astype(np.uint64) << np.uint64(k - 1 - j)
+        uniq, inv = np.unique(key, return_inverse=True)
+        combos = ((uniq[:, None] >> np.arange(k - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    else:
+        combos, inv = np.unique(np.column_stack(masks), axis=0, return_inverse=True)
     names = []
     for c in combos:
         hit = [labels[j] for j in np.flatnonzero(c)]
@@ -308,8 +318,10 @@ class Curation:
             src = obs[self.type_key]
             cat = src.astype("category") if not isinstance(src.dtype, pd.CategoricalDtype) else src.copy()
             cat = cat.cat.rename_categories([str(c) for c in cat.cat.categories])
-            obs[self.curated_key] = pd.Categorical(cat.astype(object).where(cat.notna(), None),
-                                                   categories=list(cat.cat.categories))
+            # from the codes: the same column as through objects (missing stays missing), without
+            # 10^6 Python strings (~0.5 s on the first open of a table)
+            obs[self.curated_key] = pd.Categorical.from_codes(cat.cat.codes.to_numpy().copy(),
+                                                              categories=list(cat.cat.categories))
             src_col = self.adata.uns.get(colors_key(self.type_key))
             if src_col is not None and len(src_col) == len(cat.cat.categories):
                 self.adata.uns[colors_key(self.curated_key)] = np.array(list(src_col), dtype=object)
