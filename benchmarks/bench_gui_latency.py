@@ -49,6 +49,9 @@ Rows (target: < 0.2 s per interaction, first frame < 5 s):
 * ``legend_in_view_after_pan``: the camera pans, the Legend recomputes its in-view counts;
 * ``inspector_pin``: the Cell inspector pins a cell (details, marker bars, the ring);
 * ``outline_toggle``: the Legend's filled -> outline switch (and back, the median of both);
+* ``region_add``: a named region added from a polygon (the Curation dock's Regions tab): the
+  cells' region labels, the review progress and the region layer follow; three regions in turn
+  (the median of the three), then undone for the rows below;
 * ``save_h5ad`` / ``save_zarr``: the Curation dock's "Save as": ``gui_blocked_s`` is how long
   the GUI thread is busy (the row's time), ``total_s`` until the file is written;
 * ``segmentation_open_region`` / ``segmentation_split`` / ``segmentation_close_region``: the
@@ -406,6 +409,20 @@ def _child(store: str, out: str, *, label: str) -> None:
     for mode in ("outline", "filled", "outline", "filled"):
         with clock.time("outline_toggle"):
             col.set_mode(mode)
+    # ---- a named region added (what the Curation dock's Regions tab does with a drawn shape):
+    # the cells' region labels, the review progress and the region layer follow; three regions
+    # side by side around the lasso, each timed, then undone (not timed) for the rows below
+    n_regions = 3
+    for k in range(n_regions):
+        y0 = cy - 3 * side + k * side
+        rect = np.array([[y0, cx - 3 * side], [y0, cx + 3 * side], [y0 + 2 * side, cx + 3 * side],
+                         [y0 + 2 * side, cx - 3 * side]])
+        with clock.time("region_add") as box:
+            view.add_roi_from_polygon_px(rect, name=f"bench region {k + 1}", cls="Tumor")
+            box["n_regions"] = k + 1
+    for _ in range(n_regions):
+        cur.undo()
+    clock.idle()
     # ---- save (Curation dock) as .h5ad and .zarr
     tmpdir = Path(tempfile.mkdtemp(prefix="carspatial-bench-save-"))
     for ext in ("h5ad", "zarr"):
