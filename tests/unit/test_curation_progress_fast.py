@@ -122,7 +122,7 @@ def test_joined_region_labels_equal_unique_over_rows():
 
     rng = np.random.default_rng(11)
     n = 4000
-    for k in (1, 2, 5, 63, 70):
+    for k in (1, 2, 5, 20, 21, 63, 70):
         masks = [rng.random(n) < rng.uniform(0.05, 0.6) for _ in range(k)]
         labels = [f"r{j % 4}" for j in range(k)]     # repeated names, as two ROIs of one class
         got, want = _joined(masks, labels, n), reference(masks, labels, n)
