@@ -388,6 +388,9 @@ def _child(store: str, out: str, *, label: str) -> None:
         with clock.time("clear_selection"):
             cur.cells.clear_selection()
         clock.rows["clear_selection"]["cleared_ok"] = int(view.n_selected) == 0
+    # the first lasso of a session draws napari's first polygon (its triangulation kernels: compiled
+    # on a fresh install, loaded from numba's cache after): kept beside the median
+    clock.rows["select_lasso_10k"]["first_s"] = clock.rows["select_lasso_10k"]["runs"][0]
     clock.rows["assign"]["assigned_ok"] = assigned_ok
     clock.rows["undo"]["restored_ok"] = restored_ok
     # ---- pan, legend in-view counts

@@ -678,7 +678,7 @@ def apply_outline_fade(viewer, sid: str) -> float:
 #: below 255 classes) and uint32 cell ids (the mask); napari compiles (numba) a typed dictionary per
 #: data dtype the first time it draws one, ~1-3 s each, not cached on disk
 WARM_DTYPES = (np.uint8, np.uint32)
-_warm: dict = {"thread": None, "seconds": None}
+_warm: dict = {"thread": None, "seconds": None, "shape_seconds": None}
 
 
 def warm_label_kernels() -> float:
@@ -702,9 +702,39 @@ def warm_label_kernels() -> float:
     return time.perf_counter() - t0
 
 
+#: the shape types our layers draw (a lasso or region polygon, the segmentation edit frame, the
+#: Regions tab's rectangle and ellipse tools, paths): each triangulates through its own numba
+#: specialisations in napari
+WARM_SHAPE_TYPES = ("polygon", "rectangle", "ellipse", "path")
+
+
+def warm_shape_kernels() -> float:
+    """Compile (or load from numba's disk cache), once per process, what napari triangulates shapes
+    with, through its public layer API: a ``napari.layers.Shapes`` never added to a viewer, one
+    shape of each of :data:`WARM_SHAPE_TYPES` in float64 world coordinates, as a lasso or a drawn
+    region arrives. napari's own warm-up (run in ``Shapes.__init__``) compiles other signatures
+    than a drawn polygon uses: on a fresh install the first lasso compiled for ~10 s on the GUI
+    thread and the Curation dock's drawing layer ~7 s; with numba's cache on disk, ~1.4 s at the
+    first Shapes layer of every session. Returns the seconds spent."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        from napari.layers import Shapes
+
+        layer = Shapes(ndim=2)
+        square = np.array([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0], [6.0, 1.0]])
+        for kind in WARM_SHAPE_TYPES:
+            layer.add([square if kind in ("polygon", "path") else square[[0, 2]]], shape_type=kind)
+    except Exception:  # noqa: BLE001 - a warm-up: napari compiles on first use as before
+        log.debug("warming napari's shape kernels failed", exc_info=True)
+    return time.perf_counter() - t0
+
+
 def start_kernel_warm_up() -> bool:
-    """Run :func:`warm_label_kernels` in a daemon thread, once per process (our docks start it
-    when the widgets load, while the user picks a file). Returns True when this call started it.
+    """Run :func:`warm_label_kernels` and :func:`warm_shape_kernels` in a daemon thread, once per
+    process (our docks start it when the widgets load, while the user picks a file). Returns True
+    when this call started it.
     numba compiles under its own lock and LLVM runs without the GIL: a layer drawn meanwhile waits
     for the kernel it needs at most, never compiles it twice."""
     import atexit
@@ -715,7 +745,9 @@ def start_kernel_warm_up() -> bool:
 
     def run():
         _warm["seconds"] = warm_label_kernels()
-        log.debug("napari's label kernels warmed in %.2f s", _warm["seconds"])
+        _warm["shape_seconds"] = warm_shape_kernels()
+        log.debug("napari's label kernels warmed in %.2f s, its shape kernels in %.2f s", _warm["seconds"],
+                  _warm["shape_seconds"])
 
     th = threading.Thread(target=run, name="carspatial-warm-label-kernels", daemon=True)
     _warm["thread"] = th
