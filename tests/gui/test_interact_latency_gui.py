@@ -36,6 +36,45 @@ def test_bar_chart_reused_draws_what_a_fresh_chart_draws(qtbot):
     assert [t.get_text() for t in reused.ax.get_yticklabels()] == ["a", "b"]
 
 
+def test_a_hidden_bar_chart_renders_when_shown_and_then_as_a_shown_one(qtbot):
+    """The chart is a tab beside the marker table: a pin while it is hidden renders nothing
+    (matplotlib rendered hidden canvases, ~75 ms per pin at 10^6 cells); showing it renders the
+    last cell, the same pixels as a chart that was on screen all along."""
+    from qtpy.QtWidgets import QLabel, QTabWidget
+
+    from napari_carspatial.widgets.inspector import _BarChart
+
+    names, ref = ["DAPI", "CD3", "CAR"], np.array([2.0, 4.0, 1.0])
+    hidden, shown = _BarChart(), _BarChart()
+    tabs, tabs2 = QTabWidget(), QTabWidget()    # the same docks, one showing its chart
+    for t, chart in ((tabs, hidden), (tabs2, shown)):
+        t.addTab(QLabel("table"), "Markers")
+        t.addTab(chart, "Chart")
+        qtbot.addWidget(t)
+        t.resize(320, 240)
+        t.show()
+        qtbot.waitExposed(t)
+    tabs2.setCurrentIndex(1)
+    draws = []
+    orig = hidden.canvas.draw
+    hidden.canvas.draw = lambda: (draws.append(1), orig())[1]
+    for vals in (np.array([1.0, 9.0, 3.0]), np.array([0.5, 2.0, 0.7])):   # two pins, chart hidden
+        hidden.plot(names, vals, ref)
+        shown.plot(names, vals, ref)
+        qtbot.wait(30)
+    assert not hidden.isVisible() and hidden.stale and not draws
+    tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: len(draws) == 1, timeout=5000)
+    assert not hidden.stale
+    assert _bars(hidden) == _bars(shown)        # the last cell's bars, as the shown chart has them
+    rendered = np.array(hidden.canvas.buffer_rgba())
+    hidden.canvas.draw()                        # what a render now gives: the same pixels
+    assert np.array_equal(rendered, np.asarray(hidden.canvas.buffer_rgba()))
+    # on screen, a pin renders at once
+    hidden.plot(names, np.array([2.0, 2.0, 2.0]), ref)
+    qtbot.waitUntil(lambda: len(draws) == 2, timeout=5000)
+
+
 def test_marker_reference_kept_across_a_curation_edit_and_made_in_a_worker(make_napari_viewer_proxy, qtbot,
                                                                            monkeypatch):
     from napari_carspatial.analysis.genes import column_percentile

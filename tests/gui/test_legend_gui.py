@@ -235,3 +235,42 @@ def test_highlight_and_registry(legend, qtbot):
     sample.table.obs.loc["c4242", "cell_type"] = "Stroma"
     col.refresh()
     np.testing.assert_allclose(_shown_rgba(col.category_layer, 4242), [0.5019608, 0.5019608, 0.5019608, 1], atol=1e-6)
+
+
+def test_a_count_update_keeps_the_table_laid_out_and_sorts_only_when_the_order_changes(legend, qtbot):
+    """A pan or an edit changes counts: the rows keep their layout (no column resized, no re-sort
+    while the order holds, each of which repainted the table once more), yet the order and the
+    widths stay right: every count fits its column, and a changed order is sorted again."""
+    viewer, w, sample = legend
+    panel = w.categories
+    tree, head = panel.tree, panel.tree.header()
+    fm = tree.fontMetrics()
+
+    def fits(c):   # a count column holds the largest count it can show, and its header
+        return (head.sectionSize(c) >= fm.horizontalAdvance(f"{sample.table.n_obs:,}")
+                and head.sectionSize(c) >= head.fontMetrics().horizontalAdvance(tree.headerItem().text(c)))
+
+    assert fits(2) and fits(4)
+    resized, relaid = [], []
+    # (the name column gives way when the region column appears: that one is expected)
+    head.sectionResized.connect(lambda c, old, new: c >= 2 and old and new and resized.append((c, old, new)))
+    tree.model().layoutChanged.connect(lambda *a: relaid.append(a))
+    names = lambda: [tree.topLevelItem(i).text(1) for i in range(tree.topLevelItemCount())]  # noqa: E731
+    assert names() == ["Tumor", "CAR T", "Stroma"]
+    # counts change (a pan), the order by cell count holds: nothing re-laid
+    panel.show_counts(np.array([2, 1, 0]), None)
+    panel.show_counts(np.array([1, 1, 1]), np.array([1, 0, 1]))   # the region column appears
+    panel.show_counts(np.array([1000, 10, 1]), np.array([1, 0, 1]))   # wider numbers: same widths
+    assert not tree.isColumnHidden(5) and fits(5)
+    assert [tree.topLevelItem(i).text(4) for i in range(3)] == ["1,000", "10", "1"]
+    qtbot.wait(50)      # (a header sized to its contents resized on the next pass)
+    assert not resized and not relaid
+    # sorted "in view": a new order is applied, and the same counts again re-lay nothing
+    panel.sort_box.setCurrentIndex(2)
+    panel.show_counts(np.array([0, 0, 1]), None)
+    assert names()[0] == "Stroma"
+    n = len(relaid)
+    panel.show_counts(np.array([0, 0, 1]), None)
+    assert len(relaid) == n
+    panel.show_counts(np.array([0, 1, 0]), None)
+    assert names()[0] == "CAR T" and len(relaid) > n

@@ -30,6 +30,7 @@ from ..._napari import (
     notify,
 )
 from ...model.curation import EXCLUDE_REASONS
+from .._common import StableText
 
 
 def _compact(combo: QComboBox, chars: int = 10) -> None:
@@ -77,9 +78,13 @@ class CellsTab(QWidget):
         self.only_type.setToolTip("Restrict selections to one curated type (e.g. all CAR T cells in a region)")
         self.add_box = QCheckBox("add")
         self.add_box.setToolTip("Add to the selection: new shapes add cells instead of replacing the selection")
-        self.sel_label = QLabel("No cells selected")
-        self.sel_label.setWordWrap(True)
-        self.sel_label.setStyleSheet("font-weight: bold")
+        # two lines whatever is selected (the whole summary in the tooltip when cut): a wrapped
+        # label of 1 to 4 lines moved the rows below, showed or hid the tab's scroll bar and
+        # re-laid the whole window on each selection, edit and undo
+        self.sel_label = StableText("No cells selected", lines=2)
+        bold = self.sel_label.font()
+        bold.setBold(True)
+        self.sel_label.setFont(bold)
         self.type_box = QComboBox()
         _compact(self.type_box, 6)
         self.type_box.setEditable(True)

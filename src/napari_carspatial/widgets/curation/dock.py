@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ..._napari import notify, session_for
 from ...model.user_settings import remembered_reviewer
-from .._common import BusyNotice, refill_sample_combo
+from .._common import BusyNotice, StableText, refill_sample_combo
 from .._keys import get_dispatcher
 from .audit import AuditTab
 from .cells import CellsTab
@@ -70,8 +70,7 @@ class CurationWidget(QWidget):
         self.cells = CellsTab(self)
         self.regions = RegionsTab(self)
         self.audit = AuditTab(self)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = StableText(lines=2)    # re-lays nothing when it changes (cells.py)
         self.status.setStyleSheet("color: gray; font-size: 10px")
         self.busy_notice = BusyNotice(self.session, lambda: self.sample_box.currentData(),
                                       on_change=lambda _b: self._on_selection())

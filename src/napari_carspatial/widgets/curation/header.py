@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...model.user_settings import remember_reviewer
-from .._common import ElidedLabel
+from .._common import ElidedLabel, StableText
 
 
 class HeaderView(QWidget):
@@ -40,7 +40,7 @@ class HeaderView(QWidget):
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setTextVisible(True)
         self.progress_bar.setToolTip("Cells reviewed: re-annotated, excluded, confirmed, or in a region marked reviewed")
-        self.progress_label = ElidedLabel()
+        self.progress_label = StableText(lines=1)   # rewritten on every edit: re-lays nothing
         self.progress_label.setStyleSheet("color: gray; font-size: 10px")
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)

@@ -34,7 +34,7 @@ from ..._napari import (
     notify,
     session_for,
 )
-from .._common import BusyNotice, refill_sample_combo
+from .._common import BusyNotice, StableText, refill_sample_combo
 from .categories import CategoryPanel
 from .values import GeneSearch, ValuePanel
 from .workflow import WorkflowBar
@@ -112,8 +112,7 @@ class LegendWidget(QWidget):
 
         self.categories = CategoryPanel(self)
         self.values = ValuePanel(self)
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = StableText(lines=2)   # rewritten on every pan: re-lays nothing (_common)
         self.empty = QLabel("Open a sample with a segmentation mask and a cell table (Samples dock) "
                             "to colour its cells. A sample with a mask and no table: Samples dock > "
                             "Measure cells.")
