@@ -56,13 +56,14 @@ import numpy as np
 from napari.layers import Labels
 from napari.utils.colormaps import _accelerated_cmap as kernels  # test-only probe
 
-from napari_carspatial._napari.layers import WARM_EDIT_DTYPES, warm_label_kernels
+from napari_carspatial._napari.layers import WARM_EDIT_DTYPES, warm_contour_edit_kernels, warm_label_kernels
 
 def signatures():
     return {n: sorted(map(str, f.signatures)) for n in dir(kernels)
             if isinstance(f := getattr(kernels, n), numba.core.registry.CPUDispatcher)}
 
 warm_label_kernels()
+warm_contour_edit_kernels()
 before = signatures()
 # what a segmentation edit region does: a mask block in a labels layer drawn with contours,
 # a split's new cell written into it

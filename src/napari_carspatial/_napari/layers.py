@@ -699,7 +699,6 @@ def warm_label_kernels() -> float:
             label_colormap(49).map(tiny.astype(dt))
         except Exception:  # noqa: BLE001 - a warm-up: napari compiles on first use as before
             log.debug("warming napari's label kernels for %s failed", np.dtype(dt).name, exc_info=True)
-    warm_contour_edit_kernels()
     return time.perf_counter() - t0
 
 
@@ -758,9 +757,10 @@ def warm_shape_kernels() -> float:
 
 
 def start_kernel_warm_up() -> bool:
-    """Run :func:`warm_label_kernels` and :func:`warm_shape_kernels` in a daemon thread, once per
-    process (our docks start it when the widgets load, while the user picks a file). Returns True
-    when this call started it.
+    """Run :func:`warm_label_kernels`, :func:`warm_shape_kernels` and
+    :func:`warm_contour_edit_kernels` in a daemon thread, in that order (what a sample needs
+    first, first), once per process (our docks start it when the widgets load, while the user
+    picks a file). Returns True when this call started it.
     numba compiles under its own lock and LLVM runs without the GIL: a layer drawn meanwhile waits
     for the kernel it needs at most, never compiles it twice."""
     import atexit
@@ -772,6 +772,7 @@ def start_kernel_warm_up() -> bool:
     def run():
         _warm["seconds"] = warm_label_kernels()
         _warm["shape_seconds"] = warm_shape_kernels()
+        warm_contour_edit_kernels()    # last: a segmentation edit comes later than a first lasso
         log.debug("napari's label kernels warmed in %.2f s, its shape kernels in %.2f s", _warm["seconds"],
                   _warm["shape_seconds"])
 
