@@ -113,3 +113,26 @@ def test_an_open_outside_the_event_loop_keeps_it_until_the_deferred_deletes(make
     assert _spinning(viewer)
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     assert not _spinning(viewer)
+
+
+def test_the_edit_kernels_warm_up_once_the_opened_sample_is_on_screen(make_napari_viewer_proxy, qtbot, monkeypatch,
+                                                                      tmp_path, store):
+    """napari's shape and edit kernels (~15 s of compiling on a fresh install) start warming only
+    once the first sample is shown (with the open's after-open work), not beside the open."""
+    from napari_carspatial.io import measure_job as mj
+    from napari_carspatial.widgets import progressive
+
+    monkeypatch.setenv("CARSPATIAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(mj, "DEFER_ID_CHECK_PIXELS", 0)
+    monkeypatch.setattr(mj, "PROCESS_ID_CHECK_PIXELS", 10 ** 12)
+    monkeypatch.setattr(progressive, "FIRST_FRAME_MS", 0)
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.window.add_plugin_dock_widget("napari-carspatial", "Legend")
+    session = session_for(viewer)
+    calls = []
+    monkeypatch.setattr(progressive, "start_edit_kernel_warm_up",
+                        lambda: calls.append([session.sample(s) is not None and bool(session.layers_of(s))
+                                              for s in session.samples()]))
+    sample = _open_from_the_menu(viewer, qtbot, store)
+    qtbot.waitUntil(lambda: sample.metadata.get("id_check") == "ok", timeout=20000)
+    assert calls == [[True]]     # once, with the sample and its layers in the viewer

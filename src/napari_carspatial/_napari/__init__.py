@@ -136,6 +136,6 @@ __all__ = [
 # project slides refuse segmentation edits (the Segmentation dock asks; issue 14 round 4)
 __all__ += ["SEGMENTATION_REFUSED", "is_project_sample", "project_item", "segmentation_refusal"]
 
-from .layers import start_kernel_warm_up  # noqa: E402
+from .layers import start_edit_kernel_warm_up, start_kernel_warm_up  # noqa: E402
 
-__all__ += ["start_kernel_warm_up"]
+__all__ += ["start_edit_kernel_warm_up", "start_kernel_warm_up"]

@@ -678,7 +678,7 @@ def apply_outline_fade(viewer, sid: str) -> float:
 #: below 255 classes) and uint32 cell ids (the mask); napari compiles (numba) a typed dictionary per
 #: data dtype the first time it draws one, ~1-3 s each, not cached on disk
 WARM_DTYPES = (np.uint8, np.uint32)
-_warm: dict = {"thread": None, "seconds": None, "shape_seconds": None}
+_warm: dict = {"thread": None, "edit_thread": None, "seconds": None, "shape_seconds": None}
 
 
 def warm_label_kernels() -> float:
@@ -756,30 +756,45 @@ def warm_shape_kernels() -> float:
     return time.perf_counter() - t0
 
 
-def start_kernel_warm_up() -> bool:
-    """Run :func:`warm_label_kernels`, :func:`warm_shape_kernels` and
-    :func:`warm_contour_edit_kernels` in a daemon thread, in that order (what a sample needs
-    first, first), once per process (our docks start it when the widgets load, while the user
-    picks a file). Returns True when this call started it.
-    numba compiles under its own lock and LLVM runs without the GIL: a layer drawn meanwhile waits
-    for the kernel it needs at most, never compiles it twice."""
+def _start_thread(key: str, name: str, work) -> bool:
+    """Run ``work`` in a daemon thread, once per process under ``key`` of :data:`_warm`."""
     import atexit
     import threading
 
-    if _warm["thread"] is not None:
+    if _warm.get(key) is not None:
         return False
-
-    def run():
-        _warm["seconds"] = warm_label_kernels()
-        _warm["shape_seconds"] = warm_shape_kernels()
-        warm_contour_edit_kernels()    # last: a segmentation edit comes later than a first lasso
-        log.debug("napari's label kernels warmed in %.2f s, its shape kernels in %.2f s", _warm["seconds"],
-                  _warm["shape_seconds"])
-
-    th = threading.Thread(target=run, name="carspatial-warm-label-kernels", daemon=True)
-    _warm["thread"] = th
+    th = threading.Thread(target=work, name=name, daemon=True)
+    _warm[key] = th
     th.start()
     # never let the interpreter shut down under a numba compile (napari closed within seconds)
     atexit.register(th.join, 60.0)
     return True
+
+
+def start_kernel_warm_up() -> bool:
+    """Run :func:`warm_label_kernels` in a daemon thread, once per process (our docks start it
+    when the widgets load, while the user picks a file: the first sample then draws without
+    compiling). Returns True when this call started it. numba compiles under its own lock and
+    LLVM runs without the GIL: a layer drawn meanwhile waits for the kernel it needs at most,
+    never compiles it twice. The kernels needed later are :func:`start_edit_kernel_warm_up`'s."""
+    def run():
+        _warm["seconds"] = warm_label_kernels()
+        log.debug("napari's label kernels warmed in %.2f s", _warm["seconds"])
+
+    return _start_thread("thread", "carspatial-warm-label-kernels", run)
+
+
+def start_edit_kernel_warm_up() -> bool:
+    """Run :func:`warm_shape_kernels` then :func:`warm_contour_edit_kernels` in a daemon thread,
+    once per process: what a first lasso, drawn region or segmentation edit needs. Started once
+    the first sample is on screen (or the user has been idle a while): on a fresh install these
+    compiles take ~15 s of mostly GIL-bound work, which slowed an open running beside them
+    (10.7 -> 16.3 s, round 8); with numba's disk cache ~1.5 s. Returns True when this call
+    started it."""
+    def run():
+        _warm["shape_seconds"] = warm_shape_kernels()
+        warm_contour_edit_kernels()
+        log.debug("napari's shape and edit kernels warmed (shapes %.2f s)", _warm["shape_seconds"])
+
+    return _start_thread("edit_thread", "carspatial-warm-edit-kernels", run)
 

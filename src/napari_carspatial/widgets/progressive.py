@@ -40,6 +40,7 @@ from .._napari import (
     prefixes,
     session_for,
     set_background_runner,
+    start_edit_kernel_warm_up,
     start_kernel_warm_up,
     tile_label_data,
 )
@@ -367,6 +368,9 @@ def switch_image_levels(session, sid: str) -> list:
 # =========================================================================== the reader's after-open work
 #: the after-open work starts this long after the last layer of its sample is in (the first frame is drawn)
 FIRST_FRAME_MS = 500
+#: napari's shape and edit kernels are warmed this long after the widgets load when no opened
+#: sample started it sooner (a fresh install compiles them for ~15 s: not beside a first open)
+EDIT_WARM_UP_IDLE_MS = 20_000
 #: how often (ms) and how many times it looks for the sample's layers before starting anyway
 WAIT_STEP_MS, WAIT_TRIES = 50, 200
 #: workers of :func:`run_after_open` still running (kept alive until they finish)
@@ -403,6 +407,7 @@ def run_after_open(sid: str, job) -> None:
     def start():
         from napari.qt.threading import create_worker
 
+        start_edit_kernel_warm_up()   # the sample is on screen: what a first lasso or edit needs
         sessions = _sessions_showing(sid)
         if seen[0] and not sessions:
             return          # closed during the last wait
@@ -459,7 +464,10 @@ def install_background_runner() -> None:
     """Make :func:`run_after_open` the reader's background runner (once; done when the widgets
     package is imported, i.e. when any of our docks is opened), and warm napari's label kernels in
     a background thread meanwhile (``_napari.start_kernel_warm_up``: the first sample opened then
-    draws without compiling them, ~3 s at 10^6 cells)."""
+    draws without compiling them, ~3 s at 10^6 cells). The kernels a first lasso or edit needs
+    are compiled once a sample is on screen (``run_after_open``), or after
+    :data:`EDIT_WARM_UP_IDLE_MS` when no open asked for them (``_napari.start_edit_kernel_warm_up``)."""
     if background_runner() is None:
         set_background_runner(run_after_open)
-    start_kernel_warm_up()
+    if start_kernel_warm_up():
+        QTimer.singleShot(EDIT_WARM_UP_IDLE_MS, start_edit_kernel_warm_up)
