@@ -169,7 +169,6 @@ class StableText(QWidget):
         self._text = ""
         self._shown: list[str] = []
         self._lines = max(int(lines), 1)
-        self._alignment = Qt.AlignLeft
         self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.setText(text)
 
@@ -190,13 +189,6 @@ class StableText(QWidget):
         """What is on screen, its lines joined by newlines."""
         return "\n".join(self._shown)
 
-    def setAlignment(self, alignment) -> None:  # noqa: N802 - Qt API
-        self._alignment = alignment
-        self.update()
-
-    def lines(self) -> int:
-        return self._lines
-
     # ------------------------------------------------------------------ geometry and painting
     def _height(self) -> int:
         m = self.contentsMargins()
@@ -209,38 +201,33 @@ class StableText(QWidget):
         return QSize(0, self._height())
 
     def _wrap(self) -> None:
-        """Break the text into at most :meth:`lines` lines of this width (words, then characters
-        for a word longer than a line), the last one elided."""
+        """Break the text into at most ``lines`` lines of this width with Qt's own line
+        breaking (``QTextLayout``: at word boundaries, inside a word longer than a line), the
+        last one elided."""
+        from qtpy.QtGui import QTextLayout, QTextOption
+
         fm = self.fontMetrics()
         width = max(self.contentsRect().width(), 1)
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
         out: list[str] = []
-        cut = False
         for para in self._text.split("\n"):
-            words = para.split(" ")
-            line = ""
-            while words:
-                word = words[0]
-                trial = f"{line} {word}" if line else word
-                if fm.horizontalAdvance(trial) <= width:
-                    line = trial
-                    words.pop(0)
-                    continue
-                if not line:          # one word wider than the line: as much of it as fits
-                    k = max(1, len(word) - 1)
-                    while k > 1 and fm.horizontalAdvance(word[:k]) > width:
-                        k -= 1
-                    line, words[0] = word[:k], word[k:]
-                out.append(line)
-                line = ""
-            out.append(line)
-        if len(out) > self._lines:
-            cut = True
-            rest = " ".join(x for x in out[self._lines - 1:] if x)
-            out = out[:self._lines - 1] + [rest]
-        if out:
-            last = fm.elidedText(out[-1], Qt.ElideRight, width)
-            cut = cut or last != out[-1]
-            out[-1] = last
+            layout = QTextLayout(para, self.font())
+            layout.setTextOption(option)
+            layout.beginLayout()
+            n0 = len(out)
+            while (line := layout.createLine()).isValid():
+                line.setLineWidth(width)
+                out.append(para[line.textStart():line.textStart() + line.textLength()].rstrip())
+            layout.endLayout()
+            if len(out) == n0:       # an empty paragraph is an empty line
+                out.append("")
+        cut = len(out) > self._lines
+        if cut:
+            out = out[:self._lines - 1] + [" ".join(x for x in out[self._lines - 1:] if x)]
+        last = fm.elidedText(out[-1], Qt.ElideRight, width)
+        cut = cut or last != out[-1]
+        out[-1] = last
         self._shown = out
         self.setToolTip(self._text if cut else "")
 
@@ -262,7 +249,7 @@ class StableText(QWidget):
         r = self.contentsRect()
         step = self.fontMetrics().lineSpacing()
         for k, line in enumerate(self._shown[:self._lines]):
-            p.drawText(QRect(r.left(), r.top() + k * step, r.width(), step), self._alignment | Qt.AlignVCenter, line)
+            p.drawText(QRect(r.left(), r.top() + k * step, r.width(), step), Qt.AlignLeft | Qt.AlignVCenter, line)
         p.end()
 
 

@@ -97,7 +97,6 @@ class CategoryPanel(QWidget):
         # and repainted the table once more, a window flush of its own (~20 ms under Xvfb)
         for c in (COL_N, COL_PCT, COL_VIEW, COL_REGION):
             hdr.setSectionResizeMode(c, QHeaderView.Fixed)
-        self._sorted_as: int | None = None
         for c in (COL_N, COL_PCT, COL_VIEW, COL_REGION):
             self.tree.headerItem().setTextAlignment(c, Qt.AlignRight | Qt.AlignVCenter)
         self.hint = QLabel("double-click a name: show only it · double-click a colour: change it · right-click: more")
@@ -128,7 +127,6 @@ class CategoryPanel(QWidget):
         self.tree.blockSignals(True)
         self.tree.setSortingEnabled(False)
         self.tree.clear()
-        self._sorted_as = None
         if col is not None and col.kind == "categorical":
             total = max(int(col.codes.size), 1)
             self._fit_count_columns(total)
@@ -224,11 +222,12 @@ class CategoryPanel(QWidget):
         mode = self.sort_box.currentIndex()
         column, order = ((COL_N, Qt.DescendingOrder), (COL_NAME, Qt.AscendingOrder),
                          (COL_VIEW, Qt.DescendingOrder))[min(max(mode, 0), 2)]
-        if self._sorted_as == mode and self._in_order(column, order):
+        head = self.tree.header()     # the last sort applied is the header's sort indicator
+        if (head.sortIndicatorSection() == column and head.sortIndicatorOrder() == order
+                and self._in_order(column, order)):
             return
         self.tree.setSortingEnabled(False)
         self.tree.sortItems(column, order)
-        self._sorted_as = mode
 
     def _in_order(self, column: int, order) -> bool:
         """The rows are sorted by ``column`` (their sort values) in ``order``: a stable sort
